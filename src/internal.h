@@ -1,0 +1,103 @@
+/*
+ * internal.h - what the layers of cfutures share and users never see.
+ *
+ * Platform layer: the allocation hook, monotonic deadlines, futex wait/wake,
+ * a one-word mutex and the per-thread parker. Everything higher (sync,
+ * thread, future, executors) is built from these. Names here are cf__*.
+ */
+#ifndef CF_INTERNAL_H
+#define CF_INTERNAL_H
+
+#include "cfutures.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+
+/* ---- memory: every allocation goes through the hook (cf_replace_allocator) */
+void *cf__malloc(size_t size);
+void *cf__calloc(size_t count, size_t size);
+void *cf__realloc(void *ptr, size_t size);
+void cf__free(void *ptr);
+char *cf__strdup(const char *s); /* NULL stays NULL; NULL on ENOMEM too */
+
+/* ---- time. A deadline is an absolute CLOCK_MONOTONIC time; forever is
+ * tv_sec == -1. */
+typedef struct timespec cf__deadline;
+
+/* Converts a Python-style timeout into *d: 0, or CF_EINVAL for NaN. */
+int cf__deadline_from(double timeout, cf__deadline *d);
+bool cf__deadline_forever(const cf__deadline *d);
+/* True once the deadline has passed (never for forever). */
+bool cf__deadline_passed(const cf__deadline *d);
+/* Seconds left, clamped at 0; negative for forever. */
+double cf__deadline_left(const cf__deadline *d);
+double cf__now(void); /* monotonic seconds */
+
+/* ---- futex (private, on a 32-bit atomic word) */
+/* Sleeps while *word == expected, until woken or the deadline (NULL: forever).
+ * Returns 0, or CF_ETIMEDOUT. Spurious returns happen: callers loop. */
+int cf__futex_wait(_Atomic uint32_t *word, uint32_t expected,
+                   const cf__deadline *deadline);
+void cf__futex_wake(_Atomic uint32_t *word, int n);
+
+/* ---- a one-word mutex (0 unlocked, 1 locked, 2 locked with waiters) */
+typedef struct { _Atomic uint32_t word; } cf__mutex;
+#define CF__MUTEX_INIT {0}
+void cf__mutex_lock_slow(cf__mutex *m);
+static inline void cf__mutex_lock(cf__mutex *m)
+{
+    uint32_t expected = 0;
+    /* acquire: pairs with the release in cf__mutex_unlock */
+    if (!atomic_compare_exchange_strong_explicit(&m->word, &expected, 1,
+                                                 memory_order_acquire,
+                                                 memory_order_relaxed))
+        cf__mutex_lock_slow(m);
+}
+static inline void cf__mutex_unlock(cf__mutex *m)
+{
+    /* release: publishes the critical section to the next owner */
+    if (atomic_exchange_explicit(&m->word, 0, memory_order_release) == 2)
+        cf__futex_wake(&m->word, 1);
+}
+
+/* ---- the parker: one per thread, a binary wake-up token.
+ * cf__park consumes the token, sleeping until one is there or the deadline;
+ * cf__unpark makes the token available and wakes the owner. */
+typedef struct { _Atomic uint32_t state; } cf__parker;
+cf__parker *cf__parker_self(void);
+/* Returns 0 when a token was consumed, CF_ETIMEDOUT otherwise. */
+int cf__park(cf__parker *p, const cf__deadline *deadline);
+void cf__unpark(cf__parker *p);
+
+/* ---- the task context: what cf_fail writes into. Executors install one
+ * around every task they run (saving the outer one for nested help). */
+typedef struct cf__task_ctx {
+    int code;      /* 0, or the failure recorded by cf_fail */
+    char *message; /* allocated, or NULL */
+} cf__task_ctx;
+cf__task_ctx *cf__task_ctx_swap(cf__task_ctx *ctx); /* returns the old one */
+
+/* ---- thread names: pool workers and cf_threads set theirs here */
+void cf__set_current_name(const char *name); /* borrowed, must outlive use */
+
+/* ---- helping while waiting. A thread that is a pool worker registers a
+ * helper; blocking waits in the future layer call it instead of sleeping
+ * when it can run something. */
+typedef struct cf__helper {
+    /* Runs one queued task of the pool if there is one: true if it did. */
+    bool (*run_one)(struct cf__helper *h);
+    /* Sleeps until unparked (new work or the awaited event) or deadline,
+     * staying reachable by the pool's wake-ups. */
+    void (*park)(struct cf__helper *h, const cf__deadline *deadline);
+} cf__helper;
+cf__helper *cf__helper_current(void);
+cf__helper *cf__helper_swap(cf__helper *h); /* returns the old one */
+
+/* Blocks until done(ctx) is true: 0, or CF_ETIMEDOUT at the deadline. The
+ * caller arranges for cf__unpark(cf__parker_self()) whenever done may have
+ * become true. In a pool worker it runs other work meanwhile. */
+int cf__block_until(bool (*done)(void *ctx), void *ctx,
+                    const cf__deadline *deadline);
+
+#endif /* CF_INTERNAL_H */

@@ -1,0 +1,276 @@
+/*
+ * harness.h - the test runner. Each case runs in its own forked child with a
+ * timeout (alarm), so a hang or a crash fails one case, not the file. A
+ * child that exits normally is also leak-checked by LeakSanitizer in the
+ * sanitizer builds. Run one case with `./test_x NAME`; CF_TEST_NOFORK=1 runs
+ * cases in-process (for gdb). CF_TEST_TIME_SCALE multiplies the timeouts.
+ *
+ * Also here: a failing allocator for the CF_ENOMEM paths (oom_*), and small
+ * timing helpers. Timing checks have generous bounds and never measure speed.
+ */
+#ifndef CF_TEST_HARNESS_H
+#define CF_TEST_HARNESS_H
+
+#include <cfutures.h>
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct test_case {
+    const char *name;
+    void (*fn)(void);
+} test_case;
+
+#define TEST_CASE(fn) { #fn, fn }
+
+static inline double test_scale(void)
+{
+    const char *s = getenv("CF_TEST_TIME_SCALE");
+    double v = s ? atof(s) : 1.0;
+    return v > 0 ? v : 1.0;
+}
+
+static inline double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline void sleep_s(double s)
+{
+    struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
+                    #cond);                                                    \
+            exit(1);                                                           \
+        }                                                                      \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                         \
+    do {                                                                       \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                  \
+        if (va_ != vb_) {                                                      \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %lld, %s == %lld\n",\
+                    __FILE__, __LINE__, #a, va_, #b, vb_);                     \
+            exit(1);                                                           \
+        }                                                                      \
+    } while (0)
+
+/* Checks that an expression took between lo and hi seconds (hi scaled). */
+#define CHECK_TIME(expr, lo, hi)                                               \
+    do {                                                                       \
+        double t0_ = now_s();                                                  \
+        expr;                                                                  \
+        double dt_ = now_s() - t0_;                                            \
+        if (dt_ < (lo) || dt_ > (hi) * test_scale()) {                         \
+            fprintf(stderr, "%s:%d: %s took %.3fs, not in [%g, %g]\n",         \
+                    __FILE__, __LINE__, #expr, dt_, (double)(lo),              \
+                    (double)(hi) * test_scale());                              \
+            exit(1);                                                           \
+        }                                                                      \
+    } while (0)
+
+/* ---- the failing allocator ------------------------------------------- */
+
+static atomic_long oom_countdown = -1; /* allocations left before failing */
+static atomic_long oom_live;           /* allocations not yet freed */
+static atomic_long oom_failures;
+
+static inline bool oom_should_fail(void)
+{
+    long left = atomic_load(&oom_countdown);
+    while (left >= 0) {
+        if (atomic_compare_exchange_weak(&oom_countdown, &left, left - 1)) {
+            if (left == 0) {
+                atomic_fetch_add(&oom_failures, 1);
+                return true;
+            }
+            return false;
+        }
+    }
+    return false;
+}
+
+/* Each block carries a 16-byte header so oom_live counts what is live. */
+static inline void *oom_malloc(size_t n)
+{
+    if (oom_should_fail())
+        return NULL;
+    char *p = malloc(n + 16);
+    if (!p)
+        return NULL;
+    atomic_fetch_add(&oom_live, 1);
+    memcpy(p, &n, sizeof n);
+    return p + 16;
+}
+static inline void oom_free(void *p)
+{
+    if (!p)
+        return;
+    atomic_fetch_sub(&oom_live, 1);
+    free((char *)p - 16);
+}
+static inline void *oom_calloc(size_t c, size_t n)
+{
+    if (n && c > (size_t)-1 / n - 32)
+        return NULL;
+    void *p = oom_malloc(c * n);
+    if (p)
+        memset(p, 0, c * n);
+    return p;
+}
+static inline void *oom_realloc(void *old, size_t n)
+{
+    if (!old)
+        return oom_malloc(n);
+    if (oom_should_fail())
+        return NULL;
+    size_t was;
+    memcpy(&was, (char *)old - 16, sizeof was);
+    char *p = realloc((char *)old - 16, n + 16);
+    if (!p)
+        return NULL;
+    memcpy(p, &n, sizeof n);
+    return p + 16;
+}
+
+/* Installs the counting allocator (call first thing in a test). */
+static inline void oom_install(void)
+{
+    cf_replace_allocator(oom_malloc, oom_realloc, oom_calloc, oom_free);
+}
+
+/* Makes allocation number k from now fail (0 = the next one); -1 never. */
+static inline void oom_fail_at(long k)
+{
+    atomic_store(&oom_failures, 0);
+    atomic_store(&oom_countdown, k);
+}
+
+static inline long oom_live_count(void) { return atomic_load(&oom_live); }
+
+/*
+ * Drives an operation through every allocation failure: for k = 0, 1, ...
+ * fails allocation k during op(ctx); op returns CF_ENOMEM when it failed (and
+ * must have freed everything it made and left objects usable) or 0 when it
+ * succeeded. Stops at the first k where no allocation failed; returns how many
+ * failure points were tried. undo(ctx) frees what a successful op made.
+ */
+static inline int oom_sweep(int (*op)(void *ctx), void (*undo)(void *ctx),
+                            void *ctx)
+{
+    for (long k = 0; k < 10000; k++) {
+        long live = oom_live_count();
+        oom_fail_at(k);
+        int rc = op(ctx);
+        long failed = atomic_load(&oom_failures);
+        oom_fail_at(-1);
+        if (failed == 0) {
+            CHECK_EQ(rc, 0);
+            if (undo)
+                undo(ctx);
+            return (int)k;
+        }
+        if (rc == 0) {
+            /* The failure was absorbed (e.g. an optional cache). */
+            if (undo)
+                undo(ctx);
+        } else {
+            if (rc != CF_ENOMEM) {
+                fprintf(stderr, "oom_sweep: failing allocation %ld gave %d (%s)\n",
+                        k, rc, cf_strerror(rc));
+                exit(1);
+            }
+            if (oom_live_count() != live) {
+                fprintf(stderr, "oom_sweep: failing allocation %ld leaked %ld\n", k,
+                        oom_live_count() - live);
+                exit(1);
+            }
+        }
+    }
+    fprintf(stderr, "oom_sweep: did not converge\n");
+    exit(1);
+}
+
+/* ---- the runner --------------------------------------------------------- */
+
+static inline int test_run_case(const test_case *c, double timeout)
+{
+    if (getenv("CF_TEST_NOFORK")) {
+        c->fn();
+        return 0;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 1;
+    }
+    if (pid == 0) {
+        alarm((unsigned)ceil(timeout));
+        c->fn();
+        fflush(NULL);
+        exit(0);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (WIFSIGNALED(status))
+        fprintf(stderr, "  %s: killed by signal %d (%s)%s\n", c->name,
+                WTERMSIG(status), strsignal(WTERMSIG(status)),
+                WTERMSIG(status) == SIGALRM ? " - timed out" : "");
+    else
+        fprintf(stderr, "  %s: exit status %d\n", c->name, WEXITSTATUS(status));
+    return 1;
+}
+
+static inline int test_main(const test_case *cases, size_t n, int argc,
+                            char **argv)
+{
+    double timeout = 60.0 * test_scale();
+    int failed = 0, ran = 0;
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i++) {
+        if (argc > 1) {
+            bool wanted = false;
+            for (int a = 1; a < argc; a++)
+                wanted |= strcmp(argv[a], cases[i].name) == 0;
+            if (!wanted)
+                continue;
+        }
+        double c0 = now_s();
+        int bad = test_run_case(&cases[i], timeout);
+        printf("%s %s (%.2fs)\n", bad ? "FAIL" : "ok  ", cases[i].name,
+               now_s() - c0);
+        fflush(stdout);
+        failed += bad;
+        ran++;
+    }
+    printf("%d of %d cases passed in %.2fs\n", ran - failed, ran, now_s() - t0);
+    return failed ? 1 : 0;
+}
+
+#define TEST_MAIN(cases)                                                       \
+    int main(int argc, char **argv)                                            \
+    {                                                                          \
+        return test_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);\
+    }
+
+#endif /* CF_TEST_HARNESS_H */
