@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# The project's test command. From a fresh clone it installs what is missing
+# (scripts/install-deps.sh), then, stopping at the first failure:
+#   gcc    RelWithDebInfo -Werror build, whole ctest suite      (build/gcc)
+#   clang  RelWithDebInfo -Werror build, whole ctest suite      (build/clang)
+#   tsan   -DCF_SANITIZE=thread,  whole ctest suite             (build/tsan)
+#   asan   -DCF_SANITIZE=address (ASan+UBSan+LSan), whole suite (build/asan)
+#   install  cmake --install into a temporary prefix, then build and run
+#          tests/install/consumer.c against it with pkg-config (shared and
+#          static) and as a CMake project (find_package, shared and static)
+# Build directories are kept, so a second run only rebuilds what changed.
+#
+# Usage: scripts/test.sh [--quick] [--no-deps]
+#   --quick    gcc build and ctest only (for development)
+#   --no-deps  do not run scripts/install-deps.sh
+# Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default 2).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+quick=0
+deps=1
+for arg in "$@"; do
+    case "$arg" in
+    --quick) quick=1 ;;
+    --no-deps) deps=0 ;;
+    -h | --help)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "test.sh: unknown option: $arg (try --help)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+jobs=${JOBS:-$(nproc)}
+ctest_jobs=${CTEST_JOBS:-2}
+
+# ---- stages: a header, the time each took, and which one failed ----------
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+t_start=$(now)
+stage_name=
+summary=()
+on_exit() {
+    local rc=$?
+    if [ "$rc" -ne 0 ] && [ -n "$stage_name" ]; then
+        printf '\n=== FAILED: %s (exit %d, after %ss)\n' "$stage_name" "$rc" \
+            "$(elapsed "$t_start")" >&2
+    fi
+}
+trap on_exit EXIT
+
+# stage NAME COMMAND...: runs one stage; set -e ends the script if it fails.
+stage() {
+    stage_name=$1
+    shift
+    printf '\n=== %s\n' "$stage_name"
+    local t0
+    t0=$(now)
+    "$@"
+    local dt
+    dt=$(elapsed "$t0")
+    summary+=("$(printf '%-8s %7ss' "$stage_name" "$dt")")
+    printf '=== %s: ok (%ss)\n' "$stage_name" "$dt"
+    stage_name=
+}
+
+# ---- building and testing one configuration -------------------------------
+
+# configure DIR CC [cmake args...]
+configure() {
+    local dir=$1 cc=$2
+    shift 2
+    cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCF_WERROR=ON "$@" >/dev/null
+}
+
+build() { cmake --build "$1" --parallel "$jobs"; }
+
+run_ctest() {
+    ctest --test-dir "$1" --output-on-failure --no-tests=error \
+        -j "$ctest_jobs"
+}
+
+# A plain build with compiler CC in build/NAME, and its test suite.
+plain() {
+    local name=$1 cc=$2
+    configure "build/$name" "$cc"
+    build "build/$name"
+    run_ctest "build/$name"
+}
+
+# Options for the sanitizer runtimes; a value already in the environment wins.
+: "${TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1}"
+: "${ASAN_OPTIONS=detect_leaks=1:abort_on_error=0}"
+: "${UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1}"
+export TSAN_OPTIONS ASAN_OPTIONS UBSAN_OPTIONS
+
+# A sanitizer build (thread or address) in build/tsan or build/asan, and the
+# suite run with timing bounds scaled for the slower code.
+sanitized() {
+    local kind=$1 cc=$2 dir=build/${1:0:1}san
+    configure "$dir" "$cc" -DCF_SANITIZE="$kind" -DCF_BUILD_BENCH=OFF
+    build "$dir"
+    local -a wrap=()
+    if [ "$kind" = thread ] && ! tsan_works "$dir"; then
+        # TSan runtimes older than LLVM 18 cannot map their shadow memory
+        # when the kernel randomises mmap with more than 28 bits (the
+        # "unexpected memory mapping" failure); without ASLR they can.
+        echo "tsan: this kernel's address randomisation breaks TSan;" \
+            "running the suite under setarch -R"
+        wrap=(setarch "$(uname -m)" -R)
+    fi
+    CF_TEST_TIME_SCALE=${CF_TEST_TIME_SCALE:-4} "${wrap[@]}" \
+        ctest --test-dir "$dir" --output-on-failure --no-tests=error \
+        -j "$ctest_jobs"
+}
+
+# Whether a trivial TSan program built like the ones in DIR runs here.
+tsan_works() {
+    local probe=$1/tsan-probe
+    if [ ! -x "$probe" ]; then
+        printf 'int main(void) { return 0; }\n' |
+            "$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$1/CMakeCache.txt")" \
+                -fsanitize=thread -x c - -o "$probe"
+    fi
+    "$probe" >/dev/null 2>&1
+}
+
+# ---- the install test -----------------------------------------------------
+
+install_test() {
+    local build=build/gcc work=build/install-test
+    local prefix=$root/$work/prefix
+    rm -rf "$work"
+    mkdir -p "$work"
+    cmake --install "$build" --prefix "$prefix" >/dev/null
+
+    # Everything a consumer needs is where it should be.
+    local libdir
+    libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:[A-Z]*=//p' "$build/CMakeCache.txt")
+    local f
+    for f in include/cfutures.h "$libdir"/libcfutures.a \
+        "$libdir"/libcfutures.so "$libdir"/pkgconfig/cfutures.pc \
+        "$libdir"/cmake/cfutures/cfuturesConfig.cmake \
+        "$libdir"/cmake/cfutures/cfuturesConfigVersion.cmake \
+        "$libdir"/cmake/cfutures/cfuturesTargets.cmake; do
+        if [ ! -e "$prefix/$f" ]; then
+            echo "install: $f is missing from the installed tree" >&2
+            return 1
+        fi
+    done
+    local soname
+    soname=$(objdump -p "$prefix/$libdir/libcfutures.so" |
+        awk '$1 == "SONAME" { print $2 }')
+    if [ -z "$soname" ] || [ ! -L "$prefix/$libdir/$soname" ]; then
+        echo "install: no soname link ($soname) for libcfutures.so" >&2
+        return 1
+    fi
+
+    # The shared library exports the public cf_ names and nothing else.
+    local leaked
+    leaked=$(nm -D --defined-only "$prefix/$libdir/libcfutures.so" |
+        awk '$2 ~ /^[A-Z]$/ && $2 != "A" { print $3 }' |
+        grep -v '^cf_[^_]' || true)
+    if [ -n "$leaked" ]; then
+        echo "install: libcfutures.so exports names that are not public:" >&2
+        echo "$leaked" >&2
+        return 1
+    fi
+    echo "install: files in place, soname $soname," \
+        "$(nm -D --defined-only "$prefix/$libdir/libcfutures.so" |
+            grep -c ' T cf_') public functions exported"
+
+    local src=$root/tests/install
+    local out=$work/out
+    mkdir -p "$out"
+    export PKG_CONFIG_PATH=$prefix/$libdir/pkgconfig
+    local cc
+    cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
+
+    echo "install: pkg-config, shared"
+    # shellcheck disable=SC2046 # pkg-config output is a list of words
+    "$cc" -std=c11 -Wall -Wextra -Werror "$src/consumer.c" -o "$out/pc-shared" \
+        $(pkg-config --cflags --libs cfutures)
+    LD_LIBRARY_PATH=$prefix/$libdir "$out/pc-shared"
+    if ldd "$out/pc-shared" | grep -q 'libcfutures\.so'; then :; else
+        echo "install: pc-shared is not linked to libcfutures.so" >&2
+        return 1
+    fi
+
+    echo "install: pkg-config --static"
+    # --static adds Libs.private; -l:libcfutures.a picks the archive over
+    # the shared library that sits beside it.
+    # shellcheck disable=SC2046
+    "$cc" -std=c11 -Wall -Wextra -Werror "$src/consumer.c" -o "$out/pc-static" \
+        $(pkg-config --cflags --static --libs cfutures |
+            sed 's/-lcfutures\b/-l:libcfutures.a/')
+    "$out/pc-static"
+    if ldd "$out/pc-static" | grep -q 'libcfutures'; then
+        echo "install: pc-static is linked to libcfutures.so" >&2
+        return 1
+    fi
+
+    echo "install: CMake find_package (cfutures::cfutures, cfutures::cfutures_static)"
+    cmake -S "$src" -B "$out/cmake" -DCMAKE_C_COMPILER="$cc" \
+        -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+    cmake --build "$out/cmake" --parallel "$jobs" >/dev/null
+    "$out/cmake/consumer"
+    "$out/cmake/consumer_static"
+    if ldd "$out/cmake/consumer_static" | grep -q 'libcfutures'; then
+        echo "install: consumer_static is linked to libcfutures.so" >&2
+        return 1
+    fi
+}
+
+# ---- the run --------------------------------------------------------------
+
+if [ "$deps" = 1 ]; then
+    stage deps scripts/install-deps.sh
+fi
+stage gcc plain gcc gcc
+if [ "$quick" = 0 ]; then
+    stage clang plain clang clang
+    stage tsan sanitized thread clang
+    stage asan sanitized address gcc
+    stage install install_test
+fi
+
+printf '\n=== all stages passed in %ss\n' "$(elapsed "$t_start")"
+printf '    %s\n' "${summary[@]}"
