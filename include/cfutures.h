@@ -317,8 +317,9 @@ typedef enum cf_return_when {
 } cf_return_when;
 
 /* Waits until the condition holds over fs[0..n): 0, or CF_ETIMEDOUT (CF_EINVAL
- * for NULL entries, NaN, a bad when). Read each future's state after. n = 0
- * returns 0; duplicates are fine. */
+ * for NULL entries, NaN, a bad when; CF_ENOMEM when it must block and cannot
+ * allocate its n watches). Read each future's state after. n = 0 returns 0;
+ * duplicates are fine. In a pool worker it runs other work while it waits. */
 int cf_wait(cf_future *const *fs, size_t n, double timeout,
             cf_return_when when);
 

@@ -66,6 +66,10 @@ static inline void cf__mutex_unlock(cf__mutex *m)
  * cf__unpark makes the token available and wakes the owner. */
 typedef struct { _Atomic uint32_t state; } cf__parker;
 cf__parker *cf__parker_self(void);
+/* Makes p this thread's parker (NULL: back to the thread-local one). Pool
+ * workers use a parker inside their worker record, which outlives the
+ * thread, so that a late wake-up never touches a dead thread's storage. */
+void cf__parker_set_self(cf__parker *p);
 /* Returns 0 when a token was consumed, CF_ETIMEDOUT otherwise. */
 int cf__park(cf__parker *p, const cf__deadline *deadline);
 void cf__unpark(cf__parker *p);
@@ -80,6 +84,8 @@ cf__task_ctx *cf__task_ctx_swap(cf__task_ctx *ctx); /* returns the old one */
 
 /* ---- thread names: pool workers and cf_threads set theirs here */
 void cf__set_current_name(const char *name); /* borrowed, must outlive use */
+/* Detaches the calling cf_thread: its record is freed when its fn returns. */
+void cf__thread_detach_self(void);
 
 /* ---- helping while waiting. A thread that is a pool worker registers a
  * helper; blocking waits in the future layer call it instead of sleeping

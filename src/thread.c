@@ -71,6 +71,14 @@ cf__helper *cf__helper_swap(cf__helper *h)
     return old;
 }
 
+void cf__thread_detach_self(void)
+{
+    if (current_thread && !current_thread->detached) {
+        current_thread->detached = true;
+        pthread_detach(pthread_self());
+    }
+}
+
 static void *thread_main(void *p)
 {
     cf_thread *t = p;
@@ -79,6 +87,8 @@ static void *thread_main(void *p)
     void *result = t->fn(t->arg);
     current_name = NULL;
     current_thread = NULL;
+    /* detached is written only by this thread once it runs
+     * (cf__thread_detach_self), or before it started. */
     if (t->detached) {
         cf__free(t->name);
         cf__free(t);

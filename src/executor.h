@@ -1,0 +1,25 @@
+/*
+ * executor.h - the engine interface behind cf_executor. Each engine (thread
+ * pool now; process and MPI pools later) embeds `cf_executor` first and
+ * fills the operations; cf_submit, cf_map and the rest are written once
+ * against it (executor.c, map.c).
+ */
+#ifndef CF_EXECUTOR_H
+#define CF_EXECUTOR_H
+
+#include "future.h"
+
+typedef struct cf__executor_ops {
+    /* Queues task (a pending future with fn and arg set), taking over one
+     * reference to it. 0, or an error with the reference left to the caller. */
+    int (*submit)(cf_executor *ex, cf_future *task);
+    int (*shutdown)(cf_executor *ex, bool wait, bool cancel_futures);
+    void (*free)(cf_executor *ex);
+    int (*stats)(cf_executor *ex, cf_stats *out);
+} cf__executor_ops;
+
+struct cf_executor {
+    const cf__executor_ops *ops;
+};
+
+#endif /* CF_EXECUTOR_H */

@@ -1,0 +1,374 @@
+/*
+ * future.c - the future state machine, done callbacks and single-future
+ * waits.
+ *
+ * States: PENDING -> RUNNING -> FINISHED, PENDING -> FINISHED (user-made
+ * futures), PENDING -> CANCELLED. FINISHED and CANCELLED are final ("done").
+ * Invariants (docs/design.md, "Futures"):
+ *   - Every move to a done state happens with `mu` held, after the fields
+ *     (result, code, message) are written; the state store is a release, so
+ *     a reader that sees done (acquire) sees the fields.
+ *   - PENDING -> RUNNING is a lone CAS (no mutex): it competes with cancel's
+ *     CAS, so exactly one of "runs" and "cancelled" wins.
+ *   - Callbacks and watches are taken off the future in the same critical
+ *     section that makes it done: each runs once; one added later sees done
+ *     and runs at once in its adder's thread.
+ *   - Blocking threads set CF__WAITBIT before they sleep on the state word;
+ *     the completer wakes the word only when the bit was set.
+ * Cost: a wait on a done future is one load; completion with no waiters and
+ * no callbacks is one mutex round trip and one exchange.
+ */
+#include "future.h"
+
+#include <string.h>
+
+cf_future *cf__future_alloc(uint32_t refs)
+{
+    cf_future *f = cf__calloc(1, sizeof *f);
+    if (f)
+        atomic_init(&f->refs, refs);
+    return f;
+}
+
+cf_future *cf_future_new(void)
+{
+    return cf__future_alloc(1);
+}
+
+void cf_future_retain(cf_future *f)
+{
+    if (f)
+        atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+void cf_future_release(cf_future *f)
+{
+    if (!f)
+        return;
+    /* acq_rel: the last owner sees every other owner's writes */
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (cf__callback *cb = f->cbs, *next; cb; cb = next) {
+        next = cb->next;
+        cf__free(cb);
+    }
+    cf__free(f->message);
+    cf__free(f);
+}
+
+bool cf__future_failed(const cf_future *f)
+{
+    return cf__future_state(f) == CF__FINISHED && f->code != 0;
+}
+
+bool cf_future_cancelled(cf_future *f)
+{
+    return f && cf__future_state(f) == CF__CANCELLED;
+}
+
+bool cf_future_running(cf_future *f)
+{
+    return f && cf__future_state(f) == CF__RUNNING;
+}
+
+bool cf_future_done(cf_future *f)
+{
+    return f && cf__state_done(cf__future_state(f));
+}
+
+/*
+ * Moves f to `to` (a done state) with mu held. from_pending: only from
+ * PENDING (cancel), else from PENDING or RUNNING. Returns false, changing
+ * nothing, when f is not in such a state. On success *cbs and *wake say
+ * what must happen after unlocking (after_complete).
+ */
+static bool complete_locked(cf_future *f, uint32_t to, bool from_pending,
+                            cf__callback **cbs, bool *wake)
+{
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    do {
+        uint32_t st = s & CF__STATE_MASK;
+        if (cf__state_done(st) || (from_pending && st != CF__PENDING))
+            return false;
+        /* release: publishes result/code/message (written before) to
+         * readers that acquire-load a done state. A failed CAS means the
+         * RUNNING CAS or a sleeper's WAITBIT raced in: look again. */
+    } while (!atomic_compare_exchange_weak_explicit(&f->state, &s, to,
+                                                    memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    *wake = (s & CF__WAITBIT) != 0;
+    for (cf__watch *w = f->watches, *next; w; w = next) {
+        next = w->next;
+        w->linked = false;
+        w->prev = w->next = NULL;
+        w->notify(w, f);
+    }
+    f->watches = NULL;
+    *cbs = f->cbs;
+    f->cbs = NULL;
+    return true;
+}
+
+/* After unlocking: wake sleepers, run the callbacks in order. first_cb is
+ * stable: nothing writes it once the future is done. */
+static void after_complete(cf_future *f, cf__callback *cbs, bool wake)
+{
+    if (wake)
+        cf__futex_wake(&f->state, -1);
+    if (f->first_cb.fn)
+        f->first_cb.fn(f, f->first_cb.ctx);
+    for (cf__callback *cb = cbs, *next; cb; cb = next) {
+        next = cb->next;
+        cb->fn(f, cb->ctx);
+        cf__free(cb);
+    }
+}
+
+/* Completes f (FINISHED, or CANCELLED from PENDING only) unless that move is
+ * not allowed: 0 or CF_EINVAL. message is owned by the callee from here on. */
+static int complete(cf_future *f, uint32_t to, void *result, int code,
+                    char *message)
+{
+    cf__callback *cbs;
+    bool wake;
+    cf__mutex_lock(&f->mu);
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    if (cf__state_done(s) ||
+        (to == CF__CANCELLED && (s & CF__STATE_MASK) != CF__PENDING)) {
+        cf__mutex_unlock(&f->mu);
+        cf__free(message);
+        return CF_EINVAL;
+    }
+    /* The fields are ours: every completer holds mu, and none got here. */
+    f->result = result;
+    f->code = code;
+    f->message = message;
+    if (!complete_locked(f, to, to == CF__CANCELLED, &cbs, &wake)) {
+        /* Only a cancel can lose, to the RUNNING CAS. */
+        f->code = 0;
+        f->message = NULL;
+        cf__mutex_unlock(&f->mu);
+        cf__free(message);
+        return CF_EINVAL;
+    }
+    cf__mutex_unlock(&f->mu);
+    after_complete(f, cbs, wake);
+    return 0;
+}
+
+int cf_future_set_result(cf_future *f, void *result)
+{
+    if (!f)
+        return CF_EINVAL;
+    return complete(f, CF__FINISHED, result, 0, NULL);
+}
+
+int cf_future_set_exception(cf_future *f, int code, const char *message)
+{
+    if (!f || code == 0)
+        return CF_EINVAL;
+    if (cf_future_done(f))
+        return CF_EINVAL;
+    char *copy = NULL;
+    if (message && !(copy = cf__strdup(message)))
+        return CF_ENOMEM;
+    return complete(f, CF__FINISHED, NULL, code, copy);
+}
+
+void cf__future_fail(cf_future *f, int code, const char *message)
+{
+    complete(f, CF__FINISHED, NULL, code, cf__strdup(message));
+}
+
+bool cf_future_cancel(cf_future *f)
+{
+    if (!f)
+        return false;
+    uint32_t s = cf__future_state(f);
+    if (s == CF__PENDING &&
+        complete(f, CF__CANCELLED, NULL, CF_ECANCELED, NULL) == 0)
+        return true;
+    return cf__future_state(f) == CF__CANCELLED;
+}
+
+bool cf_future_set_running_or_notify_cancel(cf_future *f)
+{
+    if (!f)
+        return false;
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
+    while ((s & CF__STATE_MASK) == CF__PENDING) {
+        /* acquire: the runner sees what the submitter wrote (fn, arg) */
+        if (atomic_compare_exchange_weak_explicit(
+                &f->state, &s, (s & CF__WAITBIT) | CF__RUNNING,
+                memory_order_acquire, memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+int cf_future_add_done_callback(cf_future *f,
+                                void (*fn)(cf_future *f, void *ctx), void *ctx)
+{
+    if (!f || !fn)
+        return CF_EINVAL;
+    cf__mutex_lock(&f->mu);
+    if (!cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed))) {
+        if (!f->first_cb.fn) {
+            f->first_cb.fn = fn;
+            f->first_cb.ctx = ctx;
+        } else {
+            cf__callback *cb = cf__malloc(sizeof *cb);
+            if (!cb) {
+                cf__mutex_unlock(&f->mu);
+                return CF_ENOMEM;
+            }
+            cb->fn = fn;
+            cb->ctx = ctx;
+            cb->next = NULL;
+            cf__callback **tail = &f->cbs;
+            while (*tail)
+                tail = &(*tail)->next;
+            *tail = cb;
+        }
+        cf__mutex_unlock(&f->mu);
+        return 0;
+    }
+    cf__mutex_unlock(&f->mu);
+    fn(f, ctx);
+    return 0;
+}
+
+/* ---- watches --------------------------------------------------------- */
+
+bool cf__future_watch(cf_future *f, cf__watch *w)
+{
+    cf__mutex_lock(&f->mu);
+    if (cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed))) {
+        cf__mutex_unlock(&f->mu);
+        return false;
+    }
+    w->prev = NULL;
+    w->next = f->watches;
+    if (f->watches)
+        f->watches->prev = w;
+    f->watches = w;
+    w->linked = true;
+    cf__mutex_unlock(&f->mu);
+    return true;
+}
+
+void cf__future_unwatch(cf_future *f, cf__watch *w)
+{
+    cf__mutex_lock(&f->mu);
+    if (w->linked) {
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            f->watches = w->next;
+        if (w->next)
+            w->next->prev = w->prev;
+        w->linked = false;
+    }
+    cf__mutex_unlock(&f->mu);
+}
+
+/* ---- running a task -------------------------------------------------- */
+
+void *cf__future_call(cf_future *f, cf__task_ctx *ctx)
+{
+    ctx->code = 0;
+    ctx->message = NULL;
+    cf__task_ctx *outer = cf__task_ctx_swap(ctx);
+    void *result = f->fn(f->arg);
+    cf__task_ctx_swap(outer);
+    return result;
+}
+
+void cf__future_finish(cf_future *f, void *result, cf__task_ctx *ctx)
+{
+    if (ctx->code)
+        complete(f, CF__FINISHED, NULL, ctx->code, ctx->message);
+    else
+        complete(f, CF__FINISHED, result, 0, NULL);
+}
+
+/* ---- waiting on one future ------------------------------------------- */
+
+typedef struct {
+    cf__watch watch; /* first: a cf__watch * is a parker_watch * */
+    cf__parker *parker;
+} parker_watch;
+
+static void unpark_watch(cf__watch *w, cf_future *f)
+{
+    (void)f;
+    cf__unpark(((parker_watch *)w)->parker);
+}
+
+static bool future_is_done(void *f)
+{
+    return cf_future_done(f);
+}
+
+/* Waits until f is done or the deadline: 0 or CF_ETIMEDOUT. */
+static int wait_done(cf_future *f, const cf__deadline *d)
+{
+    if (cf_future_done(f))
+        return 0;
+    if (cf__helper_current()) {
+        /* A pool worker: help while waiting; completion unparks us. */
+        parker_watch pw = { .parker = cf__parker_self() };
+        pw.watch.notify = unpark_watch;
+        if (!cf__future_watch(f, &pw.watch))
+            return 0;
+        int rc = cf__block_until(future_is_done, f, d);
+        cf__future_unwatch(f, &pw.watch);
+        return rc;
+    }
+    for (;;) {
+        uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+        if (cf__state_done(s))
+            return 0;
+        if (!(s & CF__WAITBIT) &&
+            !atomic_compare_exchange_weak_explicit(&f->state, &s,
+                                                   s | CF__WAITBIT,
+                                                   memory_order_relaxed,
+                                                   memory_order_relaxed))
+            continue;
+        if (cf__futex_wait(&f->state, s | CF__WAITBIT, d) == CF_ETIMEDOUT &&
+            !cf_future_done(f))
+            return CF_ETIMEDOUT;
+        if (cf__deadline_passed(d) && !cf_future_done(f))
+            return CF_ETIMEDOUT;
+    }
+}
+
+int cf_future_exception(cf_future *f, double timeout, const char **message)
+{
+    cf__deadline d;
+    if (!f || cf__deadline_from(timeout, &d))
+        return CF_EINVAL;
+    int rc = wait_done(f, &d);
+    if (rc == 0)
+        rc = f->code;
+    if (message)
+        *message = rc == 0 ? NULL
+                   : rc == CF_ETIMEDOUT && !cf_future_done(f)
+                       ? cf_strerror(CF_ETIMEDOUT)
+                   : f->message ? f->message
+                                : cf_strerror(rc);
+    return rc;
+}
+
+int cf_future_result(cf_future *f, double timeout, void **result)
+{
+    cf__deadline d;
+    if (!f || cf__deadline_from(timeout, &d))
+        return CF_EINVAL;
+    int rc = wait_done(f, &d);
+    if (rc == 0)
+        rc = f->code;
+    if (rc == 0 && result)
+        *result = f->result;
+    return rc;
+}

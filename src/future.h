@@ -1,0 +1,86 @@
+/*
+ * future.h - the future record and what executors and waits use of it.
+ *
+ * A future is also the task record of an executor: fn, arg and the queue
+ * link live in it, so submitting with a future costs one allocation. The
+ * state machine and its invariants are argued in docs/design.md, "Futures".
+ */
+#ifndef CF_FUTURE_H
+#define CF_FUTURE_H
+
+#include "internal.h"
+
+enum {
+    CF__PENDING = 0,
+    CF__RUNNING = 1,
+    CF__FINISHED = 2,
+    CF__CANCELLED = 3,
+    CF__STATE_MASK = 3,
+    CF__WAITBIT = 4, /* a thread sleeps on the state word (futex) */
+};
+
+typedef struct cf__callback {
+    void (*fn)(cf_future *f, void *ctx);
+    void *ctx;
+    struct cf__callback *next;
+} cf__callback;
+
+/* A registration on a future: notify runs once, under the future's mutex,
+ * when the future becomes done. Used by cf_wait, as_completed and helping
+ * waits. The registrant unlinks it (cf__future_unwatch) before it dies. */
+typedef struct cf__watch {
+    struct cf__watch *prev, *next;
+    void (*notify)(struct cf__watch *w, cf_future *f);
+    bool linked;
+} cf__watch;
+
+struct cf_future {
+    _Atomic uint32_t state; /* CF__* state | CF__WAITBIT */
+    _Atomic uint32_t refs;
+    cf__mutex mu;           /* guards callbacks, watches, and completion */
+    int code;               /* failure code; written before done (release) */
+    void *result;
+    char *message;          /* owned; NULL means cf_strerror(code) */
+    cf__callback first_cb;  /* first callback inline: no allocation */
+    cf__callback *cbs;      /* later callbacks, in order */
+    cf__watch *watches;
+    /* the task part, used by executors */
+    cf_future *next;        /* queue link */
+    cf_fn fn;
+    void *arg;
+};
+
+/* A fresh pending future with refs references. NULL on ENOMEM. */
+cf_future *cf__future_alloc(uint32_t refs);
+
+static inline uint32_t cf__future_state(const cf_future *f)
+{
+    /* acquire: a done state makes result, code and message visible */
+    return atomic_load_explicit(&((cf_future *)f)->state, memory_order_acquire) &
+           CF__STATE_MASK;
+}
+
+static inline bool cf__state_done(uint32_t s)
+{
+    return (s & CF__STATE_MASK) >= CF__FINISHED;
+}
+
+/* True for a future that finished with a failure (cancelled is not one). */
+bool cf__future_failed(const cf_future *f);
+
+/* Calls the task of f (fn, arg), which the caller moved to RUNNING
+ * (cf_future_set_running_or_notify_cancel), with ctx installed for cf_fail.
+ * The result is not published yet: the caller publishes it with
+ * cf__future_finish after its own bookkeeping. */
+void *cf__future_call(cf_future *f, cf__task_ctx *ctx);
+void cf__future_finish(cf_future *f, void *result, cf__task_ctx *ctx);
+
+/* Completes f as failed with code and a copy of message (best effort):
+ * for executors failing work they cannot run. No-op on a done future. */
+void cf__future_fail(cf_future *f, int code, const char *message);
+
+/* Watches: link w to f; returns false (w not linked) if f is done already. */
+bool cf__future_watch(cf_future *f, cf__watch *w);
+void cf__future_unwatch(cf_future *f, cf__watch *w);
+
+#endif /* CF_FUTURE_H */
