@@ -403,6 +403,43 @@ int cf_map_next(cf_map *m, void **result);
 /* Cancels the items not started and frees the map. */
 void cf_map_free(cf_map *m);
 
+/* ------------------------------------------------------------------------
+ * Fork-join, on the work-stealing scheduler of a thread pool
+ * ------------------------------------------------------------------------ */
+
+/* Runs a(arg_a) and b(arg_b), possibly in parallel, and returns when both
+ * are done: 0, or the first failure code (a cf_fail in either). Results go
+ * to *res_a and *res_b (either may be NULL). Inside a worker of ex it runs a
+ * itself and leaves b for a thief, allocating nothing; from any other thread
+ * it hands the pair to ex and waits. CF_EINVAL, CF_ESHUTDOWN, CF_ENOMEM. */
+int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
+            void *arg_b, void **res_b);
+
+/* Calls body(lo, hi, ctx) over subranges that tile [begin, end), split
+ * recursively with cf_join so idle workers steal halves; grain is the
+ * largest range run whole (0 picks one adaptively). Returns when all ran:
+ * 0, or the first failure (a cf_fail in a body stops further splitting). */
+int cf_parallel_for(cf_executor *ex, size_t begin, size_t end, size_t grain,
+                    void (*body)(size_t lo, size_t hi, void *ctx), void *ctx);
+
+/* A task group (structured concurrency, like TBB's task_group or Python's
+ * TaskGroup): tasks submitted to it run on ex; a wait waits for all. */
+typedef struct cf_group cf_group;
+/* A new empty group on ex: NULL with errno EINVAL or ENOMEM. */
+cf_group *cf_group_new(cf_executor *ex);
+/* Adds fn(arg) to the group: 0, CF_EINVAL, CF_ENOMEM, CF_ESHUTDOWN, or
+ * CF_ECANCELED when the group was cancelled (or a task of it failed). */
+int cf_group_submit(cf_group *g, cf_fn fn, void *arg);
+/* Waits for every task submitted so far: 0, the first failure code, or
+ * CF_ETIMEDOUT. After a failure the group's tasks not yet started are
+ * cancelled. In a worker it runs other work meanwhile. */
+int cf_group_wait(cf_group *g, double timeout);
+/* Cancels the tasks of the group that have not started; later submits get
+ * CF_ECANCELED. Running tasks finish. */
+void cf_group_cancel(cf_group *g);
+/* Waits for the group's tasks, then frees it. */
+void cf_group_free(cf_group *g);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif
