@@ -12,7 +12,7 @@ static void section(int n, const char *title, const char *what)
 
 static void speedup_row(const char *work, const timing *t)
 {
-    printf("  %-10s %10.3f s %10.3f s %8d %8.1fx\n", work, t->sequential_s,
+    printf("  %-10s %10.3f s %10.3f s %8d %8.2fx\n", work, t->sequential_s,
            t->threads_s, t->workers, t->sequential_s / t->threads_s);
 }
 
@@ -34,8 +34,8 @@ int main(int argc, char **argv)
     failed += run_thread_join() != 0;
 
     section(2, "A thread pool and its futures (examples/pool_result.c)",
-            "Submit calls to a pool, read each result from its future; a "
-            "failed task hands back its code and message.");
+            "Submit calls to a pool, read each result from its future;\n"
+            "   a failed task hands back its code and message.");
     failed += run_pool_result() != 0;
 
     section(3, "I/O-bound work (examples/io_bound.c)",
