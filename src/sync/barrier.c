@@ -14,7 +14,10 @@
  *   BROKEN    abort(), or a wait timed out; waits fail until reset().
  *
  * Arrivals wait while the barrier is in ACTION, DRAINING or RESETTING, so a
- * new round never mixes with the old one. Every thread leaving decrements
+ * new round never mixes with the old one. Each completed round bumps a
+ * generation number, and a waiter whose round completed leaves with its
+ * index even if abort() or reset() comes before it has woken up (CPython
+ * would report such a waiter broken; the round did complete). Every thread leaving decrements
  * count; the last one out of a DRAINING or RESETTING barrier makes it
  * FILLING again. A waiter's timeout only counts while the barrier is
  * FILLING: once the last party has arrived, the round completes.
@@ -38,6 +41,7 @@ struct cf_barrier {
     unsigned parties;
     unsigned count;    /* threads inside wait() */
     enum state state;
+    unsigned long generation; /* completed rounds */
     void (*action)(void *ctx);
     void *ctx;
 };
@@ -125,25 +129,28 @@ static int release_round(cf_barrier *b)
         if (b->state != ACTION)
             return CF_EBROKEN;
     }
+    b->generation++;
     set_state(b, DRAINING);
     return 0;
 }
 
-/* A party that is not the last: waits for the round to complete (mu held).
- * Returns 0, or CF_EBROKEN (broken, reset, or this wait timed out and
- * broke the barrier). */
+/* A party that is not the last: waits for its round to complete (mu
+ * held). Returns 0, or CF_EBROKEN (broken, reset, or this wait timed out
+ * and broke the barrier). */
 static int await_round(cf_barrier *b, const cf__deadline *d)
 {
-    while (b->state == FILLING || b->state == ACTION) {
+    unsigned long round = b->generation;
+    while (b->generation == round &&
+           (b->state == FILLING || b->state == ACTION)) {
         /* The deadline only counts until the last party has arrived. */
         const cf__deadline *limit = b->state == FILLING ? d : NULL;
         if (cond_wait(&b->cv, &b->mu, limit) == CF_ETIMEDOUT &&
-            b->state == FILLING) {
+            b->generation == round && b->state == FILLING) {
             set_state(b, BROKEN);
             return CF_EBROKEN;
         }
     }
-    return b->state == DRAINING ? 0 : CF_EBROKEN;
+    return b->generation != round ? 0 : CF_EBROKEN;
 }
 
 int cf_barrier_wait(cf_barrier *b, double timeout)
