@@ -186,7 +186,8 @@ static void *join_self(void *p)
 
 static void timer_join_from_fn(void)
 {
-    self_ctx s = { 0 };
+    self_ctx s;
+    memset(&s, 0, sizeof s);
     atomic_store(&s.join_rc, 1);
     atomic_store(&s.cancel_rc, true);
     cf_timer *t = cf_timer_start(0, join_self, &s);
@@ -220,7 +221,8 @@ static void timer_free_from_fn(void)
 {
     oom_install();
     long live = oom_live_count();
-    self_ctx s = { 0 };
+    self_ctx s;
+    memset(&s, 0, sizeof s);
     cf_timer *t = cf_timer_start(0, free_self, &s);
     CHECK(t);
     atomic_store(&s.timer, t);

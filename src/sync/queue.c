@@ -21,8 +21,9 @@
  * are marked done. Every blocked caller is woken.
  *
  * Invariants (under mu): count <= cap; count <= maxsize when bounded;
- * unfinished >= count (each item put is unfinished until task_done, or
- * dropped by an immediate shutdown).
+ * unfinished = puts - task_dones - (items dropped by an immediate shutdown,
+ * at most what was unfinished). unfinished may be below count: task_done
+ * counts puts, not gets, as in Python.
  *
  * Cost: put and get are one mutex round trip, O(1) (O(log n) compares for
  * PRIORITY) and allocation-free except when the array grows; a futex wake

@@ -8,7 +8,9 @@
  * adds n units and signals up to n sleepers, who each re-check the counter,
  * so no wake-up is lost and none is needed beyond n. A bounded semaphore
  * checks the whole release against its initial value first and, when it
- * would pass it, releases nothing (CF_EOVERFLOW).
+ * would pass it, releases nothing (CF_EOVERFLOW). The counter is 64 bits
+ * wide; an unbounded semaphore refuses (CF_EOVERFLOW) only a release that
+ * would wrap it around.
  *
  * Invariants (under mu): value <= initial for a bounded semaphore; sleepers
  * counts the threads waiting on cv.
