@@ -6,23 +6,35 @@
  */
 #include "executor.h"
 
+cf_future *cf__task_future_new(cf_fn fn, void *arg, uint32_t refs)
+{
+    cf_future *f = cf__future_alloc(refs);
+    if (f) {
+        f->fn = fn;
+        f->arg = arg;
+    }
+    return f;
+}
+
+int cf__submit_future(cf_executor *ex, cf_future *f)
+{
+    int rc = ex->ops->submit(ex, f);
+    if (rc)
+        cf__free(f); /* never seen by anyone */
+    return rc;
+}
+
 int cf_submit(cf_executor *ex, cf_fn fn, void *arg, cf_future **out)
 {
     if (!ex || !fn)
         return CF_EINVAL;
-    cf_future *f = cf__future_alloc(out ? 2 : 1);
+    cf_future *f = cf__task_future_new(fn, arg, out ? 2 : 1);
     if (!f)
         return CF_ENOMEM;
-    f->fn = fn;
-    f->arg = arg;
-    int rc = ex->ops->submit(ex, f);
-    if (rc) {
-        cf__free(f);
-        return rc;
-    }
-    if (out)
+    int rc = cf__submit_future(ex, f);
+    if (rc == 0 && out)
         *out = f;
-    return 0;
+    return rc;
 }
 
 int cf_shutdown(cf_executor *ex, bool wait, bool cancel_futures)

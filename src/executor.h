@@ -22,4 +22,13 @@ struct cf_executor {
     const cf__executor_ops *ops;
 };
 
+/* A task future for fn(arg) with refs references (one is the engine's).
+ * NULL on ENOMEM. */
+cf_future *cf__task_future_new(cf_fn fn, void *arg, uint32_t refs);
+/* Hands a task future to ex: 0, or an error with f freed. */
+int cf__submit_future(cf_executor *ex, cf_future *f);
+
+/* The scheduler of a thread pool, or NULL for other executors. */
+struct cf__sched *cf__executor_sched(cf_executor *ex);
+
 #endif /* CF_EXECUTOR_H */

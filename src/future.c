@@ -20,6 +20,7 @@
  */
 #include "future.h"
 
+#include <errno.h>
 #include <string.h>
 
 cf_future *cf__future_alloc(uint32_t refs)
@@ -32,7 +33,10 @@ cf_future *cf__future_alloc(uint32_t refs)
 
 cf_future *cf_future_new(void)
 {
-    return cf__future_alloc(1);
+    cf_future *f = cf__future_alloc(1);
+    if (!f)
+        errno = ENOMEM;
+    return f;
 }
 
 void cf_future_retain(cf_future *f)

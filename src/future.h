@@ -45,7 +45,7 @@ struct cf_future {
     cf__callback *cbs;      /* later callbacks, in order */
     cf__watch *watches;
     /* the task part, used by executors */
-    cf_future *next;        /* queue link */
+    cf__task task;
     cf_fn fn;
     void *arg;
 };

@@ -14,6 +14,36 @@
 #include <stdint.h>
 #include <time.h>
 
+/* ---- fences. ThreadSanitizer does not model atomic_thread_fence (and gcc
+ * refuses it under -Werror), so in TSan builds a full fence is a seq_cst
+ * read-modify-write of a dummy word: a full barrier for the compiler and
+ * the CPU alike, and an operation TSan understands. */
+#if defined(__SANITIZE_THREAD__)
+#define CF__TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CF__TSAN 1
+#endif
+#endif
+
+static inline void cf__fence_seq_cst(void)
+{
+#ifdef CF__TSAN
+    static _Atomic int dummy;
+    atomic_fetch_add_explicit(&dummy, 0, memory_order_seq_cst);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+/* A release fence; in TSan builds the release store after it suffices. */
+static inline void cf__fence_release(void)
+{
+#ifndef CF__TSAN
+    atomic_thread_fence(memory_order_release);
+#endif
+}
+
 /* ---- memory: every allocation goes through the hook (cf_replace_allocator) */
 void *cf__malloc(size_t size);
 void *cf__calloc(size_t count, size_t size);
@@ -73,6 +103,14 @@ void cf__parker_set_self(cf__parker *p);
 /* Returns 0 when a token was consumed, CF_ETIMEDOUT otherwise. */
 int cf__park(cf__parker *p, const cf__deadline *deadline);
 void cf__unpark(cf__parker *p);
+
+/* ---- the task record: what schedulers queue. Futures, cf_join frames and
+ * group tasks embed one; exec runs (or drops) it on a worker. */
+typedef struct cf__worker cf__worker;
+typedef struct cf__task {
+    _Atomic(struct cf__task *) next; /* injection queue link */
+    void (*exec)(struct cf__task *t, cf__worker *w);
+} cf__task;
 
 /* ---- the task context: what cf_fail writes into. Executors install one
  * around every task they run (saving the outer one for nested help). */

@@ -28,10 +28,15 @@ struct cf_map {
     cf__deadline deadline;
 };
 
+/* Submits the next item, allocating its future unless cf_map_new did
+ * (it allocates the first window up front, so that running out of memory
+ * there leaves nothing queued). */
 static int submit_item(cf_map *m)
 {
     map_item *it = &m->items[m->submitted];
-    it->err = cf_submit(m->ex, m->fn, m->args[m->submitted], &it->f);
+    if (!it->f)
+        it->f = cf__task_future_new(m->fn, m->args[m->submitted], 2);
+    it->err = it->f ? cf__submit_future(m->ex, it->f) : CF_ENOMEM;
     if (it->err)
         it->f = NULL;
     m->submitted++;
@@ -80,9 +85,20 @@ int cf_map_new(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args,
     m->buffersize = buffersize;
     m->deadline = d;
     size_t first = buffersize && buffersize < n ? buffersize : n;
+    for (size_t i = 0; i < first; i++) {
+        m->items[i].f = cf__task_future_new(fn, m->args[i], 2);
+        if (!m->items[i].f) {
+            while (i-- > 0)
+                cf__free(m->items[i].f);
+            map_destroy(m);
+            return CF_ENOMEM;
+        }
+    }
     while (m->submitted < first) {
         int rc = submit_item(m);
         if (rc) {
+            for (size_t i = m->submitted; i < first; i++)
+                cf__free(m->items[i].f);
             cancel_from(m, 0);
             map_destroy(m);
             return rc;

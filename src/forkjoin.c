@@ -1,0 +1,381 @@
+/*
+ * forkjoin.c - cf_join, cf_parallel_for and task groups, on the
+ * work-stealing scheduler of a thread pool.
+ *
+ * cf_join inside a worker: b goes on the worker's own deque as a frame on
+ * the joiner's stack (no allocation), a runs inline, then the worker takes
+ * b back and runs it inline - unless a thief stole it, in which case the
+ * worker helps (runs other work) until the thief marks the frame done and
+ * unparks it. Outside a worker the pair is handed to the pool as one frame
+ * on the caller's stack, and the caller waits on its parker.
+ *
+ * A group counts its outstanding tasks; a wait blocks (or helps) until the
+ * count is 0. Group tasks are futures without a user reference whose first
+ * callback reports to the group, so a group task costs one allocation.
+ */
+#include "executor.h"
+#include "sched/sched.h"
+
+#include <errno.h>
+
+/* ---- cf_join ------------------------------------------------------------ */
+
+typedef struct join_frame {
+    cf__task task;
+    cf_fn fn;
+    void *arg;
+    void *result;
+    cf__task_ctx ctx;
+    cf__parker *waiter;     /* unparked by a thief when done */
+    _Atomic uint32_t done;  /* set (release) by whoever ran fn */
+} join_frame;
+
+static void run_branch(join_frame *fr)
+{
+    cf__task_ctx *outer = cf__task_ctx_swap(&fr->ctx);
+    fr->result = fr->fn(fr->arg);
+    cf__task_ctx_swap(outer);
+}
+
+/* Exec of a stolen b: run it, then publish and wake the joiner. */
+static void exec_stolen(cf__task *t, cf__worker *w)
+{
+    join_frame *fr = (join_frame *)t;
+    uint32_t mark = cf__worker_enter(w);
+    run_branch(fr);
+    cf__worker_leave(w, mark);
+    cf__parker *waiter = fr->waiter; /* the frame may die once done is set */
+    /* release: the joiner that acquires done sees result and ctx */
+    atomic_store_explicit(&fr->done, 1, memory_order_release);
+    cf__unpark(waiter);
+}
+
+static bool frame_done(void *p)
+{
+    join_frame *fr = p;
+    return atomic_load_explicit(&fr->done, memory_order_acquire) != 0;
+}
+
+static int first_failure(cf__task_ctx *a, cf__task_ctx *b)
+{
+    int code = a->code ? a->code : b->code;
+    cf__free(a->message);
+    cf__free(b->message);
+    return code;
+}
+
+/* The join on a worker of its pool. */
+static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
+                          cf_fn b, void *arg_b, void **res_b)
+{
+    join_frame fb = { .task.exec = exec_stolen, .fn = b, .arg = arg_b,
+                      .waiter = &w->parker };
+    atomic_init(&fb.done, 0);
+    int rc = cf__sched_push(w->sched, &fb.task);
+    if (rc)
+        return rc;
+    join_frame fa = { .fn = a, .arg = arg_a };
+    run_branch(&fa);
+    /* Take b back; tasks pushed above it by a (futures it did not wait
+     * for) come off first and run here. */
+    for (;;) {
+        cf__task *t = cf__deque_take(&w->deque);
+        if (t == &fb.task) {
+            run_branch(&fb);
+            break;
+        }
+        if (t) {
+            t->exec(t, w);
+            continue;
+        }
+        /* Stolen: help until the thief is done with it. */
+        cf__block_until(frame_done, &fb, NULL);
+        break;
+    }
+    if (res_a)
+        *res_a = fa.result;
+    if (res_b)
+        *res_b = fb.result;
+    return first_failure(&fa.ctx, &fb.ctx);
+}
+
+typedef struct outer_join {
+    cf__task task;
+    cf_fn a, b;
+    void *arg_a, *arg_b;
+    void *res_a, *res_b;
+    int rc;
+    cf__parker *waiter;
+    _Atomic uint32_t done;
+} outer_join;
+
+static void exec_outer_join(cf__task *t, cf__worker *w)
+{
+    outer_join *oj = (outer_join *)t;
+    uint32_t mark = cf__worker_enter(w);
+    oj->rc = join_in_worker(w, oj->a, oj->arg_a, &oj->res_a, oj->b, oj->arg_b,
+                            &oj->res_b);
+    cf__worker_leave(w, mark);
+    cf__parker *waiter = oj->waiter;
+    /* release: the caller that acquires done sees the results */
+    atomic_store_explicit(&oj->done, 1, memory_order_release);
+    cf__unpark(waiter);
+}
+
+static bool outer_done(void *p)
+{
+    outer_join *oj = p;
+    return atomic_load_explicit(&oj->done, memory_order_acquire) != 0;
+}
+
+int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
+            void *arg_b, void **res_b)
+{
+    cf__sched *s = cf__executor_sched(ex);
+    if (!s || !a || !b)
+        return CF_EINVAL;
+    cf__worker *w = cf__worker_current();
+    if (w && w->sched == s)
+        return join_in_worker(w, a, arg_a, res_a, b, arg_b, res_b);
+    outer_join oj = { .task.exec = exec_outer_join, .a = a, .b = b,
+                      .arg_a = arg_a, .arg_b = arg_b,
+                      .waiter = cf__parker_self() };
+    atomic_init(&oj.done, 0);
+    int rc = cf__sched_push(s, &oj.task);
+    if (rc)
+        return rc;
+    cf__block_until(outer_done, &oj, NULL);
+    if (res_a)
+        *res_a = oj.res_a;
+    if (res_b)
+        *res_b = oj.res_b;
+    return oj.rc;
+}
+
+/* ---- cf_parallel_for ----------------------------------------------------- */
+
+typedef struct pfor_shared {
+    cf_executor *ex;
+    void (*body)(size_t lo, size_t hi, void *ctx);
+    void *ctx;
+    size_t grain;
+    _Atomic int failed; /* first failure: stops further splitting */
+} pfor_shared;
+
+typedef struct pfor_range {
+    pfor_shared *sh;
+    size_t lo, hi;
+} pfor_range;
+
+static void *pfor_run(void *p)
+{
+    pfor_range *r = p;
+    pfor_shared *sh = r->sh;
+    if (atomic_load_explicit(&sh->failed, memory_order_relaxed))
+        return NULL;
+    if (r->hi - r->lo <= sh->grain) {
+        sh->body(r->lo, r->hi, sh->ctx);
+        cf__task_ctx *ctx = cf__task_ctx_swap(NULL);
+        cf__task_ctx_swap(ctx);
+        if (ctx && ctx->code) {
+            int zero = 0;
+            atomic_compare_exchange_strong_explicit(&sh->failed, &zero,
+                                                    ctx->code,
+                                                    memory_order_relaxed,
+                                                    memory_order_relaxed);
+        }
+        return NULL;
+    }
+    size_t mid = r->lo + (r->hi - r->lo) / 2;
+    pfor_range left = { sh, r->lo, mid }, right = { sh, mid, r->hi };
+    int rc = cf_join(sh->ex, pfor_run, &left, NULL, pfor_run, &right, NULL);
+    if (rc) {
+        int zero = 0;
+        atomic_compare_exchange_strong_explicit(&sh->failed, &zero, rc,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed);
+    }
+    return NULL;
+}
+
+int cf_parallel_for(cf_executor *ex, size_t begin, size_t end, size_t grain,
+                    void (*body)(size_t lo, size_t hi, void *ctx), void *ctx)
+{
+    cf__sched *s = cf__executor_sched(ex);
+    if (!s || !body || begin > end)
+        return CF_EINVAL;
+    if (begin == end)
+        return 0;
+    if (grain == 0) {
+        /* About eight pieces per worker: enough slack to balance uneven
+         * bodies, few enough that splitting costs nothing measurable. */
+        size_t pieces = 8 * s->max_workers;
+        grain = (end - begin + pieces - 1) / pieces;
+        if (grain == 0)
+            grain = 1;
+    }
+    pfor_shared sh = { .ex = ex, .body = body, .ctx = ctx, .grain = grain };
+    atomic_init(&sh.failed, 0);
+    size_t mid = begin + (end - begin) / 2;
+    pfor_range left = { &sh, begin, mid }, right = { &sh, mid, end };
+    if (end - begin <= grain) {
+        left.hi = end;
+        right.lo = right.hi = end;
+    }
+    int rc = cf_join(ex, pfor_run, &left, NULL, pfor_run, &right, NULL);
+    int failed = atomic_load_explicit(&sh.failed, memory_order_relaxed);
+    return failed ? failed : rc;
+}
+
+/* ---- task groups ---------------------------------------------------------- */
+
+struct cf_group {
+    cf_executor *ex;
+    cf__sched *sched;
+    _Atomic size_t pending;
+    _Atomic int failure;    /* first failure code, 0 if none */
+    _Atomic bool cancelled; /* set by cancel or by the first failure */
+    cf__mutex mu;           /* guards waiters; held while pending hits 0 */
+    cf__parker *waiters[8]; /* parkers of threads inside a wait */
+    size_t nwaiters;
+};
+
+cf_group *cf_group_new(cf_executor *ex)
+{
+    cf__sched *s = cf__executor_sched(ex);
+    if (!s) {
+        errno = EINVAL;
+        return NULL;
+    }
+    cf_group *g = cf__calloc(1, sizeof *g);
+    if (!g) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    g->ex = ex;
+    g->sched = s;
+    return g;
+}
+
+static void group_task_done(cf_future *f, void *ctx)
+{
+    cf_group *g = ctx;
+    if (cf__future_failed(f)) {
+        int zero = 0;
+        atomic_compare_exchange_strong_explicit(&g->failure, &zero, f->code,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed);
+        atomic_store_explicit(&g->cancelled, true, memory_order_relaxed);
+    }
+    cf__mutex_lock(&g->mu);
+    /* release: the waiter that sees 0 sees every task's effects */
+    if (atomic_fetch_sub_explicit(&g->pending, 1, memory_order_release) == 1)
+        for (size_t i = 0; i < g->nwaiters; i++)
+            cf__unpark(g->waiters[i]);
+    cf__mutex_unlock(&g->mu);
+}
+
+/* Exec of a group task: skipped (cancelled) once the group is cancelled. */
+static void exec_group_task(cf__task *t, cf__worker *w)
+{
+    cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
+    cf_group *g = f->first_cb.ctx;
+    if (atomic_load_explicit(&g->cancelled, memory_order_relaxed) ||
+        !cf_future_set_running_or_notify_cancel(f)) {
+        cf_future_cancel(f);
+        cf__count(&w->cancelled);
+        cf_future_release(f);
+        return;
+    }
+    cf__task_ctx ctx;
+    uint32_t mark = cf__worker_enter(w);
+    void *result = cf__future_call(f, &ctx);
+    cf__worker_leave(w, mark);
+    cf__count(ctx.code ? &w->failed : &w->completed);
+    cf__future_finish(f, result, &ctx);
+    cf_future_release(f);
+}
+
+int cf_group_submit(cf_group *g, cf_fn fn, void *arg)
+{
+    if (!g || !fn)
+        return CF_EINVAL;
+    if (atomic_load_explicit(&g->cancelled, memory_order_relaxed))
+        return CF_ECANCELED;
+    cf_future *f = cf__future_alloc(1);
+    if (!f)
+        return CF_ENOMEM;
+    f->fn = fn;
+    f->arg = arg;
+    f->first_cb.fn = group_task_done;
+    f->first_cb.ctx = g;
+    f->task.exec = exec_group_task;
+    atomic_fetch_add_explicit(&g->pending, 1, memory_order_relaxed);
+    int rc = cf__sched_push(g->sched, &f->task);
+    if (rc) {
+        atomic_fetch_sub_explicit(&g->pending, 1, memory_order_relaxed);
+        cf__free(f);
+    }
+    return rc;
+}
+
+static bool group_idle(void *p)
+{
+    cf_group *g = p;
+    return atomic_load_explicit(&g->pending, memory_order_acquire) == 0;
+}
+
+int cf_group_wait(cf_group *g, double timeout)
+{
+    cf__deadline d;
+    if (!g || cf__deadline_from(timeout, &d))
+        return CF_EINVAL;
+    int rc = 0;
+    if (!group_idle(g)) {
+        cf__parker *me = cf__parker_self();
+        cf__mutex_lock(&g->mu);
+        bool listed = g->nwaiters < sizeof g->waiters / sizeof g->waiters[0];
+        if (listed)
+            g->waiters[g->nwaiters++] = me;
+        cf__mutex_unlock(&g->mu);
+        if (listed) {
+            rc = cf__block_until(group_idle, g, &d);
+        } else {
+            /* More concurrent waiters than slots: poll. */
+            while (!group_idle(g) && !cf__deadline_passed(&d)) {
+                cf__deadline nap;
+                cf__deadline_from(0.001, &nap);
+                cf__park(me, &nap);
+            }
+            rc = group_idle(g) ? 0 : CF_ETIMEDOUT;
+        }
+        cf__mutex_lock(&g->mu);
+        for (size_t i = 0; listed && i < g->nwaiters; i++) {
+            if (g->waiters[i] == me) {
+                g->waiters[i] = g->waiters[--g->nwaiters];
+                break;
+            }
+        }
+        cf__mutex_unlock(&g->mu);
+    }
+    if (rc)
+        return rc;
+    return atomic_load_explicit(&g->failure, memory_order_relaxed);
+}
+
+void cf_group_cancel(cf_group *g)
+{
+    if (g)
+        atomic_store_explicit(&g->cancelled, true, memory_order_relaxed);
+}
+
+void cf_group_free(cf_group *g)
+{
+    if (!g)
+        return;
+    cf_group_wait(g, CF_FOREVER);
+    /* The last task's callback may still hold mu: wait it out. */
+    cf__mutex_lock(&g->mu);
+    cf__mutex_unlock(&g->mu);
+    cf__free(g);
+}

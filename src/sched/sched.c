@@ -1,0 +1,599 @@
+/*
+ * sched.c - workers, finding work, sleeping and waking, helping.
+ *
+ * A worker looks for work in its own deque (newest first), then the
+ * injection queue, then other workers' deques (oldest first, from a random
+ * victim). Finding nothing, it counts itself "searching" and spins a few
+ * rounds; then it sleeps on its own parker, listed on the sleeper stack.
+ *
+ * Waking (docs/design.md, "Sleeping and waking"): whoever makes work visible
+ * (a push) then issues a seq_cst fence and reads `idle`; a worker going to
+ * sleep first counts itself sleeping in `idle` (seq_cst) and then re-reads
+ * every queue. One of the two sees the other, so a wake-up is never lost.
+ * A push wakes a sleeper only when nobody is searching (a searcher will find
+ * the work); a searcher that finds work and was the last one hands the
+ * searching role on when more work is visible. While every worker is busy
+ * (none searching or sleeping) a push makes no system call: one fence and
+ * one load. Threads start lazily: a push with nobody searching or sleeping
+ * starts a worker if every live one is inside a task and fewer than
+ * max_workers live.
+ */
+#include "sched.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SEARCHING_ONE ((uint64_t)1)
+#define SLEEPING_ONE ((uint64_t)1 << 32)
+#define SPIN_ROUNDS 64
+#define MAX_HELP_DEPTH 200
+
+static inline uint32_t n_searching(uint64_t idle) { return (uint32_t)idle; }
+static inline uint32_t n_sleeping(uint64_t idle) { return (uint32_t)(idle >> 32); }
+
+static _Thread_local cf__worker *current_worker;
+
+cf__worker *cf__worker_current(void)
+{
+    return current_worker;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* ---- the injection queue (Vyukov's intrusive MPSC) ---------------------- */
+
+static void inject_push(cf__sched *s, cf__task *t)
+{
+    atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
+    /* acq_rel: orders t's fields before the link, and chains producers */
+    cf__task *prev = atomic_exchange_explicit(&s->inj_tail, t,
+                                              memory_order_acq_rel);
+    /* release: the consumer that acquires prev->next sees t's fields */
+    atomic_store_explicit(&prev->next, t, memory_order_release);
+}
+
+/* One consumer at a time (inj_lock held). NULL when empty, or when a
+ * producer is between its swap and its link (it will finish soon). */
+static cf__task *inject_pop_locked(cf__sched *s)
+{
+    cf__task *head = s->inj_head;
+    cf__task *next = atomic_load_explicit(&head->next, memory_order_acquire);
+    if (head == &s->inj_stub) {
+        if (!next)
+            return NULL;
+        s->inj_head = head = next;
+        next = atomic_load_explicit(&head->next, memory_order_acquire);
+    }
+    if (next) {
+        s->inj_head = next;
+        return head;
+    }
+    if (atomic_load_explicit(&s->inj_tail, memory_order_acquire) != head)
+        return NULL;
+    inject_push(s, &s->inj_stub);
+    next = atomic_load_explicit(&head->next, memory_order_acquire);
+    if (next) {
+        s->inj_head = next;
+        return head;
+    }
+    return NULL;
+}
+
+static cf__task *inject_pop(cf__sched *s)
+{
+    if (atomic_load_explicit(&s->inj_count, memory_order_relaxed) == 0)
+        return NULL;
+    /* acquire: pairs with the release in atomic_flag_clear below */
+    if (atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
+        return NULL;
+    cf__task *t = inject_pop_locked(s);
+    if (t)
+        atomic_fetch_sub_explicit(&s->inj_count, 1, memory_order_relaxed);
+    atomic_flag_clear_explicit(&s->inj_lock, memory_order_release);
+    return t;
+}
+
+cf__task *cf__sched_drain(cf__sched *s)
+{
+    while (atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
+        sched_yield();
+    cf__task *list = NULL, **tail = &list;
+    for (;;) {
+        cf__task *t = inject_pop_locked(s);
+        if (!t) {
+            if (atomic_load_explicit(&s->inj_tail, memory_order_acquire) !=
+                    s->inj_head &&
+                atomic_load_explicit(&s->inj_count, memory_order_relaxed) > 0) {
+                sched_yield(); /* a producer is mid-push */
+                continue;
+            }
+            break;
+        }
+        atomic_fetch_sub_explicit(&s->inj_count, 1, memory_order_relaxed);
+        atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
+        *tail = t;
+        tail = (cf__task **)&t->next;
+    }
+    atomic_flag_clear_explicit(&s->inj_lock, memory_order_release);
+    return list;
+}
+
+/* ---- finding work ------------------------------------------------------ */
+
+static inline uint32_t next_rand(cf__worker *w)
+{
+    /* xorshift32 */
+    uint32_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return w->rng = x;
+}
+
+static cf__task *steal(cf__worker *w)
+{
+    cf__sched *s = w->sched;
+    /* acquire: workers[0, n) are initialised */
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    if (n <= 1)
+        return NULL;
+    size_t start = next_rand(w) % n;
+    for (int round = 0; round < 4; round++) {
+        bool aborted = false;
+        for (size_t i = 0; i < n; i++) {
+            cf__worker *v = s->workers[(start + i) % n];
+            if (v == w)
+                continue;
+            cf__task *t = cf__deque_steal(&v->deque);
+            if (t == CF__STEAL_ABORT)
+                aborted = true;
+            else if (t)
+                return t;
+        }
+        if (!aborted)
+            break;
+    }
+    return NULL;
+}
+
+static cf__task *find_work(cf__worker *w)
+{
+    cf__task *t = cf__deque_take(&w->deque);
+    if (!t)
+        t = inject_pop(w->sched);
+    if (!t)
+        t = steal(w);
+    return t;
+}
+
+/* True when some queue holds work (a racy scan: see the wake protocol). */
+static bool work_visible(cf__sched *s)
+{
+    if (atomic_load_explicit(&s->inj_count, memory_order_seq_cst) > 0)
+        return true;
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (cf__deque_nonempty(&s->workers[i]->deque))
+            return true;
+    return false;
+}
+
+/* ---- sleeping and waking ----------------------------------------------- */
+
+/* Wakes one sleeper, moving it from sleeping to searching. */
+static void wake_one(cf__sched *s)
+{
+    pthread_mutex_lock(&s->sleep_mu);
+    cf__worker *w = s->sleepers;
+    if (w) {
+        s->sleepers = w->next_sleeper;
+        w->sleeping = false;
+        atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE - SLEEPING_ONE,
+                                  memory_order_seq_cst);
+    }
+    pthread_mutex_unlock(&s->sleep_mu);
+    if (w)
+        cf__unpark(&w->parker);
+}
+
+static void wake_all(cf__sched *s)
+{
+    while (n_sleeping(atomic_load_explicit(&s->idle, memory_order_seq_cst)))
+        wake_one(s);
+}
+
+/* True when every live worker but self is inside a task. */
+static bool all_busy(cf__sched *s, cf__worker *self)
+{
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        cf__worker *w = s->workers[i];
+        if (w != self && !w->exited &&
+            !atomic_load_explicit(&w->in_task, memory_order_relaxed))
+            return false;
+    }
+    return true;
+}
+
+static int spawn_locked(cf__sched *s);
+
+/* Starts a worker if fewer than max_workers live and all but self are
+ * busy: queued work has nobody to run it. */
+static void maybe_spawn(cf__sched *s, cf__worker *self)
+{
+    if (atomic_load_explicit(&s->live, memory_order_relaxed) >= s->max_workers)
+        return;
+    pthread_mutex_lock(&s->spawn_mu);
+    if (atomic_load_explicit(&s->live, memory_order_relaxed) < s->max_workers &&
+        !atomic_load_explicit(&s->shutdown, memory_order_relaxed) &&
+        all_busy(s, self))
+        spawn_locked(s); /* on failure, the live workers get to it */
+    pthread_mutex_unlock(&s->spawn_mu);
+}
+
+/* After making work visible: make sure someone will look at it. */
+static void notify(cf__sched *s)
+{
+    /* seq_cst: our push before the idle load (the Dekker pairing with a
+     * worker's idle update and re-scan in go_to_sleep) */
+    cf__fence_seq_cst();
+    uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
+    if (n_searching(idle) > 0)
+        return;
+    if (n_sleeping(idle) > 0)
+        wake_one(s);
+    else
+        maybe_spawn(s, NULL);
+}
+
+/* A searcher (self, NULL for a helper giving the role back) found work:
+ * stop searching; if it was the last searcher and more work is visible,
+ * wake or start another so the work spreads (pushes made while we searched
+ * relied on us). */
+static void stop_searching(cf__sched *s, cf__worker *self)
+{
+    uint64_t old = atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
+                                             memory_order_seq_cst);
+    if (n_searching(old) != 1 || !work_visible(s))
+        return;
+    if (n_sleeping(old) > 0)
+        wake_one(s);
+    else
+        maybe_spawn(s, self);
+}
+
+/* Puts the sleeper on the stack and counts it (from searching, or from
+ * busy for a helper). */
+static void sleep_enter(cf__sched *s, cf__worker *w, bool helper)
+{
+    pthread_mutex_lock(&s->sleep_mu);
+    w->sleeping = true;
+    w->helping = helper;
+    w->next_sleeper = s->sleepers;
+    s->sleepers = w;
+    atomic_fetch_add_explicit(&s->idle,
+                              helper ? SLEEPING_ONE : SLEEPING_ONE - SEARCHING_ONE,
+                              memory_order_seq_cst);
+    if (helper)
+        atomic_fetch_add_explicit(&s->parked_helpers, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&s->sleep_mu);
+}
+
+/* Takes the sleeper off the stack if it is still there: true if it was
+ * (then it is counted searching, or busy for a helper), false if a waker
+ * took it off (then it is counted searching). */
+static bool sleep_leave(cf__sched *s, cf__worker *w)
+{
+    pthread_mutex_lock(&s->sleep_mu);
+    bool was = w->sleeping;
+    if (was) {
+        for (cf__worker **pp = &s->sleepers; *pp; pp = &(*pp)->next_sleeper) {
+            if (*pp == w) {
+                *pp = w->next_sleeper;
+                break;
+            }
+        }
+        w->sleeping = false;
+        atomic_fetch_add_explicit(&s->idle,
+                                  w->helping ? -SLEEPING_ONE
+                                             : SEARCHING_ONE - SLEEPING_ONE,
+                                  memory_order_seq_cst);
+    }
+    if (w->helping)
+        atomic_fetch_sub_explicit(&s->parked_helpers, 1, memory_order_relaxed);
+    w->helping = false;
+    pthread_mutex_unlock(&s->sleep_mu);
+    return was;
+}
+
+static bool may_exit(cf__sched *s)
+{
+    return atomic_load_explicit(&s->shutdown, memory_order_seq_cst) &&
+           atomic_load_explicit(&s->submitting, memory_order_seq_cst) == 0 &&
+           !work_visible(s);
+}
+
+/* A searching worker with nothing found: sleeps until woken. Returns with
+ * the worker counted searching again. */
+static void go_to_sleep(cf__sched *s, cf__worker *w)
+{
+    sleep_enter(s, w, false);
+    /* seq_cst (the RMW in sleep_enter): re-scan after counting ourselves */
+    if (work_visible(s) || atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {
+        sleep_leave(s, w);
+        return;
+    }
+    for (;;) {
+        cf__park(&w->parker, NULL);
+        pthread_mutex_lock(&s->sleep_mu);
+        bool still = w->sleeping;
+        pthread_mutex_unlock(&s->sleep_mu);
+        if (!still)
+            return; /* the waker counted us searching */
+    }
+}
+
+/* ---- helping inside waits ------------------------------------------------ */
+
+static bool helper_run_one(cf__helper *h)
+{
+    cf__worker *w = (cf__worker *)((char *)h - offsetof(cf__worker, helper));
+    cf__task *t;
+    if (w->depth >= MAX_HELP_DEPTH)
+        t = cf__deque_take(&w->deque); /* bound the stack: children only */
+    else
+        t = find_work(w);
+    if (!t)
+        return false;
+    w->depth++;
+    t->exec(t, w);
+    w->depth--;
+    return true;
+}
+
+static void helper_park(cf__helper *h, const cf__deadline *deadline)
+{
+    cf__worker *w = (cf__worker *)((char *)h - offsetof(cf__worker, helper));
+    cf__sched *s = w->sched;
+    sleep_enter(s, w, true);
+    if (!work_visible(s))
+        cf__park(&w->parker, deadline);
+    if (!sleep_leave(s, w)) {
+        /* A waker counted us searching for new work; we are busy in a
+         * wait, so give the role back and pass the wake-up on. */
+        stop_searching(s, w);
+    }
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+static void *worker_main(void *arg)
+{
+    cf__worker *w = arg;
+    cf__sched *s = w->sched;
+    current_worker = w;
+    cf__parker_set_self(&w->parker);
+    cf__helper *outer = cf__helper_swap(&w->helper);
+    if (s->hooks.on_start)
+        s->hooks.on_start(w, s->hooks.ctx);
+
+    /* Here the worker is counted searching. */
+    for (;;) {
+        cf__task *t = NULL;
+        for (int i = 0; i < SPIN_ROUNDS && !t; i++) {
+            t = find_work(w);
+            if (!t && i > SPIN_ROUNDS / 2)
+                sched_yield();
+            else if (!t)
+                cpu_relax();
+        }
+        if (t) {
+            stop_searching(s, w);
+            do {
+                t->exec(t, w);
+            } while ((t = find_work(w)) != NULL);
+            atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE,
+                                      memory_order_seq_cst);
+            continue;
+        }
+        if (may_exit(s))
+            break;
+        go_to_sleep(s, w);
+    }
+    atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+
+    pthread_mutex_lock(&s->spawn_mu);
+    w->exited = true;
+    bool orphaned = s->orphaned;
+    atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&s->spawn_mu);
+    cf__helper_swap(outer);
+    cf__parker_set_self(NULL);
+    current_worker = NULL;
+    if (orphaned)
+        cf__thread_detach_self();
+    if (s->hooks.release)
+        s->hooks.release(s->hooks.ctx);
+    return NULL;
+}
+
+static int spawn_locked(cf__sched *s)
+{
+    size_t idx = atomic_load_explicit(&s->nworkers, memory_order_relaxed);
+    if (idx >= s->max_workers)
+        return CF_EINVAL;
+    cf__worker *w = cf__calloc(1, sizeof *w);
+    if (!w)
+        return CF_ENOMEM;
+    if (cf__deque_init(&w->deque, 256)) {
+        cf__free(w);
+        return CF_ENOMEM;
+    }
+    w->sched = s;
+    w->index = idx;
+    w->rng = (uint32_t)(idx * 2654435761u) | 1u;
+    w->helper.run_one = helper_run_one;
+    w->helper.park = helper_park;
+    s->workers[idx] = w;
+    atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
+    char name[96];
+    snprintf(name, sizeof name, "%s_%zu", s->prefix, idx);
+    cf_thread_options o = { .name = name };
+    if (s->hooks.retain)
+        s->hooks.retain(s->hooks.ctx);
+    int rc = cf_thread_start(&w->thread, worker_main, w, &o);
+    if (rc) {
+        /* The spawner holds a reference of its own: this is not the last. */
+        if (s->hooks.release)
+            s->hooks.release(s->hooks.ctx);
+        atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+        s->workers[idx] = NULL;
+        cf__deque_destroy(&w->deque);
+        cf__free(w);
+        return rc;
+    }
+    /* release: thieves that read nworkers see the record */
+    atomic_store_explicit(&s->nworkers, idx + 1, memory_order_release);
+    return 0;
+}
+
+/* ---- the scheduler --------------------------------------------------------- */
+
+int cf__sched_init(cf__sched *s, size_t max_workers, const char *prefix,
+                   const cf__sched_hooks *hooks)
+{
+    memset(s, 0, sizeof *s);
+    s->workers = cf__calloc(max_workers, sizeof *s->workers);
+    s->prefix = cf__strdup(prefix);
+    if (!s->workers || !s->prefix) {
+        cf__free(s->workers);
+        cf__free(s->prefix);
+        return CF_ENOMEM;
+    }
+    s->max_workers = max_workers;
+    s->inj_head = &s->inj_stub;
+    atomic_init(&s->inj_tail, &s->inj_stub);
+    atomic_flag_clear(&s->inj_lock);
+    if (hooks)
+        s->hooks = *hooks;
+    pthread_mutex_init(&s->sleep_mu, NULL);
+    pthread_mutex_init(&s->spawn_mu, NULL);
+    return 0;
+}
+
+void cf__sched_destroy(cf__sched *s)
+{
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        cf__deque_destroy(&s->workers[i]->deque);
+        cf__free(s->workers[i]);
+    }
+    cf__free(s->workers);
+    cf__free(s->prefix);
+    pthread_mutex_destroy(&s->sleep_mu);
+    pthread_mutex_destroy(&s->spawn_mu);
+}
+
+int cf__sched_push(cf__sched *s, cf__task *t)
+{
+    cf__worker *w = current_worker;
+    if (w && w->sched == s) {
+        if (cf__deque_push(&w->deque, t))
+            return CF_ENOMEM;
+        notify(s);
+        return 0;
+    }
+    /* seq_cst: either shutdown sees us in flight, or we see shutdown */
+    atomic_fetch_add_explicit(&s->submitting, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {
+        atomic_fetch_sub_explicit(&s->submitting, 1, memory_order_seq_cst);
+        return CF_ESHUTDOWN;
+    }
+    if (atomic_load_explicit(&s->nworkers, memory_order_acquire) == 0) {
+        pthread_mutex_lock(&s->spawn_mu);
+        int rc = atomic_load_explicit(&s->nworkers, memory_order_relaxed) == 0
+                     ? spawn_locked(s)
+                     : 0;
+        pthread_mutex_unlock(&s->spawn_mu);
+        if (rc) {
+            atomic_fetch_sub_explicit(&s->submitting, 1, memory_order_seq_cst);
+            return rc;
+        }
+    }
+    inject_push(s, t);
+    atomic_fetch_add_explicit(&s->inj_count, 1, memory_order_seq_cst);
+    notify(s);
+    /* release: a worker that sees 0 in may_exit sees our task queued */
+    atomic_fetch_sub_explicit(&s->submitting, 1, memory_order_seq_cst);
+    return 0;
+}
+
+void cf__sched_shutdown(cf__sched *s)
+{
+    atomic_store_explicit(&s->shutdown, true, memory_order_seq_cst);
+    wake_all(s);
+}
+
+void cf__sched_join(cf__sched *s)
+{
+    pthread_mutex_lock(&s->spawn_mu);
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        cf__worker *w = s->workers[i];
+        if (w->joined)
+            continue;
+        w->joined = true;
+        pthread_mutex_unlock(&s->spawn_mu);
+        cf_thread_join(w->thread, CF_FOREVER, NULL);
+        pthread_mutex_lock(&s->spawn_mu);
+    }
+    pthread_mutex_unlock(&s->spawn_mu);
+}
+
+void cf__sched_orphan(cf__sched *s)
+{
+    pthread_mutex_lock(&s->spawn_mu);
+    s->orphaned = true;
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        cf__worker *w = s->workers[i];
+        if (w->joined)
+            continue;
+        w->joined = true;
+        if (w->exited) {
+            /* It has left: its thread ends without taking spawn_mu again. */
+            cf_thread_join(w->thread, CF_FOREVER, NULL);
+        }
+        /* else it detaches itself as it leaves */
+    }
+    pthread_mutex_unlock(&s->spawn_mu);
+}
+
+void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    uint64_t idle = atomic_load_explicit(&s->idle, memory_order_relaxed);
+    size_t helpers = atomic_load_explicit(&s->parked_helpers, memory_order_relaxed);
+    out->workers = atomic_load_explicit(&s->live, memory_order_relaxed);
+    out->idle = n_searching(idle) + n_sleeping(idle) - helpers;
+    out->queued = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        cf__worker *w = s->workers[i];
+        int64_t b = atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
+        int64_t t = atomic_load_explicit(&w->deque.top, memory_order_relaxed);
+        out->queued += b > t ? (size_t)(b - t) : 0;
+        out->running += atomic_load_explicit(&w->in_task, memory_order_relaxed);
+        out->completed += atomic_load_explicit(&w->completed, memory_order_relaxed);
+        out->failed += atomic_load_explicit(&w->failed, memory_order_relaxed);
+        out->cancelled += atomic_load_explicit(&w->cancelled, memory_order_relaxed);
+    }
+}
