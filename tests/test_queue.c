@@ -400,6 +400,39 @@ static void queue_fifo_lifo_large(void)
     cf_queue_free(l);
 }
 
+static void queue_sizes(void)
+{
+    /* SimpleQueue's test_basic: size and empty after each call. */
+    for (int o = 0; o < 3; o++) {
+        cf_queue *q = new_queue(0, orders[o]);
+        CHECK(cf_queue_empty(q));
+        CHECK_EQ(cf_queue_size(q), 0);
+        CHECK_EQ(put(q, 1, CF_FOREVER), 0);
+        CHECK(!cf_queue_empty(q));
+        CHECK_EQ(cf_queue_size(q), 1);
+        CHECK_EQ(put(q, 2, CF_FOREVER), 0);
+        CHECK_EQ(put(q, 3, 0), 0);
+        CHECK_EQ(put(q, 4, 0.1), 0);
+        CHECK_EQ(cf_queue_size(q), 4);
+        CHECK(!cf_queue_full(q)); /* unbounded: never full */
+        CHECK_EQ(get(q, NULL, CF_FOREVER), 0);
+        CHECK_EQ(cf_queue_size(q), 3);
+        CHECK_EQ(get(q, NULL, 0), 0);
+        CHECK_EQ(cf_queue_size(q), 2);
+        CHECK_EQ(get(q, NULL, 0.1), 0);
+        CHECK(!cf_queue_empty(q));
+        CHECK_EQ(cf_queue_size(q), 1);
+        CHECK_EQ(get(q, NULL, 0.1), 0);
+        CHECK(cf_queue_empty(q));
+        CHECK_EQ(cf_queue_size(q), 0);
+        CHECK_EQ(get(q, NULL, 0), CF_ETIMEDOUT);
+        CHECK_EQ(get(q, NULL, 1e-3), CF_ETIMEDOUT);
+        CHECK(cf_queue_empty(q));
+        CHECK_EQ(cf_queue_size(q), 0);
+        cf_queue_free(q);
+    }
+}
+
 static void queue_null_items(void)
 {
     /* NULL is an item like any other; a NULL out-pointer discards. */
@@ -1191,6 +1224,7 @@ static const test_case cases[] = {
     TEST_CASE(queue_priority_stable),
     TEST_CASE(queue_priority_random),
     TEST_CASE(queue_fifo_lifo_large),
+    TEST_CASE(queue_sizes),
     TEST_CASE(queue_null_items),
     TEST_CASE(queue_bounded_contention),
     TEST_CASE(queue_order_one_feeder),

@@ -851,6 +851,16 @@ static void cond_unacquired(void)
     CHECK_EQ(cf_condition_notify(c, 1), CF_EPERM);
     CHECK_EQ(cf_condition_notify(c, 0), CF_EPERM);
     CHECK_EQ(cf_condition_notify_all(c), CF_EPERM);
+    /* RLockTests' test_release_save_unacquired: once every acquire is
+     * released, a wait is refused again. */
+    CHECK_EQ(cf_condition_acquire(c, CF_FOREVER), 0);
+    CHECK_EQ(cf_condition_acquire(c, CF_FOREVER), 0);
+    CHECK_EQ(cf_condition_release(c), 0);
+    CHECK_EQ(cf_condition_acquire(c, CF_FOREVER), 0);
+    CHECK_EQ(cf_condition_release(c), 0);
+    CHECK_EQ(cf_condition_release(c), 0);
+    CHECK_EQ(cf_condition_wait(c, 0), CF_EPERM);
+    CHECK_EQ(cf_condition_notify(c, 1), CF_EPERM);
     cf_condition_free(c);
 }
 
