@@ -3,8 +3,8 @@
 # (scripts/install-deps.sh), then, stopping at the first failure:
 #   gcc    RelWithDebInfo -Werror build, whole ctest suite      (build/gcc)
 #   clang  RelWithDebInfo -Werror build, whole ctest suite      (build/clang)
-#   tsan   -DCF_SANITIZE=thread,  whole ctest suite             (build/tsan)
-#   asan   -DCF_SANITIZE=address (ASan+UBSan+LSan), whole suite (build/asan)
+#   tsan   clang -DCF_SANITIZE=thread, whole ctest suite        (build/tsan)
+#   asan   gcc -DCF_SANITIZE=address (ASan+UBSan+LSan), suite   (build/asan)
 #   install  cmake --install into a temporary prefix, then build and run
 #          tests/install/consumer.c against it with pkg-config (shared and
 #          static) and as a CMake project (find_package, shared and static)
@@ -56,11 +56,12 @@ on_exit() {
 }
 trap on_exit EXIT
 
-# stage NAME COMMAND...: runs one stage; set -e ends the script if it fails.
+# stage NAME WHAT COMMAND...: runs one stage; set -e ends the script if it
+# fails, and on_exit names the stage.
 stage() {
     stage_name=$1
-    shift
-    printf '\n=== %s\n' "$stage_name"
+    printf '\n=== %s: %s\n' "$1" "$2"
+    shift 2
     local t0
     t0=$(now)
     "$@"
@@ -223,14 +224,18 @@ install_test() {
 # ---- the run --------------------------------------------------------------
 
 if [ "$deps" = 1 ]; then
-    stage deps scripts/install-deps.sh
+    stage deps "tools (scripts/install-deps.sh)" scripts/install-deps.sh
 fi
-stage gcc plain gcc gcc
+stage gcc "gcc -Werror build and ctest in build/gcc" plain gcc gcc
 if [ "$quick" = 0 ]; then
-    stage clang plain clang clang
-    stage tsan sanitized thread clang
-    stage asan sanitized address gcc
-    stage install install_test
+    stage clang "clang -Werror build and ctest in build/clang" \
+        plain clang clang
+    stage tsan "clang -DCF_SANITIZE=thread build and ctest in build/tsan" \
+        sanitized thread clang
+    stage asan "gcc -DCF_SANITIZE=address (ASan+UBSan+LSan) build and ctest" \
+        sanitized address gcc
+    stage install "cmake --install, then consumers (tests/install)" \
+        install_test
 fi
 
 printf '\n=== all stages passed in %ss\n' "$(elapsed "$t_start")"
