@@ -1172,6 +1172,121 @@ static void nested_fib_concurrent(void)
     cf_executor_free(g_ex);
 }
 
+/* A task waiting on a future that a thread outside the pool completes
+ * does not hold up the pool: its worker runs the other queued work
+ * meanwhile, and it wakes when the future is set. */
+static cf_future *g_user_future;
+static void *wait_user_future(void *arg)
+{
+    void *r = NULL;
+    int rc;
+    if (arg) {
+        rc = cf_wait(&g_user_future, 1, 20.0, CF_ALL_COMPLETED);
+        if (rc == 0)
+            rc = cf_future_result(g_user_future, 0, &r);
+    } else {
+        rc = cf_future_result(g_user_future, 20.0, &r);
+    }
+    return rc ? (void *)(intptr_t)rc : r;
+}
+
+static void waiting_task_runs_other_work(void)
+{
+    for (intptr_t via_wait = 0; via_wait < 2; via_wait++) {
+        g_user_future = cf_future_new();
+        CHECK(g_user_future != NULL);
+        cf_executor *ex = new_pool(1);
+        cf_future *a = submit(ex, wait_user_future, (void *)via_wait);
+        sleep_s(0.05); /* a is waiting by now */
+        cf_future *b = submit(ex, twice, (void *)21);
+        void *r = NULL;
+        CHECK_EQ(cf_future_result(b, 10.0, &r), 0);
+        CHECK_EQ((intptr_t)r, 42);
+        CHECK(!cf_future_done(a));
+        CHECK_EQ(cf_future_set_result(g_user_future, (void *)77), 0);
+        CHECK_EQ(result_of(a), 77);
+        cf_future_release(a);
+        cf_future_release(b);
+        cf_future_release(g_user_future);
+        cf_executor_free(ex);
+    }
+}
+
+/* executor.py: test_no_stale_references. Once a fire-and-forget task has
+ * run, the pool keeps nothing of it (its future is freed) while the pool
+ * lives on. */
+static void no_stale_references(void)
+{
+    oom_install();
+    cf_executor *ex = new_pool(1); /* one worker: no thread starts later */
+    cf_future *warm = submit(ex, twice, (void *)1);
+    CHECK_EQ(result_of(warm), 2);
+    cf_future_release(warm);
+    cf_stats s;
+    WAIT_STATS(ex, s, s.completed == 1);
+    long base = oom_live_count();
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(cf_submit(ex, count, NULL, NULL), 0);
+    WAIT_STATS(ex, s, s.completed == 11);
+    CHECK_EQ(s.completed, 11);
+    WAIT_UNTIL(oom_live_count() <= base, 10.0);
+    if (oom_live_count() > base)
+        fprintf(stderr, "%ld blocks still held\n", oom_live_count() - base);
+    CHECK(oom_live_count() <= base);
+    cf_executor_free(ex);
+}
+
+/* ThreadSanitizer cannot start threads in the child of a multi-threaded
+ * fork; under it the child only exits. */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
+
+/* test_process_fork_from_a_threadpool: fork() from inside a task; the
+ * child starts a pool of its own, uses it, and exits cleanly. */
+static void *fork_and_use_pool(void *arg)
+{
+    (void)arg;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (TEST_TSAN)
+            _exit(0);
+        cf_executor *ex = cf_thread_pool_new(NULL);
+        if (!ex)
+            _exit(2);
+        cf_future *f = NULL;
+        if (cf_submit(ex, twice, (void *)21, &f) != 0)
+            _exit(3);
+        void *r = NULL;
+        int rc = cf_future_result(f, 10.0, &r);
+        cf_future_release(f);
+        cf_executor_free(ex);
+        _exit(rc == 0 && (intptr_t)r == 42 ? 0 : 4);
+    }
+    if (pid < 0)
+        return (void *)-1;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return (void *)(intptr_t)(WIFEXITED(status) ? WEXITSTATUS(status) : 100);
+}
+
+static void fork_from_a_task(void)
+{
+    cf_executor *ex = new_pool(1);
+    cf_future *f = submit(ex, fork_and_use_pool, NULL);
+    CHECK_EQ(result_of(f), 0);
+    cf_future_release(f);
+    cf_executor_free(ex);
+}
+
 /* ============================================================ I/O bound */
 
 /* 50 tasks sleeping 0.1 s on 50 workers overlap: far less than 5 s. */
@@ -1435,6 +1550,9 @@ static const test_case cases[] = {
     TEST_CASE(nested_many_parents),
     TEST_CASE(nested_fib),
     TEST_CASE(nested_fib_concurrent),
+    TEST_CASE(waiting_task_runs_other_work),
+    TEST_CASE(no_stale_references),
+    TEST_CASE(fork_from_a_task),
     TEST_CASE(io_bound_overlap),
     TEST_CASE(bad_input),
     TEST_CASE(pool_new_enomem),

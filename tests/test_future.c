@@ -920,6 +920,44 @@ static void set_result_race_one_wins(void)
     }
 }
 
+/* test_get_snapshot's thread-safety part: a finished future read from many
+ * threads at once gives the same answer every time. */
+typedef struct reader {
+    cf_future *f;
+    int bad;
+} reader;
+
+static void *read_many(void *p)
+{
+    reader *r = p;
+    for (int i = 0; i < 2000; i++) {
+        void *v = NULL;
+        const char *m = "x";
+        if (cf_future_result(r->f, 0, &v) != 0 || (uintptr_t)v != 100 ||
+            cf_future_exception(r->f, 0, &m) != 0 || m != NULL ||
+            !cf_future_done(r->f) || cf_future_cancelled(r->f) ||
+            cf_future_running(r->f))
+            r->bad++;
+    }
+    return NULL;
+}
+
+static void concurrent_reads_of_done_future(void)
+{
+    cf_future *f = new_succeeded((void *)100);
+    reader rs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        rs[i] = (reader){ f, 0 };
+        CHECK_EQ(pthread_create(&th[i], NULL, read_many, &rs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(pthread_join(th[i], NULL), 0);
+        CHECK_EQ(rs[i].bad, 0);
+    }
+    cf_future_release(f);
+}
+
 /* ---- references */
 
 static void retain_release_counts(void)
@@ -1099,6 +1137,7 @@ static const test_case cases[] = {
     TEST_CASE(callbacks_race_with_completion),
     TEST_CASE(cancel_races_set_running),
     TEST_CASE(set_result_race_one_wins),
+    TEST_CASE(concurrent_reads_of_done_future),
     TEST_CASE(retain_release_counts),
     TEST_CASE(release_from_other_thread),
     TEST_CASE(future_new_enomem),

@@ -456,6 +456,21 @@ static void map_buffersize_bounds_run_ahead(void)
     cf_executor_free(ex);
 }
 
+/* executor.py: test_shutdown_race_issue12456 - a map with more items than
+ * workers, left unread, then shutdown with wait. */
+static void map_shutdown_race(void)
+{
+    cf_executor *ex = new_pool(2);
+    void **args = range_args(3);
+    cf_map *m;
+    CHECK_EQ(cf_map_new(&m, ex, count_only, args, 3, 0, CF_FOREVER), 0);
+    CHECK_EQ(cf_shutdown(ex, true, false), 0);
+    CHECK_EQ(atomic_load(&started), 3);
+    cf_map_free(m);
+    free(args);
+    cf_executor_free(ex);
+}
+
 /* test_thread_pool.py: test_map_submits_without_iteration. buffersize 0
  * submits everything at once: it all runs without a single next. */
 static void map_submits_without_iteration(void)
@@ -675,6 +690,7 @@ static const test_case cases[] = {
     TEST_CASE(map_buffersize_results),
     TEST_CASE(map_buffersize_when_buffer_is_full),
     TEST_CASE(map_buffersize_bounds_run_ahead),
+    TEST_CASE(map_shutdown_race),
     TEST_CASE(map_submits_without_iteration),
     TEST_CASE(map_results_after_shutdown),
     TEST_CASE(map_n_zero),
