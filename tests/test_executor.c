@@ -366,6 +366,7 @@ static void thread_names_default(void)
     for (int i = 0; i < 5; i++)
         CHECK_EQ(cf_submit(ex, record_name, NULL, NULL), 0);
     WAIT_UNTIL(atomic_load(&started) == 5, 10.0);
+    CHECK_EQ(atomic_load(&started), 5); /* five workers at once */
     gate_open(&g_block);
     cf_executor_free(ex);
     for (int i = 0; i < 5; i++) {
@@ -440,6 +441,7 @@ static void initializer_once_per_worker(void)
     for (int i = 0; i < 4; i++)
         fs[i] = submit(ex, block_get_init_status, NULL);
     WAIT_UNTIL(atomic_load(&started) == 4, 10.0);
+    CHECK_EQ(atomic_load(&started), 4); /* four workers at once */
     CHECK_EQ(atomic_load(&init_calls), 4);
     gate_open(&g_block);
     for (int i = 0; i < 4; i++)
@@ -1159,6 +1161,33 @@ static void nested_fib(void)
     }
 }
 
+/* A chain: each task submits the next and waits for it, 300 deep, on one
+ * worker (deeper than any fixed help limit should matter for). */
+static void *chain_task(void *arg)
+{
+    intptr_t n = (intptr_t)arg;
+    if (n == 0)
+        return (void *)0;
+    cf_future *f = NULL;
+    if (cf_submit(g_ex, chain_task, (void *)(n - 1), &f) != 0)
+        return (void *)-1000000;
+    void *r = NULL;
+    int rc = cf_future_result(f, 30.0, &r);
+    cf_future_release(f);
+    return rc ? (void *)-1000000 : (void *)((intptr_t)r + 1);
+}
+
+static void nested_chain_deep(void)
+{
+    for (int workers = 1; workers <= 2; workers++) {
+        g_ex = new_pool(workers);
+        cf_future *f = submit(g_ex, chain_task, (void *)300);
+        CHECK_EQ(result_of(f), 300);
+        cf_future_release(f);
+        cf_executor_free(g_ex);
+    }
+}
+
 /* Several fib trees at once on 4 workers. */
 static void nested_fib_concurrent(void)
 {
@@ -1550,6 +1579,7 @@ static const test_case cases[] = {
     TEST_CASE(nested_many_parents),
     TEST_CASE(nested_fib),
     TEST_CASE(nested_fib_concurrent),
+    TEST_CASE(nested_chain_deep),
     TEST_CASE(waiting_task_runs_other_work),
     TEST_CASE(no_stale_references),
     TEST_CASE(fork_from_a_task),
