@@ -30,5 +30,7 @@ int cf__submit_future(cf_executor *ex, cf_future *f);
 
 /* The scheduler of a thread pool, or NULL for other executors. */
 struct cf__sched *cf__executor_sched(cf_executor *ex);
+/* True once a thread pool is broken (its initializer failed). */
+bool cf__executor_broken(cf_executor *ex);
 
 #endif /* CF_EXECUTOR_H */

@@ -38,12 +38,12 @@ static void run_branch(join_frame *fr)
 }
 
 /* Exec of a stolen b: run it, then publish and wake the joiner. */
-static void exec_stolen(cf__task *t, cf__worker *w)
+static void exec_stolen(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
+    (void)drop; /* never dropped: join frames live only on deques */
     join_frame *fr = (join_frame *)t;
-    uint32_t mark = cf__worker_enter(w);
     run_branch(fr);
-    cf__worker_leave(w, mark);
+    cf__worker_leave(w);
     cf__parker *waiter = fr->waiter; /* the frame may die once done is set */
     /* release: the joiner that acquires done sees result and ctx */
     atomic_store_explicit(&fr->done, 1, memory_order_release);
@@ -85,7 +85,7 @@ static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
             break;
         }
         if (t) {
-            t->exec(t, w);
+            t->exec(t, w, NULL);
             continue;
         }
         /* Stolen: help until the thief is done with it. */
@@ -109,13 +109,16 @@ typedef struct outer_join {
     _Atomic uint32_t done;
 } outer_join;
 
-static void exec_outer_join(cf__task *t, cf__worker *w)
+static void exec_outer_join(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     outer_join *oj = (outer_join *)t;
-    uint32_t mark = cf__worker_enter(w);
-    oj->rc = join_in_worker(w, oj->a, oj->arg_a, &oj->res_a, oj->b, oj->arg_b,
-                            &oj->res_b);
-    cf__worker_leave(w, mark);
+    if (drop) {
+        oj->rc = drop->code;
+    } else {
+        oj->rc = join_in_worker(w, oj->a, oj->arg_a, &oj->res_a, oj->b,
+                                oj->arg_b, &oj->res_b);
+        cf__worker_leave(w);
+    }
     cf__parker *waiter = oj->waiter;
     /* release: the caller that acquires done sees the results */
     atomic_store_explicit(&oj->done, 1, memory_order_release);
@@ -137,6 +140,8 @@ int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
     cf__worker *w = cf__worker_current();
     if (w && w->sched == s)
         return join_in_worker(w, a, arg_a, res_a, b, arg_b, res_b);
+    if (cf__executor_broken(ex))
+        return CF_EBROKEN;
     outer_join oj = { .task.exec = exec_outer_join, .a = a, .b = b,
                       .arg_a = arg_a, .arg_b = arg_b,
                       .waiter = cf__parker_self() };
@@ -171,7 +176,7 @@ static void *pfor_run(void *p)
 {
     pfor_range *r = p;
     pfor_shared *sh = r->sh;
-    if (atomic_load_explicit(&sh->failed, memory_order_relaxed))
+    if (r->lo == r->hi || atomic_load_explicit(&sh->failed, memory_order_relaxed))
         return NULL;
     if (r->hi - r->lo <= sh->grain) {
         sh->body(r->lo, r->hi, sh->ctx);
@@ -276,10 +281,14 @@ static void group_task_done(cf_future *f, void *ctx)
 }
 
 /* Exec of a group task: skipped (cancelled) once the group is cancelled. */
-static void exec_group_task(cf__task *t, cf__worker *w)
+static void exec_group_task(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
     cf_group *g = f->first_cb.ctx;
+    if (drop) {
+        cf__future_drop(f, drop);
+        return;
+    }
     if (atomic_load_explicit(&g->cancelled, memory_order_relaxed) ||
         !cf_future_set_running_or_notify_cancel(f)) {
         cf_future_cancel(f);
@@ -288,9 +297,8 @@ static void exec_group_task(cf__task *t, cf__worker *w)
         return;
     }
     cf__task_ctx ctx;
-    uint32_t mark = cf__worker_enter(w);
     void *result = cf__future_call(f, &ctx);
-    cf__worker_leave(w, mark);
+    cf__worker_leave(w);
     cf__count(ctx.code ? &w->failed : &w->completed);
     cf__future_finish(f, result, &ctx);
     cf_future_release(f);
@@ -302,6 +310,8 @@ int cf_group_submit(cf_group *g, cf_fn fn, void *arg)
         return CF_EINVAL;
     if (atomic_load_explicit(&g->cancelled, memory_order_relaxed))
         return CF_ECANCELED;
+    if (cf__executor_broken(g->ex))
+        return CF_EBROKEN;
     cf_future *f = cf__future_alloc(1);
     if (!f)
         return CF_ENOMEM;

@@ -184,6 +184,15 @@ void cf__future_fail(cf_future *f, int code, const char *message)
     complete(f, CF__FINISHED, NULL, code, cf__strdup(message));
 }
 
+void cf__future_drop(cf_future *f, const cf__drop *drop)
+{
+    if (drop->code == CF_ECANCELED)
+        cf_future_cancel(f);
+    else if (cf_future_set_running_or_notify_cancel(f))
+        cf__future_fail(f, drop->code, drop->message);
+    cf_future_release(f);
+}
+
 bool cf_future_cancel(cf_future *f)
 {
     if (!f)

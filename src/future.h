@@ -79,6 +79,11 @@ void cf__future_finish(cf_future *f, void *result, cf__task_ctx *ctx);
  * for executors failing work they cannot run. No-op on a done future. */
 void cf__future_fail(cf_future *f, int code, const char *message);
 
+/* Completes a task future the pool will never run (cancel for
+ * CF_ECANCELED, else fail with the drop's code) and drops the engine's
+ * reference. */
+void cf__future_drop(cf_future *f, const cf__drop *drop);
+
 /* Watches: link w to f; returns false (w not linked) if f is done already. */
 bool cf__future_watch(cf_future *f, cf__watch *w);
 void cf__future_unwatch(cf_future *f, cf__watch *w);

@@ -105,11 +105,17 @@ int cf__park(cf__parker *p, const cf__deadline *deadline);
 void cf__unpark(cf__parker *p);
 
 /* ---- the task record: what schedulers queue. Futures, cf_join frames and
- * group tasks embed one; exec runs (or drops) it on a worker. */
+ * group tasks embed one. exec runs it on worker w when drop is NULL;
+ * otherwise the pool will never run it (shutdown with cancel_futures, a
+ * broken pool) and exec completes it with drop's code and message, w NULL. */
 typedef struct cf__worker cf__worker;
+typedef struct cf__drop {
+    int code; /* CF_ECANCELED: cancel; otherwise fail with it */
+    const char *message;
+} cf__drop;
 typedef struct cf__task {
     _Atomic(struct cf__task *) next; /* injection queue link */
-    void (*exec)(struct cf__task *t, cf__worker *w);
+    void (*exec)(struct cf__task *t, cf__worker *w, const cf__drop *drop);
 } cf__task;
 
 /* ---- the task context: what cf_fail writes into. Executors install one

@@ -41,20 +41,19 @@ static pool *pool_of(cf__worker *w)
     return (pool *)((char *)w->sched - offsetof(pool, sched));
 }
 
-/* The exec of a future task on a worker. */
-static void run_future(cf__task *t, cf__worker *w)
+/* The exec of a future task. */
+static void run_future(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
+    if (drop) {
+        cf__future_drop(f, drop);
+        return;
+    }
     pool *p = pool_of(w);
     /* acquire: pairs with the release store of broken in break_pool */
     if (atomic_load_explicit(&p->broken, memory_order_acquire)) {
-        if (cf_future_set_running_or_notify_cancel(f)) {
-            cf__future_fail(f, CF_EBROKEN, p->broken_msg);
-            cf__count(&w->failed);
-        } else {
-            cf__count(&w->cancelled);
-        }
-        cf_future_release(f);
+        cf__count(cf_future_cancelled(f) ? &w->cancelled : &w->failed);
+        cf__future_drop(f, &(cf__drop){ CF_EBROKEN, p->broken_msg });
         return;
     }
     if (!cf_future_set_running_or_notify_cancel(f)) {
@@ -63,31 +62,23 @@ static void run_future(cf__task *t, cf__worker *w)
         return;
     }
     cf__task_ctx ctx;
-    uint32_t mark = cf__worker_enter(w);
     void *result = cf__future_call(f, &ctx);
-    /* Not busy any more before the result is out: a caller that submits
-     * right after reading it finds this worker and starts no thread. */
-    cf__worker_leave(w, mark);
+    cf__worker_leave(w);
     cf__count(ctx.code ? &w->failed : &w->completed);
     cf__future_finish(f, result, &ctx);
     cf_future_release(f);
 }
 
-/* Fails or cancels a list of tasks taken off the injection queue. */
+/* Cancels or fails a list of tasks taken off the injection queue. */
 static void drop_all(pool *p, cf__task *list, int code, const char *why)
 {
+    cf__drop drop = { code, why };
     for (cf__task *t = list, *next; t; t = next) {
         next = atomic_load_explicit(&t->next, memory_order_relaxed);
-        cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
-        if (code == CF_ECANCELED) {
-            cf_future_cancel(f);
-            atomic_fetch_add_explicit(&p->cancelled, 1, memory_order_relaxed);
-        } else {
-            if (cf_future_set_running_or_notify_cancel(f))
-                cf__future_fail(f, code, why);
-            atomic_fetch_add_explicit(&p->failed, 1, memory_order_relaxed);
-        }
-        cf_future_release(f);
+        atomic_fetch_add_explicit(code == CF_ECANCELED ? &p->cancelled
+                                                       : &p->failed,
+                                  1, memory_order_relaxed);
+        t->exec(t, NULL, &drop);
     }
 }
 
@@ -203,6 +194,12 @@ static const cf__executor_ops pool_ops = {
 cf__sched *cf__executor_sched(cf_executor *ex)
 {
     return ex && ex->ops == &pool_ops ? &((pool *)ex)->sched : NULL;
+}
+
+bool cf__executor_broken(cf_executor *ex)
+{
+    return ex->ops == &pool_ops &&
+           atomic_load_explicit(&((pool *)ex)->broken, memory_order_acquire);
 }
 
 cf_executor *cf_thread_pool_new(const cf_options *opts)

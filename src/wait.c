@@ -183,8 +183,10 @@ int cf_as_completed_new(cf_as_completed **out, cf_future *const *fs, size_t n,
         cf__free(ws);
         return CF_ENOMEM;
     }
-    memcpy(uniq, fs, n * sizeof *uniq);
-    qsort(uniq, n, sizeof *uniq, cmp_ptr);
+    if (n) {
+        memcpy(uniq, fs, n * sizeof *uniq);
+        qsort(uniq, n, sizeof *uniq, cmp_ptr);
+    }
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (m == 0 || uniq[m - 1] != uniq[i])

@@ -27,10 +27,15 @@ typedef struct cf__deque_array {
     _Atomic(cf__task *) slot[];
 } cf__deque_array;
 
+/* The padding keeps top (written by thieves) and bottom (by the owner) on
+ * different cache lines without asking for 64-byte alignment, which heap
+ * memory from a user's allocator need not have. */
 typedef struct cf__deque {
-    _Alignas(64) _Atomic int64_t top;  /* thieves */
-    _Alignas(64) _Atomic int64_t bottom; /* owner */
+    _Atomic int64_t top; /* thieves */
+    char pad1[64];
+    _Atomic int64_t bottom; /* owner */
     _Atomic(cf__deque_array *) array;
+    char pad2[64];
 } cf__deque;
 
 /* Returned by cf__deque_steal when it lost a race: try again later. */

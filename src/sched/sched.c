@@ -162,9 +162,12 @@ static cf__task *steal(cf__worker *w)
     return NULL;
 }
 
-static cf__task *find_work(cf__worker *w)
+/* Own deque first, then the injection queue, then stealing. *shared says
+ * whether the task came from a shared place (not the own deque). */
+static cf__task *find_work(cf__worker *w, bool *shared)
 {
     cf__task *t = cf__deque_take(&w->deque);
+    *shared = !t;
     if (!t)
         t = inject_pop(w->sched);
     if (!t)
@@ -223,16 +226,17 @@ static bool all_busy(cf__sched *s, cf__worker *self)
 
 static int spawn_locked(cf__sched *s);
 
-/* Starts a worker if fewer than max_workers live and all but self are
- * busy: queued work has nobody to run it. */
-static void maybe_spawn(cf__sched *s, cf__worker *self)
+/* Starts a worker if fewer than max_workers live (and, when
+ * only_if_all_busy, no live worker is between tasks: that one will find
+ * the work). */
+static void maybe_spawn(cf__sched *s, bool only_if_all_busy)
 {
     if (atomic_load_explicit(&s->live, memory_order_relaxed) >= s->max_workers)
         return;
     pthread_mutex_lock(&s->spawn_mu);
     if (atomic_load_explicit(&s->live, memory_order_relaxed) < s->max_workers &&
         !atomic_load_explicit(&s->shutdown, memory_order_relaxed) &&
-        all_busy(s, self))
+        (!only_if_all_busy || all_busy(s, NULL)))
         spawn_locked(s); /* on failure, the live workers get to it */
     pthread_mutex_unlock(&s->spawn_mu);
 }
@@ -249,23 +253,31 @@ static void notify(cf__sched *s)
     if (n_sleeping(idle) > 0)
         wake_one(s);
     else
-        maybe_spawn(s, NULL);
+        maybe_spawn(s, true);
 }
 
-/* A searcher (self, NULL for a helper giving the role back) found work:
- * stop searching; if it was the last searcher and more work is visible,
- * wake or start another so the work spreads (pushes made while we searched
- * relied on us). */
-static void stop_searching(cf__sched *s, cf__worker *self)
+/* More shared work is visible and nobody searches for it: wake a sleeper,
+ * or start a worker. Pushes made while a worker was between tasks or
+ * searching relied on that worker; this passes the work on, one worker at
+ * a time, so a burst of blocking tasks still gets max_workers threads. */
+static void spread(cf__sched *s, uint64_t idle)
+{
+    if (!work_visible(s))
+        return;
+    if (n_sleeping(idle) > 0)
+        wake_one(s);
+    else
+        maybe_spawn(s, false);
+}
+
+/* A searcher found work: it stops searching, and the last one passes the
+ * searching role on when more work is visible. */
+static void stop_searching(cf__sched *s)
 {
     uint64_t old = atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
                                              memory_order_seq_cst);
-    if (n_searching(old) != 1 || !work_visible(s))
-        return;
-    if (n_sleeping(old) > 0)
-        wake_one(s);
-    else
-        maybe_spawn(s, self);
+    if (n_searching(old) == 1)
+        spread(s, old - SEARCHING_ONE);
 }
 
 /* Puts the sleeper on the stack and counts it (from searching, or from
@@ -339,21 +351,34 @@ static void go_to_sleep(cf__sched *s, cf__worker *w)
     }
 }
 
+/* The worker is about to run a task it took: it counts as busy from here,
+ * before it checks for more work to pass on. The seq_cst store pairs with
+ * the fence in notify: a pusher that still saw this worker not busy (and so
+ * started no thread) pushed before this worker's check, which sees it. */
+static void begin_task(cf__worker *w)
+{
+    atomic_store_explicit(&w->in_task, 1, memory_order_seq_cst);
+}
+
 /* ---- helping inside waits ------------------------------------------------ */
 
 static bool helper_run_one(cf__helper *h)
 {
     cf__worker *w = (cf__worker *)((char *)h - offsetof(cf__worker, helper));
     cf__task *t;
+    bool shared;
     if (w->depth >= MAX_HELP_DEPTH)
         t = cf__deque_take(&w->deque); /* bound the stack: children only */
     else
-        t = find_work(w);
+        t = find_work(w, &shared);
     if (!t)
         return false;
+    /* Nested inside the waiting task: busy before, busy after. */
+    atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
     w->depth++;
-    t->exec(t, w);
+    t->exec(t, w, NULL);
     w->depth--;
+    atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
     return true;
 }
 
@@ -367,7 +392,7 @@ static void helper_park(cf__helper *h, const cf__deadline *deadline)
     if (!sleep_leave(s, w)) {
         /* A waker counted us searching for new work; we are busy in a
          * wait, so give the role back and pass the wake-up on. */
-        stop_searching(s, w);
+        stop_searching(s);
     }
 }
 
@@ -386,18 +411,30 @@ static void *worker_main(void *arg)
     /* Here the worker is counted searching. */
     for (;;) {
         cf__task *t = NULL;
+        bool shared;
         for (int i = 0; i < SPIN_ROUNDS && !t; i++) {
-            t = find_work(w);
+            t = find_work(w, &shared);
             if (!t && i > SPIN_ROUNDS / 2)
                 sched_yield();
             else if (!t)
                 cpu_relax();
         }
         if (t) {
-            stop_searching(s, w);
-            do {
-                t->exec(t, w);
-            } while ((t = find_work(w)) != NULL);
+            begin_task(w);
+            stop_searching(s);
+            for (;;) {
+                t->exec(t, w, NULL);
+                cf__worker_leave(w);
+                if (!(t = find_work(w, &shared)))
+                    break;
+                begin_task(w);
+                /* Not searching, we took it: if nobody searches, make sure
+                 * the rest of the work gets a worker. */
+                uint64_t idle =
+                    atomic_load_explicit(&s->idle, memory_order_seq_cst);
+                if (n_searching(idle) == 0)
+                    spread(s, idle);
+            }
             atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE,
                                       memory_order_seq_cst);
             continue;

@@ -26,7 +26,8 @@ struct cf__worker {
     size_t index;
     uint32_t rng;
     unsigned depth;            /* nesting of tasks run while waiting */
-    _Alignas(64) _Atomic uint32_t in_task; /* 1 while inside a task */
+    char pad[64]; /* in_task and the counters away from the deque */
+    _Atomic uint32_t in_task; /* 1 while inside a task (see sched.c) */
     /* counters, written by this worker only (relaxed), read by stats */
     _Atomic size_t completed, failed, cancelled;
     /* sleep_mu */
@@ -47,13 +48,15 @@ typedef struct cf__sched_hooks {
 struct cf__sched {
     /* The injection queue: Vyukov's intrusive MPSC queue. Producers swap
      * the tail (no lock); one consumer at a time holds inj_lock. */
-    _Alignas(64) _Atomic(cf__task *) inj_tail;
+    _Atomic(cf__task *) inj_tail;
     _Atomic size_t inj_count;
-    _Alignas(64) cf__task *inj_head;
+    char pad1[64]; /* producers' lines apart from the consumer's */
+    cf__task *inj_head;
     atomic_flag inj_lock;
     cf__task inj_stub;
     /* searching workers (low 32 bits) and sleeping ones (high 32 bits) */
-    _Alignas(64) _Atomic uint64_t idle;
+    char pad2[64];
+    _Atomic uint64_t idle;
     _Atomic int64_t submitting; /* external pushes in flight */
     _Atomic bool shutdown;
     _Atomic size_t parked_helpers;
@@ -94,17 +97,13 @@ void cf__sched_orphan(cf__sched *s);
 /* Takes every task from the injection queue (for cancel or break). */
 cf__task *cf__sched_drain(cf__sched *s);
 
-/* Marks the worker as inside a task (for the start-a-thread decision).
- * Returns the previous mark for cf__worker_leave. */
-static inline uint32_t cf__worker_enter(cf__worker *w)
+/* A task's exec calls this when its user code has returned, before it
+ * publishes the result: the worker is no longer busy, so a caller that
+ * submits right after reading the result finds it and starts no thread.
+ * (The scheduler marks the worker busy before exec: sched.c.) */
+static inline void cf__worker_leave(cf__worker *w)
 {
-    uint32_t old = atomic_load_explicit(&w->in_task, memory_order_relaxed);
-    atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
-    return old;
-}
-static inline void cf__worker_leave(cf__worker *w, uint32_t old)
-{
-    atomic_store_explicit(&w->in_task, old, memory_order_relaxed);
+    atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
 }
 /* Bumps a worker's own counter (no read-modify-write: one writer). */
 static inline void cf__count(_Atomic size_t *c)
