@@ -20,7 +20,7 @@ int cf__submit_future(cf_executor *ex, cf_future *f)
 {
     int rc = ex->ops->submit(ex, f);
     if (rc)
-        cf__free(f); /* never seen by anyone */
+        cf__cache_free(f); /* never seen by anyone */
     return rc;
 }
 

@@ -324,7 +324,7 @@ int cf_group_submit(cf_group *g, cf_fn fn, void *arg)
     int rc = cf__sched_push(g->sched, &f->task);
     if (rc) {
         atomic_fetch_sub_explicit(&g->pending, 1, memory_order_relaxed);
-        cf__free(f);
+        cf__cache_free(f);
     }
     return rc;
 }

@@ -25,7 +25,7 @@
 
 cf_future *cf__future_alloc(uint32_t refs)
 {
-    cf_future *f = cf__calloc(1, sizeof *f);
+    cf_future *f = cf__cache_alloc(sizeof *f);
     if (f)
         atomic_init(&f->refs, refs);
     return f;
@@ -57,7 +57,7 @@ void cf_future_release(cf_future *f)
         cf__free(cb);
     }
     cf__free(f->message);
-    cf__free(f);
+    cf__cache_free(f);
 }
 
 bool cf__future_failed(const cf_future *f)

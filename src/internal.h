@@ -50,6 +50,11 @@ void *cf__calloc(size_t count, size_t size);
 void *cf__realloc(void *ptr, size_t size);
 void cf__free(void *ptr);
 char *cf__strdup(const char *s); /* NULL stays NULL; NULL on ENOMEM too */
+bool cf__alloc_is_libc(void);     /* the allocator was not replaced */
+/* Zeroed fixed-size blocks from a per-thread cache (platform/cache.c); all
+ * blocks given to one cache must have the same size, at least 16 bytes. */
+void *cf__cache_alloc(size_t size);
+void cf__cache_free(void *p);
 
 /* ---- time. A deadline is an absolute CLOCK_MONOTONIC time; forever is
  * tv_sec == -1. */

@@ -89,7 +89,7 @@ int cf_map_new(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args,
         m->items[i].f = cf__task_future_new(fn, m->args[i], 2);
         if (!m->items[i].f) {
             while (i-- > 0)
-                cf__free(m->items[i].f);
+                cf__cache_free(m->items[i].f);
             map_destroy(m);
             return CF_ENOMEM;
         }
@@ -98,7 +98,7 @@ int cf_map_new(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args,
         int rc = submit_item(m);
         if (rc) {
             for (size_t i = m->submitted; i < first; i++)
-                cf__free(m->items[i].f);
+                cf__cache_free(m->items[i].f);
             cancel_from(m, 0);
             map_destroy(m);
             return rc;

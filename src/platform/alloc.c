@@ -55,6 +55,11 @@ void cf__free(void *ptr)
         atomic_load_explicit(&alloc_free, memory_order_relaxed)(ptr);
 }
 
+bool cf__alloc_is_libc(void)
+{
+    return atomic_load_explicit(&alloc_malloc, memory_order_relaxed) == malloc;
+}
+
 char *cf__strdup(const char *s)
 {
     if (!s)
