@@ -404,6 +404,35 @@ int cf_map_next(cf_map *m, void **result);
 void cf_map_free(cf_map *m);
 
 /* ------------------------------------------------------------------------
+ * Bytes in, bytes out: tasks that can cross a process boundary. The same
+ * code runs on thread pools, process pools and MPI pools.
+ * ------------------------------------------------------------------------ */
+
+/* A growable byte buffer a bytes task writes its result into. */
+typedef struct cf_buffer cf_buffer;
+
+/* A task that reads len bytes at in and appends its result to out. Returns
+ * 0, or a failure code (cf_fail may add a message). Any function of the
+ * program or of a shared library it loaded may be used: no registration. */
+typedef int (*cf_bytes_fn)(const void *in, size_t len, cf_buffer *out);
+
+/* Appends len bytes to b: 0, CF_EINVAL, CF_ENOMEM (b unchanged). */
+int cf_buffer_append(cf_buffer *b, const void *data, size_t len);
+/* Makes room for extra more bytes without changing the contents. */
+int cf_buffer_reserve(cf_buffer *b, size_t extra);
+
+/* Schedules fn over a copy of in[0..len) on any executor. With out, *out is
+ * a new future (the caller releases it). 0, CF_EINVAL, CF_ENOMEM,
+ * CF_ESHUTDOWN, CF_EBROKEN. */
+int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in,
+                    size_t len, cf_future **out);
+/* Waits for a bytes task's result: 0 with *data and *len (owned by the
+ * future, valid while it lives), the task's failure code, CF_ECANCELED,
+ * CF_ETIMEDOUT, or CF_EINVAL for a future that is not a bytes task. */
+int cf_future_bytes(cf_future *f, double timeout, const void **data,
+                    size_t *len);
+
+/* ------------------------------------------------------------------------
  * Fork-join, on the work-stealing scheduler of a thread pool
  * ------------------------------------------------------------------------ */
 

@@ -13,6 +13,11 @@ typedef struct cf__executor_ops {
     /* Queues task (a pending future with fn and arg set), taking over one
      * reference to it. 0, or an error with the reference left to the caller. */
     int (*submit)(cf_executor *ex, cf_future *task);
+    /* Optional, for engines that run bytes tasks elsewhere: queues fn over
+     * a copy of in[0..len) for the bytes future f (is_bytes set), taking
+     * over one reference. NULL: bytes tasks go through submit. */
+    int (*submit_bytes)(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
+                        const void *in, size_t len);
     int (*shutdown)(cf_executor *ex, bool wait, bool cancel_futures);
     void (*free)(cf_executor *ex);
     int (*stats)(cf_executor *ex, cf_stats *out);

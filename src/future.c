@@ -57,6 +57,9 @@ void cf_future_release(cf_future *f)
         cf__free(cb);
     }
     cf__free(f->message);
+    cf__free(f->bytes);
+    if (f->is_bytes)
+        cf__free(f->arg);
     cf__cache_free(f);
 }
 
@@ -299,10 +302,41 @@ void *cf__future_call(cf_future *f, cf__task_ctx *ctx)
 
 void cf__future_finish(cf_future *f, void *result, cf__task_ctx *ctx)
 {
+    if (f->is_bytes) {
+        /* A bytes task's trampoline returns its cf__bytes result. */
+        if (ctx->code)
+            cf__free(result);
+        else
+            f->bytes = result;
+        result = NULL;
+    }
     if (ctx->code)
         complete(f, CF__FINISHED, NULL, ctx->code, ctx->message);
     else
         complete(f, CF__FINISHED, result, 0, NULL);
+}
+
+int cf__future_set_bytes(cf_future *f, const void *data, size_t len)
+{
+    cf__bytes *b = cf__malloc(sizeof *b + len);
+    if (!b) {
+        complete(f, CF__FINISHED, NULL, CF_ENOMEM, NULL);
+        return CF_ENOMEM;
+    }
+    b->len = len;
+    if (len)
+        memcpy(b->data, data, len);
+    cf__mutex_lock(&f->mu);
+    bool done = cf__state_done(atomic_load_explicit(&f->state,
+                                                    memory_order_relaxed));
+    if (!done)
+        f->bytes = b; /* published by complete's release */
+    cf__mutex_unlock(&f->mu);
+    if (done) {
+        cf__free(b);
+        return CF_EINVAL;
+    }
+    return complete(f, CF__FINISHED, NULL, 0, NULL);
 }
 
 /* ---- waiting on one future ------------------------------------------- */

@@ -25,6 +25,17 @@ typedef struct cf__callback {
     struct cf__callback *next;
 } cf__callback;
 
+typedef struct cf__inline_callback {
+    void (*fn)(cf_future *f, void *ctx);
+    void *ctx;
+} cf__inline_callback;
+
+/* A bytes result (or a bytes task's input): length, then the bytes. */
+typedef struct cf__bytes {
+    size_t len;
+    unsigned char data[];
+} cf__bytes;
+
 /* A registration on a future: notify runs once, under the future's mutex,
  * when the future becomes done. Used by cf_wait, as_completed and helping
  * waits. The registrant unlinks it (cf__future_unwatch) before it dies. */
@@ -39,15 +50,17 @@ struct cf_future {
     _Atomic uint32_t refs;
     cf__mutex mu;           /* guards callbacks, watches, and completion */
     int code;               /* failure code; written before done (release) */
+    bool is_bytes;          /* a bytes task: result in bytes, input in arg */
     void *result;
     char *message;          /* owned; NULL means cf_strerror(code) */
-    cf__callback first_cb;  /* first callback inline: no allocation */
+    cf__inline_callback first_cb; /* first callback inline: no allocation */
     cf__callback *cbs;      /* later callbacks, in order */
     cf__watch *watches;
     /* the task part, used by executors */
     cf__task task;
     cf_fn fn;
-    void *arg;
+    void *arg;              /* for bytes tasks on threads: the owned input */
+    cf__bytes *bytes;       /* the owned result of a bytes task */
 };
 
 /* A fresh pending future with refs references. NULL on ENOMEM. */
@@ -78,6 +91,10 @@ void cf__future_finish(cf_future *f, void *result, cf__task_ctx *ctx);
 /* Completes f as failed with code and a copy of message (best effort):
  * for executors failing work they cannot run. No-op on a done future. */
 void cf__future_fail(cf_future *f, int code, const char *message);
+
+/* Completes a bytes future with a copy of data[0..len): 0, CF_ENOMEM (then
+ * the future fails with CF_ENOMEM), CF_EINVAL if it is done. */
+int cf__future_set_bytes(cf_future *f, const void *data, size_t len);
 
 /* Completes a task future the pool will never run (cancel for
  * CF_ECANCELED, else fail with the drop's code) and drops the engine's
