@@ -28,7 +28,7 @@
  * Cost: a wait is one mutex round trip plus a futex wait; each round
  * broadcasts to all parties (twice: release and the last one out).
  */
-#include "../internal.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -46,32 +46,6 @@ struct cf_barrier {
     void *ctx;
 };
 
-static int cond_init(pthread_cond_t *cv)
-{
-    pthread_condattr_t attr;
-    int rc = pthread_condattr_init(&attr);
-    if (rc)
-        return rc;
-    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(cv, &attr);
-    pthread_condattr_destroy(&attr);
-    return rc;
-}
-
-/* One wait on cv until *d: 0 (woken, perhaps spuriously) or CF_ETIMEDOUT. */
-static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
-                     const cf__deadline *d)
-{
-    if (cf__deadline_forever(d)) {
-        pthread_cond_wait(cv, mu);
-        return 0;
-    }
-    if (cf__deadline_passed(d))
-        return CF_ETIMEDOUT;
-    return pthread_cond_timedwait(cv, mu, d) == ETIMEDOUT ? CF_ETIMEDOUT : 0;
-}
-
 cf_barrier *cf_barrier_new(unsigned parties, void (*action)(void *ctx),
                            void *ctx)
 {
@@ -86,7 +60,7 @@ cf_barrier *cf_barrier_new(unsigned parties, void (*action)(void *ctx),
     }
     int rc = pthread_mutex_init(&b->mu, NULL);
     if (rc == 0) {
-        rc = cond_init(&b->cv);
+        rc = cf__cond_init(&b->cv);
         if (rc)
             pthread_mutex_destroy(&b->mu);
     }
@@ -144,7 +118,7 @@ static int await_round(cf_barrier *b, const cf__deadline *d)
            (b->state == FILLING || b->state == ACTION)) {
         /* The deadline only counts until the last party has arrived. */
         const cf__deadline *limit = b->state == FILLING ? d : NULL;
-        if (cond_wait(&b->cv, &b->mu, limit) == CF_ETIMEDOUT &&
+        if (cf__cond_wait(&b->cv, &b->mu, limit) == CF_ETIMEDOUT &&
             b->generation == round && b->state == FILLING) {
             set_state(b, BROKEN);
             return CF_EBROKEN;

@@ -24,7 +24,7 @@
  * and destroys a condition variable on its stack (no allocation) and costs
  * a futex wait; notify(n) signals n variables.
  */
-#include "../internal.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -47,32 +47,6 @@ struct cf_condition {
 
 /* ---- pthread helpers: condition variables on the monotonic clock ------- */
 
-static int cond_init(pthread_cond_t *cv)
-{
-    pthread_condattr_t attr;
-    int rc = pthread_condattr_init(&attr);
-    if (rc)
-        return rc;
-    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(cv, &attr);
-    pthread_condattr_destroy(&attr);
-    return rc;
-}
-
-/* One wait on cv until *d: 0 (woken, perhaps spuriously) or CF_ETIMEDOUT. */
-static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
-                     const cf__deadline *d)
-{
-    if (cf__deadline_forever(d)) {
-        pthread_cond_wait(cv, mu);
-        return 0;
-    }
-    if (cf__deadline_passed(d))
-        return CF_ETIMEDOUT;
-    return pthread_cond_timedwait(cv, mu, d) == ETIMEDOUT ? CF_ETIMEDOUT : 0;
-}
-
 /* ---- the object -------------------------------------------------------- */
 
 cf_condition *cf_condition_new(void)
@@ -84,7 +58,7 @@ cf_condition *cf_condition_new(void)
     }
     int rc = pthread_mutex_init(&c->mu, NULL);
     if (rc == 0) {
-        rc = cond_init(&c->lock_cv);
+        rc = cf__cond_init(&c->lock_cv);
         if (rc)
             pthread_mutex_destroy(&c->mu);
     }
@@ -117,7 +91,7 @@ static int take_lock(cf_condition *c, const cf__deadline *d,
 {
     while (c->held) {
         c->lock_waiters++;
-        int rc = cond_wait(&c->lock_cv, &c->mu, d);
+        int rc = cf__cond_wait(&c->lock_cv, &c->mu, d);
         c->lock_waiters--;
         if (rc == CF_ETIMEDOUT && c->held)
             return CF_ETIMEDOUT;
@@ -185,7 +159,7 @@ static void unlink_waiter(cf_condition *c, waiter *w)
 static int wait_until(cf_condition *c, const cf__deadline *d)
 {
     waiter w = { .prev = NULL, .next = NULL, .notified = false };
-    int rc = cond_init(&w.cv);
+    int rc = cf__cond_init(&w.cv);
     if (rc)
         return rc == EAGAIN || rc == ENOMEM ? CF_ENOMEM : -rc;
     pthread_mutex_lock(&c->mu);
@@ -206,7 +180,7 @@ static int wait_until(cf_condition *c, const cf__deadline *d)
 
     rc = 0;
     while (!w.notified) {
-        if (cond_wait(&w.cv, &c->mu, d) == CF_ETIMEDOUT && !w.notified) {
+        if (cf__cond_wait(&w.cv, &c->mu, d) == CF_ETIMEDOUT && !w.notified) {
             unlink_waiter(c, &w);
             rc = CF_ETIMEDOUT;
             break;

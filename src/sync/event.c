@@ -12,7 +12,7 @@
  * Cost: set, clear, is_set are one mutex round trip (set adds a futex wake
  * when someone waits); wait is one round trip plus a futex wait per sleep.
  */
-#include "../internal.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -25,32 +25,6 @@ struct cf_event {
     unsigned long sleepers;   /* threads waiting on cv */
 };
 
-static int cond_init(pthread_cond_t *cv)
-{
-    pthread_condattr_t attr;
-    int rc = pthread_condattr_init(&attr);
-    if (rc)
-        return rc;
-    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(cv, &attr);
-    pthread_condattr_destroy(&attr);
-    return rc;
-}
-
-/* One wait on cv until *d: 0 (woken, perhaps spuriously) or CF_ETIMEDOUT. */
-static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
-                     const cf__deadline *d)
-{
-    if (cf__deadline_forever(d)) {
-        pthread_cond_wait(cv, mu);
-        return 0;
-    }
-    if (cf__deadline_passed(d))
-        return CF_ETIMEDOUT;
-    return pthread_cond_timedwait(cv, mu, d) == ETIMEDOUT ? CF_ETIMEDOUT : 0;
-}
-
 cf_event *cf_event_new(void)
 {
     cf_event *e = cf__calloc(1, sizeof *e);
@@ -60,7 +34,7 @@ cf_event *cf_event_new(void)
     }
     int rc = pthread_mutex_init(&e->mu, NULL);
     if (rc == 0) {
-        rc = cond_init(&e->cv);
+        rc = cf__cond_init(&e->cv);
         if (rc)
             pthread_mutex_destroy(&e->mu);
     }
@@ -124,7 +98,7 @@ int cf_event_wait(cf_event *e, double timeout)
     unsigned long generation = e->generation;
     while (!e->flag && e->generation == generation) {
         e->sleepers++;
-        rc = cond_wait(&e->cv, &e->mu, &d);
+        rc = cf__cond_wait(&e->cv, &e->mu, &d);
         e->sleepers--;
         if (rc == CF_ETIMEDOUT && !e->flag && e->generation == generation)
             break;

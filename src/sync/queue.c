@@ -29,7 +29,7 @@
  * PRIORITY) and allocation-free except when the array grows; a futex wake
  * when someone sleeps on the other side.
  */
-#include "../internal.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -56,32 +56,6 @@ struct cf_queue {
     bool shutdown;
 };
 
-static int cond_init(pthread_cond_t *cv)
-{
-    pthread_condattr_t attr;
-    int rc = pthread_condattr_init(&attr);
-    if (rc)
-        return rc;
-    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(cv, &attr);
-    pthread_condattr_destroy(&attr);
-    return rc;
-}
-
-/* One wait on cv until *d: 0 (woken, perhaps spuriously) or CF_ETIMEDOUT. */
-static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
-                     const cf__deadline *d)
-{
-    if (cf__deadline_forever(d)) {
-        pthread_cond_wait(cv, mu);
-        return 0;
-    }
-    if (cf__deadline_passed(d))
-        return CF_ETIMEDOUT;
-    return pthread_cond_timedwait(cv, mu, d) == ETIMEDOUT ? CF_ETIMEDOUT : 0;
-}
-
 cf_queue *cf_queue_new(size_t maxsize, cf_queue_order order,
                        int (*cmp)(const void *a, const void *b))
 {
@@ -98,11 +72,11 @@ cf_queue *cf_queue_new(size_t maxsize, cf_queue_order order,
     int rc = pthread_mutex_init(&q->mu, NULL);
     if (rc)
         goto fail;
-    if ((rc = cond_init(&q->not_empty)))
+    if ((rc = cf__cond_init(&q->not_empty)))
         goto fail_mu;
-    if ((rc = cond_init(&q->not_full)))
+    if ((rc = cf__cond_init(&q->not_full)))
         goto fail_not_empty;
-    if ((rc = cond_init(&q->all_done)))
+    if ((rc = cf__cond_init(&q->all_done)))
         goto fail_not_full;
     q->maxsize = maxsize;
     q->order = order;
@@ -257,7 +231,7 @@ int cf_queue_put(cf_queue *q, void *item, double timeout)
     int rc = 0;
     pthread_mutex_lock(&q->mu);
     while (!q->shutdown && is_full(q)) {
-        if (cond_wait(&q->not_full, &q->mu, &d) == CF_ETIMEDOUT &&
+        if (cf__cond_wait(&q->not_full, &q->mu, &d) == CF_ETIMEDOUT &&
             !q->shutdown && is_full(q)) {
             rc = CF_ETIMEDOUT;
             break;
@@ -290,7 +264,7 @@ int cf_queue_get(cf_queue *q, void **item, double timeout)
             rc = CF_ESHUTDOWN;
             break;
         }
-        if (cond_wait(&q->not_empty, &q->mu, &d) == CF_ETIMEDOUT &&
+        if (cf__cond_wait(&q->not_empty, &q->mu, &d) == CF_ETIMEDOUT &&
             q->count == 0 && !q->shutdown) {
             rc = CF_ETIMEDOUT;
             break;
@@ -330,7 +304,7 @@ int cf_queue_join(cf_queue *q, double timeout)
     int rc = 0;
     pthread_mutex_lock(&q->mu);
     while (q->unfinished > 0) {
-        if (cond_wait(&q->all_done, &q->mu, &d) == CF_ETIMEDOUT &&
+        if (cf__cond_wait(&q->all_done, &q->mu, &d) == CF_ETIMEDOUT &&
             q->unfinished > 0) {
             rc = CF_ETIMEDOUT;
             break;

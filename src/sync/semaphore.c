@@ -18,7 +18,7 @@
  * Cost: acquire and release are one mutex round trip, plus a futex wake
  * per sleeper woken and a futex wait per sleep.
  */
-#include "../internal.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -32,32 +32,6 @@ struct cf_semaphore {
     unsigned long sleepers; /* threads waiting on cv */
 };
 
-static int cond_init(pthread_cond_t *cv)
-{
-    pthread_condattr_t attr;
-    int rc = pthread_condattr_init(&attr);
-    if (rc)
-        return rc;
-    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(cv, &attr);
-    pthread_condattr_destroy(&attr);
-    return rc;
-}
-
-/* One wait on cv until *d: 0 (woken, perhaps spuriously) or CF_ETIMEDOUT. */
-static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
-                     const cf__deadline *d)
-{
-    if (cf__deadline_forever(d)) {
-        pthread_cond_wait(cv, mu);
-        return 0;
-    }
-    if (cf__deadline_passed(d))
-        return CF_ETIMEDOUT;
-    return pthread_cond_timedwait(cv, mu, d) == ETIMEDOUT ? CF_ETIMEDOUT : 0;
-}
-
 cf_semaphore *cf_semaphore_new(unsigned value, bool bounded)
 {
     cf_semaphore *s = cf__calloc(1, sizeof *s);
@@ -67,7 +41,7 @@ cf_semaphore *cf_semaphore_new(unsigned value, bool bounded)
     }
     int rc = pthread_mutex_init(&s->mu, NULL);
     if (rc == 0) {
-        rc = cond_init(&s->cv);
+        rc = cf__cond_init(&s->cv);
         if (rc)
             pthread_mutex_destroy(&s->mu);
     }
@@ -102,7 +76,7 @@ int cf_semaphore_acquire(cf_semaphore *s, double timeout)
     pthread_mutex_lock(&s->mu);
     while (s->value == 0) {
         s->sleepers++;
-        rc = cond_wait(&s->cv, &s->mu, &d);
+        rc = cf__cond_wait(&s->cv, &s->mu, &d);
         s->sleepers--;
         if (rc == CF_ETIMEDOUT && s->value == 0)
             break;

@@ -22,7 +22,7 @@
  * Cost: one thread per timer, two allocations for it (the record, the
  * cf_thread), and a futex wait for the interval.
  */
-#include "../internal.h"
+#include "sync.h"
 
 #include <errno.h>
 #include <math.h>
@@ -43,32 +43,6 @@ struct cf_timer {
 
 /* The timer whose fn the calling thread is running, if any. */
 static _Thread_local cf_timer *current_timer;
-
-static int cond_init(pthread_cond_t *cv)
-{
-    pthread_condattr_t attr;
-    int rc = pthread_condattr_init(&attr);
-    if (rc)
-        return rc;
-    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    if (rc == 0)
-        rc = pthread_cond_init(cv, &attr);
-    pthread_condattr_destroy(&attr);
-    return rc;
-}
-
-/* One wait on cv until *d: 0 (woken, perhaps spuriously) or CF_ETIMEDOUT. */
-static int cond_wait(pthread_cond_t *cv, pthread_mutex_t *mu,
-                     const cf__deadline *d)
-{
-    if (cf__deadline_forever(d)) {
-        pthread_cond_wait(cv, mu);
-        return 0;
-    }
-    if (cf__deadline_passed(d))
-        return CF_ETIMEDOUT;
-    return pthread_cond_timedwait(cv, mu, d) == ETIMEDOUT ? CF_ETIMEDOUT : 0;
-}
 
 static void destroy(cf_timer *t)
 {
@@ -91,7 +65,7 @@ static void *timer_main(void *p)
     cf_timer *t = p;
     pthread_mutex_lock(&t->mu);
     while (t->state == WAITING) {
-        if (cond_wait(&t->cv, &t->mu, &t->due) == CF_ETIMEDOUT &&
+        if (cf__cond_wait(&t->cv, &t->mu, &t->due) == CF_ETIMEDOUT &&
             t->state == WAITING)
             t->state = RUNNING;
     }
@@ -122,7 +96,7 @@ cf_timer *cf_timer_start(double interval, cf_fn fn, void *arg)
     }
     int rc = pthread_mutex_init(&t->mu, NULL);
     if (rc == 0) {
-        rc = cond_init(&t->cv);
+        rc = cf__cond_init(&t->cv);
         if (rc)
             pthread_mutex_destroy(&t->mu);
     }
@@ -172,7 +146,7 @@ int cf_timer_join(cf_timer *t, double timeout)
     int rc = 0;
     pthread_mutex_lock(&t->mu);
     while (!t->finished) {
-        if (cond_wait(&t->cv, &t->mu, &d) == CF_ETIMEDOUT && !t->finished) {
+        if (cf__cond_wait(&t->cv, &t->mu, &d) == CF_ETIMEDOUT && !t->finished) {
             rc = CF_ETIMEDOUT;
             break;
         }
