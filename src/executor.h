@@ -33,6 +33,11 @@ cf_future *cf__task_future_new(cf_fn fn, void *arg, uint32_t refs);
 /* Hands a task future to ex: 0, or an error with f freed. */
 int cf__submit_future(cf_executor *ex, cf_future *f);
 
+/* Runs a task future on worker w of a thread pool (or fails it if the pool
+ * is broken, drops it if it was cancelled), then drops the pool's
+ * reference. */
+void cf__pool_run_future(cf_future *f, cf__worker *w);
+
 /* The scheduler of a thread pool, or NULL for other executors. */
 struct cf__sched *cf__executor_sched(cf_executor *ex);
 /* True once a thread pool is broken (its initializer failed). */

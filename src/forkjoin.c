@@ -289,19 +289,12 @@ static void exec_group_task(cf__task *t, cf__worker *w, const cf__drop *drop)
         cf__future_drop(f, drop);
         return;
     }
-    if (atomic_load_explicit(&g->cancelled, memory_order_relaxed) ||
-        !cf_future_set_running_or_notify_cancel(f)) {
-        cf_future_cancel(f);
+    if (atomic_load_explicit(&g->cancelled, memory_order_relaxed)) {
         cf__count(&w->cancelled);
-        cf_future_release(f);
+        cf__future_drop(f, &(cf__drop){ CF_ECANCELED, NULL });
         return;
     }
-    cf__task_ctx ctx;
-    void *result = cf__future_call(f, &ctx);
-    cf__worker_leave(w);
-    cf__count(ctx.code ? &w->failed : &w->completed);
-    cf__future_finish(f, result, &ctx);
-    cf_future_release(f);
+    cf__pool_run_future(f, w);
 }
 
 int cf_group_submit(cf_group *g, cf_fn fn, void *arg)

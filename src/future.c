@@ -390,31 +390,30 @@ static int wait_done(cf_future *f, const cf__deadline *d)
     }
 }
 
-int cf_future_exception(cf_future *f, double timeout, const char **message)
+/* Waits up to timeout: 0 for success, the failure code, CF_ECANCELED,
+ * CF_ETIMEDOUT, CF_EINVAL. */
+static int outcome(cf_future *f, double timeout)
 {
     cf__deadline d;
     if (!f || cf__deadline_from(timeout, &d))
         return CF_EINVAL;
     int rc = wait_done(f, &d);
-    if (rc == 0)
-        rc = f->code;
+    return rc ? rc : f->code;
+}
+
+int cf_future_exception(cf_future *f, double timeout, const char **message)
+{
+    int rc = outcome(f, timeout);
     if (message)
         *message = rc == 0 ? NULL
-                   : rc == CF_ETIMEDOUT && !cf_future_done(f)
-                       ? cf_strerror(CF_ETIMEDOUT)
-                   : f->message ? f->message
-                                : cf_strerror(rc);
+                   : cf_future_done(f) && f->message ? f->message
+                                                     : cf_strerror(rc);
     return rc;
 }
 
 int cf_future_result(cf_future *f, double timeout, void **result)
 {
-    cf__deadline d;
-    if (!f || cf__deadline_from(timeout, &d))
-        return CF_EINVAL;
-    int rc = wait_done(f, &d);
-    if (rc == 0)
-        rc = f->code;
+    int rc = outcome(f, timeout);
     if (rc == 0 && result)
         *result = f->result;
     return rc;

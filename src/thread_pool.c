@@ -45,10 +45,14 @@ static pool *pool_of(cf__worker *w)
 static void run_future(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
-    if (drop) {
+    if (drop)
         cf__future_drop(f, drop);
-        return;
-    }
+    else
+        cf__pool_run_future(f, w);
+}
+
+void cf__pool_run_future(cf_future *f, cf__worker *w)
+{
     pool *p = pool_of(w);
     /* acquire: pairs with the release store of broken in break_pool */
     if (atomic_load_explicit(&p->broken, memory_order_acquire)) {

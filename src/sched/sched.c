@@ -579,15 +579,22 @@ void cf__sched_shutdown(cf__sched *s)
     wake_all(s);
 }
 
-void cf__sched_join(cf__sched *s)
+/* Joins every worker not joined yet; orphan: only those that have left,
+ * the others detach themselves as they leave (they read orphaned under
+ * spawn_mu when they exit). */
+static void release_workers(cf__sched *s, bool orphan)
 {
     pthread_mutex_lock(&s->spawn_mu);
+    if (orphan)
+        s->orphaned = true;
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];
         if (w->joined)
             continue;
         w->joined = true;
+        if (orphan && !w->exited)
+            continue;
         pthread_mutex_unlock(&s->spawn_mu);
         cf_thread_join(w->thread, CF_FOREVER, NULL);
         pthread_mutex_lock(&s->spawn_mu);
@@ -595,23 +602,14 @@ void cf__sched_join(cf__sched *s)
     pthread_mutex_unlock(&s->spawn_mu);
 }
 
+void cf__sched_join(cf__sched *s)
+{
+    release_workers(s, false);
+}
+
 void cf__sched_orphan(cf__sched *s)
 {
-    pthread_mutex_lock(&s->spawn_mu);
-    s->orphaned = true;
-    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
-    for (size_t i = 0; i < n; i++) {
-        cf__worker *w = s->workers[i];
-        if (w->joined)
-            continue;
-        w->joined = true;
-        if (w->exited) {
-            /* It has left: its thread ends without taking spawn_mu again. */
-            cf_thread_join(w->thread, CF_FOREVER, NULL);
-        }
-        /* else it detaches itself as it leaves */
-    }
-    pthread_mutex_unlock(&s->spawn_mu);
+    release_workers(s, true);
 }
 
 void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
