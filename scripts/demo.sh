@@ -20,8 +20,9 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Build quietly; show the compiler's output only when it fails.
 if ! {
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCF_BUILD_TESTS=OFF \
-        -DCF_BUILD_BENCH=OFF -DCF_BUILD_EXAMPLES=ON &&
+    # The same settings as scripts/bench.sh, which shares build/release.
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DCF_SANITIZE= \
+        -DCF_BUILD_TESTS=OFF -DCF_BUILD_EXAMPLES=ON &&
         cmake --build "$dir" --target cfutures_demo --parallel "$(nproc)"
 } >"$log" 2>&1; then
     cat "$log" >&2
