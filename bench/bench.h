@@ -39,8 +39,8 @@ static inline long bench_arg(int argc, char **argv, const char *key, long def)
 }
 
 /* The string value of key=value, or def. */
-static inline const char *bench_arg_str(int argc, char **argv,
-                                        const char *key, const char *def)
+static inline const char *bench_arg_str(int argc, char **argv, const char *key,
+                                        const char *def)
 {
     size_t len = strlen(key);
     for (int i = 1; i < argc; i++) {

@@ -35,7 +35,7 @@ int main(int argc, char **argv)
     int workers = (int)bench_arg(argc, argv, "workers", bench_ncpu());
     long n = bench_arg(argc, argv, "n", 1000000);
     int with_futures = strcmp(mode, "forget") != 0;
-    cf_options opts = {.max_workers = workers};
+    cf_options opts = { .max_workers = workers };
     cf_executor *ex = cf_thread_pool_new(&opts);
     bench_check(ex != NULL, "cf_thread_pool_new");
     cf_future **fs = NULL;

@@ -20,8 +20,7 @@ static void *fib_task(void *arg)
     void *a, *b;
     if (n < 2)
         return (void *)n;
-    cf_join(pool, fib_task, (void *)(n - 1), &a, fib_task, (void *)(n - 2),
-            &b);
+    cf_join(pool, fib_task, (void *)(n - 1), &a, fib_task, (void *)(n - 2), &b);
     return (void *)((intptr_t)a + (intptr_t)b);
 }
 
@@ -45,7 +44,7 @@ int main(int argc, char **argv)
 {
     int workers = (int)bench_arg(argc, argv, "workers", bench_ncpu());
     intptr_t n = bench_arg(argc, argv, "n", 32);
-    cf_options opts = {.max_workers = workers};
+    cf_options opts = { .max_workers = workers };
     pool = cf_thread_pool_new(&opts);
     bench_check(pool != NULL, "cf_thread_pool_new");
     bench_check(fib_par(20) == 6765, "warm-up fib(20)");

@@ -23,7 +23,7 @@ int main(int argc, char **argv)
 {
     int workers = (int)bench_arg(argc, argv, "workers", bench_ncpu());
     size_t n = (size_t)bench_arg(argc, argv, "n", 2000);
-    cf_options opts = {.max_workers = workers};
+    cf_options opts = { .max_workers = workers };
     cf_executor *ex = cf_thread_pool_new(&opts);
     bench_check(ex != NULL, "cf_thread_pool_new");
     void **args = malloc(n * sizeof *args);

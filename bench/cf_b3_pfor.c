@@ -28,7 +28,7 @@ int main(int argc, char **argv)
     int workers = (int)bench_arg(argc, argv, "workers", bench_ncpu());
     size_t n = (size_t)bench_arg(argc, argv, "n", 2000);
     size_t grain = (size_t)bench_arg(argc, argv, "grain", 1);
-    cf_options opts = {.max_workers = workers};
+    cf_options opts = { .max_workers = workers };
     cf_executor *ex = cf_thread_pool_new(&opts);
     bench_check(ex != NULL, "cf_thread_pool_new");
     uint64_t *out = calloc(n, sizeof *out);

@@ -14,7 +14,7 @@ static long sleep_ms = 10;
 
 static void *sleeper(void *arg)
 {
-    struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
+    struct timespec ts = { sleep_ms / 1000, (sleep_ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) != 0) {
     }
     return arg;
@@ -25,7 +25,7 @@ int main(int argc, char **argv)
     int workers = (int)bench_arg(argc, argv, "workers", 100);
     long n = bench_arg(argc, argv, "n", 1000);
     sleep_ms = bench_arg(argc, argv, "ms", 10);
-    cf_options opts = {.max_workers = workers};
+    cf_options opts = { .max_workers = workers };
     cf_executor *ex = cf_thread_pool_new(&opts);
     bench_check(ex != NULL, "cf_thread_pool_new");
     cf_future **fs = calloc((size_t)n, sizeof *fs);

@@ -32,13 +32,13 @@ static void *blocker(void *arg)
 int main(int argc, char **argv)
 {
     long n = bench_arg(argc, argv, "n", 1000000);
-    cf_options opts = {.max_workers = 1};
+    cf_options opts = { .max_workers = 1 };
     cf_executor *ex = cf_thread_pool_new(&opts);
     bench_check(ex != NULL, "cf_thread_pool_new");
     cf_future **fs = malloc(sizeof *fs * (size_t)n);
     bench_check(fs != NULL, "malloc");
     memset(fs, 0, sizeof *fs * (size_t)n);
-    gate g = {cf_event_new(), cf_event_new()};
+    gate g = { cf_event_new(), cf_event_new() };
     bench_check(g.started && g.release, "cf_event_new");
     cf_future *fb;
     bench_check(cf_submit(ex, blocker, &g, &fb) == 0, "cf_submit");

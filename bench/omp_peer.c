@@ -46,8 +46,7 @@ static int run_b1(int workers, long n)
         }
     }
     int64_t t1 = bench_now_ns();
-    bench_result("B1", "openmp", workers, "ns_per_task",
-                 (double)(t1 - t0) / n);
+    bench_result("B1", "openmp", workers, "ns_per_task", (double)(t1 - t0) / n);
     bench_result("B1", "openmp", workers, "time_s", (t1 - t0) / 1e9);
     return 0;
 }

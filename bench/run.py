@@ -540,8 +540,10 @@ def main():
 
     samples = {}
     failures = {}
+    loads = []
     t_start = time.time()
     for rep in range(a.reps):
+        loads.append(os.getloadavg()[0])
         for bench in benches:
             bc = [c for c in runnable if c["bench"] == bench]
             if not bc:
@@ -564,12 +566,15 @@ def main():
     goal_list = goals(summary)
     goal_list = [x for x in goal_list if x["bench"] in benches]
 
+    loads.append(os.getloadavg()[0])
     info = machine_info()
+    info["loadavg_1min_per_rep"] = loads
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     hdr = (f"cfutures benchmarks, {date}; {info['cpus']} CPUs "
            f"({info['cpu_model']}), Linux {info['kernel']}; "
            f"{a.reps} repetition(s){', QUICK (smaller sizes)' if a.quick else ''};"
-           f" medians")
+           f" medians; 1-min load average {min(loads):.1f}..{max(loads):.1f}"
+           f" during the runs")
     print("\n" + hdr)
     md = [f"_{hdr}_", ""]
     for g, why in missing.items():
@@ -583,6 +588,8 @@ def main():
                                   goal_list)
         if not rows:
             continue
+        if a.quick:
+            title += " [QUICK: smaller sizes]"
         print(f"\n{title}\n{plain(head, rows)}")
         md += [f"### {title}", "", markdown(head, rows), ""]
     print("\nGoals")

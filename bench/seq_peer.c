@@ -27,7 +27,8 @@ static long fib_calls(long n)
 static int run_b2(int argc, char **argv)
 {
     long n = bench_arg(argc, argv, "n", 32);
-    int calls = strcmp(bench_arg_str(argc, argv, "mode", "plain"), "calls") == 0;
+    int calls =
+        strcmp(bench_arg_str(argc, argv, "mode", "plain"), "calls") == 0;
     const char *impl = calls ? "sequential-calls" : "sequential";
     /* through a volatile, so the call is not computed at compile time */
     volatile long vn = n;

@@ -23,13 +23,12 @@
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 
-namespace {
+namespace
+{
 
 void warm_up(tbb::task_arena &arena)
 {
-    arena.execute([] {
-        tbb::parallel_for(0, 10000, [](int) {});
-    });
+    arena.execute([] { tbb::parallel_for(0, 10000, [](int) {}); });
 }
 
 int run_b1(tbb::task_arena &arena, int workers, long n)
@@ -110,7 +109,7 @@ int run_b3(tbb::task_arena &arena, int workers, long n)
 
 int run_b6(long n)
 {
-    std::atomic<bool> started{false}, release{false};
+    std::atomic<bool> started{ false }, release{ false };
     tbb::task_group g;
     /* The main thread only queues in run(); the one worker thread takes
      * the blocker and holds on to it until released. */
@@ -130,8 +129,7 @@ int run_b6(long n)
     release.store(true);
     g.wait();
     bench_result("B6", "tbb", 1, "bytes_per_task", double(rss1 - rss0) / n);
-    bench_result("B6", "tbb", 1, "hwm_bytes_per_task",
-                 double(hwm1 - hwm0) / n);
+    bench_result("B6", "tbb", 1, "hwm_bytes_per_task", double(hwm1 - hwm0) / n);
     return 0;
 }
 
@@ -143,8 +141,7 @@ int main(int argc, char **argv)
     int workers = int(bench_arg(argc, argv, "workers", bench_ncpu()));
     if (strcmp(which, "B6") == 0) {
         /* the main thread plus one worker thread */
-        tbb::global_control gc(tbb::global_control::max_allowed_parallelism,
-                               2);
+        tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 2);
         return run_b6(bench_arg(argc, argv, "n", 1000000));
     }
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism,

@@ -24,7 +24,7 @@ static void empty_work(uv_work_t *req)
 static void sleep_work(uv_work_t *req)
 {
     (void)req;
-    struct timespec ts = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
+    struct timespec ts = { sleep_ms / 1000, (sleep_ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) != 0) {
     }
 }
@@ -57,11 +57,12 @@ int main(int argc, char **argv)
 {
     const char *which = argc >= 2 ? argv[1] : "";
     int is_b4 = strcmp(which, "B4") == 0;
-    int workers = (int)bench_arg(argc, argv, "workers",
-                                 is_b4 ? 100 : bench_ncpu());
+    int workers =
+        (int)bench_arg(argc, argv, "workers", is_b4 ? 100 : bench_ncpu());
     long n = bench_arg(argc, argv, "n",
-                       is_b4 ? 1000 : strcmp(which, "B1") == 0 ? 1000000
-                                                               : 100000);
+                       is_b4                      ? 1000
+                       : strcmp(which, "B1") == 0 ? 1000000
+                                                  : 100000);
     sleep_ms = bench_arg(argc, argv, "ms", 10);
     char size[32];
     snprintf(size, sizeof size, "%d", workers);

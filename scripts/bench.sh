@@ -8,10 +8,12 @@
 # skipped; scripts/install-bench-deps.sh installs them.
 #
 # Usage: scripts/bench.sh [--reps N] [--quick] [--only B2[,B5]] [--no-build]
+#                         [--out DIR]
 #   --reps N    repetitions of each benchmark (default 5)
 #   --quick     one repetition of smaller sizes: a smoke run (under a minute)
 #   --only LIST run only these benchmarks (B1..B6, comma-separated)
 #   --no-build  run what build/release already has
+#   --out DIR   write the result files there (default bench/results)
 # Environment: JOBS (build parallelism, default nproc).
 set -euo pipefail
 
@@ -23,12 +25,12 @@ args=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --no-build) build=0 ;;
-    --reps | --only)
+    --reps | --only | --out)
         [ $# -ge 2 ] || { echo "bench.sh: $1 needs a value" >&2; exit 2; }
         args+=("$1" "$2")
         shift
         ;;
-    --reps=* | --only=* | --quick) args+=("$1") ;;
+    --reps=* | --only=* | --out=* | --quick) args+=("$1") ;;
     -h | --help)
         sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
