@@ -371,6 +371,74 @@ static void join_failure_inside(void)
     }
 }
 
+/* b is stolen for sure: a does not return until b has started on another
+ * worker. The thief's result and failure come back to the joiner. */
+typedef struct steal_ctx {
+    atomic_int b_started;
+    atomic_int a_gave_up;
+    pthread_t a_thread, b_thread;
+    int b_fail;
+} steal_ctx;
+
+static void *wait_for_b(void *p)
+{
+    steal_ctx *c = p;
+    c->a_thread = pthread_self();
+    double t0 = now_s();
+    while (!atomic_load(&c->b_started)) {
+        if (now_s() - t0 > 10.0 * test_scale()) {
+            atomic_store(&c->a_gave_up, 1);
+            break;
+        }
+        sleep_s(0.0002);
+    }
+    return (void *)0xa1;
+}
+
+static void *stolen_b(void *p)
+{
+    steal_ctx *c = p;
+    c->b_thread = pthread_self();
+    atomic_store(&c->b_started, 1);
+    sleep_s(0.02); /* the joiner finishes a first and must wait for us */
+    if (c->b_fail)
+        CHECK_EQ(cf_fail(c->b_fail, "stolen b failed"), 0);
+    return (void *)0xb1;
+}
+
+typedef struct steal_task_arg {
+    cf_executor *ex;
+    steal_ctx c;
+    void *ra, *rb;
+    int rc;
+} steal_task_arg;
+
+static void *steal_task(void *p)
+{
+    steal_task_arg *t = p;
+    t->rc = cf_join(t->ex, wait_for_b, &t->c, &t->ra, stolen_b, &t->c, &t->rb);
+    return NULL;
+}
+
+static void join_b_stolen(void)
+{
+    cf_executor *ex = new_pool(2, "jst");
+    for (int fail = 0; fail <= 1; fail++) {
+        for (int round = 0; round < 5; round++) {
+            steal_task_arg t = { .ex = ex,
+                                 .c = { .b_fail = fail ? CODE_B : 0 } };
+            CHECK(run_in_pool(ex, steal_task, &t) == NULL);
+            CHECK_EQ(atomic_load(&t.c.a_gave_up), 0); /* b was taken */
+            CHECK(!pthread_equal(t.c.a_thread, t.c.b_thread));
+            CHECK_EQ(t.rc, fail ? CODE_B : 0);
+            CHECK(t.ra == (void *)0xa1);
+            if (!fail)
+                CHECK(t.rb == (void *)0xb1);
+        }
+    }
+    cf_executor_free(ex);
+}
+
 /* ---- cf_join: bad input and shutdown */
 
 static void join_bad_input(void)
@@ -803,6 +871,49 @@ static void pfor_near_size_max(void)
     pf_check(ex, (size_t)-1 - 1000, 1000, 0);
     pf_check(ex, (size_t)-1 - 1000, 1000, 7);
     pf_check(ex, (size_t)-1 / 2 + 17, 999, 2);
+    cf_executor_free(ex);
+}
+
+typedef struct huge_ctx {
+    _Atomic size_t sum;
+    atomic_long calls;
+    atomic_long out_of_order; /* ranges outside [begin, end) or empty */
+    size_t begin, end;
+} huge_ctx;
+
+static void huge_body(size_t lo, size_t hi, void *p)
+{
+    huge_ctx *c = p;
+    if (!(lo < hi && lo >= c->begin && hi <= c->end))
+        atomic_fetch_add(&c->out_of_order, 1);
+    atomic_fetch_add(&c->sum, hi - lo);
+    /* a runaway split would call this ~2^64 times: stop it */
+    if (atomic_fetch_add(&c->calls, 1) == 100000)
+        cf_fail(CODE_C, "too many pieces");
+}
+
+/* Ranges as long as size_t allows: the adaptive grain must not overflow. */
+static void pfor_huge_ranges(void)
+{
+    cf_executor *ex = new_pool(4, "pfh");
+    const size_t max = (size_t)-1;
+    size_t spans[][3] = {
+        { 0, max, 0 },         { 1, max, 0 },       { 0, max - 1, 0 },
+        { 0, max / 2 + 3, 0 }, { 0, max, max / 4 }, { 0, max, max },
+    };
+    for (size_t i = 0; i < sizeof spans / sizeof spans[0]; i++) {
+        huge_ctx c = { .begin = spans[i][0], .end = spans[i][1] };
+        int rc =
+            cf_parallel_for(ex, c.begin, c.end, spans[i][2], huge_body, &c);
+        if (rc != 0 || atomic_load(&c.sum) != c.end - c.begin) {
+            fprintf(stderr, "[%zu, %zu) grain %zu: rc %d, %ld calls, sum %zu\n",
+                    c.begin, c.end, spans[i][2], rc, atomic_load(&c.calls),
+                    atomic_load(&c.sum));
+            CHECK(0);
+        }
+        CHECK_EQ(atomic_load(&c.out_of_order), 0);
+        CHECK(atomic_load(&c.calls) <= 10000);
+    }
     cf_executor_free(ex);
 }
 
@@ -1341,6 +1452,50 @@ static void group_many_waiters(void)
     cf_executor_free(ex);
 }
 
+/* Tasks of a group add more tasks to it (a tree of depth 12): the wait
+ * covers them, since each is added before its parent finishes. */
+typedef struct rec_group {
+    cf_group *g;
+    atomic_int ran;
+    atomic_int errors;
+} rec_group;
+
+typedef struct rec_node {
+    rec_group *rg;
+    int depth;
+} rec_node;
+
+static rec_node rec_nodes[13];
+
+static void *rec_group_task(void *p)
+{
+    rec_node *n = p;
+    atomic_fetch_add(&n->rg->ran, 1);
+    if (n->depth > 0)
+        for (int i = 0; i < 2; i++)
+            if (cf_group_submit(n->rg->g, rec_group_task,
+                                &rec_nodes[n->depth - 1]) != 0)
+                atomic_fetch_add(&n->rg->errors, 1);
+    return NULL;
+}
+
+static void group_recursive_submit(void)
+{
+    for (int workers = 1; workers <= 4; workers *= 2) {
+        cf_executor *ex = new_pool(workers, "grs");
+        rec_group rg = { .g = cf_group_new(ex) };
+        CHECK(rg.g != NULL);
+        for (int d = 0; d <= 12; d++)
+            rec_nodes[d] = (rec_node){ &rg, d };
+        CHECK_EQ(cf_group_submit(rg.g, rec_group_task, &rec_nodes[12]), 0);
+        CHECK_EQ(cf_group_wait(rg.g, 30.0 * test_scale()), 0);
+        CHECK_EQ(atomic_load(&rg.ran), (1 << 13) - 1);
+        CHECK_EQ(atomic_load(&rg.errors), 0);
+        cf_group_free(rg.g);
+        cf_executor_free(ex);
+    }
+}
+
 static void group_bad_input(void)
 {
     errno = 0;
@@ -1448,6 +1603,54 @@ static void group_enomem(void)
     cf_group_free(o.g);
     cf_event_free(blocker.gate);
     cf_executor_free(ex);
+}
+
+/* A fresh pool, one fork-join call from outside (it starts the first
+ * worker), then free: every allocation failure gives CF_ENOMEM with
+ * nothing leaked and nothing run, or is absorbed and all of it ran. */
+typedef struct outside_oom {
+    int kind; /* 0: cf_join, 1: cf_parallel_for */
+    int ran_ok;
+} outside_oom;
+
+static int outside_op(void *p)
+{
+    outside_oom *o = p;
+    cf_options opt = { .max_workers = 2, .name_prefix = "oo" };
+    errno = 0;
+    cf_executor *ex = cf_thread_pool_new(&opt);
+    if (!ex) {
+        CHECK_EQ(errno, ENOMEM);
+        return CF_ENOMEM;
+    }
+    queued_call q = { .ex = ex, .kind = o->kind };
+    queued_call_main(&q);
+    cf_executor_free(ex);
+    if (q.rc == 0) {
+        if (o->kind == 0) {
+            CHECK_EQ(atomic_load(&q.a.ran), 1);
+            CHECK_EQ(atomic_load(&q.b.ran), 1);
+        } else {
+            CHECK_EQ(atomic_load(&q.calls), 64);
+        }
+        o->ran_ok++;
+    } else {
+        CHECK_EQ(q.rc, CF_ENOMEM);
+        CHECK_EQ(atomic_load(&q.a.ran), 0);
+        CHECK_EQ(atomic_load(&q.b.ran), 0);
+        CHECK_EQ(atomic_load(&q.calls), 0);
+    }
+    return q.rc;
+}
+
+static void forkjoin_outside_enomem(void)
+{
+    oom_install();
+    for (int kind = 0; kind <= 1; kind++) {
+        outside_oom o = { .kind = kind };
+        CHECK(oom_sweep(outside_op, NULL, &o) >= 1);
+        CHECK(o.ran_ok >= 1);
+    }
 }
 
 /* ---- everything nested, one worker */
@@ -1563,6 +1766,7 @@ static const test_case cases[] = {
     TEST_CASE(join_fib_small),
     TEST_CASE(join_failure_outside),
     TEST_CASE(join_failure_inside),
+    TEST_CASE(join_b_stolen),
     TEST_CASE(join_bad_input),
     TEST_CASE(join_null_args),
     TEST_CASE(join_after_shutdown),
@@ -1577,6 +1781,7 @@ static const test_case cases[] = {
     TEST_CASE(pfor_covers_range_one_worker),
     TEST_CASE(pfor_covers_range_inside_task),
     TEST_CASE(pfor_near_size_max),
+    TEST_CASE(pfor_huge_ranges),
     TEST_CASE(pfor_empty_and_bad_input),
     TEST_CASE(pfor_after_shutdown),
     TEST_CASE(pfor_failure_stops_splitting),
@@ -1592,9 +1797,11 @@ static const test_case cases[] = {
     TEST_CASE(group_nested_in_tasks),
     TEST_CASE(group_tasks_cancelled_by_shutdown),
     TEST_CASE(group_many_waiters),
+    TEST_CASE(group_recursive_submit),
     TEST_CASE(group_bad_input),
     TEST_CASE(group_after_shutdown),
     TEST_CASE(group_enomem),
+    TEST_CASE(forkjoin_outside_enomem),
     TEST_CASE(nesting_never_deadlocks),
 };
 

@@ -232,6 +232,64 @@ static void nested_joins_many_callers(void)
     cf_executor_free(ex);
 }
 
+/* A chain rather than a tree: each level joins the next level with a
+ * leaf, so joins nest 2,000 deep while thieves take the leaves. */
+typedef struct chain {
+    cf_executor *ex;
+    atomic_long leaves;
+} chain;
+
+typedef struct chain_link {
+    chain *c;
+    int depth;
+} chain_link;
+
+static void *chain_leaf(void *p)
+{
+    atomic_fetch_add(&((chain *)p)->leaves, 1);
+    return (void *)1;
+}
+
+static void *chain_level(void *p)
+{
+    chain_link *l = p;
+    if (l->depth == 0)
+        return (void *)0;
+    chain_link next = { l->c, l->depth - 1 };
+    void *rn = NULL, *rl = NULL;
+    /* alternate which side recurses, so both the inline and the stolen
+     * paths nest */
+    int rc =
+        l->depth % 2
+            ? cf_join(l->c->ex, chain_level, &next, &rn, chain_leaf, l->c, &rl)
+            : cf_join(l->c->ex, chain_leaf, l->c, &rl, chain_level, &next, &rn);
+    if (rc != 0) {
+        cf_fail(rc, "join failed at depth %d", l->depth);
+        return NULL;
+    }
+    return (void *)((intptr_t)rn + (intptr_t)rl);
+}
+
+static void deep_join_chain(void)
+{
+    int depth = test_scale() > 1.0 ? 500 : 2000;
+    for (int workers = 1; workers <= 4; workers *= 2) {
+        cf_executor *ex = new_pool(workers, "dc");
+        for (int r = 0; r < 3; r++) {
+            chain c = { .ex = ex };
+            chain_link top = { &c, depth };
+            cf_future *f = NULL;
+            CHECK_EQ(cf_submit(ex, chain_level, &top, &f), 0);
+            void *res = NULL;
+            CHECK_EQ(cf_future_result(f, 60.0 * test_scale(), &res), 0);
+            cf_future_release(f);
+            CHECK_EQ((intptr_t)res, depth);
+            CHECK_EQ(atomic_load(&c.leaves), depth);
+        }
+        cf_executor_free(ex);
+    }
+}
+
 /* ---- steal storm */
 
 typedef struct storm {
@@ -473,7 +531,7 @@ static void pool_user_body(size_t lo, size_t hi, void *p)
 static void *pool_user_main(void *p)
 {
     pool_user *u = p;
-    long rounds = test_scale() > 1.0 ? 1 : 3;
+    long rounds = test_scale() > 1.0 ? 2 : 8;
     long tasks = scaled(400);
     for (long r = 0; r < rounds; r++) {
         cf_executor *ex = new_pool(2, "many");
@@ -805,12 +863,75 @@ static void lazy_rounds(const cf_options *o, bool pause)
     cf_executor_free(ex);
 }
 
+static void *lazy_side(void *p)
+{
+    return p;
+}
+
+static void lazy_body(size_t lo, size_t hi, void *p)
+{
+    atomic_fetch_add((atomic_long *)p, (long)(hi - lo));
+}
+
+/* Sequential fork-join calls of two trivial pieces: idle workers are
+ * reused. Two pieces run at once at most; a third worker may start when a
+ * push's wake check runs after both workers already took the work (the
+ * caller cannot tell), but never more. One group task at a time needs at
+ * most two, as plain submits do. */
+static void lazy_fork_join_rounds(int kind)
+{
+    cf_options o = { .max_workers = 8 };
+    cf_executor *ex = cf_thread_pool_new(&o);
+    CHECK(ex != NULL);
+    atomic_long units = 0;
+    cf_group *g = kind == 2 ? cf_group_new(ex) : NULL;
+    for (int i = 0; i < 100; i++) {
+        if (i % 10 == 0)
+            sleep_s(0.002);
+        if (kind == 0) {
+            void *ra = NULL, *rb = NULL;
+            CHECK_EQ(cf_join(ex, lazy_side, (void *)1, &ra, lazy_side,
+                             (void *)2, &rb),
+                     0);
+            CHECK(ra == (void *)1 && rb == (void *)2);
+        } else if (kind == 1) {
+            CHECK_EQ(cf_parallel_for(ex, 0, 2, 1, lazy_body, &units), 0);
+        } else {
+            CHECK_EQ(cf_group_submit(g, lazy_side, NULL), 0);
+            CHECK_EQ(cf_group_wait(g, 10.0 * test_scale()), 0);
+        }
+    }
+    if (g)
+        cf_group_free(g);
+    if (kind == 1)
+        CHECK_EQ(atomic_load(&units), 200);
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    size_t most = kind == 2 ? 2 : 3;
+    if (st.workers < 1 || st.workers > most) {
+        fprintf(stderr, "100 sequential %s started %zu workers\n",
+                kind == 0   ? "cf_join"
+                : kind == 1 ? "cf_parallel_for"
+                            : "group submit-and-wait",
+                st.workers);
+        CHECK(0);
+    }
+    cf_executor_free(ex);
+}
+
 static void lazy_threads(void)
 {
     cf_options o = { .max_workers = 8 };
     lazy_rounds(&o, false);
     lazy_rounds(&o, true);
     lazy_rounds(NULL, false);
+}
+
+static void lazy_threads_fork_join(void)
+{
+    lazy_fork_join_rounds(0);
+    lazy_fork_join_rounds(1);
+    lazy_fork_join_rounds(2);
 }
 
 static const test_case cases[] = {
@@ -820,6 +941,7 @@ static const test_case cases[] = {
     TEST_CASE(nested_joins_2_workers),
     TEST_CASE(nested_joins_8_workers),
     TEST_CASE(nested_joins_many_callers),
+    TEST_CASE(deep_join_chain),
     TEST_CASE(steal_storm_group),
     TEST_CASE(steal_storm_join),
     TEST_CASE(steal_storm_join_8_workers),
@@ -834,6 +956,7 @@ static const test_case cases[] = {
     TEST_CASE(blocked_tasks_all_start),
     TEST_CASE(blocked_group_tasks_all_start),
     TEST_CASE(lazy_threads),
+    TEST_CASE(lazy_threads_fork_join),
 };
 
 TEST_MAIN(cases)
