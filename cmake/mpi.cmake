@@ -1,0 +1,123 @@
+# cmake/mpi.cmake - the MPI executor, included from the root CMakeLists.txt.
+#
+#   cfutures_mpi          static library: src/mpi_pool.c (the core library
+#                         compiles that file to nothing, so it never needs
+#                         MPI); links cfutures_static and MPI::MPI_C and
+#                         defines CFUTURES_HAVE_MPI for its users
+#   test_mpi_pool         tests/mpi, run by ctest under mpiexec with 3 ranks
+#                         (mpi_pool_n3) and 1 rank (mpi_pool_n1)
+#   example_engines       examples/engines.c: one program, the engine picked
+#                         by argv[1] (threads | processes | mpi); built with
+#                         or without MPI, its mpi branch only with it
+#   bench_mpi             bench/mpi (bench/mpi/run.sh runs it beside
+#                         mpi4py.futures)
+#
+# Built when MPI is found (find_package(MPI COMPONENTS C)) and CF_WITH_MPI
+# is on. CF_WITH_MPI is off by default in sanitizer builds: Open MPI's
+# runtime is not built with the sanitizers and reports its own leaks and
+# races there, which says nothing about cfutures.
+# mpiexec gets the flags this machine needs: with Open MPI --oversubscribe
+# (more ranks than cores) and --allow-run-as-root; MPICH's needs none.
+
+if(CF_SANITIZE STREQUAL "")
+  set(CF_WITH_MPI_DEFAULT ON)
+else()
+  set(CF_WITH_MPI_DEFAULT OFF)
+endif()
+option(CF_WITH_MPI "Build the MPI executor (cfutures_mpi) when MPI is found" ${CF_WITH_MPI_DEFAULT})
+
+set(cf_mpi_found OFF)
+if(CF_WITH_MPI)
+  find_package(MPI COMPONENTS C)
+  if(MPI_C_FOUND)
+    set(cf_mpi_found ON)
+  endif()
+endif()
+if(cf_mpi_found)
+  message(STATUS "cfutures: MPI executor on (MPI ${MPI_C_VERSION}, ${MPIEXEC_EXECUTABLE})")
+else()
+  message(STATUS "cfutures: MPI executor off (CF_WITH_MPI=${CF_WITH_MPI}; MPI found: ${MPI_C_FOUND})")
+endif()
+
+# ---- the library -----------------------------------------------------------
+if(cf_mpi_found)
+  add_library(cfutures_mpi STATIC ${PROJECT_SOURCE_DIR}/src/mpi_pool.c)
+  target_compile_options(cfutures_mpi PRIVATE ${CF_WARNINGS})
+  target_compile_definitions(cfutures_mpi PRIVATE _GNU_SOURCE CF_BUILDING CF_BUILDING_MPI
+                             INTERFACE CFUTURES_HAVE_MPI)
+  target_include_directories(cfutures_mpi
+    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+           $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(cfutures_mpi PUBLIC cfutures_static MPI::MPI_C)
+  add_library(cfutures::cfutures_mpi ALIAS cfutures_mpi)
+  install(TARGETS cfutures_mpi ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+
+  # mpiexec and the flags it needs here.
+  set(CF_MPIEXEC_FLAGS "")
+  execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version
+                  OUTPUT_VARIABLE cf_mpiexec_version ERROR_VARIABLE cf_mpiexec_version
+                  RESULT_VARIABLE cf_mpiexec_rc)
+  if(cf_mpiexec_version MATCHES "Open MPI|OpenRTE")
+    list(APPEND CF_MPIEXEC_FLAGS --oversubscribe --allow-run-as-root
+         --mca mpi_yield_when_idle 1)
+  endif()
+  set(CF_MPIEXEC_FLAGS "${CF_MPIEXEC_FLAGS}" CACHE STRING "Extra mpiexec flags for the MPI tests" FORCE)
+
+  # cf_mpi_test(NAME NP COMMAND...): a ctest test run by mpiexec on NP ranks.
+  function(cf_mpi_test name np)
+    add_test(NAME ${name} COMMAND ${MPIEXEC_EXECUTABLE} ${CF_MPIEXEC_FLAGS}
+             ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS} ${ARGN} ${MPIEXEC_POSTFLAGS})
+    set_tests_properties(${name} PROPERTIES TIMEOUT 300 PROCESSORS ${np})
+  endfunction()
+endif()
+
+# ---- tests -------------------------------------------------------------------
+if(cf_mpi_found AND CF_BUILD_TESTS)
+  add_executable(test_mpi_pool ${PROJECT_SOURCE_DIR}/tests/mpi/test_mpi_pool.c)
+  target_compile_options(test_mpi_pool PRIVATE ${CF_WARNINGS})
+  target_compile_definitions(test_mpi_pool PRIVATE _GNU_SOURCE)
+  target_include_directories(test_mpi_pool PRIVATE ${PROJECT_SOURCE_DIR}/src
+                             ${PROJECT_SOURCE_DIR}/tests)
+  target_link_libraries(test_mpi_pool PRIVATE cfutures_mpi m)
+  cf_mpi_test(mpi_pool_n3 3 $<TARGET_FILE:test_mpi_pool>)
+  cf_mpi_test(mpi_pool_n1 1 $<TARGET_FILE:test_mpi_pool>)
+endif()
+
+# ---- the example that runs on every engine -----------------------------------
+if(CF_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/engines.c)
+  add_executable(example_engines ${PROJECT_SOURCE_DIR}/examples/engines.c)
+  set_target_properties(example_engines PROPERTIES OUTPUT_NAME engines)
+  target_compile_options(example_engines PRIVATE ${CF_WARNINGS})
+  if(cf_mpi_found)
+    target_link_libraries(example_engines PRIVATE cfutures_mpi)
+  else()
+    target_link_libraries(example_engines PRIVATE cfutures_static)
+  endif()
+  # The processes branch is compiled once the header declares the process
+  # pool (checked at each configure).
+  file(STRINGS ${PROJECT_SOURCE_DIR}/include/cfutures.h cf_has_process_pool
+       REGEX "cf_process_pool_new[ \t]*\\(")
+  if(cf_has_process_pool)
+    target_compile_definitions(example_engines PRIVATE CFUTURES_HAVE_PROCESS_POOL)
+  endif()
+  if(CF_BUILD_TESTS)
+    add_test(NAME example_engines_threads COMMAND example_engines threads --quick)
+    set_tests_properties(example_engines_threads PROPERTIES TIMEOUT 120)
+    if(cf_has_process_pool)
+      add_test(NAME example_engines_processes COMMAND example_engines processes --quick)
+      set_tests_properties(example_engines_processes PROPERTIES TIMEOUT 120)
+    endif()
+    if(cf_mpi_found)
+      cf_mpi_test(example_engines_mpi 3 $<TARGET_FILE:example_engines> mpi --quick)
+    endif()
+  endif()
+endif()
+
+# ---- the benchmark -----------------------------------------------------------
+if(cf_mpi_found AND CF_BUILD_BENCH AND EXISTS ${PROJECT_SOURCE_DIR}/bench/mpi/cf_mpi_bench.c)
+  add_executable(bench_mpi ${PROJECT_SOURCE_DIR}/bench/mpi/cf_mpi_bench.c)
+  set_target_properties(bench_mpi PROPERTIES OUTPUT_NAME cf_mpi_bench)
+  target_compile_options(bench_mpi PRIVATE ${CF_WARNINGS})
+  target_link_libraries(bench_mpi PRIVATE cfutures_mpi m)
+endif()

@@ -1,0 +1,787 @@
+/*
+ * test_mpi_pool.c - the MPI executor (cfutures/mpi.h). ctest runs it under
+ * mpiexec with 3 ranks (the root and two workers) and with 1 rank (the
+ * root runs the tasks itself).
+ *
+ * An MPI process must not fork and go on using MPI, so this file does not
+ * use the forking runner of harness.h: every rank runs the cases in order,
+ * in lockstep. Each case says how many pools it makes; the root runs the
+ * case body, the other ranks serve that many pools (cf_mpi_pool_new returns
+ * NULL with errno 0 on them each time the root shuts one down). A failed
+ * CHECK exits the root, and mpiexec then ends the job with an error; an
+ * alarm bounds every case on every rank. `test_mpi_pool NAME...` runs some.
+ */
+#include "harness.h"
+#include "mpi_pool.h"
+
+#include <cfutures/mpi.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+static int world_rank, world_size;
+
+/* ---- tasks (they run on the worker ranks) --------------------------------- */
+
+static int64_t get_i64(const void *in, size_t len)
+{
+    int64_t x = 0;
+    memcpy(&x, in, len < sizeof x ? len : sizeof x);
+    return x;
+}
+
+static int put_i64(cf_buffer *out, int64_t x)
+{
+    return cf_buffer_append(out, &x, sizeof x);
+}
+
+static int square(const void *in, size_t len, cf_buffer *out)
+{
+    int64_t x = get_i64(in, len);
+    return put_i64(out, x * x);
+}
+
+static int echo(const void *in, size_t len, cf_buffer *out)
+{
+    return cf_buffer_append(out, in, len);
+}
+
+static int nothing(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    (void)out;
+    return 0;
+}
+
+/* Fails odd inputs with a message, even ones with a bare code. */
+static int failing(const void *in, size_t len, cf_buffer *out)
+{
+    int64_t x = get_i64(in, len);
+    (void)out;
+    if (x % 2) {
+        cf_fail(-4242, "odd input %lld on the worker", (long long)x);
+        return 0; /* the recorded failure wins */
+    }
+    return CF_ETIMEDOUT;
+}
+
+/* Sleeps the input in milliseconds, returns this process's pid. */
+static int nap(const void *in, size_t len, cf_buffer *out)
+{
+    sleep_s((double)get_i64(in, len) / 1000.0);
+    return put_i64(out, getpid());
+}
+
+/* Sleeps 20 ms on world rank 1, 1 ms elsewhere; returns the pid. */
+static int slow_on_rank1(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    sleep_s(world_rank == 1 ? 0.020 : 0.001);
+    return put_i64(out, getpid());
+}
+
+/* Arms a result-side corruption (the input) for its own frame. */
+static int corrupting(const void *in, size_t len, cf_buffer *out)
+{
+    cf__mpi_test_corrupt((int)get_i64(in, len));
+    return put_i64(out, 7);
+}
+
+static int64_t init_seen;
+
+static void *init_mark(void *arg)
+{
+    init_seen = (int64_t)(intptr_t)arg;
+    return NULL;
+}
+
+static void *init_fail(void *arg)
+{
+    (void)arg;
+    cf_fail(CF_EINVAL, "no database on this rank");
+    return NULL;
+}
+
+static int read_init(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    return put_i64(out, init_seen);
+}
+
+/* ---- helpers on the root ---------------------------------------------------- */
+
+static cf_future *submit_i64(cf_executor *ex, cf_bytes_fn fn, int64_t x)
+{
+    cf_future *f = NULL;
+    int rc = cf_submit_bytes(ex, fn, &x, sizeof x, &f);
+    if (rc) {
+        fprintf(stderr, "cf_submit_bytes: %s\n", cf_strerror(rc));
+        exit(1);
+    }
+    return f;
+}
+
+/* The result of a future that returned an int64_t: checks success. */
+static int64_t result_i64(cf_future *f)
+{
+    const void *data;
+    size_t len;
+    int rc = cf_future_bytes(f, 30.0 * test_scale(), &data, &len);
+    if (rc) {
+        const char *msg = NULL;
+        cf_future_exception(f, 0, &msg);
+        fprintf(stderr, "task failed: %s (%s)\n", cf_strerror(rc), msg);
+        exit(1);
+    }
+    CHECK_EQ(len, sizeof(int64_t));
+    return get_i64(data, len);
+}
+
+static int n_workers(void)
+{
+    return world_size > 1 ? world_size - 1 : 1;
+}
+
+static cf_executor *make_pool(const cf_options *opts)
+{
+    cf_executor *ex = cf_mpi_pool_new(MPI_COMM_WORLD, 0, opts);
+    CHECK(ex != NULL);
+    return ex;
+}
+
+/* Waits until the pool's workers said hello (stats.workers). */
+static void wait_workers(cf_executor *ex, size_t n)
+{
+    cf_stats st;
+    double t0 = now_s();
+    do {
+        CHECK_EQ(cf_executor_stats(ex, &st), 0);
+        if (st.workers >= n)
+            return;
+        sleep_s(0.001);
+    } while (now_s() - t0 < 20.0 * test_scale());
+    fprintf(stderr, "only %zu of %zu workers started\n", st.workers, n);
+    exit(1);
+}
+
+/* ---- cases ------------------------------------------------------------------ */
+
+static void results(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    enum { N = 300 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, square, i - 100);
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(result_i64(fs[i]), (int64_t)(i - 100) * (i - 100));
+        cf_future_release(fs[i]);
+    }
+    /* Fire and forget, an empty input, an empty result. */
+    int64_t x = 3;
+    CHECK_EQ(cf_submit_bytes(ex, square, &x, sizeof x, NULL), 0);
+    cf_future *f;
+    CHECK_EQ(cf_submit_bytes(ex, echo, NULL, 0, &f), 0);
+    const void *data;
+    size_t len = 99;
+    CHECK_EQ(cf_future_bytes(f, CF_FOREVER, &data, &len), 0);
+    CHECK_EQ(len, 0);
+    cf_future_release(f);
+    CHECK_EQ(cf_submit_bytes(ex, nothing, &x, sizeof x, &f), 0);
+    CHECK_EQ(cf_future_bytes(f, CF_FOREVER, &data, &len), 0);
+    CHECK_EQ(len, 0);
+    cf_future_release(f);
+    cf_executor_free(ex);
+}
+
+static void pointer_tasks_refused(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    cf_future *f = NULL;
+    CHECK_EQ(cf_submit(ex, (cf_fn)init_mark, NULL, &f), CF_EINVAL);
+    CHECK(f == NULL);
+    void *args[2] = { NULL, NULL };
+    cf_map *m = NULL;
+    CHECK_EQ(cf_map_new(&m, ex, init_mark, args, 2, 0, CF_FOREVER), CF_EINVAL);
+    /* A function in no loaded module cannot be named to another rank. */
+    void *not_code = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(not_code != MAP_FAILED);
+    CHECK_EQ(cf_submit_bytes(ex, (cf_bytes_fn)not_code, NULL, 0, &f),
+             CF_EINVAL);
+    munmap(not_code, 4096);
+    CHECK_EQ(cf_submit_bytes(NULL, echo, NULL, 0, &f), CF_EINVAL);
+    CHECK_EQ(cf_submit_bytes(ex, NULL, NULL, 0, &f), CF_EINVAL);
+    CHECK_EQ(cf_submit_bytes(ex, echo, NULL, 5, &f), CF_EINVAL);
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.queued + st.running + st.completed + st.failed, 0);
+    cf_executor_free(ex);
+}
+
+/* A map-like loop: results read back in input order. */
+static void map_order(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    enum { N = 2000 };
+    cf_future **fs = malloc(N * sizeof *fs);
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, i % 3 ? square : nap, i % 3 ? i : 0);
+    for (int i = 0; i < N; i++) {
+        int64_t v = result_i64(fs[i]);
+        if (i % 3)
+            CHECK_EQ(v, (int64_t)i * i);
+        cf_future_release(fs[i]);
+    }
+    free(fs);
+    cf_executor_free(ex);
+}
+
+static void failures_carry_messages(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    cf_future *odd = submit_i64(ex, failing, 7);
+    cf_future *even = submit_i64(ex, failing, 8);
+    cf_future *ok = submit_i64(ex, square, 9);
+    const char *msg = NULL;
+    CHECK_EQ(cf_future_exception(odd, CF_FOREVER, &msg), -4242);
+    CHECK(msg && strcmp(msg, "odd input 7 on the worker") == 0);
+    CHECK_EQ(cf_future_result(odd, 0, NULL), -4242);
+    CHECK_EQ(cf_future_exception(even, CF_FOREVER, &msg), CF_ETIMEDOUT);
+    CHECK(msg && strcmp(msg, cf_strerror(CF_ETIMEDOUT)) == 0);
+    CHECK_EQ(cf_future_bytes(even, 0, NULL, NULL), CF_ETIMEDOUT);
+    CHECK_EQ(result_i64(ok), 81);
+    cf_future_release(odd);
+    cf_future_release(even);
+    cf_future_release(ok);
+    cf_stats st;
+    cf_executor_free(ex);
+    (void)st;
+}
+
+static void big_payload(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    size_t n = 24u << 20;
+    unsigned char *in = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        in[i] = (unsigned char)(i * 2654435761u >> 24);
+    cf_future *fs[3];
+    for (int k = 0; k < 3; k++)
+        CHECK_EQ(cf_submit_bytes(ex, echo, in, n - (size_t)k, &fs[k]), 0);
+    for (int k = 0; k < 3; k++) {
+        const void *data;
+        size_t len;
+        CHECK_EQ(cf_future_bytes(fs[k], CF_FOREVER, &data, &len), 0);
+        CHECK_EQ(len, n - (size_t)k);
+        CHECK(memcmp(data, in, len) == 0);
+        cf_future_release(fs[k]);
+    }
+    free(in);
+    cf_executor_free(ex);
+}
+
+/* Makes every worker busy for ms milliseconds with one gate task each,
+ * after teaching the pool that tasks are long (so it hands out one at a
+ * time): what is submitted next stays pending at the root. */
+static void occupy(cf_executor *ex, int ms, cf_future **gates)
+{
+    int w = n_workers();
+    wait_workers(ex, (size_t)w);
+    for (int i = 0; i < w; i++)
+        gates[i] = submit_i64(ex, nap, 50);
+    for (int i = 0; i < w; i++) {
+        result_i64(gates[i]);
+        cf_future_release(gates[i]);
+    }
+    for (int i = 0; i < w; i++)
+        gates[i] = submit_i64(ex, nap, ms);
+    sleep_s(0.05);
+}
+
+static void cancel_pending(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    int w = n_workers();
+    cf_future *gates[8];
+    occupy(ex, 400, gates);
+    enum { N = 20 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, square, i);
+    sleep_s(0.05);
+    /* Every worker runs its gate and the pool hands out long tasks one at
+     * a time: these are still pending, and cancel takes them back. */
+    for (int i = N / 2; i < N; i++) {
+        CHECK(cf_future_cancel(fs[i]));
+        CHECK(cf_future_cancelled(fs[i]));
+        CHECK_EQ(cf_future_result(fs[i], 0, NULL), CF_ECANCELED);
+    }
+    for (int i = 0; i < N / 2; i++)
+        CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+    for (int i = 0; i < w; i++) {
+        CHECK(!cf_future_cancel(gates[i])); /* running or done */
+        result_i64(gates[i]);
+        cf_future_release(gates[i]);
+    }
+    CHECK_EQ(cf_shutdown(ex, true, false), 0);
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.cancelled, N / 2);
+    CHECK_EQ(st.completed, N / 2 + 2 * w);
+    CHECK_EQ(st.queued, 0);
+    CHECK_EQ(st.running, 0);
+    for (int i = 0; i < N; i++)
+        cf_future_release(fs[i]);
+    cf_executor_free(ex);
+}
+
+static void shutdown_wait(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    enum { N = 40 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, nap, 5);
+    CHECK_EQ(cf_shutdown(ex, true, false), 0);
+    for (int i = 0; i < N; i++) {
+        CHECK(cf_future_done(fs[i]));
+        result_i64(fs[i]);
+        cf_future_release(fs[i]);
+    }
+    cf_future *f = NULL;
+    int64_t x = 1;
+    CHECK_EQ(cf_submit_bytes(ex, square, &x, sizeof x, &f), CF_ESHUTDOWN);
+    CHECK(f == NULL);
+    CHECK_EQ(cf_shutdown(ex, true, false), 0); /* idempotent */
+    CHECK_EQ(cf_shutdown(ex, false, true), 0);
+    cf_executor_free(ex);
+}
+
+static void shutdown_nowait(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    int w = n_workers();
+    cf_future *fs[4];
+    for (int i = 0; i < w; i++)
+        fs[i] = submit_i64(ex, nap, 300);
+    CHECK_TIME(CHECK_EQ(cf_shutdown(ex, false, false), 0), 0, 0.2);
+    int64_t x = 1;
+    CHECK_EQ(cf_submit_bytes(ex, square, &x, sizeof x, NULL), CF_ESHUTDOWN);
+    for (int i = 0; i < w; i++) {
+        result_i64(fs[i]);
+        cf_future_release(fs[i]);
+    }
+    cf_executor_free(ex);
+}
+
+static void shutdown_cancel_futures(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    int w = n_workers();
+    cf_future *gates[8];
+    occupy(ex, 300, gates);
+    enum { N = 30 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, square, i);
+    CHECK_EQ(cf_shutdown(ex, false, true), 0);
+    size_t cancelled = 0;
+    for (int i = 0; i < N; i++) {
+        if (cf_future_cancelled(fs[i]))
+            cancelled++;
+        else
+            CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+    }
+    CHECK_EQ(cancelled, N);
+    for (int i = 0; i < w; i++) {
+        result_i64(gates[i]);
+        cf_future_release(gates[i]);
+    }
+    CHECK_EQ(cf_shutdown(ex, true, false), 0);
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.cancelled, cancelled);
+    CHECK_EQ(st.completed, N - cancelled + 2 * (size_t)w);
+    for (int i = 0; i < N; i++)
+        cf_future_release(fs[i]);
+    cf_executor_free(ex);
+}
+
+/* cf_executor_free with work still queued: it all runs first. */
+static void free_runs_pending(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    enum { N = 500 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, square, i);
+    cf_executor_free(ex);
+    for (int i = 0; i < N; i++) {
+        CHECK(cf_future_done(fs[i]));
+        CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+        cf_future_release(fs[i]);
+    }
+}
+
+static void stats_count(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    wait_workers(ex, (size_t)n_workers());
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.workers, n_workers());
+    CHECK_EQ(st.idle, n_workers());
+    enum { N = 100 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, i < 10 ? failing : square, i);
+    for (int i = 0; i < N; i++)
+        cf_future_result(fs[i], CF_FOREVER, NULL);
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.completed, N - 10);
+    CHECK_EQ(st.failed, 10);
+    CHECK_EQ(st.cancelled, 0);
+    CHECK_EQ(st.queued, 0);
+    CHECK_EQ(st.running, 0);
+    CHECK_EQ(st.workers, n_workers());
+    for (int i = 0; i < N; i++)
+        cf_future_release(fs[i]);
+    CHECK_EQ(cf_executor_stats(ex, NULL), CF_EINVAL);
+    cf_executor_free(ex);
+}
+
+/* wait and as_completed work on MPI futures like on any other. */
+static void wait_and_as_completed(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    enum { N = 50 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, nap, i % 5);
+    CHECK_EQ(cf_wait(fs, N, CF_FOREVER, CF_ALL_COMPLETED), 0);
+    cf_as_completed *it;
+    CHECK_EQ(cf_as_completed_new(&it, fs, N, CF_FOREVER), 0);
+    int n = 0;
+    cf_future *f;
+    while (cf_as_completed_next(it, &f) == 0)
+        n++;
+    CHECK_EQ(n, N);
+    cf_as_completed_free(it);
+    for (int i = 0; i < N; i++)
+        cf_future_release(fs[i]);
+    cf_executor_free(ex);
+}
+
+static void check_broken_frame(cf_future *f, const char *want)
+{
+    const char *msg = NULL;
+    CHECK_EQ(cf_future_exception(f, 30.0 * test_scale(), &msg), CF_EBROKEN);
+    if (!msg || !strstr(msg, want)) {
+        fprintf(stderr, "message '%s' does not say '%s'\n", msg, want);
+        exit(1);
+    }
+    cf_future_release(f);
+}
+
+/* The pool still works, with every task answered. */
+static void check_still_works(cf_executor *ex)
+{
+    cf_future *fs[50];
+    for (int i = 0; i < 50; i++)
+        fs[i] = submit_i64(ex, square, i);
+    for (int i = 0; i < 50; i++) {
+        CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+        cf_future_release(fs[i]);
+    }
+}
+
+/* A worker answers with a bad frame: that task fails, nothing else. */
+static void malformed_results(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    static const struct {
+        int mode;
+        const char *says;
+    } modes[] = {
+        { CF__MPI_CORRUPT_RESULT_MAGIC, "malformed result frame" },
+        { CF__MPI_CORRUPT_RESULT_TRUNCATE, "cut short" },
+        { CF__MPI_CORRUPT_RESULT_GARBAGE, "malformed result message" },
+    };
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        /* Alone, then in the middle of a stream. */
+        check_broken_frame(submit_i64(ex, corrupting, modes[k].mode),
+                           modes[k].says);
+        check_still_works(ex);
+        cf_future *fs[41];
+        for (int i = 0; i < 41; i++)
+            fs[i] = i == 20 ? submit_i64(ex, corrupting, modes[k].mode)
+                            : submit_i64(ex, square, i);
+        for (int i = 0; i < 41; i++) {
+            if (i == 20) {
+                check_broken_frame(fs[i], modes[k].says);
+            } else if (modes[k].mode == CF__MPI_CORRUPT_RESULT_GARBAGE) {
+                /* The garbage took its whole message: neighbours may fail
+                 * too, but never hang, and never with a wrong value. */
+                int rc = cf_future_result(fs[i], 30.0, NULL);
+                if (rc == 0)
+                    CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+                else
+                    CHECK_EQ(rc, CF_EBROKEN);
+                cf_future_release(fs[i]);
+            } else {
+                CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+                cf_future_release(fs[i]);
+            }
+        }
+        check_still_works(ex);
+    }
+    cf_executor_free(ex);
+}
+
+/* The root sends a bad batch: its tasks fail, the worker lives on. */
+static void malformed_tasks(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    wait_workers(ex, (size_t)n_workers());
+    static const struct {
+        int mode;
+        const char *says;
+    } modes[] = {
+        { CF__MPI_CORRUPT_TASK_MAGIC, "malformed task frame 0 of 1 received (bad magic)" },
+        { CF__MPI_CORRUPT_BATCH_HEADER, "malformed task batch" },
+        { CF__MPI_CORRUPT_BATCH_TRUNCATE, "malformed task frame 0 of 1 received (cut short)" },
+    };
+    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
+        for (int round = 0; round < 2 * n_workers(); round++) {
+            cf__mpi_test_corrupt(modes[k].mode);
+            check_broken_frame(submit_i64(ex, square, 3), modes[k].says);
+        }
+        check_still_works(ex);
+    }
+    cf_executor_free(ex);
+}
+
+/* 20,000 tiny tasks: all answered, right, and (batched) quickly. */
+static void many_small(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    enum { N = 20000 };
+    cf_future **fs = malloc(N * sizeof *fs);
+    double t0 = now_s();
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, square, i);
+    int64_t sum = 0, want = 0;
+    for (int i = 0; i < N; i++) {
+        sum += result_i64(fs[i]);
+        want += (int64_t)i * i;
+        cf_future_release(fs[i]);
+    }
+    CHECK_EQ(sum, want);
+    printf("     many_small: %d tasks in %.3fs on %d rank(s)\n", N,
+           now_s() - t0, world_size);
+    free(fs);
+    cf_executor_free(ex);
+}
+
+/* A slow rank does not hold back the others: the fast one runs most. */
+static void slow_rank_balanced(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    wait_workers(ex, (size_t)n_workers());
+    enum { N = 120 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, slow_on_rank1, i);
+    int64_t pids[N];
+    for (int i = 0; i < N; i++) {
+        pids[i] = result_i64(fs[i]);
+        cf_future_release(fs[i]);
+    }
+    if (world_size == 3) {
+        /* Rank 1 takes 20 ms a task, rank 2 1 ms: a static split would
+         * give each 60; dynamic balancing gives rank 2 far more. */
+        int64_t first = pids[0];
+        int same = 0;
+        for (int i = 0; i < N; i++)
+            same += pids[i] == first;
+        int slow = first == pids[N - 1] ? N - same : same;
+        for (int i = 0; i < N; i++)
+            (void)i;
+        printf("     slow_rank_balanced: the slow rank ran %d of %d\n",
+               slow < N - slow ? slow : N - slow, N);
+        CHECK(same < N);                             /* both worked */
+        CHECK((same < N - same ? same : N - same) < N / 3); /* skewed */
+    }
+    cf_executor_free(ex);
+}
+
+static void initializer_runs(void)
+{
+    cf_options o = { .initializer = init_mark, .initarg = (void *)(intptr_t)42 };
+    cf_executor *ex = make_pool(&o);
+    cf_future *fs[10];
+    for (int i = 0; i < 10; i++)
+        fs[i] = submit_i64(ex, read_init, 0);
+    for (int i = 0; i < 10; i++) {
+        CHECK_EQ(result_i64(fs[i]), 42);
+        cf_future_release(fs[i]);
+    }
+    cf_executor_free(ex);
+}
+
+static void initializer_fails(void)
+{
+    cf_options o = { .initializer = init_fail };
+    cf_executor *ex = make_pool(&o);
+    for (int i = 0; i < 5; i++) {
+        int64_t x = i;
+        cf_future *f = NULL;
+        int rc = cf_submit_bytes(ex, square, &x, sizeof x, &f);
+        if (rc == 0) {
+            const char *msg = NULL;
+            CHECK_EQ(cf_future_exception(f, 30.0, &msg), CF_EBROKEN);
+            CHECK(msg && strstr(msg, "initializer failed") &&
+                  strstr(msg, "no database on this rank"));
+            cf_future_release(f);
+        } else {
+            CHECK_EQ(rc, CF_EBROKEN);
+        }
+    }
+    /* Once the workers reported, every submit is refused. */
+    sleep_s(0.2);
+    int64_t x = 1;
+    CHECK_EQ(cf_submit_bytes(ex, square, &x, sizeof x, NULL), CF_EBROKEN);
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.completed, 0);
+    cf_executor_free(ex);
+}
+
+static void max_workers_one(void)
+{
+    cf_options o = { .max_workers = 1 };
+    cf_executor *ex = make_pool(&o);
+    enum { N = 30 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, nap, 1);
+    int64_t first = result_i64(fs[0]);
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(result_i64(fs[i]), first);
+        cf_future_release(fs[i]);
+    }
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.workers, 1);
+    cf_executor_free(ex);
+}
+
+/* Several pools one after the other, and bad arguments. */
+static void pools_in_sequence(void)
+{
+    for (int k = 0; k < 3; k++) {
+        cf_executor *ex = make_pool(NULL);
+        cf_future *f = submit_i64(ex, square, k);
+        CHECK_EQ(result_i64(f), k * k);
+        cf_future_release(f);
+        cf_executor_free(ex);
+    }
+    errno = 0;
+    CHECK(cf_mpi_pool_new(MPI_COMM_NULL, 0, NULL) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    CHECK(cf_mpi_pool_new(MPI_COMM_WORLD, world_size, NULL) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    cf_options bad = { .max_workers = -1 };
+    CHECK(cf_mpi_pool_new(MPI_COMM_WORLD, 0, &bad) == NULL);
+    CHECK_EQ(errno, EINVAL);
+}
+
+/* ---- the lockstep runner ---------------------------------------------------- */
+
+typedef struct mpi_case {
+    const char *name;
+    void (*fn)(void);
+    int pools;                /* pools the root makes */
+    const cf_options *opts;   /* what the workers pass */
+} mpi_case;
+
+static const cf_options opts_init_mark = { .initializer = init_mark,
+                                           .initarg = (void *)(intptr_t)42 };
+static const cf_options opts_init_fail = { .initializer = init_fail };
+static const cf_options opts_one = { .max_workers = 1 };
+
+#define CASE(fn, pools, opts) { #fn, fn, pools, opts }
+static const mpi_case cases[] = {
+    CASE(results, 1, NULL),
+    CASE(pointer_tasks_refused, 1, NULL),
+    CASE(map_order, 1, NULL),
+    CASE(failures_carry_messages, 1, NULL),
+    CASE(big_payload, 1, NULL),
+    CASE(cancel_pending, 1, NULL),
+    CASE(shutdown_wait, 1, NULL),
+    CASE(shutdown_nowait, 1, NULL),
+    CASE(shutdown_cancel_futures, 1, NULL),
+    CASE(free_runs_pending, 1, NULL),
+    CASE(stats_count, 1, NULL),
+    CASE(wait_and_as_completed, 1, NULL),
+    CASE(malformed_results, 1, NULL),
+    CASE(malformed_tasks, 1, NULL),
+    CASE(many_small, 1, NULL),
+    CASE(slow_rank_balanced, 1, NULL),
+    CASE(initializer_runs, 1, &opts_init_mark),
+    CASE(initializer_fails, 1, &opts_init_fail),
+    CASE(max_workers_one, 1, &opts_one),
+    CASE(pools_in_sequence, 3, NULL),
+};
+
+static bool wanted(const char *name, int argc, char **argv)
+{
+    if (argc < 2)
+        return true;
+    for (int a = 1; a < argc; a++)
+        if (strcmp(argv[a], name) == 0)
+            return true;
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    int ran = 0;
+    double t0 = now_s();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const mpi_case *c = &cases[i];
+        if (!wanted(c->name, argc, argv))
+            continue;
+        alarm((unsigned)(120 * test_scale()));
+        double c0 = now_s();
+        if (world_rank == 0) {
+            c->fn();
+            printf("ok   %s (%.2fs)\n", c->name, now_s() - c0);
+            fflush(stdout);
+        } else {
+            for (int k = 0; k < c->pools; k++) {
+                errno = -1;
+                cf_executor *ex = cf_mpi_pool_new(MPI_COMM_WORLD, 0, c->opts);
+                if (ex != NULL || errno != 0) {
+                    fprintf(stderr, "rank %d: cf_mpi_pool_new gave %p, errno %d\n",
+                            world_rank, (void *)ex, errno);
+                    exit(1);
+                }
+            }
+        }
+        ran++;
+        alarm(0);
+    }
+    if (world_rank == 0)
+        printf("%d of %d cases passed in %.2fs on %d rank(s)\n", ran, ran,
+               now_s() - t0, world_size);
+    MPI_Finalize();
+    return 0;
+}
