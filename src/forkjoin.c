@@ -214,10 +214,8 @@ int cf_parallel_for(cf_executor *ex, size_t begin, size_t end, size_t grain,
     if (grain == 0) {
         /* About eight pieces per worker: enough slack to balance uneven
          * bodies, few enough that splitting costs nothing measurable. */
-        size_t pieces = 8 * s->max_workers;
-        grain = (end - begin + pieces - 1) / pieces;
-        if (grain == 0)
-            grain = 1;
+        size_t n = end - begin, pieces = 8 * s->max_workers;
+        grain = n / pieces + (n % pieces != 0); /* ceil, without overflow */
     }
     pfor_shared sh = { .ex = ex, .body = body, .ctx = ctx, .grain = grain };
     atomic_init(&sh.failed, 0);

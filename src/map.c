@@ -1,13 +1,25 @@
 /*
- * map.c - cf_map, Python's Executor.map over the executor interface.
+ * map.c - cf_map, Python's Executor.map over the executor interface, for
+ * pointer tasks (cf_map_new) and bytes tasks (cf_map_bytes_new).
  *
- * Items are submitted in input order, all at once or (buffersize k) so that
- * at most k are submitted and not yet consumed; results are read back in
- * input order. A failed item returns its code and the iteration goes on; a
- * submit refused mid-way (shutdown) is that item's result. The args array
- * is copied, so the caller's may go away after cf_map_new.
+ * Items are submitted in input order as tasks, all at once or (buffersize
+ * k) so that at most k tasks are submitted and not yet consumed; results
+ * are read back in input order. A failed item returns its code and the
+ * iteration goes on; a submit refused mid-way (shutdown) is that task's
+ * result. The args (ins, lens) arrays are copied, so the caller's may go
+ * away after _new; the bytes they point to are copied when their task is
+ * submitted.
+ *
+ * A bytes map with chunksize c > 1 packs c items into one task that runs
+ * run_chunk: the function's identity, the item lengths, the items; the
+ * task's result is one record per item (code, length, result or message).
+ * Like Python's chunksize, it trades per-item overhead for failure
+ * granularity: a task lost as a whole (a crashed worker) fails every item
+ * of its chunk.
  */
+#include "bytes.h"
 #include "executor.h"
+#include "fnid.h"
 
 #include <string.h>
 
@@ -18,25 +30,148 @@ typedef struct map_item {
 
 struct cf_map {
     cf_executor *ex;
-    cf_fn fn;
+    cf_fn fn; /* a pointer map: fn over args */
     void **args;
-    map_item *items;
-    size_t n;
-    size_t next;      /* the item next() returns */
-    size_t submitted; /* items [0, submitted) were submitted */
+    cf_bytes_fn bfn; /* a bytes map: bfn over ins/lens, chunk items a task */
+    const void **ins;
+    size_t *lens;
+    size_t n_in;
+    size_t chunk;
+    const char *module; /* bfn's identity, for chunks */
+    uint64_t offset;
+    map_item *items; /* one per task */
+    size_t n;        /* tasks */
+    size_t next;      /* the task next() reads */
+    size_t submitted; /* tasks [0, submitted) were submitted */
     size_t buffersize;
     cf__deadline deadline;
+    /* bytes map: the task being read, its items not yet returned */
+    cf_future *held;
+    size_t left;
+    const unsigned char *cur, *end; /* its result, not yet returned */
+    int task_rc;                    /* or its failure, for every item */
+    const char *task_msg;
 };
 
-/* Submits the next item, allocating its future unless cf_map_new did
+/* ---- chunks ------------------------------------------------------------ */
+
+/* A chunk task's input: this header, the module name, n u64 lengths, the
+ * items. Its result: per item, this record and then len bytes (the result,
+ * or for a failure its message with the NUL). */
+typedef struct chunk_hdr {
+    uint64_t offset;
+    uint32_t module_len;
+    uint32_t count;
+} chunk_hdr;
+typedef struct chunk_rec {
+    int32_t code;
+    uint32_t reserved;
+    uint64_t len;
+} chunk_rec;
+
+#define CHUNK_MAX_MODULE 4096u
+
+static int malformed(const char *what)
+{
+    cf_fail(CF_EINVAL, "%s", what);
+    return CF_EINVAL;
+}
+
+static int run_chunk(const void *in, size_t len, cf_buffer *out)
+{
+    const unsigned char *p = in, *end = p + len;
+    chunk_hdr h;
+    if (len < sizeof h)
+        return malformed("malformed chunk");
+    memcpy(&h, p, sizeof h);
+    p += sizeof h;
+    if (h.module_len > CHUNK_MAX_MODULE ||
+        (size_t)(end - p) < h.module_len + (size_t)h.count * 8)
+        return malformed("malformed chunk");
+    char module[CHUNK_MAX_MODULE + 1];
+    memcpy(module, p, h.module_len);
+    module[h.module_len] = '\0';
+    p += h.module_len;
+    const unsigned char *lens = p;
+    p += (size_t)h.count * 8;
+    cf_bytes_fn fn = (cf_bytes_fn)cf__fnid_resolve(module, h.offset);
+    if (!fn)
+        return malformed("cannot find the mapped function");
+    for (uint32_t i = 0; i < h.count; i++) {
+        uint64_t n;
+        memcpy(&n, lens + (size_t)i * 8, 8);
+        if (n > (uint64_t)(end - p))
+            return malformed("malformed chunk");
+        cf__task_ctx item = { 0, NULL };
+        cf__task_ctx *outer = cf__task_ctx_swap(&item);
+        cf__bytes *b = cf__run_bytes(fn, p, (size_t)n);
+        cf__task_ctx_swap(outer);
+        p += n;
+        const char *msg = item.message ? item.message : "";
+        chunk_rec rec = { b ? 0 : item.code, 0,
+                          b ? b->len : strlen(msg) + 1 };
+        int rc = cf_buffer_append(out, &rec, sizeof rec);
+        if (!rc)
+            rc = cf_buffer_append(out, b ? (const void *)b->data : msg,
+                                  (size_t)rec.len);
+        cf__free(b);
+        cf__free(item.message);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Submits task i of a bytes map: item i itself, or chunk i packed. */
+static int submit_bytes_task(cf_map *m, size_t i, cf_future **f)
+{
+    size_t lo = i * m->chunk;
+    if (m->chunk == 1)
+        return cf_submit_bytes(m->ex, m->bfn, m->ins[lo], m->lens[lo], f);
+    size_t hi = lo + m->chunk < m->n_in ? lo + m->chunk : m->n_in;
+    size_t mlen = strlen(m->module);
+    size_t len = sizeof(chunk_hdr) + mlen + (hi - lo) * 8;
+    for (size_t k = lo; k < hi; k++) {
+        if (m->lens[k] > SIZE_MAX / 2 - len)
+            return CF_ENOMEM;
+        len += m->lens[k];
+    }
+    unsigned char *buf = cf__malloc(len), *p = buf;
+    if (!buf)
+        return CF_ENOMEM;
+    chunk_hdr h = { m->offset, (uint32_t)mlen, (uint32_t)(hi - lo) };
+    memcpy(p, &h, sizeof h);
+    memcpy(p += sizeof h, m->module, mlen);
+    p += mlen;
+    for (size_t k = lo; k < hi; k++, p += 8) {
+        uint64_t n = m->lens[k];
+        memcpy(p, &n, 8);
+    }
+    for (size_t k = lo; k < hi; k++) {
+        if (m->lens[k])
+            memcpy(p, m->ins[k], m->lens[k]);
+        p += m->lens[k];
+    }
+    int rc = cf_submit_bytes(m->ex, run_chunk, buf, len, f);
+    cf__free(buf);
+    return rc;
+}
+
+/* ---- the window, shared by both kinds ---------------------------------- */
+
+/* Submits the next task, allocating its future unless cf_map_new did
  * (it allocates the first window up front, so that running out of memory
  * there leaves nothing queued). */
 static int submit_item(cf_map *m)
 {
     map_item *it = &m->items[m->submitted];
-    if (!it->f)
-        it->f = cf__task_future_new(m->fn, m->args[m->submitted], 2);
-    it->err = it->f ? cf__submit_future(m->ex, it->f) : CF_ENOMEM;
+    if (m->bfn) {
+        it->err = submit_bytes_task(m, m->submitted, &it->f);
+    } else {
+        if (!it->f)
+            it->f = cf__task_future_new(m->fn, m->args[m->submitted], 2);
+        it->err = it->f ? cf__submit_future(m->ex, it->f) : CF_ENOMEM;
+    }
     if (it->err)
         it->f = NULL;
     m->submitted++;
@@ -56,35 +191,85 @@ static void cancel_from(cf_map *m, size_t from)
 
 static void map_destroy(cf_map *m)
 {
+    cf_future_release(m->held);
     cf__free(m->items);
     cf__free(m->args);
+    cf__free(m->ins);
+    cf__free(m->lens);
     cf__free(m);
 }
 
-int cf_map_new(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args,
-               size_t n, size_t buffersize, double timeout)
+/* A map of n tasks over ex, with its items array: 0, CF_EINVAL, CF_ENOMEM. */
+static int map_alloc(cf_map **out, cf_executor *ex, size_t n, size_t buffersize,
+                     double timeout)
 {
     cf__deadline d;
-    if (!out || !ex || !fn || (n && !args) || cf__deadline_from(timeout, &d))
+    if (cf__deadline_from(timeout, &d))
         return CF_EINVAL;
     cf_map *m = cf__calloc(1, sizeof *m);
     if (!m)
         return CF_ENOMEM;
+    if (n && !(m->items = cf__calloc(n, sizeof *m->items))) {
+        cf__free(m);
+        return CF_ENOMEM;
+    }
+    m->ex = ex;
+    m->n = n;
+    m->buffersize = buffersize;
+    m->deadline = d;
+    *out = m;
+    return 0;
+}
+
+/* How many tasks _new submits. */
+static size_t first_window(const cf_map *m)
+{
+    return m->buffersize && m->buffersize < m->n ? m->buffersize : m->n;
+}
+
+/* Waits for the next task. CF_ETIMEDOUT (nothing changes) once the
+ * deadline passed with it not done; else 0, the task is consumed, the
+ * window refilled, and *f is its future (the caller's reference now) or
+ * NULL with *err its submit error. */
+static int take_task(cf_map *m, cf_future **f, int *err)
+{
+    map_item *it = &m->items[m->next];
+    if (it->f) {
+        double left = cf__deadline_left(&m->deadline);
+        if (cf_future_result(it->f, left, NULL) == CF_ETIMEDOUT &&
+            !cf_future_done(it->f))
+            return CF_ETIMEDOUT;
+    }
+    *f = it->f;
+    *err = it->err;
+    it->f = NULL;
+    m->next++;
+    /* One consumed: keep the window full. */
+    if (m->buffersize && m->submitted < m->n)
+        submit_item(m);
+    return 0;
+}
+
+/* ---- pointer maps ------------------------------------------------------ */
+
+int cf_map_new(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args,
+               size_t n, size_t buffersize, double timeout)
+{
+    if (!out || !ex || !fn || (n && !args))
+        return CF_EINVAL;
+    cf_map *m;
+    int rc = map_alloc(&m, ex, n, buffersize, timeout);
+    if (rc)
+        return rc;
     if (n) {
-        m->args = cf__malloc(n * sizeof *m->args);
-        m->items = cf__calloc(n, sizeof *m->items);
-        if (!m->args || !m->items) {
+        if (!(m->args = cf__malloc(n * sizeof *m->args))) {
             map_destroy(m);
             return CF_ENOMEM;
         }
         memcpy(m->args, args, n * sizeof *m->args);
     }
-    m->ex = ex;
     m->fn = fn;
-    m->n = n;
-    m->buffersize = buffersize;
-    m->deadline = d;
-    size_t first = buffersize && buffersize < n ? buffersize : n;
+    size_t first = first_window(m);
     for (size_t i = 0; i < first; i++) {
         m->items[i].f = cf__task_future_new(fn, m->args[i], 2);
         if (!m->items[i].f) {
@@ -95,7 +280,7 @@ int cf_map_new(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args,
         }
     }
     while (m->submitted < first) {
-        int rc = submit_item(m);
+        rc = submit_item(m);
         if (rc) {
             for (size_t i = m->submitted; i < first; i++)
                 cf__cache_free(m->items[i].f);
@@ -110,25 +295,153 @@ int cf_map_new(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args,
 
 int cf_map_next(cf_map *m, void **result)
 {
-    if (!m)
+    if (!m || m->bfn)
         return CF_EINVAL;
     if (m->next == m->n)
         return CF_EOF;
-    map_item *it = &m->items[m->next];
-    int rc = it->err;
-    if (it->f) {
-        double left = cf__deadline_left(&m->deadline);
-        rc = cf_future_result(it->f, left, result);
-        if (rc == CF_ETIMEDOUT && !cf_future_done(it->f))
-            return CF_ETIMEDOUT;
-        cf_future_release(it->f);
-        it->f = NULL;
-    }
-    m->next++;
-    /* One consumed: keep the window full. */
-    if (m->buffersize && m->submitted < m->n)
-        submit_item(m);
+    cf_future *f;
+    int err;
+    if (take_task(m, &f, &err))
+        return CF_ETIMEDOUT;
+    if (!f)
+        return err;
+    int rc = cf_future_result(f, 0, result);
+    cf_future_release(f);
     return rc;
+}
+
+/* ---- bytes maps -------------------------------------------------------- */
+
+int cf_map_bytes_new(cf_map **out, cf_executor *ex, cf_bytes_fn fn,
+                     const void *const *ins, const size_t *lens, size_t n,
+                     size_t chunksize, size_t buffersize, double timeout)
+{
+    if (!out || !ex || !fn || (n && (!ins || !lens)))
+        return CF_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (lens[i] && !ins[i])
+            return CF_EINVAL;
+    size_t chunk = chunksize ? chunksize : 1;
+    if (chunk > UINT32_MAX)
+        chunk = UINT32_MAX;
+    const char *module = NULL;
+    uint64_t offset = 0;
+    if (chunk > 1 && cf__fnid_of((const void *)fn, &module, &offset))
+        return CF_EINVAL;
+    cf_map *m;
+    int rc = map_alloc(&m, ex, n / chunk + (n % chunk != 0), buffersize,
+                       timeout);
+    if (rc)
+        return rc;
+    if (n) {
+        m->ins = cf__malloc(n * sizeof *m->ins);
+        m->lens = cf__malloc(n * sizeof *m->lens);
+        if (!m->ins || !m->lens) {
+            map_destroy(m);
+            return CF_ENOMEM;
+        }
+        memcpy(m->ins, ins, n * sizeof *m->ins);
+        memcpy(m->lens, lens, n * sizeof *m->lens);
+    }
+    m->bfn = fn;
+    m->n_in = n;
+    m->chunk = chunk;
+    m->module = module;
+    m->offset = offset;
+    size_t first = first_window(m);
+    while (m->submitted < first) {
+        rc = submit_item(m);
+        if (rc) {
+            cancel_from(m, 0);
+            map_destroy(m);
+            return rc;
+        }
+    }
+    *out = m;
+    return 0;
+}
+
+/* Starts reading the task just taken: f, or its submit error err. */
+static void open_task(cf_map *m, cf_future *f, int err)
+{
+    size_t lo = (m->next - 1) * m->chunk;
+    m->left = lo + m->chunk < m->n_in ? m->chunk : m->n_in - lo;
+    m->held = f;
+    m->cur = m->end = NULL;
+    m->task_rc = err;
+    m->task_msg = err ? cf_strerror(err) : NULL;
+    if (!f)
+        return;
+    const void *data;
+    size_t len;
+    m->task_rc = cf_future_bytes(f, 0, &data, &len);
+    if (m->task_rc) {
+        cf_future_exception(f, 0, &m->task_msg);
+        return;
+    }
+    m->cur = data;
+    m->end = m->cur + len;
+}
+
+/* The next item of a chunk's result. */
+static int chunk_item(cf_map *m, const void **data, size_t *len)
+{
+    chunk_rec rec;
+    if ((size_t)(m->end - m->cur) < sizeof rec) {
+        m->task_rc = CF_EBROKEN;
+        m->task_msg = "malformed chunk result";
+        *data = m->task_msg;
+        *len = strlen(m->task_msg);
+        return m->task_rc;
+    }
+    memcpy(&rec, m->cur, sizeof rec);
+    m->cur += sizeof rec;
+    if (rec.len > (uint64_t)(m->end - m->cur) ||
+        (rec.code && (rec.len == 0 || m->cur[rec.len - 1] != '\0'))) {
+        m->cur = m->end;
+        m->task_rc = CF_EBROKEN;
+        m->task_msg = "malformed chunk result";
+        *data = m->task_msg;
+        *len = strlen(m->task_msg);
+        return m->task_rc;
+    }
+    *data = m->cur;
+    *len = rec.code ? (size_t)rec.len - 1 : (size_t)rec.len;
+    m->cur += rec.len;
+    return rec.code;
+}
+
+int cf_map_bytes_next(cf_map *m, const void **data, size_t *len)
+{
+    if (!m || !m->bfn)
+        return CF_EINVAL;
+    const void *d;
+    size_t l;
+    if (!data)
+        data = &d;
+    if (!len)
+        len = &l;
+    if (!m->left) {
+        if (m->next == m->n)
+            return CF_EOF;
+        cf_future *f;
+        int err;
+        if (take_task(m, &f, &err))
+            return CF_ETIMEDOUT;
+        cf_future_release(m->held);
+        open_task(m, f, err);
+    }
+    m->left--;
+    if (m->task_rc) {
+        *data = m->task_msg;
+        *len = strlen(m->task_msg);
+        return m->task_rc;
+    }
+    if (m->chunk > 1)
+        return chunk_item(m, data, len);
+    *data = m->cur;
+    *len = (size_t)(m->end - m->cur);
+    return 0;
 }
 
 void cf_map_free(cf_map *m)

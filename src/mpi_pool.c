@@ -820,6 +820,9 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg,
 
 /* ---- dispatching ------------------------------------------------------- */
 
+/* Whether w gets another batch now. A second one hides the round trip
+ * behind the first; for long tasks only while enough waits for every
+ * worker to get a second one too, so the tail is not queued behind. */
 static bool can_take(const mpool *p, const mworker *w)
 {
     if (w->state != W_READY || !w->enabled)
@@ -829,7 +832,11 @@ static bool can_take(const mpool *p, const mworker *w)
     if (p->local || w->nbatches >= MAX_DEPTH)
         return false;
     double cost = w->cost >= 0 ? w->cost : p->cost;
-    return cost < BATCH_TARGET_S; /* long tasks: one batch at a time */
+    if (cost < BATCH_TARGET_S)
+        return true;
+    size_t ready = atomic_load_explicit(&p->ready, memory_order_relaxed);
+    return atomic_load_explicit(&p->npending, memory_order_relaxed) >=
+           MAX_DEPTH * ready;
 }
 
 static size_t batch_size(const mpool *p, mworker *w)

@@ -19,6 +19,7 @@ typedef struct pool {
     cf__sched sched;
     _Atomic bool broken;
     char *broken_msg;        /* set once, before broken (release) */
+    _Atomic bool cancelling; /* shutdown with cancel_futures was asked */
     cf_fn initializer;
     void *initarg;
     _Atomic uint32_t refs;
@@ -60,9 +61,12 @@ void cf__pool_run_future(cf_future *f, cf__worker *w)
         cf__future_drop(f, &(cf__drop){ CF_EBROKEN, p->broken_msg });
         return;
     }
-    if (!cf_future_set_running_or_notify_cancel(f)) {
+    /* Tasks that a worker took from the injection queue in a batch sit on
+     * its deque, out of reach of shutdown's drain: cancel them here. */
+    if (atomic_load_explicit(&p->cancelling, memory_order_relaxed) ||
+        !cf_future_set_running_or_notify_cancel(f)) {
         cf__count(&w->cancelled);
-        cf_future_release(f);
+        cf__future_drop(f, &(cf__drop){ CF_ECANCELED, NULL });
         return;
     }
     cf__task_ctx ctx;
@@ -152,6 +156,8 @@ static int pool_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     pool *p = (pool *)ex;
     if (wait && is_own_worker(p))
         return CF_EDEADLK;
+    if (cancel_futures)
+        atomic_store_explicit(&p->cancelling, true, memory_order_relaxed);
     cf__sched_shutdown(&p->sched);
     if (cancel_futures)
         drop_all(p, cf__sched_drain(&p->sched), CF_ECANCELED, NULL);

@@ -85,18 +85,40 @@ static cf__task *inject_pop_locked(cf__sched *s)
     return NULL;
 }
 
-static cf__task *inject_pop(cf__sched *s)
+#define INJECT_BATCH 32
+
+/* Takes the oldest injected task for w, and a share of the rest (as Go's
+ * scheduler does with its global queue: count / workers + 1, at most
+ * INJECT_BATCH) onto w's deque, so workers do not contend for the queue's
+ * lock once per task. The share goes on in reverse, so that w's own
+ * newest-first pops still run them oldest first; thieves can take them. */
+static cf__task *inject_pop(cf__sched *s, cf__worker *w)
 {
-    if (atomic_load_explicit(&s->inj_count, memory_order_relaxed) == 0)
+    size_t count = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+    if (count == 0)
         return NULL;
     /* acquire: pairs with the release in atomic_flag_clear below */
     if (atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
         return NULL;
-    cf__task *t = inject_pop_locked(s);
-    if (t)
-        atomic_fetch_sub_explicit(&s->inj_count, 1, memory_order_relaxed);
+    size_t want = count / atomic_load_explicit(&s->nworkers,
+                                               memory_order_relaxed) + 1;
+    cf__task *batch[INJECT_BATCH];
+    size_t n = 0;
+    while (n < want && n < INJECT_BATCH &&
+           (batch[n] = inject_pop_locked(s)) != NULL)
+        n++;
+    if (n)
+        atomic_fetch_sub_explicit(&s->inj_count, n, memory_order_relaxed);
     atomic_flag_clear_explicit(&s->inj_lock, memory_order_release);
-    return t;
+    while (n > 1) {
+        cf__task *t = batch[--n];
+        if (cf__deque_push(&w->deque, t)) {
+            /* No room and no memory: hand it back to the queue. */
+            inject_push(s, t);
+            atomic_fetch_add_explicit(&s->inj_count, 1, memory_order_seq_cst);
+        }
+    }
+    return n ? batch[0] : NULL;
 }
 
 cf__task *cf__sched_drain(cf__sched *s)
@@ -169,7 +191,7 @@ static cf__task *find_work(cf__worker *w, bool *shared)
     cf__task *t = cf__deque_take(&w->deque);
     *shared = !t;
     if (!t)
-        t = inject_pop(w->sched);
+        t = inject_pop(w->sched, w);
     if (!t)
         t = steal(w);
     return t;
@@ -226,15 +248,14 @@ static bool all_busy(cf__sched *s, cf__worker *self)
 
 static int spawn_locked(cf__sched *s);
 
-/* Starts a worker if fewer than max_workers live (and, when
- * only_if_all_busy, no live worker is between tasks: that one will find
- * the work). */
-static void maybe_spawn(cf__sched *s, bool only_if_all_busy)
+/* Starts a worker if fewer than cap live (and, when only_if_all_busy, no
+ * live worker is between tasks: that one will find the work). */
+static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
 {
-    if (atomic_load_explicit(&s->live, memory_order_relaxed) >= s->max_workers)
+    if (atomic_load_explicit(&s->live, memory_order_relaxed) >= cap)
         return;
     pthread_mutex_lock(&s->spawn_mu);
-    if (atomic_load_explicit(&s->live, memory_order_relaxed) < s->max_workers &&
+    if (atomic_load_explicit(&s->live, memory_order_relaxed) < cap &&
         !atomic_load_explicit(&s->shutdown, memory_order_relaxed) &&
         (!only_if_all_busy || all_busy(s, NULL)))
         spawn_locked(s); /* on failure, the live workers get to it */
@@ -253,21 +274,21 @@ static void notify(cf__sched *s)
     if (n_sleeping(idle) > 0)
         wake_one(s);
     else
-        maybe_spawn(s, true);
+        maybe_spawn(s, s->max_workers, true);
 }
 
 /* More shared work is visible and nobody searches for it: wake a sleeper,
  * or start a worker. Pushes made while a worker was between tasks or
  * searching relied on that worker; this passes the work on, one worker at
  * a time, so a burst of blocking tasks still gets max_workers threads. */
-static void spread(cf__sched *s, uint64_t idle)
+static void spread(cf__sched *s, uint64_t idle, size_t cap)
 {
     if (!work_visible(s))
         return;
     if (n_sleeping(idle) > 0)
         wake_one(s);
     else
-        maybe_spawn(s, false);
+        maybe_spawn(s, cap, false);
 }
 
 /* A searcher found work: it stops searching, and the last one passes the
@@ -277,7 +298,7 @@ static void stop_searching(cf__sched *s)
     uint64_t old = atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
                                              memory_order_seq_cst);
     if (n_searching(old) == 1)
-        spread(s, old - SEARCHING_ONE);
+        spread(s, old - SEARCHING_ONE, s->max_workers);
 }
 
 /* Puts the sleeper on the stack and counts it (from searching, or from
@@ -386,6 +407,15 @@ static void helper_park(cf__helper *h, const cf__deadline *deadline)
 {
     cf__worker *w = (cf__worker *)((char *)h - offsetof(cf__worker, helper));
     cf__sched *s = w->sched;
+    if (w->depth >= MAX_HELP_DEPTH) {
+        /* Too deep to help: this worker only waits now. So that the pool
+         * keeps making progress (other workers may be as deep, each
+         * waiting on work the other holds), wake a sleeper or start a
+         * spare worker beyond max_workers for the visible work. */
+        uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
+        if (n_searching(idle) == 0)
+            spread(s, idle, s->max_workers + s->max_spare);
+    }
     sleep_enter(s, w, true);
     if (!work_visible(s))
         cf__park(&w->parker, deadline);
@@ -433,7 +463,7 @@ static void *worker_main(void *arg)
                 uint64_t idle =
                     atomic_load_explicit(&s->idle, memory_order_seq_cst);
                 if (n_searching(idle) == 0)
-                    spread(s, idle);
+                    spread(s, idle, s->max_workers);
             }
             atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE,
                                       memory_order_seq_cst);
@@ -463,7 +493,7 @@ static void *worker_main(void *arg)
 static int spawn_locked(cf__sched *s)
 {
     size_t idx = atomic_load_explicit(&s->nworkers, memory_order_relaxed);
-    if (idx >= s->max_workers)
+    if (idx >= s->max_workers + s->max_spare)
         return CF_EINVAL;
     cf__worker *w = cf__calloc(1, sizeof *w);
     if (!w)
@@ -508,7 +538,8 @@ int cf__sched_init(cf__sched *s, size_t max_workers, const char *prefix,
                    const cf__sched_hooks *hooks)
 {
     memset(s, 0, sizeof *s);
-    s->workers = cf__calloc(max_workers, sizeof *s->workers);
+    s->max_spare = max_workers < 4 ? 4 : max_workers;
+    s->workers = cf__calloc(max_workers + s->max_spare, sizeof *s->workers);
     s->prefix = cf__strdup(prefix);
     if (!s->workers || !s->prefix) {
         cf__free(s->workers);

@@ -66,6 +66,7 @@ struct cf__sched {
     pthread_mutex_t spawn_mu;
     cf__worker **workers;
     size_t max_workers;
+    size_t max_spare; /* extra workers allowed for waits nested too deep */
     _Atomic size_t nworkers;
     _Atomic size_t live;
     bool orphaned; /* spawn_mu */

@@ -1,0 +1,141 @@
+/*
+ * spawn.c - starting a worker process, the only place that creates
+ * processes (wire.h).
+ *
+ * Spawn: posix_spawn of /proc/self/exe, a fresh image of the running
+ * program. The worker's end of a socketpair becomes CF__PP_FD, stdin reads
+ * /dev/null, every other descriptor is closed (close-from action), the
+ * signal mask is empty and every signal has its default action. The
+ * environment names the descriptor and the parent; the constructor in
+ * process_pool.c sees it and serves the pool before main would run. Nothing
+ * of the (possibly multi-threaded) parent runs in the child between the
+ * clone and the exec but glibc's own spawn code.
+ *
+ * Fork: fork(), then in the child the same descriptor layout and straight
+ * into the worker loop. The child is a copy of a process that runs threads;
+ * docs/process_pool.md says what that allows.
+ *
+ * Both return the pid, the parent's end (non-blocking, close-on-exec) and a
+ * pidfd for waiting on the exit with poll.
+ */
+#include "wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdio_ext.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int make_pair(int sv[2])
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return -errno;
+    /* The child's end must not already be CF__PP_FD: a dup2 onto itself
+     * would keep close-on-exec set. */
+    if (sv[1] == CF__PP_FD) {
+        int fd = fcntl(sv[1], F_DUPFD_CLOEXEC, CF__PP_FD + 1);
+        if (fd < 0) {
+            int e = -errno;
+            close(sv[0]);
+            close(sv[1]);
+            return e;
+        }
+        close(sv[1]);
+        sv[1] = fd;
+    }
+    return 0;
+}
+
+/* Completes *out in the parent once the child runs. */
+static int finish(cf__pp_proc *out, pid_t pid, int sv[2])
+{
+    close(sv[1]);
+    int flags = fcntl(sv[0], F_GETFL);
+    fcntl(sv[0], F_SETFL, flags | O_NONBLOCK);
+    out->pid = pid;
+    out->fd = sv[0];
+#ifdef SYS_pidfd_open
+    out->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec */
+#else
+    out->pidfd = -1;
+#endif
+    return 0;
+}
+
+int cf__pp_spawn(cf__pp_proc *out, char *const *envp)
+{
+    int sv[2];
+    int rc = make_pair(sv);
+    if (rc)
+        return rc;
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    rc = posix_spawn_file_actions_adddup2(&fa, sv[1], CF__PP_FD);
+    if (!rc)
+        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
+                                              0);
+    if (!rc)
+        rc = posix_spawn_file_actions_addclosefrom_np(&fa, CF__PP_FD + 1);
+    if (!rc)
+        rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+                                                 POSIX_SPAWN_SETSIGDEF);
+    if (!rc)
+        rc = posix_spawnattr_setsigmask(&attr, &none);
+    if (!rc)
+        rc = posix_spawnattr_setsigdefault(&attr, &all);
+    pid_t pid = -1;
+    char *argv[] = { program_invocation_name, NULL };
+    if (!rc)
+        rc = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc) {
+        close(sv[0]);
+        close(sv[1]);
+        return -rc;
+    }
+    return finish(out, pid, sv);
+}
+
+int cf__pp_fork(cf__pp_proc *out)
+{
+    int sv[2];
+    int rc = make_pair(sv);
+    if (rc)
+        return rc;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        rc = -errno;
+        close(sv[0]);
+        close(sv[1]);
+        return rc;
+    }
+    if (pid == 0) {
+        if (dup2(sv[1], CF__PP_FD) < 0)
+            _exit(1);
+        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (null > 0) {
+            dup2(null, 0);
+            close(null);
+        }
+        close_range(CF__PP_FD + 1, ~0U, 0);
+        /* Output the parent had buffered is the parent's to write. */
+        __fpurge(stdout);
+        __fpurge(stderr);
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+        cf__pp_worker_main(parent);
+    }
+    return finish(out, pid, sv);
+}

@@ -1,0 +1,280 @@
+/*
+ * worker.c - the worker process side of a process pool: read a frame, run
+ * it, answer, until the pool closes the socket; then _exit. It never
+ * returns to the program it runs inside (for the spawn start method that
+ * program's main never starts; for fork it is a copy of the parent).
+ *
+ * Order matters to the parent's crash accounting: the answer to a task is
+ * written in full before the next task starts, so when the worker dies the
+ * oldest task the parent has no answer for is the one that was running.
+ *
+ * Input arrives through a 64 KiB read buffer, so a burst of small frames
+ * costs one read; a payload that fits is used in place, a larger one is
+ * read into its own allocation. The worker trusts its parent's frames only
+ * as far as the checks here: a malformed one ends the process.
+ */
+#include "../bytes.h"
+#include "../fnid.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RBUF (64u * 1024u)
+
+typedef struct reader {
+    int fd;
+    unsigned char *buf;
+    size_t beg, end;
+} reader;
+
+/* Makes n <= RBUF bytes available at buf + beg: false at EOF or error. */
+static bool fill(reader *r, size_t n)
+{
+    if (r->end - r->beg >= n)
+        return true;
+    if (r->beg + n > RBUF) {
+        memmove(r->buf, r->buf + r->beg, r->end - r->beg);
+        r->end -= r->beg;
+        r->beg = 0;
+    }
+    while (r->end - r->beg < n) {
+        ssize_t k = read(r->fd, r->buf + r->end, RBUF - r->end);
+        if (k > 0)
+            r->end += (size_t)k;
+        else if (k < 0 && errno == EINTR)
+            continue;
+        else
+            return false;
+    }
+    return true;
+}
+
+/* Moves the next n bytes to dst (NULL: drops them): false at EOF. */
+static bool take(reader *r, unsigned char *dst, size_t n)
+{
+    size_t have = r->end - r->beg < n ? r->end - r->beg : n;
+    if (dst)
+        memcpy(dst, r->buf + r->beg, have);
+    r->beg += have;
+    n -= have;
+    if (dst)
+        dst += have;
+    while (n > 0) {
+        unsigned char *to = dst ? dst : r->buf;
+        size_t want = dst ? n : (n < RBUF ? n : RBUF);
+        ssize_t k = read(r->fd, to, want);
+        if (k > 0) {
+            n -= (size_t)k;
+            if (dst)
+                dst += k;
+        } else if (!(k < 0 && errno == EINTR)) {
+            return false;
+        }
+    }
+    if (!dst)
+        r->beg = r->end = 0; /* the buffer was scratch space */
+    return true;
+}
+
+/* Only the standard streams: under the fork start method other FILEs are
+ * the parent's, and flushing their copies here would write twice. */
+static void flush_stdio(void)
+{
+    fflush(stdout);
+    fflush(stderr);
+}
+
+static void send_frame(uint16_t type, uint64_t id, int32_t aux,
+                       const void *data, size_t len)
+{
+    cf__pp_hdr h;
+    cf__pp_hdr_set(&h, type, id, len, aux);
+    struct iovec iov[2] = { { &h, sizeof h }, { (void *)data, len } };
+    if (cf__pp_send_all(CF__PP_FD, iov, len ? 2 : 1))
+        _exit(0); /* the pool is gone */
+}
+
+static void send_failure(uint16_t type, uint64_t id, const cf__task_ctx *ctx)
+{
+    const char *msg = ctx->message ? ctx->message : "";
+    size_t n = strlen(msg);
+    if (n > CF__PP_MAX_MESSAGE)
+        n = CF__PP_MAX_MESSAGE;
+    send_frame(type, id, ctx->code, msg, n);
+}
+
+/* Fails ctx with a message of its own (best effort). */
+static void ctx_fail(cf__task_ctx *ctx, int code, const char *fmt,
+                     const char *module, uint64_t offset)
+{
+    char buf[CF__PP_MAX_MODULE + 160];
+    snprintf(buf, sizeof buf, fmt, module[0] ? module : "the program",
+             (unsigned long long)offset);
+    ctx->code = code;
+    ctx->message = cf__strdup(buf);
+}
+
+/* A module name from the wire, as a C string (callers check len). */
+static void copy_name(char *dst, const unsigned char *src, size_t len)
+{
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+/* The function named (module, offset), with a one-entry cache: tasks of
+ * one map or loop name the same function again and again. */
+static void *resolve(const unsigned char *module, size_t len, uint64_t offset)
+{
+    static char cached[CF__PP_MAX_MODULE + 1];
+    static uint64_t cached_off;
+    static void *cached_fn;
+    if (cached_fn && offset == cached_off && strlen(cached) == len &&
+        memcmp(cached, module, len) == 0)
+        return cached_fn;
+    char name[CF__PP_MAX_MODULE + 1];
+    copy_name(name, module, len);
+    void *fn = cf__fnid_resolve(name, offset);
+    if (fn) {
+        memcpy(cached, name, len + 1);
+        cached_off = offset;
+        cached_fn = fn;
+    }
+    return fn;
+}
+
+static void run_init(const cf__pp_hdr *h, const unsigned char *p, size_t len)
+{
+    cf__pp_init in;
+    if (len < sizeof in)
+        _exit(2);
+    memcpy(&in, p, sizeof in);
+    if (in.fn_module_len > CF__PP_MAX_MODULE ||
+        in.arg_module_len > CF__PP_MAX_MODULE ||
+        len != sizeof in + in.fn_module_len + in.arg_module_len)
+        _exit(2);
+    char fn_name[CF__PP_MAX_MODULE + 1], arg_name[CF__PP_MAX_MODULE + 1];
+    copy_name(fn_name, p + sizeof in, in.fn_module_len);
+    copy_name(arg_name, p + sizeof in + in.fn_module_len, in.arg_module_len);
+    cf__task_ctx ctx = { 0, NULL };
+    if (h->aux & CF__PP_INIT_FN) {
+        cf_fn fn = (cf_fn)cf__fnid_resolve(fn_name, in.fn_offset);
+        void *arg = NULL;
+        if (h->aux & CF__PP_INIT_ARG_RAW)
+            arg = (void *)(uintptr_t)in.arg;
+        else if (h->aux & CF__PP_INIT_ARG_ID)
+            arg = cf__fnid_resolve(arg_name, in.arg);
+        if (!fn) {
+            ctx_fail(&ctx, CF_EINVAL,
+                     "the worker cannot find the initializer (in %s at "
+                     "offset %#llx)",
+                     fn_name, in.fn_offset);
+        } else if ((h->aux & CF__PP_INIT_ARG_ID) && !arg) {
+            ctx_fail(&ctx, CF_EINVAL,
+                     "the worker cannot find initarg (in %s at offset %#llx)",
+                     arg_name, in.arg);
+        } else {
+            cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
+            fn(arg);
+            cf__task_ctx_swap(outer);
+        }
+    }
+    flush_stdio();
+    if (ctx.code) {
+        send_failure(CF__PP_INIT_FAIL, 0, &ctx);
+        _exit(0);
+    }
+    send_frame(CF__PP_READY, 0, 0, NULL, 0);
+}
+
+static void run_task(const cf__pp_hdr *h, const unsigned char *p, size_t len)
+{
+    uint64_t offset;
+    size_t mlen = (size_t)h->aux;
+    if (h->aux < 0 || mlen > CF__PP_MAX_MODULE || len < 8 + mlen)
+        _exit(2);
+    memcpy(&offset, p, 8);
+    cf_bytes_fn fn = (cf_bytes_fn)resolve(p + 8, mlen, offset);
+    cf__task_ctx ctx = { 0, NULL };
+    cf__bytes *out = NULL;
+    if (!fn) {
+        char name[CF__PP_MAX_MODULE + 1];
+        copy_name(name, p + 8, mlen);
+        ctx_fail(&ctx, CF_EINVAL,
+                 "the worker cannot find the task function (in %s at "
+                 "offset %#llx)",
+                 name, offset);
+    } else {
+        cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
+        out = cf__run_bytes(fn, p + 8 + mlen, len - 8 - mlen);
+        cf__task_ctx_swap(outer);
+    }
+    flush_stdio(); /* what the task printed comes out before its result */
+    if (out)
+        send_frame(CF__PP_RESULT, h->id, 0, out->data, out->len);
+    else
+        send_failure(CF__PP_FAIL, h->id, &ctx);
+    cf__free(out);
+    cf__free(ctx.message);
+}
+
+_Noreturn void cf__pp_worker_main(pid_t parent)
+{
+    /* Die with the pool's manager thread (it reaps us before it exits, so
+     * this only fires when the pool's process died first). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+    /* Programs a task starts must not inherit the pool's socket. */
+    fcntl(CF__PP_FD, F_SETFD, FD_CLOEXEC);
+    reader r = { CF__PP_FD, malloc(RBUF), 0, 0 };
+    if (!r.buf)
+        _exit(1);
+    bool ready = false;
+    for (;;) {
+        cf__pp_hdr h;
+        if (!fill(&r, sizeof h))
+            _exit(0); /* the pool closed the socket: we are done */
+        memcpy(&h, r.buf + r.beg, sizeof h);
+        r.beg += sizeof h;
+        if (cf__pp_hdr_bad(&h) ||
+            h.type != (ready ? CF__PP_TASK : CF__PP_INIT))
+            _exit(2);
+        size_t len = (size_t)h.len;
+        unsigned char *own = NULL;
+        const unsigned char *p;
+        if (len <= RBUF) {
+            if (!fill(&r, len))
+                _exit(0);
+            p = r.buf + r.beg;
+            r.beg += len; /* the bytes stay put until the next fill */
+        } else if ((own = malloc(len)) != NULL) {
+            if (!take(&r, own, len))
+                _exit(0);
+            p = own;
+        } else {
+            /* No room for the input: drop it and say so. */
+            if (!take(&r, NULL, len))
+                _exit(0);
+            if (h.type == CF__PP_INIT)
+                _exit(1);
+            cf__task_ctx ctx = { CF_ENOMEM, NULL };
+            send_failure(CF__PP_FAIL, h.id, &ctx);
+            continue;
+        }
+        if (h.type == CF__PP_INIT) {
+            run_init(&h, p, len);
+            ready = true;
+        } else {
+            run_task(&h, p, len);
+        }
+        free(own);
+    }
+}
