@@ -253,6 +253,90 @@ static void join_from_other_pool_worker(void)
     cf_executor_free(target);
 }
 
+/* Plain pthreads (not cf_threads) that come and go, each making one call
+ * of each kind: whatever a caller's thread needs is cleaned up with it. */
+typedef struct plain_arg {
+    cf_executor *ex;
+    int ok;
+} plain_arg;
+
+static void plain_units(size_t lo, size_t hi, void *p)
+{
+    atomic_fetch_add((atomic_long *)p, (long)(hi - lo));
+}
+
+static void *plain_thread(void *p)
+{
+    plain_arg *a = p;
+    side x = { .ret = (void *)1 }, y = { .ret = (void *)2 };
+    void *rx = NULL, *ry = NULL;
+    atomic_long units = 0;
+    cf_group *g = cf_group_new(a->ex);
+    grp_started_gate c = { 0 };
+    a->ok = g != NULL &&
+            cf_join(a->ex, side_fn, &x, &rx, side_fn, &y, &ry) == 0 &&
+            rx == (void *)1 && ry == (void *)2 &&
+            cf_parallel_for(a->ex, 0, 100, 3, plain_units, &units) == 0 &&
+            atomic_load(&units) == 100 &&
+            cf_group_submit(g, grp_count_gate, &c) == 0 &&
+            cf_group_wait(g, 30.0 * test_scale()) == 0 &&
+            atomic_load(&c.started) == 1;
+    cf_group_free(g);
+    return NULL;
+}
+
+static void join_from_plain_pthreads(void)
+{
+    cf_executor *ex = new_pool(2, "pp");
+    for (int round = 0; round < 10; round++) {
+        pthread_t th[8];
+        plain_arg a[8];
+        for (int i = 0; i < 8; i++) {
+            a[i] = (plain_arg){ ex, 0 };
+            CHECK_EQ(pthread_create(&th[i], NULL, plain_thread, &a[i]), 0);
+        }
+        for (int i = 0; i < 8; i++) {
+            CHECK_EQ(pthread_join(th[i], NULL), 0);
+            CHECK_EQ(a[i].ok, 1);
+        }
+    }
+    cf_executor_free(ex);
+}
+
+/* Two one-worker pools whose tasks call into each other, six levels
+ * deep: a worker waiting on the other pool keeps running its own. */
+typedef struct ping {
+    cf_executor *pools[2];
+    int depth;
+    int side;
+} ping;
+
+static void *ping_task(void *p)
+{
+    const ping *pg = p;
+    if (pg->depth == 0)
+        return (void *)1;
+    ping next = { { pg->pools[0], pg->pools[1] }, pg->depth - 1, !pg->side };
+    cf_executor *other = pg->pools[next.side];
+    void *ra = NULL, *rb = NULL;
+    int rc = cf_join(other, ping_task, &next, &ra, ping_task, &next, &rb);
+    if (rc != 0) {
+        cf_fail(rc, "join at depth %d", pg->depth);
+        return NULL;
+    }
+    return (void *)((intptr_t)ra + (intptr_t)rb);
+}
+
+static void join_across_two_pools(void)
+{
+    cf_executor *a = new_pool(1, "pa"), *b = new_pool(1, "pb");
+    ping top = { { a, b }, 6, 0 };
+    for (int round = 0; round < 3; round++)
+        CHECK_EQ((intptr_t)run_in_pool(a, ping_task, &top), 1 << 6);
+    cf_executor_free(a);
+    cf_executor_free(b);
+}
+
 /* ---- cf_join: recursion */
 
 static void fib_on(int workers, int n)
@@ -1760,6 +1844,8 @@ static const test_case cases[] = {
     TEST_CASE(join_outside_many_threads),
     TEST_CASE(join_inside_results),
     TEST_CASE(join_from_other_pool_worker),
+    TEST_CASE(join_from_plain_pthreads),
+    TEST_CASE(join_across_two_pools),
     TEST_CASE(join_fib25_1_worker),
     TEST_CASE(join_fib25_2_workers),
     TEST_CASE(join_fib25_4_workers),

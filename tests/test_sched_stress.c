@@ -290,6 +290,68 @@ static void deep_join_chain(void)
     }
 }
 
+/* One worker; a chain of tasks submitted from outside, each waiting on
+ * the next one's future. The worker runs each next task inside the wait of
+ * the one before, so the waits nest as deep as the chain: a pool must
+ * keep helping at any depth, or the chain never ends. */
+#define WAIT_CHAIN 500
+
+typedef struct wait_chain {
+    cf_future *fs[WAIT_CHAIN];
+    cf_event *go;
+    atomic_int max_seen;
+} wait_chain;
+
+typedef struct wait_link {
+    wait_chain *wc;
+    int i;
+} wait_link;
+
+static void *chain_waiter(void *p)
+{
+    wait_link *l = p;
+    CHECK_EQ(cf_event_wait(l->wc->go, 30.0 * test_scale()), 0);
+    int seen = atomic_load(&l->wc->max_seen);
+    while (l->i > seen &&
+           !atomic_compare_exchange_weak(&l->wc->max_seen, &seen, l->i)) {
+    }
+    if (l->i + 1 == WAIT_CHAIN)
+        return (void *)1;
+    void *r = NULL;
+    int rc = cf_future_result(l->wc->fs[l->i + 1], CF_FOREVER, &r);
+    if (rc != 0) {
+        cf_fail(rc, "link %d", l->i + 1);
+        return NULL;
+    }
+    return (void *)((intptr_t)r + 1);
+}
+
+static void nested_waits_deep_chain(void)
+{
+    cf_executor *ex = new_pool(1, "wc");
+    static wait_chain wc;
+    static wait_link links[WAIT_CHAIN];
+    wc.go = cf_event_new();
+    CHECK(wc.go != NULL);
+    for (int i = 0; i < WAIT_CHAIN; i++) {
+        links[i] = (wait_link){ &wc, i };
+        CHECK_EQ(cf_submit(ex, chain_waiter, &links[i], &wc.fs[i]), 0);
+    }
+    cf_event_set(wc.go);
+    void *r = NULL;
+    int rc = cf_future_result(wc.fs[0], 10.0 * test_scale(), &r);
+    if (rc != 0) {
+        fprintf(stderr, "chain of %d waits: %s; the worker reached link %d\n",
+                WAIT_CHAIN, cf_strerror(rc), atomic_load(&wc.max_seen));
+        exit(1); /* the worker is stuck: skip the clean-up */
+    }
+    CHECK_EQ((intptr_t)r, WAIT_CHAIN);
+    for (int i = 0; i < WAIT_CHAIN; i++)
+        cf_future_release(wc.fs[i]);
+    cf_event_free(wc.go);
+    cf_executor_free(ex);
+}
+
 /* ---- steal storm */
 
 typedef struct storm {
@@ -376,6 +438,46 @@ static void storm_run(int workers, bool use_group)
         check_once(s.flags, s.n, use_group ? "group storm" : "join storm");
         free(s.flags);
     }
+    cf_executor_free(ex);
+}
+
+/* One task spawns bursts of group tasks and waits for each burst, so its
+ * deque grows once and then wraps around many times while thieves steal. */
+static void *burst_root(void *p)
+{
+    storm *s = p;
+    size_t burst = 1000, bursts = s->n / burst;
+    storm_item *items = malloc(s->n * sizeof *items);
+    CHECK(items != NULL);
+    for (size_t b = 0; b < bursts; b++) {
+        cf_group *g = cf_group_new(s->ex);
+        CHECK(g != NULL);
+        for (size_t i = b * burst; i < (b + 1) * burst; i++) {
+            items[i] = (storm_item){ s, i };
+            if (cf_group_submit(g, storm_leaf, &items[i]) != 0)
+                atomic_fetch_add(&s->errors, 1);
+        }
+        if (cf_group_wait(g, CF_FOREVER) != 0)
+            atomic_fetch_add(&s->errors, 1);
+        cf_group_free(g);
+    }
+    free(items);
+    return (void *)1;
+}
+
+static void steal_storm_bursts(void)
+{
+    cf_executor *ex = new_pool(4, "sb");
+    storm s = { .ex = ex, .n = (size_t)scaled(200) * 1000 };
+    s.flags = calloc(s.n, sizeof *s.flags);
+    CHECK(s.flags != NULL);
+    cf_future *f = NULL;
+    CHECK_EQ(cf_submit(ex, burst_root, &s, &f), 0);
+    CHECK_EQ(cf_future_result(f, 60.0 * test_scale(), NULL), 0);
+    cf_future_release(f);
+    CHECK_EQ(atomic_load(&s.errors), 0);
+    check_once(s.flags, s.n, "bursts");
+    free(s.flags);
     cf_executor_free(ex);
 }
 
@@ -502,6 +604,47 @@ static void shutdown_cancel_while_stealing(void)
     for (long r = 0; r < rounds; r++) {
         shutdown_round(false, (unsigned)r, true);
         shutdown_round(true, (unsigned)r, true);
+    }
+}
+
+/* cf_shutdown with wait from another thread while a parallel_for from
+ * outside runs: the call started before the shutdown, so it finishes
+ * whole, and the shutdown returns only after it did. */
+typedef struct waiting_stop {
+    sws *s;
+    atomic_long calls_at_return;
+} waiting_stop;
+
+static void *waiting_stopper(void *p)
+{
+    waiting_stop *ws = p;
+    double t0 = now_s();
+    while (atomic_load(&ws->s->calls) == 0 && now_s() - t0 < 10.0)
+        sleep_s(0.0002);
+    CHECK_EQ(cf_shutdown(ws->s->ex, true, false), 0);
+    atomic_store(&ws->calls_at_return, atomic_load(&ws->s->calls));
+    return NULL;
+}
+
+static void shutdown_wait_while_fork_join(void)
+{
+    long rounds = scaled(10);
+    for (long r = 0; r < rounds; r++) {
+        sws s = { .ex = new_pool(4, "sw"), .n = (size_t)scaled(1000000) };
+        s.hits = calloc(s.n, sizeof *s.hits);
+        CHECK(s.hits != NULL);
+        waiting_stop ws = { .s = &s };
+        cf_thread *caller = NULL, *stop = NULL;
+        CHECK_EQ(cf_thread_start(&caller, sws_caller, &s, NULL), 0);
+        CHECK_EQ(cf_thread_start(&stop, waiting_stopper, &ws, NULL), 0);
+        CHECK_EQ(cf_thread_join(stop, 30.0 * test_scale(), NULL), 0);
+        CHECK_EQ(cf_thread_join(caller, 30.0 * test_scale(), NULL), 0);
+        CHECK_EQ(s.rc, 0);
+        /* every body ran, all before the shutdown returned */
+        CHECK_EQ(atomic_load(&ws.calls_at_return), (long)s.n);
+        check_once(s.hits, s.n, "shutdown with wait");
+        cf_executor_free(s.ex);
+        free(s.hits);
     }
 }
 
@@ -942,11 +1085,14 @@ static const test_case cases[] = {
     TEST_CASE(nested_joins_8_workers),
     TEST_CASE(nested_joins_many_callers),
     TEST_CASE(deep_join_chain),
+    TEST_CASE(nested_waits_deep_chain),
     TEST_CASE(steal_storm_group),
     TEST_CASE(steal_storm_join),
     TEST_CASE(steal_storm_join_8_workers),
+    TEST_CASE(steal_storm_bursts),
     TEST_CASE(shutdown_while_stealing),
     TEST_CASE(shutdown_cancel_while_stealing),
+    TEST_CASE(shutdown_wait_while_fork_join),
     TEST_CASE(many_pools_at_once),
     TEST_CASE(wakeups_not_lost),
     TEST_CASE(wakeups_not_lost_sleepy),
