@@ -432,6 +432,30 @@ int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in,
 int cf_future_bytes(cf_future *f, double timeout, const void **data,
                     size_t *len);
 
+/* A pool of worker processes for bytes tasks; opts may be NULL. Workers
+ * start on demand (max_workers 0: ncpu). A task that crashes or hangs fails
+ * only its own future, and its worker is replaced; cf_submit of a pointer
+ * task is CF_EINVAL. With CF_START_SPAWN, initarg must be NULL or point to
+ * static data. NULL with errno EINVAL, ENOMEM or the system's. More in
+ * docs/process_pool.md. */
+cf_executor *cf_process_pool_new(const cf_options *opts);
+
+/* Executor.map for bytes tasks: fn over ins[i][0..lens[i]) for i < n, with
+ * results in input order, on any executor. chunksize items (0 means 1) go
+ * to a worker as one task; a task lost whole (a crash) fails all its items.
+ * buffersize and timeout are as for cf_map_new, counting tasks. The input
+ * bytes must stay valid until their task is submitted (at once when
+ * buffersize is 0). 0, CF_EINVAL, CF_ENOMEM, or a submit error (what was
+ * submitted is cancelled). Free with cf_map_free. */
+int cf_map_bytes_new(cf_map **m, cf_executor *ex, cf_bytes_fn fn,
+                     const void *const *ins, const size_t *lens, size_t n,
+                     size_t chunksize, size_t buffersize, double timeout);
+/* The next result in input order: 0 with *data and *len (valid until the
+ * next call or cf_map_free); an item's failure code with its message (a
+ * NUL-terminated text) in *data and *len; CF_EOF at the end; CF_ETIMEDOUT
+ * (the item stays next); CF_EINVAL on a pointer map. */
+int cf_map_bytes_next(cf_map *m, const void **data, size_t *len);
+
 /* ------------------------------------------------------------------------
  * Fork-join, on the work-stealing scheduler of a thread pool
  * ------------------------------------------------------------------------ */

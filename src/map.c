@@ -39,8 +39,8 @@ struct cf_map {
     size_t chunk;
     const char *module; /* bfn's identity, for chunks */
     uint64_t offset;
-    map_item *items; /* one per task */
-    size_t n;        /* tasks */
+    map_item *items;  /* one per task */
+    size_t n;         /* tasks */
     size_t next;      /* the task next() reads */
     size_t submitted; /* tasks [0, submitted) were submitted */
     size_t buffersize;
@@ -108,8 +108,7 @@ static int run_chunk(const void *in, size_t len, cf_buffer *out)
         cf__task_ctx_swap(outer);
         p += n;
         const char *msg = item.message ? item.message : "";
-        chunk_rec rec = { b ? 0 : item.code, 0,
-                          b ? b->len : strlen(msg) + 1 };
+        chunk_rec rec = { b ? 0 : item.code, 0, b ? b->len : strlen(msg) + 1 };
         int rc = cf_buffer_append(out, &rec, sizeof rec);
         if (!rc)
             rc = cf_buffer_append(out, b ? (const void *)b->data : msg,
@@ -329,8 +328,8 @@ int cf_map_bytes_new(cf_map **out, cf_executor *ex, cf_bytes_fn fn,
     if (chunk > 1 && cf__fnid_of((const void *)fn, &module, &offset))
         return CF_EINVAL;
     cf_map *m;
-    int rc = map_alloc(&m, ex, n / chunk + (n % chunk != 0), buffersize,
-                       timeout);
+    int rc =
+        map_alloc(&m, ex, n / chunk + (n % chunk != 0), buffersize, timeout);
     if (rc)
         return rc;
     if (n) {

@@ -64,14 +64,14 @@
 
 extern char **environ;
 
-#define GRACE_S 2.0           /* a closed or crashed worker gets this to exit */
-#define DEPTH_WINDOW_S 0.002  /* work to keep queued in each worker */
-#define MAX_DEPTH 256         /* tasks in flight per worker, at most */
-#define MAX_REQUEUES 3        /* deaths a task may sit through unstarted */
-#define MAX_IOV 64            /* frames per sendmsg */
-#define RXBUF (64u * 1024u)   /* per-worker receive buffer */
+#define GRACE_S 2.0          /* a closed or crashed worker gets this to exit */
+#define DEPTH_WINDOW_S 0.002 /* work to keep queued in each worker */
+#define MAX_DEPTH 256        /* tasks in flight per worker, at most */
+#define MAX_REQUEUES 3       /* deaths a task may sit through unstarted */
+#define MAX_IOV 64           /* frames per sendmsg */
+#define RXBUF (64u * 1024u)  /* per-worker receive buffer */
 #define RX_PER_CALL (4u << 20) /* bytes read from one worker per wake-up */
-#define MAX_POLLED_DYING 64   /* dying workers beyond this are polled by tick */
+#define MAX_POLLED_DYING 64 /* dying workers beyond this are polled by tick */
 #define TICK_S 0.005
 #define START_RETRY_S 0.1
 
@@ -144,9 +144,9 @@ typedef struct pp_pool {
     /* The manager's own. */
     pp_worker *live, *dying;
     size_t n_live, n_dying;
-    bool can_take; /* room in some worker, or a worker may be started */
+    bool can_take;         /* room in some worker, or a worker may be started */
     double start_retry_at; /* after a failed start, when to try again */
-    double ewma;   /* seconds per task, 0 until measured */
+    double ewma;           /* seconds per task, 0 until measured */
     struct pollfd *pfds;
     pp_worker **pws;
     /* For cf_executor_stats: written by the manager (cancelled also by
@@ -415,8 +415,7 @@ static void worker_reaped(pp_pool *p, pp_worker *w, int status, bool got)
             msg = w->killed ? fmt_msg("worker process %d closed its "
                                       "connection while running this "
                                       "task%s%s and was killed",
-                                      pid, w->detail[0] ? ", " : "",
-                                      w->detail)
+                                      pid, w->detail[0] ? ", " : "", w->detail)
                             : fmt_msg("worker process %d %s while running "
                                       "this task%s%s",
                                       pid, how, w->detail[0] ? " (" : "",
@@ -585,8 +584,7 @@ static const char *frame_bad(const pp_worker *w, const cf__pp_hdr *h)
         if (h->type == CF__PP_FAIL && h->aux == 0)
             return "a failure without a code";
         break;
-    default:
-        return "a frame type only the pool sends";
+    default: return "a frame type only the pool sends";
     }
     if (h->type != CF__PP_RESULT && h->len > CF__PP_MAX_MESSAGE)
         return "a message too long";
@@ -634,8 +632,7 @@ static bool on_frame(pp_pool *p, pp_worker *w, double now)
         cf__free(msg);
         return false;
     }
-    default:
-        break;
+    default: break;
     }
     pp_task *t = pop_answered(p, w, now);
     cf__task_ctx ctx = { 0, NULL };
@@ -671,8 +668,8 @@ static bool parse(pp_pool *p, pp_worker *w, double now)
                 /* Stray bytes are caught as soon as they cannot be the
                  * start of a header, even if nothing follows them. */
                 uint32_t magic = CF__PP_MAGIC;
-                if (memcmp(w->rx + w->rx_beg, &magic,
-                           avail < 4 ? avail : 4) != 0) {
+                if (memcmp(w->rx + w->rx_beg, &magic, avail < 4 ? avail : 4) !=
+                    0) {
                     lose_worker(p, w, WHY_CORRUPT, "bad magic", now);
                     return false;
                 }
@@ -1293,8 +1290,7 @@ cf_executor *cf_process_pool_new(const cf_options *opts)
 {
     cf_options o = opts ? *opts : (cf_options){ 0 };
     if (o.max_workers < 0 || isnan(o.task_timeout) || o.task_timeout < 0 ||
-        (o.start_method != CF_START_SPAWN &&
-         o.start_method != CF_START_FORK)) {
+        (o.start_method != CF_START_SPAWN && o.start_method != CF_START_FORK)) {
         errno = EINVAL;
         return NULL;
     }

@@ -81,8 +81,7 @@ int cf__pp_spawn(cf__pp_proc *out, char *const *envp)
     sigfillset(&all);
     rc = posix_spawn_file_actions_adddup2(&fa, sv[1], CF__PP_FD);
     if (!rc)
-        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
-                                              0);
+        rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (!rc)
         rc = posix_spawn_file_actions_addclosefrom_np(&fa, CF__PP_FD + 1);
     if (!rc)

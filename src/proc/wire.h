@@ -33,8 +33,8 @@
 #define CF__PP_ENV_FD "CFUTURES_WORKER_FD"
 #define CF__PP_ENV_PARENT "CFUTURES_WORKER_PARENT"
 /* Limits a valid frame respects. */
-#define CF__PP_MAX_MODULE 4096u          /* module path bytes */
-#define CF__PP_MAX_MESSAGE (1u << 20)    /* failure message bytes */
+#define CF__PP_MAX_MODULE 4096u       /* module path bytes */
+#define CF__PP_MAX_MESSAGE (1u << 20) /* failure message bytes */
 #define CF__PP_MAX_PAYLOAD ((uint64_t)1 << 40)
 
 enum {

@@ -244,8 +244,7 @@ _Noreturn void cf__pp_worker_main(pid_t parent)
             _exit(0); /* the pool closed the socket: we are done */
         memcpy(&h, r.buf + r.beg, sizeof h);
         r.beg += sizeof h;
-        if (cf__pp_hdr_bad(&h) ||
-            h.type != (ready ? CF__PP_TASK : CF__PP_INIT))
+        if (cf__pp_hdr_bad(&h) || h.type != (ready ? CF__PP_TASK : CF__PP_INIT))
             _exit(2);
         size_t len = (size_t)h.len;
         unsigned char *own = NULL;
