@@ -13,10 +13,6 @@
 
 enum { N_RANGES = 24 };
 
-typedef struct range {
-    uint64_t lo, hi; /* [lo, hi) */
-} range;
-
 static bool is_prime(uint64_t n)
 {
     if (n < 2 || n % 2 == 0)
@@ -27,8 +23,9 @@ static bool is_prime(uint64_t n)
     return true;
 }
 
-/* A pure function of its range: the number of primes in it. */
-static void *count_primes(void *arg)
+/* A pure function of its range (the type is in example.h, as `cfutures
+ * demo` times this function too): the number of primes in it. */
+void *count_primes(void *arg)
 {
     const range *r = arg;
     uintptr_t count = 0;

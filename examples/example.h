@@ -79,6 +79,21 @@ typedef struct timing {
     int workers;
 } timing;
 
+/* The work of the two timing lessons, also timed by `cfutures demo`
+ * (tools/demo.c), which draws a progress bar as it runs them. */
+typedef struct request {
+    int id;
+    double seconds; /* how long it blocks */
+} request;
+/* io_bound.c: serves one request (a request *): blocks, returns it. */
+void *fetch(void *arg);
+
+typedef struct range {
+    uint64_t lo, hi; /* [lo, hi) */
+} range;
+/* cpu_bound.c: the number of primes in a range (a range *), as a pointer. */
+void *count_primes(void *arg);
+
 /* The lessons, one per file; demo.c runs them in order. Each returns 0 when
  * everything it checked came out right. The timing lessons take --quick
  * (smaller workloads) and fill *out when it is not NULL. */

@@ -13,13 +13,9 @@
 
 enum { MAX_TASKS = 40 };
 
-typedef struct request {
-    int id;
-    double seconds; /* how long it blocks */
-} request;
-
-/* Serves one request: blocks, then answers with the request itself. */
-static void *fetch(void *arg)
+/* Serves one request: blocks, then answers with the request itself. (The
+ * request type is in example.h: `cfutures demo` times this function too.) */
+void *fetch(void *arg)
 {
     request *r = arg;
     sleep_s(r->seconds);

@@ -1,0 +1,948 @@
+/*
+ * test_cli.c - the `cfutures` program, run for real: the binary that CMake
+ * built (CFUTURES_BIN) is started with pipes (or a pseudo-terminal) and its
+ * output, exit status, files and children are checked.
+ *
+ * `cfutures run`: inputs from ::: and from standard input, {} substitution,
+ * inputs with spaces and quotes passed intact without a shell, --shell
+ * passing the input as "$1" and never as code, completion order against
+ * --keep-order, exit status counts and the cap at 101, --timeout killing
+ * the whole process group (and SIGKILL for a job that ignores SIGTERM),
+ * --retries with a job that fails twice, the job log's columns,
+ * --halt-on-error, 8 MB outputs kept whole, a command that does not
+ * exist, Ctrl-C (SIGINT to cfutures, and ^C typed on a terminal), and the
+ * progress bar drawn and cleared on a terminal (forkpty) and with --bar.
+ * `cfutures demo --quick` prints its table and --plot writes well-formed
+ * SVG; `cfutures bench` reports on a stand-in runner (tests/cli). Every
+ * subcommand has --help, and bad options exit 2 with a message.
+ */
+#include "harness.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <pty.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <termios.h>
+
+#ifndef CFUTURES_BIN
+#error "CMake passes the path of the cfutures program as CFUTURES_BIN"
+#endif
+
+/* ---- running the program */
+
+typedef struct child {
+    pid_t pid;
+    int out, err; /* read ends */
+} child;
+
+typedef struct result {
+    char *out, *err; /* NUL-terminated (they may hold other NULs) */
+    size_t out_len, err_len;
+    int status; /* exit status, or 128 + the signal that killed it */
+    double seconds;
+} result;
+
+/* Starts cfutures with args (NULL-terminated, without argv[0]) and input
+ * on its standard input (NULL: /dev/null). */
+static child start(const char *input, const char *const *args)
+{
+    int out[2], err[2], in[2];
+    CHECK(pipe(out) == 0 && pipe(err) == 0 && pipe(in) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        const char *argv[64] = { "cfutures" };
+        for (int i = 0; args[i] && i < 62; i++)
+            argv[i + 1] = args[i];
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        for (int fd = 3; fd < 64; fd++)
+            close(fd);
+        if (input == NULL) {
+            int null = open("/dev/null", O_RDONLY);
+            dup2(null, 0);
+        }
+        alarm(0);
+        execv(CFUTURES_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    if (input)
+        CHECK(write(in[1], input, strlen(input)) == (ssize_t)strlen(input));
+    close(in[1]);
+    return (child){ pid, out[0], err[0] };
+}
+
+static void append(char **buf, size_t *len, const char *data, size_t n)
+{
+    *buf = realloc(*buf, *len + n + 1);
+    CHECK(*buf != NULL);
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+}
+
+/* Reads both streams to their end and reaps the child. */
+static result finish(child c, double t0)
+{
+    result r = { 0 };
+    append(&r.out, &r.out_len, "", 0);
+    append(&r.err, &r.err_len, "", 0);
+    struct pollfd p[2] = { { c.out, POLLIN, 0 }, { c.err, POLLIN, 0 } };
+    static char buf[1 << 16];
+    while (p[0].fd >= 0 || p[1].fd >= 0) {
+        CHECK(poll(p, 2, -1) >= 0 || errno == EINTR);
+        for (int i = 0; i < 2; i++) {
+            if (p[i].fd < 0 || !p[i].revents)
+                continue;
+            ssize_t n = read(p[i].fd, buf, sizeof buf);
+            if (n > 0) {
+                if (i == 0)
+                    append(&r.out, &r.out_len, buf, (size_t)n);
+                else
+                    append(&r.err, &r.err_len, buf, (size_t)n);
+            } else if (n == 0 || errno != EINTR) {
+                close(p[i].fd);
+                p[i].fd = -1;
+            }
+        }
+    }
+    int st;
+    while (waitpid(c.pid, &st, 0) < 0)
+        CHECK(errno == EINTR);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    r.seconds = now_s() - t0;
+    return r;
+}
+
+static result run_args(const char *input, const char *const *args)
+{
+    double t0 = now_s();
+    return finish(start(input, args), t0);
+}
+
+#define RUN(input, ...)                                                        \
+    run_args(input, (const char *const[]){ __VA_ARGS__, NULL })
+
+static void result_free(result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static bool contains(const char *hay, const char *needle)
+{
+    return strstr(hay, needle) != NULL;
+}
+
+/* Shows the output when a check on it is about to fail. */
+#define CHECK_OUT(r, cond)                                                     \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            fprintf(stderr,                                                    \
+                    "status %d\n--- stdout:\n%.2000s\n--- stderr:\n"           \
+                    "%.2000s\n",                                               \
+                    (r).status, (r).out, (r).err);                             \
+        CHECK(cond);                                                           \
+    } while (0)
+
+/* ---- a scratch folder per case */
+
+typedef struct scratch {
+    char dir[64];
+} scratch;
+
+static scratch scratch_new(void)
+{
+    scratch s;
+    snprintf(s.dir, sizeof s.dir, "/tmp/cfutures-cli-XXXXXX");
+    CHECK(mkdtemp(s.dir) != NULL);
+    return s;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void scratch_free(scratch *s)
+{
+    nftw(s->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* s->dir + "/" + name into buf. */
+static const char *in_dir(const scratch *s, const char *name, char *buf,
+                          size_t size)
+{
+    snprintf(buf, size, "%s/%s", s->dir, name);
+    return buf;
+}
+
+/* The whole file into a new string (the caller frees it). */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    char *data = NULL;
+    size_t len = 0;
+    char buf[4096];
+    size_t n;
+    append(&data, &len, "", 0);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        append(&data, &len, buf, n);
+    fclose(f);
+    return data;
+}
+
+/* True while pid runs (a zombie has finished). */
+static bool process_alive(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    char state = 0;
+    int got = fscanf(f, "%*d (%*[^)]) %c", &state);
+    fclose(f);
+    return got == 1 && state != 'Z' && state != 'X';
+}
+
+/* Waits up to `secs` (scaled) for pid to end. */
+static bool process_ends(pid_t pid, double secs)
+{
+    double end = now_s() + secs * test_scale();
+    while (process_alive(pid) && now_s() < end)
+        sleep_s(0.01);
+    return !process_alive(pid);
+}
+
+/* ---- --help and bad options */
+
+static void help_for_each_command(void)
+{
+    const char *cmds[] = { "run", "demo", "bench" };
+    for (int i = 0; i < 3; i++) {
+        result r = RUN(NULL, cmds[i], "--help");
+        char want[64];
+        snprintf(want, sizeof want, "Usage: cfutures %s", cmds[i]);
+        CHECK_OUT(r, r.status == 0 && contains(r.out, want));
+        CHECK_OUT(r, r.err_len == 0);
+        result_free(&r);
+    }
+    result r = RUN(NULL, "--help");
+    CHECK_OUT(r, r.status == 0 && contains(r.out, "Usage: cfutures COMMAND"));
+    CHECK_OUT(r, contains(r.out, "demo") && contains(r.out, "bench") &&
+                     contains(r.out, "run"));
+    result_free(&r);
+    r = RUN(NULL, "help", "run");
+    CHECK_OUT(r, r.status == 0 && contains(r.out, "Usage: cfutures run"));
+    result_free(&r);
+}
+
+/* Each command line must fail with status 2, say `what` on stderr and
+ * print nothing on stdout. */
+static void expect_usage_error(const char *what, const char *const *args)
+{
+    result r = run_args(NULL, args);
+    CHECK_OUT(r, r.status == 2);
+    CHECK_OUT(r, r.out_len == 0);
+    CHECK_OUT(r, contains(r.err, what));
+    CHECK_OUT(r, contains(r.err, "--help"));
+    result_free(&r);
+}
+
+#define USAGE_ERROR(what, ...)                                                 \
+    expect_usage_error(what, (const char *const[]){ __VA_ARGS__, NULL })
+
+static void bad_options_exit_2(void)
+{
+    expect_usage_error("which command", (const char *const[]){ NULL });
+    USAGE_ERROR("unknown command 'frobnicate'", "frobnicate");
+    USAGE_ERROR("unknown option '--bogus'", "run", "--bogus", "--", "true");
+    USAGE_ERROR("unknown option '-x'", "run", "-x", "--", "true");
+    USAGE_ERROR("'-j' needs a value", "run", "-j");
+    USAGE_ERROR("-j wants a number", "run", "-j", "many", "--", "true");
+    USAGE_ERROR("-j wants a number", "run", "-j", "-3", "--", "true");
+    USAGE_ERROR("--timeout wants seconds", "run", "--timeout", "0", "--",
+                "true");
+    USAGE_ERROR("--timeout wants seconds", "run", "--timeout=nan", "--",
+                "true");
+    USAGE_ERROR("--retries wants a count", "run", "--retries", "x", "true");
+    USAGE_ERROR("'--keep-order' takes no value", "run", "--keep-order=yes",
+                "true");
+    USAGE_ERROR("no command given", "run");
+    USAGE_ERROR("no command given", "run", "-j", "2", "--", ":::", "a");
+    USAGE_ERROR("only one ':::'", "run", "echo", ":::", "a", ":::", "b");
+    USAGE_ERROR("unknown option '--fast'", "demo", "--fast");
+    USAGE_ERROR("'--plot' needs a value", "demo", "--plot");
+    USAGE_ERROR("unexpected argument 'now'", "demo", "now");
+    USAGE_ERROR("--reps wants a count", "bench", "--reps", "0");
+    USAGE_ERROR("unknown option '--peers'", "bench", "--peers");
+}
+
+/* ---- cfutures run: inputs and substitution */
+
+/* The lines of text, sorted, joined by '|'. */
+static void sorted_lines(const char *text, char *buf, size_t size)
+{
+    char *lines[256];
+    int n = 0;
+    char *copy = strdup(text);
+    CHECK(copy != NULL);
+    for (char *save, *l = strtok_r(copy, "\n", &save); l && n < 256;
+         l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    for (int i = 1; i < n; i++)
+        for (int k = i; k > 0 && strcmp(lines[k - 1], lines[k]) > 0; k--) {
+            char *t = lines[k];
+            lines[k] = lines[k - 1];
+            lines[k - 1] = t;
+        }
+    buf[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        strncat(buf, lines[i], size - strlen(buf) - 1);
+        if (i + 1 < n)
+            strncat(buf, "|", size - strlen(buf) - 1);
+    }
+    free(copy);
+}
+
+static void runs_each_input(void)
+{
+    char got[256];
+    result r = RUN(NULL, "run", "-j", "3", "--", "echo", "hi", ":::", "a", "b",
+                   "c", "d");
+    CHECK_OUT(r, r.status == 0 && r.err_len == 0);
+    sorted_lines(r.out, got, sizeof got);
+    CHECK_OUT(r, strcmp(got, "hi a|hi b|hi c|hi d") == 0);
+    result_free(&r);
+
+    /* One input per line of standard input; {} inside words. */
+    r = RUN("one\ntwo\n\nthree", "run", "-k", "--", "echo", "<{}>", "x{}x{}");
+    CHECK_OUT(r, r.status == 0);
+    CHECK_OUT(r, strcmp(r.out, "<one> xonexone\n<two> xtwoxtwo\n<> xx\n"
+                               "<three> xthreexthree\n") == 0);
+    result_free(&r);
+
+    /* No inputs at all: nothing to do. */
+    r = RUN("", "run", "--", "echo");
+    CHECK_OUT(r, r.status == 0 && r.out_len == 0 && r.err_len == 0);
+    result_free(&r);
+}
+
+static void inputs_with_spaces_and_quotes_pass_intact(void)
+{
+    scratch s = scratch_new();
+    char marker[128];
+    char evil[512];
+    in_dir(&s, "pwned", marker, sizeof marker);
+    snprintf(evil, sizeof evil, "$(touch %s); `touch %s` && touch %s", marker,
+             marker, marker);
+    result r = RUN(NULL, "run", "-k", "--", "printf", "[%s]\\n",
+                   ":::", "a b  c", "it's \"quoted\"", " lead", "*", evil, "");
+    CHECK_OUT(r, r.status == 0);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "[a b  c]\n[it's \"quoted\"]\n[ lead]\n[*]\n[%s]\n[]\n", evil);
+    CHECK_OUT(r, strcmp(r.out, want) == 0);
+    CHECK(access(marker, F_OK) != 0);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+static void shell_mode_passes_the_input_as_a_parameter(void)
+{
+    scratch s = scratch_new();
+    char marker[128], evil[512], quote[512];
+    in_dir(&s, "pwned", marker, sizeof marker);
+    snprintf(evil, sizeof evil, "x; touch %s", marker);
+    snprintf(quote, sizeof quote, "'; touch %s; echo '", marker);
+    /* {} in the script, and a pipe: the shell runs the pipeline, the
+     * input stays one word. */
+    result r = RUN(NULL, "run", "--shell", "-k", "--",
+                   "printf '<%s>\\n' {} | tr a-z A-Z", ":::", evil, quote,
+                   "$(touch pwned)", "a  b");
+    CHECK_OUT(r, r.status == 0);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "<X; TOUCH %s>\n<'; TOUCH %s; ECHO '>\n"
+             "<$(TOUCH PWNED)>\n<A  B>\n",
+             marker, marker);
+    for (char *p = want; *p; p++)
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+    CHECK_OUT(r, strcmp(r.out, want) == 0);
+    CHECK(access(marker, F_OK) != 0);
+    result_free(&r);
+
+    /* Without {}: the input is appended as "$1". */
+    r = RUN(NULL, "run", "--shell", "--", "echo", "got:", ":::", "$HOME;");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "got: $HOME;\n") == 0);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+/* ---- ordering */
+
+static void completion_order_and_keep_order(void)
+{
+    char d[3][16];
+    double step = 0.3 * test_scale();
+    for (int i = 0; i < 3; i++)
+        snprintf(d[i], sizeof d[i], "%.2f", (2 - i) * step);
+    const char *script = "sleep $1; echo $1";
+    result r = RUN(NULL, "run", "-j", "3", "--", "sh", "-c", script, "sh",
+                   ":::", d[0], d[1], d[2]);
+    char want[64];
+    snprintf(want, sizeof want, "%s\n%s\n%s\n", d[2], d[1], d[0]);
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
+    result_free(&r);
+
+    r = RUN(NULL, "run", "-j", "3", "--keep-order", "--", "sh", "-c", script,
+            "sh", ":::", d[0], d[1], d[2]);
+    snprintf(want, sizeof want, "%s\n%s\n%s\n", d[0], d[1], d[2]);
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
+    result_free(&r);
+}
+
+/* ---- exit status */
+
+static void exit_status_counts_failures(void)
+{
+    result r = RUN(NULL, "run", "--", "sh", "-c", "exit $1", "sh", ":::", "0",
+                   "1", "0", "7", "255", "0");
+    CHECK_OUT(r, r.status == 3);
+    result_free(&r);
+
+    /* 150 failures: the status stops at 101. */
+    char lines[2 * 150 + 1] = "";
+    for (int i = 0; i < 150; i++)
+        strcat(lines, "x\n");
+    r = RUN(lines, "run", "-j", "8", "--", "false");
+    CHECK_OUT(r, r.status == 101);
+    result_free(&r);
+}
+
+static void a_command_that_does_not_exist(void)
+{
+    result r = RUN(NULL, "run", "--joblog", "/dev/null", "--",
+                   "/nonexistent/cfutures-test-command", ":::", "a", "b");
+    CHECK_OUT(r, r.status == 2);
+    CHECK_OUT(r, contains(r.err, "/nonexistent/cfutures-test-command"));
+    CHECK_OUT(r, contains(r.err, "No such file or directory"));
+    result_free(&r);
+}
+
+/* ---- timeouts, retries, the job log, halting */
+
+static void timeout_kills_the_process_group(void)
+{
+    scratch s = scratch_new();
+    char pidfile[128];
+    in_dir(&s, "bg.pid", pidfile, sizeof pidfile);
+    /* The job starts a background child in its group, then waits. */
+    result r = RUN(NULL, "run", "--timeout", "0.5", "--", "sh", "-c",
+                   "sleep 60 & echo $! > \"$0\"; echo started; wait", pidfile,
+                   ":::", "x");
+    CHECK_OUT(r, r.status == 1);
+    CHECK_OUT(r, contains(r.out, "started"));
+    CHECK_OUT(r, r.seconds < 5 * test_scale());
+    char *pid_text = slurp(pidfile);
+    pid_t bg = (pid_t)atol(pid_text);
+    free(pid_text);
+    CHECK(bg > 0);
+    CHECK(process_ends(bg, 5));
+    result_free(&r);
+
+    /* A job that ignores SIGTERM gets SIGKILL after the grace period. */
+    char log[128];
+    in_dir(&s, "log", log, sizeof log);
+    r = RUN(NULL, "run", "--timeout", "0.3", "--joblog", log, "--", "sh", "-c",
+            "trap '' TERM; sleep 60; echo not-reached", ":::", "x");
+    CHECK_OUT(r, r.status == 1 && !contains(r.out, "not-reached"));
+    CHECK_OUT(r, r.seconds < 8 * test_scale());
+    char *text = slurp(log);
+    CHECK_OUT(r, contains(text, "\t-1\t9\t"));
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+static void retries_until_success(void)
+{
+    scratch s = scratch_new();
+    char counter[128];
+    in_dir(&s, "count", counter, sizeof counter);
+    /* Fails on the first two attempts, succeeds on the third. */
+    const char *script = "n=$(cat \"$0\" 2>/dev/null || echo 0); n=$((n+1)); "
+                         "echo $n > \"$0\"; echo attempt $n; [ $n -ge 3 ]";
+    result r = RUN(NULL, "run", "--retries", "2", "--", "sh", "-c", script,
+                   counter, ":::", "x");
+    CHECK_OUT(r, r.status == 0);
+    CHECK_OUT(r, strcmp(r.out, "attempt 3\n") == 0); /* the last attempt's */
+    char *n = slurp(counter);
+    CHECK(strcmp(n, "3\n") == 0);
+    free(n);
+    result_free(&r);
+
+    /* One retry is not enough for a fresh counter: 2 attempts, failed. */
+    remove(counter);
+    r = RUN(NULL, "run", "--retries", "1", "--", "sh", "-c", script, counter,
+            ":::", "x");
+    CHECK_OUT(r, r.status == 1 && strcmp(r.out, "attempt 2\n") == 0);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+/* Splits a tab-separated line into at most max fields (in place). */
+static int split_tabs(char *line, char **fields, int max)
+{
+    int n = 0;
+    for (char *p = line; n < max;) {
+        fields[n++] = p;
+        char *tab = strchr(p, '\t');
+        if (tab == NULL)
+            break;
+        *tab = '\0';
+        p = tab + 1;
+    }
+    return n;
+}
+
+static void joblog_has_a_line_per_job(void)
+{
+    scratch s = scratch_new();
+    char log[128];
+    in_dir(&s, "jobs.tsv", log, sizeof log);
+    double t0 = (double)time(NULL);
+    const char *script = "echo out; echo err >&2; [ \"$1\" = 0 ] || exit 3";
+    result r = RUN(NULL, "run", "-j", "1", "--joblog", log, "--", "sh", "-c",
+                   script, "sh", ":::", "0", "3", "it's");
+    CHECK_OUT(r, r.status == 2);
+    char *text = slurp(log);
+    char *lines[8];
+    int n = 0;
+    for (char *save, *l = strtok_r(text, "\n", &save); l && n < 8;
+         l = strtok_r(NULL, "\n", &save))
+        lines[n++] = l;
+    CHECK_EQ(n, 4);
+    CHECK(strcmp(lines[0], "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\t"
+                           "Exitval\tSignal\tCommand") == 0);
+    const char *exits[] = { "0", "3", "3" };
+    const char *quoted[] = { "0", "3", "'it'\\''s'" };
+    for (int i = 1; i <= 3; i++) {
+        char *f[9], cmd[256];
+        CHECK_EQ(split_tabs(lines[i], f, 9), 9);
+        CHECK_EQ(atoi(f[0]), i);
+        CHECK(strcmp(f[1], ":") == 0);
+        CHECK(fabs(atof(f[2]) - t0) < 60);         /* Starttime: epoch s */
+        CHECK(atof(f[3]) >= 0 && atof(f[3]) < 30); /* JobRuntime */
+        CHECK(strcmp(f[4], "0") == 0);             /* Send */
+        CHECK(strcmp(f[5], "8") == 0);             /* Receive: out, err */
+        CHECK(strcmp(f[6], exits[i - 1]) == 0);    /* Exitval */
+        CHECK(strcmp(f[7], "0") == 0);             /* Signal */
+        snprintf(cmd, sizeof cmd, "sh -c '%s' sh %s", script, quoted[i - 1]);
+        if (strcmp(f[8], cmd) != 0)
+            fprintf(stderr, "command [%s], want [%s]\n", f[8], cmd);
+        CHECK(strcmp(f[8], cmd) == 0);
+    }
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+static void halt_on_error_starts_no_more_jobs(void)
+{
+    result r = RUN(NULL, "run", "-j", "1", "--halt-on-error", "--", "sh", "-c",
+                   "echo $1; exit $1", "sh", ":::", "0", "4", "0", "0");
+    CHECK_OUT(r, r.status == 1);
+    CHECK_OUT(r, strcmp(r.out, "0\n4\n") == 0);
+    CHECK_OUT(r, contains(r.err, "halted"));
+    result_free(&r);
+}
+
+/* ---- big outputs */
+
+/* True when text is runs of single letters, each exactly run long. */
+static bool whole_runs(const char *text, size_t len, size_t run)
+{
+    if (len % run != 0)
+        return false;
+    for (size_t start = 0; start < len; start += run)
+        for (size_t i = start; i < start + run; i++)
+            if (text[i] != text[start])
+                return false;
+    return true;
+}
+
+static void megabytes_of_output_stay_whole(void)
+{
+    const size_t mb8 = 8u << 20;
+    /* Two jobs at once, each writing 8 MB of its own letter to both
+     * streams, in small pieces (dd bs=4k) so the writes interleave. */
+    const char *script = "head -c 8388608 /dev/zero | tr '\\0' \"$1\" | "
+                         "tee /dev/stderr | dd bs=4096 status=none";
+    result r = RUN(NULL, "run", "-j", "2", "--", "sh", "-c", script, "sh",
+                   ":::", "A", "B");
+    CHECK_OUT(r, r.status == 0);
+    CHECK_EQ(r.out_len, 2 * mb8);
+    CHECK_EQ(r.err_len, 2 * mb8);
+    CHECK(whole_runs(r.out, r.out_len, mb8) && r.out[0] != r.out[mb8]);
+    CHECK(whole_runs(r.err, r.err_len, mb8) && r.err[0] != r.err[mb8]);
+    result_free(&r);
+}
+
+/* ---- Ctrl-C */
+
+static void sigint_stops_the_run(void)
+{
+    scratch s = scratch_new();
+    char pids[128];
+    in_dir(&s, "pids", pids, sizeof pids);
+    double t0 = now_s();
+    child c = start(NULL, (const char *const[]){
+                              "run", "-j", "2", "--", "sh", "-c",
+                              "echo $$ >> \"$0\"; echo started; exec sleep 60",
+                              pids, ":::", "1", "2", "3", "4", NULL });
+    /* Wait until both running jobs have written their pid. */
+    double end = now_s() + 10 * test_scale();
+    for (;;) {
+        CHECK(now_s() < end);
+        FILE *f = fopen(pids, "r");
+        int lines = 0, ch;
+        while (f && (ch = fgetc(f)) != EOF)
+            lines += ch == '\n';
+        if (f)
+            fclose(f);
+        if (lines >= 2)
+            break;
+        sleep_s(0.02);
+    }
+    CHECK(kill(c.pid, SIGINT) == 0);
+    result r = finish(c, t0);
+    CHECK_OUT(r, r.status == 130);
+    CHECK_OUT(r, contains(r.err, "stopped by Interrupt"));
+    CHECK_OUT(r, contains(r.err, "2 not started"));
+    CHECK_OUT(r, strcmp(r.out, "started\nstarted\n") == 0);
+    char *text = slurp(pids);
+    for (char *save, *l = strtok_r(text, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save))
+        CHECK(process_ends((pid_t)atol(l), 5));
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+/* ---- the terminal: the progress bar, ^C */
+
+typedef struct terminal {
+    pid_t pid;
+    int master;
+    char *text; /* everything it wrote */
+    size_t len;
+} terminal;
+
+/* Runs cfutures on a new pseudo-terminal, 100 columns wide. */
+static terminal terminal_start(const char *const *args)
+{
+    struct winsize ws = { .ws_row = 24, .ws_col = 100 };
+    terminal t = { 0 };
+    fflush(NULL);
+    t.pid = forkpty(&t.master, NULL, NULL, &ws);
+    CHECK(t.pid >= 0);
+    if (t.pid == 0) {
+        const char *argv[64] = { "cfutures" };
+        for (int i = 0; args[i] && i < 62; i++)
+            argv[i + 1] = args[i];
+        alarm(0);
+        execv(CFUTURES_BIN, (char *const *)argv);
+        _exit(127);
+    }
+    append(&t.text, &t.len, "", 0);
+    return t;
+}
+
+/* Reads what the terminal shows for up to secs (scaled), or until it
+ * closes when secs < 0. */
+static void terminal_read(terminal *t, double secs)
+{
+    double end = now_s() + fabs(secs) * test_scale();
+    char buf[4096];
+    while (now_s() < end || secs < 0) {
+        CHECK(now_s() < end + 30 * test_scale());
+        struct pollfd p = { t->master, POLLIN, 0 };
+        if (poll(&p, 1, 20) <= 0)
+            continue;
+        ssize_t n = read(t->master, buf, sizeof buf);
+        if (n <= 0)
+            return; /* EIO: the last process holding it has gone */
+        append(&t->text, &t->len, buf, (size_t)n);
+    }
+}
+
+static int terminal_finish(terminal *t)
+{
+    terminal_read(t, -1);
+    close(t->master);
+    int st;
+    while (waitpid(t->pid, &st, 0) < 0)
+        CHECK(errno == EINTR);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* Plays the bytes the way a terminal shows them (\r, \n and "\033[K" move
+ * and erase; the rest is printed), and collects the lines that end up on
+ * the screen; the last one is the line the cursor is on at the end. */
+static int screen_lines(const char *text, char lines[][256], int max)
+{
+    int n = 0;
+    size_t col = 0;
+    lines[0][0] = '\0';
+    for (const char *p = text; *p && n < max; p++) {
+        char *line = lines[n];
+        if (*p == '\r') {
+            col = 0;
+        } else if (*p == '\n') {
+            col = 0;
+            if (++n < max)
+                lines[n][0] = '\0';
+        } else if (p[0] == '\033' && p[1] == '[' && p[2] == 'K') {
+            if (col < strlen(line))
+                line[col] = '\0';
+            p += 2;
+        } else if (col < 255) {
+            size_t len = strlen(line);
+            while (len < col)
+                line[len++] = ' ';
+            line[col] = *p;
+            if (col == len)
+                line[col + 1] = '\0';
+            col++;
+        }
+    }
+    return n + 1 > max ? max : n + 1;
+}
+
+static void bar_draws_and_clears_on_a_terminal(void)
+{
+    terminal t = terminal_start((const char *const[]){
+        "run", "-j", "2", "--", "sh", "-c", "sleep 0.3; echo out-$1", "sh",
+        ":::", "1", "2", "3", NULL });
+    CHECK_EQ(terminal_finish(&t), 0);
+    if (!contains(t.text, "3/3"))
+        fprintf(stderr, "terminal showed:\n%s\n", t.text);
+    CHECK(contains(t.text, "3/3"));      /* the bar, done */
+    CHECK(contains(t.text, "[###"));     /* with its bar */
+    CHECK(contains(t.text, "\r\033[K")); /* erased in place */
+    char lines[16][256];
+    int n = screen_lines(t.text, lines, 16);
+    /* On the screen: the three outputs, whole, and a clean last line. */
+    CHECK_EQ(n, 4);
+    char got[256] = "";
+    for (int i = 0; i < 3; i++) {
+        strcat(got, lines[i]);
+        strcat(got, "\n");
+    }
+    char sorted[256];
+    sorted_lines(got, sorted, sizeof sorted);
+    if (strcmp(sorted, "out-1|out-2|out-3") != 0 || lines[3][0] != '\0')
+        fprintf(stderr, "screen: [%s] last [%s]\n", sorted, lines[3]);
+    CHECK(strcmp(sorted, "out-1|out-2|out-3") == 0);
+    CHECK(lines[3][0] == '\0');
+    free(t.text);
+}
+
+static void bar_on_request_when_not_a_terminal(void)
+{
+    result r = RUN(NULL, "run", "--bar", "-j", "3", "--", "true", ":::", "1",
+                   "2", "3");
+    CHECK_OUT(r, r.status == 0 && r.out_len == 0);
+    CHECK_OUT(r, contains(r.err, "\r") && contains(r.err, "3/3"));
+    CHECK_OUT(r,
+              r.err_len >= 4 && strcmp(r.err + r.err_len - 4, "\r\033[K") == 0);
+    result_free(&r);
+
+    /* Not a terminal and no --bar: no bar. */
+    r = RUN(NULL, "run", "--", "true", ":::", "1");
+    CHECK_OUT(r, r.status == 0 && r.err_len == 0);
+    result_free(&r);
+}
+
+static void ctrl_c_typed_on_a_terminal(void)
+{
+    terminal t = terminal_start((const char *const[]){
+        "run", "-j", "2", "--", "sh", "-c", "echo go; exec sleep 60",
+        ":::", "1", "2", "3", NULL });
+    /* Wait for both jobs to start (their "go" is printed once they end,
+     * so wait for the bar instead), then type ^C. */
+    double end = now_s() + 10 * test_scale();
+    while (!contains(t.text, "0/3") && now_s() < end)
+        terminal_read(&t, 0.05);
+    sleep_s(0.3);
+    struct termios tio;
+    CHECK(tcgetattr(t.master, &tio) == 0);
+    CHECK(write(t.master, &tio.c_cc[VINTR], 1) == 1);
+    int status = terminal_finish(&t);
+    if (status != 130 || !contains(t.text, "stopped by Interrupt"))
+        fprintf(stderr, "status %d, terminal showed:\n%s\n", status, t.text);
+    CHECK_EQ(status, 130);
+    CHECK(contains(t.text, "stopped by Interrupt"));
+    CHECK(contains(t.text, "1 not started"));
+    free(t.text);
+}
+
+/* ---- cfutures demo */
+
+static void demo_quick_prints_the_table(void)
+{
+    result r = RUN(NULL, "demo", "--quick");
+    CHECK_OUT(r, r.status == 0);
+    CHECK_OUT(r, contains(r.out, "What this run measured"));
+    CHECK_OUT(r, contains(r.out, "I/O-bound  sequential"));
+    CHECK_OUT(r, contains(r.out, "thread pool, 20 threads"));
+    CHECK_OUT(r, contains(r.out, "CPU-bound  sequential"));
+    CHECK_OUT(r, contains(r.out, "speedup"));
+    CHECK_OUT(r, contains(r.out, "Waiting overlaps but computing does not"));
+    CHECK_OUT(r, contains(r.out, "join(): 3072 bytes")); /* lesson 1 */
+    CHECK_OUT(r, contains(r.out, "sum 1035, 1 failed")); /* lesson 2 */
+    CHECK_OUT(r, r.seconds < 8 * test_scale());
+    result_free(&r);
+}
+
+/* A small well-formedness check: tags nest and close, attributes are
+ * quoted, and the root is <svg>. */
+static bool well_formed_svg(const char *x)
+{
+    char stack[32][32];
+    int depth = 0;
+    bool root = false;
+    for (const char *p = strchr(x, '<'); p; p = strchr(p, '<')) {
+        if (strncmp(p, "<?", 2) == 0) {
+            p = strstr(p, "?>");
+            if (p == NULL)
+                return false;
+            continue;
+        }
+        const char *end = strchr(p, '>');
+        if (end == NULL)
+            return false;
+        int quotes = 0;
+        for (const char *q = p; q < end; q++)
+            quotes += *q == '"';
+        if (quotes % 2 != 0)
+            return false;
+        char name[32] = "";
+        bool closing = p[1] == '/';
+        sscanf(p + 1 + closing, "%31[a-zA-Z]", name);
+        if (closing) {
+            if (depth == 0 || strcmp(stack[depth - 1], name) != 0)
+                return false;
+            depth--;
+        } else if (end[-1] != '/') {
+            if (depth == 32)
+                return false;
+            if (depth == 0)
+                root = strcmp(name, "svg") == 0;
+            snprintf(stack[depth++], sizeof stack[0], "%s", name);
+        }
+        p = end;
+    }
+    return root && depth == 0;
+}
+
+static void demo_plot_writes_an_svg(void)
+{
+    scratch s = scratch_new();
+    char svg[128];
+    in_dir(&s, "demo.svg", svg, sizeof svg);
+    result r = RUN(NULL, "demo", "--quick", "--plot", svg);
+    CHECK_OUT(r, r.status == 0 && contains(r.out, "Chart written to"));
+    char *x = slurp(svg);
+    CHECK(strncmp(x, "<?xml", 5) == 0);
+    CHECK(contains(x, "<svg xmlns=\"http://www.w3.org/2000/svg\""));
+    CHECK(contains(x, "<rect") && contains(x, "I/O-bound"));
+    CHECK(contains(x, "CPU-bound") && contains(x, "thread pool"));
+    CHECK(well_formed_svg(x));
+    free(x);
+    result_free(&r);
+
+    r = RUN(NULL, "demo", "--quick", "--plot", "/nonexistent-dir/x.svg");
+    CHECK_OUT(r, r.status == 1 && contains(r.err, "/nonexistent-dir/x.svg"));
+    result_free(&r);
+    scratch_free(&s);
+}
+
+/* ---- cfutures bench, on a stand-in for scripts/bench.sh */
+
+static void bench_reports_medians_and_missing_peers(void)
+{
+    scratch s = scratch_new();
+    char json[128], svg[128];
+    in_dir(&s, "b.json", json, sizeof json);
+    in_dir(&s, "b.svg", svg, sizeof svg);
+    result r =
+        RUN(NULL, "bench", "--source", CF_SOURCE_DIR "/tests/cli/fake-source",
+            "--reps", "2", "--json", json, "--plot", svg, "--bar");
+    /* The stand-in reports a failed run: status 1, the report printed. */
+    CHECK_OUT(r, r.status == 1);
+    CHECK_OUT(r, contains(r.out, "medians of 2 run(s)"));
+    CHECK_OUT(r, contains(r.out, "B1 throughput"));
+    CHECK_OUT(r, contains(r.out, "(reference)"));
+    CHECK_OUT(r, contains(r.out, "3.00x slower")); /* glib: 450 vs 150 ns */
+    CHECK_OUT(r, contains(r.out, "Missing peers"));
+    CHECK_OUT(r, contains(r.out, "oneTBB: no oneTBB CMake package"));
+    CHECK_OUT(r, contains(r.out, "B5 libuv workers=2: FAILED: exit 1"));
+    CHECK_OUT(r, !contains(r.out, "fake tables")); /* replaced by the report */
+    CHECK_OUT(r, contains(r.err, "8/8"));          /* the bar, at the end */
+    char *j = slurp(json);
+    CHECK(contains(j, "\"missing\": [\n  \"oneTBB: no oneTBB CMake package"));
+    CHECK(contains(j, "\"impl\": \"glib\", \"workers\": 2, \"metric\": "
+                      "\"ns_per_task\", \"median\": 450"));
+    CHECK(contains(j, "\"ratio_to_cfutures\": 3"));
+    free(j);
+    char *x = slurp(svg);
+    CHECK(well_formed_svg(x) && contains(x, "cfutures-futures"));
+    free(x);
+    result_free(&r);
+
+    r = RUN(NULL, "bench", "--source", "/nonexistent-tree");
+    CHECK_OUT(r, r.status == 1 && contains(r.err, "no benchmark suite"));
+    result_free(&r);
+    scratch_free(&s);
+}
+
+static const test_case cases[] = {
+    TEST_CASE(help_for_each_command),
+    TEST_CASE(bad_options_exit_2),
+    TEST_CASE(runs_each_input),
+    TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
+    TEST_CASE(shell_mode_passes_the_input_as_a_parameter),
+    TEST_CASE(completion_order_and_keep_order),
+    TEST_CASE(exit_status_counts_failures),
+    TEST_CASE(a_command_that_does_not_exist),
+    TEST_CASE(timeout_kills_the_process_group),
+    TEST_CASE(retries_until_success),
+    TEST_CASE(joblog_has_a_line_per_job),
+    TEST_CASE(halt_on_error_starts_no_more_jobs),
+    TEST_CASE(megabytes_of_output_stay_whole),
+    TEST_CASE(sigint_stops_the_run),
+    TEST_CASE(bar_draws_and_clears_on_a_terminal),
+    TEST_CASE(bar_on_request_when_not_a_terminal),
+    TEST_CASE(ctrl_c_typed_on_a_terminal),
+    TEST_CASE(demo_quick_prints_the_table),
+    TEST_CASE(demo_plot_writes_an_svg),
+    TEST_CASE(bench_reports_medians_and_missing_peers),
+};
+
+TEST_MAIN(cases)

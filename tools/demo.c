@@ -1,0 +1,450 @@
+/*
+ * demo.c - `cfutures demo`, the guided tour: a thread started and joined,
+ * a pool with submit and result (the lessons of examples/, run as they
+ * are), then the two experiments that teach when to use what, timed here
+ * with a progress bar while they run:
+ *
+ *   I/O-bound: requests that block (examples/io_bound.c's fetch), one after
+ *   another, then all at once on a pool with a thread per request;
+ *   CPU-bound: prime counting over ranges (examples/cpu_bound.c's
+ *   count_primes), one range after another, then on a pool with a thread
+ *   per CPU, and on a process pool when the library has one.
+ *
+ * The CPU-bound task is a bytes task (bytes in, bytes out), so the same
+ * function runs on the thread pool and on the process pool: moving work
+ * from threads to processes changes the one line that makes the pool.
+ * The tour ends with a table of the measured times and speedups and a
+ * sentence on what they mean; --plot writes the same as an SVG chart.
+ */
+#include "cli.h"
+#include "progress.h"
+#include "svg.h"
+
+#include "example.h" /* the lessons of examples/ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "Usage: cfutures demo [--quick] [--plot FILE.svg]\n"
+    "\n"
+    "A guided tour of cfutures, measured live on this machine: a thread\n"
+    "started and joined; a thread pool with submit and result; I/O-bound\n"
+    "tasks run one after another and then on a thread pool; CPU-bound tasks\n"
+    "run one after another and then on every core (threads, and processes\n"
+    "where the library has a process pool). A progress bar shows each\n"
+    "experiment on a terminal; a table of times and speedups ends the tour.\n"
+    "\n"
+    "Options:\n"
+    "      --quick          smaller workloads: the tour takes a few seconds\n"
+    "      --plot FILE.svg  also write the times as a bar chart (SVG)\n"
+    "  -h, --help           print this help\n";
+
+enum { MAX_REQUESTS = 40, N_RANGES = 24, MAX_ROWS = 6 };
+
+/* One measured way of doing one kind of work. */
+typedef struct row {
+    const char *work; /* "I/O-bound", "CPU-bound" */
+    char how[48];
+    int workers;
+    double seconds;
+    double baseline; /* the sequential time of the same work */
+} row;
+
+typedef struct tour {
+    bool quick;
+    const char *plot;
+    progress bar;
+    row rows[MAX_ROWS];
+    int n_rows;
+    int failures;
+    /* What the two experiments did, for the titles. */
+    size_t n_requests;
+    double request_s;
+    uint64_t prime_limit;
+} tour;
+
+/* ---- reporting */
+
+static void add_row(tour *t, const char *work, const char *how, int workers,
+                    double seconds, double baseline)
+{
+    row *r = &t->rows[t->n_rows++];
+    r->work = work;
+    snprintf(r->how, sizeof r->how, "%s", how);
+    r->workers = workers;
+    r->seconds = seconds;
+    r->baseline = baseline;
+}
+
+static void section(int n, const char *title, const char *what)
+{
+    printf("\n== %d. %s\n   %s\n\n", n, title, what);
+    fflush(stdout);
+}
+
+/* Any failure of a call the tour makes: counted, shown, the tour goes on. */
+static bool ok(tour *t, int rc, const char *what)
+{
+    if (rc >= 0)
+        return true;
+    fprintf(stderr, "  %s failed: %s\n", what, cf_strerror(rc));
+    t->failures++;
+    return false;
+}
+
+/* ---- waiting with a progress bar */
+
+/* Waits for every future, advancing the bar as each finishes (in
+ * completion order); returns the first failure, or 0. */
+static int wait_all(tour *t, cf_future **fs, size_t n, const char *note)
+{
+    cf_as_completed *it;
+    int rc = cf_as_completed_new(&it, fs, n, CF_FOREVER);
+    if (rc != 0)
+        return rc;
+    cf_future *f;
+    size_t done = 0;
+    int first = 0;
+    progress_start(&t->bar, STDERR_FILENO, t->bar.on, note, n);
+    while ((rc = cf_as_completed_next(it, &f)) == 0) {
+        int r = cf_future_exception(f, 0, NULL);
+        if (r != 0 && first == 0)
+            first = r;
+        progress_update(&t->bar, ++done, 0, NULL);
+    }
+    progress_end(&t->bar);
+    cf_as_completed_free(it);
+    return first ? first : rc == CF_EOF ? 0 : rc;
+}
+
+static void release_all(cf_future **fs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cf_future_release(fs[i]);
+}
+
+/* ---- the I/O-bound experiment */
+
+static double io_sequential(tour *t, request *reqs, size_t n)
+{
+    double t0 = cli_now();
+    progress_start(&t->bar, STDERR_FILENO, t->bar.on, "sequential", n);
+    for (size_t i = 0; i < n; i++) {
+        fetch(&reqs[i]);
+        progress_update(&t->bar, i + 1, 0, NULL);
+    }
+    progress_end(&t->bar);
+    return cli_now() - t0;
+}
+
+static double io_pool(tour *t, request *reqs, size_t n)
+{
+    double t0 = cli_now();
+    cf_options opts = { .max_workers = (int)n, .name_prefix = "io" };
+    cf_executor *pool = cf_thread_pool_new(&opts);
+    if (pool == NULL) {
+        ok(t, CF_ENOMEM, "cf_thread_pool_new");
+        return -1;
+    }
+    cf_future *fs[MAX_REQUESTS];
+    size_t submitted = 0;
+    while (submitted < n &&
+           ok(t, cf_submit(pool, fetch, &reqs[submitted], &fs[submitted]),
+              "cf_submit"))
+        submitted++;
+    ok(t, wait_all(t, fs, submitted, "thread pool"), "a request");
+    release_all(fs, submitted);
+    cf_executor_free(pool);
+    return cli_now() - t0;
+}
+
+static void io_experiment(tour *t)
+{
+    size_t n = t->quick ? 20 : MAX_REQUESTS;
+    double wait_s = t->quick ? 0.025 : 0.05;
+    request reqs[MAX_REQUESTS];
+    for (size_t i = 0; i < n; i++)
+        reqs[i] = (request){ .id = (int)i, .seconds = wait_s };
+    t->n_requests = n;
+    t->request_s = wait_s;
+    section(3, "I/O-bound work (examples/io_bound.c)",
+            "Requests that each block (a socket, a disk, a database): one "
+            "after another,\n   then on a pool of one thread per request, "
+            "where the waits overlap.");
+    printf("  %zu requests of %.0f ms each\n", n, wait_s * 1e3);
+    double seq = io_sequential(t, reqs, n);
+    printf("  sequential:               %7.3f s\n", seq);
+    fflush(stdout);
+    double par = io_pool(t, reqs, n);
+    if (par < 0)
+        return;
+    printf("  thread pool (%2zu threads): %7.3f s   %.1fx faster\n", n, par,
+           seq / par);
+    add_row(t, "I/O-bound", "sequential", 1, seq, seq);
+    char how[48];
+    snprintf(how, sizeof how, "thread pool, %zu threads", n);
+    add_row(t, "I/O-bound", how, (int)n, par, seq);
+}
+
+/* ---- the CPU-bound experiment */
+
+/* count_primes as a bytes task: a range in, a count out. Bytes tasks run
+ * on every executor kind, thread pools and process pools alike. */
+static int count_primes_bytes(const void *in, size_t len, cf_buffer *out)
+{
+    range r;
+    if (len != sizeof r) {
+        cf_fail(CF_EINVAL, "want a range of %zu bytes, got %zu", sizeof r, len);
+        return CF_EINVAL;
+    }
+    memcpy(&r, in, sizeof r);
+    uint64_t count = (uintptr_t)count_primes(&r);
+    return cf_buffer_append(out, &count, sizeof count);
+}
+
+static double cpu_sequential(tour *t, range *ranges, uint64_t *total)
+{
+    double t0 = cli_now();
+    *total = 0;
+    progress_start(&t->bar, STDERR_FILENO, t->bar.on, "sequential", N_RANGES);
+    for (size_t i = 0; i < N_RANGES; i++) {
+        *total += (uintptr_t)count_primes(&ranges[i]);
+        progress_update(&t->bar, i + 1, 0, NULL);
+    }
+    progress_end(&t->bar);
+    return cli_now() - t0;
+}
+
+/* Sums the counts of the done futures; false when one has none. */
+static bool sum_counts(cf_future **fs, size_t n, uint64_t *total)
+{
+    *total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const void *data;
+        size_t len;
+        uint64_t count;
+        if (cf_future_bytes(fs[i], 0, &data, &len) != 0 || len != sizeof count)
+            return false;
+        memcpy(&count, data, sizeof count);
+        *total += count;
+    }
+    return true;
+}
+
+/* Runs the ranges on pool (freed here); the time, or -1 on a failure. */
+static double cpu_on(tour *t, cf_executor *pool, const char *note,
+                     range *ranges, uint64_t *total)
+{
+    double t0 = cli_now();
+    cf_future *fs[N_RANGES];
+    size_t submitted = 0;
+    while (submitted < N_RANGES &&
+           ok(t,
+              cf_submit_bytes(pool, count_primes_bytes, &ranges[submitted],
+                              sizeof(range), &fs[submitted]),
+              "cf_submit_bytes"))
+        submitted++;
+    bool good = ok(t, wait_all(t, fs, submitted, note), "a range") &&
+                submitted == N_RANGES && sum_counts(fs, submitted, total);
+    release_all(fs, submitted);
+    cf_executor_free(pool);
+    return good ? cli_now() - t0 : -1;
+}
+
+/* One parallel run on pool: a line, a row, and the check that the count
+ * is the sequential one. */
+static void cpu_row(tour *t, cf_executor *pool, const char *kind, int ncpu,
+                    range *ranges, uint64_t expected, double seq)
+{
+    if (pool == NULL) {
+        ok(t, CF_ENOMEM, kind);
+        return;
+    }
+    uint64_t total = 0;
+    double s = cpu_on(t, pool, kind, ranges, &total);
+    if (s < 0)
+        return;
+    if (total != expected) {
+        fprintf(stderr, "  %s counted %llu primes, not %llu\n", kind,
+                (unsigned long long)total, (unsigned long long)expected);
+        t->failures++;
+    }
+    char how[48];
+    snprintf(how, sizeof how, "%s, %d %s", kind, ncpu,
+             strcmp(kind, "thread pool") == 0 ? "threads" : "processes");
+    printf("  %-25s %7.3f s   %.2fx faster\n", how, s, seq / s);
+    fflush(stdout);
+    add_row(t, "CPU-bound", how, ncpu, s, seq);
+}
+
+static void cpu_experiment(tour *t)
+{
+    uint64_t limit = t->quick ? 2000000 : 6000000;
+    range ranges[N_RANGES];
+    for (uint64_t i = 0; i < N_RANGES; i++)
+        ranges[i] = (range){ limit * i / N_RANGES, limit * (i + 1) / N_RANGES };
+    int ncpu = cf_cpu_count();
+    t->prime_limit = limit;
+    section(4, "CPU-bound work (examples/cpu_bound.c)",
+            "Counting primes in 24 ranges: one range after another, then "
+            "on a pool with one\n   worker per CPU, where the ranges are "
+            "computed at the same time.");
+    uint64_t expected;
+    double seq = cpu_sequential(t, ranges, &expected);
+    printf("  primes below %llu: %llu\n", (unsigned long long)limit,
+           (unsigned long long)expected);
+    printf("  %-25s %7.3f s\n", "sequential:", seq);
+    fflush(stdout);
+    add_row(t, "CPU-bound", "sequential", 1, seq, seq);
+    cf_options opts = { .max_workers = ncpu, .name_prefix = "cpu" };
+    cpu_row(t, cf_thread_pool_new(&opts), "thread pool", ncpu, ranges, expected,
+            seq);
+#ifdef CF_HAVE_PROCESS_POOL
+    cpu_row(t, cf_process_pool_new(&opts), "process pool", ncpu, ranges,
+            expected, seq);
+#endif
+}
+
+/* ---- the summary */
+
+static const row *find_row(const tour *t, const char *work, bool parallel)
+{
+    const row *best = NULL;
+    for (int i = 0; i < t->n_rows; i++) {
+        const row *r = &t->rows[i];
+        if (strcmp(r->work, work) != 0 || (r->workers > 1) != parallel)
+            continue;
+        if (best == NULL || r->seconds < best->seconds)
+            best = r;
+    }
+    return best;
+}
+
+static void print_table(const tour *t)
+{
+    printf("\n== What this run measured\n\n  %-10s %-27s %10s %9s\n", "work",
+           "how", "time", "speedup");
+    const char *last = "";
+    for (int i = 0; i < t->n_rows; i++) {
+        const row *r = &t->rows[i];
+        printf("  %-10s %-27s %8.3f s %8.2fx\n",
+               strcmp(r->work, last) == 0 ? "" : r->work, r->how, r->seconds,
+               r->baseline / r->seconds);
+        last = r->work;
+    }
+    const row *io = find_row(t, "I/O-bound", true);
+    const row *cpu = find_row(t, "CPU-bound", true);
+    if (io && cpu)
+        printf("\n  Waiting overlaps but computing does not: the I/O-bound "
+               "tasks ran %.1fx faster\n  on %d threads although this "
+               "machine has %d CPUs, while the CPU-bound work\n  gained "
+               "%.2fx, which the number of CPUs bounds (Python's threads "
+               "would gain\n  nothing there: its GIL runs one thread's "
+               "Python code at a time).\n",
+               io->baseline / io->seconds, io->workers, cf_cpu_count(),
+               cpu->baseline / cpu->seconds);
+}
+
+/* Writes the table as a chart: a panel per kind of work. */
+static void write_plot(tour *t)
+{
+    svg_bar bars[MAX_ROWS];
+    char texts[MAX_ROWS][48];
+    svg_panel panels[2];
+    const char *works[2] = { "I/O-bound", "CPU-bound" };
+    char titles[2][96];
+    snprintf(titles[0], sizeof titles[0],
+             "I/O-bound: %zu requests blocking %.0f ms each (seconds)",
+             t->n_requests, t->request_s * 1e3);
+    snprintf(titles[1], sizeof titles[1],
+             "CPU-bound: primes below %llu in %d ranges (seconds)",
+             (unsigned long long)t->prime_limit, N_RANGES);
+    size_t nb = 0, np = 0;
+    for (int w = 0; w < 2; w++) {
+        size_t first = nb;
+        for (int i = 0; i < t->n_rows; i++) {
+            const row *r = &t->rows[i];
+            if (strcmp(r->work, works[w]) != 0)
+                continue;
+            snprintf(texts[nb], sizeof texts[nb], "%.3f s   %.2fx", r->seconds,
+                     r->baseline / r->seconds);
+            bars[nb] =
+                (svg_bar){ r->how, r->seconds, texts[nb], r->workers > 1 };
+            nb++;
+        }
+        if (nb > first)
+            panels[np++] = (svg_panel){ titles[w], bars + first, nb - first };
+    }
+    char subtitle[128];
+    snprintf(subtitle, sizeof subtitle,
+             "cfutures demo%s on %d CPUs; shorter is faster",
+             t->quick ? " --quick" : "", cf_cpu_count());
+    if (svg_write_chart(t->plot, "cfutures demo: sequential vs parallel",
+                        subtitle, panels, np) != 0) {
+        cli_error("demo", "cannot write '%s': %s", t->plot, strerror(errno));
+        t->failures++;
+        return;
+    }
+    printf("\nChart written to %s.\n", t->plot);
+}
+
+/* ---- the tour */
+
+static int parse(tour *t, int argc, char **argv)
+{
+    static const struct option options[] = {
+        { "quick", no_argument, NULL, 'q' },
+        { "plot", required_argument, NULL, 'p' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
+    };
+    int c;
+    optind = 1;
+    while ((c = cli_getopt("demo", argc, argv, ":h", options)) != -1) {
+        switch (c) {
+        case 'q': t->quick = true; break;
+        case 'p': t->plot = optarg; break;
+        case 'h': fputs(usage, stdout); return EXIT_SUCCESS;
+        default: return CLI_EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return cli_usage_error("demo", "unexpected argument '%s'",
+                               argv[optind]);
+    return -1;
+}
+
+int cmd_demo(int argc, char **argv)
+{
+    tour t = { 0 };
+    int rc = parse(&t, argc, argv);
+    if (rc >= 0)
+        return rc;
+    t.bar.on = progress_wanted(STDERR_FILENO, false);
+    double t0 = cli_now();
+    printf("cfutures %d.%d.%d - Python's threading, queue and "
+           "concurrent.futures, in C.\nThis machine: %d CPUs.%s\n",
+           CFUTURES_VERSION_MAJOR, CFUTURES_VERSION_MINOR,
+           CFUTURES_VERSION_PATCH, cf_cpu_count(),
+           t.quick ? " Quick tour: smaller workloads." : "");
+    section(1, "A thread, started and joined (examples/thread_join.c)",
+            "Start a function on a named thread, join it, read the pointer "
+            "it returned.");
+    t.failures += run_thread_join() != 0;
+    section(2, "A thread pool: submit, then result (examples/pool_result.c)",
+            "Submit calls to a pool, read each result from its future;\n"
+            "   a failed task hands back its code and message.");
+    t.failures += run_pool_result() != 0;
+    io_experiment(&t);
+    cpu_experiment(&t);
+    print_table(&t);
+    if (t.plot)
+        write_plot(&t);
+    printf("\nTour finished in %.2f s%s.\n", cli_now() - t0,
+           t.failures ? ", WITH FAILURES" : "");
+    return t.failures ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,56 @@
+/*
+ * proc.h - run one command to its end: spawn it in a process group of its
+ * own with its standard output and error captured through pipes, hand
+ * what it prints to a callback as it comes, and stop it (the whole group)
+ * when its time is up or when asked to.
+ *
+ * The command is started with posix_spawnp (no shell, PATH searched), its
+ * standard input from /dev/null, every signal at its default and none
+ * blocked. The caller's thread polls the two pipes, a pidfd for the
+ * process's exit, and an optional stop descriptor. Stopping sends SIGTERM
+ * to the process group, then SIGKILL to it after the grace period; the
+ * group is signalled only while its leader is not yet reaped, so the
+ * group's id cannot have been reused.
+ *
+ * The run ends when the leader has exited: what it and its group printed
+ * up to then is delivered, and children it left in the background keep
+ * running (as with xargs or a shell), unless the run was stopped, in which
+ * case the group is killed before the leader is reaped.
+ */
+#ifndef CF_TOOLS_PROC_H
+#define CF_TOOLS_PROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Called with each piece of output as it is read; stream is 1 or 2. */
+typedef void (*proc_data_fn)(void *ctx, int stream, const char *data, size_t n);
+
+typedef struct proc_options {
+    double timeout; /* seconds from the start; <= 0: none */
+    double grace;   /* seconds from SIGTERM to SIGKILL */
+    int stop_fd;    /* readable means stop now; -1: none */
+    proc_data_fn on_data;
+    void *ctx;
+} proc_options;
+
+typedef struct proc_result {
+    int exitval;     /* exit status; -1 when a signal ended it or it never
+                        started */
+    int sig;         /* the signal that ended it, or 0 */
+    int spawn_error; /* errno from posix_spawnp, or 0 when it started */
+    bool timed_out;  /* stopped by the timeout */
+    bool stopped;    /* stopped through stop_fd */
+    double runtime;  /* seconds from spawn to exit */
+} proc_result;
+
+/* Runs argv (argv[0] is looked up in PATH) as above. Returns 0 when it ran
+ * (successfully or not: see *r), -1 with errno set when the pipes could
+ * not be made; a command that cannot be started gives 0 with
+ * r->spawn_error set. */
+int proc_run(char *const argv[], const proc_options *o, proc_result *r);
+
+/* True when the result is a success: it started and exited with 0. */
+bool proc_succeeded(const proc_result *r);
+
+#endif /* CF_TOOLS_PROC_H */
