@@ -649,16 +649,17 @@ static void finish_task(mpool *p, batch *b, int code, const char *msg,
                         const void *data, size_t len)
 {
     cf_future *f = b->fs[b->done++];
-    if (code == 0 && cf__future_set_bytes(f, data, len) == 0) {
-        count(&p->completed, 1);
-    } else {
-        if (code == 0)
-            code = CF_ENOMEM; /* set_bytes failed the future already */
-        else
-            cf__future_fail(f, code, msg);
+    /* Counted before the future is done, so that whoever sees it done
+     * sees it counted. */
+    atomic_fetch_sub_explicit(&p->running, 1, memory_order_relaxed);
+    count(code == 0 ? &p->completed : &p->failed, 1);
+    if (code != 0) {
+        cf__future_fail(f, code, msg);
+    } else if (cf__future_set_bytes(f, data, len) != 0) {
+        /* Out of memory: set_bytes failed the future with CF_ENOMEM. */
+        atomic_fetch_sub_explicit(&p->completed, 1, memory_order_relaxed);
         count(&p->failed, 1);
     }
-    atomic_fetch_sub_explicit(&p->running, 1, memory_order_relaxed);
     cf_future_release(f);
 }
 

@@ -395,7 +395,7 @@ static void shutdown_cancel_futures(void)
         else
             CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
     }
-    CHECK_EQ(cancelled, N);
+    CHECK(cancelled >= N - (size_t)w); /* a second batch each, at most */
     for (int i = 0; i < w; i++) {
         result_i64(gates[i]);
         cf_future_release(gates[i]);
