@@ -84,17 +84,17 @@ configure() {
 
 build() { cmake --build "$1" --parallel "$jobs"; }
 
-run_ctest() {
-    ctest --test-dir "$1" --output-on-failure --no-tests=error \
-        -j "$ctest_jobs"
-}
+ctest_args=(--output-on-failure --no-tests=error -j "$ctest_jobs")
+
+# cache_get DIR VAR: the value of VAR in DIR/CMakeCache.txt.
+cache_get() { sed -n "s/^$2:[A-Z]*=//p" "$1/CMakeCache.txt"; }
 
 # A plain build with compiler CC in build/NAME, and its test suite.
 plain() {
     local name=$1 cc=$2
     configure "build/$name" "$cc"
     build "build/$name"
-    run_ctest "build/$name"
+    ctest --test-dir "build/$name" "${ctest_args[@]}"
 }
 
 # Options for the sanitizer runtimes; a value already in the environment wins.
@@ -118,9 +118,8 @@ sanitized() {
             "running the suite under setarch -R"
         wrap=(setarch "$(uname -m)" -R)
     fi
-    CF_TEST_TIME_SCALE=${CF_TEST_TIME_SCALE:-4} "${wrap[@]}" \
-        ctest --test-dir "$dir" --output-on-failure --no-tests=error \
-        -j "$ctest_jobs"
+    CF_TEST_TIME_SCALE=${CF_TEST_TIME_SCALE:-4} \
+        "${wrap[@]}" ctest --test-dir "$dir" "${ctest_args[@]}"
 }
 
 # Whether a trivial TSan program built like the ones in DIR runs here.
@@ -128,13 +127,19 @@ tsan_works() {
     local probe=$1/tsan-probe
     if [ ! -x "$probe" ]; then
         printf 'int main(void) { return 0; }\n' |
-            "$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$1/CMakeCache.txt")" \
-                -fsanitize=thread -x c - -o "$probe"
+            "$(cache_get "$1" CMAKE_C_COMPILER)" -fsanitize=thread -x c - \
+                -o "$probe"
     fi
     "$probe" >/dev/null 2>&1
 }
 
 # ---- the install test -----------------------------------------------------
+
+# Whether the program BIN loads libcfutures.so (a NEEDED entry names it).
+needs_shared_lib() {
+    objdump -p "$1" | awk '$1 == "NEEDED" && $2 ~ /^libcfutures\.so/ { n++ }
+                           END { exit n == 0 }'
+}
 
 install_test() {
     local build=build/gcc work=build/install-test
@@ -145,7 +150,7 @@ install_test() {
 
     # Everything a consumer needs is where it should be.
     local libdir
-    libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:[A-Z]*=//p' "$build/CMakeCache.txt")
+    libdir=$(cache_get "$build" CMAKE_INSTALL_LIBDIR)
     local f
     for f in include/cfutures.h "$libdir"/libcfutures.a \
         "$libdir"/libcfutures.so "$libdir"/pkgconfig/cfutures.pc \
@@ -184,14 +189,14 @@ install_test() {
     mkdir -p "$out"
     export PKG_CONFIG_PATH=$prefix/$libdir/pkgconfig
     local cc
-    cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
+    cc=$(cache_get "$build" CMAKE_C_COMPILER)
 
     echo "install: pkg-config, shared"
     # shellcheck disable=SC2046 # pkg-config output is a list of words
     "$cc" -std=c11 -Wall -Wextra -Werror "$src/consumer.c" -o "$out/pc-shared" \
         $(pkg-config --cflags --libs cfutures)
     LD_LIBRARY_PATH=$prefix/$libdir "$out/pc-shared"
-    if ldd "$out/pc-shared" | grep -q 'libcfutures\.so'; then :; else
+    if ! needs_shared_lib "$out/pc-shared"; then
         echo "install: pc-shared is not linked to libcfutures.so" >&2
         return 1
     fi
@@ -204,7 +209,7 @@ install_test() {
         $(pkg-config --cflags --static --libs cfutures |
             sed 's/-lcfutures\b/-l:libcfutures.a/')
     "$out/pc-static"
-    if ldd "$out/pc-static" | grep -q 'libcfutures'; then
+    if needs_shared_lib "$out/pc-static"; then
         echo "install: pc-static is linked to libcfutures.so" >&2
         return 1
     fi
@@ -215,7 +220,11 @@ install_test() {
     cmake --build "$out/cmake" --parallel "$jobs" >/dev/null
     "$out/cmake/consumer"
     "$out/cmake/consumer_static"
-    if ldd "$out/cmake/consumer_static" | grep -q 'libcfutures'; then
+    if ! needs_shared_lib "$out/cmake/consumer"; then
+        echo "install: cfutures::cfutures did not link libcfutures.so" >&2
+        return 1
+    fi
+    if needs_shared_lib "$out/cmake/consumer_static"; then
         echo "install: consumer_static is linked to libcfutures.so" >&2
         return 1
     fi
