@@ -648,6 +648,67 @@ static void shutdown_wait_while_fork_join(void)
     }
 }
 
+/* Every worker blocked; more tasks queued (some may already sit in a
+ * worker's own queue): cf_shutdown with cancel_futures cancels all of
+ * them at once, before any worker is free again, and none runs later. */
+typedef struct held {
+    cf_event *gate;
+    atomic_int started;
+    atomic_int ran;
+} held;
+
+static void *held_blocker(void *p)
+{
+    held *h = p;
+    atomic_fetch_add(&h->started, 1);
+    CHECK_EQ(cf_event_wait(h->gate, 30.0 * test_scale()), 0);
+    return NULL;
+}
+
+static void *held_count(void *p)
+{
+    atomic_fetch_add(&((held *)p)->ran, 1);
+    return NULL;
+}
+
+static void shutdown_cancel_reaches_queued(void)
+{
+    enum { QUEUED = 64 };
+    long rounds = scaled(20);
+    for (long r = 0; r < rounds; r++) {
+        int workers = 1 + (int)(r % 3);
+        cf_executor *ex = new_pool(workers, "cq");
+        held h = { .gate = cf_event_new() };
+        CHECK(h.gate != NULL);
+        cf_future *fs[QUEUED];
+        for (int i = 0; i < workers; i++)
+            CHECK_EQ(cf_submit(ex, held_blocker, &h, NULL), 0);
+        for (int i = 0; i < QUEUED; i++)
+            CHECK_EQ(cf_submit(ex, held_count, &h, &fs[i]), 0);
+        double t0 = now_s();
+        while (atomic_load(&h.started) < workers) {
+            CHECK(now_s() - t0 < 10.0 * test_scale());
+            sleep_s(0.0005);
+        }
+        CHECK_EQ(cf_shutdown(ex, false, true), 0);
+        for (int i = 0; i < QUEUED; i++)
+            if (!cf_future_cancelled(fs[i])) {
+                fprintf(stderr,
+                        "round %ld (%d workers): task %d not cancelled\n", r,
+                        workers, i);
+                CHECK(0);
+            }
+        cf_event_set(h.gate);
+        cf_executor_free(ex);
+        CHECK_EQ(atomic_load(&h.ran), 0);
+        for (int i = 0; i < QUEUED; i++) {
+            CHECK_EQ(cf_future_result(fs[i], 0, NULL), CF_ECANCELED);
+            cf_future_release(fs[i]);
+        }
+        cf_event_free(h.gate);
+    }
+}
+
 /* ---- many pools at once */
 
 typedef struct pool_user {
@@ -911,9 +972,10 @@ static void *meet_task(void *p)
     return (void *)(intptr_t)(idx + 1000);
 }
 
-static void blocked_tasks_all_start_on(int workers, bool use_group)
+/* One round on ex (NULL: a fresh pool of that many workers). */
+static void blocked_round(cf_executor *given, int workers, bool use_group)
 {
-    cf_executor *ex = new_pool(workers, "bt");
+    cf_executor *ex = given ? given : new_pool(workers, "bt");
     meet m = { .b = cf_barrier_new((unsigned)workers, NULL, NULL) };
     CHECK(m.b != NULL);
     cf_future *f[8];
@@ -948,7 +1010,13 @@ static void blocked_tasks_all_start_on(int workers, bool use_group)
     CHECK_EQ(atomic_load(&m.started), workers);
     CHECK(!cf_barrier_broken(m.b));
     cf_barrier_free(m.b);
-    cf_executor_free(ex);
+    if (!given)
+        cf_executor_free(ex);
+}
+
+static void blocked_tasks_all_start_on(int workers, bool use_group)
+{
+    blocked_round(NULL, workers, use_group);
 }
 
 static void blocked_tasks_all_start(void)
@@ -958,6 +1026,21 @@ static void blocked_tasks_all_start(void)
         blocked_tasks_all_start_on(2, false);
         blocked_tasks_all_start_on(4, false);
         blocked_tasks_all_start_on(8, false);
+    }
+}
+
+/* The same on a pool whose workers all exist and have gone to sleep
+ * between rounds: the submits must wake every one of them. */
+static void blocked_tasks_wake_sleeping_workers(void)
+{
+    long rounds = scaled(20);
+    for (int workers = 2; workers <= 8; workers *= 2) {
+        cf_executor *ex = new_pool(workers, "bs");
+        for (long r = 0; r < rounds; r++) {
+            blocked_round(ex, workers, r % 2 == 1);
+            sleep_s(0.005);
+        }
+        cf_executor_free(ex);
     }
 }
 
@@ -1093,6 +1176,7 @@ static const test_case cases[] = {
     TEST_CASE(shutdown_while_stealing),
     TEST_CASE(shutdown_cancel_while_stealing),
     TEST_CASE(shutdown_wait_while_fork_join),
+    TEST_CASE(shutdown_cancel_reaches_queued),
     TEST_CASE(many_pools_at_once),
     TEST_CASE(wakeups_not_lost),
     TEST_CASE(wakeups_not_lost_sleepy),
@@ -1101,6 +1185,7 @@ static const test_case cases[] = {
     TEST_CASE(io_bound_wide_pool),
     TEST_CASE(blocked_tasks_all_start),
     TEST_CASE(blocked_group_tasks_all_start),
+    TEST_CASE(blocked_tasks_wake_sleeping_workers),
     TEST_CASE(lazy_threads),
     TEST_CASE(lazy_threads_fork_join),
 };
