@@ -8,7 +8,8 @@
 #                         (mpi_pool_n3) and 1 rank (mpi_pool_n1)
 #   example_engines       examples/engines.c: one program, the engine picked
 #                         by argv[1] (threads | processes | mpi); built with
-#                         or without MPI, its mpi branch only with it
+#                         or without MPI, its mpi branch only with it (ctest
+#                         runs all three)
 #   bench_mpi             bench/mpi (bench/mpi/run.sh runs it beside
 #                         mpi4py.futures)
 #
@@ -94,20 +95,11 @@ if(CF_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/engines.c)
   else()
     target_link_libraries(example_engines PRIVATE cfutures_static)
   endif()
-  # The processes branch is compiled once the header declares the process
-  # pool (checked at each configure).
-  file(STRINGS ${PROJECT_SOURCE_DIR}/include/cfutures.h cf_has_process_pool
-       REGEX "cf_process_pool_new[ \t]*\\(")
-  if(cf_has_process_pool)
-    target_compile_definitions(example_engines PRIVATE CFUTURES_HAVE_PROCESS_POOL)
-  endif()
   if(CF_BUILD_TESTS)
-    add_test(NAME example_engines_threads COMMAND example_engines threads --quick)
-    set_tests_properties(example_engines_threads PROPERTIES TIMEOUT 120)
-    if(cf_has_process_pool)
-      add_test(NAME example_engines_processes COMMAND example_engines processes --quick)
-      set_tests_properties(example_engines_processes PROPERTIES TIMEOUT 120)
-    endif()
+    foreach(engine threads processes)
+      add_test(NAME example_engines_${engine} COMMAND example_engines ${engine} --quick)
+      set_tests_properties(example_engines_${engine} PROPERTIES TIMEOUT 120)
+    endforeach()
     if(cf_mpi_found)
       cf_mpi_test(example_engines_mpi 3 $<TARGET_FILE:example_engines> mpi --quick)
     endif()
