@@ -1495,6 +1495,83 @@ static void group_tasks_cancelled_by_shutdown(void)
     cf_event_free(bg.gate);
 }
 
+/* A task that started before cf_shutdown makes a group afterwards. Each
+ * submit is refused (CF_ESHUTDOWN, as cf_submit would be) or accepted;
+ * an accepted task runs, or the wait says it did not (nonzero): a wait of
+ * 0 after submits of 0 means the work was done, never silently dropped. */
+typedef struct late_group {
+    cf_executor *ex;
+    grp_started_gate outer;
+    atomic_int leaves;
+    int submit_rc[10];
+    int wait_rc;
+    int pfor_rc, join_rc;
+    atomic_long units;
+    side a, b;
+} late_group;
+
+static void late_body(size_t lo, size_t hi, void *p)
+{
+    atomic_fetch_add(&((late_group *)p)->units, (long)(hi - lo));
+}
+
+static void *late_leaf(void *p)
+{
+    atomic_fetch_add(&((late_group *)p)->leaves, 1);
+    return NULL;
+}
+
+static void *late_group_task(void *p)
+{
+    late_group *lg = p;
+    atomic_fetch_add(&lg->outer.started, 1);
+    CHECK_EQ(cf_event_wait(lg->outer.gate, 30.0 * test_scale()), 0);
+    cf_group *g = cf_group_new(lg->ex);
+    CHECK(g != NULL);
+    for (int i = 0; i < 10; i++)
+        lg->submit_rc[i] = cf_group_submit(g, late_leaf, lg);
+    lg->wait_rc = cf_group_wait(g, 30.0 * test_scale());
+    cf_group_free(g);
+    /* fork-join from the running task: all of it runs, or none */
+    lg->pfor_rc = cf_parallel_for(lg->ex, 0, 10000, 1, late_body, lg);
+    lg->join_rc = cf_join(lg->ex, side_fn, &lg->a, NULL, side_fn, &lg->b, NULL);
+    return NULL;
+}
+
+static void group_in_task_after_shutdown(void)
+{
+    for (int cancel = 0; cancel <= 1; cancel++) {
+        late_group lg = { .ex = new_pool(2, "gl") };
+        lg.outer.gate = cf_event_new();
+        CHECK(lg.outer.gate != NULL);
+        cf_future *f = NULL;
+        CHECK_EQ(cf_submit(lg.ex, late_group_task, &lg, &f), 0);
+        spin_until(&lg.outer.started, 1);
+        CHECK_EQ(cf_shutdown(lg.ex, false, cancel), 0);
+        cf_event_set(lg.outer.gate);
+        CHECK_EQ(cf_future_result(f, 30.0 * test_scale(), NULL), 0);
+        cf_future_release(f);
+        cf_executor_free(lg.ex);
+        int accepted = 0;
+        for (int i = 0; i < 10; i++) {
+            CHECK(lg.submit_rc[i] == 0 || lg.submit_rc[i] == CF_ESHUTDOWN);
+            accepted += lg.submit_rc[i] == 0;
+        }
+        if (lg.wait_rc == 0 && atomic_load(&lg.leaves) != accepted) {
+            fprintf(stderr,
+                    "cancel_futures=%d: %d submits accepted, wait 0, %d ran\n",
+                    cancel, accepted, atomic_load(&lg.leaves));
+            CHECK(0);
+        }
+        CHECK(lg.pfor_rc == 0 || lg.pfor_rc == CF_ESHUTDOWN);
+        CHECK_EQ(atomic_load(&lg.units), lg.pfor_rc == 0 ? 10000 : 0);
+        CHECK(lg.join_rc == 0 || lg.join_rc == CF_ESHUTDOWN);
+        CHECK_EQ(atomic_load(&lg.a.ran), lg.join_rc == 0);
+        CHECK_EQ(atomic_load(&lg.b.ran), lg.join_rc == 0);
+        cf_event_free(lg.outer.gate);
+    }
+}
+
 typedef struct waiter_arg {
     cf_group *g;
     int rc;
@@ -1883,6 +1960,7 @@ static const test_case cases[] = {
     TEST_CASE(group_nested_in_tasks),
     TEST_CASE(group_tasks_cancelled_by_shutdown),
     TEST_CASE(group_many_waiters),
+    TEST_CASE(group_in_task_after_shutdown),
     TEST_CASE(group_recursive_submit),
     TEST_CASE(group_bad_input),
     TEST_CASE(group_after_shutdown),

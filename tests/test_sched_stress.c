@@ -169,6 +169,48 @@ static void many_producers_4_workers(void)
     producers_on(4);
 }
 
+/* A one-worker pool runs what one outside thread submits in submission
+ * order, as Python's does (it is the usual serial executor), however the
+ * worker takes work off the injection queue. */
+typedef struct order_log {
+    int *seen;
+    atomic_int n;
+} order_log;
+
+static order_log g_order;
+
+static void *order_task(void *p)
+{
+    int i = atomic_fetch_add(&g_order.n, 1);
+    g_order.seen[i] = (int)(intptr_t)p;
+    return NULL;
+}
+
+static void one_worker_keeps_order(void)
+{
+    int n = (int)scaled(20000);
+    g_order.seen = calloc((size_t)n, sizeof *g_order.seen);
+    CHECK(g_order.seen != NULL);
+    for (int round = 0; round < 4; round++) {
+        atomic_store(&g_order.n, 0);
+        cf_executor *ex = new_pool(1, "ord");
+        for (int i = 0; i < n; i++) {
+            if (round % 2 && i % 1000 == 0)
+                sleep_s(0.001); /* let the worker catch up and sleep */
+            CHECK_EQ(cf_submit(ex, order_task, (void *)(intptr_t)i, NULL), 0);
+        }
+        cf_executor_free(ex);
+        CHECK_EQ(atomic_load(&g_order.n), n);
+        for (int i = 0; i < n; i++)
+            if (g_order.seen[i] != i) {
+                fprintf(stderr, "round %d: position %d ran task %d\n", round, i,
+                        g_order.seen[i]);
+                CHECK(0);
+            }
+    }
+    free(g_order.seen);
+}
+
 /* ---- nested joins */
 
 static void nested_joins_on(int workers)
@@ -1163,6 +1205,7 @@ static void lazy_threads_fork_join(void)
 static const test_case cases[] = {
     TEST_CASE(many_producers_2_workers),
     TEST_CASE(many_producers_4_workers),
+    TEST_CASE(one_worker_keeps_order),
     TEST_CASE(nested_joins_1_worker),
     TEST_CASE(nested_joins_2_workers),
     TEST_CASE(nested_joins_8_workers),
