@@ -77,6 +77,37 @@ static int malformed(const char *what)
     return CF_EINVAL;
 }
 
+/* Runs one item of a chunk, its record and result appended to out. The
+ * result goes straight into out (no buffer of its own); success is decided
+ * as cf__run_bytes does: a cf_fail, else the return code. 0, or CF_ENOMEM
+ * when out cannot grow. */
+static int run_item(cf_bytes_fn fn, const void *in, size_t len, cf_buffer *out)
+{
+    chunk_rec rec = { 0, 0, 0 };
+    int rc = cf_buffer_append(out, &rec, sizeof rec);
+    if (rc)
+        return rc;
+    size_t at = out->b->len; /* the result starts here */
+    cf__task_ctx item = { 0, NULL };
+    cf__task_ctx *outer = cf__task_ctx_swap(&item);
+    int code = fn(in, len, out);
+    cf__task_ctx_swap(outer);
+    if (item.code)
+        code = item.code;
+    if (code) {
+        const char *msg = item.message ? item.message : cf_strerror(code);
+        out->b->len = at; /* drop what it appended */
+        rc = cf_buffer_append(out, msg, strlen(msg) + 1);
+        cf__free(item.message);
+        if (rc)
+            return rc;
+    }
+    rec.code = code;
+    rec.len = out->b->len - at;
+    memcpy(out->b->data + at - sizeof rec, &rec, sizeof rec);
+    return 0;
+}
+
 static int run_chunk(const void *in, size_t len, cf_buffer *out)
 {
     const unsigned char *p = in, *end = p + len;
@@ -102,21 +133,10 @@ static int run_chunk(const void *in, size_t len, cf_buffer *out)
         memcpy(&n, lens + (size_t)i * 8, 8);
         if (n > (uint64_t)(end - p))
             return malformed("malformed chunk");
-        cf__task_ctx item = { 0, NULL };
-        cf__task_ctx *outer = cf__task_ctx_swap(&item);
-        cf__bytes *b = cf__run_bytes(fn, p, (size_t)n);
-        cf__task_ctx_swap(outer);
-        p += n;
-        const char *msg = item.message ? item.message : "";
-        chunk_rec rec = { b ? 0 : item.code, 0, b ? b->len : strlen(msg) + 1 };
-        int rc = cf_buffer_append(out, &rec, sizeof rec);
-        if (!rc)
-            rc = cf_buffer_append(out, b ? (const void *)b->data : msg,
-                                  (size_t)rec.len);
-        cf__free(b);
-        cf__free(item.message);
+        int rc = run_item(fn, p, (size_t)n, out);
         if (rc)
             return rc;
+        p += n;
     }
     return 0;
 }
