@@ -260,10 +260,9 @@ static int reply_error(replier *r, uint32_t first, int code, const char *fmt,
 /* Appends one result frame. A result too large for a message, or for
  * memory, becomes a failure of its task. */
 static int reply_frame(replier *r, int code, const char *msg,
-                       const cf__bytes *out)
+                       const void *data, size_t len)
 {
     size_t msg_len = msg ? strnlen(msg, 4096) : 0;
-    size_t len = out ? out->len : 0;
     if (len > MSG_MAX - sizeof(wire_results) - sizeof(wire_result) - 4096) {
         code = CF_ENOMEM;
         msg = "the task's result is too large for one MPI message (2 GiB)";
@@ -284,7 +283,7 @@ static int reply_frame(replier *r, int code, const char *msg,
         cf_buffer_append(&r->buf, &f, sizeof f);
         cf_buffer_append(&r->buf, msg, msg_len);
         if (len)
-            cf_buffer_append(&r->buf, out->data, len);
+            cf_buffer_append(&r->buf, data, len);
     } else {
         static const char oom[] = "out of memory for the task's result";
         f = (wire_result){ .magic = MAGIC_RESULT,
@@ -329,15 +328,76 @@ static int run_task(replier *r, cf_bytes_fn fn, const void *in, size_t len)
     cf__bytes *out = cf__run_bytes(fn, in, len);
     r->busy_ns += (uint64_t)((cf__now() - t0) * 1e9);
     cf__task_ctx_swap(outer);
-    int rc = reply_frame(r, ctx.code, ctx.message, out);
+    int rc = reply_frame(r, ctx.code, ctx.message, out ? out->data : NULL,
+                         out ? out->len : 0);
     cf__free(out);
     cf__free(ctx.message);
     return rc;
 }
 
-/* Serves one TASKS message: runs its tasks in order and answers. Returns 0,
- * or the error of a send (an MPI failure: stop serving). */
-static int serve_batch(const unsigned char *msg, size_t len, replier *r)
+/* The function a task frame names, resolved once per run of frames that
+ * name the same one (tasks of a batch mostly share one). */
+typedef struct fn_cache {
+    char module[4096];
+    uint64_t offset;
+    bool valid;
+    cf_bytes_fn fn;
+} fn_cache;
+
+static cf_bytes_fn resolve(fn_cache *c, const wire_task *t,
+                           const unsigned char *mod)
+{
+    if (t->module_len >= sizeof c->module)
+        return NULL;
+    if (!c->valid || t->offset != c->offset ||
+        strlen(c->module) != t->module_len ||
+        memcmp(c->module, mod, t->module_len) != 0) {
+        memcpy(c->module, mod, t->module_len);
+        c->module[t->module_len] = '\0';
+        c->offset = t->offset;
+        c->valid = true;
+        c->fn = (cf_bytes_fn)cf__fnid_resolve(c->module, t->offset);
+    }
+    return c->fn;
+}
+
+/* Reads the next task frame: true with *t, *mod and *data, or false (and
+ * *why) when it is malformed. */
+static bool next_task(reader *in, wire_task *t, const unsigned char **mod,
+                      const unsigned char **data, const char **why)
+{
+    bool head = take(in, t, sizeof *t);
+    if (head && t->magic == MAGIC_TASK && (*mod = skip(in, t->module_len)) &&
+        (*data = skip(in, t->len)))
+        return true;
+    *why = head && t->magic != MAGIC_TASK ? "bad magic" : "cut short";
+    return false;
+}
+
+/* An isolated rank's answer for one task: what its process pool's future
+ * says. */
+static int collect(replier *r, cf_future *f, double *mark)
+{
+    const void *data = NULL;
+    size_t len = 0;
+    const char *msg = NULL;
+    int code = cf_future_bytes(f, CF_FOREVER, &data, &len);
+    if (code)
+        cf_future_exception(f, 0, &msg);
+    double now = cf__now();
+    r->busy_ns += (uint64_t)((now - *mark) * 1e9);
+    *mark = now;
+    int rc = reply_frame(r, code, msg, code ? NULL : data, code ? 0 : len);
+    cf_future_release(f);
+    return rc;
+}
+
+/* Serves one TASKS message: runs its tasks in order (in this process, or
+ * on the isolated rank's process pool pp: all submitted first, so they
+ * stream through its worker) and answers. Returns 0, or the error of a
+ * send (an MPI failure: stop serving). */
+static int serve_batch(const unsigned char *msg, size_t len, replier *r,
+                       cf_executor *pp)
 {
     reader in = { msg, len };
     wire_batch b;
@@ -346,58 +406,80 @@ static int serve_batch(const unsigned char *msg, size_t len, replier *r)
         return reply_error(r, 0, CF_EBROKEN,
                            "malformed task batch (bad header) received");
     r->seq = b.seq;
-    int rc = reply_begin(r, 0);
-    if (rc)
+    if (reply_begin(r, 0))
         return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
-    /* Functions resolved in this batch: tasks mostly share one. */
-    char module[4096] = "";
-    uint64_t last_offset = 0;
-    cf_bytes_fn fn = NULL;
-    for (uint32_t i = 0; i < b.count; i++) {
+    /* Isolated: submit every task first. A frame holds at least its
+     * header, which bounds the count a malformed batch may claim. */
+    uint32_t n = b.count;
+    if (n > in.left / sizeof(wire_task))
+        n = (uint32_t)(in.left / sizeof(wire_task));
+    cf_future **fs = NULL;
+    fn_cache cache = { .valid = false };
+    if (pp && n) {
+        if (!(fs = cf__calloc(n, sizeof *fs)))
+            return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
+        reader scan = in;
+        for (uint32_t i = 0; i < n; i++) {
+            wire_task t;
+            const unsigned char *mod = NULL, *data = NULL;
+            const char *why;
+            if (!next_task(&scan, &t, &mod, &data, &why))
+                break;
+            cf_bytes_fn fn = resolve(&cache, &t, mod);
+            if (fn)
+                cf_submit_bytes(pp, fn, data, (size_t)t.len, &fs[i]);
+        }
+    }
+
+    int rc = 0;
+    double mark = cf__now();
+    uint32_t i = 0;
+    for (; i < b.count && rc == 0; i++) {
         wire_task t;
         const unsigned char *mod = NULL, *data = NULL;
-        bool head = take(&in, &t, sizeof t);
-        if (!head || t.magic != MAGIC_TASK ||
-            !(mod = skip(&in, t.module_len)) || !(data = skip(&in, t.len))) {
-            if (r->count && (rc = reply_flush(r, false, SIZE_MAX)))
-                return rc;
-            return reply_error(r, i, CF_EBROKEN,
-                               "malformed task frame %u of %u received (%s)",
-                               i, b.count,
-                               head && t.magic != MAGIC_TASK ? "bad magic"
-                                                             : "cut short");
+        const char *why;
+        if (!next_task(&in, &t, &mod, &data, &why)) {
+            if (!r->count || (rc = reply_flush(r, false, SIZE_MAX)) == 0)
+                rc = reply_error(r, i, CF_EBROKEN,
+                                 "malformed task frame %u of %u received (%s)",
+                                 i, b.count, why);
+            break;
         }
-        if (t.module_len >= sizeof module) {
-            rc = reply_frame(r, CF_EINVAL, "task function's module path is too long",
-                             NULL);
+        cf_bytes_fn fn = resolve(&cache, &t, mod);
+        if (fs && fs[i]) {
+            rc = collect(r, fs[i], &mark);
+            fs[i] = NULL;
+        } else if (fn && !pp) {
+            rc = run_task(r, fn, data, (size_t)t.len);
         } else {
-            if (!fn || t.offset != last_offset ||
-                strlen(module) != t.module_len ||
-                memcmp(module, mod, t.module_len) != 0) {
-                memcpy(module, mod, t.module_len);
-                module[t.module_len] = '\0';
-                last_offset = t.offset;
-                fn = (cf_bytes_fn)cf__fnid_resolve(module, t.offset);
-            }
-            if (fn) {
-                rc = run_task(r, fn, data, (size_t)t.len);
-            } else {
-                char why[4200];
-                snprintf(why, sizeof why,
+            char text[4200];
+            if (fn)
+                snprintf(text, sizeof text, "%s",
+                         "the rank's process pool refused the task");
+            else
+                snprintf(text, sizeof text,
                          "task function not found in this process (module "
-                         "'%s', offset %#llx)",
-                         module[0] ? module : "main program",
+                         "'%.*s', offset %#llx)",
+                         t.module_len ? (int)(t.module_len < 4000
+                                                  ? t.module_len
+                                                  : 4000)
+                                      : 12,
+                         t.module_len ? (const char *)mod : "main program",
                          (unsigned long long)t.offset);
-                rc = reply_frame(r, CF_EINVAL, why, NULL);
-            }
+            rc = reply_frame(r, CF_EINVAL, text, NULL, 0);
         }
-        if (rc)
-            return rc == CF_ENOMEM ? reply_error(r, r->first + r->count,
-                                                 CF_ENOMEM,
-                                                 "out of memory on the worker")
-                                   : rc;
+        if (rc == CF_ENOMEM)
+            rc = reply_error(r, r->first + r->count, CF_ENOMEM,
+                             "out of memory on the worker");
+        if (rc == 0 && i + 1 == b.count)
+            rc = reply_flush(r, true, SIZE_MAX);
     }
-    return reply_flush(r, true, SIZE_MAX);
+    if (b.count == 0)
+        rc = reply_flush(r, true, SIZE_MAX);
+    for (uint32_t k = 0; fs && k < n; k++)
+        cf_future_release(fs[k]); /* left by an early stop */
+    cf__free(fs);
+    return rc;
 }
 
 /* Runs opts->initializer in a task context: 0, or its failure code with
@@ -447,13 +529,51 @@ static int probe_backoff(MPI_Comm comm, int source, MPI_Status *st)
     }
 }
 
-/* A worker rank: says hello (with the initializer's outcome), then serves
+/* The process pool an isolated rank runs its tasks on: one worker
+ * process, with opts' initializer and process-pool settings. NULL with
+ * errno. */
+static cf_executor *isolation_pool(const cf_options *opts)
+{
+    cf_options po = { .max_workers = 1 };
+    if (opts) {
+        po.name_prefix = opts->name_prefix;
+        po.initializer = opts->initializer;
+        po.initarg = opts->initarg;
+        po.max_tasks_per_child = opts->max_tasks_per_child;
+        po.task_timeout = opts->task_timeout;
+        po.start_method = opts->start_method;
+    }
+    return cf_process_pool_new(&po);
+}
+
+/* Gets a rank ready to run tasks: runs the initializer here, or (isolated)
+ * starts the process pool *pp whose worker runs it. 0, or a failure code
+ * with a message in *msg (caller frees). */
+static int prepare(const cf_options *opts, bool isolated, cf_executor **pp,
+                   char **msg)
+{
+    *pp = NULL;
+    if (!isolated)
+        return run_initializer(opts, msg);
+    *msg = NULL;
+    if ((*pp = isolation_pool(opts)) != NULL)
+        return 0;
+    char text[160];
+    snprintf(text, sizeof text, "could not start the rank's process pool: %s",
+             strerror(errno));
+    *msg = cf__strdup(text);
+    return CF_EBROKEN;
+}
+
+/* A worker rank: says hello (with the outcome of prepare), then serves
  * batches until STOP. 0, or CF_EBROKEN on an MPI failure. */
-static int serve(MPI_Comm comm, int root, const cf_options *opts)
+static int serve(MPI_Comm comm, int root, const cf_options *opts,
+                 bool isolated)
 {
     dest to = { comm, root };
     char *msg;
-    int code = run_initializer(opts, &msg);
+    cf_executor *pp;
+    int code = prepare(opts, isolated, &pp, &msg);
     size_t msg_len = msg ? strnlen(msg, 4096) : 0;
     unsigned char hello[sizeof(wire_hello) + 4096];
     memcpy(hello, &(wire_hello){ MAGIC_HELLO, code, (uint32_t)msg_len, 0 },
@@ -462,8 +582,10 @@ static int serve(MPI_Comm comm, int root, const cf_options *opts)
         memcpy(hello + sizeof(wire_hello), msg, msg_len);
     cf__free(msg);
     if (MPI_Send(hello, (int)(sizeof(wire_hello) + msg_len), MPI_BYTE, root,
-                 TAG_HELLO, comm) != MPI_SUCCESS)
+                 TAG_HELLO, comm) != MPI_SUCCESS) {
+        cf_executor_free(pp);
         return CF_EBROKEN;
+    }
 
     cf_buffer in = { NULL, 0 };
     replier r = { .send = mpi_send_results, .ctx = &to };
@@ -494,7 +616,7 @@ static int serve(MPI_Comm comm, int root, const cf_options *opts)
                              "out of memory on the worker for a %d-byte batch",
                              count);
         } else {
-            rc = serve_batch(buf, (size_t)count, &r);
+            rc = serve_batch(buf, (size_t)count, &r, pp);
         }
         if (rc && rc != CF_ENOMEM)
             break;
@@ -502,6 +624,7 @@ static int serve(MPI_Comm comm, int root, const cf_options *opts)
     }
     cf__free(in.b);
     cf__free(r.buf.b);
+    cf_executor_free(pp);
     return rc;
 }
 
@@ -546,6 +669,8 @@ typedef struct mpool {
     int root;
     bool local;     /* one rank: the manager runs the tasks */
     bool offline;   /* no MPI calls on comm: one rank, or MPI failed */
+    bool isolated;  /* tasks run in a process pool on each rank */
+    cf_executor *pp; /* with one rank and isolated: the manager's */
     mworker *workers;
     size_t nworkers;
     size_t rr;      /* round-robin start of dispatch */
@@ -995,7 +1120,7 @@ static void send_batch(mpool *p, mworker *w, batch *b)
     if (p->local) {
         unsigned char *msg = b->msg;
         b->msg = NULL;
-        serve_batch(msg, len, &p->local_reply); /* retires b */
+        serve_batch(msg, len, &p->local_reply, p->pp); /* retires b */
         cf__free(msg);
         return;
     }
@@ -1204,7 +1329,7 @@ static void *manager_main(void *arg)
     cf__set_current_name("MPIPoolExecutor-manager");
     if (p->local) {
         char *msg;
-        int code = run_initializer(&p->opts, &msg);
+        int code = prepare(&p->opts, p->isolated, &p->pp, &msg);
         if (code) {
             char why[512];
             snprintf(why, sizeof why,
@@ -1246,6 +1371,8 @@ static void *manager_main(void *arg)
             pause = pause * 2 < BACKOFF_MAX_S ? pause * 2 : BACKOFF_MAX_S;
     }
     stop_workers(p);
+    cf_executor_free(p->pp);
+    p->pp = NULL;
     pool_unref(p);
     return NULL;
 }
@@ -1421,7 +1548,8 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
     return p;
 }
 
-cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts)
+static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
+                             bool isolated)
 {
     int size, rank, level;
     if (comm == MPI_COMM_NULL || (opts && opts->max_workers < 0)) {
@@ -1451,13 +1579,15 @@ cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts)
      * pool rather than an abort of the job. */
     MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
     if (rank != root) {
-        int rc = serve(dup, root, opts);
+        int rc = serve(dup, root, opts, isolated);
         if (rc == 0)
             MPI_Comm_free(&dup);
         errno = rc ? EIO : 0;
         return NULL;
     }
     mpool *p = pool_alloc(dup, root, size, opts);
+    if (p)
+        p->isolated = isolated;
     MPI_Query_thread(&level);
     err = !p ? ENOMEM : size > 1 && level < MPI_THREAD_SERIALIZED ? EINVAL : 0;
     if (!err &&
@@ -1479,6 +1609,17 @@ cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts)
         return NULL;
     }
     return &p->base;
+}
+
+cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts)
+{
+    return pool_new(comm, root, opts, false);
+}
+
+cf_executor *cf_mpi_pool_new_isolated(MPI_Comm comm, int root,
+                                      const cf_options *opts)
+{
+    return pool_new(comm, root, opts, true);
 }
 
 #else

@@ -42,11 +42,15 @@ extern "C" {
  * cf_submit (pointer tasks) on it is CF_EINVAL: use cf_submit_bytes. */
 cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts);
 
-/* The rank of the calling process in comm (MPI_COMM_WORLD when comm is
- * MPI_COMM_NULL), initialising MPI as cf_mpi_pool_new does if needed: lets
- * a program tell the root from the workers before it creates the pool.
- * Returns the rank, or a negative CF_E* code. */
-int cf_mpi_rank(MPI_Comm comm);
+/* As cf_mpi_pool_new (collective too: every rank calls this one), but
+ * each worker rank runs its tasks in a process pool of its own with one
+ * worker process (opts' initializer, task_timeout, max_tasks_per_child and
+ * start_method apply there). A task that crashes or hangs then fails only
+ * its own future (CF_EBROKEN naming the signal, CF_ETIME) and the rank goes
+ * on; with cf_mpi_pool_new a crashing task ends the whole MPI job. Costs a
+ * local socket round trip per batch of tasks. */
+cf_executor *cf_mpi_pool_new_isolated(MPI_Comm comm, int root,
+                                      const cf_options *opts);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

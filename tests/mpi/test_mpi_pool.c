@@ -88,11 +88,24 @@ static int corrupting(const void *in, size_t len, cf_buffer *out)
     return put_i64(out, 7);
 }
 
+/* Crashes its process (isolated pools only). */
+static int crash(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    (void)out;
+    raise(SIGSEGV);
+    return 0;
+}
+
 static int64_t init_seen;
 
+static const int64_t forty_two = 42;
+
+/* initarg points to static data, as a spawned process pool wants. */
 static void *init_mark(void *arg)
 {
-    init_seen = (int64_t)(intptr_t)arg;
+    init_seen = *(const int64_t *)arg;
     return NULL;
 }
 
@@ -147,6 +160,13 @@ static int n_workers(void)
 static cf_executor *make_pool(const cf_options *opts)
 {
     cf_executor *ex = cf_mpi_pool_new(MPI_COMM_WORLD, 0, opts);
+    CHECK(ex != NULL);
+    return ex;
+}
+
+static cf_executor *make_isolated_pool(const cf_options *opts)
+{
+    cf_executor *ex = cf_mpi_pool_new_isolated(MPI_COMM_WORLD, 0, opts);
     CHECK(ex != NULL);
     return ex;
 }
@@ -618,10 +638,12 @@ static void slow_rank_balanced(void)
     cf_executor_free(ex);
 }
 
+static const cf_options opts_init_mark = { .initializer = init_mark,
+                                           .initarg = (void *)&forty_two };
+
 static void initializer_runs(void)
 {
-    cf_options o = { .initializer = init_mark, .initarg = (void *)(intptr_t)42 };
-    cf_executor *ex = make_pool(&o);
+    cf_executor *ex = make_pool(&opts_init_mark);
     cf_future *fs[10];
     for (int i = 0; i < 10; i++)
         fs[i] = submit_i64(ex, read_init, 0);
@@ -699,6 +721,92 @@ static void pools_in_sequence(void)
     CHECK_EQ(errno, EINVAL);
 }
 
+/* Python's map, bytes flavour (cf_map_bytes_new), one item a task and in
+ * chunks: results in input order, a failed item does not stop the rest. */
+static void map_bytes(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    enum { N = 500 };
+    int64_t xs[N];
+    const void *ins[N];
+    size_t lens[N];
+    for (int i = 0; i < N; i++) {
+        xs[i] = i;
+        ins[i] = &xs[i];
+        lens[i] = sizeof xs[i];
+    }
+    size_t chunks[] = { 1, 7, 100 };
+    for (size_t c = 0; c < 3; c++) {
+        cf_map *m;
+        CHECK_EQ(cf_map_bytes_new(&m, ex, square, ins, lens, N, chunks[c],
+                                  c == 1 ? 16 : 0, CF_FOREVER),
+                 0);
+        const void *data;
+        size_t len;
+        for (int i = 0; i < N; i++) {
+            CHECK_EQ(cf_map_bytes_next(m, &data, &len), 0);
+            CHECK_EQ(len, sizeof(int64_t));
+            CHECK_EQ(get_i64(data, len), (int64_t)i * i);
+        }
+        CHECK_EQ(cf_map_bytes_next(m, &data, &len), CF_EOF);
+        cf_map_free(m);
+    }
+    cf_map *m;
+    CHECK_EQ(cf_map_bytes_new(&m, ex, failing, ins, lens, 4, 2, 0, CF_FOREVER),
+             0);
+    const void *data;
+    size_t len;
+    CHECK_EQ(cf_map_bytes_next(m, &data, &len), CF_ETIMEDOUT); /* 0: even */
+    CHECK_EQ(cf_map_bytes_next(m, &data, &len), -4242);
+    CHECK(strstr((const char *)data, "odd input 1 on the worker"));
+    cf_map_free(m);
+    cf_executor_free(ex);
+}
+
+/* Isolated ranks: a crash or a hang fails its own task, the rank goes on;
+ * everything else works as on a plain MPI pool. */
+static void isolated_crash_and_timeout(void)
+{
+    cf_options o = { .task_timeout = 1.0 };
+    cf_executor *ex = make_isolated_pool(&o);
+    for (int round = 0; round < 2; round++) {
+        cf_future *boom = submit_i64(ex, crash, 0);
+        cf_future *hang = submit_i64(ex, nap, 60000);
+        cf_future *fs[40];
+        for (int i = 0; i < 40; i++)
+            fs[i] = submit_i64(ex, square, i);
+        const char *msg = NULL;
+        CHECK_EQ(cf_future_exception(boom, 30.0, &msg), CF_EBROKEN);
+        CHECK(msg && strstr(msg, "SIGSEGV"));
+        CHECK_EQ(cf_future_exception(hang, 30.0, &msg), CF_ETIME);
+        for (int i = 0; i < 40; i++) {
+            CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+            cf_future_release(fs[i]);
+        }
+        cf_future_release(boom);
+        cf_future_release(hang);
+    }
+    cf_future *odd = submit_i64(ex, failing, 3);
+    const char *msg = NULL;
+    CHECK_EQ(cf_future_exception(odd, 30.0, &msg), -4242);
+    CHECK(msg && strcmp(msg, "odd input 3 on the worker") == 0);
+    cf_future_release(odd);
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.failed, 5);
+    CHECK_EQ(st.completed, 80);
+    cf_executor_free(ex);
+}
+
+static void isolated_initializer(void)
+{
+    cf_executor *ex = make_isolated_pool(&opts_init_mark);
+    cf_future *f = submit_i64(ex, read_init, 0);
+    CHECK_EQ(result_i64(f), 42);
+    cf_future_release(f);
+    cf_executor_free(ex);
+}
+
 /* ---- the lockstep runner ---------------------------------------------------- */
 
 typedef struct mpi_case {
@@ -706,14 +814,15 @@ typedef struct mpi_case {
     void (*fn)(void);
     int pools;                /* pools the root makes */
     const cf_options *opts;   /* what the workers pass */
+    bool isolated;            /* cf_mpi_pool_new_isolated */
 } mpi_case;
 
-static const cf_options opts_init_mark = { .initializer = init_mark,
-                                           .initarg = (void *)(intptr_t)42 };
 static const cf_options opts_init_fail = { .initializer = init_fail };
 static const cf_options opts_one = { .max_workers = 1 };
+static const cf_options opts_timeout = { .task_timeout = 1.0 };
 
-#define CASE(fn, pools, opts) { #fn, fn, pools, opts }
+#define CASE(fn, pools, opts) { #fn, fn, pools, opts, false }
+#define ISOLATED_CASE(fn, opts) { #fn, fn, 1, opts, true }
 static const mpi_case cases[] = {
     CASE(results, 1, NULL),
     CASE(pointer_tasks_refused, 1, NULL),
@@ -735,6 +844,9 @@ static const mpi_case cases[] = {
     CASE(initializer_fails, 1, &opts_init_fail),
     CASE(max_workers_one, 1, &opts_one),
     CASE(pools_in_sequence, 3, NULL),
+    CASE(map_bytes, 1, NULL),
+    ISOLATED_CASE(isolated_crash_and_timeout, &opts_timeout),
+    ISOLATED_CASE(isolated_initializer, &opts_init_mark),
 };
 
 static bool wanted(const char *name, int argc, char **argv)
@@ -768,7 +880,10 @@ int main(int argc, char **argv)
         } else {
             for (int k = 0; k < c->pools; k++) {
                 errno = -1;
-                cf_executor *ex = cf_mpi_pool_new(MPI_COMM_WORLD, 0, c->opts);
+                cf_executor *ex =
+                    c->isolated
+                        ? cf_mpi_pool_new_isolated(MPI_COMM_WORLD, 0, c->opts)
+                        : cf_mpi_pool_new(MPI_COMM_WORLD, 0, c->opts);
                 if (ex != NULL || errno != 0) {
                     fprintf(stderr, "rank %d: cf_mpi_pool_new gave %p, errno %d\n",
                             world_rank, (void *)ex, errno);
