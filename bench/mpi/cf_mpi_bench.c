@@ -3,12 +3,15 @@
  * beside mpi4py.futures (mpi4py_bench.py, the same measurements) on the
  * same ranks and prints the table.
  *
- *   mpiexec -n P cf_mpi_bench tiny N       N tiny tasks (8 bytes in, 8 out):
- *                                          submit all, then read all
- *   mpiexec -n P cf_mpi_bench cpu N ITERS  N CPU-bound tasks of ITERS steps
- *   cf_mpi_bench seq N ITERS               the same N tasks one after the
- *                                          other in this process, no MPI
+ *   mpiexec -n P cf_mpi_bench tiny N [isolated]
+ *       N tiny tasks (8 bytes in, 8 out): submit all, then read all
+ *   mpiexec -n P cf_mpi_bench cpu N ITERS [isolated]
+ *       N CPU-bound tasks of ITERS steps
+ *   cf_mpi_bench seq N ITERS
+ *       the same N tasks one after the other in this process, no MPI
  *
+ * "isolated" makes the pool with cf_mpi_pool_new_isolated (each rank runs
+ * its tasks in a process of its own).
  * The root prints one line: "RESULT <mode> <seconds> <tasks per second>".
  * Timing starts once the pool exists and a warm-up round has run (as in
  * the Python twin), so it measures the executor, not MPI start-up.
@@ -105,6 +108,7 @@ int main(int argc, char **argv)
     const char *mode = argv[1];
     size_t n = strtoull(argv[2], NULL, 10);
     int64_t iters = argc > 3 ? strtoll(argv[3], NULL, 10) : 0;
+    bool isolated = strcmp(argv[argc - 1], "isolated") == 0;
 
     if (strcmp(mode, "seq") == 0) {
         double t0 = now_s();
@@ -119,7 +123,9 @@ int main(int argc, char **argv)
 
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
-    cf_executor *ex = cf_mpi_pool_new(MPI_COMM_WORLD, 0, NULL);
+    cf_executor *ex = isolated
+                          ? cf_mpi_pool_new_isolated(MPI_COMM_WORLD, 0, NULL)
+                          : cf_mpi_pool_new(MPI_COMM_WORLD, 0, NULL);
     if (!ex) {
         int err = errno; /* 0 on a worker rank that served to the end */
         MPI_Finalize();
@@ -134,7 +140,8 @@ int main(int argc, char **argv)
         dt = run_tasks(ex, cpu, n, iters);
     }
     cf_executor_free(ex);
-    printf("RESULT %s %.6f %.1f\n", mode, dt, (double)n / dt);
+    printf("RESULT %s%s %.6f %.1f\n", mode, isolated ? "-isolated" : "", dt,
+           (double)n / dt);
     MPI_Finalize();
     return 0;
 }

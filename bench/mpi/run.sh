@@ -4,7 +4,9 @@
 #
 #   tiny   10,000 tasks that add 1 to a number: a submit loop, then every
 #          result (both); mpi4py also with executor.map(chunksize=100),
-#          its own batching knob. Throughput in tasks per second.
+#          its own batching knob; cfutures also isolated (each rank runs
+#          its tasks in a process of its own, cf_mpi_pool_new_isolated).
+#          Throughput in tasks per second.
 #   cpu    64 CPU-bound tasks (~20 ms each in either language: the same
 #          recurrence, fewer steps in Python) on the pool, against the same
 #          tasks one after the other in one process: the speedup.
@@ -80,9 +82,11 @@ echo "bench/mpi: $np ranks, $runs rounds, $(nproc) cores," \
 for r in $(seq "$runs"); do
     echo "load $(cut -d' ' -f1 /proc/loadavg)" >>"$out"
     measure cf_tiny "${mpiexec[@]}" -n "$np" "$bench" tiny "$n_tiny"
+    measure cf_tiny_isolated "${mpiexec[@]}" -n "$np" "$bench" tiny "$n_tiny" isolated
     measure py_tiny "${mpiexec[@]}" -n "$np" "$python" "$py" tiny "$n_tiny"
     measure py_tiny_map100 "${mpiexec[@]}" -n "$np" "$python" "$py" tiny "$n_tiny" 100
     measure cf_cpu "${mpiexec[@]}" -n "$np" "$bench" cpu "$n_cpu" "$iters_c"
+    measure cf_cpu_isolated "${mpiexec[@]}" -n "$np" "$bench" cpu "$n_cpu" "$iters_c" isolated
     measure cf_seq "$bench" seq "$n_cpu" "$iters_c"
     measure py_cpu "${mpiexec[@]}" -n "$np" "$python" "$py" cpu "$n_cpu" "$iters_py"
     measure py_seq "$python" "$py" seq "$n_cpu" "$iters_py"
@@ -108,21 +112,27 @@ workers = max(np - 1, 1)
 print()
 print(f"{n_tiny} tiny tasks, {np} ranks (root + {workers} workers), "
       f"medians of {len(loads)} rounds")
-print(f"| {'executor':<42} | {'seconds':>8} | {'tasks/s':>10} | {'cfutures is':>11} |")
-print(f"|{'-' * 44}|{'-' * 10}|{'-' * 12}|{'-' * 13}|")
+print(f"| {'executor':<42} | {'seconds':>8} | {'tasks/s':>10} | {'vs mpi4py':>9} |")
+print(f"|{'-' * 44}|{'-' * 10}|{'-' * 12}|{'-' * 11}|")
 for key, label in [("cf_tiny", "cfutures MPI pool, submit loop"),
+                   ("cf_tiny_isolated", "cfutures MPI pool isolated, submit loop"),
                    ("py_tiny", "mpi4py.futures, submit loop"),
                    ("py_tiny_map100", "mpi4py.futures, map(chunksize=100)")]:
-    ratio = rate["cf_tiny"] / rate[key]
+    ratio = rate[key] / rate["py_tiny"]
     print(f"| {label:<42} | {med[key]:>8.4f} | {rate[key]:>10.0f} | "
-          f"{ratio:>10.1f}x |")
+          f"{ratio:>8.1f}x |")
+print(f"(vs mpi4py: throughput over mpi4py.futures' submit loop; cfutures' "
+      f"submit loop is {rate['cf_tiny'] / rate['py_tiny_map100']:.1f}x "
+      f"mpi4py's map(chunksize=100))")
 print()
 print(f"{n_cpu} CPU-bound tasks (~20 ms each), speedup over one process "
       f"(ideal {workers}.0 with {workers} workers)")
 print(f"| {'executor':<42} | {'seq s':>8} | {'pool s':>8} | {'speedup':>8} |")
 print(f"|{'-' * 44}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
-for pre, label in [("cf", "cfutures MPI pool"), ("py", "mpi4py.futures")]:
-    s, p = med[pre + "_seq"], med[pre + "_cpu"]
+for key, seq, label in [("cf_cpu", "cf_seq", "cfutures MPI pool"),
+                        ("cf_cpu_isolated", "cf_seq", "cfutures MPI pool isolated"),
+                        ("py_cpu", "py_seq", "mpi4py.futures")]:
+    s, p = med[seq], med[key]
     print(f"| {label:<42} | {s:>8.3f} | {p:>8.3f} | {s / p:>7.2f}x |")
 print()
 print(f"load average (1 min) during the rounds: min {min(loads):.2f}, "
