@@ -14,7 +14,9 @@
  *     them (waitpid on their own pid, WNOHANG, woken by a pidfd), kills and
  *     replaces them. It never blocks but in poll(2); every socket is
  *     non-blocking and writes use MSG_NOSIGNAL, so a dead worker shows up
- *     as EOF or EPIPE, never as a hang or a SIGPIPE.
+ *     as EOF, EPIPE or its pidfd turning readable (the last even when a
+ *     process the task started keeps the socket open), never as a hang
+ *     or a SIGPIPE.
  *
  * Invariants:
  *   - A worker answers its tasks in the order it got them, and writes each
@@ -550,13 +552,16 @@ static bool wants_out(const pp_pool *p, const pp_worker *w)
     return w->unsent || w->init_off < p->init_len;
 }
 
-static bool read_worker(pp_pool *p, pp_worker *w, double now);
+static bool read_worker(pp_pool *p, pp_worker *w, double now, bool drain);
 
-/* A write failed: read what the worker left (its answers, then EOF). */
-static void send_failed(pp_pool *p, pp_worker *w, double now)
+/* A write failed, or the process exited: read what the worker left (its
+ * answers, maybe EOF); if it is still counted live, it is lost now. A
+ * process the task started may hold the socket open, so EOF may never
+ * come: the pidfd is what tells us the worker is gone. */
+static void worker_gone(pp_pool *p, pp_worker *w, double now)
 {
-    if (read_worker(p, w, now))
-        lose_worker(p, w, WHY_CRASH, "its socket failed", now);
+    if (read_worker(p, w, now, true))
+        lose_worker(p, w, WHY_CRASH, "", now);
 }
 
 /* ---- workers: receiving ------------------------------------------------ */
@@ -718,11 +723,11 @@ static bool parse(pp_pool *p, pp_worker *w, double now)
     }
 }
 
-/* Reads and handles what w sent, up to RX_PER_CALL bytes: false once w is
- * lost (EOF, error, a bad frame, or retired). */
-static bool read_worker(pp_pool *p, pp_worker *w, double now)
+/* Reads and handles what w sent, up to RX_PER_CALL bytes (drain: all
+ * there is): false once w is lost (EOF, error, a bad frame, or retired). */
+static bool read_worker(pp_pool *p, pp_worker *w, double now, bool drain)
 {
-    for (size_t got = 0; got < RX_PER_CALL;) {
+    for (size_t got = 0; drain || got < RX_PER_CALL;) {
         size_t need = w->in_body ? (size_t)w->hdr.len - w->body_have : 0;
         ssize_t k;
         if (w->rx_beg == w->rx_end)
@@ -821,7 +826,7 @@ static void flush_all(pp_pool *p, double now)
 again:
     for (pp_worker *w = p->live; w; w = w->next) {
         if (wants_out(p, w) && flush_worker(p, w, now)) {
-            send_failed(p, w, now);
+            worker_gone(p, w, now);
             goto again;
         }
     }
@@ -947,6 +952,10 @@ static void wait_and_serve(pp_pool *p)
         short ev = POLLIN | (wants_out(p, w) ? POLLOUT : 0);
         p->pfds[n] = (struct pollfd){ w->proc.fd, ev, 0 };
         p->pws[n++] = w;
+        if (w->proc.pidfd >= 0) {
+            p->pfds[n] = (struct pollfd){ w->proc.pidfd, POLLIN, 0 };
+            p->pws[n++] = w;
+        }
         if (p->timeout > 0 && w->ready && w->head && w->head != w->unsent) {
             double s = w->head->sent_at > w->head_since ? w->head->sent_at
                                                         : w->head_since;
@@ -997,10 +1006,15 @@ static void wait_and_serve(pp_pool *p)
         short re = p->pfds[i].revents;
         if (!re || w->proc.fd < 0)
             continue; /* lost earlier in this round */
-        if ((re & (POLLIN | POLLHUP | POLLERR)) && !read_worker(p, w, now))
+        if (p->pfds[i].fd == w->proc.pidfd) {
+            worker_gone(p, w, now); /* the process exited */
+            continue;
+        }
+        if ((re & (POLLIN | POLLHUP | POLLERR)) &&
+            !read_worker(p, w, now, false))
             continue;
         if ((re & POLLOUT) && flush_worker(p, w, now))
-            send_failed(p, w, now);
+            worker_gone(p, w, now);
     }
     /* Readable pidfds need nothing here: reap() runs next. */
 }
@@ -1308,7 +1322,7 @@ cf_executor *cf_process_pool_new(const cf_options *opts)
     p->method = o.start_method;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->exited_cv, NULL);
-    size_t slots = 1 + p->max_workers + MAX_POLLED_DYING;
+    size_t slots = 1 + 2 * p->max_workers + MAX_POLLED_DYING;
     int rc = build_init(p, &o);
     if (!rc && p->method == CF_START_SPAWN)
         rc = build_env(p);

@@ -190,6 +190,22 @@ static int t_corrupt(const void *in, size_t len, cf_buffer *out)
     return out_i64(out, 1);
 }
 
+/* Leaves a child that holds the pool's socket open, then crashes: the pool
+ * must notice the worker died without waiting for EOF. */
+static int t_crash_leaving_child(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    (void)out;
+    pid_t pid = fork();
+    if (pid == 0) {
+        sleep_s(3.0);
+        _exit(0);
+    }
+    raise(SIGSEGV);
+    return 0;
+}
+
 /* Writes the first bytes of a plausible header, then exits. */
 static int t_truncated(const void *in, size_t len, cf_buffer *out)
 {
@@ -444,6 +460,20 @@ static void crash_requeues_unstarted(void)
     cf_stats st;
     CHECK_EQ(cf_executor_stats(ex, &st), 0);
     CHECK_EQ(st.failed, 1);
+    cf_executor_free(ex);
+}
+
+static void crash_with_socket_held_open(void)
+{
+    let_workers_die_by_signal();
+    cf_executor *ex = pool(1);
+    cf_future *bad;
+    CHECK_EQ(cf_submit_bytes(ex, t_crash_leaving_child, NULL, 0, &bad), 0);
+    CHECK_TIME(check_fails(bad, CF_EBROKEN, "SIGSEGV"), 0, 2.0);
+    cf_future *after = submit_i64(ex, t_square, 4);
+    CHECK_EQ(i64_of(after), 16);
+    cf_future_release(bad);
+    cf_future_release(after);
     cf_executor_free(ex);
 }
 
@@ -716,7 +746,10 @@ static void no_leaks(void)
         CHECK(ex != NULL);
         cf_future *fs[12];
         for (int i = 0; i < 12; i++)
-            fs[i] = submit_i64(ex, t_maybe_crash, i == 4 ? -1 : i);
+            fs[i] = submit_i64(ex, t_maybe_crash,
+                               i != 4       ? i
+                               : round == 1 ? -3
+                                            : -1);
         cf_future *hang = submit_i64(ex, t_sleep_ms, 60000);
         for (int i = 0; i < 12; i++) {
             CHECK(cf_future_exception(fs[i], 30.0 * test_scale(), NULL) !=
@@ -924,8 +957,9 @@ static void on_done(cf_future *f, void *ctx)
     (void)ctx;
     /* On the manager thread: waiting for the pool here could never end. */
     CHECK_EQ(cf_shutdown(callback_pool, true, false), CF_EDEADLK);
-    if (atomic_fetch_add(&callbacks_seen, 1) == 0)
-        CHECK_EQ(cf_submit_bytes(callback_pool, t_square, NULL, 0, NULL), 0);
+    /* Submitting from here works (no pool lock is held). */
+    CHECK_EQ(cf_submit_bytes(callback_pool, t_square, NULL, 0, NULL), 0);
+    atomic_fetch_add(&callbacks_seen, 1);
 }
 
 static void done_callbacks(void)
@@ -934,7 +968,10 @@ static void done_callbacks(void)
     cf_future *f = submit_i64(callback_pool, t_square, 3);
     CHECK_EQ(cf_future_add_done_callback(f, on_done, NULL), 0);
     CHECK_EQ(i64_of(f), 9);
-    WAIT_UNTIL(atomic_load(&callbacks_seen) == 1, 10.0);
+    cf_stats st;
+    WAIT_UNTIL(cf_executor_stats(callback_pool, &st) == 0 && st.completed == 2,
+               10.0);
+    CHECK_EQ(st.completed, 2);
     cf_future_release(f);
     cf_executor_free(callback_pool);
     CHECK_EQ(atomic_load(&callbacks_seen), 1);
@@ -1003,6 +1040,19 @@ static void map_bytes(void)
     const void *data;
     CHECK_EQ(cf_map_bytes_next(m, &data, NULL), 0);
     cf_map_free(m);
+    /* A failure without cf_fail reads as cf_strerror(code), chunked or
+     * not. */
+    for (size_t cs = 1; cs <= 4; cs += 3) {
+        CHECK_EQ(
+            cf_map_bytes_new(&m, ex, t_fail_plain, ins, lens, 5, cs, 0, -1), 0);
+        for (int i = 0; i < 5; i++) {
+            size_t len;
+            CHECK_EQ(cf_map_bytes_next(m, &data, &len), CF_EOVERFLOW);
+            CHECK(strcmp(data, cf_strerror(CF_EOVERFLOW)) == 0);
+            CHECK_EQ(len, strlen(data));
+        }
+        cf_map_free(m);
+    }
     /* A timeout leaves the item next. */
     CHECK_EQ(cf_map_bytes_new(&m, ex, t_sleep_ms, ins, lens, 1, 1, 0, 0.001),
              0);
@@ -1060,6 +1110,7 @@ static const test_case cases[] = {
     TEST_CASE(crash_exit),
     TEST_CASE(crash_outside_kill),
     TEST_CASE(crash_requeues_unstarted),
+    TEST_CASE(crash_with_socket_held_open),
     TEST_CASE(corrupt_frame),
     TEST_CASE(truncated_frame),
     TEST_CASE(task_timeout),
