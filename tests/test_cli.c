@@ -227,6 +227,8 @@ static bool process_ends(pid_t pid, double secs)
     return !process_alive(pid);
 }
 
+static int split_tabs(char *line, char **fields, int max);
+
 /* ---- --help and bad options */
 
 static void help_for_each_command(void)
@@ -414,6 +416,45 @@ static void completion_order_and_keep_order(void)
     snprintf(want, sizeof want, "%s\n%s\n%s\n", d[0], d[1], d[2]);
     CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
     result_free(&r);
+}
+
+/* Jobs start in input order, whatever order the pool runs its tasks in:
+ * with 2 at once, job i + 2 can only start after job i has (the job log's
+ * start times say when each started). */
+static void jobs_start_in_input_order(void)
+{
+    scratch s = scratch_new();
+    char log[128];
+    in_dir(&s, "log", log, sizeof log);
+    char lines[30 * 3 + 1] = "";
+    for (int i = 1; i <= 30; i++)
+        snprintf(lines + strlen(lines), sizeof lines - strlen(lines), "%d\n",
+                 i);
+    result r = RUN(lines, "run", "-j", "2", "--joblog", log, "--", "sh", "-c",
+                   "sleep 0.05", "sh");
+    CHECK_OUT(r, r.status == 0);
+    char *text = slurp(log);
+    double start[31] = { 0 };
+    int n = 0;
+    for (char *save, *l = strtok_r(text, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        char *f[9];
+        if (n++ == 0 || split_tabs(l, f, 9) != 9)
+            continue; /* the header */
+        int seq = atoi(f[0]);
+        CHECK(seq >= 1 && seq <= 30);
+        start[seq] = atof(f[2]);
+    }
+    CHECK_EQ(n, 31);
+    for (int i = 1; i + 2 <= 30; i++) {
+        if (start[i] > start[i + 2])
+            fprintf(stderr, "job %d started at %.3f, job %d at %.3f\n", i,
+                    start[i], i + 2, start[i + 2]);
+        CHECK(start[i] <= start[i + 2]);
+    }
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
 }
 
 /* ---- exit status */
@@ -929,6 +970,7 @@ static const test_case cases[] = {
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(shell_mode_passes_the_input_as_a_parameter),
     TEST_CASE(completion_order_and_keep_order),
+    TEST_CASE(jobs_start_in_input_order),
     TEST_CASE(exit_status_counts_failures),
     TEST_CASE(a_command_that_does_not_exist),
     TEST_CASE(timeout_kills_the_process_group),

@@ -187,7 +187,14 @@ static void run_job(job *j)
 
 void *job_task(void *arg)
 {
-    job *j = arg;
+    run_shared *shared = arg;
+    /* relaxed: the counter only hands out distinct indices; the jobs were
+     * filled in before the tasks were submitted. */
+    size_t k =
+        atomic_fetch_add_explicit(&shared->next, 1, memory_order_relaxed);
+    if (k >= shared->n)
+        return NULL; /* cannot happen: one task per job */
+    job *j = &shared->jobs[k];
     /* acquire: pairs with the runner's release store when it stops. */
     if (stopping(j)) {
         j->skipped = true;

@@ -38,9 +38,14 @@ typedef struct run_config {
     char *script; /* --shell: the words joined, {} as "$1" (owned) */
 } run_config;
 
+struct job;
+
 /* What the runner and the pool tasks share. */
 typedef struct run_shared {
     const run_config *cfg;
+    struct job *jobs; /* one per input */
+    size_t n;
+    atomic_size_t next;   /* the next job a task takes */
     cf_queue *done;       /* finished jobs, put by their tasks */
     atomic_bool stopping; /* no job may start (halt, Ctrl-C) */
     int stop_fd;          /* readable after Ctrl-C: stop running jobs */
@@ -50,7 +55,6 @@ typedef struct job {
     size_t seq;        /* 1-based, in input order */
     const char *input; /* borrowed */
     run_shared *shared;
-    cf_future *future; /* until the runner has the job back */
     /* Written by the task, read by the runner after the job comes back
      * through the queue (which orders the two). */
     proc_result res;   /* of the last attempt */
@@ -60,14 +64,17 @@ typedef struct job {
     bool failed;
     outbuf out, err; /* the last attempt's output */
     /* The runner's own. */
-    bool back; /* came back (or was cancelled before it started) */
+    bool back; /* came back, or will never start */
 } job;
 
 /* Builds the shell script for --shell from the words: 0 or CF_ENOMEM. */
 int run_build_script(run_config *cfg);
 
-/* The pool task: runs the job (unless the run is stopping), then puts it
- * on shared->done. */
+/* The pool task (arg: the run_shared): takes the next job in input order,
+ * runs it unless the run is stopping, and puts it on shared->done. The
+ * runner submits one task per job; tasks take jobs in the order they
+ * start, so jobs start in input order whatever order the pool runs its
+ * tasks in. */
 void *job_task(void *arg);
 
 /* The job's command as one shell-quoted line, for the job log (the caller

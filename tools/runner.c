@@ -1,20 +1,23 @@
 /*
  * runner.c - runs the jobs of `cfutures run` on a cfutures thread pool.
  *
- * Every job is submitted at once to a pool of -j workers; each task runs
- * its command to the end (proc.c) and puts the job on the done queue. This
- * thread, the only one that writes to standard output, standard error and
- * the job log, takes jobs off the queue as they finish (waking at least
- * every PROGRESS_INTERVAL_S to redraw the bar and notice Ctrl-C), and
- * prints each job's output whole: at once, or, with --keep-order, once
- * every job before it has been printed.
+ * One task per job is submitted at once to a pool of -j workers; each task
+ * takes the next job in input order, runs its command to the end (proc.c)
+ * and puts the job on the done queue. This thread, the only one that
+ * writes to standard output, standard error and the job log, takes jobs
+ * off the queue as they finish (waking at least every PROGRESS_INTERVAL_S
+ * to redraw the bar and notice Ctrl-C), and prints each job's output
+ * whole: at once, or, with --keep-order, once every job before it has
+ * been printed.
  *
  * Stopping (after a failure with --halt-on-error, or on Ctrl-C): the
  * shared flag makes tasks that start from then on skip their job, and
- * each job still pending is cancelled through its future, so that exactly
- * the jobs whose cancel failed (they had started) come back through the
- * queue. On Ctrl-C the signal handler has also made the stop descriptor
- * readable, which makes every running job signal its process group.
+ * every task still pending is cancelled through its future. A cancelled
+ * task never takes a job, and tasks take jobs in order, so the jobs never
+ * taken are the last ones, as many as the tasks cancelled: the runner
+ * waits until jobs back + tasks cancelled = jobs. On Ctrl-C the signal
+ * handler has also made the stop descriptor readable, which makes every
+ * running job signal its process group.
  *
  * Exit status: 0 when every job succeeded, else the number of failed jobs
  * (at most 101); 128 + the signal after Ctrl-C (130) or a kill.
@@ -40,9 +43,11 @@ typedef struct runner {
     job *jobs;
     size_t n;
     cf_executor *pool;
+    cf_future **tasks; /* one per job; NULL once cancelled */
+    size_t cancelled;  /* tasks cancelled before they started */
     FILE *joblog;
     progress bar;
-    size_t back;       /* jobs back, or cancelled before they started */
+    size_t back;       /* jobs back */
     size_t finished;   /* jobs that ran */
     size_t failed;     /* of them, failed */
     size_t stopped;    /* of them, stopped by Ctrl-C */
@@ -94,21 +99,17 @@ static void emit_ready(runner *r)
 /* ---- stopping */
 
 /* Makes sure no job starts from now on: later tasks skip their job, and
- * pending ones are cancelled (they count as back: their task never runs). */
+ * pending ones are cancelled (their jobs will never be taken). */
 static void stop_starting(runner *r)
 {
     /* release: pairs with the tasks' acquire load before they start. */
     atomic_store_explicit(&r->shared.stopping, true, memory_order_release);
     for (size_t i = 0; i < r->n; i++) {
-        job *j = &r->jobs[i];
-        if (j->back || j->future == NULL || !cf_future_cancel(j->future))
+        if (r->tasks[i] == NULL || !cf_future_cancel(r->tasks[i]))
             continue;
-        cf_future_release(j->future);
-        j->future = NULL;
-        j->skipped = true;
-        j->back = true;
-        r->back++;
-        r->not_run++;
+        cf_future_release(r->tasks[i]);
+        r->tasks[i] = NULL;
+        r->cancelled++;
     }
 }
 
@@ -116,8 +117,6 @@ static void stop_starting(runner *r)
 
 static void take_back(runner *r, job *j)
 {
-    cf_future_release(j->future);
-    j->future = NULL;
     j->back = true;
     r->back++;
     if (j->skipped) {
@@ -137,32 +136,38 @@ static void take_back(runner *r, job *j)
         emit(r, j);
 }
 
-/* Submits every job; a job that cannot be submitted is not run (and
- * stops the run: memory is short). Returns how many were submitted. */
-static size_t submit_all(runner *r)
+/* Submits a task per job; when one cannot be submitted (memory is short)
+ * the run stops there, and the jobs left are not run. */
+static void submit_all(runner *r)
 {
     for (size_t i = 0; i < r->n; i++) {
-        int rc = cf_submit(r->pool, job_task, &r->jobs[i], &r->jobs[i].future);
+        int rc = cf_submit(r->pool, job_task, &r->shared, &r->tasks[i]);
         if (rc != 0) {
             cli_error("run", "cannot submit job %zu: %s", i + 1,
                       cf_strerror(rc));
-            r->jobs[i].future = NULL;
-            for (size_t k = i; k < r->n; k++) {
-                r->jobs[k].skipped = r->jobs[k].back = true;
-                r->back++;
-                r->not_run++;
-            }
+            r->tasks[i] = NULL;
+            r->cancelled += r->n - i;
             stop_starting(r);
-            return i;
+            return;
         }
     }
-    return r->n;
+}
+
+/* Marks the jobs no task will take (as many as were cancelled, the last
+ * ones) as not run. */
+static void mark_untaken(runner *r)
+{
+    for (size_t i = r->n - r->cancelled; i < r->n; i++) {
+        r->jobs[i].skipped = true;
+        r->jobs[i].back = true;
+        r->not_run++;
+    }
 }
 
 static void collect(runner *r)
 {
     bool interrupted = false;
-    while (r->back < r->n) {
+    while (r->back + r->cancelled < r->n) {
         void *item;
         int rc = cf_queue_get(r->shared.done, &item, PROGRESS_INTERVAL_S);
         if (rc == 0)
@@ -173,6 +178,7 @@ static void collect(runner *r)
         }
         progress_update(&r->bar, r->finished, r->failed, NULL);
     }
+    mark_untaken(r);
     if (r->cfg->keep_order)
         emit_ready(r);
     progress_end(&r->bar);
@@ -225,12 +231,16 @@ static int open_joblog(runner *r)
 static int setup(runner *r, char *const *inputs)
 {
     r->jobs = calloc(r->n, sizeof *r->jobs);
+    r->tasks = calloc(r->n, sizeof *r->tasks);
+    r->shared.jobs = r->jobs;
+    r->shared.n = r->n;
     r->shared.done = cf_queue_new(0, CF_FIFO, NULL);
     size_t workers = r->cfg->jobs > 0 ? (size_t)r->cfg->jobs : r->n;
     cf_options opts = { .max_workers = (int)(workers > 0 ? workers : 1),
                         .name_prefix = "job" };
     r->pool = cf_thread_pool_new(&opts);
-    if (r->jobs == NULL || r->shared.done == NULL || r->pool == NULL) {
+    if (r->jobs == NULL || r->tasks == NULL || r->shared.done == NULL ||
+        r->pool == NULL) {
         cli_error("run", "cannot start: %s", strerror(errno));
         return -1;
     }
@@ -249,11 +259,13 @@ static void teardown(runner *r)
 {
     if (r->pool)
         cf_executor_free(r->pool);
+    for (size_t i = 0; r->tasks && i < r->n; i++)
+        cf_future_release(r->tasks[i]);
     for (size_t i = 0; r->jobs && i < r->n; i++) {
-        cf_future_release(r->jobs[i].future);
         outbuf_free(&r->jobs[i].out);
         outbuf_free(&r->jobs[i].err);
     }
+    free(r->tasks);
     free(r->jobs);
     cf_queue_free(r->shared.done);
     if (r->joblog)
@@ -272,6 +284,7 @@ int run_jobs(const run_config *cfg, char *const *inputs, size_t n)
     r.shared.cfg = cfg;
     r.shared.stop_fd = stop_fd();
     atomic_init(&r.shared.stopping, false);
+    atomic_init(&r.shared.next, 0);
     int status = CLI_EXIT_ERROR;
     if (setup(&r, inputs) == 0) {
         progress_start(&r.bar, STDERR_FILENO,
