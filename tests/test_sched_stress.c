@@ -394,6 +394,76 @@ static void nested_waits_deep_chain(void)
     cf_executor_free(ex);
 }
 
+/* A wait in a worker runs other work while it waits, but keeps its
+ * deadline: a poll (timeout 0) returns at once, and a timed wait returns
+ * about when it should, however much queued work there is to help with. */
+typedef struct deadline_ctx {
+    cf_executor *ex;
+    atomic_int ran;
+    double poll_took, timed_took, wait_took;
+    int poll_rc, timed_rc, wait_rc;
+} deadline_ctx;
+
+static void *slow_filler(void *p)
+{
+    atomic_fetch_add(&((deadline_ctx *)p)->ran, 1);
+    sleep_s(0.002);
+    return NULL;
+}
+
+static void *deadline_task(void *p)
+{
+    deadline_ctx *d = p;
+    long n = scaled(2000); /* 4 s of work to help with */
+    for (long i = 0; i < n; i++)
+        CHECK_EQ(cf_submit(d->ex, slow_filler, d, NULL), 0);
+    cf_future *never = cf_future_new(); /* nobody completes it */
+    CHECK(never != NULL);
+    double t0 = now_s();
+    d->poll_rc = cf_future_result(never, 0, NULL);
+    d->poll_took = now_s() - t0;
+    t0 = now_s();
+    d->timed_rc = cf_future_result(never, 0.2, NULL);
+    d->timed_took = now_s() - t0;
+    t0 = now_s();
+    d->wait_rc = cf_wait(&never, 1, 0.2, CF_ALL_COMPLETED);
+    d->wait_took = now_s() - t0;
+    CHECK(cf_future_cancel(never));
+    cf_future_release(never);
+    return NULL;
+}
+
+static void waits_in_worker_keep_deadlines(void)
+{
+    for (int workers = 1; workers <= 2; workers++) {
+        cf_executor *ex = new_pool(workers, "dl");
+        deadline_ctx d = { .ex = ex };
+        cf_future *f = NULL;
+        CHECK_EQ(cf_submit(ex, deadline_task, &d, &f), 0);
+        CHECK_EQ(cf_future_result(f, 60.0 * test_scale(), NULL), 0);
+        cf_future_release(f);
+        if (d.poll_took > 0.1 * test_scale() ||
+            d.timed_took > 1.0 * test_scale() ||
+            d.wait_took > 1.0 * test_scale()) {
+            fprintf(stderr,
+                    "%d workers: poll took %.3fs, 0.2s result %.3fs, 0.2s "
+                    "cf_wait %.3fs (%d fillers had run)\n",
+                    workers, d.poll_took, d.timed_took, d.wait_took,
+                    atomic_load(&d.ran));
+            CHECK(0);
+        }
+        CHECK_EQ(d.poll_rc, CF_ETIMEDOUT);
+        CHECK_EQ(d.timed_rc, CF_ETIMEDOUT);
+        CHECK_EQ(d.wait_rc, CF_ETIMEDOUT);
+        CHECK(d.timed_took >= 0.18);
+        CHECK(d.wait_took >= 0.18);
+        /* most fillers are still queued: drop them */
+        CHECK(atomic_load(&d.ran) < scaled(2000));
+        CHECK_EQ(cf_shutdown(ex, false, true), 0);
+        cf_executor_free(ex);
+    }
+}
+
 /* ---- steal storm */
 
 typedef struct storm {
@@ -1212,6 +1282,7 @@ static const test_case cases[] = {
     TEST_CASE(nested_joins_many_callers),
     TEST_CASE(deep_join_chain),
     TEST_CASE(nested_waits_deep_chain),
+    TEST_CASE(waits_in_worker_keep_deadlines),
     TEST_CASE(steal_storm_group),
     TEST_CASE(steal_storm_join),
     TEST_CASE(steal_storm_join_8_workers),
