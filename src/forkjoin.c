@@ -303,6 +303,8 @@ int cf_group_submit(cf_group *g, cf_fn fn, void *arg)
         return CF_ECANCELED;
     if (cf__executor_broken(g->ex))
         return CF_EBROKEN;
+    if (atomic_load_explicit(&g->sched->shutdown, memory_order_relaxed))
+        return CF_ESHUTDOWN; /* as cf_submit, even from a task */
     cf_future *f = cf__future_alloc(1);
     if (!f)
         return CF_ENOMEM;

@@ -15,11 +15,14 @@
  * one, and reads results back with MPI_Iprobe/MPI_Recv. Batch sizes adapt:
  * each worker reports how long its tasks took, and a batch is sized to
  * about BATCH_TARGET_S of that worker's time (slow start while unknown), so
- * many tiny tasks share one message and a slow rank holds little work. Long
- * tasks go one per batch, one batch per worker at a time. Worker ranks
- * serve in the thread that called cf_mpi_pool_new until the root sends
- * STOP. With one rank the manager runs the batches itself, through the
- * same encode/decode path.
+ * many tiny tasks share one message and a slow rank holds little work.
+ * Idle workers are served first; long tasks go one per batch, and a second
+ * one only while enough waits for every worker to get one, so the tail is
+ * not queued behind a running task. Worker ranks serve in the thread that
+ * called cf_mpi_pool_new until the root sends STOP. With one rank the
+ * manager runs the batches itself, through the same encode/decode path.
+ * Isolated pools (cf_mpi_pool_new_isolated) hand each rank's tasks to a
+ * process pool of one worker (process_pool.c), which survives crashes.
  *
  * Waiting: Open MPI's blocking calls spin, which starves busy ranks when
  * ranks outnumber cores. So both sides poll with MPI_Iprobe and back off
@@ -1570,14 +1573,17 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
         errno = EINVAL;
         return NULL;
     }
-    MPI_Comm dup;
-    if (MPI_Comm_dup(comm, &dup) != MPI_SUCCESS) {
+    /* With one rank nothing is sent: no communicator, and so no MPI call
+     * from the manager thread, whatever the thread level. */
+    MPI_Comm dup = MPI_COMM_NULL;
+    if (size > 1 && MPI_Comm_dup(comm, &dup) != MPI_SUCCESS) {
         errno = EIO;
         return NULL;
     }
     /* Failures become return codes: the manager turns them into a broken
      * pool rather than an abort of the job. */
-    MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+    if (size > 1)
+        MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
     if (rank != root) {
         int rc = serve(dup, root, opts, isolated);
         if (rc == 0)
@@ -1599,7 +1605,7 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
             stop_workers(p);
             atomic_store_explicit(&p->refs, 1, memory_order_relaxed);
             pool_unref(p);
-        } else {
+        } else if (size > 1) {
             for (int r = 0; r < size; r++)
                 if (r != root)
                     MPI_Send(NULL, 0, MPI_BYTE, r, TAG_STOP, dup);

@@ -61,8 +61,8 @@ void cf__pool_run_future(cf_future *f, cf__worker *w)
         cf__future_drop(f, &(cf__drop){ CF_EBROKEN, p->broken_msg });
         return;
     }
-    /* Tasks that a worker took from the injection queue in a batch sit on
-     * its deque, out of reach of shutdown's drain: cancel them here. */
+    /* Tasks submitted from inside tasks sit on a worker's deque, out of
+     * reach of shutdown's drain: cancel_futures cancels them here. */
     if (atomic_load_explicit(&p->cancelling, memory_order_relaxed) ||
         !cf_future_set_running_or_notify_cancel(f)) {
         cf__count(&w->cancelled);

@@ -27,10 +27,12 @@ int cf__block_until(bool (*done)(void *ctx), void *ctx,
     for (;;) {
         if (done(ctx))
             return 0;
-        if (h && h->run_one(h))
-            continue;
+        /* The deadline first: a poll returns at once, and a timed wait
+         * overshoots by at most the one task it helped with last. */
         if (cf__deadline_passed(deadline))
             return done(ctx) ? 0 : CF_ETIMEDOUT;
+        if (h && h->run_one(h))
+            continue;
         if (h)
             h->park(h, deadline);
         else

@@ -85,40 +85,21 @@ static cf__task *inject_pop_locked(cf__sched *s)
     return NULL;
 }
 
-#define INJECT_BATCH 32
-
-/* Takes the oldest injected task for w, and a share of the rest (as Go's
- * scheduler does with its global queue: count / workers + 1, at most
- * INJECT_BATCH) onto w's deque, so workers do not contend for the queue's
- * lock once per task. The share goes on in reverse, so that w's own
- * newest-first pops still run them oldest first; thieves can take them. */
-static cf__task *inject_pop(cf__sched *s, cf__worker *w)
+/* Takes the oldest injected task, or NULL. (Tasks stay in the injection
+ * queue until a worker runs them, so that shutdown with cancel_futures can
+ * cancel every one of them at once.) */
+static cf__task *inject_pop(cf__sched *s)
 {
-    size_t count = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
-    if (count == 0)
+    if (atomic_load_explicit(&s->inj_count, memory_order_relaxed) == 0)
         return NULL;
     /* acquire: pairs with the release in atomic_flag_clear below */
     if (atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
         return NULL;
-    size_t want = count / atomic_load_explicit(&s->nworkers,
-                                               memory_order_relaxed) + 1;
-    cf__task *batch[INJECT_BATCH];
-    size_t n = 0;
-    while (n < want && n < INJECT_BATCH &&
-           (batch[n] = inject_pop_locked(s)) != NULL)
-        n++;
-    if (n)
-        atomic_fetch_sub_explicit(&s->inj_count, n, memory_order_relaxed);
+    cf__task *t = inject_pop_locked(s);
+    if (t)
+        atomic_fetch_sub_explicit(&s->inj_count, 1, memory_order_seq_cst);
     atomic_flag_clear_explicit(&s->inj_lock, memory_order_release);
-    while (n > 1) {
-        cf__task *t = batch[--n];
-        if (cf__deque_push(&w->deque, t)) {
-            /* No room and no memory: hand it back to the queue. */
-            inject_push(s, t);
-            atomic_fetch_add_explicit(&s->inj_count, 1, memory_order_seq_cst);
-        }
-    }
-    return n ? batch[0] : NULL;
+    return t;
 }
 
 cf__task *cf__sched_drain(cf__sched *s)
@@ -191,7 +172,7 @@ static cf__task *find_work(cf__worker *w, bool *shared)
     cf__task *t = cf__deque_take(&w->deque);
     *shared = !t;
     if (!t)
-        t = inject_pop(w->sched, w);
+        t = inject_pop(w->sched);
     if (!t)
         t = steal(w);
     return t;
@@ -432,6 +413,11 @@ static void *worker_main(void *arg)
 {
     cf__worker *w = arg;
     cf__sched *s = w->sched;
+    /* The spawner publishes this worker (nworkers) before it lets go of
+     * spawn_mu: wait for that, so that every scan for work, ours included,
+     * covers our deque. */
+    pthread_mutex_lock(&s->spawn_mu);
+    pthread_mutex_unlock(&s->spawn_mu);
     current_worker = w;
     cf__parker_set_self(&w->parker);
     cf__helper *outer = cf__helper_swap(&w->helper);
