@@ -1100,6 +1100,43 @@ static void map_bytes_chunk_crash(void)
     cf_executor_free(ex);
 }
 
+/* One pool's life under the failing allocator. Allocations of the manager
+ * thread fail as a broken pool or a failed task; either way nothing may
+ * leak. (Spawned workers are fresh images with libc's allocator.) */
+static int oom_pool_round(void *ctx)
+{
+    (void)ctx;
+    cf_options o = { .max_workers = 1 };
+    cf_executor *ex = cf_process_pool_new(&o);
+    if (!ex) {
+        CHECK_EQ(errno, ENOMEM);
+        return CF_ENOMEM;
+    }
+    int64_t x = 7;
+    cf_future *f;
+    int rc = cf_submit_bytes(ex, t_square, &x, sizeof x, &f);
+    if (rc == 0) {
+        const void *data;
+        rc = cf_future_bytes(f, 30.0 * test_scale(), &data, NULL);
+        if (rc == 0)
+            CHECK_EQ(*(const int64_t *)data, 49);
+        cf_future_release(f);
+    }
+    cf_executor_free(ex);
+    if (rc && atomic_load(&oom_failures) > 0)
+        return CF_ENOMEM;
+    return rc;
+}
+
+static void out_of_memory(void)
+{
+    oom_install();
+    int points = oom_sweep(oom_pool_round, NULL, NULL);
+    CHECK(points > 5);
+    errno = 0;
+    CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+}
+
 static const test_case cases[] = {
     TEST_CASE(results),
     TEST_CASE(fail_message),
@@ -1130,6 +1167,7 @@ static const test_case cases[] = {
     TEST_CASE(done_callbacks),
     TEST_CASE(map_bytes),
     TEST_CASE(map_bytes_chunk_crash),
+    TEST_CASE(out_of_memory),
 };
 
 TEST_MAIN(cases)
