@@ -303,7 +303,7 @@ static void join_from_plain_pthreads(void)
     cf_executor_free(ex);
 }
 
-/* Two one-worker pools whose tasks call into each other, six levels
+/* Two one-worker pools whose tasks call into each other, ten levels
  * deep: a worker waiting on the other pool keeps running its own. */
 typedef struct ping {
     cf_executor *pools[2];
@@ -330,9 +330,9 @@ static void *ping_task(void *p)
 static void join_across_two_pools(void)
 {
     cf_executor *a = new_pool(1, "pa"), *b = new_pool(1, "pb");
-    ping top = { { a, b }, 6, 0 };
+    ping top = { { a, b }, 10, 0 };
     for (int round = 0; round < 3; round++)
-        CHECK_EQ((intptr_t)run_in_pool(a, ping_task, &top), 1 << 6);
+        CHECK_EQ((intptr_t)run_in_pool(a, ping_task, &top), 1 << 10);
     cf_executor_free(a);
     cf_executor_free(b);
 }
