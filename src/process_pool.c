@@ -413,21 +413,20 @@ static void worker_reaped(pp_pool *p, pp_worker *w, int status, bool got)
                           "was killed",
                           w->detail, pid);
             break;
-        default:
+        default: {
+            char note[sizeof w->detail + 4] = "";
+            if (w->detail[0])
+                snprintf(note, sizeof note, " (%s)", w->detail);
+            /* Killed by us: it closed the socket but did not exit. */
             msg = w->killed ? fmt_msg("worker process %d closed its "
                                       "connection while running this "
-                                      "task%s%s and was killed",
-                                      pid, w->detail[0] ? ", " : "", w->detail)
+                                      "task%s and was killed",
+                                      pid, note)
                             : fmt_msg("worker process %d %s while running "
-                                      "this task%s%s",
-                                      pid, how, w->detail[0] ? " (" : "",
-                                      w->detail[0] ? w->detail : "");
-            if (!w->killed && w->detail[0]) {
-                char *full = fmt_msg("%s)", msg ? msg : "");
-                cf__free(msg);
-                msg = full;
-            }
+                                      "this task%s",
+                                      pid, how, note);
             break;
+        }
         }
         task_fail(p, t, code, msg);
         cf__free(msg);
@@ -596,8 +595,8 @@ static const char *frame_bad(const pp_worker *w, const cf__pp_hdr *h)
     return NULL;
 }
 
-/* Pops w's oldest task after its answer; replaces w once it served
- * max_tasks_per_child. */
+/* Pops w's oldest task after its answer, and feeds its time (from when it
+ * could start: written in full and first in line) to the average. */
 static pp_task *pop_answered(pp_pool *p, pp_worker *w, double now)
 {
     pp_task *t = w->head;
