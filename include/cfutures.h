@@ -369,7 +369,9 @@ typedef struct cf_stats {
 
 /* A pool of threads; opts may be NULL for the defaults. Threads start
  * lazily, up to max_workers, and idle ones are reused. NULL with errno
- * EINVAL (negative max_workers) or ENOMEM. */
+ * EINVAL (negative max_workers) or ENOMEM. (Waits inside tasks run other
+ * work meanwhile; past a nesting bound a worker only waits, and the pool may
+ * then start spare threads beyond max_workers so that it keeps going.) */
 cf_executor *cf_thread_pool_new(const cf_options *opts);
 
 /* Schedules fn(arg). With out, *out is a new future (the caller releases
@@ -378,7 +380,8 @@ cf_executor *cf_thread_pool_new(const cf_options *opts);
 int cf_submit(cf_executor *ex, cf_fn fn, void *arg, cf_future **out);
 
 /* Stops taking work (idempotent). cancel_futures cancels what has not
- * started; wait waits for the rest to finish and the workers to exit.
+ * started (tasks that tasks submitted are cancelled as a worker reaches
+ * them); wait waits for the rest to finish and the workers to exit.
  * 0, or CF_EDEADLK (nothing done) when a worker of ex asks to wait. */
 int cf_shutdown(cf_executor *ex, bool wait, bool cancel_futures);
 
