@@ -85,8 +85,9 @@ int main(int argc, char **argv)
     if (!ex) {
         if (errno == 0)
             return 0; /* an MPI worker rank: it served rank 0 until the end */
-        fprintf(stderr, "engines: no '%s' engine here (%s); try threads, "
-                        "processes or mpi\n",
+        fprintf(stderr,
+                "engines: no '%s' engine here (%s); try threads, "
+                "processes or mpi\n",
                 engine, strerror(errno));
         return 1;
     }

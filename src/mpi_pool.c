@@ -63,15 +63,16 @@
 
 /* ---- tuning ------------------------------------------------------------- */
 
-#define BATCH_TARGET_S 0.004          /* a batch's work on its worker */
-#define BATCH_MAX_TASKS 1024          /* tasks in one batch */
-#define BATCH_MAX_BYTES (1u << 20)    /* input bytes in one batch (1 task
+#define BATCH_TARGET_S 0.004 /* a batch's work on its worker */
+#define BATCH_MAX_TASKS 1024 /* tasks in one batch */
+#define BATCH_MAX_BYTES                                                        \
+    (1u << 20)                            /* input bytes in one batch (1 task
                                          larger than this goes alone) */
-#define MAX_DEPTH 2                   /* batches in flight per worker */
-#define REPLY_FLUSH_BYTES (8u << 20)  /* a worker sends results past this */
+#define MAX_DEPTH 2                       /* batches in flight per worker */
+#define REPLY_FLUSH_BYTES (8u << 20)      /* a worker sends results past this */
 #define MSG_MAX ((size_t)INT_MAX - 65536) /* one MPI message (int count) */
 #define TASK_MAX_BYTES ((size_t)1 << 30)  /* input of one task */
-#define SPIN_ROUNDS 32                /* quick polls before sleeping */
+#define SPIN_ROUNDS 32                    /* quick polls before sleeping */
 #define BACKOFF_MIN_S 2e-6
 #define BACKOFF_MAX_S 1e-3
 
@@ -215,7 +216,8 @@ static int reply_begin(replier *r, uint32_t first)
     r->busy_ns = 0;
     if (room(&r->buf, 0))
         return CF_ENOMEM;
-    return cf_buffer_append(&r->buf, &(wire_results){ 0 }, sizeof(wire_results));
+    return cf_buffer_append(&r->buf, &(wire_results){ 0 },
+                            sizeof(wire_results));
 }
 
 /* Sends what buf holds (cut to `keep` bytes when keep is smaller). */
@@ -262,8 +264,8 @@ static int reply_error(replier *r, uint32_t first, int code, const char *fmt,
 
 /* Appends one result frame. A result too large for a message, or for
  * memory, becomes a failure of its task. */
-static int reply_frame(replier *r, int code, const char *msg,
-                       const void *data, size_t len)
+static int reply_frame(replier *r, int code, const char *msg, const void *data,
+                       size_t len)
 {
     size_t msg_len = msg ? strnlen(msg, 4096) : 0;
     if (len > MSG_MAX - sizeof(wire_results) - sizeof(wire_result) - 4096) {
@@ -463,10 +465,9 @@ static int serve_batch(const unsigned char *msg, size_t len, replier *r,
                 snprintf(text, sizeof text,
                          "task function not found in this process (module "
                          "'%.*s', offset %#llx)",
-                         t.module_len ? (int)(t.module_len < 4000
-                                                  ? t.module_len
-                                                  : 4000)
-                                      : 12,
+                         t.module_len
+                             ? (int)(t.module_len < 4000 ? t.module_len : 4000)
+                             : 12,
                          t.module_len ? (const char *)mod : "main program",
                          (unsigned long long)t.offset);
             rc = reply_frame(r, CF_EINVAL, text, NULL, 0);
@@ -570,8 +571,7 @@ static int prepare(const cf_options *opts, bool isolated, cf_executor **pp,
 
 /* A worker rank: says hello (with the outcome of prepare), then serves
  * batches until STOP. 0, or CF_EBROKEN on an MPI failure. */
-static int serve(MPI_Comm comm, int root, const cf_options *opts,
-                 bool isolated)
+static int serve(MPI_Comm comm, int root, const cf_options *opts, bool isolated)
 {
     dest to = { comm, root };
     char *msg;
@@ -662,21 +662,21 @@ typedef struct mworker {
     bool enabled;       /* within max_workers */
     batch *head, *tail; /* in flight, oldest first */
     unsigned nbatches;
-    double cost;        /* seconds per task (EWMA), < 0 unknown */
-    size_t slow_start;  /* next batch size while cost is unknown */
+    double cost;       /* seconds per task (EWMA), < 0 unknown */
+    size_t slow_start; /* next batch size while cost is unknown */
 } mworker;
 
 typedef struct mpool {
     cf_executor base;
-    MPI_Comm comm;  /* our duplicate; only the manager uses it */
+    MPI_Comm comm; /* our duplicate; only the manager uses it */
     int root;
-    bool local;     /* one rank: the manager runs the tasks */
-    bool offline;   /* no MPI calls on comm: one rank, or MPI failed */
-    bool isolated;  /* tasks run in a process pool on each rank */
+    bool local;      /* one rank: the manager runs the tasks */
+    bool offline;    /* no MPI calls on comm: one rank, or MPI failed */
+    bool isolated;   /* tasks run in a process pool on each rank */
     cf_executor *pp; /* with one rank and isolated: the manager's */
     mworker *workers;
     size_t nworkers;
-    size_t rr;      /* round-robin start of dispatch */
+    size_t rr; /* round-robin start of dispatch */
     uint64_t next_seq;
     double cost;    /* pool-wide seconds per task, < 0 unknown */
     cf_buffer rbuf; /* receive buffer */
@@ -686,7 +686,7 @@ typedef struct mpool {
     /* Shared with submitting threads, under mu. */
     cf__mutex mu;
     cf_future *pending, *pending_tail; /* linked through task.next */
-    bool sleeping;  /* the manager parks and wants an unpark */
+    bool sleeping; /* the manager parks and wants an unpark */
     bool shutdown;
     bool broken;
     char *broken_msg; /* set once with broken, under mu */
@@ -874,8 +874,8 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
         wire_result f;
         const unsigned char *m = NULL, *data = NULL;
         bool head = take(&in, &f, sizeof f);
-        if (!head || f.magic != MAGIC_RESULT ||
-            !(m = skip(&in, f.msg_len)) || !(data = skip(&in, f.len))) {
+        if (!head || f.magic != MAGIC_RESULT || !(m = skip(&in, f.msg_len)) ||
+            !(data = skip(&in, f.len))) {
             snprintf(why, sizeof why,
                      "malformed result frame from MPI rank %d (task %zu of "
                      "its batch: %s)",
@@ -908,8 +908,7 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     }
 }
 
-static void on_hello(mpool *p, mworker *w, const unsigned char *msg,
-                     size_t len)
+static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
 {
     reader in = { msg, len };
     wire_hello h;
@@ -1596,8 +1595,7 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
         p->isolated = isolated;
     MPI_Query_thread(&level);
     err = !p ? ENOMEM : size > 1 && level < MPI_THREAD_SERIALIZED ? EINVAL : 0;
-    if (!err &&
-        pthread_create(&p->thread, NULL, manager_main, p) != 0)
+    if (!err && pthread_create(&p->thread, NULL, manager_main, p) != 0)
         err = EAGAIN;
     if (err) {
         /* The workers are serving already: send them home. */

@@ -102,7 +102,8 @@ static double run_tasks(cf_executor *ex, cf_bytes_fn fn, size_t n, int64_t arg)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: cf_mpi_bench tiny N | cpu N ITERS | seq N ITERS\n");
+        fprintf(stderr,
+                "usage: cf_mpi_bench tiny N | cpu N ITERS | seq N ITERS\n");
         return 2;
     }
     const char *mode = argv[1];

@@ -570,9 +570,11 @@ static void malformed_tasks(void)
         int mode;
         const char *says;
     } modes[] = {
-        { CF__MPI_CORRUPT_TASK_MAGIC, "malformed task frame 0 of 1 received (bad magic)" },
+        { CF__MPI_CORRUPT_TASK_MAGIC,
+          "malformed task frame 0 of 1 received (bad magic)" },
         { CF__MPI_CORRUPT_BATCH_HEADER, "malformed task batch" },
-        { CF__MPI_CORRUPT_BATCH_TRUNCATE, "malformed task frame 0 of 1 received (cut short)" },
+        { CF__MPI_CORRUPT_BATCH_TRUNCATE,
+          "malformed task frame 0 of 1 received (cut short)" },
     };
     for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
         for (int round = 0; round < 2 * n_workers(); round++) {
@@ -632,7 +634,7 @@ static void slow_rank_balanced(void)
             (void)i;
         printf("     slow_rank_balanced: the slow rank ran %d of %d\n",
                slow < N - slow ? slow : N - slow, N);
-        CHECK(same < N);                             /* both worked */
+        CHECK(same < N);                                    /* both worked */
         CHECK((same < N - same ? same : N - same) < N / 3); /* skewed */
     }
     cf_executor_free(ex);
@@ -817,17 +819,23 @@ static void isolated_initializer(void)
 typedef struct mpi_case {
     const char *name;
     void (*fn)(void);
-    int pools;                /* pools the root makes */
-    const cf_options *opts;   /* what the workers pass */
-    bool isolated;            /* cf_mpi_pool_new_isolated */
+    int pools;              /* pools the root makes */
+    const cf_options *opts; /* what the workers pass */
+    bool isolated;          /* cf_mpi_pool_new_isolated */
 } mpi_case;
 
 static const cf_options opts_init_fail = { .initializer = init_fail };
 static const cf_options opts_one = { .max_workers = 1 };
 static const cf_options opts_timeout = { .task_timeout = 1.0 };
 
-#define CASE(fn, pools, opts) { #fn, fn, pools, opts, false }
-#define ISOLATED_CASE(fn, opts) { #fn, fn, 1, opts, true }
+#define CASE(fn, pools, opts)                                                  \
+    {                                                                          \
+#fn, fn, pools, opts, false                                            \
+    }
+#define ISOLATED_CASE(fn, opts)                                                \
+    {                                                                          \
+#fn, fn, 1, opts, true                                                 \
+    }
 static const mpi_case cases[] = {
     CASE(results, 1, NULL),
     CASE(pointer_tasks_refused, 1, NULL),
@@ -890,7 +898,8 @@ int main(int argc, char **argv)
                         ? cf_mpi_pool_new_isolated(MPI_COMM_WORLD, 0, c->opts)
                         : cf_mpi_pool_new(MPI_COMM_WORLD, 0, c->opts);
                 if (ex != NULL || errno != 0) {
-                    fprintf(stderr, "rank %d: cf_mpi_pool_new gave %p, errno %d\n",
+                    fprintf(stderr,
+                            "rank %d: cf_mpi_pool_new gave %p, errno %d\n",
                             world_rank, (void *)ex, errno);
                     exit(1);
                 }
