@@ -30,11 +30,17 @@ else()
 endif()
 option(CF_WITH_MPI "Build the MPI executor (cfutures_mpi) when MPI is found" ${CF_WITH_MPI_DEFAULT})
 
+# CF_REQUIRE_MPI makes a missing MPI an error instead of a skip, so that a
+# test run that means to test the MPI executor cannot pass without it.
+option(CF_REQUIRE_MPI "Fail the configure when CF_WITH_MPI is on and MPI is not found" OFF)
+
 set(cf_mpi_found OFF)
 if(CF_WITH_MPI)
   find_package(MPI COMPONENTS C)
   if(MPI_C_FOUND)
     set(cf_mpi_found ON)
+  elseif(CF_REQUIRE_MPI)
+    message(FATAL_ERROR "CF_REQUIRE_MPI: MPI not found (scripts/install-mpi.sh installs Open MPI)")
   endif()
 endif()
 if(cf_mpi_found)

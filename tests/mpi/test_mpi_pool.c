@@ -326,7 +326,7 @@ static void cancel_pending(void)
     cf_executor *ex = make_pool(NULL);
     int w = n_workers();
     cf_future *gates[8];
-    occupy(ex, 400, gates);
+    occupy(ex, (int)(400 * test_scale()), gates);
     enum { N = 20 };
     cf_future *fs[N];
     for (int i = 0; i < N; i++)
@@ -402,7 +402,7 @@ static void shutdown_cancel_futures(void)
     cf_executor *ex = make_pool(NULL);
     int w = n_workers();
     cf_future *gates[8];
-    occupy(ex, 300, gates);
+    occupy(ex, (int)(300 * test_scale()), gates);
     enum { N = 30 };
     cf_future *fs[N];
     for (int i = 0; i < N; i++)
