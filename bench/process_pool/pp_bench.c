@@ -8,12 +8,14 @@
  *                                its first tiny task, seconds
  *   map_cs1, map_cs100           cf_map_bytes_new over N tiny tasks (x + 1)
  *                                with chunksize 1 and 100, on a warm pool,
- *                                tasks per second
+ *                                tasks per second (median of REPS runs)
  *   submit                       N cf_submit_bytes, then every result
  *   cpu_seq, cpu_pool, cpu_speedup
  *                                M tasks of about 1 ms of arithmetic each,
- *                                one after the other in this process, then
- *                                mapped (chunksize 1) over W workers
+ *                                one after the other in this process (the
+ *                                mean of a run before and one after the
+ *                                pool's, so load that drifts hits both),
+ *                                then mapped (chunksize 1) over W workers
  *
  * Usage: pp_bench [W [N [M]]]   (defaults 2, 10000, 2000)
  */
@@ -82,6 +84,30 @@ static uint64_t calibrate(void)
             return (uint64_t)((double)iters * 0.001 / dt);
         iters *= 2;
     }
+}
+
+#define REPS 3
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    return v[n / 2];
+}
+
+static double sequential(size_t m, uint64_t iters)
+{
+    double t0 = now();
+    for (size_t i = 0; i < m; i++) {
+        volatile uint64_t sink = spin(iters);
+        (void)sink;
+    }
+    return now() - t0;
 }
 
 static cf_executor *new_pool(int workers, cf_start_method how)
@@ -173,19 +199,18 @@ int main(int argc, char **argv)
     }
     cf_executor *ex = new_pool(workers, CF_START_SPAWN);
     map_all(ex, tiny, ins, lens, n < 1000 ? n : 1000, 1); /* warm up */
-    printf("RESULT map_cs1 %.1f tasks/s\n",
-           (double)n / map_all(ex, tiny, ins, lens, n, 1));
-    printf("RESULT map_cs100 %.1f tasks/s\n",
-           (double)n / map_all(ex, tiny, ins, lens, n, 100));
-    printf("RESULT submit %.1f tasks/s\n", (double)n / submit_all(ex, xs, n));
+    double t[3][REPS];
+    for (int r = 0; r < REPS; r++) {
+        t[0][r] = map_all(ex, tiny, ins, lens, n, 1);
+        t[1][r] = map_all(ex, tiny, ins, lens, n, 100);
+        t[2][r] = submit_all(ex, xs, n);
+    }
+    printf("RESULT map_cs1 %.1f tasks/s\n", (double)n / median(t[0], REPS));
+    printf("RESULT map_cs100 %.1f tasks/s\n", (double)n / median(t[1], REPS));
+    printf("RESULT submit %.1f tasks/s\n", (double)n / median(t[2], REPS));
 
     uint64_t iters = calibrate();
-    double t0 = now();
-    for (size_t i = 0; i < m; i++) {
-        volatile uint64_t sink = spin(iters);
-        (void)sink;
-    }
-    double seq = now() - t0;
+    double seq = sequential(m, iters);
     uint64_t *its = malloc(m * sizeof *its);
     const void **cins = malloc(m * sizeof *cins);
     size_t *clens = malloc(m * sizeof *clens);
@@ -197,6 +222,7 @@ int main(int argc, char **argv)
         clens[i] = sizeof its[i];
     }
     double par = map_all(ex, cpu_task, cins, clens, m, 1);
+    seq = (seq + sequential(m, iters)) / 2;
     printf("RESULT cpu_seq %.4f s\n", seq);
     printf("RESULT cpu_pool %.4f s\n", par);
     printf("RESULT cpu_speedup %.3f x\n", seq / par);

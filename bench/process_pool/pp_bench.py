@@ -7,22 +7,26 @@ One run prints one "RESULT name value unit" line per measurement:
   map_cs1, map_cs100           executor.map over N tiny tasks (x + 1) with
                                chunksize 1 and 100, on a warm pool (the
                                default start method), tasks per second
+                               (median of REPS runs)
   submit                       N submit() calls, then every result()
   cpu_seq, cpu_pool, cpu_speedup
                                M tasks of about 1 ms of arithmetic each (the
                                same xorshift as the C side, fewer rounds),
-                               one after the other, then map(chunksize=1)
-                               over W workers
+                               one after the other (the mean of a run
+                               before and one after the pool's), then
+                               map(chunksize=1) over W workers
 
 Usage: python3 pp_bench.py [W [N [M]]]   (defaults 2, 10000, 2000)
 """
 
 import concurrent.futures as cf
 import multiprocessing as mp
+import statistics
 import sys
 import time
 
 MASK = (1 << 64) - 1
+REPS = 3
 
 
 def tiny(x):
@@ -67,28 +71,42 @@ def main():
     print(f"RESULT startup_spawn {startup(workers, 'spawn'):.6f} s")
     print(f"RESULT startup_fork {startup(workers, 'fork'):.6f} s")
 
-    with cf.ProcessPoolExecutor(workers) as ex:
-        list(ex.map(tiny, range(min(n, 1000))))  # warm up
-        for name, chunk in (("map_cs1", 1), ("map_cs100", 100)):
-            t0 = time.perf_counter()
-            for _ in ex.map(tiny, range(n), chunksize=chunk):
-                pass
-            print(f"RESULT {name} {n / (time.perf_counter() - t0):.1f} tasks/s")
+    def map_all(ex, chunk):
+        t0 = time.perf_counter()
+        for _ in ex.map(tiny, range(n), chunksize=chunk):
+            pass
+        return time.perf_counter() - t0
+
+    def submit_all(ex):
         t0 = time.perf_counter()
         fs = [ex.submit(tiny, i) for i in range(n)]
         for f in fs:
             f.result()
-        print(f"RESULT submit {n / (time.perf_counter() - t0):.1f} tasks/s")
+        return time.perf_counter() - t0
 
-        iters = calibrate()
+    def sequential(iters):
         t0 = time.perf_counter()
         for _ in range(m):
             spin(iters)
-        seq = time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+    with cf.ProcessPoolExecutor(workers) as ex:
+        list(ex.map(tiny, range(min(n, 1000))))  # warm up
+        t = {"map_cs1": [], "map_cs100": [], "submit": []}
+        for _ in range(REPS):
+            t["map_cs1"].append(map_all(ex, 1))
+            t["map_cs100"].append(map_all(ex, 100))
+            t["submit"].append(submit_all(ex))
+        for name in ("map_cs1", "map_cs100", "submit"):
+            print(f"RESULT {name} {n / statistics.median(t[name]):.1f} tasks/s")
+
+        iters = calibrate()
+        seq = sequential(iters)
         t0 = time.perf_counter()
         for _ in ex.map(spin, [iters] * m, chunksize=1):
             pass
         par = time.perf_counter() - t0
+        seq = (seq + sequential(iters)) / 2
     print(f"RESULT cpu_seq {seq:.4f} s")
     print(f"RESULT cpu_pool {par:.4f} s")
     print(f"RESULT cpu_speedup {seq / par:.3f} x")
