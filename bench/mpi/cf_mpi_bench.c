@@ -12,7 +12,10 @@
  *
  * "isolated" makes the pool with cf_mpi_pool_new_isolated (each rank runs
  * its tasks in a process of its own).
- * The root prints one line: "RESULT <mode> <seconds> <tasks per second>".
+ * The root prints one line: "RESULT <mode> <seconds> <tasks per second>
+ * [occupancy]". For cpu, occupancy is the time the workers spent inside
+ * tasks over (wall time x workers): 1.0 means no worker ever waited for
+ * the executor, whatever share of the cores the machine gave them.
  * Timing starts once the pool exists and a warm-up round has run (as in
  * the Python twin), so it measures the executor, not MPI start-up.
  */
@@ -52,13 +55,20 @@ static uint64_t spin(uint64_t iters, uint64_t x)
     return x;
 }
 
+/* Returns the task's start and end (CLOCK_MONOTONIC is one clock for all
+ * the ranks of one machine) and the chain's value. */
 static int cpu(const void *in, size_t len, cf_buffer *out)
 {
     uint64_t iters = 0;
     memcpy(&iters, in, len < sizeof iters ? len : sizeof iters);
+    double t[3] = { now_s(), 0, 0 };
     uint64_t x = spin(iters, iters);
-    return cf_buffer_append(out, &x, sizeof x);
+    t[1] = now_s();
+    t[2] = (double)(x & 0xff);
+    return cf_buffer_append(out, t, sizeof t);
 }
+
+static double busy_s; /* time inside cpu tasks, summed by run_tasks */
 
 /* Submits n tasks of fn over in (8 bytes each: i, or arg when nonzero) and
  * reads every result: the seconds it took. */
@@ -84,7 +94,11 @@ static double run_tasks(cf_executor *ex, cf_bytes_fn fn, size_t n, int64_t arg)
             fprintf(stderr, "task: %s\n", cf_strerror(rc));
             exit(1);
         }
-        if (!arg) {
+        if (arg && len == 3 * sizeof(double)) {
+            double t[3];
+            memcpy(t, data, sizeof t);
+            busy_s += t[1] - t[0];
+        } else if (!arg) {
             int64_t y;
             memcpy(&y, data, sizeof y);
             if (y != (int64_t)i + 1) {
@@ -138,11 +152,15 @@ int main(int argc, char **argv)
         dt = run_tasks(ex, tiny, n, 0);
     } else {
         run_tasks(ex, cpu, 2, iters); /* warm-up */
+        busy_s = 0;
         dt = run_tasks(ex, cpu, n, iters);
     }
+    cf_stats st;
+    cf_executor_stats(ex, &st);
     cf_executor_free(ex);
-    printf("RESULT %s%s %.6f %.1f\n", mode, isolated ? "-isolated" : "", dt,
-           (double)n / dt);
+    printf("RESULT %s%s %.6f %.1f %.4f\n", mode, isolated ? "-isolated" : "",
+           dt, (double)n / dt,
+           busy_s / (dt * (double)(st.workers ? st.workers : 1)));
     MPI_Finalize();
     return 0;
 }

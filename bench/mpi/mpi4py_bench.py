@@ -9,8 +9,9 @@ other ranks serve, like cf_mpi_pool_new).
     python3 mpi4py_bench.py seq N ITERS                  the same N tasks
         one after the other, no MPI
 
-The root prints "RESULT <mode> <seconds> <tasks per second>". Timing starts
-once the executor exists and a warm-up round has run.
+The root prints "RESULT <mode> <seconds> <tasks per second> [occupancy]"
+(for cpu: time inside tasks over wall time x workers, as in the C twin).
+Timing starts once the executor exists and a warm-up round has run.
 """
 import sys
 import time
@@ -31,7 +32,9 @@ def spin(iters, x):
 
 
 def cpu(iters):
-    return spin(iters, iters)
+    t0 = time.monotonic()
+    x = spin(iters, iters)
+    return t0, time.monotonic(), x & 0xFF
 
 
 def main():
@@ -64,10 +67,16 @@ def main():
             list(ex.map(cpu, [arg] * 2))  # warm-up
             t0 = time.perf_counter()
             fs = [ex.submit(cpu, arg) for _ in range(n)]
+            busy = 0.0
             for f in fs:
-                f.result()
+                start, end, _ = f.result()
+                busy += end - start
             dt = time.perf_counter() - t0
-        label = mode if not arg or mode != "tiny" else f"tiny-map{arg}"
+            workers = max(MPI.COMM_WORLD.Get_size() - 1, 1)
+            print(f"RESULT cpu {dt:.6f} {n / dt:.1f} "
+                  f"{busy / (dt * workers):.4f}", flush=True)
+            return
+        label = mode if not arg else f"tiny-map{arg}"
         print(f"RESULT {label} {dt:.6f} {n / dt:.1f}", flush=True)
 
 

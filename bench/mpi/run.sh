@@ -9,7 +9,10 @@
 #          Throughput in tasks per second.
 #   cpu    64 CPU-bound tasks (~20 ms each in either language: the same
 #          recurrence, fewer steps in Python) on the pool, against the same
-#          tasks one after the other in one process: the speedup.
+#          tasks one after the other in one process: the speedup. Also the
+#          workers' occupancy: time inside tasks over (wall x workers), which
+#          says how much the executor made workers wait, however many cores
+#          the rest of the machine left free (the speedup depends on that).
 #
 # Each round runs every measurement once, interleaved (cfutures, mpi4py,
 # ...) so both see the same machine load; the table gives the median over
@@ -66,14 +69,14 @@ py=$root/bench/mpi/mpi4py_bench.py
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
-# measure NAME COMMAND...: runs it, files "NAME seconds tasks/s".
+# measure NAME COMMAND...: runs it, files "NAME seconds tasks/s [occupancy]".
 measure() {
     local name=$1
     shift
     local line
     line=$("$@" | grep '^RESULT' | head -n1)
     [ -n "$line" ] || { echo "run.sh: $name printed no RESULT" >&2; exit 1; }
-    echo "$name $(echo "$line" | awk '{ print $3, $4 }')" >>"$out"
+    echo "$name $(echo "$line" | awk '{ print $3, $4, $5 }')" >>"$out"
 }
 
 echo "bench/mpi: $np ranks, $runs rounds, $(nproc) cores," \
@@ -98,7 +101,7 @@ import statistics
 import sys
 
 path, np, n_tiny, n_cpu = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-secs, rates, loads = {}, {}, []
+secs, rates, occ, loads = {}, {}, {}, []
 for line in open(path):
     f = line.split()
     if f[0] == "load":
@@ -106,6 +109,8 @@ for line in open(path):
         continue
     secs.setdefault(f[0], []).append(float(f[1]))
     rates.setdefault(f[0], []).append(float(f[2]))
+    if len(f) > 3:
+        occ.setdefault(f[0], []).append(float(f[3]))
 med = {k: statistics.median(v) for k, v in secs.items()}
 rate = {k: statistics.median(v) for k, v in rates.items()}
 workers = max(np - 1, 1)
@@ -127,13 +132,16 @@ print(f"(vs mpi4py: throughput over mpi4py.futures' submit loop; cfutures' "
 print()
 print(f"{n_cpu} CPU-bound tasks (~20 ms each), speedup over one process "
       f"(ideal {workers}.0 with {workers} workers)")
-print(f"| {'executor':<42} | {'seq s':>8} | {'pool s':>8} | {'speedup':>8} |")
-print(f"|{'-' * 44}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
+print(f"| {'executor':<42} | {'seq s':>8} | {'pool s':>8} | {'speedup':>8} "
+      f"| {'occupancy':>9} |")
+print(f"|{'-' * 44}|{'-' * 10}|{'-' * 10}|{'-' * 10}|{'-' * 11}|")
 for key, seq, label in [("cf_cpu", "cf_seq", "cfutures MPI pool"),
                         ("cf_cpu_isolated", "cf_seq", "cfutures MPI pool isolated"),
                         ("py_cpu", "py_seq", "mpi4py.futures")]:
     s, p = med[seq], med[key]
-    print(f"| {label:<42} | {s:>8.3f} | {p:>8.3f} | {s / p:>7.2f}x |")
+    o = statistics.median(occ[key]) if key in occ else float("nan")
+    print(f"| {label:<42} | {s:>8.3f} | {p:>8.3f} | {s / p:>7.2f}x "
+          f"| {o:>9.3f} |")
 print()
 print(f"load average (1 min) during the rounds: min {min(loads):.2f}, "
       f"median {statistics.median(loads):.2f}, max {max(loads):.2f}")
