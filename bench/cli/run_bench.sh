@@ -4,12 +4,14 @@
 # at once (-j, the CPU count by default):
 #   true    5,000 jobs of `true` (nothing but starting processes)
 #   sleep   500 jobs of `sleep 0.01` (ideal: 500 x 10 ms / j)
-# Each runs --reps times, the three tools interleaved in an order rotated
-# at each repetition; the table shows the median wall time and the
-# overhead per job, (median - ideal) x j / jobs: the time a job slot spends
-# per job beyond the job's own sleep (for `true` the whole time, process
-# start included, which all three pay alike). Goal: cfutures' overhead no
-# more than xargs -P's, and at least 10x lower than GNU parallel's.
+# Each runs --reps times, the tools interleaved in an order rotated at each
+# repetition. Beside them runs the floor, spawn_floor.c: posix_spawnp and
+# waitpid with j at once and nothing else, the least any runner pays to
+# start, run and reap the processes. The table shows, from the medians,
+# the time per job, wall x j / jobs (what a job slot spends per job), and
+# the overhead per job, (wall - floor) x j / jobs: what the tool adds to
+# the processes it runs. Goals: cfutures' overhead no more than xargs -P's,
+# and at least 10x lower than GNU parallel's.
 #
 # cfutures runs as `cfutures run -j J -- CMD` (outputs captured and kept
 # whole), xargs as `xargs -P J -n 1 CMD` (nothing captured: outputs may
@@ -89,7 +91,14 @@ fi
 
 # ---- the tools: a command line per tool, reading the inputs on stdin
 
+work=$(mktemp -d)
+trap 'rm -rf "$work" ${log:+"$log"}' EXIT
 tools=()
+if cc -O2 -std=c11 -o "$work/spawn_floor" bench/cli/spawn_floor.c; then
+    tools+=(floor)
+else
+    echo "MISSING the floor: cc could not build bench/cli/spawn_floor.c" >&2
+fi
 if [ -x "$cf" ]; then
     tools+=(cfutures)
 else
@@ -110,6 +119,7 @@ fi
 # run_tool TOOL CMD: runs CMD once per line of stdin with TOOL.
 run_tool() {
     case "$1" in
+    floor) "$work/spawn_floor" "$jobs" "$2" ;;
     cfutures) "$cf" run -j "$jobs" -- "$2" ;;
     xargs) xargs -P "$jobs" -n 1 "$2" ;;
     parallel) parallel --will-cite -j "$jobs" "$2" ;;
@@ -125,33 +135,37 @@ inputs() {
     esac
 }
 
-now() { date +%s.%N; }
-
 # ---- the runs
 
-samples=$(mktemp)
-trap 'rm -f "$samples" ${log:+"$log"}' EXIT
+samples=$work/samples
 echo "run_bench.sh: $reps repetition(s), -j $jobs, $(nproc) CPUs;" \
     "$n_true x true, $n_sleep x sleep 0.01" >&2
+# measure TOOL WORKLOAD: runs it once and prints "WALL CPU" in seconds,
+# CPU being user + system time of the tool and every process it waited
+# for (bash's `time`, from getrusage of the children).
+measure() {
+    local TIMEFORMAT='%R %U %S' t
+    if ! t=$({ time inputs "$2" | run_tool "$1" "$2" >/dev/null 2>"$work/err"; } 2>&1); then
+        echo "run_bench.sh: $1 $2 failed:" >&2
+        cat "$work/err" >&2
+        exit 1
+    fi
+    awk '{ printf "%s %.3f\n", $1, $2 + $3 }' <<<"$t"
+}
+
 for ((rep = 0; rep < reps; rep++)); do
     k=$((rep % ${#tools[@]}))
     order=("${tools[@]:k}" "${tools[@]:0:k}")
     for workload in true sleep; do
         for tool in "${order[@]}"; do
-            t0=$(now)
-            if ! inputs "$workload" | run_tool "$tool" "$workload" >/dev/null; then
-                echo "run_bench.sh: $tool $workload failed" >&2
-                exit 1
-            fi
-            t1=$(now)
-            secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')
-            echo "$workload $tool $secs" >>"$samples"
-            echo "[rep $((rep + 1))/$reps] $workload $tool: ${secs}s" >&2
+            m=$(measure "$tool" "$workload")
+            echo "$workload $tool $m" >>"$samples"
+            echo "[rep $((rep + 1))/$reps] $workload $tool: wall, cpu s: $m" >&2
         done
     done
 done
 
-# ---- the table: medians, overhead per job, ratios to cfutures
+# ---- the table: medians, time and overhead per job, ratios to cfutures
 
 table() {
     awk -v jobs="$jobs" -v n_true="$n_true" -v n_sleep="$n_sleep" \
@@ -164,56 +178,88 @@ table() {
             }
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
+    function ms(x) { return x == "" ? "-" : sprintf("%.3f", x) }
+    function ratio(x, ref) { return x == "" || ref == "" || ref <= 0 ? "-" : sprintf("%.1fx", x / ref) }
+    function row(f) {
+        if (md)
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
+        else
+            printf "%-16s %-9s %7s %7s %8s %11s %7s %8s %11s\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
+    }
+    function goals(work, name, cf, x, p) {
+        if (cf == "" || md)
+            return
+        if (x != "")
+            printf "  goal (%s): cfutures overhead <= xargs -P: %s (%s vs %s ms)\n", name, (cf <= x ? "met" : "NOT MET"), ms(cf), ms(x)
+        if (p != "")
+            printf "  goal (%s): GNU parallel overhead >= 10x cfutures: %s (%s)\n", name, ((cf > 0 && p >= 10 * cf) ? "met" : "NOT MET"), ratio(p, cf)
+    }
     {
-        s[$1 " " $2] = s[$1 " " $2] " " $3
+        wall[$1 " " $2] = wall[$1 " " $2] " " $3
+        cpu[$1 " " $2] = cpu[$1 " " $2] " " $4
         if (!($2 in idx)) {
             idx[$2] = ++n_tools
             names[n_tools] = $2
         }
     }
     END {
-        split("true sleep", works, " ")
-        if (md) {
-            print "| workload | tool | median wall s | overhead per job ms | vs cfutures | runs |"
-            print "|---|---|---|---|---|---|"
-        } else {
-            printf "%-22s %-9s %13s %20s %12s %5s\n", "workload", "tool", "median wall s", "overhead per job ms", "vs cfutures", "runs"
+        split("workload|tool|wall s|per job|overhead|vs cfutures|CPU s|overhead|vs cfutures", h, "|")
+        row(h)
+        if (md)
+            print "|---|---|---|---|---|---|---|---|---|"
+        else {
+            split("||(median)|ms|ms/job|(wall)|(median)|CPU ms/job|(CPU)", h, "|")
+            row(h)
         }
+        split("true sleep", works, " ")
         for (w = 1; w <= 2; w++) {
             work = works[w]
             n = work == "true" ? n_true : n_sleep
-            ideal = work == "true" ? 0 : n * 0.01 / jobs
             label = work == "true" ? n " x true" : n " x sleep 0.01"
-            ref = ""
-            if ((work " cfutures") in s)
-                ref = (median(s[work " cfutures"]) - ideal) * jobs / n * 1000
+            fw = fc = ""
+            if ((work " floor") in wall) {
+                fw = median(wall[work " floor"])
+                fc = median(cpu[work " floor"])
+            }
+            delete ow; delete oc
+            for (t = 1; t <= n_tools; t++) {
+                key = work " " names[t]
+                if (!(key in wall))
+                    continue
+                mw = median(wall[key]); mc = median(cpu[key])
+                ow[names[t]] = fw == "" ? "" : (mw - fw) * jobs / n * 1000
+                oc[names[t]] = fc == "" ? "" : (mc - fc) / n * 1000
+            }
             for (t = 1; t <= n_tools; t++) {
                 tool = names[t]
                 key = work " " tool
-                if (!(key in s))
+                if (!(key in wall))
                     continue
-                m = median(s[key])
-                runs = split(s[key], dummy, " ")
-                over = (m - ideal) * jobs / n * 1000
-                if (ref == "" || tool == "cfutures")
-                    vs = tool == "cfutures" ? "(reference)" : "-"
-                else if (ref > 0)
-                    vs = sprintf("%.2fx", over / ref)
-                else
-                    vs = "-"
-                if (md)
-                    printf "| %s | %s | %.3f | %.3f | %s | %d |\n", label, tool, m, over, vs, runs
-                else
-                    printf "%-22s %-9s %13.3f %20.3f %12s %5d\n", label, tool, m, over, vs, runs
+                runs = split(wall[key], dummy, " ")
+                mw = median(wall[key]); mc = median(cpu[key])
+                f[1] = label
+                f[2] = tool == "floor" ? "(floor)" : tool
+                f[3] = sprintf("%.3f", mw)
+                f[4] = ms(mw * jobs / n * 1000)
+                f[5] = tool == "floor" ? "0" : ms(ow[tool])
+                f[6] = tool == "floor" ? "-" : tool == "cfutures" ? "(ref)" : ratio(ow[tool], ow["cfutures"])
+                f[7] = sprintf("%.3f", mc)
+                f[8] = tool == "floor" ? "0" : ms(oc[tool])
+                f[9] = tool == "floor" ? "-" : tool == "cfutures" ? "(ref)" : ratio(oc[tool], oc["cfutures"])
+                row(f)
             }
+            goals(work, label ", wall", ow["cfutures"], ow["xargs"], ow["parallel"])
+            goals(work, label ", CPU", oc["cfutures"], oc["xargs"], oc["parallel"])
         }
     }' "$samples"
 }
 
 echo
 echo "cfutures run vs xargs -P vs GNU parallel: -j $jobs on $(nproc) CPUs" \
-    "($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1));" \
-    "medians of $reps run(s); overhead per job = (wall - ideal) x j / jobs"
+    "($(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -n1))," \
+    "medians of $reps run(s); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "per job = wall x j / jobs; overhead = (wall - floor) x j / jobs, and" \
+    "(CPU - floor's CPU) / jobs; the floor is spawn_floor.c"
 table ""
 if [ -n "$markdown" ]; then
     table 1 >"$markdown"
