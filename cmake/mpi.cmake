@@ -7,9 +7,9 @@
 #   test_mpi_pool         tests/mpi, run by ctest under mpiexec with 3 ranks
 #                         (mpi_pool_n3) and 1 rank (mpi_pool_n1)
 #   example_engines       examples/engines.c: one program, the engine picked
-#                         by argv[1] (threads | processes | mpi); built with
-#                         or without MPI, its mpi branch only with it (ctest
-#                         runs all three)
+#                         by argv[1] (threads | processes | mpi |
+#                         mpi-spawn); built with or without MPI, its mpi
+#                         branches only with it (ctest runs them all)
 #   bench_mpi             bench/mpi (bench/mpi/run.sh runs it beside
 #                         mpi4py.futures)
 #
@@ -115,6 +115,7 @@ if(CF_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/engines.c)
     endforeach()
     if(cf_mpi_found)
       cf_mpi_test(example_engines_mpi 3 $<TARGET_FILE:example_engines> mpi --quick)
+      cf_mpi_test(example_engines_mpi_spawn 1 $<TARGET_FILE:example_engines> mpi-spawn --quick)
     endif()
   endif()
 endif()

@@ -6,14 +6,17 @@
  *   engines threads                 a pool of threads in this process
  *   engines processes               a pool of worker processes
  *   mpiexec -n 3 engines mpi        the other ranks of MPI_COMM_WORLD
- *                                   (the mpi engine when built with MPI)
+ *   engines mpi-spawn               copies of this program that MPI starts
+ *                                   (the mpi engines when built with MPI)
  *
  * Counts the primes below 6 000 000 (2 000 000 with --quick) in 48 ranges
  * with cf_map_bytes_new and checks the total. A task's input is its range
  * (two uint64_t), its result the count (one uint64_t): plain bytes, so it
  * can cross to another process or another machine. On MPI every rank runs
  * this main(); cf_mpi_pool_new returns the executor on rank 0 and, on the
- * other ranks, serves rank 0's tasks and returns NULL with errno 0.
+ * other ranks, serves rank 0's tasks and returns NULL with errno 0. With
+ * mpi-spawn the program starts alone and cf_mpi_pool_spawn starts its
+ * workers: copies of it, in which the same call serves and returns NULL.
  */
 #if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
 #define _POSIX_C_SOURCE 200809L
@@ -61,6 +64,8 @@ static cf_executor *make_executor(const char *engine)
 #ifdef CFUTURES_HAVE_MPI
     if (strcmp(engine, "mpi") == 0)
         return cf_mpi_pool_new(MPI_COMM_WORLD, 0, NULL);
+    if (strcmp(engine, "mpi-spawn") == 0)
+        return cf_mpi_pool_spawn(NULL);
 #endif
     errno = EINVAL;
     return NULL;
@@ -87,7 +92,7 @@ int main(int argc, char **argv)
             return 0; /* an MPI worker rank: it served rank 0 until the end */
         fprintf(stderr,
                 "engines: no '%s' engine here (%s); try threads, "
-                "processes or mpi\n",
+                "processes, mpi or mpi-spawn\n",
                 engine, strerror(errno));
         return 1;
     }

@@ -60,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- tuning ------------------------------------------------------------- */
 
@@ -670,9 +671,10 @@ typedef struct mpool {
     cf_executor base;
     MPI_Comm comm; /* our duplicate; only the manager uses it */
     int root;
-    bool local;      /* one rank: the manager runs the tasks */
-    bool offline;    /* no MPI calls on comm: one rank, or MPI failed */
-    bool isolated;   /* tasks run in a process pool on each rank */
+    bool local;    /* one rank: the manager runs the tasks */
+    bool offline;  /* no MPI calls on comm: one rank, or MPI failed */
+    bool isolated; /* tasks run in a process pool on each rank */
+    MPI_Comm spawn_intra, spawn_inter; /* cf_mpi_pool_spawn's, or NULL */
     cf_executor *pp; /* with one rank and isolated: the manager's */
     mworker *workers;
     size_t nworkers;
@@ -1291,8 +1293,14 @@ static void stop_workers(mpool *p)
     if (reqs && !p->offline)
         MPI_Waitall((int)n, reqs, MPI_STATUSES_IGNORE);
     cf__free(reqs);
-    if (!p->offline)
-        MPI_Comm_free(&p->comm);
+    if (p->offline)
+        return;
+    MPI_Comm_free(&p->comm);
+    if (p->spawn_inter != MPI_COMM_NULL) {
+        /* In step with the spawned workers (cf_mpi_pool_spawn). */
+        MPI_Comm_free(&p->spawn_intra);
+        MPI_Comm_disconnect(&p->spawn_inter);
+    }
 }
 
 /* ---- the manager thread ------------------------------------------------ */
@@ -1527,6 +1535,7 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
     }
     p->base.ops = &mpool_ops;
     p->comm = comm;
+    p->spawn_intra = p->spawn_inter = MPI_COMM_NULL;
     p->root = root;
     p->local = p->offline = size == 1;
     p->nworkers = n;
@@ -1550,8 +1559,11 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
     return p;
 }
 
+/* cf_mpi_pool_new and its variants. spawn_inter is the intercommunicator
+ * to the workers cf_mpi_pool_spawn started (comm is then its merged
+ * intracommunicator): the manager frees both once the workers stopped. */
 static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
-                             bool isolated)
+                             bool isolated, MPI_Comm spawn_inter)
 {
     int size, rank, level;
     if (comm == MPI_COMM_NULL || (opts && opts->max_workers < 0)) {
@@ -1591,8 +1603,13 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
         return NULL;
     }
     mpool *p = pool_alloc(dup, root, size, opts);
-    if (p)
+    if (p) {
         p->isolated = isolated;
+        if (spawn_inter != MPI_COMM_NULL) {
+            p->spawn_intra = comm;
+            p->spawn_inter = spawn_inter;
+        }
+    }
     MPI_Query_thread(&level);
     err = !p ? ENOMEM : size > 1 && level < MPI_THREAD_SERIALIZED ? EINVAL : 0;
     if (!err && pthread_create(&p->thread, NULL, manager_main, p) != 0)
@@ -1600,6 +1617,7 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
     if (err) {
         /* The workers are serving already: send them home. */
         if (p) {
+            p->spawn_intra = p->spawn_inter = MPI_COMM_NULL; /* the caller's */
             stop_workers(p);
             atomic_store_explicit(&p->refs, 1, memory_order_relaxed);
             pool_unref(p);
@@ -1617,13 +1635,113 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
 
 cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts)
 {
-    return pool_new(comm, root, opts, false);
+    return pool_new(comm, root, opts, false, MPI_COMM_NULL);
 }
 
 cf_executor *cf_mpi_pool_new_isolated(MPI_Comm comm, int root,
                                       const cf_options *opts)
 {
-    return pool_new(comm, root, opts, true);
+    return pool_new(comm, root, opts, true, MPI_COMM_NULL);
+}
+
+/* ---- spawning the workers (cf_mpi_pool_spawn) ---------------------------- */
+
+/* This program's path (in exe) and its arguments after argv[0], read from
+ * /proc/self, for MPI_Comm_spawn: a NULL-terminated vector in one
+ * allocation (caller frees), or NULL. */
+static char **own_command(char *exe, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", exe, size - 1);
+    FILE *f = n > 0 ? fopen("/proc/self/cmdline", "r") : NULL;
+    if (!f)
+        return NULL;
+    exe[n] = '\0';
+    cf_buffer text = { NULL, 0 };
+    char chunk[4096];
+    size_t got;
+    int rc = 0;
+    while (rc == 0 && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = cf_buffer_append(&text, chunk, got);
+    fclose(f);
+    if (rc || !text.b) {
+        cf__free(text.b);
+        return NULL;
+    }
+    size_t len = text.b->len, words = 0;
+    for (size_t i = 0; i < len; i++)
+        words += text.b->data[i] == '\0';
+    /* The vector, then a NUL-terminated copy of the text it points into. */
+    char **argv = cf__malloc((words + 1) * sizeof *argv + len + 1);
+    if (argv) {
+        char *copy = (char *)(argv + words + 1);
+        memcpy(copy, text.b->data, len);
+        copy[len] = '\0';
+        size_t k = 0;
+        for (size_t at = strlen(copy) + 1; at < len;
+             at += strlen(copy + at) + 1)
+            argv[k++] = copy + at; /* after argv[0] */
+        argv[k] = NULL;
+    }
+    cf__free(text.b);
+    return argv;
+}
+
+cf_executor *cf_mpi_pool_spawn(const cf_options *opts)
+{
+    if (opts && opts->max_workers < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int err = ensure_mpi();
+    if (err) {
+        errno = err;
+        return NULL;
+    }
+    MPI_Comm parent, inter, intra;
+    MPI_Comm_get_parent(&parent);
+    inter = parent;
+    if (parent == MPI_COMM_NULL) {
+        int n =
+            opts && opts->max_workers > 0 ? opts->max_workers : cf_cpu_count();
+        char exe[4096];
+        char **args = own_command(exe, sizeof exe);
+        int *codes = cf__calloc((size_t)n, sizeof *codes);
+        MPI_Info info;
+        MPI_Info_create(&info);
+        /* Open MPI: the workers may share cores with this process (other
+         * MPI implementations ignore the key). */
+        MPI_Info_set(info, "map_by", ":OVERSUBSCRIBE");
+        int rc = args && codes ? MPI_Comm_spawn(exe, args, n, info, 0,
+                                                MPI_COMM_SELF, &inter, codes)
+                               : MPI_ERR_NO_MEM;
+        MPI_Info_free(&info);
+        cf__free(codes);
+        cf__free(args);
+        if (rc != MPI_SUCCESS) {
+            errno = rc == MPI_ERR_NO_MEM ? ENOMEM : EIO;
+            return NULL;
+        }
+    }
+    /* The spawning process is rank 0 of the merged communicator. */
+    if (MPI_Intercomm_merge(inter, parent != MPI_COMM_NULL, &intra) !=
+        MPI_SUCCESS) {
+        errno = EIO;
+        return NULL;
+    }
+    cf_options o = { 0 };
+    if (opts)
+        o = *opts;
+    o.max_workers = 0;
+    cf_executor *ex = pool_new(intra, 0, &o, false, inter);
+    if (parent != MPI_COMM_NULL || !ex) {
+        /* A spawned worker that served to the end, or a failure: the
+         * communicators are ours to free. */
+        int e = errno;
+        MPI_Comm_free(&intra);
+        MPI_Comm_disconnect(&inter);
+        errno = e;
+    }
+    return ex;
 }
 
 #else

@@ -52,6 +52,14 @@ cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts);
 cf_executor *cf_mpi_pool_new_isolated(MPI_Comm comm, int root,
                                       const cf_options *opts);
 
+/* Like mpi4py's MPIPoolExecutor(max_workers): started as one process, the
+ * program spawns opts->max_workers copies of itself (0: the CPU count;
+ * same path, same arguments) with MPI_Comm_spawn and returns an executor
+ * whose workers they are. In those copies the same call serves the tasks
+ * and returns NULL with errno 0 once the executor is shut down. NULL with
+ * errno EINVAL, ENOMEM or EIO (the spawn failed). */
+cf_executor *cf_mpi_pool_spawn(const cf_options *opts);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif
