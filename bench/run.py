@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY_PEER = os.path.join(ROOT, "bench", "py_peer.py")
 NCPU = os.cpu_count() or 1
+HZ = os.sysconf("SC_CLK_TCK")
 
 # Which program group each implementation belongs to, to name what is missing.
 GROUPS = {
@@ -240,14 +242,46 @@ def command(c, build, quick):
     return [os.path.join(build, "bench", argv[0])] + argv[1:]
 
 
+# ---- noise from other processes ---------------------------------------------
+
+def cpu_busy_s():
+    """CPU seconds the whole machine has been busy (all processes, and
+    time stolen by the hypervisor)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return (sum(v) - v[3] - v[4]) / HZ  # all but idle and iowait
+
+
+def children_cpu_s():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def wait_idle(max_wait, threshold, sample=0.3):
+    """Waits (at most max_wait s) until the machine is busy less than
+    threshold (a fraction of all CPUs): other work running there would
+    distort the next measurement. Returns the busy fraction last seen."""
+    t0 = time.time()
+    while True:
+        b0 = cpu_busy_s()
+        time.sleep(sample)
+        frac = (cpu_busy_s() - b0) / (sample * NCPU)
+        if frac < threshold or time.time() - t0 >= max_wait:
+            return frac
+
+
 def run_case(c, build, quick, timeout):
-    """Runs one program: {metric: value}, or an error string."""
+    """Runs one program: ({metric: value}, share of the CPUs that other
+    processes used meanwhile), or (an error string, None)."""
     cmd = command(c, build, quick)
+    b0, c0, w0 = cpu_busy_s(), children_cpu_s(), time.time()
     try:
         p = subprocess.run(cmd, capture_output=True, text=True,
                            timeout=timeout)
     except subprocess.TimeoutExpired:
-        return f"timed out after {timeout} s"
+        return f"timed out after {timeout} s", None
+    b1, c1, w1 = cpu_busy_s(), children_cpu_s(), time.time()
+    other = max(0.0, ((b1 - b0) - (c1 - c0)) / max(w1 - w0, 1e-3) / NCPU)
     out = {}
     for line in p.stdout.splitlines():
         if not line.startswith("RESULT "):
@@ -257,10 +291,10 @@ def run_case(c, build, quick, timeout):
             out[kv["metric"]] = float(kv["value"])
     if p.returncode != 0:
         tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or [""]
-        return f"exit {p.returncode}: {tail[0]}"
+        return f"exit {p.returncode}: {tail[0]}", None
     if not out:
-        return "printed no RESULT line"
-    return out
+        return "printed no RESULT line", None
+    return out, other
 
 
 # ---- statistics and wording ------------------------------------------------
@@ -316,6 +350,17 @@ METRIC_NAMES = {
     "bytes_per_task": "bytes/task (RSS)",
     "hwm_bytes_per_task": "bytes/task (HWM)",
 }
+
+
+def fmt_other(r):
+    """The median share of the CPUs other processes used during the runs
+    (and the worst run's, when it is far off)."""
+    if not r:
+        return "-"
+    text = f"{r['median']:.0%}"
+    if r["max"] >= 0.1 and r["max"] > r["median"] + 0.05:
+        text += f" (max {r['max']:.0%})"
+    return text
 
 
 def ref_for(summary, bench, ref_impl, workers):
@@ -438,7 +483,7 @@ def table(bench, cases, missing, summary, failures, goal_list):
     head += [METRIC_NAMES[e] for e in spec["extra"]]
     extra_d = list(derived(summary, bench, "x", 0).keys()) if bench in ("B3", "B4") else []
     head += extra_d
-    head += ["min..max", "runs"]
+    head += ["min..max", "runs", "other CPU"]
     head += [f"vs {r}" for r in refs]
     head += ["goal"]
     rows = []
@@ -459,7 +504,7 @@ def table(bench, cases, missing, summary, failures, goal_list):
         row += [fmt(r.get(e, {}).get("median"), e) for e in spec["extra"]]
         row += list(derived(summary, bench, impl, workers).values())
         row += [f"{fmt(main['min'], metric)}..{fmt(main['max'], metric)}",
-                str(main["n"])]
+                str(main["n"]), fmt_other(r.get("other_cpu"))]
         for ref in refs:
             rk = ref_for(summary, bench, ref, workers)
             if rk is None:
@@ -504,7 +549,16 @@ def machine_info():
                     break
     except OSError:
         pass
+    commit = os.environ.get("CF_BENCH_COMMIT", "")
+    if not commit:
+        try:
+            commit = subprocess.run(
+                ["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
     return dict(cpus=NCPU, cpu_model=model, kernel=platform.release(),
+                commit=commit or "unknown",
                 python=platform.python_version(),
                 loadavg=os.getloadavg() if hasattr(os, "getloadavg") else None)
 
@@ -522,9 +576,18 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--timeout", type=int, default=300,
                     help="seconds allowed for one program run")
+    ap.add_argument("--wait-idle", type=float, default=10, metavar="S",
+                    help="before each run, wait up to S seconds for other "
+                    "processes to leave the CPUs (default 10; 0: never; "
+                    "--quick: 0)")
+    ap.add_argument("--idle-below", type=float, default=0.2, metavar="F",
+                    help="idle means busy less than this share of all CPUs "
+                    "(default 0.2)")
     a = ap.parse_args()
     if a.quick and "--reps" not in sys.argv:
         a.reps = 1
+    if a.quick and "--wait-idle" not in sys.argv:
+        a.wait_idle = 0
     only = [b.strip().upper() for b in a.only.split(",") if b.strip()]
     for b in only:
         if b not in BENCHES:
@@ -551,13 +614,21 @@ def main():
             k = rep % len(bc)
             for c in bc[k:] + bc[:k]:  # interleaved: a rotation per rep
                 key = (c["bench"], c["impl"], c["workers"])
+                if a.wait_idle > 0:
+                    busy = wait_idle(a.wait_idle, a.idle_below)
+                    if busy >= a.idle_below:
+                        print(f"  (machine still {busy:.0%} busy after "
+                              f"{a.wait_idle} s of waiting; running anyway)",
+                              file=sys.stderr)
                 t0 = time.time()
-                r = run_case(c, a.build, a.quick, a.timeout)
-                status = (f"{time.time() - t0:.1f}s" if isinstance(r, dict)
+                r, other = run_case(c, a.build, a.quick, a.timeout)
+                status = (f"{time.time() - t0:.1f}s, other processes "
+                          f"{other:.0%} of the CPUs" if isinstance(r, dict)
                           else "FAILED: " + r)
                 print(f"[rep {rep + 1}/{a.reps}] {bench} {c['impl']} "
                       f"workers={c['workers']}: {status}", file=sys.stderr)
                 if isinstance(r, dict):
+                    r["other_cpu"] = other
                     for metric, v in r.items():
                         samples.setdefault(key, {}).setdefault(metric, []).append(v)
                 else:
@@ -570,7 +641,7 @@ def main():
     info = machine_info()
     info["loadavg_1min_per_rep"] = loads
     date = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    hdr = (f"cfutures benchmarks, {date}; {info['cpus']} CPUs "
+    hdr = (f"cfutures {info['commit']} benchmarks, {date}; {info['cpus']} CPUs "
            f"({info['cpu_model']}), Linux {info['kernel']}; "
            f"{a.reps} repetition(s){', QUICK (smaller sizes)' if a.quick else ''};"
            f" medians; 1-min load average {min(loads):.1f}..{max(loads):.1f}"
