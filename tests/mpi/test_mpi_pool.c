@@ -814,6 +814,62 @@ static void isolated_initializer(void)
     cf_executor_free(ex);
 }
 
+/* Done callbacks run on the manager thread: one that shuts the pool down
+ * with wait would wait for itself, and is refused. */
+static _Atomic int callback_rc = 1;
+
+static void shutdown_in_callback(cf_future *f, void *ctx)
+{
+    (void)f;
+    atomic_store(&callback_rc, cf_shutdown(ctx, true, false));
+}
+
+static void shutdown_from_callback(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    cf_future *f = submit_i64(ex, nap, 20);
+    CHECK_EQ(cf_future_add_done_callback(f, shutdown_in_callback, ex), 0);
+    result_i64(f);
+    double t0 = now_s();
+    while (atomic_load(&callback_rc) == 1 && now_s() - t0 < 10)
+        sleep_s(0.001);
+    CHECK_EQ(atomic_load(&callback_rc), CF_EDEADLK);
+    cf_future_release(f);
+    check_still_works(ex);
+    cf_executor_free(ex);
+}
+
+/* Several threads submit at once; every result comes back right. */
+enum { SUBMITTERS = 4, PER_SUBMITTER = 3000 };
+
+static void *submitter(void *arg)
+{
+    cf_executor *ex = arg;
+    cf_future **fs = malloc(PER_SUBMITTER * sizeof *fs);
+    for (int i = 0; i < PER_SUBMITTER; i++)
+        fs[i] = submit_i64(ex, square, i);
+    for (int i = 0; i < PER_SUBMITTER; i++) {
+        CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+        cf_future_release(fs[i]);
+    }
+    free(fs);
+    return NULL;
+}
+
+static void concurrent_submitters(void)
+{
+    cf_executor *ex = make_pool(NULL);
+    cf_thread *t[SUBMITTERS];
+    for (int i = 0; i < SUBMITTERS; i++)
+        CHECK_EQ(cf_thread_start(&t[i], submitter, ex, NULL), 0);
+    for (int i = 0; i < SUBMITTERS; i++)
+        CHECK_EQ(cf_thread_join(t[i], CF_FOREVER, NULL), 0);
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.completed, SUBMITTERS * PER_SUBMITTER);
+    cf_executor_free(ex);
+}
+
 /* ---- the lockstep runner ---------------------------------------------------- */
 
 typedef struct mpi_case {
@@ -858,6 +914,8 @@ static const mpi_case cases[] = {
     CASE(max_workers_one, 1, &opts_one),
     CASE(pools_in_sequence, 3, NULL),
     CASE(map_bytes, 1, NULL),
+    CASE(shutdown_from_callback, 1, NULL),
+    CASE(concurrent_submitters, 1, NULL),
     ISOLATED_CASE(isolated_crash_and_timeout, &opts_timeout),
     ISOLATED_CASE(isolated_initializer, &opts_init_mark),
 };
