@@ -15,8 +15,10 @@
 #          the rest of the machine left free (the speedup depends on that).
 #
 # Each round runs every measurement once, interleaved (cfutures, mpi4py,
-# ...) so both see the same machine load; the table gives the median over
-# the rounds and the load average seen. Needs Open MPI or MPICH and
+# ...) so both see the same machine load, after waiting (up to IDLE_WAIT
+# seconds, 60 by default) for a second in which the cores were at least
+# 90% idle; the table gives the median over the rounds and how idle the
+# machine was just before them. Needs Open MPI or MPICH and
 # python3-mpi4py (scripts/install-mpi.sh); builds bench_mpi into BUILD if
 # it is missing.
 #
@@ -69,6 +71,30 @@ py=$root/bench/mpi/mpi4py_bench.py
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 
+# The machine's idle share over the next second, in percent (/proc/stat).
+idle_pct() {
+    local a b
+    a=($(head -n1 /proc/stat))
+    sleep 1
+    b=($(head -n1 /proc/stat))
+    local idle=$((b[4] + b[5] - a[4] - a[5])) total=0 i
+    for i in 1 2 3 4 5 6 7 8; do
+        total=$((total + b[i] - a[i]))
+    done
+    echo $((total > 0 ? 100 * idle / total : 100))
+}
+
+# Waits for an idle second (at most IDLE_WAIT seconds); files the last
+# idle share seen.
+wait_idle() {
+    local pct deadline=$((SECONDS + ${IDLE_WAIT:-60}))
+    while :; do
+        pct=$(idle_pct)
+        [ "$pct" -ge 90 ] || [ "$SECONDS" -ge "$deadline" ] && break
+    done
+    echo "idle $pct" >>"$out"
+}
+
 # measure NAME COMMAND...: runs it, files "NAME seconds tasks/s [occupancy]".
 measure() {
     local name=$1
@@ -84,6 +110,7 @@ echo "bench/mpi: $np ranks, $runs rounds, $(nproc) cores," \
     "$("$python" -c 'import mpi4py; print(mpi4py.__version__)')"
 for r in $(seq "$runs"); do
     echo "load $(cut -d' ' -f1 /proc/loadavg)" >>"$out"
+    wait_idle
     measure cf_tiny "${mpiexec[@]}" -n "$np" "$bench" tiny "$n_tiny"
     measure cf_tiny_isolated "${mpiexec[@]}" -n "$np" "$bench" tiny "$n_tiny" isolated
     measure py_tiny "${mpiexec[@]}" -n "$np" "$python" "$py" tiny "$n_tiny"
@@ -101,11 +128,14 @@ import statistics
 import sys
 
 path, np, n_tiny, n_cpu = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-secs, rates, occ, loads = {}, {}, {}, []
+secs, rates, occ, loads, idles = {}, {}, {}, [], []
 for line in open(path):
     f = line.split()
     if f[0] == "load":
         loads.append(float(f[1]))
+        continue
+    if f[0] == "idle":
+        idles.append(float(f[1]))
         continue
     secs.setdefault(f[0], []).append(float(f[1]))
     rates.setdefault(f[0], []).append(float(f[2]))
@@ -143,6 +173,8 @@ for key, seq, label in [("cf_cpu", "cf_seq", "cfutures MPI pool"),
     print(f"| {label:<42} | {s:>8.3f} | {p:>8.3f} | {s / p:>7.2f}x "
           f"| {o:>9.3f} |")
 print()
-print(f"load average (1 min) during the rounds: min {min(loads):.2f}, "
-      f"median {statistics.median(loads):.2f}, max {max(loads):.2f}")
+print(f"load average (1 min) at the rounds' start: min {min(loads):.2f}, "
+      f"median {statistics.median(loads):.2f}, max {max(loads):.2f}; "
+      f"cores idle in the second before each round: "
+      f"{', '.join(f'{i:.0f}%' for i in idles)}")
 PY
