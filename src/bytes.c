@@ -121,7 +121,7 @@ int cf_future_bytes(cf_future *f, double timeout, const void **data,
     int rc = cf_future_result(f, timeout, NULL);
     if (rc)
         return rc;
-    if (!f->bytes)
+    if (!f->is_bytes || !f->bytes)
         return CF_EINVAL; /* not a bytes task */
     if (data)
         *data = f->bytes->data;

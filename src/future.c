@@ -57,9 +57,10 @@ void cf_future_release(cf_future *f)
         cf__free(cb);
     }
     cf__free(f->message);
-    cf__free(f->bytes);
-    if (f->is_bytes)
+    if (f->is_bytes) {
+        cf__free(f->bytes);
         cf__free(f->arg);
+    }
     cf__cache_free(f);
 }
 
@@ -146,8 +147,10 @@ static int complete(cf_future *f, uint32_t to, void *result, int code,
         cf__free(message);
         return CF_EINVAL;
     }
-    /* The fields are ours: every completer holds mu, and none got here. */
-    f->result = result;
+    /* The fields are ours: every completer holds mu, and none got here. A
+     * bytes future's result slot holds its bytes, filed before. */
+    if (!f->is_bytes)
+        f->result = result;
     f->code = code;
     f->message = message;
     if (!complete_locked(f, to, to == CF__CANCELLED, &cbs, &wake)) {
@@ -307,7 +310,7 @@ void cf__future_finish(cf_future *f, void *result, cf__task_ctx *ctx)
         if (ctx->code)
             cf__free(result);
         else
-            f->bytes = result;
+            f->bytes = result; /* published by complete's release */
         result = NULL;
     }
     if (ctx->code)
@@ -415,6 +418,6 @@ int cf_future_result(cf_future *f, double timeout, void **result)
 {
     int rc = outcome(f, timeout);
     if (rc == 0 && result)
-        *result = f->result;
+        *result = f->is_bytes ? NULL : f->result;
     return rc;
 }

@@ -51,7 +51,10 @@ struct cf_future {
     cf__mutex mu;           /* guards callbacks, watches, and completion */
     int code;               /* failure code; written before done (release) */
     bool is_bytes;          /* a bytes task: result in bytes, input in arg */
-    void *result;
+    union {
+        void *result;       /* a plain task's result */
+        cf__bytes *bytes;   /* the owned result of a bytes task */
+    };
     char *message;          /* owned; NULL means cf_strerror(code) */
     cf__inline_callback first_cb; /* first callback inline: no allocation */
     cf__callback *cbs;      /* later callbacks, in order */
@@ -60,7 +63,6 @@ struct cf_future {
     cf__task task;
     cf_fn fn;
     void *arg;              /* for bytes tasks on threads: the owned input */
-    cf__bytes *bytes;       /* the owned result of a bytes task */
 };
 
 /* A fresh pending future with refs references. NULL on ENOMEM. */

@@ -229,17 +229,28 @@ static bool all_busy(cf__sched *s, cf__worker *self)
 
 static int spawn_locked(cf__sched *s);
 
-/* Starts a worker if fewer than cap live (and, when only_if_all_busy, no
- * live worker is between tasks: that one will find the work). */
+#define SPAWN_BURST 8
+
+/* Starts workers if fewer than cap live (and, when only_if_all_busy, no
+ * live worker is between tasks: that one will find the work): one per
+ * queued task, at most SPAWN_BURST at a time - each new worker that finds
+ * more work behind its own starts more - so that a burst of blocking tasks
+ * reaches max_workers in a few rounds rather than one thread at a time. */
 static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
 {
     if (atomic_load_explicit(&s->live, memory_order_relaxed) >= cap)
         return;
     pthread_mutex_lock(&s->spawn_mu);
-    if (atomic_load_explicit(&s->live, memory_order_relaxed) < cap &&
-        !atomic_load_explicit(&s->shutdown, memory_order_relaxed) &&
-        (!only_if_all_busy || all_busy(s, NULL)))
-        spawn_locked(s); /* on failure, the live workers get to it */
+    if (!atomic_load_explicit(&s->shutdown, memory_order_relaxed) &&
+        (!only_if_all_busy || all_busy(s, NULL))) {
+        size_t queued = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+        size_t want = queued < 1 ? 1 : queued < SPAWN_BURST ? queued : SPAWN_BURST;
+        while (want-- > 0 &&
+               atomic_load_explicit(&s->live, memory_order_relaxed) < cap &&
+               spawn_locked(s) == 0) {
+        }
+        /* on failure, the live workers get to the work */
+    }
     pthread_mutex_unlock(&s->spawn_mu);
 }
 
