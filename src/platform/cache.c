@@ -75,6 +75,17 @@ static void make_key(void)
     pthread_key_create(&exit_key, on_thread_exit);
 }
 
+/* Arranges for this thread's blocks to go to the depot when it exits:
+ * before the cache first holds any. */
+static void hold_blocks(tcache *c)
+{
+    if (!c->registered) {
+        pthread_once(&exit_once, make_key);
+        pthread_setspecific(exit_key, c);
+        c->registered = true;
+    }
+}
+
 void *cf__cache_alloc(size_t size)
 {
     if (!cf__alloc_is_libc())
@@ -90,6 +101,7 @@ void *cf__cache_alloc(size_t size)
         pthread_mutex_unlock(&depot_mu);
         if (!b)
             return cf__calloc(1, size);
+        hold_blocks(c);
         c->head = b;
         for (c->n = 0; b; b = b->next)
             c->n++;
@@ -110,11 +122,7 @@ void cf__cache_free(void *p)
         return;
     }
     tcache *c = &cache;
-    if (!c->registered) {
-        pthread_once(&exit_once, make_key);
-        pthread_setspecific(exit_key, c);
-        c->registered = true;
-    }
+    hold_blocks(c);
     block *b = p;
     b->next = c->head;
     c->head = b;
