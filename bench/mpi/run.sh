@@ -15,10 +15,12 @@
 #          the rest of the machine left free (the speedup depends on that).
 #
 # Each round runs every measurement once, interleaved (cfutures, mpi4py,
-# ...) so both see the same machine load, after waiting (up to IDLE_WAIT
-# seconds, 60 by default) for a second in which the cores were at least
-# 90% idle; the table gives the median over the rounds and how idle the
-# machine was just before them. Needs Open MPI or MPICH and
+# ...) so both see the same machine load, in three groups (tiny tasks;
+# cfutures' CPU-bound runs and their sequential reference; mpi4py's), each
+# after waiting (up to IDLE_WAIT seconds, 60 by default) for a second in
+# which the cores were at least 90% idle. The table gives medians over the
+# rounds (a speedup is the median of each round's sequential time over its
+# pool time) and how idle the machine was before each group. Needs Open MPI or MPICH and
 # python3-mpi4py (scripts/install-mpi.sh); builds bench_mpi into BUILD if
 # it is missing.
 #
@@ -115,11 +117,13 @@ for r in $(seq "$runs"); do
     measure cf_tiny_isolated "${mpiexec[@]}" -n "$np" "$bench" tiny "$n_tiny" isolated
     measure py_tiny "${mpiexec[@]}" -n "$np" "$python" "$py" tiny "$n_tiny"
     measure py_tiny_map100 "${mpiexec[@]}" -n "$np" "$python" "$py" tiny "$n_tiny" 100
+    wait_idle
+    measure cf_seq "$bench" seq "$n_cpu" "$iters_c"
     measure cf_cpu "${mpiexec[@]}" -n "$np" "$bench" cpu "$n_cpu" "$iters_c"
     measure cf_cpu_isolated "${mpiexec[@]}" -n "$np" "$bench" cpu "$n_cpu" "$iters_c" isolated
-    measure cf_seq "$bench" seq "$n_cpu" "$iters_c"
-    measure py_cpu "${mpiexec[@]}" -n "$np" "$python" "$py" cpu "$n_cpu" "$iters_py"
+    wait_idle
     measure py_seq "$python" "$py" seq "$n_cpu" "$iters_py"
+    measure py_cpu "${mpiexec[@]}" -n "$np" "$python" "$py" cpu "$n_cpu" "$iters_py"
     echo "  round $r of $runs done"
 done
 
@@ -169,12 +173,13 @@ for key, seq, label in [("cf_cpu", "cf_seq", "cfutures MPI pool"),
                         ("cf_cpu_isolated", "cf_seq", "cfutures MPI pool isolated"),
                         ("py_cpu", "py_seq", "mpi4py.futures")]:
     s, p = med[seq], med[key]
+    speedup = statistics.median(a / b for a, b in zip(secs[seq], secs[key]))
     o = statistics.median(occ[key]) if key in occ else float("nan")
-    print(f"| {label:<42} | {s:>8.3f} | {p:>8.3f} | {s / p:>7.2f}x "
+    print(f"| {label:<42} | {s:>8.3f} | {p:>8.3f} | {speedup:>7.2f}x "
           f"| {o:>9.3f} |")
 print()
 print(f"load average (1 min) at the rounds' start: min {min(loads):.2f}, "
       f"median {statistics.median(loads):.2f}, max {max(loads):.2f}; "
-      f"cores idle in the second before each round: "
+      f"cores idle in the second before each group: "
       f"{', '.join(f'{i:.0f}%' for i in idles)}")
 PY
