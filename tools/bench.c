@@ -356,11 +356,15 @@ static void print_lines(const char *title, const strbuf *list)
     }
 }
 
-static void print_report(const report *r)
+static void print_report(const report *r, bool quick)
 {
     printf("cfutures bench: medians of %d run(s) on %d CPUs; lower is "
            "better\n",
            r->reps ? r->reps : 1, cf_cpu_count());
+    if (quick)
+        printf("QUICK: smaller sizes (some rows run other sizes than "
+               "others; the runner's\nnotes are in latest.md with --out): "
+               "indicative only\n");
     each_bench(r, print_one, NULL);
     print_lines("Missing peers (skipped; scripts/install-bench-deps.sh "
                 "installs them):",
@@ -451,8 +455,9 @@ static int write_json(const report *r, const options *o)
 typedef struct plot {
     svg_panel *panels;
     svg_bar *bars;
-    char (*texts)[96];
+    char (*texts)[2][96]; /* per bar: its label, its value */
     size_t np, nb;
+    bool quick;
 } plot;
 
 static void plot_bench(const report *r, const char *bench, void *ctx)
@@ -469,10 +474,12 @@ static void plot_bench(const report *r, const char *bench, void *ctx)
         char ratio[48];
         shown(x, &v, &unit);
         ratio_text(r, x, ratio, sizeof ratio);
-        snprintf(p->texts[p->nb], sizeof p->texts[p->nb], "%.4g %s  %s", v,
-                 unit, ratio);
-        p->bars[p->nb] = (svg_bar){ x->impl, v, p->texts[p->nb],
-                                    strncmp(x->impl, "cfutures", 8) == 0 };
+        char(*t)[96] = p->texts[p->nb];
+        snprintf(t[0], sizeof t[0], "%s, %d worker%s", x->impl, x->workers,
+                 x->workers == 1 ? "" : "s");
+        snprintf(t[1], sizeof t[1], "%.4g %s, %s", v, unit, ratio);
+        p->bars[p->nb] =
+            (svg_bar){ t[0], v, t[1], strncmp(x->impl, "cfutures", 8) == 0 };
         p->nb++;
     }
     p->panels[p->np++] =
@@ -483,14 +490,18 @@ static int write_plot(const report *r, const options *o)
 {
     plot p = { calloc(r->n + 1, sizeof *p.panels),
                calloc(r->n + 1, sizeof *p.bars),
-               calloc(r->n + 1, sizeof *p.texts), 0, 0 };
+               calloc(r->n + 1, sizeof *p.texts),
+               0,
+               0,
+               o->quick };
     int rc = -1;
     if (p.panels && p.bars && p.texts) {
         each_bench(r, plot_bench, &p);
-        char subtitle[96];
+        char subtitle[128];
         snprintf(subtitle, sizeof subtitle,
-                 "medians of %d run(s) on %d CPUs; shorter is better",
-                 r->reps ? r->reps : 1, cf_cpu_count());
+                 "medians of %d run(s) on %d CPUs; shorter is better%s",
+                 r->reps ? r->reps : 1, cf_cpu_count(),
+                 p.quick ? "; QUICK: smaller sizes, indicative only" : "");
         rc = svg_write_chart(o->plot, "cfutures bench", subtitle, p.panels,
                              p.np);
     }
@@ -619,7 +630,7 @@ static int finish(report *r, const options *o, const char *out, int status)
         fputs(r->err_tail.s ? r->err_tail.s : "(none)\n", stderr);
         return 1;
     }
-    print_report(r);
+    print_report(r, o->quick);
     int rc = status == 0 ? 0 : 1;
     if (o->json && write_json(r, o) != 0) {
         cli_error("bench", "cannot write '%s': %s", o->json, strerror(errno));

@@ -426,7 +426,7 @@ static void write_plot(tour *t)
             const row *r = &t->rows[i];
             if (strcmp(r->work, works[w]) != 0)
                 continue;
-            snprintf(texts[nb], sizeof texts[nb], "%.3f s   %.2fx", r->seconds,
+            snprintf(texts[nb], sizeof texts[nb], "%.3f s, %.2fx", r->seconds,
                      r->baseline / r->seconds);
             bars[nb] =
                 (svg_bar){ r->how, r->seconds, texts[nb], r->workers > 1 };

@@ -44,8 +44,8 @@ static void record_error(outbuf *b, int err)
         b->error = err;
 }
 
-/* Copies into memory: false when it does not fit under OUTBUF_MEM_MAX or
- * memory ran out. */
+/* Copies into memory: 0, or -1 when it does not fit under OUTBUF_MEM_MAX
+ * or memory ran out. */
 static int append_memory(outbuf *b, const char *data, size_t n)
 {
     if (b->len + n > OUTBUF_MEM_MAX)
