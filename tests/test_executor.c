@@ -1428,6 +1428,13 @@ static void submit_enomem(void)
     cf_future *warm = submit(c.ex, twice, (void *)1);
     CHECK_EQ(result_of(warm), 2);
     cf_future_release(warm);
+    /* The worker drops its reference to the warm-up future a moment after
+     * the result is out: let that happen before the sweep counts. */
+    long before;
+    do {
+        before = oom_live_count();
+        sleep_s(0.02);
+    } while (oom_live_count() != before);
     CHECK(oom_sweep(submit_op, submit_undo, &c) >= 1);
     for (intptr_t i = 0; i < 10; i++) {
         cf_future *f = submit(c.ex, twice, (void *)i);
