@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command. From a fresh clone it installs what is missing
-# (scripts/install-deps.sh), then, stopping at the first failure:
+# (scripts/install-deps.sh, and Open MPI with mpi4py: scripts/install-mpi.sh),
+# then, stopping at the first failure (the MPI executor's tests, ctest -R mpi,
+# run under mpiexec in every stage but tsan):
 #   gcc    RelWithDebInfo -Werror build, whole ctest suite      (build/gcc)
 #   clang  RelWithDebInfo -Werror build, whole ctest suite      (build/clang)
 #   tsan   clang -DCF_SANITIZE=thread, whole ctest suite        (build/tsan)
@@ -12,7 +14,8 @@
 #
 # Usage: scripts/test.sh [--quick] [--no-deps]
 #   --quick    gcc build and ctest only (for development)
-#   --no-deps  do not run scripts/install-deps.sh
+#   --no-deps  do not run scripts/install-deps.sh nor scripts/install-mpi.sh
+#              (then the MPI tests run only if MPI is installed already)
 # Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default 2).
 set -euo pipefail
 
@@ -35,6 +38,10 @@ for arg in "$@"; do
         ;;
     esac
 done
+
+# With the deps installed, a missing MPI is an error, not a skipped test.
+require_mpi=OFF
+[ "$deps" = 1 ] && require_mpi=ON
 
 jobs=${JOBS:-$(nproc)}
 ctest_jobs=${CTEST_JOBS:-2}
@@ -79,7 +86,8 @@ configure() {
     local dir=$1 cc=$2
     shift 2
     cmake -S . -B "$dir" -DCMAKE_C_COMPILER="$cc" \
-        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCF_WERROR=ON "$@" >/dev/null
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCF_WERROR=ON \
+        -DCF_REQUIRE_MPI="$require_mpi" "$@" >/dev/null
 }
 
 build() { cmake --build "$1" --parallel "$jobs"; }
@@ -234,6 +242,8 @@ install_test() {
 
 if [ "$deps" = 1 ]; then
     stage deps "tools (scripts/install-deps.sh)" scripts/install-deps.sh
+    stage mpi-deps "Open MPI and mpi4py (scripts/install-mpi.sh)" \
+        scripts/install-mpi.sh
 fi
 stage gcc "gcc -Werror build and ctest in build/gcc" plain gcc gcc
 if [ "$quick" = 0 ]; then
