@@ -685,6 +685,36 @@ static void sigint_stops_the_run(void)
     scratch_free(&s);
 }
 
+/* A reader that goes away (| head) stops the run as Ctrl-C does. */
+static void closed_output_stops_the_run(void)
+{
+    scratch s = scratch_new();
+    char pids[128];
+    in_dir(&s, "pids", pids, sizeof pids);
+    double t0 = now_s();
+    child c = start(NULL, (const char *const[]){
+                              "run", "-j", "2", "--", "sh", "-c",
+                              "echo $$ >> \"$0\"; echo $1; exec sleep $1", pids,
+                              ":::", "0", "1", "60", "60", NULL });
+    /* Job 1 ends at once and is printed; then nobody reads, and printing
+     * job 2 a second later fails. Job 3 is running then, job 4 waiting. */
+    char ch;
+    CHECK(read(c.out, &ch, 1) == 1);
+    close(c.out);
+    c.out = -1;
+    result r = finish(c, t0);
+    CHECK_OUT(r, r.status == 141);
+    CHECK_OUT(r, contains(r.err, "stopped by Broken pipe"));
+    CHECK_OUT(r, r.seconds < 10 * test_scale());
+    char *text = slurp(pids);
+    for (char *save, *l = strtok_r(text, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save))
+        CHECK(process_ends((pid_t)atol(l), 5));
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
 /* ---- the terminal: the progress bar, ^C */
 
 typedef struct terminal {
@@ -979,6 +1009,7 @@ static const test_case cases[] = {
     TEST_CASE(halt_on_error_starts_no_more_jobs),
     TEST_CASE(megabytes_of_output_stay_whole),
     TEST_CASE(sigint_stops_the_run),
+    TEST_CASE(closed_output_stops_the_run),
     TEST_CASE(bar_draws_and_clears_on_a_terminal),
     TEST_CASE(bar_on_request_when_not_a_terminal),
     TEST_CASE(ctrl_c_typed_on_a_terminal),

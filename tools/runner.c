@@ -20,7 +20,8 @@
  * running job signal its process group.
  *
  * Exit status: 0 when every job succeeded, else the number of failed jobs
- * (at most 101); 128 + the signal after Ctrl-C (130) or a kill.
+ * (at most 101); 128 + the signal after Ctrl-C (130) or a kill, and 141
+ * (as SIGPIPE would give) when standard output was closed under us.
  */
 #include "run.h"
 
@@ -77,9 +78,15 @@ static void emit(runner *r, job *j)
 {
     if (!j->skipped) {
         progress_hide(&r->bar);
-        if (outbuf_write_to(&j->out, STDOUT_FILENO) != 0 ||
-            outbuf_write_to(&j->err, STDERR_FILENO) != 0)
+        if (!r->write_failed &&
+            (outbuf_write_to(&j->out, STDOUT_FILENO) != 0 ||
+             outbuf_write_to(&j->err, STDERR_FILENO) != 0)) {
+            /* Nobody reads our output any more (| head): stop as after
+             * Ctrl-C, rather than run jobs whose output goes nowhere. */
             r->write_failed = true;
+            if (errno == EPIPE)
+                stop_request(SIGPIPE);
+        }
         if (j->out.error || j->err.error)
             cli_error("run", "job %zu: output lost: %s", j->seq,
                       strerror(j->out.error ? j->out.error : j->err.error));

@@ -21,6 +21,11 @@ static atomic_int caught;
 
 static void on_signal(int sig)
 {
+    stop_request(sig);
+}
+
+void stop_request(int sig)
+{
     int saved = errno;
     int none = 0;
     atomic_compare_exchange_strong_explicit(
@@ -44,7 +49,8 @@ int stop_install(void)
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
         if (sigaction(sigs[i], &sa, NULL) != 0)
             return -1;
-    return 0;
+    /* Jobs get SIGPIPE back at its default (proc.c). */
+    return signal(SIGPIPE, SIG_IGN) == SIG_ERR ? -1 : 0;
 }
 
 int stop_fd(void)
