@@ -25,6 +25,7 @@ typedef struct cf__executor_ops {
 
 struct cf_executor {
     const cf__executor_ops *ops;
+    struct cf__sched *sched; /* a thread pool's scheduler; NULL otherwise */
 };
 
 /* A task future for fn(arg) with refs references (one is the engine's).
@@ -39,7 +40,10 @@ int cf__submit_future(cf_executor *ex, cf_future *f);
 void cf__pool_run_future(cf_future *f, cf__worker *w);
 
 /* The scheduler of a thread pool, or NULL for other executors. */
-struct cf__sched *cf__executor_sched(cf_executor *ex);
+static inline struct cf__sched *cf__executor_sched(cf_executor *ex)
+{
+    return ex ? ex->sched : NULL;
+}
 /* True once a thread pool is broken (its initializer failed). */
 bool cf__executor_broken(cf_executor *ex);
 

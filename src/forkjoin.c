@@ -59,8 +59,10 @@ static bool frame_done(void *p)
 static int first_failure(cf__task_ctx *a, cf__task_ctx *b)
 {
     int code = a->code ? a->code : b->code;
-    cf__free(a->message);
-    cf__free(b->message);
+    if (code) {
+        cf__free(a->message);
+        cf__free(b->message);
+    }
     return code;
 }
 
@@ -71,11 +73,13 @@ static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
     join_frame fb = { .task.exec = exec_stolen, .fn = b, .arg = arg_b,
                       .waiter = &w->parker };
     atomic_init(&fb.done, 0);
-    int rc = cf__sched_push(w->sched, &fb.task);
+    int rc = cf__worker_push(w, &fb.task);
     if (rc)
         return rc;
-    join_frame fa = { .fn = a, .arg = arg_a };
-    run_branch(&fa);
+    cf__task_ctx ctx_a = { 0, NULL };
+    cf__task_ctx *outer = cf__task_ctx_swap(&ctx_a);
+    void *result_a = a(arg_a);
+    cf__task_ctx_swap(outer);
     /* Take b back; tasks pushed above it by a (futures it did not wait
      * for) come off first and run here. */
     for (;;) {
@@ -93,10 +97,10 @@ static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
         break;
     }
     if (res_a)
-        *res_a = fa.result;
+        *res_a = result_a;
     if (res_b)
         *res_b = fb.result;
-    return first_failure(&fa.ctx, &fb.ctx);
+    return first_failure(&ctx_a, &fb.ctx);
 }
 
 typedef struct outer_join {
@@ -138,7 +142,7 @@ int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
     if (!s || !a || !b)
         return CF_EINVAL;
     cf__worker *w = cf__worker_current();
-    if (w && w->sched == s)
+    if (w && w->sched == s) /* the fast path: no allocation, no lock */
         return join_in_worker(w, a, arg_a, res_a, b, arg_b, res_b);
     if (cf__executor_broken(ex))
         return CF_EBROKEN;

@@ -129,7 +129,15 @@ typedef struct cf__task_ctx {
     int code;      /* 0, or the failure recorded by cf_fail */
     char *message; /* allocated, or NULL */
 } cf__task_ctx;
-cf__task_ctx *cf__task_ctx_swap(cf__task_ctx *ctx); /* returns the old one */
+/* The calling thread's task context (thread.c owns it). Inline: fork-join
+ * swaps it four times per cf_join. */
+extern _Thread_local cf__task_ctx *cf__tls_task;
+static inline cf__task_ctx *cf__task_ctx_swap(cf__task_ctx *ctx)
+{
+    cf__task_ctx *old = cf__tls_task;
+    cf__tls_task = ctx;
+    return old; /* the old one */
+}
 
 /* ---- thread names: pool workers and cf_threads set theirs here */
 void cf__set_current_name(const char *name); /* borrowed, must outlive use */

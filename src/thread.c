@@ -31,7 +31,7 @@ struct cf_thread {
 static _Thread_local const char *current_name;
 static _Thread_local char dummy_name[32];
 static _Thread_local cf_thread *current_thread;
-static _Thread_local cf__task_ctx *current_task;
+_Thread_local cf__task_ctx *cf__tls_task;
 static _Thread_local cf__helper *current_helper;
 static atomic_uint thread_counter;
 
@@ -50,13 +50,6 @@ const char *cf_thread_current_name(void)
         snprintf(dummy_name, sizeof dummy_name, "Dummy-%ld",
                  (long)syscall(SYS_gettid));
     return dummy_name;
-}
-
-cf__task_ctx *cf__task_ctx_swap(cf__task_ctx *ctx)
-{
-    cf__task_ctx *old = current_task;
-    current_task = ctx;
-    return old;
 }
 
 cf__helper *cf__helper_current(void)

@@ -201,11 +201,6 @@ static const cf__executor_ops pool_ops = {
     .stats = pool_stats,
 };
 
-cf__sched *cf__executor_sched(cf_executor *ex)
-{
-    return ex && ex->ops == &pool_ops ? &((pool *)ex)->sched : NULL;
-}
-
 bool cf__executor_broken(cf_executor *ex)
 {
     return ex->ops == &pool_ops &&
@@ -244,6 +239,7 @@ cf_executor *cf_thread_pool_new(const cf_options *opts)
         return NULL;
     }
     p->base.ops = &pool_ops;
+    p->base.sched = &p->sched;
     p->initializer = opts ? opts->initializer : NULL;
     p->initarg = opts ? opts->initarg : NULL;
     atomic_init(&p->refs, 1);

@@ -32,12 +32,7 @@
 static inline uint32_t n_searching(uint64_t idle) { return (uint32_t)idle; }
 static inline uint32_t n_sleeping(uint64_t idle) { return (uint32_t)(idle >> 32); }
 
-static _Thread_local cf__worker *current_worker;
-
-cf__worker *cf__worker_current(void)
-{
-    return current_worker;
-}
+_Thread_local cf__worker *cf__tls_worker;
 
 static inline void cpu_relax(void)
 {
@@ -429,7 +424,7 @@ static void *worker_main(void *arg)
      * covers our deque. */
     pthread_mutex_lock(&s->spawn_mu);
     pthread_mutex_unlock(&s->spawn_mu);
-    current_worker = w;
+    cf__tls_worker = w;
     cf__parker_set_self(&w->parker);
     cf__helper *outer = cf__helper_swap(&w->helper);
     if (s->hooks.on_start)
@@ -479,7 +474,7 @@ static void *worker_main(void *arg)
     pthread_mutex_unlock(&s->spawn_mu);
     cf__helper_swap(outer);
     cf__parker_set_self(NULL);
-    current_worker = NULL;
+    cf__tls_worker = NULL;
     if (orphaned)
         cf__thread_detach_self();
     if (s->hooks.release)
@@ -567,15 +562,19 @@ void cf__sched_destroy(cf__sched *s)
     pthread_mutex_destroy(&s->spawn_mu);
 }
 
+int cf__worker_push(cf__worker *w, cf__task *t)
+{
+    if (cf__deque_push(&w->deque, t))
+        return CF_ENOMEM;
+    notify(w->sched);
+    return 0;
+}
+
 int cf__sched_push(cf__sched *s, cf__task *t)
 {
-    cf__worker *w = current_worker;
-    if (w && w->sched == s) {
-        if (cf__deque_push(&w->deque, t))
-            return CF_ENOMEM;
-        notify(s);
-        return 0;
-    }
+    cf__worker *w = cf__tls_worker;
+    if (w && w->sched == s)
+        return cf__worker_push(w, t);
     /* seq_cst: either shutdown sees us in flight, or we see shutdown */
     atomic_fetch_add_explicit(&s->submitting, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {

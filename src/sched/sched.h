@@ -79,14 +79,22 @@ int cf__sched_init(cf__sched *s, size_t max_workers, const char *prefix,
 /* Frees what init made and every worker record; all workers are gone. */
 void cf__sched_destroy(cf__sched *s);
 
-/* The worker running on this thread, or NULL. */
-cf__worker *cf__worker_current(void);
+/* The worker running on this thread, or NULL (sched.c owns it). */
+extern _Thread_local cf__worker *cf__tls_worker;
+static inline cf__worker *cf__worker_current(void)
+{
+    return cf__tls_worker;
+}
 
 /* From a worker of s: pushes t on its deque. From elsewhere: CF_ESHUTDOWN
  * after shutdown, else queues t for the workers (starting the first one).
  * Either way wakes or starts a worker when none is looking for work.
  * 0, CF_ESHUTDOWN, CF_ENOMEM. */
 int cf__sched_push(cf__sched *s, cf__task *t);
+
+/* Pushes t on worker w's own deque (w is the calling thread's worker) and
+ * wakes or starts a worker if none is looking: 0 or CF_ENOMEM. */
+int cf__worker_push(cf__worker *w, cf__task *t);
 
 /* Stops accepting external work; workers leave once no work is left. */
 void cf__sched_shutdown(cf__sched *s);
