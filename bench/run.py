@@ -281,7 +281,9 @@ def run_case(c, build, quick, timeout):
     except subprocess.TimeoutExpired:
         return f"timed out after {timeout} s", None
     b1, c1, w1 = cpu_busy_s(), children_cpu_s(), time.time()
-    other = max(0.0, ((b1 - b0) - (c1 - c0)) / max(w1 - w0, 1e-3) / NCPU)
+    # /proc/stat counts in clock ticks (10 ms): too coarse for short runs
+    other = (min(1.0, max(0.0, ((b1 - b0) - (c1 - c0)) / (w1 - w0) / NCPU))
+             if w1 - w0 >= 0.2 else None)
     out = {}
     for line in p.stdout.splitlines():
         if not line.startswith("RESULT "):
@@ -622,13 +624,15 @@ def main():
                               file=sys.stderr)
                 t0 = time.time()
                 r, other = run_case(c, a.build, a.quick, a.timeout)
-                status = (f"{time.time() - t0:.1f}s, other processes "
-                          f"{other:.0%} of the CPUs" if isinstance(r, dict)
+                status = (f"{time.time() - t0:.1f}s" if isinstance(r, dict)
                           else "FAILED: " + r)
+                if other is not None:
+                    status += f", other processes {other:.0%} of the CPUs"
                 print(f"[rep {rep + 1}/{a.reps}] {bench} {c['impl']} "
                       f"workers={c['workers']}: {status}", file=sys.stderr)
                 if isinstance(r, dict):
-                    r["other_cpu"] = other
+                    if other is not None:
+                        r["other_cpu"] = other
                     for metric, v in r.items():
                         samples.setdefault(key, {}).setdefault(metric, []).append(v)
                 else:
