@@ -61,7 +61,12 @@ if(cf_mpi_found)
     PRIVATE ${PROJECT_SOURCE_DIR}/src)
   target_link_libraries(cfutures_mpi PUBLIC cfutures_static MPI::MPI_C)
   add_library(cfutures::cfutures_mpi ALIAS cfutures_mpi)
-  install(TARGETS cfutures_mpi ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(TARGETS cfutures_mpi EXPORT cfuturesMpiTargets
+          ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  # find_package(cfutures) then offers cfutures::cfutures_mpi (it finds MPI
+  # itself: cfuturesConfig.cmake).
+  install(EXPORT cfuturesMpiTargets NAMESPACE cfutures::
+          DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/cfutures)
 
   # mpiexec and the flags it needs here.
   set(CF_MPIEXEC_FLAGS "")
