@@ -434,7 +434,12 @@ static void *worker_main(void *arg)
     for (;;) {
         cf__task *t = NULL;
         bool shared;
-        for (int i = 0; i < SPIN_ROUNDS && !t; i++) {
+        /* Spin only while no more workers search than there are CPUs; the
+         * rest look once and go to sleep, so that a wide pool (100 workers
+         * for blocking tasks) does not burn the CPUs its busy workers need. */
+        uint64_t idle = atomic_load_explicit(&s->idle, memory_order_relaxed);
+        int spins = n_searching(idle) <= s->ncpu ? SPIN_ROUNDS : 1;
+        for (int i = 0; i < spins && !t; i++) {
             t = find_work(w, &shared);
             if (!t && i > SPIN_ROUNDS / 2)
                 sched_yield();
@@ -539,6 +544,7 @@ int cf__sched_init(cf__sched *s, size_t max_workers, const char *prefix,
         return CF_ENOMEM;
     }
     s->max_workers = max_workers;
+    s->ncpu = (unsigned)cf_cpu_count();
     s->inj_head = &s->inj_stub;
     atomic_init(&s->inj_tail, &s->inj_stub);
     atomic_flag_clear(&s->inj_lock);

@@ -67,6 +67,7 @@ struct cf__sched {
     cf__worker **workers;
     size_t max_workers;
     size_t max_spare; /* extra workers allowed for waits nested too deep */
+    unsigned ncpu;    /* CPUs: bounds how many workers spin at once */
     _Atomic size_t nworkers;
     _Atomic size_t live;
     bool orphaned; /* spawn_mu */
