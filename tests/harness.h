@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -84,6 +85,42 @@ static inline void sleep_s(double s)
             exit(1);                                                           \
         }                                                                      \
     } while (0)
+
+/* Polls cond every millisecond for up to secs seconds (scaled). */
+#define WAIT_UNTIL(cond, secs)                                                 \
+    do {                                                                       \
+        double end_ = now_s() + (secs) * test_scale();                         \
+        while (!(cond) && now_s() < end_)                                      \
+            sleep_s(0.001);                                                    \
+    } while (0)
+
+/* A gate that tasks block on for real (no helping) until a test opens it. */
+typedef struct gate {
+    pthread_mutex_t mu;
+    int open;
+} gate;
+#define GATE_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
+
+static inline void gate_open(gate *g)
+{
+    pthread_mutex_lock(&g->mu);
+    g->open = 1;
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Waits up to 20 s (scaled) for the gate; fails the case if it never opens. */
+static inline void gate_wait(gate *g)
+{
+    double end = now_s() + 20.0 * test_scale();
+    pthread_mutex_lock(&g->mu);
+    while (!g->open) {
+        pthread_mutex_unlock(&g->mu);
+        CHECK(now_s() < end);
+        sleep_s(0.001);
+        pthread_mutex_lock(&g->mu);
+    }
+    pthread_mutex_unlock(&g->mu);
+}
 
 /* ---- the failing allocator ------------------------------------------- */
 

@@ -12,42 +12,6 @@
 
 /* ---- helpers */
 
-typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int open;
-} gate;
-#define GATE_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
-
-static void gate_open(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    g->open = 1;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-/* Blocks the calling thread for real (no helping) until the gate opens. */
-static void gate_wait(gate *g)
-{
-    double end = now_s() + 20.0 * test_scale();
-    pthread_mutex_lock(&g->mu);
-    while (!g->open) {
-        pthread_mutex_unlock(&g->mu);
-        CHECK(now_s() < end);
-        sleep_s(0.001);
-        pthread_mutex_lock(&g->mu);
-    }
-    pthread_mutex_unlock(&g->mu);
-}
-
-#define WAIT_UNTIL(cond, secs)                                                 \
-    do {                                                                       \
-        double end_ = now_s() + (secs) * test_scale();                         \
-        while (!(cond) && now_s() < end_)                                      \
-            sleep_s(0.001);                                                    \
-    } while (0)
-
 static cf_stats stats_of(cf_executor *ex)
 {
     cf_stats s;

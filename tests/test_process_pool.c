@@ -100,13 +100,6 @@ static void let_workers_die_by_signal(void)
     }
 }
 
-#define WAIT_UNTIL(cond, secs)                                                 \
-    do {                                                                       \
-        double end_ = now_s() + (secs)*test_scale();                           \
-        while (!(cond) && now_s() < end_)                                      \
-            sleep_s(0.001);                                                    \
-    } while (0)
-
 /* ---- tasks (they run in worker processes) ------------------------------ */
 
 static int64_t in_i64(const void *in, size_t len)

@@ -12,43 +12,6 @@
 
 /* ---- a gate: plain pthreads, so the tests do not lean on cfutures' own
  * sync objects */
-typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int open;
-} gate;
-#define GATE_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
-
-static void gate_open(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    g->open = 1;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-/* Waits up to 10 s for the gate; fails the case if it never opens. */
-static void gate_wait(gate *g)
-{
-    double end = now_s() + 10.0 * test_scale();
-    pthread_mutex_lock(&g->mu);
-    while (!g->open) {
-        pthread_mutex_unlock(&g->mu);
-        CHECK(now_s() < end);
-        sleep_s(0.001);
-        pthread_mutex_lock(&g->mu);
-    }
-    pthread_mutex_unlock(&g->mu);
-}
-
-/* Polls cond every millisecond for up to `secs` (scaled). */
-#define WAIT_UNTIL(cond, secs)                                                 \
-    do {                                                                       \
-        double end_ = now_s() + (secs) * test_scale();                         \
-        while (!(cond) && now_s() < end_)                                      \
-            sleep_s(0.001);                                                    \
-    } while (0)
-
 /* ---- bodies */
 
 static void *add_one(void *arg)

@@ -13,34 +13,6 @@
 
 /* ---- helpers */
 
-typedef struct gate {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int open;
-} gate;
-#define GATE_INIT { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0 }
-
-static void gate_open(gate *g)
-{
-    pthread_mutex_lock(&g->mu);
-    g->open = 1;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static void gate_wait(gate *g)
-{
-    double end = now_s() + 10.0 * test_scale();
-    pthread_mutex_lock(&g->mu);
-    while (!g->open) {
-        pthread_mutex_unlock(&g->mu);
-        CHECK(now_s() < end);
-        sleep_s(0.001);
-        pthread_mutex_lock(&g->mu);
-    }
-    pthread_mutex_unlock(&g->mu);
-}
-
 static cf_future *new_pending(void)
 {
     cf_future *f = cf_future_new();
