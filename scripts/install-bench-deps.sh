@@ -9,10 +9,8 @@
 #   concurrent.futures   python3
 # Usage: scripts/install-bench-deps.sh   (as root, or with sudo)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
-installed() {
-    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
-}
 
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "install-bench-deps: no apt-get here; install by hand: g++ libtbb-dev" \
@@ -36,19 +34,7 @@ if command -v pkg-config >/dev/null 2>&1; then
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then
-    sudo=
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then
-            sudo="sudo"
-        else
-            echo "install-bench-deps: need root (or sudo) to install: ${need[*]}" >&2
-            exit 1
-        fi
-    fi
-    echo "install-bench-deps: installing ${need[*]}"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends -o Dpkg::Use-Pty=0 "${need[@]}" >/dev/null
+    apt_install install-bench-deps "${need[@]}"
 fi
 
 for p in "${pkgs[@]}"; do

@@ -8,10 +8,8 @@
 # kept: then only python3-mpi4py is added if missing.
 # Usage: scripts/install-mpi.sh   (as root, or with sudo)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
-installed() {
-    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
-}
 
 need=()
 if ! command -v mpirun >/dev/null 2>&1 || ! command -v mpicc >/dev/null 2>&1; then
@@ -20,23 +18,7 @@ fi
 installed python3-mpi4py || need+=(python3-mpi4py)
 
 if [ "${#need[@]}" -gt 0 ]; then
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "install-mpi: no apt-get here; install by hand: ${need[*]}" >&2
-        exit 1
-    fi
-    sudo=
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then
-            sudo="sudo"
-        else
-            echo "install-mpi: need root (or sudo) to install: ${need[*]}" >&2
-            exit 1
-        fi
-    fi
-    echo "install-mpi: installing ${need[*]}"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends -o Dpkg::Use-Pty=0 "${need[@]}" >/dev/null
+    apt_install install-mpi "${need[@]}"
 fi
 
 echo "install-mpi: $(mpirun --version 2>&1 | head -n1)," \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command. From a fresh clone it installs what is missing
-# (scripts/install-deps.sh, and Open MPI with mpi4py: scripts/install-mpi.sh),
+# (scripts/install-deps.sh; Open MPI with mpi4py: scripts/install-mpi.sh; the
+# benchmark peers: scripts/install-bench-deps.sh, bench/cli/install.sh),
 # then, stopping at the first failure (the MPI executor's tests, ctest -R mpi,
 # run under mpiexec in every stage but tsan):
 #   gcc    RelWithDebInfo -Werror build, whole ctest suite      (build/gcc)
@@ -10,6 +11,9 @@
 #   install  cmake --install into a temporary prefix, then build and run
 #          tests/install/consumer.c against it with pkg-config (shared and
 #          static) and as a CMake project (find_package, shared and static)
+#   bench  scripts/bench.sh --quick: every benchmark once, small, with the
+#          peers that scripts/install-bench-deps.sh installed (no timing is
+#          asserted)
 # Build directories are kept, so a second run only rebuilds what changed.
 #
 # Usage: scripts/test.sh [--quick] [--no-deps]
@@ -238,12 +242,29 @@ install_test() {
     fi
 }
 
+# ---- benchmarks: built and run once, small, so that they cannot rot. They
+# assert nothing about speed (that is what scripts/bench.sh is for).
+
+bench_deps() {
+    scripts/install-bench-deps.sh
+    bench/cli/install.sh
+}
+
+bench_smoke() {
+    local out
+    out=$(mktemp -d)
+    scripts/bench.sh --quick --out "$out"
+    rm -rf "$out"
+}
+
 # ---- the run --------------------------------------------------------------
 
 if [ "$deps" = 1 ]; then
     stage deps "tools (scripts/install-deps.sh)" scripts/install-deps.sh
     stage mpi-deps "Open MPI and mpi4py (scripts/install-mpi.sh)" \
         scripts/install-mpi.sh
+    stage bench-deps "benchmark peers (scripts/install-bench-deps.sh, bench/cli/install.sh)" \
+        bench_deps
 fi
 stage gcc "gcc -Werror build and ctest in build/gcc" plain gcc gcc
 if [ "$quick" = 0 ]; then
@@ -255,6 +276,8 @@ if [ "$quick" = 0 ]; then
         sanitized address gcc
     stage install "cmake --install, then consumers (tests/install)" \
         install_test
+    stage bench "every benchmark once against its peers, small sizes (scripts/bench.sh --quick)" \
+        bench_smoke
 fi
 
 printf '\n=== all stages passed in %ss\n' "$(elapsed "$t_start")"

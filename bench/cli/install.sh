@@ -4,6 +4,7 @@
 # (`findutils`). Does nothing, and needs no network, when both are there.
 # Usage: bench/cli/install.sh   (as root, or with sudo)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/apt.sh"
 
 need=()
 command -v parallel >/dev/null 2>&1 || need+=(parallel)
@@ -13,21 +14,5 @@ if [ "${#need[@]}" -eq 0 ]; then
         "$(xargs --version | head -n1)"
     exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "install.sh: no apt-get here; install by hand: ${need[*]}" >&2
-    exit 1
-fi
-sudo=
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then
-        sudo=sudo
-    else
-        echo "install.sh: need root (or sudo) to install: ${need[*]}" >&2
-        exit 1
-    fi
-fi
-echo "install.sh: installing ${need[*]}"
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    --no-install-recommends -o Dpkg::Use-Pty=0 "${need[@]}" >/dev/null
+apt_install install.sh "${need[@]}"
 echo "install.sh: installed: $(parallel --version | head -n1)"
