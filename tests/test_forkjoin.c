@@ -7,6 +7,7 @@
  * speed.
  */
 #include "harness.h"
+#include "fib.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -62,38 +63,6 @@ static void *grp_count_gate(void *p)
 {
     atomic_fetch_add(&((grp_started_gate *)p)->started, 1);
     return NULL;
-}
-
-static long fib_serial(int n)
-{
-    long a = 0, b = 1;
-    for (int i = 0; i < n; i++) {
-        long t = a + b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-typedef struct fib_arg {
-    cf_executor *ex;
-    int n;
-} fib_arg;
-
-/* fib(n) by recursive cf_join; a failed join fails the task. */
-static void *fib_task(void *p)
-{
-    const fib_arg *a = p;
-    if (a->n < 2)
-        return (void *)(intptr_t)a->n;
-    fib_arg x = { a->ex, a->n - 1 }, y = { a->ex, a->n - 2 };
-    void *rx = NULL, *ry = NULL;
-    int rc = cf_join(a->ex, fib_task, &x, &rx, fib_task, &y, &ry);
-    if (rc != 0) {
-        cf_fail(rc, "join failed at n=%d", a->n);
-        return NULL;
-    }
-    return (void *)((intptr_t)rx + (intptr_t)ry);
 }
 
 /* ---- cf_join: results */

@@ -12,6 +12,21 @@
 
 /* ---- helpers */
 
+/* The next result is 0 with the value want. */
+static void expect_next(cf_map *m, intptr_t want)
+{
+    void *r = NULL;
+    CHECK_EQ(cf_map_next(m, &r), 0);
+    CHECK_EQ((intptr_t)r, want);
+}
+
+/* The next n results are the squares 0, 1, 4, ... in input order. */
+static void expect_squares(cf_map *m, intptr_t n)
+{
+    for (intptr_t i = 0; i < n; i++)
+        expect_next(m, i * i);
+}
+
 static cf_executor *new_pool(int workers)
 {
     cf_options o = { .max_workers = workers };
@@ -98,11 +113,7 @@ static void map_in_order(void)
     cf_map *m = NULL;
     CHECK_EQ(cf_map_new(&m, ex, square, args, 10, 0, CF_FOREVER), 0);
     CHECK(m != NULL);
-    for (intptr_t i = 0; i < 10; i++) {
-        void *r = NULL;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, i * i);
-    }
+    expect_squares(m, 10);
     void *r;
     CHECK_EQ(cf_map_next(m, &r), CF_EOF);
     CHECK_EQ(cf_map_next(m, &r), CF_EOF);
@@ -120,9 +131,7 @@ static void map_order_when_later_finish_first(void)
     cf_map *m;
     CHECK_EQ(cf_map_new(&m, ex, sleep_reverse, args, 8, 0, 20.0), 0);
     for (intptr_t i = 0; i < 8; i++) {
-        void *r = NULL;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, i + 100);
+        expect_next(m, i + 100);
     }
     void *r;
     CHECK_EQ(cf_map_next(m, &r), CF_EOF);
@@ -147,13 +156,10 @@ static void map_failure_continues(void)
         CHECK_EQ(cf_map_new(&m, ex, divmod_item, args, 4, buffers[b], CF_FOREVER),
                  0);
         void *r = NULL;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, 1); /* divmod(1, 2) = (0, 1) */
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, 1); /* divmod(1, 3) = (0, 1) */
+        expect_next(m, 1); /* divmod(1, 2) = (0, 1) */
+        expect_next(m, 1); /* divmod(1, 3) = (0, 1) */
         CHECK_EQ(cf_map_next(m, &r), -EDOM);
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, 1); /* divmod(1, 5) = (0, 1) */
+        expect_next(m, 1); /* divmod(1, 5) = (0, 1) */
         CHECK_EQ(cf_map_next(m, &r), CF_EOF);
         cf_map_free(m);
     }
@@ -203,10 +209,8 @@ static void map_timeout(void)
     double t0 = now_s();
     CHECK_EQ(cf_map_new(&m, ex, block_if_two, args, 3, 0, 0.3), 0);
     void *r = NULL;
-    CHECK_EQ(cf_map_next(m, &r), 0);
-    CHECK_EQ((intptr_t)r, 0);
-    CHECK_EQ(cf_map_next(m, &r), 0);
-    CHECK_EQ((intptr_t)r, 1);
+    expect_next(m, 0);
+    expect_next(m, 1);
     CHECK_EQ(cf_map_next(m, &r), CF_ETIMEDOUT);
     double dt = now_s() - t0;
     CHECK(dt >= 0.29);
@@ -249,18 +253,15 @@ static void map_timeout_item_stays_next(void)
     WAIT_UNTIL(atomic_load(&started) == 3, 10.0);
     sleep_s(0.05);
     void *r = NULL;
-    CHECK_EQ(cf_map_next(m, &r), 0);
-    CHECK_EQ((intptr_t)r, 0);
-    CHECK_EQ(cf_map_next(m, &r), 0);
-    CHECK_EQ((intptr_t)r, 1);
+    expect_next(m, 0);
+    expect_next(m, 1);
     CHECK_EQ(cf_map_next(m, &r), CF_ETIMEDOUT);
     CHECK_EQ(cf_map_next(m, &r), CF_ETIMEDOUT);
     gate_open(&g_block);
     sleep_s(0.1);
     /* done now: returned like items 0 and 1 were (a done future's result
      * needs no waiting, as in Python) */
-    CHECK_EQ(cf_map_next(m, &r), 0);
-    CHECK_EQ((intptr_t)r, 2);
+    expect_next(m, 2);
     CHECK_EQ(cf_map_next(m, &r), CF_EOF);
     cf_map_free(m);
     free(args);
@@ -326,11 +327,8 @@ static void map_free_part_way(void)
     for (int b = 0; b < 2; b++) {
         cf_map *m;
         CHECK_EQ(cf_map_new(&m, ex, square, args, 50, b ? 5 : 0, CF_FOREVER), 0);
-        void *r;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, 0);
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, 1);
+        expect_next(m, 0);
+        expect_next(m, 1);
         cf_map_free(m);
     }
     /* never iterated at all */
@@ -351,11 +349,7 @@ static void map_buffersize_results(void)
     for (int k = 0; k < 4; k++) {
         cf_map *m;
         CHECK_EQ(cf_map_new(&m, ex, square, args, 4, sizes[k], CF_FOREVER), 0);
-        for (intptr_t i = 0; i < 4; i++) {
-            void *r = NULL;
-            CHECK_EQ(cf_map_next(m, &r), 0);
-            CHECK_EQ((intptr_t)r, i * i);
-        }
+        expect_squares(m, 4);
         CHECK_EQ(cf_map_next(m, NULL), CF_EOF);
         cf_map_free(m);
     }
@@ -376,13 +370,11 @@ static void map_buffersize_when_buffer_is_full(void)
     CHECK_EQ(atomic_load(&started), 2);
     /* one consumed: one more may go */
     void *r = NULL;
-    CHECK_EQ(cf_map_next(m, &r), 0);
-    CHECK_EQ((intptr_t)r, 0);
+    expect_next(m, 0);
     sleep_s(0.1);
     CHECK(atomic_load(&started) <= 3);
     for (intptr_t i = 1; i < 10; i++) {
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, i);
+        expect_next(m, i);
         CHECK(atomic_load(&started) <= i + 1 + 2);
     }
     CHECK_EQ(cf_map_next(m, &r), CF_EOF);
@@ -409,9 +401,7 @@ static void map_buffersize_bounds_run_ahead(void)
     CHECK_EQ(s.queued + s.running, K);
     gate_open(&g_block);
     for (intptr_t i = 0; i < N; i++) {
-        void *r = NULL;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, i);
+        expect_next(m, i);
         CHECK(atomic_load(&started) <= i + 1 + K);
     }
     CHECK_EQ(cf_map_next(m, NULL), CF_EOF);
@@ -448,9 +438,7 @@ static void map_submits_without_iteration(void)
     CHECK_EQ(atomic_load(&started), 10);
     /* the results are still there */
     for (intptr_t i = 0; i < 10; i++) {
-        void *r = NULL;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, i);
+        expect_next(m, i);
     }
     cf_map_free(m);
     free(args);
@@ -467,22 +455,14 @@ static void map_results_after_shutdown(void)
     cf_map *m;
     CHECK_EQ(cf_map_new(&m, ex, square, args, 10, 0, CF_FOREVER), 0);
     CHECK_EQ(cf_shutdown(ex, false, false), 0);
-    for (intptr_t i = 0; i < 10; i++) {
-        void *r = NULL;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, i * i);
-    }
+    expect_squares(m, 10);
     cf_map_free(m);
     cf_executor_free(ex);
 
     ex = new_pool(5);
     CHECK_EQ(cf_map_new(&m, ex, square, args, 10, 0, CF_FOREVER), 0);
     cf_executor_free(ex); /* futures outlive their executor */
-    for (intptr_t i = 0; i < 10; i++) {
-        void *r = NULL;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, i * i);
-    }
+    expect_squares(m, 10);
     CHECK_EQ(cf_map_next(m, NULL), CF_EOF);
     cf_map_free(m);
     free(args);
@@ -513,11 +493,7 @@ static void map_long_input_small_buffer(void)
     void **args = range_args(N);
     cf_map *m;
     CHECK_EQ(cf_map_new(&m, ex, square, args, N, 7, CF_FOREVER), 0);
-    for (intptr_t i = 0; i < N; i++) {
-        void *r = NULL;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, i * i);
-    }
+    expect_squares(m, N);
     CHECK_EQ(cf_map_next(m, NULL), CF_EOF);
     cf_map_free(m);
     free(args);
@@ -631,9 +607,7 @@ static void map_new_enomem(void)
     /* the pool still works */
     CHECK_EQ(cf_map_new(&m, c.ex, square, c.args, 6, 0, CF_FOREVER), 0);
     for (intptr_t i = 0; i < 6; i++) {
-        void *r;
-        CHECK_EQ(cf_map_next(m, &r), 0);
-        CHECK_EQ((intptr_t)r, i * i);
+        expect_next(m, i * i);
     }
     cf_map_free(m);
     cf_executor_free(c.ex);

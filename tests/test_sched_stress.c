@@ -8,6 +8,7 @@
  * counts shrink so the cases stay short.
  */
 #include "harness.h"
+#include "fib.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -28,38 +29,6 @@ static cf_executor *new_pool(int workers, const char *prefix)
     cf_executor *ex = cf_thread_pool_new(&o);
     CHECK(ex != NULL);
     return ex;
-}
-
-static long fib_serial(int n)
-{
-    long a = 0, b = 1;
-    for (int i = 0; i < n; i++) {
-        long t = a + b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
-typedef struct fib_arg {
-    cf_executor *ex;
-    int n;
-} fib_arg;
-
-/* fib(n) by recursive cf_join; a failed join fails the task with its code. */
-static void *fib_task(void *p)
-{
-    const fib_arg *a = p;
-    if (a->n < 2)
-        return (void *)(intptr_t)a->n;
-    fib_arg x = { a->ex, a->n - 1 }, y = { a->ex, a->n - 2 };
-    void *rx = NULL, *ry = NULL;
-    int rc = cf_join(a->ex, fib_task, &x, &rx, fib_task, &y, &ry);
-    if (rc != 0) {
-        cf_fail(rc, "join failed at n=%d", a->n);
-        return NULL;
-    }
-    return (void *)((intptr_t)rx + (intptr_t)ry);
 }
 
 /* fib(n) from a thread outside the pool: the top join's code, value in *v. */
