@@ -355,6 +355,14 @@ typedef struct cf_options {
     unsigned max_tasks_per_child; /* replace a worker after this many; 0 never */
     double task_timeout;          /* seconds; 0 none */
     cf_start_method start_method;
+    /* Thread pools: */
+    double idle_timeout;   /* seconds an idle worker waits for work before it
+                              exits; 0 never (the default, as in Python) */
+    bool keep_signal_mask; /* false: workers block SIGINT, SIGTERM, SIGHUP,
+                              SIGQUIT, SIGCHLD, SIGALRM, SIGUSR1/2, SIGPIPE */
+    /* Room for later fields without an ABI break: leave it zero (any
+       designated or "= {0}" initializer does). */
+    uint64_t reserved_[8];
 } cf_options;
 
 typedef struct cf_stats {
@@ -365,6 +373,11 @@ typedef struct cf_stats {
     size_t completed; /* tasks that returned without failing */
     size_t failed;    /* tasks that failed (cf_fail, or broken pool) */
     size_t cancelled; /* tasks cancelled before they started */
+    size_t steals;    /* tasks a worker took from another's deque */
+    size_t inlined;   /* tasks run inline by a wait that depended on them */
+    size_t spares;    /* spare workers started to compensate blocked waits */
+    size_t blocked;   /* waits inside tasks that blocked */
+    size_t reserved_[12]; /* room for later counters; written as zero */
 } cf_stats;
 
 /* A pool of threads; opts may be NULL for the defaults. Threads start

@@ -6,6 +6,8 @@
  */
 #include "executor.h"
 
+#include <string.h>
+
 cf_future *cf__task_future_new(cf_fn fn, void *arg, uint32_t refs)
 {
     cf_future *f = cf__future_alloc(refs);
@@ -54,5 +56,6 @@ int cf_executor_stats(cf_executor *ex, cf_stats *out)
 {
     if (!ex || !out)
         return CF_EINVAL;
+    memset(out, 0, sizeof *out);
     return ex->ops->stats(ex, out);
 }
