@@ -30,9 +30,9 @@ apt_install() {
     fi
     echo "$tag: installing $*"
     if [ -z "$apt_updated" ]; then
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
         apt_updated=1
     fi
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
         --no-install-recommends -o Dpkg::Use-Pty=0 "$@" >/dev/null
 }
