@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cfutures.h - Python's threading, queue and concurrent.futures, in C.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The project's test command. From a fresh clone it installs what is missing
 # (scripts/install-deps.sh; Open MPI with mpi4py: scripts/install-mpi.sh; the
 # benchmark peers: scripts/install-bench-deps.sh, bench/cli/install.sh),
@@ -33,7 +34,7 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --no-deps) deps=0 ;;
     -h | --help)
-        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
     *)

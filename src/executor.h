@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * executor.h - the engine interface behind cf_executor. Each engine (thread
  * pool now; process and MPI pools later) embeds `cf_executor` first and

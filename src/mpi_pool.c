@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mpi_pool.c - the MPI executor (include/cfutures/mpi.h): bytes tasks run
  * on the other ranks of a communicator; the root's futures get the results.

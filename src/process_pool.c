@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * process_pool.c - the process-pool executor: bytes tasks run in worker
  * processes, one AF_UNIX socket each, driven by one manager thread per

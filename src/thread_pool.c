@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * thread_pool.c - the thread-pool executor: the executor operations over
  * the work-stealing scheduler (sched/). This file owns what is particular to

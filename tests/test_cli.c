@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cli.c - the `cfutures` program, run for real: the binary that CMake
  * built (CFUTURES_BIN) is started with pipes (or a pseudo-terminal) and its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.c - `cfutures bench`: runs the benchmark suite of bench/ through
  * its runner, scripts/bench.sh (which builds build/release and runs
