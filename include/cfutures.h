@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define CFUTURES_VERSION_MAJOR 0
-#define CFUTURES_VERSION_MINOR 1
+#define CFUTURES_VERSION_MINOR 2
 #define CFUTURES_VERSION_PATCH 0
 
 /* ------------------------------------------------------------------------

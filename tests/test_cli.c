@@ -28,7 +28,7 @@
 #include <termios.h>
 
 #ifndef CFUTURES_BIN
-#error "CMake passes the path of the cfutures program as CFUTURES_BIN"
+#error "CMake passes the cfutures program as CFUTURES_BIN (only when it builds it)"
 #endif
 
 /* ---- running the program */
