@@ -8,8 +8,8 @@
 # mpiexec in every stage but tsan):
 #   format   every tracked C file matches .clang-format (scripts/format.sh)
 #   matrix   every combination of the build options configures (tests,
-#          examples, bench, tools, MPI; and each sanitizer), and the two
-#          cheapest build (the library alone; the tests without the tools)
+#          examples, bench, tools, MPI; and each sanitizer); the two
+#          cheapest are built (the library alone; the tests without tools)
 #   gcc    RelWithDebInfo -Werror build, whole ctest suite      (build/gcc)
 #   abi    build/gcc's libcfutures.so against abi/libcfutures.abi
 #          (scripts/abi.sh check: abidiff; added functions pass)
