@@ -6,7 +6,8 @@
 # scripts/install-bench-deps.sh, bench/cli/install.sh), then, stopping at
 # the first failure (the MPI executor's tests, ctest -R mpi, run under
 # mpiexec in every stage but tsan):
-#   format   every tracked C file matches .clang-format (scripts/format.sh)
+#   format   every tracked C file matches .clang-format, and every source
+#          file has its SPDX-License-Identifier line (scripts/format.sh)
 #   matrix   every combination of the build options configures (tests,
 #          examples, bench, tools, MPI; and each sanitizer); the two
 #          cheapest are built (the library alone; the tests without tools)
