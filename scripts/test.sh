@@ -369,15 +369,19 @@ packages_test() {
     echo "packages: removed again"
 }
 
-# Whether the packaging stages can run (with --no-deps, tools may be missing).
+# Whether the tools of a stage are here. With --no-deps a stage whose tools
+# are missing is skipped; after the install scripts ran, it is an error.
 have() {
     local t
     for t in "$@"; do
-        command -v "$t" >/dev/null 2>&1 || {
-            echo "test.sh: skipping a stage: $t is not installed" \
-                "(scripts/install-pkg-deps.sh installs it)"
-            return 1
-        }
+        command -v "$t" >/dev/null 2>&1 && continue
+        if [ "$deps" = 1 ]; then
+            echo "test.sh: $t is missing after scripts/install-pkg-deps.sh" >&2
+            exit 1
+        fi
+        echo "test.sh: skipping a stage: $t is not installed" \
+            "(scripts/install-pkg-deps.sh installs it)"
+        return 1
     done
 }
 
