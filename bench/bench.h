@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.h - what every benchmark program shares: the clock, arguments,
  * RESULT lines, memory readings and the CPU-bound work of B3.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cf_b1.c - B1 throughput for cfutures: n empty tasks submitted from one
  * thread to a pool of `workers` threads, then all waited for.

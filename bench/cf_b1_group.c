@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cf_b1_group.c - B1 throughput for cfutures' task group, the nearest
  * equivalent of tbb::task_group: n empty tasks added with cf_group_submit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cf_b2.c - B2 fork-join for cfutures: fib(n) with a cf_join at every
  * internal call (no cutoff), on a pool of `workers` threads. The first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cf_b3_map.c - B3 CPU-bound map for cfutures with cf_map: n items of
  * bench_work (about 1 ms each), every item a task, on a pool of `workers`

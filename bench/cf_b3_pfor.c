@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cf_b3_pfor.c - B3 CPU-bound map for cfutures with cf_parallel_for:
  * n items of bench_work (about 1 ms each) on a pool of `workers` threads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cf_b4.c - B4 I/O-bound for cfutures: n tasks that each sleep `ms`
  * milliseconds, submitted with futures to a fresh pool of `workers`

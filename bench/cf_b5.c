@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cf_b5.c - B5 latency for cfutures: on an otherwise idle pool of
  * `workers` threads, submit one empty task and wait for its result, n

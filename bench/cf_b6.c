@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cf_b6.c - B6 memory for cfutures: the one worker of the pool is blocked
  * on an event, then n tasks are submitted, each keeping its future, so all

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * glib_peer.c - the GLib peer: GThreadPool (non-exclusive threads).
  *   B1  n g_thread_pool_push of an empty task from one thread, then

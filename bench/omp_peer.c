@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * omp_peer.c - the OpenMP peer (gcc's libgomp), tasks and loops.
  *   B1  one thread (omp single) creates n empty `omp task`s, then taskwait.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """The Python peer: concurrent.futures, as a Python programmer writes it.
 
 Prints RESULT lines as bench/bench.h describes. Python is slow per task, so

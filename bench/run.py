@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Runs the benchmarks of bench/ for cfutures and every peer that is built,
 several repetitions with the implementations interleaved, and prints one
 table per benchmark: medians, spread, ratio to cfutures and the goals.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seq_peer.c - the plain sequential baselines, one thread, no library.
  *   B2  fib(n) as the plain recursive function, as the compiler makes it

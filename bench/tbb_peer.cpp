@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * tbb_peer.cpp - the oneTBB peer. The thread count is set with
  * global_control (max_allowed_parallelism) and a task_arena of `workers`

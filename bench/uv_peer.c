@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * uv_peer.c - the libuv peer: uv_queue_work on a loop, uv_run to finish.
  * libuv's pool size comes from UV_THREADPOOL_SIZE, set here to `workers`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # cmake/mpi.cmake - the MPI executor, included from the root CMakeLists.txt.
 #
 #   cfutures_mpi          static library: src/mpi_pool.c (the core library

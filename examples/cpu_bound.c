@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cpu_bound.c - threads for CPU-bound work: every core at once.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """cpu_bound.py - examples/cpu_bound.c in Python, to compare.
 
 The same trial-division prime count in 24 ranges, sequential and then on a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * demo.c - cfutures_demo, the guided tour: runs the lessons of examples/ in
  * order, each under a header that says what it shows, then tabulates the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * engines.c - one program, three engines. The same bytes tasks run on a
  * thread pool, a process pool or the ranks of an MPI job; only the line

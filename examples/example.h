@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * example.h - what every example shares: error checks, a clock, a sleep.
  *

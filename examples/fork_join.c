@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fork_join.c - fork-join on the work-stealing scheduler of a thread pool.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hello.c - the README's example: submit a call to a pool, read its future. */
 #include <cfutures.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * io_bound.c - threads for I/O-bound work: overlap the waiting.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pool_result.c - submit work to a thread pool, read each future's result.
  *

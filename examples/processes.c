@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * processes.c - CPU-bound work on worker processes, next to threads.
  *

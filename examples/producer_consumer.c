@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * producer_consumer.c - threads that hand work over through a bounded queue.
  *

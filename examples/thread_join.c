@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * thread_join.c - start a thread with a name, join it, read its result.
  *

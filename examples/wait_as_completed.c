@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wait_as_completed.c - wait for the first of many futures, then take them
  * all in the order they finish.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cfutures.h - Python's threading, queue and concurrent.futures, in C.
  *
@@ -32,7 +33,7 @@ extern "C" {
 #endif
 
 #define CFUTURES_VERSION_MAJOR 0
-#define CFUTURES_VERSION_MINOR 1
+#define CFUTURES_VERSION_MINOR 2
 #define CFUTURES_VERSION_PATCH 0
 
 /* ------------------------------------------------------------------------
@@ -361,7 +362,11 @@ typedef struct cf_options {
     bool keep_signal_mask; /* false: workers block SIGINT, SIGTERM, SIGHUP,
                               SIGQUIT, SIGCHLD, SIGALRM, SIGUSR1/2, SIGPIPE */
     /* Room for later fields without an ABI break: leave it zero (any
-       designated or "= {0}" initializer does). */
+       designated or "= {0}" initializer does). A new field is carved from
+       its front, so sizeof(cf_options) never changes, and zero is every
+       new field's default: a program built against an older header keeps
+       its behaviour. The pool constructors fail with EINVAL when a byte
+       of reserved_ is not zero (a field set that this library predates). */
     uint64_t reserved_[8];
 } cf_options;
 
@@ -377,7 +382,9 @@ typedef struct cf_stats {
     size_t inlined;   /* tasks run inline by a wait that depended on them */
     size_t spares;    /* spare workers started to compensate blocked waits */
     size_t blocked;   /* waits inside tasks that blocked */
-    size_t reserved_[12]; /* room for later counters; written as zero */
+    size_t reserved_[12]; /* room for later counters, carved from its
+                             front so sizeof never changes; written as zero
+                             (a counter this library predates reads 0) */
 } cf_stats;
 
 /* A pool of threads; opts may be NULL for the defaults. Threads start

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # scripts/apt.sh - sourced by the install scripts (scripts/install-*.sh,
 # bench/cli/install.sh): what they share about apt.
 #   installed PKG          true when the Debian package PKG is installed

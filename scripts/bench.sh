@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds cfutures and the benchmarks (Release, in build/release) and runs
 # every benchmark of bench/ for cfutures and each installed peer (oneTBB,
 # OpenMP, GLib, libuv, Python), several repetitions with the
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
         ;;
     --reps=* | --only=* | --out=* | --quick) args+=("$1") ;;
     -h | --help)
-        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
     *)

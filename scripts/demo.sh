@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds cfutures and its command-line program (Release, in build/release)
 # and runs the guided tour, `cfutures demo`; arguments are passed on to it
 # (--quick for smaller workloads, --plot FILE.svg for a chart).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs, with apt, the peers that the benchmarks in bench/ compare
 # cfutures with, and the tools that build them. Only what is missing is
 # installed; with everything present it does nothing and needs no network.

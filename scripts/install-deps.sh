@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs, with apt, the tools that scripts/test.sh needs and that are
 # missing: cmake, make, gcc, clang with its sanitizer runtime, pkg-config.
 # Does nothing (and needs no network) when everything is present already.

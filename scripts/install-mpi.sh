@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs, with apt, what the MPI backend (cfutures_mpi), its tests and its
 # benchmark need, when it is missing:
 #   Open MPI            openmpi-bin (mpirun, mpicc) and libopenmpi-dev

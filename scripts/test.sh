@@ -1,16 +1,31 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The project's test command. From a fresh clone it installs what is missing
-# (scripts/install-deps.sh; Open MPI with mpi4py: scripts/install-mpi.sh; the
-# benchmark peers: scripts/install-bench-deps.sh, bench/cli/install.sh),
-# then, stopping at the first failure (the MPI executor's tests, ctest -R mpi,
-# run under mpiexec in every stage but tsan):
+# (scripts/install-deps.sh; Open MPI with mpi4py: scripts/install-mpi.sh;
+# the packaging tools: scripts/install-pkg-deps.sh; the benchmark peers:
+# scripts/install-bench-deps.sh, bench/cli/install.sh), then, stopping at
+# the first failure (the MPI executor's tests, ctest -R mpi, run under
+# mpiexec in every stage but tsan):
+#   format   every tracked C file matches .clang-format, and every source
+#          file has its SPDX-License-Identifier line (scripts/format.sh)
+#   matrix   every combination of the build options configures (tests,
+#          examples, bench, tools, MPI; and each sanitizer); the two
+#          cheapest are built (the library alone; the tests without tools)
 #   gcc    RelWithDebInfo -Werror build, whole ctest suite      (build/gcc)
+#   abi    build/gcc's libcfutures.so against abi/libcfutures.abi
+#          (scripts/abi.sh check: abidiff; added functions pass)
 #   clang  RelWithDebInfo -Werror build, whole ctest suite      (build/clang)
 #   tsan   clang -DCF_SANITIZE=thread, whole ctest suite        (build/tsan)
 #   asan   gcc -DCF_SANITIZE=address (ASan+UBSan+LSan), suite   (build/asan)
 #   install  cmake --install into a temporary prefix, then build and run
 #          tests/install/consumer.c against it with pkg-config (shared and
-#          static) and as a CMake project (find_package, shared and static)
+#          static) and as a CMake project (find_package, shared, static
+#          and MPI); then the uninstall target leaves no file behind
+#   packages  the Debian packages (scripts/deb.sh: dpkg-buildpackage in
+#          build/deb, lintian), installed into this machine with apt; the
+#          consumers built against them alone (pkg-config, find_package),
+#          the installed `cfutures demo --quick` and man pages; then the
+#          packages are removed again
 #   bench  scripts/bench.sh --quick: every benchmark once, small, with the
 #          peers that scripts/install-bench-deps.sh installed (no timing is
 #          asserted)
@@ -18,8 +33,9 @@
 #
 # Usage: scripts/test.sh [--quick] [--no-deps]
 #   --quick    gcc build and ctest only (for development)
-#   --no-deps  do not run scripts/install-deps.sh nor scripts/install-mpi.sh
-#              (then the MPI tests run only if MPI is installed already)
+#   --no-deps  run none of the install scripts (then the MPI tests run only
+#              if MPI is installed already, and the format, abi and packages
+#              stages only if their tools are)
 # Environment: JOBS (build parallelism, default nproc), CTEST_JOBS (default 2).
 set -euo pipefail
 
@@ -33,7 +49,7 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --no-deps) deps=0 ;;
     -h | --help)
-        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -164,7 +180,8 @@ install_test() {
     local libdir
     libdir=$(cache_get "$build" CMAKE_INSTALL_LIBDIR)
     local f
-    for f in include/cfutures.h "$libdir"/libcfutures.a \
+    for f in include/cfutures.h "$libdir"/libcfutures.a bin/cfutures \
+        share/man/man3/cfutures.3 share/man/man1/cfutures.1 \
         "$libdir"/libcfutures.so "$libdir"/pkgconfig/cfutures.pc \
         "$libdir"/cmake/cfutures/cfuturesConfig.cmake \
         "$libdir"/cmake/cfutures/cfuturesConfigVersion.cmake \
@@ -196,50 +213,214 @@ install_test() {
         "$(nm -D --defined-only "$prefix/$libdir/libcfutures.so" |
             grep -c ' T cf_') public functions exported"
 
-    local src=$root/tests/install
-    local out=$work/out
-    mkdir -p "$out"
-    export PKG_CONFIG_PATH=$prefix/$libdir/pkgconfig
-    local cc
-    cc=$(cache_get "$build" CMAKE_C_COMPILER)
+    require_mpi_consumer=
+    [ "$require_mpi" = OFF ] || require_mpi_consumer=1
+    consumers "$work/out" "$(cache_get "$build" CMAKE_C_COMPILER)" \
+        "$prefix" "$libdir"
 
-    echo "install: pkg-config, shared"
+    # The uninstall target takes back every file the install put in.
+    cmake --build "$build" --target uninstall >/dev/null
+    local left
+    left=$(find "$prefix" ! -type d)
+    if [ -n "$left" ]; then
+        echo "install: files left after the uninstall target:" >&2
+        echo "$left" >&2
+        return 1
+    fi
+    echo "install: uninstall removed every installed file"
+}
+
+# consumers OUT CC [PREFIX LIBDIR]: builds tests/install in OUT against an
+# installed cfutures, in PREFIX (from cmake --install) or, without one, the
+# system's (from the packages), and runs its programs: with pkg-config
+# (shared and --static) and as a CMake project (find_package: shared,
+# static, and the MPI executor when it is installed).
+consumers() {
+    local out=$1 cc=$2 prefix=${3:-} libdir=${4:-}
+    local src=$root/tests/install
+    local -a pcpath=(env -u PKG_CONFIG_PATH) cmake_prefix=() run=(env)
+    if [ -n "$prefix" ]; then
+        pcpath=(env PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig")
+        cmake_prefix=(-DCMAKE_PREFIX_PATH="$prefix")
+        run=(env LD_LIBRARY_PATH="$prefix/$libdir")
+    fi
+    rm -rf "$out"
+    mkdir -p "$out"
+
+    echo "consumers: pkg-config ($("${pcpath[@]}" pkg-config --path cfutures)), shared"
     # shellcheck disable=SC2046 # pkg-config output is a list of words
     "$cc" -std=c11 -Wall -Wextra -Werror "$src/consumer.c" -o "$out/pc-shared" \
-        $(pkg-config --cflags --libs cfutures)
-    LD_LIBRARY_PATH=$prefix/$libdir "$out/pc-shared"
+        $("${pcpath[@]}" pkg-config --cflags --libs cfutures)
+    "${run[@]}" "$out/pc-shared"
     if ! needs_shared_lib "$out/pc-shared"; then
-        echo "install: pc-shared is not linked to libcfutures.so" >&2
+        echo "consumers: pc-shared is not linked to libcfutures.so" >&2
         return 1
     fi
 
-    echo "install: pkg-config --static"
+    echo "consumers: pkg-config --static"
     # --static adds Libs.private; -l:libcfutures.a picks the archive over
     # the shared library that sits beside it.
     # shellcheck disable=SC2046
     "$cc" -std=c11 -Wall -Wextra -Werror "$src/consumer.c" -o "$out/pc-static" \
-        $(pkg-config --cflags --static --libs cfutures |
+        $("${pcpath[@]}" pkg-config --cflags --static --libs cfutures |
             sed 's/-lcfutures\b/-l:libcfutures.a/')
     "$out/pc-static"
     if needs_shared_lib "$out/pc-static"; then
-        echo "install: pc-static is linked to libcfutures.so" >&2
+        echo "consumers: pc-static is linked to libcfutures.so" >&2
         return 1
     fi
 
-    echo "install: CMake find_package (cfutures::cfutures, cfutures::cfutures_static)"
     cmake -S "$src" -B "$out/cmake" -DCMAKE_C_COMPILER="$cc" \
-        -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+        "${cmake_prefix[@]}" >/dev/null
+    echo "consumers: CMake find_package ($(cache_get "$out/cmake" cfutures_DIR))"
     cmake --build "$out/cmake" --parallel "$jobs" >/dev/null
-    "$out/cmake/consumer"
+    "${run[@]}" "$out/cmake/consumer"
     "$out/cmake/consumer_static"
     if ! needs_shared_lib "$out/cmake/consumer"; then
-        echo "install: cfutures::cfutures did not link libcfutures.so" >&2
+        echo "consumers: cfutures::cfutures did not link libcfutures.so" >&2
         return 1
     fi
     if needs_shared_lib "$out/cmake/consumer_static"; then
-        echo "install: consumer_static is linked to libcfutures.so" >&2
+        echo "consumers: consumer_static is linked to libcfutures.so" >&2
         return 1
     fi
+    if [ -x "$out/cmake/consumer_mpi" ]; then
+        echo "consumers: cfutures::cfutures_mpi"
+        "$out/cmake/consumer_mpi"
+    elif [ -n "$require_mpi_consumer" ]; then
+        echo "consumers: find_package offered no cfutures::cfutures_mpi" >&2
+        return 1
+    fi
+}
+require_mpi_consumer=
+
+# ---- the Debian packages ----------------------------------------------------
+
+# Root, or sudo, for apt and dpkg.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    else
+        sudo "$@"
+    fi
+}
+
+# The packages built in build/deb (no debug symbols), by file and by name.
+built_debs() {
+    local f
+    for f in build/deb/*.deb; do
+        case "$f" in *-dbgsym_*) ;; *) echo "$f" ;; esac
+    done
+}
+built_packages() {
+    local f
+    for f in $(built_debs); do dpkg-deb -f "$f" Package; done
+}
+
+remove_packages() {
+    # shellcheck disable=SC2046 # a list of package names
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq \
+        -o DPkg::Lock::Timeout=600 $(built_packages) >/dev/null
+}
+
+packages_test() {
+    DEB_BUILD_OPTIONS="nocheck parallel=$jobs" scripts/deb.sh
+    local -a debs
+    mapfile -t debs < <(built_debs)
+    echo "packages: installing ${debs[*]##*/}"
+    # The machine is left as it was: the packages go again at the end,
+    # also when a check fails.
+    trap 'rc=$?; remove_packages; (exit "$rc"); on_exit' EXIT
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends -o DPkg::Lock::Timeout=600 \
+        -o Dpkg::Use-Pty=0 "${debs[@]/#/./}" >/dev/null
+
+    # The consumers find the packaged files, and those alone.
+    local pc cfg f
+    pc=$(env -u PKG_CONFIG_PATH pkg-config --path cfutures)
+    dpkg -S "$pc" | grep -q '^libcfutures-dev:' || {
+        echo "packages: pkg-config found $pc, not libcfutures-dev's" >&2
+        return 1
+    }
+    require_mpi_consumer=1
+    consumers build/deb/consumers gcc
+    require_mpi_consumer=
+    cfg=$(cache_get build/deb/consumers/cmake cfutures_DIR)
+    dpkg -S "$cfg/cfuturesConfig.cmake" | grep -q '^libcfutures-dev:' || {
+        echo "packages: find_package found $cfg, not libcfutures-dev's" >&2
+        return 1
+    }
+
+    echo "packages: the installed cfutures demo --quick, and the man pages"
+    [ "$(command -v cfutures)" = /usr/bin/cfutures ]
+    (cd / && /usr/bin/cfutures demo --quick) | tail -n 2
+    local page
+    for page in cfutures:man1/cfutures.1.gz libcfutures-dev:man3/cfutures.3.gz; do
+        f=$(dpkg -L "${page%%:*}" | grep "/${page#*:}\$") || {
+            echo "packages: ${page%%:*} has no ${page#*:}" >&2
+            return 1
+        }
+        # (a system that excludes man pages from installs has none on disk)
+        [ ! -e "$f" ] || man -l "$f" >/dev/null
+    done
+
+    remove_packages
+    trap on_exit EXIT
+    echo "packages: removed again"
+}
+
+# Whether the tools of a stage are here. With --no-deps a stage whose tools
+# are missing is skipped; after the install scripts ran, it is an error.
+have() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null 2>&1 && continue
+        if [ "$deps" = 1 ]; then
+            echo "test.sh: $t is missing after scripts/install-pkg-deps.sh" >&2
+            exit 1
+        fi
+        echo "test.sh: skipping a stage: $t is not installed" \
+            "(scripts/install-pkg-deps.sh installs it)"
+        return 1
+    done
+}
+
+# ---- every combination of the build options configures --------------------
+
+# matrix_one SPEC: configures build/matrix/SPEC, where SPEC is
+# TESTS,EXAMPLES,BENCH,TOOLS,MPI,SANITIZER (ON/OFF, and none/thread/address).
+matrix_one() {
+    local spec=$1 dir=build/matrix/$1 t e b o m san
+    IFS=, read -r t e b o m san <<<"$spec"
+    rm -rf "$dir"
+    if ! cmake -S . -B "$dir" -DCF_WERROR=ON -DCF_BUILD_TESTS="$t" \
+        -DCF_BUILD_EXAMPLES="$e" -DCF_BUILD_BENCH="$b" -DCF_BUILD_TOOLS="$o" \
+        -DCF_WITH_MPI="$m" -DCF_SANITIZE="${san#none}" >"$dir.log" 2>&1; then
+        echo "matrix: configuring $spec failed (tests,examples,bench,tools,mpi,sanitizer):" >&2
+        tail -n 20 "$dir.log" >&2
+        return 1
+    fi
+}
+
+configure_matrix() {
+    local -a specs=()
+    local t e b o m
+    for t in ON OFF; do for e in ON OFF; do for b in ON OFF; do
+        for o in ON OFF; do for m in ON OFF; do
+            specs+=("$t,$e,$b,$o,$m,none")
+        done; done
+    done; done; done
+    specs+=("ON,ON,OFF,ON,OFF,thread" "ON,ON,OFF,ON,ON,address")
+    rm -rf build/matrix
+    mkdir -p build/matrix
+    export -f matrix_one
+    printf '%s\n' "${specs[@]}" | xargs -P "$jobs" -I{} bash -c 'matrix_one {}'
+    echo "matrix: ${#specs[@]} combinations configure"
+    # The cheapest builds: the library alone, and the tests without the
+    # cfutures program (test_cli is left out).
+    build build/matrix/OFF,OFF,OFF,OFF,OFF,none >/dev/null
+    build build/matrix/ON,OFF,OFF,OFF,OFF,none >/dev/null
+    echo "matrix: the library alone and the tests without the tools build"
 }
 
 # ---- benchmarks: built and run once, small, so that they cannot rot. They
@@ -263,19 +444,36 @@ if [ "$deps" = 1 ]; then
     stage deps "tools (scripts/install-deps.sh)" scripts/install-deps.sh
     stage mpi-deps "Open MPI and mpi4py (scripts/install-mpi.sh)" \
         scripts/install-mpi.sh
+    stage pkg-deps "packaging tools (scripts/install-pkg-deps.sh)" \
+        scripts/install-pkg-deps.sh
     stage bench-deps "benchmark peers (scripts/install-bench-deps.sh, bench/cli/install.sh)" \
         bench_deps
 fi
+if [ "$quick" = 0 ]; then
+    if have clang-format; then
+        stage format "every tracked C file matches .clang-format (scripts/format.sh check)" \
+            scripts/format.sh check
+    fi
+    stage matrix "every build option combination configures" configure_matrix
+fi
 stage gcc "gcc -Werror build and ctest in build/gcc" plain gcc gcc
 if [ "$quick" = 0 ]; then
+    if have abidw abidiff; then
+        stage abi "libcfutures.so against abi/libcfutures.abi (scripts/abi.sh check)" \
+            scripts/abi.sh check build/gcc
+    fi
     stage clang "clang -Werror build and ctest in build/clang" \
         plain clang clang
     stage tsan "clang -DCF_SANITIZE=thread build and ctest in build/tsan" \
         sanitized thread clang
     stage asan "gcc -DCF_SANITIZE=address (ASan+UBSan+LSan) build and ctest" \
         sanitized address gcc
-    stage install "cmake --install, then consumers (tests/install)" \
+    stage install "cmake --install, consumers (tests/install), uninstall" \
         install_test
+    if have dpkg-buildpackage dh lintian; then
+        stage packages "Debian packages: build, lintian, install, consumers, remove" \
+            packages_test
+    fi
     stage bench "every benchmark once against its peers, small sizes (scripts/bench.sh --quick)" \
         bench_smoke
 fi

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bytes.c - bytes tasks: cf_buffer, cf_submit_bytes and cf_future_bytes.
  *

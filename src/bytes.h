@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bytes.h - the byte buffer of bytes tasks, shared by every engine: thread
  * pools run bytes tasks in place; process and MPI pools run them in a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * errors.c - cf_strerror: a fixed text for every CF_E* code, strerror for
  * other negative codes (the CF_E* codes that mirror errno values keep their

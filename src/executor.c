@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * executor.c - the executor API, written once over the engine operations
  * (executor.h). A submitted task is a future record holding fn and arg; the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * executor.h - the engine interface behind cf_executor. Each engine (thread
  * pool now; process and MPI pools later) embeds `cf_executor` first and
@@ -46,5 +47,10 @@ static inline struct cf__sched *cf__executor_sched(cf_executor *ex)
 }
 /* True once a thread pool is broken (its initializer failed). */
 bool cf__executor_broken(cf_executor *ex);
+
+/* The checks every pool constructor makes of its options (options.c): true
+ * for NULL or for options with max_workers >= 0 and a zero reserved tail;
+ * false with errno EINVAL otherwise. */
+bool cf__options_valid(const cf_options *opts);
 
 #endif /* CF_EXECUTOR_H */

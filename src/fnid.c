@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fnid.c - function identity across processes (fnid.h), by walking the
  * loaded modules with dl_iterate_phdr: a module contains an address when

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fnid.h - naming a function so that another process running the same
  * program can find it: the module that holds it (the main program, or a

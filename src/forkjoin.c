@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * forkjoin.c - cf_join, cf_parallel_for and task groups, on the
  * work-stealing scheduler of a thread pool.

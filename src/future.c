@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * future.c - the future state machine, done callbacks and single-future
  * waits.

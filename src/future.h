@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * future.h - the future record and what executors and waits use of it.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * map.c - cf_map, Python's Executor.map over the executor interface, for
  * pointer tasks (cf_map_new) and bytes tasks (cf_map_bytes_new).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mpi_pool.c - the MPI executor (include/cfutures/mpi.h): bytes tasks run
  * on the other ranks of a communicator; the root's futures get the results.
@@ -1566,7 +1567,7 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
                              bool isolated, MPI_Comm spawn_inter)
 {
     int size, rank, level;
-    if (comm == MPI_COMM_NULL || (opts && opts->max_workers < 0)) {
+    if (comm == MPI_COMM_NULL || !cf__options_valid(opts)) {
         errno = EINVAL;
         return NULL;
     }
@@ -1688,7 +1689,7 @@ static char **own_command(char *exe, size_t size)
 
 cf_executor *cf_mpi_pool_spawn(const cf_options *opts)
 {
-    if (opts && opts->max_workers < 0) {
+    if (!cf__options_valid(opts)) {
         errno = EINVAL;
         return NULL;
     }

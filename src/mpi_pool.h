@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mpi_pool.h - test hooks of the MPI executor (mpi_pool.c), for
  * tests/mpi only: they make the next message in one direction malformed,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * process_pool.c - the process-pool executor: bytes tasks run in worker
  * processes, one AF_UNIX socket each, driven by one manager thread per
@@ -1302,7 +1303,7 @@ static int build_env(pp_pool *p)
 cf_executor *cf_process_pool_new(const cf_options *opts)
 {
     cf_options o = opts ? *opts : (cf_options){ 0 };
-    if (o.max_workers < 0 || isnan(o.task_timeout) || o.task_timeout < 0 ||
+    if (!cf__options_valid(&o) || isnan(o.task_timeout) || o.task_timeout < 0 ||
         (o.start_method != CF_START_SPAWN && o.start_method != CF_START_FORK)) {
         errno = EINVAL;
         return NULL;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * task_ctx.c - cf_fail: a task records its failure in the context its
  * executor installed on this thread (cf__task_ctx_swap). The last call wins.

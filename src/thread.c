@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * thread.c - cf_thread: start, join with a timeout, names.
  *

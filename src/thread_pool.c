@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * thread_pool.c - the thread-pool executor: the executor operations over
  * the work-stealing scheduler (sched/). This file owns what is particular to
@@ -210,7 +211,7 @@ bool cf__executor_broken(cf_executor *ex)
 cf_executor *cf_thread_pool_new(const cf_options *opts)
 {
     static atomic_uint pool_counter;
-    if (opts && opts->max_workers < 0) {
+    if (!cf__options_valid(opts)) {
         errno = EINVAL;
         return NULL;
     }

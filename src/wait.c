@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wait.c - waiting on many futures (cf_wait, cf_as_completed) and the
  * blocking loop every wait of the future layer shares (cf__block_until).

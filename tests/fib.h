@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fib.h - fib(n) by recursive cf_join, and the plain value to check it
  * against: the fork-join workload of the fork-join and scheduler tests.

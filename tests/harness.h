@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * harness.h - the test runner. Each case runs in its own forked child with a
  * timeout (alarm), so a hang or a crash fails one case, not the file. A

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_cli.c - the `cfutures` program, run for real: the binary that CMake
  * built (CFUTURES_BIN) is started with pipes (or a pseudo-terminal) and its
@@ -27,7 +28,7 @@
 #include <termios.h>
 
 #ifndef CFUTURES_BIN
-#error "CMake passes the path of the cfutures program as CFUTURES_BIN"
+#error "CMake passes the cfutures program as CFUTURES_BIN (only when it builds it)"
 #endif
 
 /* ---- running the program */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_executor.c - the thread pool executor: submit and results, lazy
  * workers and their names, initializers, cf_fail in tasks, shutdown in all

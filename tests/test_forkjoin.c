@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_forkjoin.c - cf_join, cf_parallel_for and task groups (cf_group_*):
  * results and error codes, from outside the pool and from inside its tasks,

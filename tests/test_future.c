@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_future.c - futures that user code completes: the state machine,
  * set_result / set_exception, cancel, result and exception with timeouts,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_map.c - cf_map, Python's Executor.map on the thread pool: input
  * order, failures that do not stop the iteration, the bounded run-ahead

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_process_pool.c - the process-pool executor: bytes results and
  * failures crossing the process boundary; crashes (SIGSEGV, abort, _exit,

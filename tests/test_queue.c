@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_queue.c - cf_queue (Python's Queue, LifoQueue, PriorityQueue).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_sched_stress.c - the work-stealing scheduler under load: many
  * producers, deep join recursion, steal storms, shutdown while workers

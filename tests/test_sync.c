@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_sync.c - cf_lock, cf_rlock, cf_condition, cf_semaphore, cf_event.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_thread.c - cf_thread (start, join with a timeout, names, detached
  * threads, stack size), plus the small process-wide helpers that live next

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_wait.c - cf_wait and cf_as_completed over user-made futures and
  * thread-pool futures. Cases mirror CPython's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.c - `cfutures bench`: runs the benchmark suite of bench/ through
  * its runner, scripts/bench.sh (which builds build/release and runs
@@ -35,10 +36,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef CF_SOURCE_DIR
-#define CF_SOURCE_DIR "."
-#endif
-
 static const char usage[] =
     "Usage: cfutures bench [--reps N] [--quick] [--only B1,B5] [--json FILE]\n"
     "                      [--plot FILE.svg] [--out DIR] [--no-build]\n"
@@ -62,9 +59,9 @@ static const char usage[] =
     "      --out DIR        keep the runner's files there (latest.csv,\n"
     "                       latest.json, latest.md with the goals)\n"
     "      --no-build       run what build/release has, without building\n"
-    "      --source DIR     the cfutures source tree (default: the one this\n"
-    "                       program was built from, " CF_SOURCE_DIR ";\n"
-    "                       or $CFUTURES_SOURCE_DIR)\n"
+    "      --source DIR     the cfutures source tree, a clone of the\n"
+    "                       repository (default: $CFUTURES_SOURCE_DIR, else\n"
+    "                       the current directory)\n"
     "      --bar            draw the progress bar even when standard error\n"
     "                       is not a terminal\n"
     "  -h, --help           print this help\n"
@@ -525,7 +522,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag,
 static const char *source_dir(const options *o)
 {
     const char *env = getenv("CFUTURES_SOURCE_DIR");
-    return o->source ? o->source : env && env[0] ? env : CF_SOURCE_DIR;
+    return o->source ? o->source : env && env[0] ? env : ".";
 }
 
 /* Runs scripts/bench.sh with the options; its exit status, or -1 when it
@@ -654,8 +651,10 @@ int cmd_bench(int argc, char **argv)
     char *runner = cli_format("%s/scripts/bench.sh", source_dir(&o));
     if (runner == NULL || access(runner, X_OK) != 0) {
         cli_error("bench",
-                  "no benchmark suite at %s (scripts/bench.sh); "
-                  "give the cfutures source tree with --source DIR",
+                  "no benchmark suite at %s: the benchmarks are not "
+                  "installed; they run from a cfutures source tree "
+                  "(scripts/bench.sh), given by --source DIR or "
+                  "$CFUTURES_SOURCE_DIR, or the current directory",
                   source_dir(&o));
         free(runner);
         return 1;

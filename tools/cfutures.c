@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cfutures.c - the `cfutures` program: picks the subcommand.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cli.c - helpers every subcommand uses: usage errors with exit status 2,
  * a quiet getopt_long that reports errors our way, number parsing, clocks,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cli.h - what the subcommands of the `cfutures` program share: their entry
  * points, the usage-error convention, option parsing, clocks, and writing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * demo.c - `cfutures demo`, the guided tour: a thread started and joined,
  * a pool with submit and result (the lessons of examples/, run as they

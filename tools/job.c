@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * job.c - one job of `cfutures run`: its argument vector, its attempts,
  * its line in the job log. job_task runs on a pool worker; everything it

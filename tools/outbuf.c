@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * outbuf.c - captured output in memory, then in an unlinked temporary file
  * (see outbuf.h). The file is made with O_TMPFILE where the file system has

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * outbuf.h - one captured output stream of a job, kept whole until it is
  * printed: the first OUTBUF_MEM_MAX bytes in memory, the rest in an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * proc.h - run one command to its end: spawn it in a process group of its
  * own with its standard output and error captured through pipes, hand

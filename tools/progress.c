@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * progress.c - the progress bar of progress.h: formatting the line, and
  * drawing and erasing it in place with "\r" and "\033[K".

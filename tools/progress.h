@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * progress.h - a one-line progress bar on a terminal, redrawn in place.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * run.c - `cfutures run`: the command line (options, the command, the
  * inputs after ::: or on standard input), then runner.c does the work.

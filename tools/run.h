@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * run.h - `cfutures run`, run a command for many inputs in parallel: the
  * configuration from the command line, one job per input, and the runner

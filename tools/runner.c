@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * runner.c - runs the jobs of `cfutures run` on a cfutures thread pool.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stop.c - the signal handler and its pipe (see stop.h).
  *

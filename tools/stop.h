@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * stop.h - Ctrl-C and kill as a file descriptor.
  *

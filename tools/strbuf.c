@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * strbuf.c - the growable string of strbuf.h; capacity doubles.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * strbuf.h - a growable string that remembers running out of memory, so a
  * caller builds a whole string with plain calls and checks once at the end.

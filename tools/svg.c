@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * svg.c - the bar chart of svg.h, written with fprintf. Text is escaped
  * for XML; the layout is fixed-width (labels on the left, right-aligned,

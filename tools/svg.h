@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * svg.h - a horizontal bar chart as a hand-written SVG file, for
  * `cfutures demo --plot` and `cfutures bench --plot`: a title, then panels,

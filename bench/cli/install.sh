@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs, with apt, what bench/cli/run_bench.sh compares `cfutures run`
 # with and does not find: GNU parallel (Debian's `parallel`) and xargs
 # (`findutils`). Does nothing, and needs no network, when both are there.

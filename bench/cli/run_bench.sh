@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The `cfutures run` benchmark: many small jobs run by `cfutures run`,
 # `xargs -P` and GNU parallel side by side, with the same number of jobs
 # at once (-j, the CPU count by default):
@@ -55,7 +56,7 @@ while [ $# -gt 0 ]; do
     --quick) quick=1; reps=1 ;;
     --no-build) build=0 ;;
     -h | --help)
-        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
         ;;
     *)

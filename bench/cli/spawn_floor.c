@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * spawn_floor.c - the least any command runner can do per job, for
  * bench/cli/run_bench.sh: run `CMD INPUT` for each line of standard input,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cf_mpi_bench.c - the MPI executor's benchmark; bench/mpi/run.sh runs it
  * beside mpi4py.futures (mpi4py_bench.py, the same measurements) on the

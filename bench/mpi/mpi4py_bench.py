@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """mpi4py_bench.py - the mpi4py.futures twin of cf_mpi_bench.c, run by
 bench/mpi/run.sh on the same ranks (MPICommExecutor: the root submits, the
 other ranks serve, like cf_mpi_pool_new).

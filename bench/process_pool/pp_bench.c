@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * pp_bench.c - the cfutures process pool, measured the way pp_bench.py
  * measures Python's ProcessPoolExecutor (bench/process_pool/run.sh runs

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """pp_bench.py - Python's ProcessPoolExecutor, measured the way pp_bench.c
 measures the cfutures process pool (bench/process_pool/run.sh runs both).
 One run prints one "RESULT name value unit" line per measurement:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # bench/process_pool/run.sh - the cfutures process pool against Python's
 # concurrent.futures.ProcessPoolExecutor, side by side, and a table of
 # medians. pp_bench.c and pp_bench.py say what each row measures:
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --workers) workers=$2; shift 2 ;;
     --build) build=$(realpath -m "$2"); shift 2 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
 done

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cfutures/mpi.h - the MPI executor: bytes tasks on the ranks of an MPI
  * job, behind the same cf_executor API as thread and process pools (like

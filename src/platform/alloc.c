@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * alloc.c - the allocation hook. Every allocation of cfutures goes through
  * these four pointers, so tests can fail the Nth allocation and users can

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cache.c - per-thread caches of fixed-size blocks, for the records that
  * every task costs (futures). A thread allocates from and frees into its own

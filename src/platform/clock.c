@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * clock.c - monotonic time and deadlines. A timeout in seconds (Python's
  * convention: negative waits forever, 0 polls, NaN is an error) becomes an

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cpu.c - how many CPUs this process may use: the affinity mask first (as
  * os.process_cpu_count in Python 3.13), then the online count.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * futex.c - the Linux futex behind every blocking wait of cfutures, the
  * one-word mutex built on it (Drepper's three-state mutex, "Futexes are

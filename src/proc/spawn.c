@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * spawn.c - starting a worker process, the only place that creates
  * processes (wire.h).

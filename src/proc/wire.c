@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wire.c - frame headers and the blocking send both ends use (wire.h).
  * A header's check is FNV-1a over its first 28 bytes: cheap, and enough to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * wire.h - the frames a process pool and its worker processes exchange over
  * one AF_UNIX stream socket per worker (docs/process_pool.md, "Wire

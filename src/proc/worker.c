@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * worker.c - the worker process side of a process pool: read a frame, run
  * it, answer, until the pool closes the socket; then _exit. It never

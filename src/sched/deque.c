@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * deque.c - the slow paths of the Chase-Lev deque (deque.h): allocation,
  * growth and destruction. Growth copies the live range [top, bottom) into an

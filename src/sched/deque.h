@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * deque.h - the Chase-Lev work-stealing deque, with the C11 orderings of
  * Le, Pop, Cohen and Zappa Nardelli ("Correct and Efficient Work-Stealing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sched.c - workers, finding work, sleeping and waking, helping.
  *

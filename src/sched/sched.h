@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sched.h - the work-stealing scheduler under the thread pool: workers
  * with one Chase-Lev deque each, an injection queue for submissions from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * barrier.c - cf_barrier, Python's threading.Barrier: a cyclic barrier for
  * a fixed number of parties.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cond.c - condition variables on the monotonic clock (sync.h), so that
  * timeouts are immune to wall-clock changes.

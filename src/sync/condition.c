@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * condition.c - cf_condition, Python's threading.Condition with its default
  * re-entrant lock.

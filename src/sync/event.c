@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * event.c - cf_event, Python's threading.Event: a flag threads wait for.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * lock.c - cf_lock, Python's threading.Lock: a plain, non-re-entrant lock
  * that any thread may release.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * queue.c - cf_queue, Python's queue.Queue, LifoQueue and PriorityQueue,
  * with the shutdown of Python 3.13.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rlock.c - cf_rlock, Python's threading.RLock: a re-entrant lock owned by
  * the thread that acquired it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * semaphore.c - cf_semaphore, Python's threading.Semaphore and
  * BoundedSemaphore.

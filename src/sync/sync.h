@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * sync.h - what the synchronisation objects share: condition variables on
  * the monotonic clock, waited on until an absolute cf__deadline.

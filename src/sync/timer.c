@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * timer.c - cf_timer, Python's threading.Timer: calls fn(arg) once, after
  * an interval, on a thread of its own, unless it is cancelled first.

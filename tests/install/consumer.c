@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * consumer.c - a program outside the project that uses an installed
  * cfutures: it starts a thread pool, submits one task, reads its result and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_mpi_pool.c - the MPI executor (cfutures/mpi.h). ctest runs it under
  * mpiexec with 3 ranks (the root and two workers) and with 1 rank (the

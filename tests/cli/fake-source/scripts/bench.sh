@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # A stand-in for scripts/bench.sh that tests/test_cli.c gives to
 # `cfutures bench --source`: it prints what the real runner prints on
 # standard error (a missing peer, one line per run, a failed run) and
