@@ -5,7 +5,10 @@
 #                         MPI); links cfutures_static and MPI::MPI_C and
 #                         defines CFUTURES_HAVE_MPI for its users
 #   test_mpi_pool         tests/mpi, run by ctest under mpiexec with 3 ranks
-#                         (mpi_pool_n3) and 1 rank (mpi_pool_n1)
+#                         (mpi_pool_n3) and 1 rank (mpi_pool_n1), and on
+#                         three namespace "hosts" (mpi_multihost, with
+#                         examples/engines; mpi_partition with
+#                         tests/mpi/mpi_partition.c)
 #   example_engines       examples/engines.c: one program, the engine picked
 #                         by argv[1] (threads | processes | mpi |
 #                         mpi-spawn); built with or without MPI, its mpi
@@ -101,6 +104,11 @@ if(cf_mpi_found AND CF_BUILD_TESTS)
   target_link_libraries(test_mpi_pool PRIVATE cfutures_mpi m)
   cf_mpi_test(mpi_pool_n3 3 $<TARGET_FILE:test_mpi_pool>)
   cf_mpi_test(mpi_pool_n1 1 $<TARGET_FILE:test_mpi_pool>)
+
+  # The partition test's workload (tests/mpi/multihost.sh partition).
+  add_executable(mpi_partition ${PROJECT_SOURCE_DIR}/tests/mpi/mpi_partition.c)
+  target_compile_options(mpi_partition PRIVATE ${CF_WARNINGS})
+  target_link_libraries(mpi_partition PRIVATE cfutures_mpi)
 endif()
 
 # ---- the example that runs on every engine -----------------------------------
@@ -123,6 +131,24 @@ if(CF_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/engines.c)
       cf_mpi_test(example_engines_mpi_spawn 1 $<TARGET_FILE:example_engines> mpi-spawn --quick)
     endif()
   endif()
+endif()
+
+# ---- across hosts: network namespaces (tests/mpi/multihost.sh) ---------------
+# mpi_multihost: test_mpi_pool and the engines example on three "hosts"
+# (namespaces on a bridge of their own), one and two ranks per host, TCP
+# only. mpi_partition: a host's link cut mid-run ends the job within 15 s.
+# Both need root and ip netns, and report "skipped" (exit 77) without them;
+# they run alone (RUN_SERIAL), since they start up to six ranks each.
+# Not in sanitizer builds: they test placement and the network, not memory.
+if(cf_mpi_found AND CF_BUILD_TESTS AND CF_BUILD_EXAMPLES AND NOT CF_SANITIZE)
+  add_test(NAME mpi_multihost
+           COMMAND ${PROJECT_SOURCE_DIR}/tests/mpi/multihost.sh run ${MPIEXEC_EXECUTABLE}
+                   $<TARGET_FILE:test_mpi_pool> $<TARGET_FILE:example_engines>)
+  add_test(NAME mpi_partition
+           COMMAND ${PROJECT_SOURCE_DIR}/tests/mpi/multihost.sh partition ${MPIEXEC_EXECUTABLE}
+                   $<TARGET_FILE:mpi_partition>)
+  set_tests_properties(mpi_multihost mpi_partition PROPERTIES
+                       TIMEOUT 300 RUN_SERIAL ON SKIP_RETURN_CODE 77)
 endif()
 
 # ---- the benchmark -----------------------------------------------------------

@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: MIT
+# tests/mpi/netns_cluster.sh - sourced by tests/mpi/multihost.sh and
+# bench/mpi/hosts.sh: a small cluster of "hosts" on one Linux machine, each
+# a network namespace with one address on a bridge of its own.
+#
+#   netns_why_not          prints why no cluster can be made here (not
+#                          root, no ip or unshare, namespaces refused) and
+#                          succeeds; fails (prints nothing) when one can
+#   netns_up N             makes hosts h1..hN: namespaces PREFIX-h1..hN
+#                          with eth0 = SUBNET.1..N/24, all plugged into the
+#                          bridge br0 of a namespace PREFIX-sw, plus
+#                          /etc/netns/PREFIX-hI/hosts naming every host
+#                          (ip netns exec mounts it over /etc/hosts). Sets
+#                          NETNS_DIR, a private directory for files.
+#                          Nothing is added to the machine's own network
+#                          namespace: traffic between the hosts stays on
+#                          the bridge, and no host has a route out.
+#   netns_down             ends every process left in the namespaces and
+#                          removes all that netns_up made; also run by the
+#                          EXIT trap that netns_up sets (INT, TERM and HUP
+#                          exit through it)
+#   netns_exec HOST CMD... runs CMD in HOST's namespace, with HOST as the
+#                          host name, as tests/mpi/netns_agent.sh (the
+#                          launch agent for mpirun, NETNS_AGENT) does;
+#                          netns_cmd HOST sets NETNS_CMD to the words that
+#                          do it, for a caller that puts timeout in front
+#   netns_reap             removes what earlier runs left behind when they
+#                          were killed with SIGKILL (their process is gone);
+#                          netns_up runs it first
+#
+# Names: PREFIX is cfmh<pid of the shell>, so that runs at the same time
+# never meet; SUBNET is CF_NETNS_SUBNET (default 10.213.151, a /24 used
+# only inside these namespaces: each namespace has a network stack of its
+# own, so even a subnet the machine uses elsewhere could not clash).
+
+NETNS_PREFIX=cfmh$$
+NETNS_SUBNET=${CF_NETNS_SUBNET:-10.213.151}
+NETNS_AGENT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/netns_agent.sh
+NETNS_HOSTS=()
+NETNS_DIR=
+export CF_NETNS_PREFIX=$NETNS_PREFIX
+
+netns_why_not() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "needs root (it makes network namespaces)"
+        return 0
+    fi
+    local tool
+    for tool in ip unshare; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "no '$tool' command (iproute2, util-linux)"
+            return 0
+        fi
+    done
+    local probe=$NETNS_PREFIX-probe err
+    if ! err=$(ip netns add "$probe" 2>&1); then
+        echo "'ip netns add' fails here: $err"
+        return 0
+    fi
+    ip netns del "$probe"
+    return 1
+}
+
+# netns_remove PREFIX: ends the processes in PREFIX's namespaces, removes
+# them (and with them their links and the bridge) and their /etc/netns files.
+netns_remove() {
+    local ns pids
+    for ns in $(ip netns list 2>/dev/null | awk -v p="$1-" 'index($1, p) == 1 { print $1 }'); do
+        pids=$(ip netns pids "$ns" 2>/dev/null || true)
+        # shellcheck disable=SC2086 # a list of pids
+        [ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
+        ip netns del "$ns" 2>/dev/null || true
+        rm -rf "/etc/netns/$ns"
+    done
+}
+
+netns_reap() {
+    local p
+    for p in $(ip netns list 2>/dev/null | sed -n 's/^\(cfmh[0-9][0-9]*\)-.*/\1/p' | sort -u); do
+        kill -0 "${p#cfmh}" 2>/dev/null || netns_remove "$p"
+    done
+}
+
+netns_down() {
+    netns_remove "$NETNS_PREFIX"
+    [ -z "$NETNS_DIR" ] || rm -rf "$NETNS_DIR"
+    NETNS_DIR=
+    NETNS_HOSTS=()
+}
+
+netns_up() {
+    local n=$1 i ns sw=$NETNS_PREFIX-sw
+    trap netns_down EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+    netns_reap
+    NETNS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/$NETNS_PREFIX.XXXXXX")
+    ip netns add "$sw"
+    ip -n "$sw" link add br0 type bridge stp_state 0 forward_delay 0
+    ip -n "$sw" link set br0 up
+    local hosts="127.0.0.1 localhost"
+    for i in $(seq "$n"); do
+        hosts+=$'\n'"$NETNS_SUBNET.$i h$i"
+    done
+    for i in $(seq "$n"); do
+        ns=$NETNS_PREFIX-h$i
+        ip netns add "$ns"
+        ip link add eth0 netns "$ns" type veth peer name "p$i" netns "$sw"
+        ip -n "$sw" link set "p$i" master br0 up
+        ip -n "$ns" addr add "$NETNS_SUBNET.$i/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        ip -n "$ns" link set lo up
+        mkdir -p "/etc/netns/$ns"
+        printf '%s\n' "$hosts" >"/etc/netns/$ns/hosts"
+        NETNS_HOSTS+=("h$i")
+    done
+}
+
+# netns_cmd HOST: sets NETNS_CMD to the command words that run a command
+# (appended) in HOST's namespace with HOST as the host name, so that a
+# caller can put timeout or the like in front.
+netns_cmd() {
+    # shellcheck disable=SC2016 # expanded by the inner shell
+    NETNS_CMD=(ip netns exec "$NETNS_PREFIX-$1" unshare --uts
+        sh -c 'hostname "$1" && shift && exec "$@"' netns-exec "$1")
+}
+
+netns_exec() {
+    netns_cmd "$1"
+    shift
+    "${NETNS_CMD[@]}" "$@"
+}
