@@ -10,13 +10,16 @@
 #                       at a higher priority, so installing MPICH beside it
 #                       leaves the default alone.
 #   mpi4py.futures      python3-mpi4py (the benchmark's peer)
+#   ethtool             for bench/mpi/latency.sh, which turns the offloads
+#                       of its namespace links off (bench/mpi/relay.c
+#                       forwards whole frames)
 # With everything present it does nothing and needs no network.
 # Usage: scripts/install-mpi.sh   (as root, or with sudo)
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
 
 need=()
-for pkg in openmpi-bin libopenmpi-dev mpich libmpich-dev python3-mpi4py; do
+for pkg in openmpi-bin libopenmpi-dev mpich libmpich-dev python3-mpi4py ethtool; do
     installed "$pkg" || need+=("$pkg")
 done
 

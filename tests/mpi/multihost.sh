@@ -48,40 +48,12 @@ if why=$(netns_why_not); then
     exit 77
 fi
 
-impl=mpich
-if "$mpiexec" --version 2>&1 | grep -q -E 'Open MPI|OpenRTE'; then
-    impl=openmpi
-fi
+impl=$(netns_mpi_impl "$mpiexec")
 
-# mpi_cmd NP SLOTS: sets CMD to the mpiexec words that start NP ranks from
-# h1 over the cluster, TCP only on the private subnet. SLOTS is the ranks
-# each host takes, "1 2 2" for h1, h2, h3, or one number for all; the ranks
-# fill h1's slots first (rank 0, the root, is on h1), then h2's, then h3's.
+# mpi_cmd NP SLOTS: CMD = netns_mpi_cmd's words under a time limit.
 mpi_cmd() {
-    local np=$1 slots=($2) i
-    : >"$NETNS_DIR/hosts"
-    for i in "${!NETNS_HOSTS[@]}"; do
-        local n=${slots[$i]:-${slots[0]}}
-        if [ "$impl" = openmpi ]; then
-            echo "${NETNS_HOSTS[$i]} slots=$n" >>"$NETNS_DIR/hosts"
-        else
-            echo "${NETNS_HOSTS[$i]}:$n" >>"$NETNS_DIR/hosts"
-        fi
-    done
-    netns_cmd h1
-    CMD=(timeout -k 5 "$per_run" "${NETNS_CMD[@]}" "$mpiexec")
-    if [ "$impl" = openmpi ]; then
-        CMD+=(--allow-run-as-root --hostfile "$NETNS_DIR/hosts" -np "$np"
-            --bind-to none --mca plm_rsh_agent "$NETNS_AGENT"
-            --mca plm_rsh_no_tree_spawn 1
-            --mca btl tcp,self
-            --mca btl_tcp_if_include "$NETNS_SUBNET.0/24"
-            --mca oob_tcp_if_include "$NETNS_SUBNET.0/24"
-            --mca mpi_yield_when_idle 1)
-    else
-        CMD+=(-f "$NETNS_DIR/hosts" -n "$np" -launcher rsh
-            -launcher-exec "$NETNS_AGENT" -iface eth0)
-    fi
+    netns_mpi_cmd "$mpiexec" "$1" "$2"
+    CMD=(timeout -k 5 "$per_run" "${NETNS_MPI_CMD[@]}")
 }
 
 failures=0
@@ -116,6 +88,11 @@ spawn_check() {
     local ppn=$1 engines=$2 name comm h pid rc=0 t0 seen=" " want=" h2 h3 "
     [ "$ppn" = 1 ] || want=" h2 "
     name="engines mpi-spawn, 1 rank + spawned, $ppn per host"
+    if [ "$impl" = mpich ] && "$mpiexec" --version | grep -q -E 'Version: +4\.0\.'; then
+        # As example_engines_mpi_spawn in cmake/mpi.cmake.
+        printf 'skip  %-44s (MPI_Comm_spawn fails in MPICH 4.0)\n' "$name"
+        return 0
+    fi
     comm=$(basename "$engines")
     mpi_cmd 1 "$ppn"
     t0=$(date +%s.%N)
@@ -134,7 +111,11 @@ spawn_check() {
         sleep 0.02
     done
     wait "$pid" || rc=$?
-    if [ "$rc" -eq 0 ] && [ "$seen" = "$want" ]; then
+    local missing=
+    for h in $want; do
+        case "$seen" in *" $h "*) ;; *) missing+=" $h" ;; esac
+    done
+    if [ "$rc" -eq 0 ] && [ -z "$missing" ]; then
         printf 'ok    %-44s %5ss\n' "$name" "$(elapsed "$t0")"
     else
         printf 'FAIL  %-44s %5ss (exit %d, workers seen on:%s)\n' "$name" \
@@ -173,15 +154,15 @@ run_all() {
 partition() {
     local prog=$1 limit=${PARTITION_LIMIT:-15}
     if [ "$impl" != openmpi ]; then
-        echo "SKIP: the partition test needs Open MPI's keepalive settings" \
-            "(MPICH's Hydra has none; docs/mpi.md, \"A partition\")"
+        echo "SKIP: the partition test needs Open MPI: MPICH's Hydra has no" \
+            "setting that ends a job on a lost host (docs/mpi.md, \"A partition\")"
         exit 77
     fi
     mpi_cmd 3 1
-    # The settings of docs/mpi.md: the daemons' links are probed after 5 s
-    # of silence, every 2 s, and given up after 3 unanswered probes.
-    CMD+=(--mca oob_tcp_keepalive_time "${KA_TIME:-5}" --mca oob_tcp_keepalive_intvl "${KA_INTVL:-2}"
-        --mca oob_tcp_keepalive_probes "${KA_PROBES:-3}" ${KA_EXTRA:-})
+    # The settings of docs/mpi.md: the daemons' links are probed after 4 s
+    # of silence, every second, and given up after 3 unanswered probes.
+    CMD+=(--mca oob_tcp_keepalive_time 4 --mca oob_tcp_keepalive_intvl 1
+        --mca oob_tcp_keepalive_probes 3)
     local log=$NETNS_DIR/partition.log
     "${CMD[@]}" "$prog" 2 $((limit + 30)) >"$log" 2>&1 &
     local pid=$! waited=0
@@ -229,7 +210,7 @@ partition() {
     echo "ok    partition: the job ended in ${dt}s (limit ${limit}s) saying why"
 }
 
-echo "multihost: $impl ($("$mpiexec" --version 2>&1 | grep -m1 -E 'Open MPI|Version:' | sed 's/^ *//')), 3 hosts on $NETNS_SUBNET.0/24, prefix $NETNS_PREFIX"
+echo "multihost: $impl ($("$mpiexec" --version 2>&1 | grep -m1 -E 'Open MPI|OpenRTE|Version:' | tr -s ' ')), 3 hosts on $NETNS_SUBNET.0/24, prefix $NETNS_PREFIX"
 netns_up 3
 case "$mode" in
 run) run_all "$@" ;;

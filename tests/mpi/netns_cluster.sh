@@ -6,9 +6,12 @@
 #   netns_why_not          prints why no cluster can be made here (not
 #                          root, no ip or unshare, namespaces refused) and
 #                          succeeds; fails (prints nothing) when one can
-#   netns_up N             makes hosts h1..hN: namespaces PREFIX-h1..hN
+#   netns_up N [relay]     makes hosts h1..hN: namespaces PREFIX-h1..hN
 #                          with eth0 = SUBNET.1..N/24, all plugged into the
-#                          bridge br0 of a namespace PREFIX-sw, plus
+#                          bridge br0 of a namespace PREFIX-sw (with
+#                          "relay": no bridge, the links' ends p1..pN in
+#                          PREFIX-sw left for bench/mpi/relay.c to join,
+#                          offloads off on both ends; needs ethtool), plus
 #                          /etc/netns/PREFIX-hI/hosts naming every host
 #                          (ip netns exec mounts it over /etc/hosts). Sets
 #                          NETNS_DIR, a private directory for files.
@@ -24,6 +27,10 @@
 #                          launch agent for mpirun, NETNS_AGENT) does;
 #                          netns_cmd HOST sets NETNS_CMD to the words that
 #                          do it, for a caller that puts timeout in front
+#   netns_mpi_cmd MPIEXEC NP SLOTS
+#                          sets NETNS_MPI_CMD: mpiexec (Open MPI's or
+#                          MPICH's) in h1 starting NP ranks over the hosts,
+#                          TCP only on the subnet (see below)
 #   netns_reap             removes what earlier runs left behind when they
 #                          were killed with SIGKILL (their process is gone);
 #                          netns_up runs it first
@@ -89,7 +96,7 @@ netns_down() {
 }
 
 netns_up() {
-    local n=$1 i ns sw=$NETNS_PREFIX-sw
+    local n=$1 relay=${2:-} i ns sw=$NETNS_PREFIX-sw
     trap netns_down EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
@@ -97,8 +104,10 @@ netns_up() {
     netns_reap
     NETNS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/$NETNS_PREFIX.XXXXXX")
     ip netns add "$sw"
-    ip -n "$sw" link add br0 type bridge stp_state 0 forward_delay 0
-    ip -n "$sw" link set br0 up
+    if [ -z "$relay" ]; then
+        ip -n "$sw" link add br0 type bridge stp_state 0 forward_delay 0
+        ip -n "$sw" link set br0 up
+    fi
     local hosts="127.0.0.1 localhost"
     for i in $(seq "$n"); do
         hosts+=$'\n'"$NETNS_SUBNET.$i h$i"
@@ -107,7 +116,13 @@ netns_up() {
         ns=$NETNS_PREFIX-h$i
         ip netns add "$ns"
         ip link add eth0 netns "$ns" type veth peer name "p$i" netns "$sw"
-        ip -n "$sw" link set "p$i" master br0 up
+        if [ -z "$relay" ]; then
+            ip -n "$sw" link set "p$i" master br0 up
+        else
+            ip -n "$sw" link set "p$i" up
+            ip netns exec "$sw" ethtool -K "p$i" tx off tso off gso off gro off >/dev/null
+            ip netns exec "$ns" ethtool -K eth0 tx off tso off gso off gro off >/dev/null
+        fi
         ip -n "$ns" addr add "$NETNS_SUBNET.$i/24" dev eth0
         ip -n "$ns" link set eth0 up
         ip -n "$ns" link set lo up
@@ -130,4 +145,51 @@ netns_exec() {
     netns_cmd "$1"
     shift
     "${NETNS_CMD[@]}" "$@"
+}
+
+# netns_mpi_impl MPIEXEC: prints openmpi or mpich (Hydra).
+netns_mpi_impl() {
+    if "$1" --version 2>&1 | grep -q -E 'Open MPI|OpenRTE'; then
+        echo openmpi
+    else
+        echo mpich
+    fi
+}
+
+# netns_mpi_cmd MPIEXEC NP SLOTS: sets NETNS_MPI_CMD to the words that run
+# MPIEXEC in h1 to start NP ranks (the program and its arguments to be
+# appended) over the cluster, TCP only on the private subnet, the other
+# hosts reached through NETNS_AGENT. SLOTS is the ranks each host takes,
+# "1 2 2" for h1, h2, h3, or one number for all; the ranks fill h1's slots
+# first (rank 0 is on h1), then h2's, and so on. Writes NETNS_DIR/hosts.
+netns_mpi_cmd() {
+    local mpiexec=$1 np=$2 slots i n impl
+    read -r -a slots <<<"$3"
+    impl=$(netns_mpi_impl "$mpiexec")
+    : >"$NETNS_DIR/hosts"
+    for i in "${!NETNS_HOSTS[@]}"; do
+        n=${slots[$i]:-${slots[0]}}
+        if [ "$impl" = openmpi ]; then
+            echo "${NETNS_HOSTS[$i]} slots=$n" >>"$NETNS_DIR/hosts"
+        else
+            echo "${NETNS_HOSTS[$i]}:$n" >>"$NETNS_DIR/hosts"
+        fi
+    done
+    netns_cmd h1
+    NETNS_MPI_CMD=("${NETNS_CMD[@]}" "$mpiexec")
+    if [ "$impl" = openmpi ]; then
+        NETNS_MPI_CMD+=(--allow-run-as-root --hostfile "$NETNS_DIR/hosts"
+            -np "$np" --bind-to none --mca plm_rsh_agent "$NETNS_AGENT"
+            --mca plm_rsh_no_tree_spawn 1 --mca btl tcp,self
+            --mca btl_tcp_if_include "$NETNS_SUBNET.0/24"
+            --mca oob_tcp_if_include "$NETNS_SUBNET.0/24"
+            --mca mpi_yield_when_idle 1)
+    else
+        # UCX (the device of Debian's MPICH) picks its transports itself,
+        # on eth0 for the network. (With UCX_TLS=tcp, test_mpi_pool's
+        # isolated_initializer case hangs in MPI_Finalize with MPICH 4.0.2.)
+        NETNS_MPI_CMD+=(-f "$NETNS_DIR/hosts" -n "$np" -launcher rsh
+            -launcher-exec "$NETNS_AGENT" -iface eth0
+            -genv UCX_NET_DEVICES eth0)
+    fi
 }
