@@ -14,7 +14,9 @@
 #                         mpi-spawn); built with or without MPI, its mpi
 #                         branches only with it (ctest runs them all)
 #   bench_mpi             bench/mpi (bench/mpi/run.sh runs it beside
-#                         mpi4py.futures)
+#                         mpi4py.futures; bench/mpi/hosts.sh across
+#                         namespace hosts, with bench_mpi_relay, relay.c,
+#                         for the delay)
 #
 # Built when MPI is found (find_package(MPI COMPONENTS C)) and CF_WITH_MPI
 # is on. CF_WITH_MPI is off by default in ThreadSanitizer builds: Open MPI
@@ -199,4 +201,9 @@ if(cf_mpi_found AND CF_BUILD_BENCH AND EXISTS ${PROJECT_SOURCE_DIR}/bench/mpi/cf
   set_target_properties(bench_mpi PROPERTIES OUTPUT_NAME cf_mpi_bench)
   target_compile_options(bench_mpi PRIVATE ${CF_WARNINGS})
   target_link_libraries(bench_mpi PRIVATE cfutures_mpi m)
+  # The delaying frame relay between the namespace hosts of
+  # bench/mpi/hosts.sh (Linux only: AF_PACKET).
+  add_executable(bench_mpi_relay ${PROJECT_SOURCE_DIR}/bench/mpi/relay.c)
+  set_target_properties(bench_mpi_relay PROPERTIES OUTPUT_NAME relay)
+  target_compile_options(bench_mpi_relay PRIVATE ${CF_WARNINGS})
 endif()
