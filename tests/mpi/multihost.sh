@@ -3,7 +3,8 @@
 # tests/mpi/multihost.sh - the MPI executor across three "hosts": network
 # namespaces h1, h2, h3 on a bridge of their own (tests/mpi/netns_cluster.sh),
 # mpirun in h1 starting the others through tests/mpi/netns_agent.sh, the
-# ranks talking TCP only on the namespaces' private subnet.
+# ranks talking on the namespaces' private subnet (Open MPI: TCP only; MPICH:
+# UCX's choice, on that network).
 #
 #   multihost.sh run MPIEXEC TEST_MPI_POOL ENGINES
 #       at one and at two ranks per host: that the ranks land on h1, h2
@@ -23,7 +24,8 @@
 # any is missing it says why and exits with 77, which ctest reports as
 # skipped (SKIP_RETURN_CODE). Everything it made is removed when it exits,
 # however it exits (a run killed with SIGKILL is cleaned up by the next).
-# Environment: MULTIHOST_TIMEOUT (seconds per mpirun, default 120).
+# Environment: MULTIHOST_TIMEOUT (seconds per mpirun, default 120),
+# PARTITION_LIMIT (15).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,12 +62,13 @@ failures=0
 t_all=$(date +%s.%N)
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-# check NAME NP SLOTS COMMAND...: runs COMMAND under mpiexec on NP ranks
-# placed as mpi_cmd says; reports ok or FAIL with the output (in LOG).
+# check NAME NP PLACE COMMAND...: runs COMMAND under mpiexec on NP ranks
+# placed as PLACE says (SLOTS of netns_mpi_cmd); reports ok or FAIL with
+# the output, which it leaves in the file LOG.
 check() {
-    local name=$1 np=$2 slots=$3
+    local name=$1 np=$2 place=$3
     shift 3
-    mpi_cmd "$np" "$slots"
+    mpi_cmd "$np" "$place"
     local log=$NETNS_DIR/log t0 rc=0
     t0=$(date +%s.%N)
     "${CMD[@]}" "$@" >"$log" 2>&1 || rc=$?

@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: MIT
+# shellcheck shell=bash
 # tests/mpi/netns_cluster.sh - sourced by tests/mpi/multihost.sh and
 # bench/mpi/hosts.sh: a small cluster of "hosts" on one Linux machine, each
 # a network namespace with one address on a bridge of its own.
@@ -30,7 +31,7 @@
 #   netns_mpi_cmd MPIEXEC NP SLOTS
 #                          sets NETNS_MPI_CMD: mpiexec (Open MPI's or
 #                          MPICH's) in h1 starting NP ranks over the hosts,
-#                          TCP only on the subnet (see below)
+#                          on the subnet (Open MPI: TCP only; see below)
 #   netns_reap             removes what earlier runs left behind when they
 #                          were killed with SIGKILL (their process is gone);
 #                          netns_up runs it first
@@ -180,7 +181,7 @@ netns_mpi_cmd() {
     if [ "$impl" = openmpi ]; then
         NETNS_MPI_CMD+=(--allow-run-as-root --hostfile "$NETNS_DIR/hosts"
             -np "$np" --bind-to none --mca plm_rsh_agent "$NETNS_AGENT"
-            --mca plm_rsh_no_tree_spawn 1 --mca btl tcp,self
+            --mca plm_rsh_no_tree_spawn 1 --mca btl "tcp,self"
             --mca btl_tcp_if_include "$NETNS_SUBNET.0/24"
             --mca oob_tcp_if_include "$NETNS_SUBNET.0/24"
             --mca mpi_yield_when_idle 1)
