@@ -3,8 +3,8 @@
 # tests/mpi/multihost.sh - the MPI executor across three "hosts": network
 # namespaces h1, h2, h3 on a bridge of their own (tests/mpi/netns_cluster.sh),
 # mpirun in h1 starting the others through tests/mpi/netns_agent.sh, the
-# ranks talking on the namespaces' private subnet (Open MPI: TCP only; MPICH:
-# UCX's choice, on that network).
+# ranks talking on the namespaces' private subnet (Open MPI: TCP only; with
+# MPICH, UCX moves the ranks' data through shared memory: docs/mpi.md).
 #
 #   multihost.sh run MPIEXEC TEST_MPI_POOL ENGINES
 #       at one and at two ranks per host: that the ranks land on h1, h2

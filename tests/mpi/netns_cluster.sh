@@ -186,9 +186,11 @@ netns_mpi_cmd() {
             --mca oob_tcp_if_include "$NETNS_SUBNET.0/24"
             --mca mpi_yield_when_idle 1)
     else
-        # UCX (the device of Debian's MPICH) picks its transports itself,
-        # on eth0 for the network. (With UCX_TLS=tcp, test_mpi_pool's
-        # isolated_initializer case hangs in MPI_Finalize with MPICH 4.0.2.)
+        # UCX (the device of Debian's MPICH) picks its transports itself:
+        # it sees one kernel and uses shared memory between the hosts, so
+        # only Hydra's own connections cross the network. (UCX_TLS=tcp
+        # would force TCP, but then test_mpi_pool's isolated_initializer
+        # can hang in MPI_Finalize: docs/mpi.md, "MPICH".)
         NETNS_MPI_CMD+=(-f "$NETNS_DIR/hosts" -n "$np" -launcher rsh
             -launcher-exec "$NETNS_AGENT" -iface eth0
             -genv UCX_NET_DEVICES eth0)
