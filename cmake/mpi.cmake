@@ -191,8 +191,12 @@ if(cf_mpi_found AND CF_BUILD_TESTS AND CF_BUILD_EXAMPLES AND NOT CF_SANITIZE)
   add_test(NAME mpi_partition
            COMMAND ${PROJECT_SOURCE_DIR}/tests/mpi/multihost.sh partition ${MPIEXEC_EXECUTABLE}
                    $<TARGET_FILE:mpi_partition>)
+  # Each mpirun in them has a time limit of its own (60 s), so that they
+  # fail, and clean up, before ctest's limit kills them.
   set_tests_properties(mpi_multihost mpi_partition PROPERTIES
-                       TIMEOUT 300 RUN_SERIAL ON SKIP_RETURN_CODE 77)
+                       RUN_SERIAL ON SKIP_RETURN_CODE 77)
+  set_tests_properties(mpi_multihost PROPERTIES TIMEOUT 600)
+  set_tests_properties(mpi_partition PROPERTIES TIMEOUT 300)
 endif()
 
 # ---- the benchmark -----------------------------------------------------------

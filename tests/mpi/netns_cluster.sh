@@ -150,11 +150,10 @@ netns_exec() {
 
 # netns_mpi_impl MPIEXEC: prints openmpi or mpich (Hydra).
 netns_mpi_impl() {
-    if "$1" --version 2>&1 | grep -q -E 'Open MPI|OpenRTE'; then
-        echo openmpi
-    else
-        echo mpich
-    fi
+    case "$("$1" --version 2>&1)" in
+    *"Open MPI"* | *OpenRTE*) echo openmpi ;;
+    *) echo mpich ;;
+    esac
 }
 
 # netns_mpi_cmd MPIEXEC NP SLOTS: sets NETNS_MPI_CMD to the words that run
