@@ -73,7 +73,10 @@ check() {
     mpi_cmd "$np" "$place"
     local log=$NETNS_DIR/log t0 rc=0
     t0=$(date +%s.%N)
-    "${CMD[@]}" "$@" >"$log" 2>&1 || rc=$?
+    # In the background, so that a signal is handled at once (bash runs
+    # traps only between foreground commands, but interrupts wait).
+    "${CMD[@]}" "$@" >"$log" 2>&1 &
+    wait $! || rc=$?
     if [ "$rc" -eq 0 ]; then
         printf 'ok    %-44s %5ss\n' "$name" "$(elapsed "$t0")"
     else
