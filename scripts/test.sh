@@ -15,6 +15,8 @@
 #   abi    build/gcc's libcfutures.so against abi/libcfutures.abi
 #          (scripts/abi.sh check: abidiff; added functions pass)
 #   clang  RelWithDebInfo -Werror build, whole ctest suite      (build/clang)
+#   mpich  the MPI executor's tests built against MPICH          (build/mpich)
+#          (-DCF_MPI_IMPL=mpich: mpicc.mpich, mpiexec.mpich), ctest -R mpi
 #   tsan   clang -DCF_SANITIZE=thread, whole ctest suite        (build/tsan)
 #   asan   gcc -DCF_SANITIZE=address (ASan+UBSan+LSan), suite   (build/asan)
 #   install  cmake --install into a temporary prefix, then build and run
@@ -30,6 +32,9 @@
 #          peers that scripts/install-bench-deps.sh installed (no timing is
 #          asserted)
 # Build directories are kept, so a second run only rebuilds what changed.
+#
+# mpi_multihost and mpi_partition (tests/mpi/multihost.sh) need root and
+# ip netns; without them ctest lists them as skipped.
 #
 # Usage: scripts/test.sh [--quick] [--no-deps]
 #   --quick    gcc build and ctest only (for development)
@@ -159,6 +164,27 @@ tsan_works() {
                 -o "$probe"
     fi
     "$probe" >/dev/null 2>&1
+}
+
+# ---- the MPI executor on MPICH ------------------------------------------
+
+# The MPI tests again, built with MPICH's mpicc.mpich and run by its
+# mpiexec.mpich (Debian installs both MPIs side by side; the other stages
+# use the default one, Open MPI). Only the targets those tests run.
+mpich_tests() {
+    if ! command -v mpicc.mpich >/dev/null 2>&1 ||
+        ! command -v mpiexec.mpich >/dev/null 2>&1; then
+        echo "mpich: MPICH is not installed (scripts/install-mpi.sh installs it);" \
+            "its tests are not run"
+        [ "$require_mpi" = OFF ] || return 1
+        return 0
+    fi
+    configure build/mpich gcc -DCF_MPI_IMPL=mpich -DCF_BUILD_BENCH=OFF \
+        -DCF_BUILD_TOOLS=OFF
+    cmake --build build/mpich --parallel "$jobs" \
+        --target test_mpi_pool example_engines mpi_partition
+    ctest --test-dir build/mpich "${ctest_args[@]}" \
+        -R '^(mpi_pool_|mpi_multihost|mpi_partition|example_engines_mpi)'
 }
 
 # ---- the install test -----------------------------------------------------
@@ -442,7 +468,7 @@ bench_smoke() {
 
 if [ "$deps" = 1 ]; then
     stage deps "tools (scripts/install-deps.sh)" scripts/install-deps.sh
-    stage mpi-deps "Open MPI and mpi4py (scripts/install-mpi.sh)" \
+    stage mpi-deps "Open MPI, MPICH and mpi4py (scripts/install-mpi.sh)" \
         scripts/install-mpi.sh
     stage pkg-deps "packaging tools (scripts/install-pkg-deps.sh)" \
         scripts/install-pkg-deps.sh
@@ -464,6 +490,7 @@ if [ "$quick" = 0 ]; then
     fi
     stage clang "clang -Werror build and ctest in build/clang" \
         plain clang clang
+    stage mpich "the MPI tests against MPICH in build/mpich" mpich_tests
     stage tsan "clang -DCF_SANITIZE=thread build and ctest in build/tsan" \
         sanitized thread clang
     stage asan "gcc -DCF_SANITIZE=address (ASan+UBSan+LSan) build and ctest" \

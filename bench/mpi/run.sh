@@ -25,8 +25,11 @@
 # python3-mpi4py (scripts/install-mpi.sh); builds bench_mpi into BUILD if
 # it is missing.
 #
-# Usage: bench/mpi/run.sh [--runs R] [--np NP] [--build DIR]
+# Usage: bench/mpi/run.sh [--runs R] [--np NP] [--build DIR] [--hosts]
 #   defaults: R=5, NP=3, DIR=build/bench-mpi
+#   --hosts    then bench/mpi/hosts.sh --runs R --build DIR: the same
+#              executors on 1 host, 3 namespace hosts, and 3 hosts with a
+#              50 ms round trip (needs root)
 # Environment: N_TINY (10000), N_CPU (64), ITERS_C (10000000),
 # ITERS_PY (100000), PYTHON (/usr/bin/python3, Debian's, where mpi4py is).
 set -euo pipefail
@@ -35,8 +38,10 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 runs=5
 np=3
 build=$root/build/bench-mpi
+hosts=0
 while [ $# -gt 0 ]; do
     case "$1" in
+    --hosts) hosts=1; shift ;;
     --runs) runs=$2; shift 2 ;;
     --np) np=$2; shift 2 ;;
     --build) build=$(realpath -m "$2"); shift 2 ;;
@@ -184,3 +189,6 @@ print(f"load average (1 min) at the rounds' start: min {min(loads):.2f}, "
       f"cores idle in the second before each group: "
       f"{', '.join(f'{i:.0f}%' for i in idles)}")
 PY
+if [ "$hosts" = 1 ]; then
+    "$root/bench/mpi/hosts.sh" --runs "$runs" --build "$build"
+fi
