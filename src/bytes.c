@@ -86,6 +86,7 @@ int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in,
     if (!f)
         return CF_ENOMEM;
     f->is_bytes = true;
+    f->input = in;
     int rc;
     if (ex->ops->submit_bytes) {
         rc = ex->ops->submit_bytes(ex, f, fn, in, len);

@@ -64,6 +64,13 @@ void cf_future_release(cf_future *f)
     cf__cache_free(f);
 }
 
+void *cf_future_arg(const cf_future *f)
+{
+    if (!f)
+        return NULL;
+    return f->is_bytes ? (void *)f->input : f->arg;
+}
+
 bool cf__future_failed(const cf_future *f)
 {
     return cf__future_state(f) == CF__FINISHED && f->code != 0;

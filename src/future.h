@@ -63,6 +63,7 @@ struct cf_future {
     cf__task task;
     cf_fn fn;
     void *arg;              /* for bytes tasks on threads: the owned input */
+    const void *input;      /* a bytes task's input as passed (cf_future_arg) */
 };
 
 /* A fresh pending future with refs references. NULL on ENOMEM. */
