@@ -20,6 +20,7 @@
  */
 #include "executor.h"
 #include "sched/sched.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -92,6 +93,7 @@ static void exec_stolen(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     (void)drop; /* never dropped: join frames live only on deques */
     join_frame *fr = (join_frame *)t;
+    cf__trace(CF__TR_TASK_NAME, (const void *)fr->fn, 0);
     run_branch(fr);
     cf__worker_leave(w);
     cf__parker *waiter = fr->waiter; /* the frame may die once done is set */

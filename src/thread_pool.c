@@ -10,6 +10,7 @@
  */
 #include "executor.h"
 #include "sched/sched.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -70,6 +71,7 @@ void cf__pool_run_future(cf_future *f, cf__worker *w)
         return;
     }
     cf__task_ctx ctx;
+    cf__trace(CF__TR_TASK_NAME, (const void *)f->fn, 0);
     void *result = cf__future_call(f, &ctx);
     cf__worker_leave(w);
     cf__count(ctx.code ? &w->failed : &w->completed);

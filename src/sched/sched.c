@@ -19,6 +19,7 @@
  * max_workers live.
  */
 #include "sched.h"
+#include "../trace.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -151,8 +152,10 @@ static cf__task *steal(cf__worker *w)
             cf__task *t = cf__deque_steal(&v->deque);
             if (t == CF__STEAL_ABORT)
                 aborted = true;
-            else if (t)
+            else if (t) {
+                cf__trace(CF__TR_STEAL, t, v->index);
                 return t;
+            }
         }
         if (!aborted)
             break;
@@ -352,15 +355,20 @@ static bool go_to_sleep(cf__sched *s, cf__worker *w)
     }
     cf__deadline d;
     cf__deadline_from(s->idle_timeout > 0 ? s->idle_timeout : CF_FOREVER, &d);
-    for (;;) {
-        if (cf__park(&w->parker, &d) == CF_ETIMEDOUT)
-            return sleep_leave(s, w); /* false: a waker took us off first */
+    bool timed_out = false, still = true;
+    cf__trace(CF__TR_SLEEP_BEGIN, NULL, 0);
+    while (still && !timed_out) {
+        if (cf__park(&w->parker, &d) == CF_ETIMEDOUT) {
+            /* false: a waker took us off first */
+            timed_out = sleep_leave(s, w);
+            break;
+        }
         pthread_mutex_lock(&s->sleep_mu);
-        bool still = w->sleeping;
+        still = w->sleeping; /* false: the waker counted us searching */
         pthread_mutex_unlock(&s->sleep_mu);
-        if (!still)
-            return false; /* the waker counted us searching */
     }
+    cf__trace(CF__TR_SLEEP_END, NULL, timed_out);
+    return timed_out;
 }
 
 /* A searching worker leaves the pool (after shutdown, or idle for
@@ -415,7 +423,9 @@ static bool helper_run_one(cf__helper *h)
     /* Nested inside the waiting task: busy before, busy after. */
     atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
     w->depth++;
+    cf__trace(CF__TR_TASK_BEGIN, NULL, 1);
     t->exec(t, w, NULL);
+    cf__trace(CF__TR_TASK_END, NULL, 0);
     w->depth--;
     atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
     return true;
@@ -435,8 +445,10 @@ static void helper_park(cf__helper *h, const cf__deadline *deadline)
             spread(s, idle, s->max_workers + s->max_spare);
     }
     sleep_enter(s, w, true);
+    cf__trace(CF__TR_WAIT_BEGIN, NULL, 0);
     if (!work_visible(s))
         cf__park(&w->parker, deadline);
+    cf__trace(CF__TR_WAIT_END, NULL, 0);
     if (!sleep_leave(s, w)) {
         /* A waker counted us searching for new work; we are busy in a
          * wait, so give the role back and pass the wake-up on. */
@@ -459,6 +471,7 @@ static void *worker_main(void *arg)
     cf__parker_set_self(&w->parker);
     cf__helper *outer = cf__helper_swap(&w->helper);
     bool orphaned = false;
+    cf__trace(CF__TR_WORKER_START, NULL, w->index);
     if (s->hooks.on_start)
         s->hooks.on_start(w, s->hooks.ctx);
 
@@ -482,7 +495,9 @@ static void *worker_main(void *arg)
             begin_task(w);
             stop_searching(s);
             for (;;) {
+                cf__trace(CF__TR_TASK_BEGIN, NULL, 0);
                 t->exec(t, w, NULL);
+                cf__trace(CF__TR_TASK_END, NULL, 0);
                 cf__worker_leave(w);
                 if (!(t = find_work(w, &shared)))
                     break;
@@ -501,6 +516,7 @@ static void *worker_main(void *arg)
         if ((may_exit(s) || go_to_sleep(s, w)) && leave_pool(s, w, &orphaned))
             break;
     }
+    cf__trace(CF__TR_WORKER_EXIT, NULL, w->index);
     cf__helper_swap(outer);
     cf__parker_set_self(NULL);
     cf__tls_worker = NULL;
