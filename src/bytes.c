@@ -9,6 +9,7 @@
  */
 #include "bytes.h"
 #include "executor.h"
+#include "trace.h"
 
 #include <string.h>
 
@@ -74,6 +75,7 @@ typedef struct bytes_job {
 static void *bytes_trampoline(void *arg)
 {
     bytes_job *job = arg;
+    cf__trace(CF__TR_TASK_NAME, (const void *)job->fn, 0);
     return cf__run_bytes(job->fn, job->data, job->len);
 }
 

@@ -179,6 +179,7 @@ static void exec_outer_join(cf__task *t, cf__worker *w, const cf__drop *drop)
     if (drop) {
         oj->rc = drop->code;
     } else {
+        cf__trace(CF__TR_TASK_NAME, (const void *)oj->a, 0);
         oj->rc = join_in_worker(w, oj->a, oj->arg_a, &oj->res_a, oj->b,
                                 oj->arg_b, &oj->res_b, &oj->message);
         cf__worker_leave(w);

@@ -4,6 +4,7 @@
  *   cfutures demo    the guided tour, with measured speedups
  *   cfutures bench   the benchmark suite of bench/ against the peers
  *   cfutures run     run a command for many inputs in parallel
+ *   cfutures trace   what the pool threads of a traced run did
  *
  * Each subcommand lives in its own file and is written on the public API
  * (<cfutures.h>) only: this program is the library's first real client.
@@ -27,6 +28,8 @@ static const command commands[] = {
     { "bench", cmd_bench,
       "run the benchmarks of bench/ against the installed peers" },
     { "run", cmd_run, "run a command for many inputs in parallel" },
+    { "trace", cmd_trace,
+      "summarise a trace file (CFUTURES_TRACE) and draw its timeline" },
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
