@@ -427,6 +427,127 @@ static void trace_from_environment(void)
     CHECK_EQ(system(cmd), 0);
 }
 
+/* ---- the cfutures command: trace and demo --plot DIR ------------------- */
+
+#ifdef CFUTURES_BIN
+/* Runs a shell command line: its exit status, its output in *out. */
+static int run_cmd(const char *cmd, char **out)
+{
+    FILE *p = popen(cmd, "r");
+    CHECK(p != NULL);
+    size_t len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    CHECK(buf != NULL);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (len + 1 == cap) {
+            cap *= 2;
+            CHECK((buf = realloc(buf, cap)) != NULL);
+        }
+    }
+    buf[len] = '\0';
+    int status = pclose(p);
+    *out = buf;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void check_svg(const char *path)
+{
+    char *svg = read_file(path);
+    CHECK(strncmp(svg, "<?xml", 5) == 0);
+    CHECK(strstr(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\"") != NULL);
+    CHECK(count(svg, "<svg") == 1 && count(svg, "</svg>") == 1);
+    CHECK(count(svg, "<text") == count(svg, "</text>"));
+    CHECK(count(svg, "<rect") > 2);
+    CHECK(strcmp(svg + strlen(svg) - 7, "</svg>\n") == 0);
+    free(svg);
+}
+
+static void trace_command(void)
+{
+    const char *path = trace_path("cmd");
+    CHECK_EQ(cf_trace_start(path), 0);
+    cf_options o = { .max_workers = 2, .name_prefix = "tr" };
+    cf_executor *ex = cf_thread_pool_new(&o);
+    CHECK(ex != NULL);
+    for (int i = 0; i < 10; i++)
+        CHECK_EQ(cf_submit(ex, traced_task, NULL, NULL), 0);
+    cf_executor_free(ex);
+    CHECK_EQ(cf_trace_stop(), 0);
+    char svg[300], cmd[1024], *out;
+    snprintf(svg, sizeof svg, "%s.svg", path);
+    snprintf(cmd, sizeof cmd, "%s trace %s --svg %s --top 3 2>&1", CFUTURES_BIN,
+             path, svg);
+    CHECK_EQ(run_cmd(cmd, &out), 0);
+    CHECK(strstr(out, "10 tasks") != NULL);
+    CHECK(strstr(out, "tr_0") != NULL);
+    CHECK(strstr(out, "busy") && strstr(out, "waiting") && strstr(out, "idle"));
+    CHECK(strstr(out, "longest tasks") != NULL);
+    CHECK_EQ(count(out, "traced_task"), 3); /* --top 3 */
+    CHECK(strstr(out, "Timeline written to") != NULL);
+    free(out);
+    check_svg(svg);
+    char *text = read_file(svg);
+    CHECK(strstr(text, ">tr_0<") && strstr(text, ">traced_task<"));
+    free(text);
+    unlink(svg);
+    free(load_trace(path)); /* valid JSON, and removed */
+    /* Errors: a missing file, not a trace, usage. */
+    snprintf(cmd, sizeof cmd, "%s trace %s 2>&1", CFUTURES_BIN, path);
+    CHECK_EQ(run_cmd(cmd, &out), 1); /* the file is gone */
+    CHECK(strstr(out, path) != NULL);
+    free(out);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs("{\"traceEvents\":[{\"ph\":\"X\",", f);
+    fclose(f);
+    CHECK_EQ(run_cmd(cmd, &out), 1);
+    CHECK(strstr(out, "not a trace") != NULL);
+    free(out);
+    unlink(path);
+    snprintf(cmd, sizeof cmd, "%s trace 2>&1", CFUTURES_BIN);
+    CHECK_EQ(run_cmd(cmd, &out), 2);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s trace x.json --top -1 2>&1", CFUTURES_BIN);
+    CHECK_EQ(run_cmd(cmd, &out), 2);
+    free(out);
+}
+
+static void demo_plot_dir(void)
+{
+    char dir[256], cmd[1024], file[400], *out;
+    snprintf(dir, sizeof dir, "/tmp/cf_test_demo_%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "%s demo --quick --plot %s 2>&1", CFUTURES_BIN,
+             dir);
+    CHECK_EQ(run_cmd(cmd, &out), 0);
+    CHECK(strstr(out, "Chart written to") && strstr(out, "Timelines written"));
+    free(out);
+    const char *names[] = { "speedup.svg", "timelines.svg" };
+    for (int i = 0; i < 2; i++) {
+        snprintf(file, sizeof file, "%s/%s", dir, names[i]);
+        check_svg(file);
+    }
+    char *text = read_file(file); /* timelines.svg */
+    CHECK(strstr(text, ">io_0<") && strstr(text, ">cpu_0<"));
+    CHECK(strstr(text, ">fetch<") && strstr(text, ">count_primes_bytes<"));
+    free(text);
+    snprintf(file, sizeof file, "%s/speedup.svg", dir);
+    text = read_file(file);
+    CHECK(strstr(text, "faster") || strstr(text, "slower"));
+    CHECK(strstr(text, ">0 ms<") || strstr(text, ">0 s<")); /* axis ticks */
+    free(text);
+    const char *traces[] = { "io.json", "cpu.json" };
+    for (int i = 0; i < 2; i++) {
+        snprintf(file, sizeof file, "%s/%s", dir, traces[i]);
+        free(load_trace(file));
+    }
+    unlink(strcat(strcpy(file, dir), "/speedup.svg"));
+    unlink(strcat(strcpy(file, dir), "/timelines.svg"));
+    CHECK_EQ(rmdir(dir), 0);
+}
+#endif
+
 static const test_case cases[] = {
     TEST_CASE(json_checker_works),
     TEST_CASE(trace_errors),
@@ -436,6 +557,10 @@ static const test_case cases[] = {
     TEST_CASE(trace_sessions_race_with_threads),
     TEST_CASE(env_workload),
     TEST_CASE(trace_from_environment),
+#ifdef CFUTURES_BIN
+    TEST_CASE(trace_command),
+    TEST_CASE(demo_plot_dir),
+#endif
 };
 
 TEST_MAIN(cases)
