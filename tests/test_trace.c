@@ -260,7 +260,9 @@ static void trace_known_workload(void)
 {
     const char *path = trace_path("known");
     CHECK_EQ(cf_trace_start(path), 0);
-    cf_options o = { .max_workers = 2, .name_prefix = "tr" };
+    cf_options o = { .max_workers = 2,
+                     .name_prefix = "tr",
+                     .idle_timeout = 0.05 };
     cf_executor *ex = cf_thread_pool_new(&o);
     CHECK(ex != NULL);
     enum { N = 20 };
@@ -281,7 +283,10 @@ static void trace_known_workload(void)
     CHECK_EQ((intptr_t)r, 0);
     cf_future_release(w);
     cf_future_release(pending);
-    sleep_s(0.02); /* the workers go to sleep */
+    /* The workers sleep, time out and leave. */
+    cf_stats st;
+    WAIT_UNTIL(cf_executor_stats(ex, &st) == 0 && st.workers == 0, 10.0);
+    CHECK_EQ(st.workers, 0);
     cf_executor_free(ex);
 
     /* A process pool: dispatches, a crash, its replacement. */
@@ -304,6 +309,7 @@ static void trace_known_workload(void)
     CHECK_EQ(count(text, "\"name\":\"traced_waiter\""), 1);
     CHECK(count(text, "\"cat\":\"wait\",\"name\":\"blocked\"") >= 1);
     CHECK(count(text, "\"cat\":\"idle\",\"name\":\"sleep\"") >= 1);
+    CHECK(count(text, "\"timed_out\":true") >= 1);
     CHECK(count(text, "\"name\":\"tr_0\"") >= 1); /* the lane's name */
     CHECK_EQ(count(text, "\"name\":\"worker start\""),
              count(text, "\"name\":\"worker exit\""));
