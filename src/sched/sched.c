@@ -592,7 +592,8 @@ static int spawn_locked(cf__sched *s)
         /* The spawner holds a reference of its own: this is not the last. */
         if (s->hooks.release)
             s->hooks.release(s->hooks.ctx);
-        atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+        if (atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed) == 1)
+            pthread_cond_broadcast(&s->exit_cv);
         atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
         if (!fresh) {
             w->thread = NULL;
