@@ -29,6 +29,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,7 +252,12 @@ void cf__trace_record(cf__trace_kind kind, const void *p, uint64_t a)
 static void put_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
-    for (; *s; s++) {
+    size_t plain = 0;
+    while (s[plain] && s[plain] != '"' && s[plain] != '\\' &&
+           (unsigned char)s[plain] >= 0x20)
+        plain++;
+    fwrite(s, 1, plain, f); /* the common case: nothing to escape */
+    for (s += plain; *s; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch == '"' || ch == '\\')
             fprintf(f, "\\%c", ch);
@@ -264,11 +270,9 @@ static void put_json_string(FILE *f, const char *s)
 }
 
 /* A task function's name: its symbol, else module+offset, else "task". */
-static const char *fn_name(const void *p, char *buf, size_t n)
+static const char *resolve(const void *p, char *buf, size_t n)
 {
     Dl_info di;
-    if (!p)
-        return "task";
     if (dladdr(p, &di)) {
         if (di.dli_sname && di.dli_saddr == p)
             return di.dli_sname;
@@ -280,6 +284,28 @@ static const char *fn_name(const void *p, char *buf, size_t n)
     }
     snprintf(buf, n, "%p", p);
     return buf;
+}
+
+/* dladdr costs microseconds: the writer remembers the names it found, in
+ * a direct-mapped cache of NAMES entries. */
+enum { NAMES = 256, NAME_LEN = 120 };
+typedef struct name_cache {
+    const void *p[NAMES];
+    char name[NAMES][NAME_LEN];
+} name_cache;
+
+static const char *fn_name(name_cache *c, const void *p, char *buf, size_t n)
+{
+    if (!p)
+        return "task";
+    if (!c)
+        return resolve(p, buf, n);
+    size_t i = ((uintptr_t)p >> 4) % NAMES;
+    if (c->p[i] != p) {
+        snprintf(c->name[i], NAME_LEN, "%s", resolve(p, buf, n));
+        c->p[i] = p;
+    }
+    return c->name[i];
 }
 
 typedef struct slice {
@@ -295,6 +321,7 @@ typedef struct writer {
     double us_per_tick;
     long pid;
     bool first;
+    name_cache *names; /* NULL when out of memory: no cache */
 } writer;
 
 /* Microseconds from the start to stamp s. */
@@ -303,12 +330,21 @@ static double us_of(const writer *w, uint64_t s)
     return s > w->t0 ? (double)(s - w->t0) * w->us_per_tick : 0.0;
 }
 
+/* Writes microseconds with three decimals, in integers (printf's
+ * floating-point path is most of the writer's time). */
+static void put_us(FILE *f, double us)
+{
+    uint64_t ns = us > 0 ? (uint64_t)(us * 1e3 + 0.5) : 0;
+    fprintf(f, "%" PRIu64 ".%03u", ns / 1000, (unsigned)(ns % 1000));
+}
+
 static void event_head(writer *w, const tbuf *b, const char *ph, uint64_t s)
 {
     fputs(w->first ? "\n" : ",\n", w->f);
     w->first = false;
-    fprintf(w->f, "{\"ph\":\"%s\",\"pid\":%ld,\"tid\":%ld,\"ts\":%.3f", ph,
-            w->pid, b->tid, us_of(w, s));
+    fprintf(w->f, "{\"ph\":\"%s\",\"pid\":%ld,\"tid\":%ld,\"ts\":", ph, w->pid,
+            b->tid);
+    put_us(w->f, us_of(w, s));
 }
 
 static void close_slice(writer *w, const tbuf *b, const slice *s, uint64_t end,
@@ -318,7 +354,7 @@ static void close_slice(writer *w, const tbuf *b, const slice *s, uint64_t end,
     const char *name, *cat;
     switch (s->kind) {
     case CF__TR_TASK_BEGIN:
-        name = fn_name(s->p, buf, sizeof buf);
+        name = fn_name(w->names, s->p, buf, sizeof buf);
         cat = "task";
         break;
     case CF__TR_WAIT_BEGIN:
@@ -331,8 +367,9 @@ static void close_slice(writer *w, const tbuf *b, const slice *s, uint64_t end,
         break;
     }
     event_head(w, b, "X", s->stamp);
-    fprintf(w->f, ",\"dur\":%.3f,\"cat\":\"%s\",\"name\":",
-            end > s->stamp ? us_of(w, end) - us_of(w, s->stamp) : 0.0, cat);
+    fputs(",\"dur\":", w->f);
+    put_us(w->f, end > s->stamp ? us_of(w, end) - us_of(w, s->stamp) : 0.0);
+    fprintf(w->f, ",\"cat\":\"%s\",\"name\":", cat);
     put_json_string(w->f, name);
     if (s->kind == CF__TR_TASK_BEGIN && s->a)
         fputs(",\"args\":{\"inline\":true}", w->f);
@@ -433,7 +470,13 @@ static void write_buffer(writer *w, const tbuf *b)
 static int write_trace(FILE *f, tbuf *buffers, uint64_t t0, uint64_t t_end,
                        double us_per_tick)
 {
-    writer w = { f, t0, t_end, us_per_tick, (long)getpid(), true };
+    writer w = { f,
+                 t0,
+                 t_end,
+                 us_per_tick,
+                 (long)getpid(),
+                 true,
+                 cf__calloc(1, sizeof(name_cache)) };
     size_t dropped = 0;
     fputs("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[", f);
     for (tbuf *b = buffers; b; b = b->next) {
@@ -445,6 +488,7 @@ static int write_trace(FILE *f, tbuf *buffers, uint64_t t0, uint64_t t_end,
             "\"duration_us\":%.3f,\"dropped_events\":%zu}}\n",
             CFUTURES_VERSION_MAJOR, CFUTURES_VERSION_MINOR,
             CFUTURES_VERSION_PATCH, us_of(&w, t_end), dropped);
+    cf__free(w.names);
     int failed = ferror(f);
     if (fclose(f) != 0 || failed)
         return errno ? -errno : CF_EINVAL;
