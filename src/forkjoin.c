@@ -81,6 +81,10 @@ typedef struct join_frame {
     _Atomic uint32_t done;  /* set (release) by whoever ran fn */
 } join_frame;
 
+/* What a trace calls a task that runs fn(arg): fn, or the body of a
+ * cf_parallel_for for its ranges. */
+static const void *task_name(cf_fn fn, void *arg);
+
 static void run_branch(join_frame *fr)
 {
     cf__task_ctx *outer = cf__task_ctx_swap(&fr->ctx);
@@ -93,7 +97,7 @@ static void exec_stolen(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     (void)drop; /* never dropped: join frames live only on deques */
     join_frame *fr = (join_frame *)t;
-    cf__trace(CF__TR_TASK_NAME, (const void *)fr->fn, 0);
+    cf__trace(CF__TR_TASK_NAME, task_name(fr->fn, fr->arg), 0);
     run_branch(fr);
     cf__worker_leave(w);
     cf__parker *waiter = fr->waiter; /* the frame may die once done is set */
@@ -180,7 +184,7 @@ static void exec_outer_join(cf__task *t, cf__worker *w, const cf__drop *drop)
     if (drop) {
         oj->rc = drop->code;
     } else {
-        cf__trace(CF__TR_TASK_NAME, (const void *)oj->a, 0);
+        cf__trace(CF__TR_TASK_NAME, task_name(oj->a, oj->arg_a), 0);
         oj->rc = join_in_worker(w, oj->a, oj->arg_a, &oj->res_a, oj->b,
                                 oj->arg_b, &oj->res_b, &oj->message);
         cf__worker_leave(w);
@@ -283,6 +287,13 @@ static void *pfor_run(void *p)
                                                 memory_order_relaxed);
     }
     return NULL;
+}
+
+static const void *task_name(cf_fn fn, void *arg)
+{
+    if (fn == pfor_run)
+        return (const void *)((pfor_range *)arg)->sh->body;
+    return (const void *)fn;
 }
 
 int cf_parallel_for(cf_executor *ex, size_t begin, size_t end, size_t grain,
