@@ -402,6 +402,37 @@ static void trace_sessions_race_with_threads(void)
     cf_executor_free(ex);
 }
 
+/* Allocations failing at every point of a traced session (the recording
+ * threads' buffers and chunks, the writer's name cache): tasks still run,
+ * events are dropped, the file stays valid JSON. */
+static void trace_survives_failing_allocations(void)
+{
+    oom_install();
+    cf_options o = { .max_workers = 2 };
+    cf_executor *ex = cf_thread_pool_new(&o);
+    CHECK(ex != NULL);
+    for (long k = 0; k < 40; k++) {
+        const char *path = trace_path("oom");
+        CHECK_EQ(cf_trace_start(path), 0);
+        oom_fail_at(k);
+        cf_future *fs[4];
+        int n = 0;
+        for (int i = 0; i < 4; i++)
+            if (cf_submit(ex, traced_task, NULL, &fs[n]) == 0)
+                n++;
+        for (int i = 0; i < n; i++) {
+            CHECK_EQ(cf_future_result(fs[i], 20.0, NULL), 0);
+            cf_future_release(fs[i]);
+        }
+        CHECK_EQ(cf_trace_stop(), 0);
+        oom_fail_at(-1);
+        char *text = load_trace(path);
+        CHECK(count(text, "\"name\":\"traced_task\"") <= (size_t)n);
+        free(text);
+    }
+    cf_executor_free(ex);
+}
+
 /* CFUTURES_TRACE traces a whole run: this program runs itself with it. */
 static void env_workload(void)
 {
@@ -552,6 +583,64 @@ static void demo_plot_dir(void)
     unlink(strcat(strcpy(file, dir), "/timelines.svg"));
     CHECK_EQ(rmdir(dir), 0);
 }
+/* Every truncation of a valid trace, and bytes flipped in it: `cfutures
+ * trace` reads or refuses each (exit 0 or 1), never crashes. */
+static void trace_command_hostile_files(void)
+{
+    const char *path = trace_path("hostile");
+    CHECK_EQ(cf_trace_start(path), 0);
+    cf_executor *ex = cf_thread_pool_new(NULL);
+    CHECK(ex != NULL);
+    for (int i = 0; i < 4; i++)
+        CHECK_EQ(cf_submit(ex, traced_task, NULL, NULL), 0);
+    cf_executor_free(ex);
+    CHECK_EQ(cf_trace_stop(), 0);
+    char *good = read_file(path);
+    size_t len = strlen(good);
+    char bad[300], cmd[700], *out;
+    snprintf(bad, sizeof bad, "%s.bad", path);
+    snprintf(cmd, sizeof cmd, "%s trace %s --svg %s.svg >/dev/null 2>&1",
+             CFUTURES_BIN, bad, bad);
+    unsigned seed = 7;
+    for (int round = 0; round < 60; round++) {
+        FILE *f = fopen(bad, "w");
+        CHECK(f != NULL);
+        if (round < 30) { /* a prefix */
+            fwrite(good, 1, len * (size_t)round / 30, f);
+        } else { /* a few bytes changed */
+            char *copy = strdup(good);
+            for (int i = 0; i < 4; i++) {
+                seed = seed * 1103515245u + 12345u;
+                copy[(seed >> 8) % len] = (char)"{}[]\",:0e-\\x\x01"[seed % 14];
+            }
+            fwrite(copy, 1, len, f);
+            free(copy);
+        }
+        fclose(f);
+        int rc = run_cmd(cmd, &out);
+        free(out);
+        CHECK(rc == 0 || rc == 1);
+    }
+    /* Deep nesting, and a trace in the plain array form. */
+    FILE *f = fopen(bad, "w");
+    for (int i = 0; i < 100000; i++)
+        fputc('[', f);
+    fclose(f);
+    CHECK_EQ(run_cmd(cmd, &out), 1);
+    free(out);
+    f = fopen(bad, "w");
+    fputs("[{\"ph\":\"X\",\"tid\":1,\"ts\":0,\"dur\":5,\"name\":\"a\\u00e9\","
+          "\"cat\":\"task\",\"extra\":[1,{\"x\":null}]}]",
+          f);
+    fclose(f);
+    CHECK_EQ(run_cmd(cmd, &out), 0);
+    free(out);
+    unlink(bad);
+    strcat(bad, ".svg");
+    unlink(bad);
+    unlink(path);
+    free(good);
+}
 #endif
 
 static const test_case cases[] = {
@@ -561,10 +650,12 @@ static const test_case cases[] = {
     TEST_CASE(trace_fork_join),
     TEST_CASE(trace_off_records_nothing),
     TEST_CASE(trace_sessions_race_with_threads),
+    TEST_CASE(trace_survives_failing_allocations),
     TEST_CASE(env_workload),
     TEST_CASE(trace_from_environment),
 #ifdef CFUTURES_BIN
     TEST_CASE(trace_command),
+    TEST_CASE(trace_command_hostile_files),
     TEST_CASE(demo_plot_dir),
 #endif
 };
