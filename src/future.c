@@ -19,6 +19,7 @@
  * no callbacks is one mutex round trip and one exchange.
  */
 #include "future.h"
+#include "bytes.h"
 
 #include <errno.h>
 #include <string.h>
@@ -68,7 +69,7 @@ void *cf_future_arg(const cf_future *f)
 {
     if (!f)
         return NULL;
-    return f->is_bytes ? (void *)f->input : f->arg;
+    return f->is_bytes ? (void *)cf__bytes_input(f) : f->arg;
 }
 
 bool cf__future_failed(const cf_future *f)
