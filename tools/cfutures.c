@@ -60,7 +60,8 @@ static const command *find(const char *name)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error(NULL, "which command? (demo, bench or run)");
+        return cli_usage_error(NULL,
+                               "which command? (demo, bench, run or trace)");
     const char *name = argv[1];
     if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 ||
         strcmp(name, "help") == 0) {
@@ -80,8 +81,8 @@ int main(int argc, char **argv)
     const command *c = find(name);
     if (c == NULL)
         return cli_usage_error(NULL,
-                               "unknown command '%s' (demo, bench or "
-                               "run)",
+                               "unknown command '%s' (demo, bench, run or "
+                               "trace)",
                                name);
     return c->main(argc - 1, argv + 1);
 }
