@@ -321,6 +321,42 @@ static void trace_known_workload(void)
     free(text);
 }
 
+/* A task that waits for children it submitted runs them inline (one
+ * worker: nobody else could): three inline task events inside it. */
+static cf_executor *inline_pool;
+void *traced_parent(void *arg);
+void *traced_parent(void *arg)
+{
+    cf_future *fs[3];
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ(cf_submit(inline_pool, traced_task, NULL, &fs[i]), 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(cf_future_result(fs[i], 20.0, NULL), 0);
+        cf_future_release(fs[i]);
+    }
+    return arg;
+}
+
+static void trace_inline_runs(void)
+{
+    const char *path = trace_path("inline");
+    cf_options o = { .max_workers = 1 };
+    inline_pool = cf_thread_pool_new(&o);
+    CHECK(inline_pool != NULL);
+    CHECK_EQ(cf_trace_start(path), 0);
+    cf_future *f;
+    CHECK_EQ(cf_submit(inline_pool, traced_parent, NULL, &f), 0);
+    CHECK_EQ(cf_future_result(f, 20.0, NULL), 0);
+    cf_future_release(f);
+    CHECK_EQ(cf_trace_stop(), 0);
+    cf_executor_free(inline_pool);
+    char *text = load_trace(path);
+    CHECK_EQ(count(text, "\"name\":\"traced_parent\""), 1);
+    CHECK_EQ(count(text, "\"name\":\"traced_task\",\"args\":{\"inline\":true}"),
+             3);
+    free(text);
+}
+
 /* Traced fork-join: stolen halves are named tasks; the result is right. */
 static void trace_fork_join(void)
 {
@@ -647,6 +683,7 @@ static const test_case cases[] = {
     TEST_CASE(json_checker_works),
     TEST_CASE(trace_errors),
     TEST_CASE(trace_known_workload),
+    TEST_CASE(trace_inline_runs),
     TEST_CASE(trace_fork_join),
     TEST_CASE(trace_off_records_nothing),
     TEST_CASE(trace_sessions_race_with_threads),
