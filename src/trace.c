@@ -29,7 +29,6 @@
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,26 +246,43 @@ void cf__trace_record(cf__trace_kind kind, const void *p, uint64_t a)
     atomic_store_explicit(&c->n, n + 1, memory_order_release);
 }
 
-/* ---- writing ------------------------------------------------------------ */
+/* ---- writing ------------------------------------------------------------
+ * One thread writes the file, holding its lock throughout (flockfile), so
+ * the unlocked stdio calls; numbers are formatted by hand: printf was most
+ * of the writer's time. */
+
+static void put(FILE *f, const char *s)
+{
+    fputs_unlocked(s, f);
+}
+
+static void put_u64(FILE *f, uint64_t v)
+{
+    char b[24];
+    size_t i = sizeof b;
+    do
+        b[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    fwrite_unlocked(b + i, 1, sizeof b - i, f);
+}
 
 static void put_json_string(FILE *f, const char *s)
 {
-    fputc('"', f);
-    size_t plain = 0;
-    while (s[plain] && s[plain] != '"' && s[plain] != '\\' &&
-           (unsigned char)s[plain] >= 0x20)
-        plain++;
-    fwrite(s, 1, plain, f); /* the common case: nothing to escape */
-    for (s += plain; *s; s++) {
+    fputc_unlocked('"', f);
+    for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            fprintf(f, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
+        if (ch == '"' || ch == '\\') {
+            fputc_unlocked('\\', f);
+            fputc_unlocked((char)ch, f);
+        } else if (ch < 0x20) {
+            char esc[8];
+            snprintf(esc, sizeof esc, "\\u%04x", ch);
+            put(f, esc);
+        } else {
+            fputc_unlocked((char)ch, f);
+        }
     }
-    fputc('"', f);
+    fputc_unlocked('"', f);
 }
 
 /* A task function's name: its symbol, else module+offset, else "task". */
@@ -330,20 +346,27 @@ static double us_of(const writer *w, uint64_t s)
     return s > w->t0 ? (double)(s - w->t0) * w->us_per_tick : 0.0;
 }
 
-/* Writes microseconds with three decimals, in integers (printf's
- * floating-point path is most of the writer's time). */
+/* Microseconds with three decimals. */
 static void put_us(FILE *f, double us)
 {
     uint64_t ns = us > 0 ? (uint64_t)(us * 1e3 + 0.5) : 0;
-    fprintf(f, "%" PRIu64 ".%03u", ns / 1000, (unsigned)(ns % 1000));
+    unsigned frac = (unsigned)(ns % 1000);
+    char dec[5] = { '.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10),
+                    (char)('0' + frac % 10), '\0' };
+    put_u64(f, ns / 1000);
+    put(f, dec);
 }
 
 static void event_head(writer *w, const tbuf *b, const char *ph, uint64_t s)
 {
-    fputs(w->first ? "\n" : ",\n", w->f);
+    put(w->f, w->first ? "\n{\"ph\":\"" : ",\n{\"ph\":\"");
     w->first = false;
-    fprintf(w->f, "{\"ph\":\"%s\",\"pid\":%ld,\"tid\":%ld,\"ts\":", ph, w->pid,
-            b->tid);
+    put(w->f, ph);
+    put(w->f, "\",\"pid\":");
+    put_u64(w->f, (uint64_t)w->pid);
+    put(w->f, ",\"tid\":");
+    put_u64(w->f, (uint64_t)b->tid);
+    put(w->f, ",\"ts\":");
     put_us(w->f, us_of(w, s));
 }
 
@@ -367,25 +390,36 @@ static void close_slice(writer *w, const tbuf *b, const slice *s, uint64_t end,
         break;
     }
     event_head(w, b, "X", s->stamp);
-    fputs(",\"dur\":", w->f);
+    put(w->f, ",\"dur\":");
     put_us(w->f, end > s->stamp ? us_of(w, end) - us_of(w, s->stamp) : 0.0);
-    fprintf(w->f, ",\"cat\":\"%s\",\"name\":", cat);
+    put(w->f, ",\"cat\":\"");
+    put(w->f, cat);
+    put(w->f, "\",\"name\":");
     put_json_string(w->f, name);
     if (s->kind == CF__TR_TASK_BEGIN && s->a)
-        fputs(",\"args\":{\"inline\":true}", w->f);
+        put(w->f, ",\"args\":{\"inline\":true}");
     else if (s->kind == CF__TR_SLEEP_BEGIN && end_a)
-        fputs(",\"args\":{\"timed_out\":true}", w->f);
-    fputc('}', w->f);
+        put(w->f, ",\"args\":{\"timed_out\":true}");
+    put(w->f, "}");
 }
 
 static void instant(writer *w, const tbuf *b, const event *e, const char *name,
                     const char *cat, const char *arg)
 {
     event_head(w, b, "i", e->stamp);
-    fprintf(w->f, ",\"s\":\"t\",\"cat\":\"%s\",\"name\":\"%s\"", cat, name);
-    if (arg)
-        fprintf(w->f, ",\"args\":{\"%s\":%u}", arg, e->a);
-    fputc('}', w->f);
+    put(w->f, ",\"s\":\"t\",\"cat\":\"");
+    put(w->f, cat);
+    put(w->f, "\",\"name\":\"");
+    put(w->f, name);
+    put(w->f, "\"");
+    if (arg) {
+        put(w->f, ",\"args\":{\"");
+        put(w->f, arg);
+        put(w->f, "\":");
+        put_u64(w->f, e->a);
+        put(w->f, "}");
+    }
+    put(w->f, "}");
 }
 
 /* Pops the innermost open slice of kind begin (and any left open inside
@@ -407,9 +441,9 @@ static void pop(writer *w, const tbuf *b, slice *st, int *depth, uint32_t begin,
 static void write_buffer(writer *w, const tbuf *b)
 {
     event_head(w, b, "M", w->t0);
-    fputs(",\"name\":\"thread_name\",\"args\":{\"name\":", w->f);
+    put(w->f, ",\"name\":\"thread_name\",\"args\":{\"name\":");
     put_json_string(w->f, b->name);
-    fputs("}}", w->f);
+    put(w->f, "}}");
     slice st[MAX_DEPTH];
     int depth = 0;
     bool lost = false;
@@ -478,11 +512,13 @@ static int write_trace(FILE *f, tbuf *buffers, uint64_t t0, uint64_t t_end,
                  true,
                  cf__calloc(1, sizeof(name_cache)) };
     size_t dropped = 0;
-    fputs("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[", f);
+    flockfile(f);
+    put(f, "{\"displayTimeUnit\":\"ns\",\"traceEvents\":[");
     for (tbuf *b = buffers; b; b = b->next) {
         write_buffer(&w, b);
         dropped += atomic_load_explicit(&b->dropped, memory_order_relaxed);
     }
+    funlockfile(f);
     fprintf(f,
             "\n],\"otherData\":{\"producer\":\"cfutures %d.%d.%d\","
             "\"duration_us\":%.3f,\"dropped_events\":%zu}}\n",
