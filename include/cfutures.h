@@ -516,6 +516,44 @@ void cf_group_cancel(cf_group *g);
 /* Waits for the group's tasks, then frees it. */
 void cf_group_free(cf_group *g);
 
+/* ------------------------------------------------------------------------
+ * Lifecycle, progress and failures (issue 13)
+ * ------------------------------------------------------------------------ */
+
+/* The arg the task was submitted with (cf_submit, cf_map); for a bytes task
+ * the input's address as passed to cf_submit_bytes (only an address: the
+ * bytes may be gone). NULL for cf_future_new futures and for NULL. */
+void *cf_future_arg(const cf_future *f);
+
+/* Waits until a shut-down executor's accepted work has finished and its
+ * workers have exited: 0, CF_ETIMEDOUT, CF_EINVAL (not shut down, NULL, NaN)
+ * or CF_EDEADLK from a worker of ex. With cf_shutdown(ex, false, ...) it is
+ * a shutdown with a timeout. */
+int cf_executor_wait(cf_executor *ex, double timeout);
+
+/* cf_as_completed_next with a timeout of its own for this call, on top of
+ * the iterator's overall one (the earlier wins): 0, CF_EOF, CF_ETIMEDOUT
+ * (the iterator goes on: call again), CF_EINVAL. */
+int cf_as_completed_next_for(cf_as_completed *it, double timeout,
+                             cf_future **f);
+
+/* The message of the failure that the calling thread's last cf_join,
+ * cf_parallel_for or cf_group_wait returned (cf_fail's text, else
+ * cf_strerror of the code); NULL when it returned 0. Valid until this
+ * thread's next such call. */
+const char *cf_failure_message(void);
+
+/* Records what the pool threads do (tasks, waits, steals, sleeps, process
+ * workers' dispatch, deaths and replacements) into per-thread buffers, and
+ * at cf_trace_stop writes it to path as Chrome Trace Event JSON (Perfetto,
+ * chrome://tracing, `cfutures trace`). 0, CF_EINVAL (NULL, or a trace is on),
+ * or -errno when path cannot be created. CFUTURES_TRACE=path traces a whole
+ * run. Off, it costs one predictable branch per event. docs/trace.md. */
+int cf_trace_start(const char *path);
+/* Stops the trace and writes its file: 0, CF_EINVAL (no trace on), or
+ * -errno from writing. */
+int cf_trace_stop(void);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Builds cfutures and its command-line program (Release, in build/release)
 # and runs the guided tour, `cfutures demo`; arguments are passed on to it
-# (--quick for smaller workloads, --plot FILE.svg for a chart).
+# (--quick for smaller workloads, --plot DIR for the speedup chart and the
+# pool threads' timelines).
 # Usage: scripts/demo.sh [demo arguments...]
 set -euo pipefail
 

@@ -10,6 +10,7 @@
  */
 #include "bytes.h"
 #include "executor.h"
+#include "trace.h"
 
 #include <string.h>
 
@@ -68,6 +69,7 @@ cf__bytes *cf__run_bytes(cf_bytes_fn fn, const void *in, size_t len)
 /* A bytes task on an engine that runs it in place. */
 typedef struct bytes_job {
     cf_bytes_fn fn;
+    const void *in; /* the caller's address, for cf_future_arg */
     size_t len;
     unsigned char data[];
 } bytes_job;
@@ -75,7 +77,16 @@ typedef struct bytes_job {
 static void *bytes_trampoline(void *arg)
 {
     bytes_job *job = arg;
+    cf__trace(CF__TR_TASK_NAME, (const void *)job->fn, 0);
     return cf__run_bytes(job->fn, job->data, job->len);
+}
+
+const void *cf__bytes_input(const cf_future *f)
+{
+    /* The job lives in arg until the future is freed. */
+    if (f->fn == bytes_trampoline)
+        return f->arg ? ((const bytes_job *)f->arg)->in : NULL;
+    return f->input;
 }
 
 int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in,
@@ -89,6 +100,7 @@ int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in,
     f->is_bytes = true;
     int rc;
     if (ex->ops->submit_bytes) {
+        f->input = in;
         rc = ex->ops->submit_bytes(ex, f, fn, in, len);
     } else {
         bytes_job *job = cf__malloc(sizeof *job + len);
@@ -97,6 +109,7 @@ int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in,
             return CF_ENOMEM;
         }
         job->fn = fn;
+        job->in = in;
         job->len = len;
         if (len)
             memcpy(job->data, in, len);

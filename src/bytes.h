@@ -21,4 +21,7 @@ struct cf_buffer {
  * kept). */
 cf__bytes *cf__run_bytes(cf_bytes_fn fn, const void *in, size_t len);
 
+/* The input address a bytes future was submitted with (cf_future_arg). */
+const void *cf__bytes_input(const cf_future *f);
+
 #endif /* CF_BYTES_H */

@@ -13,11 +13,62 @@
  * A group counts its outstanding tasks; a wait blocks (or helps) until the
  * count is 0. Group tasks are futures without a user reference whose first
  * callback reports to the group, so a group task costs one allocation.
+ *
+ * cf_failure_message: each of the three calls leaves the message of the
+ * failure it returns in a thread-local slot (a pthread key frees it when
+ * the thread ends). Success costs one thread-local load when the slot was
+ * already clear.
  */
 #include "executor.h"
 #include "sched/sched.h"
+#include "trace.h"
 
 #include <errno.h>
+#include <pthread.h>
+
+/* ---- cf_failure_message -------------------------------------------------- */
+
+static _Thread_local struct {
+    int code;
+    char *message; /* owned; also the value of failure_key */
+} last_failure;
+static pthread_key_t failure_key;
+static pthread_once_t failure_once = PTHREAD_ONCE_INIT;
+
+static void free_message(void *m)
+{
+    cf__free(m);
+}
+
+static void make_failure_key(void)
+{
+    pthread_key_create(&failure_key, free_message);
+}
+
+static void note_failure(int code, char *message)
+{
+    cf__free(last_failure.message);
+    last_failure.code = code;
+    last_failure.message = message;
+    pthread_once(&failure_once, make_failure_key);
+    pthread_setspecific(failure_key, message);
+}
+
+/* Records what a cf_join, cf_parallel_for or cf_group_wait returns on this
+ * thread, taking over message. */
+static inline void note_outcome(int code, char *message)
+{
+    if (code || last_failure.code)
+        note_failure(code, message);
+}
+
+const char *cf_failure_message(void)
+{
+    if (!last_failure.code)
+        return NULL;
+    return last_failure.message ? last_failure.message
+                                : cf_strerror(last_failure.code);
+}
 
 /* ---- cf_join ------------------------------------------------------------ */
 
@@ -31,6 +82,10 @@ typedef struct join_frame {
     _Atomic uint32_t done;  /* set (release) by whoever ran fn */
 } join_frame;
 
+/* What a trace calls a task that runs fn(arg): fn, or the body of a
+ * cf_parallel_for for its ranges. */
+static const void *task_name(cf_fn fn, void *arg);
+
 static void run_branch(join_frame *fr)
 {
     cf__task_ctx *outer = cf__task_ctx_swap(&fr->ctx);
@@ -43,6 +98,7 @@ static void exec_stolen(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     (void)drop; /* never dropped: join frames live only on deques */
     join_frame *fr = (join_frame *)t;
+    cf__trace(CF__TR_TASK_NAME, task_name(fr->fn, fr->arg), 0);
     run_branch(fr);
     cf__worker_leave(w);
     cf__parker *waiter = fr->waiter; /* the frame may die once done is set */
@@ -57,19 +113,27 @@ static bool frame_done(void *p)
     return atomic_load_explicit(&fr->done, memory_order_acquire) != 0;
 }
 
-static int first_failure(cf__task_ctx *a, cf__task_ctx *b)
+/* The first failure of a join; its message goes to *message (when wanted
+ * and there is one). */
+static int first_failure(cf__task_ctx *a, cf__task_ctx *b, char **message)
 {
     int code = a->code ? a->code : b->code;
     if (code) {
+        char **first = a->code ? &a->message : &b->message;
+        if (message) {
+            *message = *first;
+            *first = NULL;
+        }
         cf__free(a->message);
         cf__free(b->message);
     }
     return code;
 }
 
-/* The join on a worker of its pool. */
-static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
-                          cf_fn b, void *arg_b, void **res_b)
+/* The join on a worker of its pool. Inlined into cf_join: the fast path
+ * passes nothing on the stack. */
+static inline __attribute__((always_inline)) int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
+                          cf_fn b, void *arg_b, void **res_b, char **message)
 {
     join_frame fb = { .task.exec = exec_stolen, .fn = b, .arg = arg_b,
                       .waiter = &w->parker };
@@ -101,7 +165,7 @@ static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
         *res_a = result_a;
     if (res_b)
         *res_b = fb.result;
-    return first_failure(&ctx_a, &fb.ctx);
+    return first_failure(&ctx_a, &fb.ctx, message);
 }
 
 typedef struct outer_join {
@@ -110,6 +174,7 @@ typedef struct outer_join {
     void *arg_a, *arg_b;
     void *res_a, *res_b;
     int rc;
+    char *message;
     cf__parker *waiter;
     _Atomic uint32_t done;
 } outer_join;
@@ -120,8 +185,9 @@ static void exec_outer_join(cf__task *t, cf__worker *w, const cf__drop *drop)
     if (drop) {
         oj->rc = drop->code;
     } else {
+        cf__trace(CF__TR_TASK_NAME, task_name(oj->a, oj->arg_a), 0);
         oj->rc = join_in_worker(w, oj->a, oj->arg_a, &oj->res_a, oj->b,
-                                oj->arg_b, &oj->res_b);
+                                oj->arg_b, &oj->res_b, &oj->message);
         cf__worker_leave(w);
     }
     cf__parker *waiter = oj->waiter;
@@ -136,15 +202,16 @@ static bool outer_done(void *p)
     return atomic_load_explicit(&oj->done, memory_order_acquire) != 0;
 }
 
-int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
-            void *arg_b, void **res_b)
+/* cf_join; the failure's message goes to *message (NULL: freed). */
+static int join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
+                void *arg_b, void **res_b, char **message)
 {
     cf__sched *s = cf__executor_sched(ex);
     if (!s || !a || !b)
         return CF_EINVAL;
     cf__worker *w = cf__worker_current();
     if (w && w->sched == s) /* the fast path: no allocation, no lock */
-        return join_in_worker(w, a, arg_a, res_a, b, arg_b, res_b);
+        return join_in_worker(w, a, arg_a, res_a, b, arg_b, res_b, message);
     if (cf__executor_broken(ex))
         return CF_EBROKEN;
     outer_join oj = { .task.exec = exec_outer_join, .a = a, .b = b,
@@ -159,7 +226,20 @@ int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
         *res_a = oj.res_a;
     if (res_b)
         *res_b = oj.res_b;
+    if (message)
+        *message = oj.message;
+    else
+        cf__free(oj.message);
     return oj.rc;
+}
+
+int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
+            void *arg_b, void **res_b)
+{
+    char *message = NULL;
+    int rc = join(ex, a, arg_a, res_a, b, arg_b, res_b, &message);
+    note_outcome(rc, message);
+    return rc;
 }
 
 /* ---- cf_parallel_for ----------------------------------------------------- */
@@ -170,6 +250,7 @@ typedef struct pfor_shared {
     void *ctx;
     size_t grain;
     _Atomic int failed; /* first failure: stops further splitting */
+    char *message;      /* its message, written by the one that set failed */
 } pfor_shared;
 
 typedef struct pfor_range {
@@ -187,18 +268,19 @@ static void *pfor_run(void *p)
         sh->body(r->lo, r->hi, sh->ctx);
         cf__task_ctx *ctx = cf__task_ctx_swap(NULL);
         cf__task_ctx_swap(ctx);
-        if (ctx && ctx->code) {
-            int zero = 0;
-            atomic_compare_exchange_strong_explicit(&sh->failed, &zero,
-                                                    ctx->code,
-                                                    memory_order_relaxed,
-                                                    memory_order_relaxed);
+        int zero = 0;
+        if (ctx && ctx->code &&
+            atomic_compare_exchange_strong_explicit(
+                &sh->failed, &zero, ctx->code, memory_order_relaxed,
+                memory_order_relaxed)) {
+            sh->message = ctx->message; /* the join's end publishes it */
+            ctx->message = NULL;
         }
         return NULL;
     }
     size_t mid = r->lo + (r->hi - r->lo) / 2;
     pfor_range left = { sh, r->lo, mid }, right = { sh, mid, r->hi };
-    int rc = cf_join(sh->ex, pfor_run, &left, NULL, pfor_run, &right, NULL);
+    int rc = join(sh->ex, pfor_run, &left, NULL, pfor_run, &right, NULL, NULL);
     if (rc) {
         int zero = 0;
         atomic_compare_exchange_strong_explicit(&sh->failed, &zero, rc,
@@ -208,14 +290,25 @@ static void *pfor_run(void *p)
     return NULL;
 }
 
+static const void *task_name(cf_fn fn, void *arg)
+{
+    if (fn == pfor_run)
+        return (const void *)((pfor_range *)arg)->sh->body;
+    return (const void *)fn;
+}
+
 int cf_parallel_for(cf_executor *ex, size_t begin, size_t end, size_t grain,
                     void (*body)(size_t lo, size_t hi, void *ctx), void *ctx)
 {
     cf__sched *s = cf__executor_sched(ex);
-    if (!s || !body || begin > end)
+    if (!s || !body || begin > end) {
+        note_outcome(CF_EINVAL, NULL);
         return CF_EINVAL;
-    if (begin == end)
+    }
+    if (begin == end) {
+        note_outcome(0, NULL);
         return 0;
+    }
     if (grain == 0) {
         /* About eight pieces per worker: enough slack to balance uneven
          * bodies, few enough that splitting costs nothing measurable. */
@@ -230,9 +323,16 @@ int cf_parallel_for(cf_executor *ex, size_t begin, size_t end, size_t grain,
         left.hi = end;
         right.lo = right.hi = end;
     }
-    int rc = cf_join(ex, pfor_run, &left, NULL, pfor_run, &right, NULL);
+    char *message = NULL;
+    int rc = join(ex, pfor_run, &left, NULL, pfor_run, &right, NULL, &message);
     int failed = atomic_load_explicit(&sh.failed, memory_order_relaxed);
-    return failed ? failed : rc;
+    if (failed) {
+        cf__free(message);
+        rc = failed;
+        message = sh.message;
+    }
+    note_outcome(rc, message);
+    return rc;
 }
 
 /* ---- task groups ---------------------------------------------------------- */
@@ -242,6 +342,7 @@ struct cf_group {
     cf__sched *sched;
     _Atomic size_t pending;
     _Atomic int failure;    /* first failure code, 0 if none */
+    char *message;          /* its message, by the one that set failure */
     _Atomic bool cancelled; /* set by cancel or by the first failure */
     cf__mutex mu;           /* guards waiters; held while pending hits 0 */
     cf__parker *waiters[8]; /* parkers of threads inside a wait */
@@ -270,9 +371,11 @@ static void group_task_done(cf_future *f, void *ctx)
     cf_group *g = ctx;
     if (cf__future_failed(f)) {
         int zero = 0;
-        atomic_compare_exchange_strong_explicit(&g->failure, &zero, f->code,
-                                                memory_order_relaxed,
-                                                memory_order_relaxed);
+        /* the release on pending below publishes message to the waiter */
+        if (atomic_compare_exchange_strong_explicit(&g->failure, &zero, f->code,
+                                                    memory_order_relaxed,
+                                                    memory_order_relaxed))
+            g->message = cf__strdup(f->message);
         atomic_store_explicit(&g->cancelled, true, memory_order_relaxed);
     }
     cf__mutex_lock(&g->mu);
@@ -333,7 +436,7 @@ static bool group_idle(void *p)
     return atomic_load_explicit(&g->pending, memory_order_acquire) == 0;
 }
 
-int cf_group_wait(cf_group *g, double timeout)
+static int group_wait(cf_group *g, double timeout)
 {
     cf__deadline d;
     if (!g || cf__deadline_from(timeout, &d))
@@ -371,6 +474,15 @@ int cf_group_wait(cf_group *g, double timeout)
     return atomic_load_explicit(&g->failure, memory_order_relaxed);
 }
 
+int cf_group_wait(cf_group *g, double timeout)
+{
+    int rc = group_wait(g, timeout);
+    bool failed = g && rc != 0 &&
+                  rc == atomic_load_explicit(&g->failure, memory_order_relaxed);
+    note_outcome(rc, failed ? cf__strdup(g->message) : NULL);
+    return rc;
+}
+
 void cf_group_cancel(cf_group *g)
 {
     if (g)
@@ -381,9 +493,10 @@ void cf_group_free(cf_group *g)
 {
     if (!g)
         return;
-    cf_group_wait(g, CF_FOREVER);
+    group_wait(g, CF_FOREVER);
     /* The last task's callback may still hold mu: wait it out. */
     cf__mutex_lock(&g->mu);
     cf__mutex_unlock(&g->mu);
+    cf__free(g->message);
     cf__free(g);
 }

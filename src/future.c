@@ -20,6 +20,7 @@
  * no callbacks is one mutex round trip and one exchange.
  */
 #include "future.h"
+#include "bytes.h"
 
 #include <errno.h>
 #include <string.h>
@@ -63,6 +64,13 @@ void cf_future_release(cf_future *f)
         cf__free(f->arg);
     }
     cf__cache_free(f);
+}
+
+void *cf_future_arg(const cf_future *f)
+{
+    if (!f)
+        return NULL;
+    return f->is_bytes ? (void *)cf__bytes_input(f) : f->arg;
 }
 
 bool cf__future_failed(const cf_future *f)

@@ -62,7 +62,12 @@ struct cf_future {
     cf__watch *watches;
     /* the task part, used by executors */
     cf__task task;
-    cf_fn fn;
+    union {
+        cf_fn fn;
+        const void *input; /* a bytes task on an engine with its own
+                              submit_bytes: the caller's input address, for
+                              cf_future_arg (bytes.c) */
+    };
     void *arg;              /* for bytes tasks on threads: the owned input */
 };
 

@@ -11,6 +11,7 @@
 
 #include "cfutures.h"
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <time.h>
@@ -139,6 +140,13 @@ static inline cf__task_ctx *cf__task_ctx_swap(cf__task_ctx *ctx)
     cf__tls_task = ctx;
     return old; /* the old one */
 }
+
+/* ---- pool threads block the asynchronous signals (platform/signals.c):
+ * block SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGALRM, SIGUSR1/2 and
+ * SIGPIPE in the calling thread (saving its mask in *old) around the
+ * creation of a pool thread, then restore. */
+void cf__signals_block(sigset_t *old);
+void cf__signals_restore(const sigset_t *old);
 
 /* ---- thread names: pool workers and cf_threads set theirs here */
 void cf__set_current_name(const char *name); /* borrowed, must outlive use */

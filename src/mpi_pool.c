@@ -1613,8 +1613,14 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
     }
     MPI_Query_thread(&level);
     err = !p ? ENOMEM : size > 1 && level < MPI_THREAD_SERIALIZED ? EINVAL : 0;
+    sigset_t mask;
+    bool block = !(opts && opts->keep_signal_mask);
+    if (block)
+        cf__signals_block(&mask);
     if (!err && pthread_create(&p->thread, NULL, manager_main, p) != 0)
         err = EAGAIN;
+    if (block)
+        cf__signals_restore(&mask);
     if (err) {
         /* The workers are serving already: send them home. */
         if (p) {

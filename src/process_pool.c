@@ -49,6 +49,7 @@
 #include "executor.h"
 #include "fnid.h"
 #include "proc/wire.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <math.h>
@@ -324,6 +325,7 @@ static void startup_failed(pp_pool *p, pp_worker *w, double now)
 static void lose_worker(pp_pool *p, pp_worker *w, pp_why why,
                         const char *detail, double now)
 {
+    cf__trace(CF__TR_PROC_LOST, why == WHY_STOP ? NULL : w, (uint64_t)w->proc.pid);
     unlink_worker(&p->live, w);
     p->n_live--;
     close(w->proc.fd);
@@ -494,6 +496,7 @@ static int start_worker(pp_pool *p, double now)
         cf__free(rx);
         return rc;
     }
+    cf__trace(CF__TR_PROC_START, NULL, (uint64_t)w->proc.pid);
     w->rx = rx;
     w->head_since = now;
     w->next = p->live;
@@ -817,6 +820,7 @@ static void assign(pp_worker *w, pp_task *t, double now)
     }
     w->n_inflight++;
     w->assigned++;
+    cf__trace(CF__TR_DISPATCH, t, (uint64_t)w->proc.pid);
 }
 
 /* Writes what is queued for every worker. Losing one can break the pool

@@ -11,6 +11,7 @@
  */
 #include "executor.h"
 #include "sched/sched.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -71,6 +72,7 @@ void cf__pool_run_future(cf_future *f, cf__worker *w)
         return;
     }
     cf__task_ctx ctx;
+    cf__trace(CF__TR_TASK_NAME, (const void *)f->fn, 0);
     void *result = cf__future_call(f, &ctx);
     cf__worker_leave(w);
     cf__count(ctx.code ? &w->failed : &w->completed);
@@ -179,6 +181,17 @@ static void pool_free(cf_executor *ex)
     pool_unref(p);
 }
 
+static int pool_wait(cf_executor *ex, const cf__deadline *deadline)
+{
+    pool *p = (pool *)ex;
+    if (is_own_worker(p))
+        return CF_EDEADLK;
+    int rc = cf__sched_wait(&p->sched, deadline);
+    if (rc == 0)
+        cf__sched_join(&p->sched); /* they have left: this is quick */
+    return rc;
+}
+
 static int pool_stats(cf_executor *ex, cf_stats *out)
 {
     pool *p = (pool *)ex;
@@ -200,6 +213,7 @@ static const cf__executor_ops pool_ops = {
     .shutdown = pool_shutdown,
     .free = pool_free,
     .stats = pool_stats,
+    .wait = pool_wait,
 };
 
 bool cf__executor_broken(cf_executor *ex)
@@ -239,6 +253,9 @@ cf_executor *cf_thread_pool_new(const cf_options *opts)
         errno = ENOMEM;
         return NULL;
     }
+    if (opts && opts->idle_timeout > 0)
+        p->sched.idle_timeout = opts->idle_timeout;
+    p->sched.keep_signal_mask = opts && opts->keep_signal_mask;
     p->base.ops = &pool_ops;
     p->base.sched = &p->sched;
     p->initializer = opts ? opts->initializer : NULL;

@@ -221,17 +221,44 @@ static bool ac_has_ready(void *p)
     return atomic_load_explicit(&it->ready, memory_order_relaxed) != NULL;
 }
 
+/* The earlier of two deadlines. */
+static const cf__deadline *earlier(const cf__deadline *a, const cf__deadline *b)
+{
+    if (cf__deadline_forever(a))
+        return b;
+    if (cf__deadline_forever(b))
+        return a;
+    if (a->tv_sec != b->tv_sec)
+        return a->tv_sec < b->tv_sec ? a : b;
+    return a->tv_nsec <= b->tv_nsec ? a : b;
+}
+
+static int ac_next(cf_as_completed *it, const cf__deadline *deadline,
+                   cf_future **f);
+
 int cf_as_completed_next(cf_as_completed *it, cf_future **f)
 {
-    if (!it)
+    return it ? ac_next(it, &it->deadline, f) : CF_EINVAL;
+}
+
+int cf_as_completed_next_for(cf_as_completed *it, double timeout, cf_future **f)
+{
+    cf__deadline d;
+    if (!it || cf__deadline_from(timeout, &d))
         return CF_EINVAL;
+    return ac_next(it, earlier(&d, &it->deadline), f);
+}
+
+static int ac_next(cf_as_completed *it, const cf__deadline *deadline,
+                   cf_future **f)
+{
     if (it->yielded == it->n)
         return CF_EOF;
     if (!it->local) {
         cf__mutex_lock(&it->mu);
         it->parker = cf__parker_self();
         cf__mutex_unlock(&it->mu);
-        int rc = cf__block_until(ac_has_ready, it, &it->deadline);
+        int rc = cf__block_until(ac_has_ready, it, deadline);
         cf__mutex_lock(&it->mu);
         it->parker = NULL;
         cf__mutex_unlock(&it->mu);

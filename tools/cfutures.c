@@ -5,6 +5,7 @@
  *   cfutures demo    the guided tour, with measured speedups
  *   cfutures bench   the benchmark suite of bench/ against the peers
  *   cfutures run     run a command for many inputs in parallel
+ *   cfutures trace   what the pool threads of a traced run did
  *
  * Each subcommand lives in its own file and is written on the public API
  * (<cfutures.h>) only: this program is the library's first real client.
@@ -28,6 +29,8 @@ static const command commands[] = {
     { "bench", cmd_bench,
       "run the benchmarks of bench/ against the installed peers" },
     { "run", cmd_run, "run a command for many inputs in parallel" },
+    { "trace", cmd_trace,
+      "summarise a trace file (CFUTURES_TRACE) and draw its timeline" },
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
@@ -58,7 +61,8 @@ static const command *find(const char *name)
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        return cli_usage_error(NULL, "which command? (demo, bench or run)");
+        return cli_usage_error(NULL,
+                               "which command? (demo, bench, run or trace)");
     const char *name = argv[1];
     if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0 ||
         strcmp(name, "help") == 0) {
@@ -78,8 +82,8 @@ int main(int argc, char **argv)
     const command *c = find(name);
     if (c == NULL)
         return cli_usage_error(NULL,
-                               "unknown command '%s' (demo, bench or "
-                               "run)",
+                               "unknown command '%s' (demo, bench, run or "
+                               "trace)",
                                name);
     return c->main(argc - 1, argv + 1);
 }

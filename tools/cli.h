@@ -25,6 +25,7 @@
 int cmd_run(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
 
 /* Prints "cfutures CMD: <message>" and the --help hint on stderr; returns
  * CLI_EXIT_USAGE for the caller to return. */

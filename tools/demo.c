@@ -15,11 +15,16 @@
  * function runs on the thread pool and on the process pool: moving work
  * from threads to processes changes the one line that makes the pool.
  * The tour ends with a table of the measured times and speedups and a
- * sentence on what they mean; --plot writes the same as an SVG chart.
+ * sentence on what they mean (which says so when other processes took CPU
+ * time during the CPU-bound runs, measured from /proc/stat as
+ * bench/run.py does). --plot DIR draws them: the speedup chart, and the
+ * timelines of the two pool runs from their traces (cf_trace_start), on
+ * one time scale: many lanes of overlapping waits, few of solid work.
  */
 #include "cli.h"
 #include "progress.h"
 #include "svg.h"
+#include "trace.h"
 
 #include "example.h" /* the lessons of examples/ */
 
@@ -27,10 +32,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage[] =
-    "Usage: cfutures demo [--quick] [--plot FILE.svg]\n"
+    "Usage: cfutures demo [--quick] [--plot DIR]\n"
     "\n"
     "A guided tour of cfutures, measured live on this machine: a thread\n"
     "started and joined; a thread pool with submit and result; I/O-bound\n"
@@ -41,7 +48,12 @@ static const char usage[] =
     "\n"
     "Options:\n"
     "      --quick          smaller workloads: the tour takes a few seconds\n"
-    "      --plot FILE.svg  also write the times as a bar chart (SVG)\n"
+    "      --plot DIR       also draw the lesson into DIR (made if need be):\n"
+    "                       speedup.svg, the times as bar charts on one\n"
+    "                       scale, and timelines.svg, what the pool threads\n"
+    "                       did in each experiment (from the traces io.json\n"
+    "                       and cpu.json, written there too); a FILE.svg\n"
+    "                       instead of DIR writes the bar chart only\n"
     "  -h, --help           print this help\n";
 
 enum { MAX_REQUESTS = 40, N_RANGES = 24, MAX_ROWS = 6 };
@@ -53,12 +65,19 @@ typedef struct row {
     int workers;
     double seconds;
     double baseline; /* the sequential time of the same work */
+    double other;    /* share of the CPUs other processes used; -1 unknown */
 } row;
 
 typedef struct tour {
     bool quick;
     int cpu_runs; /* each CPU-bound time is the best of these */
     const char *plot;
+    bool plot_dir;       /* plot names a directory, not FILE.svg */
+    char io_trace[4096]; /* the traces the timelines are drawn from */
+    char cpu_trace[4096];
+    bool trace_cpu; /* trace the next CPU-bound thread-pool run */
+    bool io_traced, cpu_traced;
+    double last_other; /* other processes' CPU share in the last run */
     progress bar;
     row rows[MAX_ROWS];
     int n_rows;
@@ -81,6 +100,7 @@ static void add_row(tour *t, const char *work, const char *how, int workers,
     r->workers = workers;
     r->seconds = seconds;
     r->baseline = baseline;
+    r->other = -1;
     printf("  %-26s %7.3f s", how, seconds);
     if (workers > 1 && seconds <= baseline)
         printf("   %.2fx faster", baseline / seconds);
@@ -151,8 +171,27 @@ static double io_sequential(tour *t, request *reqs, size_t n)
     return cli_now() - t0;
 }
 
+/* Traces what runs until trace_end into path (for --plot DIR): true if
+ * it could start (one trace at a time: CFUTURES_TRACE may hold it). */
+static bool trace_begin(tour *t, const char *path)
+{
+    if (!t->plot_dir)
+        return false;
+    int rc = cf_trace_start(path);
+    if (rc != 0)
+        fprintf(stderr, "  no trace for the timeline (%s): %s\n", path,
+                cf_strerror(rc));
+    return rc == 0;
+}
+
+static bool trace_end(tour *t, bool began)
+{
+    return began && ok(t, cf_trace_stop(), "cf_trace_stop");
+}
+
 static double io_pool(tour *t, request *reqs, size_t n)
 {
+    bool traced = trace_begin(t, t->io_trace);
     double t0 = cli_now();
     cf_options opts = { .max_workers = (int)n, .name_prefix = "io" };
     cf_executor *pool = cf_thread_pool_new(&opts);
@@ -169,7 +208,9 @@ static double io_pool(tour *t, request *reqs, size_t n)
     ok(t, wait_all(t, fs, submitted, "thread pool"), "a request");
     release_all(fs, submitted);
     cf_executor_free(pool);
-    return cli_now() - t0;
+    double s = cli_now() - t0;
+    t->io_traced = trace_end(t, traced);
+    return s;
 }
 
 static void io_experiment(tour *t)
@@ -199,8 +240,10 @@ static void io_experiment(tour *t)
 /* ---- the CPU-bound experiment */
 
 /* count_primes as a bytes task: a range in, a count out. Bytes tasks run
- * on every executor kind, thread pools and process pools alike. */
-static int count_primes_bytes(const void *in, size_t len, cf_buffer *out)
+ * on every executor kind, thread pools and process pools alike. (Not
+ * static: the trace names it with dladdr.) */
+int count_primes_bytes(const void *in, size_t len, cf_buffer *out);
+int count_primes_bytes(const void *in, size_t len, cf_buffer *out)
 {
     range r;
     if (len != sizeof r) {
@@ -263,11 +306,56 @@ static cf_executor *make_pool(way w, int workers)
 #endif
 }
 
+/* CPU seconds the machine has been busy (every process, and time stolen by
+ * a hypervisor: all of /proc/stat's first line but idle and iowait), and
+ * this process's own (its reaped children's included). */
+static void cpu_clocks(double *machine, double *own)
+{
+    unsigned long long v[8] = { 0 };
+    FILE *f = fopen("/proc/stat", "re");
+    if (f == NULL ||
+        fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+               &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+        *machine = -1;
+    else
+        *machine = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) /
+                   (double)sysconf(_SC_CLK_TCK);
+    if (f != NULL)
+        fclose(f);
+    struct rusage self, kids;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
+    *own = (double)(self.ru_utime.tv_sec + self.ru_stime.tv_sec +
+                    kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) +
+           (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec +
+                    kids.ru_utime.tv_usec + kids.ru_stime.tv_usec) *
+               1e-6;
+}
+
+/* The share of all CPUs that other processes used over wall seconds, as
+ * bench/run.py measures it; -1 when unknown or the run was too short for
+ * /proc/stat's clock ticks. */
+static double other_share(double m0, double o0, double m1, double o1,
+                          double wall)
+{
+    if (m0 < 0 || m1 < 0 || wall < 0.2)
+        return -1;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    double share =
+        ((m1 - m0) - (o1 - o0)) / wall / (double)(ncpu > 0 ? ncpu : 1);
+    return share < 0 ? 0 : share > 1 ? 1 : share;
+}
+
 /* Makes the pool, runs the ranges on it, frees it: the time (pool start
  * included), or -1 on a failure. */
 static double cpu_pool(tour *t, way w, int workers, range *ranges,
                        const char *note, uint64_t *total)
 {
+    bool traced = w == THREADS && t->trace_cpu && trace_begin(t, t->cpu_trace);
+    if (w == THREADS)
+        t->trace_cpu = false;
+    double m0, o0, m1, o1;
+    cpu_clocks(&m0, &o0);
     double t0 = cli_now();
     cf_executor *pool = make_pool(w, workers);
     if (pool == NULL) {
@@ -287,7 +375,12 @@ static double cpu_pool(tour *t, way w, int workers, range *ranges,
                 submitted == N_RANGES && sum_counts(fs, submitted, total);
     release_all(fs, submitted);
     cf_executor_free(pool);
-    return good ? cli_now() - t0 : -1;
+    double s = cli_now() - t0;
+    cpu_clocks(&m1, &o1);
+    t->last_other = other_share(m0, o0, m1, o1, s);
+    if (traced)
+        t->cpu_traced = trace_end(t, traced);
+    return good ? s : -1;
 }
 
 /* The best of t->cpu_runs runs (machines are noisy), and the prime count:
@@ -295,7 +388,7 @@ static double cpu_pool(tour *t, way w, int workers, range *ranges,
 static double cpu_best(tour *t, way w, int workers, range *ranges,
                        uint64_t *total)
 {
-    double best = -1;
+    double best = -1, other = -1;
     for (int run = 1; run <= t->cpu_runs; run++) {
         char note[48];
         snprintf(note, sizeof note, "%s, run %d/%d", way_names[w], run,
@@ -314,8 +407,12 @@ static double cpu_best(tour *t, way w, int workers, range *ranges,
             return -1;
         }
         *total = count;
-        best = best < 0 || s < best ? s : best;
+        if (best < 0 || s < best) {
+            best = s;
+            other = t->last_other;
+        }
     }
+    t->last_other = other; /* of the run that counts */
     return best;
 }
 
@@ -325,6 +422,7 @@ static void cpu_parallel(tour *t, way w, range *ranges, uint64_t expected,
 {
     int ncpu = cf_cpu_count();
     uint64_t total = 0;
+    t->trace_cpu = w == THREADS;
     double s = cpu_best(t, w, ncpu, ranges, &total);
     if (s < 0)
         return;
@@ -337,6 +435,7 @@ static void cpu_parallel(tour *t, way w, range *ranges, uint64_t expected,
     snprintf(how, sizeof how, "%s, %d %s", way_names[w], ncpu,
              w == THREADS ? "threads" : "processes");
     add_row(t, "CPU-bound", how, ncpu, s, seq);
+    t->rows[t->n_rows - 1].other = t->last_other;
 }
 
 static void cpu_experiment(tour *t)
@@ -394,20 +493,36 @@ static void print_table(const tour *t)
     }
     const row *io = find_row(t, "I/O-bound", true);
     const row *cpu = find_row(t, "CPU-bound", true);
-    if (io && cpu)
-        printf("\n  Waiting overlaps but computing does not: the I/O-bound "
-               "tasks ran %.1fx faster\n  on %d threads although this "
-               "machine has %d CPUs, while the CPU-bound work\n  ran %.2fx "
-               "as fast, since computing can go at most %d times faster on "
-               "%d\n  CPUs, and that only while nothing else keeps them busy "
+    if (!io || !cpu)
+        return;
+    double cpu_ratio = cpu->baseline / cpu->seconds;
+    char cpu_ran[48];
+    if (cpu_ratio >= 1)
+        snprintf(cpu_ran, sizeof cpu_ran, "ran %.2fx as fast", cpu_ratio);
+    else
+        snprintf(cpu_ran, sizeof cpu_ran, "ran %.2fx slower", 1 / cpu_ratio);
+    printf("\n  Waiting overlaps but computing does not: the I/O-bound "
+           "tasks ran %.1fx faster\n  on %d threads although this machine "
+           "has %d CPUs, while the CPU-bound work\n  %s",
+           io->baseline / io->seconds, io->workers, cf_cpu_count(), cpu_ran);
+    if (cpu->other >= 0.10)
+        printf(". Computing can go at most %d times faster on %d CPUs,\n"
+               "  but other processes kept %.0f%% of them busy during that "
+               "run, so it cannot\n  show the full gain here: run the demo "
+               "again on a quiet machine (Python's\n  threads would not go "
+               "faster at all: its GIL runs one thread's Python code\n  at "
+               "a time).\n",
+               cf_cpu_count(), cf_cpu_count(), 100 * cpu->other);
+    else
+        printf(", since computing can go at most %d times faster on %d\n  "
+               "CPUs, and that only while nothing else keeps them busy "
                "(Python's threads\n  would not go faster at all: its GIL runs "
                "one thread's Python code at a time).\n",
-               io->baseline / io->seconds, io->workers, cf_cpu_count(),
-               cpu->baseline / cpu->seconds, cf_cpu_count(), cf_cpu_count());
+               cf_cpu_count(), cf_cpu_count());
 }
 
-/* Writes the table as a chart: a panel per kind of work. */
-static void write_plot(tour *t)
+/* The bar chart: a panel per kind of work, on one scale. */
+static bool write_chart(tour *t, const char *path)
 {
     svg_bar bars[MAX_ROWS];
     char texts[MAX_ROWS][48];
@@ -415,10 +530,10 @@ static void write_plot(tour *t)
     const char *works[2] = { "I/O-bound", "CPU-bound" };
     char titles[2][96];
     snprintf(titles[0], sizeof titles[0],
-             "I/O-bound: %zu requests blocking %.0f ms each (seconds)",
-             t->n_requests, t->request_s * 1e3);
+             "I/O-bound: %zu requests blocking %.0f ms each", t->n_requests,
+             t->request_s * 1e3);
     snprintf(titles[1], sizeof titles[1],
-             "CPU-bound: primes below %llu in %d ranges (seconds)",
+             "CPU-bound: primes below %llu in %d ranges",
              (unsigned long long)t->prime_limit, N_RANGES);
     size_t nb = 0, np = 0;
     for (int w = 0; w < 2; w++) {
@@ -427,8 +542,15 @@ static void write_plot(tour *t)
             const row *r = &t->rows[i];
             if (strcmp(r->work, works[w]) != 0)
                 continue;
-            snprintf(texts[nb], sizeof texts[nb], "%.3f s, %.2fx", r->seconds,
-                     r->baseline / r->seconds);
+            double ratio = r->baseline / r->seconds;
+            if (r->workers <= 1)
+                snprintf(texts[nb], sizeof texts[nb], "%.3f s", r->seconds);
+            else if (ratio >= 1)
+                snprintf(texts[nb], sizeof texts[nb], "%.3f s, %.2fx faster",
+                         r->seconds, ratio);
+            else
+                snprintf(texts[nb], sizeof texts[nb], "%.3f s, %.2fx slower",
+                         r->seconds, 1 / ratio);
             bars[nb] =
                 (svg_bar){ r->how, r->seconds, texts[nb], r->workers > 1 };
             nb++;
@@ -436,17 +558,132 @@ static void write_plot(tour *t)
         if (nb > first)
             panels[np++] = (svg_panel){ titles[w], bars + first, nb - first };
     }
-    char subtitle[128];
+    char subtitle[160];
+    const row *cpu = find_row(t, "CPU-bound", true);
     snprintf(subtitle, sizeof subtitle,
-             "cfutures demo%s on %d CPUs; shorter is faster",
-             t->quick ? " --quick" : "", cf_cpu_count());
-    if (svg_write_chart(t->plot, "cfutures demo: sequential vs parallel",
-                        subtitle, panels, np) != 0) {
-        cli_error("demo", "cannot write '%s': %s", t->plot, strerror(errno));
+             "cfutures demo%s on %d CPUs; shorter is faster; one time scale%s",
+             t->quick ? " --quick" : "", cf_cpu_count(),
+             cpu && cpu->other >= 0.10
+                 ? "; other processes were busy during the CPU-bound runs"
+                 : "");
+    svg_chart c = {
+        "cfutures demo: sequential vs parallel", subtitle, panels, np, true, "s"
+    };
+    if (svg_write_chart_opts(path, &c) != 0) {
+        cli_error("demo", "cannot write '%s': %s", path, strerror(errno));
         t->failures++;
+        return false;
+    }
+    return true;
+}
+
+/* The timelines of the two pool runs, on one time scale. */
+static bool write_timelines(tour *t, const char *path)
+{
+    const char *files[2] = { t->io_trace, t->cpu_trace };
+    bool have[2] = { t->io_traced, t->cpu_traced };
+    tr_trace tr[2];
+    svg_timeline panels[2];
+    svg_legend legend[8];
+    char titles[2][128], err[160];
+    size_t np = 0, nl = 0;
+    double seconds = 0;
+    bool good = true;
+    for (int k = 0; k < 2; k++) {
+        if (!have[k])
+            continue;
+        if (trace_load(files[k], &tr[np], err, sizeof err) != 0) {
+            cli_error("demo", "%s: %s", files[k], err);
+            good = false;
+            continue;
+        }
+        size_t lanes = 0;
+        for (size_t i = 0; i < tr[np].n; i++)
+            lanes += tr[np].lanes[i].n > 0;
+        if (k == 0)
+            snprintf(titles[np], sizeof titles[np],
+                     "I/O-bound: %zu requests on %zu threads: the waits "
+                     "overlap",
+                     t->n_requests, lanes);
+        else
+            snprintf(titles[np], sizeof titles[np],
+                     "CPU-bound: %d ranges on %zu threads (%d CPUs): each "
+                     "lane computes all along",
+                     N_RANGES, lanes, cf_cpu_count());
+        /* The second panel's functions get colours of their own. */
+        unsigned base = (unsigned)nl;
+        if (trace_panel(&tr[np], titles[np], 64, base, &panels[np]) != 0) {
+            trace_free(&tr[np]);
+            good = false;
+            continue;
+        }
+        nl += trace_legend(&tr[np], base, legend + nl, 4);
+        if (tr[np].duration > seconds)
+            seconds = tr[np].duration;
+        np++;
+    }
+    char subtitle[160];
+    snprintf(subtitle, sizeof subtitle,
+             "cfutures demo%s on %d CPUs: what each pool thread did, from "
+             "cf_trace_start; one time scale",
+             t->quick ? " --quick" : "", cf_cpu_count());
+    if (np > 0 &&
+        svg_write_timelines(path, "cfutures demo: threads over time", subtitle,
+                            panels, np, seconds, legend, nl) != 0) {
+        cli_error("demo", "cannot write '%s': %s", path, strerror(errno));
+        good = false;
+    }
+    for (size_t k = 0; k < np; k++) {
+        trace_panel_free(&panels[k]);
+        trace_free(&tr[k]);
+    }
+    if (!good)
+        t->failures++;
+    return good && np > 0;
+}
+
+/* --plot: FILE.svg is the chart alone; DIR gets the chart and timelines. */
+static void write_plot(tour *t)
+{
+    if (!t->plot_dir) {
+        if (write_chart(t, t->plot))
+            printf("\nChart written to %s.\n", t->plot);
         return;
     }
-    printf("\nChart written to %s.\n", t->plot);
+    char *chart = cli_format("%s/speedup.svg", t->plot);
+    char *timelines = cli_format("%s/timelines.svg", t->plot);
+    if (chart && write_chart(t, chart))
+        printf("\nChart written to %s.\n", chart);
+    if (timelines && write_timelines(t, timelines))
+        printf("Timelines written to %s (traces: %s, %s).\n", timelines,
+               t->io_trace, t->cpu_trace);
+    free(chart);
+    free(timelines);
+}
+
+/* --plot DIR: makes DIR when need be and names the traces in it. Usage
+ * errors go to the caller as an exit status; -1 when all is well. */
+static int prepare_plot(tour *t)
+{
+    size_t len = strlen(t->plot);
+    t->plot_dir = !(len >= 4 && strcmp(t->plot + len - 4, ".svg") == 0);
+    if (!t->plot_dir)
+        return -1;
+    if (mkdir(t->plot, 0777) != 0 && errno != EEXIST) {
+        cli_error("demo", "cannot make '%s': %s", t->plot, strerror(errno));
+        return EXIT_FAILURE;
+    }
+    struct stat st;
+    if (stat(t->plot, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        cli_error("demo", "'%s' is not a directory", t->plot);
+        return EXIT_FAILURE;
+    }
+    if ((size_t)snprintf(t->io_trace, sizeof t->io_trace, "%s/io.json",
+                         t->plot) >= sizeof t->io_trace ||
+        (size_t)snprintf(t->cpu_trace, sizeof t->cpu_trace, "%s/cpu.json",
+                         t->plot) >= sizeof t->cpu_trace)
+        return cli_usage_error("demo", "--plot: the path is too long");
+    return -1;
 }
 
 /* ---- the tour */
@@ -472,7 +709,7 @@ static int parse(tour *t, int argc, char **argv)
     if (optind < argc)
         return cli_usage_error("demo", "unexpected argument '%s'",
                                argv[optind]);
-    return -1;
+    return t->plot ? prepare_plot(t) : -1;
 }
 
 int cmd_demo(int argc, char **argv)

@@ -20,6 +20,7 @@
  * max_workers live.
  */
 #include "sched.h"
+#include "../trace.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -152,8 +153,10 @@ static cf__task *steal(cf__worker *w)
             cf__task *t = cf__deque_steal(&v->deque);
             if (t == CF__STEAL_ABORT)
                 aborted = true;
-            else if (t)
+            else if (t) {
+                cf__trace(CF__TR_STEAL, t, v->index);
                 return t;
+            }
         }
         if (!aborted)
             break;
@@ -341,23 +344,59 @@ static bool may_exit(cf__sched *s)
 }
 
 /* A searching worker with nothing found: sleeps until woken. Returns with
- * the worker counted searching again. */
-static void go_to_sleep(cf__sched *s, cf__worker *w)
+ * the worker counted searching again: true when it slept the pool's
+ * idle_timeout through without being woken (it may leave), else false. */
+static bool go_to_sleep(cf__sched *s, cf__worker *w)
 {
     sleep_enter(s, w, false);
     /* seq_cst (the RMW in sleep_enter): re-scan after counting ourselves */
     if (work_visible(s) || atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {
         sleep_leave(s, w);
-        return;
+        return false;
     }
-    for (;;) {
-        cf__park(&w->parker, NULL);
+    cf__deadline d;
+    cf__deadline_from(s->idle_timeout > 0 ? s->idle_timeout : CF_FOREVER, &d);
+    bool timed_out = false, still = true;
+    cf__trace(CF__TR_SLEEP_BEGIN, NULL, 0);
+    while (still && !timed_out) {
+        if (cf__park(&w->parker, &d) == CF_ETIMEDOUT) {
+            /* false: a waker took us off first */
+            timed_out = sleep_leave(s, w);
+            break;
+        }
         pthread_mutex_lock(&s->sleep_mu);
-        bool still = w->sleeping;
+        still = w->sleeping; /* false: the waker counted us searching */
         pthread_mutex_unlock(&s->sleep_mu);
-        if (!still)
-            return; /* the waker counted us searching */
     }
+    cf__trace(CF__TR_SLEEP_END, NULL, timed_out);
+    return timed_out;
+}
+
+/* A searching worker leaves the pool (after shutdown, or idle for
+ * idle_timeout): it stops counting as live and searching, then looks once
+ * more; work that showed up meanwhile keeps it (false). Under spawn_mu, so
+ * that a pusher that sees it no longer searching (seq_cst, the Dekker
+ * pairing of notify) also sees live lowered and, in maybe_spawn, waits for
+ * the outcome: a worker that stays finds the work, one that left is exited
+ * and no longer keeps all_busy false. docs/design.md, "Idle workers". */
+static bool leave_pool(cf__sched *s, cf__worker *w, bool *orphaned)
+{
+    pthread_mutex_lock(&s->spawn_mu);
+    atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+    bool stay = work_visible(s);
+    if (stay) {
+        atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE,
+                                  memory_order_seq_cst);
+        atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
+    } else {
+        w->exited = true;
+        *orphaned = s->orphaned;
+        if (atomic_load_explicit(&s->live, memory_order_relaxed) == 0)
+            pthread_cond_broadcast(&s->exit_cv);
+    }
+    pthread_mutex_unlock(&s->spawn_mu);
+    return !stay;
 }
 
 /* The worker is about to run a task it took: it counts as busy from here,
@@ -385,7 +424,9 @@ static bool helper_run_one(cf__helper *h)
     /* Nested inside the waiting task: busy before, busy after. */
     atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
     w->depth++;
+    cf__trace(CF__TR_TASK_BEGIN, NULL, 1);
     t->exec(t, w, NULL);
+    cf__trace(CF__TR_TASK_END, NULL, 0);
     w->depth--;
     atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
     return true;
@@ -405,8 +446,10 @@ static void helper_park(cf__helper *h, const cf__deadline *deadline)
             spread(s, idle, s->max_workers + s->max_spare);
     }
     sleep_enter(s, w, true);
+    cf__trace(CF__TR_WAIT_BEGIN, NULL, 0);
     if (!work_visible(s))
         cf__park(&w->parker, deadline);
+    cf__trace(CF__TR_WAIT_END, NULL, 0);
     if (!sleep_leave(s, w)) {
         /* A waker counted us searching for new work; we are busy in a
          * wait, so give the role back and pass the wake-up on. */
@@ -428,6 +471,8 @@ static void *worker_main(void *arg)
     cf__tls_worker = w;
     cf__parker_set_self(&w->parker);
     cf__helper *outer = cf__helper_swap(&w->helper);
+    bool orphaned = false;
+    cf__trace(CF__TR_WORKER_START, NULL, w->index);
     if (s->hooks.on_start)
         s->hooks.on_start(w, s->hooks.ctx);
 
@@ -451,7 +496,9 @@ static void *worker_main(void *arg)
             begin_task(w);
             stop_searching(s);
             for (;;) {
+                cf__trace(CF__TR_TASK_BEGIN, NULL, 0);
                 t->exec(t, w, NULL);
+                cf__trace(CF__TR_TASK_END, NULL, 0);
                 cf__worker_leave(w);
                 if (!(t = find_work(w, &shared)))
                     break;
@@ -467,17 +514,10 @@ static void *worker_main(void *arg)
                                       memory_order_seq_cst);
             continue;
         }
-        if (may_exit(s))
+        if ((may_exit(s) || go_to_sleep(s, w)) && leave_pool(s, w, &orphaned))
             break;
-        go_to_sleep(s, w);
     }
-    atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
-
-    pthread_mutex_lock(&s->spawn_mu);
-    w->exited = true;
-    bool orphaned = s->orphaned;
-    atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
-    pthread_mutex_unlock(&s->spawn_mu);
+    cf__trace(CF__TR_WORKER_EXIT, NULL, w->index);
     cf__helper_swap(outer);
     cf__parker_set_self(NULL);
     cf__tls_worker = NULL;
@@ -488,45 +528,87 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* With idle_timeout, the record of a worker that left is used again (its
+ * thread joined: it touches nothing of the record after leave_pool), so the
+ * array thieves scan never changes. NULL when there is none. */
+static cf__worker *retired_worker(cf__sched *s)
+{
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_relaxed);
+    for (size_t i = 0; s->idle_timeout > 0 && i < n; i++) {
+        cf__worker *w = s->workers[i];
+        if (w->exited && !w->joined) {
+            if (w->thread)
+                cf_thread_join(w->thread, CF_FOREVER, NULL);
+            w->thread = NULL;
+            w->exited = false;
+            return w;
+        }
+    }
+    return NULL;
+}
+
+/* A new worker record at the end of the array: NULL when full or out of
+ * memory. */
+static cf__worker *new_worker(cf__sched *s, size_t idx)
+{
+    if (idx >= s->max_workers + s->max_spare)
+        return NULL;
+    cf__worker *w = cf__calloc(1, sizeof *w);
+    if (w && cf__deque_init(&w->deque, 256)) {
+        cf__free(w);
+        return NULL;
+    }
+    if (w) {
+        w->sched = s;
+        w->index = idx;
+        w->rng = (uint32_t)(idx * 2654435761u) | 1u;
+        w->helper.run_one = helper_run_one;
+        w->helper.park = helper_park;
+        s->workers[idx] = w;
+    }
+    return w;
+}
+
 static int spawn_locked(cf__sched *s)
 {
     size_t idx = atomic_load_explicit(&s->nworkers, memory_order_relaxed);
-    if (idx >= s->max_workers + s->max_spare)
-        return CF_EINVAL;
-    cf__worker *w = cf__calloc(1, sizeof *w);
-    if (!w)
-        return CF_ENOMEM;
-    if (cf__deque_init(&w->deque, 256)) {
-        cf__free(w);
-        return CF_ENOMEM;
-    }
-    w->sched = s;
-    w->index = idx;
-    w->rng = (uint32_t)(idx * 2654435761u) | 1u;
-    w->helper.run_one = helper_run_one;
-    w->helper.park = helper_park;
-    s->workers[idx] = w;
+    cf__worker *w = retired_worker(s);
+    bool fresh = !w;
+    if (fresh && !(w = new_worker(s, idx)))
+        return idx >= s->max_workers + s->max_spare ? CF_EINVAL : CF_ENOMEM;
     atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
     atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
     char name[96];
-    snprintf(name, sizeof name, "%s_%zu", s->prefix, idx);
+    snprintf(name, sizeof name, "%s_%zu", s->prefix, w->index);
     cf_thread_options o = { .name = name };
     if (s->hooks.retain)
         s->hooks.retain(s->hooks.ctx);
+    sigset_t mask;
+    if (!s->keep_signal_mask)
+        cf__signals_block(&mask);
     int rc = cf_thread_start(&w->thread, worker_main, w, &o);
+    if (!s->keep_signal_mask)
+        cf__signals_restore(&mask);
     if (rc) {
         /* The spawner holds a reference of its own: this is not the last. */
         if (s->hooks.release)
             s->hooks.release(s->hooks.ctx);
-        atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+        if (atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed) == 1)
+            pthread_cond_broadcast(&s->exit_cv);
         atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+        if (!fresh) {
+            w->thread = NULL;
+            w->exited = true; /* stays retired */
+            return rc;
+        }
         s->workers[idx] = NULL;
         cf__deque_destroy(&w->deque);
         cf__free(w);
         return rc;
     }
     /* release: thieves that read nworkers see the record */
-    atomic_store_explicit(&s->nworkers, idx + 1, memory_order_release);
+    if (fresh)
+        atomic_store_explicit(&s->nworkers, idx + 1, memory_order_release);
     return 0;
 }
 
@@ -553,6 +635,11 @@ int cf__sched_init(cf__sched *s, size_t max_workers, const char *prefix,
         s->hooks = *hooks;
     pthread_mutex_init(&s->sleep_mu, NULL);
     pthread_mutex_init(&s->spawn_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->exit_cv, &ca);
+    pthread_condattr_destroy(&ca);
     return 0;
 }
 
@@ -567,6 +654,7 @@ void cf__sched_destroy(cf__sched *s)
     cf__free(s->prefix);
     pthread_mutex_destroy(&s->sleep_mu);
     pthread_mutex_destroy(&s->spawn_mu);
+    pthread_cond_destroy(&s->exit_cv);
 }
 
 int cf__worker_push(cf__worker *w, cf__task *t)
@@ -624,7 +712,7 @@ static void release_workers(cf__sched *s, bool orphan)
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];
-        if (w->joined)
+        if (w->joined || !w->thread)
             continue;
         w->joined = true;
         if (orphan && !w->exited)
@@ -639,6 +727,18 @@ static void release_workers(cf__sched *s, bool orphan)
 void cf__sched_join(cf__sched *s)
 {
     release_workers(s, false);
+}
+
+int cf__sched_wait(cf__sched *s, const cf__deadline *deadline)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->spawn_mu);
+    while (rc == 0 && atomic_load_explicit(&s->live, memory_order_relaxed) > 0)
+        rc = cf__deadline_forever(deadline)
+                 ? pthread_cond_wait(&s->exit_cv, &s->spawn_mu)
+                 : pthread_cond_timedwait(&s->exit_cv, &s->spawn_mu, deadline);
+    pthread_mutex_unlock(&s->spawn_mu);
+    return rc ? CF_ETIMEDOUT : 0;
 }
 
 void cf__sched_orphan(cf__sched *s)

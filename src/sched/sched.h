@@ -74,6 +74,11 @@ struct cf__sched {
     bool orphaned; /* spawn_mu */
     char *prefix;
     cf__sched_hooks hooks;
+    /* Set by the pool before its first push: */
+    double idle_timeout;    /* seconds a sleeping worker waits, then leaves;
+                               0 never */
+    bool keep_signal_mask;  /* workers keep their creator's signal mask */
+    pthread_cond_t exit_cv; /* spawn_mu: signalled when live drops to 0 */
 };
 
 int cf__sched_init(cf__sched *s, size_t max_workers, const char *prefix,
@@ -102,6 +107,9 @@ int cf__worker_push(cf__worker *w, cf__task *t);
 void cf__sched_shutdown(cf__sched *s);
 /* Joins every worker (after shutdown). */
 void cf__sched_join(cf__sched *s);
+/* Waits until no worker is live (after shutdown: every task is done and the
+ * workers have left): 0, or CF_ETIMEDOUT at the deadline. */
+int cf__sched_wait(cf__sched *s, const cf__deadline *deadline);
 /* From a worker of s: joins the workers that have left and lets the others
  * detach themselves as they leave. */
 void cf__sched_orphan(cf__sched *s);
