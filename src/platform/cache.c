@@ -50,6 +50,7 @@ typedef struct tcache {
     size_t n;
     char *bump, *end; /* the uncarved rest of this thread's newest slab */
     size_t next_slab; /* bytes of the next slab this thread maps */
+    size_t size;      /* the block size, rounded up to 8 */
     bool registered;
 } tcache;
 
@@ -83,7 +84,7 @@ static void on_thread_exit(void *p)
     tcache *c = p;
     while (c->head)
         give_batch(c);
-    if ((size_t)(c->end - c->bump) >= sizeof(spare)) {
+    if (c->size && (size_t)(c->end - c->bump) >= c->size) {
         spare *s = (spare *)(void *)c->bump;
         s->end = c->end;
         pthread_mutex_lock(&depot_mu);
@@ -134,19 +135,14 @@ static char *map_slab(size_t bytes)
     return p;
 }
 
-/* Gives c a region to carve: an exited thread's spare, else a new slab. */
-static bool new_region(tcache *c, size_t size)
+/* Gives c a region to carve: an exited thread's spare (each holds at least
+ * one block), else a new slab. */
+static bool new_region(tcache *c)
 {
     pthread_mutex_lock(&depot_mu);
     spare *s = spares;
-    while (s && (size_t)(s->end - (char *)s) < size)
-        s = s->next; /* too small: left (a few bytes, once per thread) */
-    if (s) {
-        spare **pp = &spares;
-        while (*pp != s)
-            pp = &(*pp)->next;
-        *pp = s->next;
-    }
+    if (s)
+        spares = s->next;
     pthread_mutex_unlock(&depot_mu);
     if (s) {
         c->bump = (char *)s;
@@ -170,6 +166,7 @@ static bool new_region(tcache *c, size_t size)
 static void *refill(tcache *c, size_t size)
 {
     size = (size + 7) & ~(size_t)7;
+    c->size = size;
     if (atomic_load_explicit(&depot, memory_order_relaxed)) {
         pthread_mutex_lock(&depot_mu);
         block *b = atomic_load_explicit(&depot, memory_order_relaxed);
@@ -188,7 +185,7 @@ static void *refill(tcache *c, size_t size)
     }
     if ((size_t)(c->end - c->bump) < size) {
         hold_blocks(c);
-        if (!new_region(c, size))
+        if (!new_region(c))
             return NULL;
     }
     void *p = c->bump; /* never used: zero already */
