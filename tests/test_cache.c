@@ -7,27 +7,55 @@
  */
 #include "harness.h"
 
-/* A field of /proc/self/status (VmRSS, VmSize) in bytes; -1 if absent. */
-static long long status_bytes(const char *field)
+#include <stdint.h>
+
+static int cmp_addr(const void *a, const void *b)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return -1;
-    char line[256];
-    long long kb = -1;
-    size_t n = strlen(field);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, field, n) == 0 && line[n] == ':') {
-            kb = atoll(line + n + 1);
-            break;
-        }
-    fclose(f);
-    return kb < 0 ? -1 : kb * 1024;
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
 }
 
-/* Makes n futures, finishes every other one (half with a failure), and
- * releases them all. */
-static void burst(long n)
+/* Addresses of futures, to tell reused memory from new memory without
+ * reading the process's size (which sanitizers' own memory blurs). */
+typedef struct addr_set {
+    uintptr_t *v;
+    size_t n, cap;
+} addr_set;
+
+static void addr_add(addr_set *s, const void *p)
+{
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 1024;
+        s->v = realloc(s->v, s->cap * sizeof *s->v);
+        CHECK(s->v != NULL);
+    }
+    s->v[s->n++] = (uintptr_t)p;
+}
+
+/* Sorts s and drops repeats: then s->n is the number of distinct ones. */
+static void addr_unique(addr_set *s)
+{
+    qsort(s->v, s->n, sizeof *s->v, cmp_addr);
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (k == 0 || s->v[k - 1] != s->v[i])
+            s->v[k++] = s->v[i];
+    s->n = k;
+}
+
+/* How many of the addresses in t are not in the unique set s. */
+static size_t addr_outside(const addr_set *s, const addr_set *t)
+{
+    size_t out = 0;
+    for (size_t i = 0; i < t->n; i++)
+        if (!bsearch(&t->v[i], s->v, s->n, sizeof *s->v, cmp_addr))
+            out++;
+    return out;
+}
+
+/* Makes n futures (their addresses go to seen, if given), finishes every
+ * other one (half of those with a failure), and releases them all. */
+static void burst(long n, addr_set *seen)
 {
     cf_future **fs = malloc(sizeof *fs * (size_t)n);
     CHECK(fs != NULL);
@@ -35,6 +63,8 @@ static void burst(long n)
         fs[i] = cf_future_new();
         CHECK(fs[i] != NULL);
         CHECK(!cf_future_done(fs[i]));
+        if (seen)
+            addr_add(seen, fs[i]);
         if (i % 4 == 1)
             CHECK_EQ(cf_future_set_result(fs[i], fs[i]), 0);
         if (i % 4 == 3)
@@ -50,7 +80,7 @@ static void burst(long n)
 static void cache_reuse_is_fresh(void)
 {
     for (int round = 0; round < 3; round++) {
-        burst(5000);
+        burst(5000, NULL);
         for (int i = 0; i < 5000; i++) {
             cf_future *f = cf_future_new();
             CHECK(f != NULL);
@@ -68,19 +98,23 @@ static void cache_reuse_is_fresh(void)
     }
 }
 
-/* After a burst, the next bursts of the same size reuse its memory. */
+/* After a burst, the next bursts of the same size reuse its memory: every
+ * future they make sits where one of the first burst's did. */
 static void cache_burst_memory_is_reused(void)
 {
     const long n = 200000; /* about 20 MB of futures */
-    burst(n);
-    long long rss1 = status_bytes("VmRSS");
-    CHECK(rss1 > 0);
+    addr_set first = { 0 }, later = { 0 };
+    burst(n, &first);
+    addr_unique(&first);
+    CHECK_EQ(first.n, n);
     for (int i = 0; i < 4; i++)
-        burst(n);
-    long long rss5 = status_bytes("VmRSS");
-    if (rss5 > rss1 + (4 << 20))
-        fprintf(stderr, "VmRSS grew from %lld to %lld\n", rss1, rss5);
-    CHECK(rss5 <= rss1 + (4 << 20));
+        burst(n, &later);
+    size_t out = addr_outside(&first, &later);
+    if (out)
+        fprintf(stderr, "%zu of %zu futures in new memory\n", out, later.n);
+    CHECK_EQ(out, 0);
+    free(first.v);
+    free(later.v);
 }
 
 typedef struct handoff {
@@ -102,13 +136,13 @@ static void *releaser(void *arg)
     return NULL;
 }
 
-/* Futures made by one thread and freed by others: memory stays bounded
- * over many rounds. */
+/* Futures made by one thread and freed by others: after the first round,
+ * the memory those threads handed back serves every later round. */
 static void cache_cross_thread(void)
 {
     enum { THREADS = 3, PER = 20000 };
-    long long rss1 = 0;
-    for (int round = 0; round < 6; round++) {
+    addr_set first = { 0 }, later = { 0 };
+    for (int round = 0; round < 5; round++) {
         cf_queue *q = cf_queue_new(1024, CF_FIFO, NULL);
         CHECK(q != NULL);
         handoff h = { q, PER };
@@ -118,56 +152,84 @@ static void cache_cross_thread(void)
         for (long i = 0; i < (long)THREADS * PER; i++) {
             cf_future *f = cf_future_new();
             CHECK(f != NULL);
+            addr_add(round == 0 ? &first : &later, f);
             CHECK_EQ(cf_queue_put(q, f, CF_FOREVER), 0);
         }
         for (int i = 0; i < THREADS; i++)
             pthread_join(t[i], NULL);
         cf_queue_free(q);
-        if (round == 1)
-            rss1 = status_bytes("VmRSS");
     }
-    long long rss = status_bytes("VmRSS");
-    if (rss > rss1 + (4 << 20))
-        fprintf(stderr, "VmRSS grew from %lld to %lld\n", rss1, rss);
-    CHECK(rss <= rss1 + (4 << 20));
+    addr_unique(&first);
+    size_t out = addr_outside(&first, &later);
+    if (out)
+        fprintf(stderr, "%zu of %zu futures in new memory\n", out, later.n);
+    CHECK_EQ(out, 0);
+    free(first.v);
+    free(later.v);
 }
 
+static addr_set churn_seen;
+
+/* Makes 10 futures; keeps them in arg if given, else releases them. */
 static void *few_futures(void *arg)
 {
-    (void)arg;
-    cf_future *fs[10];
+    cf_future **keep = arg, *fs[10];
     for (int i = 0; i < 10; i++) {
         fs[i] = cf_future_new();
         CHECK(fs[i] != NULL);
+        addr_add(&churn_seen, fs[i]); /* threads run one at a time */
+        if (keep)
+            keep[i] = fs[i];
     }
-    for (int i = 0; i < 10; i++)
-        cf_future_release(fs[i]);
+    if (!keep)
+        for (int i = 0; i < 10; i++)
+            cf_future_release(fs[i]);
     return NULL;
 }
 
-/* Short-lived threads: each leaves what it did not use to the next, so the
- * address space does not grow with the number of threads. */
+/* Short-lived threads, one after another: each leaves its futures to the
+ * next, so 300 threads of 10 futures use no more memory than one. */
 static void cache_thread_churn(void)
 {
-    long long vm1 = 0;
     for (int i = 0; i < 300; i++) {
         pthread_t t;
         CHECK_EQ(pthread_create(&t, NULL, few_futures, NULL), 0);
         pthread_join(t, NULL);
-        if (i == 19)
-            vm1 = status_bytes("VmSize");
     }
-    long long vm = status_bytes("VmSize");
-    if (vm > vm1 + (4 << 20))
-        fprintf(stderr, "VmSize grew from %lld to %lld\n", vm1, vm);
-    CHECK(vm <= vm1 + (4 << 20));
+    CHECK_EQ(churn_seen.n, 3000);
+    addr_unique(&churn_seen);
+    if (churn_seen.n > 10)
+        fprintf(stderr, "%zu distinct futures\n", churn_seen.n);
+    CHECK(churn_seen.n <= 10);
+    churn_seen.n = 0;
+
+    /* Kept futures cannot be reused: then each thread carves on from where
+     * the last one stopped, instead of starting a region of its own. */
+    enum { KEPT = 300 * 10 };
+    cf_future **kept = malloc(sizeof *kept * KEPT);
+    CHECK(kept != NULL);
+    for (int i = 0; i < 300; i++) {
+        pthread_t t;
+        CHECK_EQ(pthread_create(&t, NULL, few_futures, kept + 10 * i), 0);
+        pthread_join(t, NULL);
+    }
+    for (size_t i = 0; i < churn_seen.n; i++)
+        churn_seen.v[i] >>= 16; /* the 64 KiB region it lies in */
+    addr_unique(&churn_seen);
+    if (churn_seen.n > 16)
+        fprintf(stderr, "futures spread over %zu regions\n", churn_seen.n);
+    CHECK(churn_seen.n <= 16);
+    for (int i = 0; i < KEPT; i++)
+        cf_future_release(kept[i]);
+    free(kept);
+    free(churn_seen.v);
 }
 
 /* A replaced allocator sees every future made and freed, even once the
  * caches hold memory. */
 static void cache_replaced_allocator_sees_all(void)
 {
-    burst(1000); /* the libc caches now hold blocks */
+    burst(1000, NULL); /* the libc caches now hold blocks */
     oom_install();
     long live0 = oom_live_count();
     cf_future *fs[100];
@@ -185,7 +247,7 @@ static void cache_replaced_allocator_sees_all(void)
         cf_future_release(fs[i]);
     CHECK_EQ(oom_live_count(), live0);
     cf_replace_allocator(NULL, NULL, NULL, NULL);
-    burst(1000);
+    burst(1000, NULL);
 }
 
 static const test_case cases[] = {
