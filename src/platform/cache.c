@@ -128,7 +128,7 @@ static char *map_slab(size_t bytes)
         if (a + bytes < p + len)
             munmap(a + bytes, (size_t)(p + len - (a + bytes)));
         p = a;
-#ifdef MADV_HUGEPAGE
+#if defined MADV_HUGEPAGE && !defined CF_CACHE_NOTHP
         madvise(p, bytes, MADV_HUGEPAGE);
 #endif
     }
