@@ -226,6 +226,48 @@ static void cache_thread_churn(void)
     free(churn_seen.v);
 }
 
+static pthread_key_t late_key;
+
+static void release_late(void *f)
+{
+    cf_future_release(f);
+}
+
+/* Keeps a future for a thread-exit destructor of its own to release. */
+static void *keep_until_exit(void *out)
+{
+    cf_future *f = cf_future_new();
+    CHECK(f != NULL);
+    *(cf_future **)out = f;
+    CHECK_EQ(pthread_setspecific(late_key, f), 0);
+    return NULL;
+}
+
+static void *make_one(void *out)
+{
+    cf_future *f = cf_future_new();
+    CHECK(f != NULL);
+    *(cf_future **)out = f;
+    cf_future_release(f);
+    return NULL;
+}
+
+/* A future freed by another thread-exit destructor, after the cache's own
+ * has run, still goes back for reuse: the next thread gets it. */
+static void cache_free_in_late_destructor(void)
+{
+    burst(10, NULL); /* the cache's key exists before late_key */
+    CHECK_EQ(pthread_key_create(&late_key, release_late), 0);
+    cf_future *kept = NULL, *next = NULL;
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, keep_until_exit, &kept), 0);
+    pthread_join(t, NULL);
+    CHECK_EQ(pthread_create(&t, NULL, make_one, &next), 0);
+    pthread_join(t, NULL);
+    CHECK(kept != NULL && next == kept);
+    pthread_key_delete(late_key);
+}
+
 /* A replaced allocator sees every future made and freed, even once the
  * caches hold memory. */
 static void cache_replaced_allocator_sees_all(void)
@@ -256,6 +298,7 @@ static const test_case cases[] = {
     TEST_CASE(cache_burst_memory_is_reused),
     TEST_CASE(cache_cross_thread),
     TEST_CASE(cache_thread_churn),
+    TEST_CASE(cache_free_in_late_destructor),
     TEST_CASE(cache_replaced_allocator_sees_all),
 };
 

@@ -93,6 +93,8 @@ static void on_thread_exit(void *p)
         pthread_mutex_unlock(&depot_mu);
     }
     c->bump = c->end = NULL;
+    c->registered = false; /* a later destructor that frees one registers
+                              again, and so comes back here */
 }
 
 static void make_key(void)
@@ -165,8 +167,7 @@ static bool new_region(tcache *c)
 /* The slow path of cf__cache_alloc: the thread's list is empty. */
 static void *refill(tcache *c, size_t size)
 {
-    size = (size + 7) & ~(size_t)7;
-    c->size = size;
+    c->size = (size + 7) & ~(size_t)7; /* the stride of carved blocks */
     if (atomic_load_explicit(&depot, memory_order_relaxed)) {
         pthread_mutex_lock(&depot_mu);
         block *b = atomic_load_explicit(&depot, memory_order_relaxed);
@@ -183,13 +184,13 @@ static void *refill(tcache *c, size_t size)
             return b;
         }
     }
-    if ((size_t)(c->end - c->bump) < size) {
+    if ((size_t)(c->end - c->bump) < c->size) {
         hold_blocks(c);
         if (!new_region(c))
             return NULL;
     }
     void *p = c->bump; /* never used: zero already */
-    c->bump += size;
+    c->bump += c->size;
     return p;
 }
 
