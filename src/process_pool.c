@@ -18,20 +18,27 @@
  *     process the task started keeps the socket open), never as a hang
  *     or a SIGPIPE.
  *
- * Invariants:
- *   - A worker answers its tasks in the order it got them, and writes each
- *     answer in full before starting the next task (worker.c). So when it
- *     dies, the oldest task without an answer - if its frame was written in
- *     full - is the one that was running: only that one fails (CF_EBROKEN,
- *     naming the signal or exit status; CF_ETIME when we killed it for
- *     task_timeout). The tasks queued behind it go back to the front of the
- *     pending queue, still RUNNING for their futures, and run elsewhere.
+ * Invariants (docs/process_pool.md, "Blame"):
+ *   - A worker answers its tasks in the order it got them, writes each
+ *     answer in full before starting the next task, and records in its
+ *     state page (wire.h) which task it started last and whether that one
+ *     finished. When it dies, the tasks written to it go with it to the
+ *     dying list; once it is reaped, the state page says which one ran:
+ *     that one fails (CF_EBROKEN naming the signal or exit status; CF_ETIME
+ *     when we killed it for task_timeout), with any before it whose answers
+ *     were lost; those after it never started and go back to the front of
+ *     the pending queue, still RUNNING for their futures, to run elsewhere.
  *   - Every frame read is checked (magic, version, header check, type, the
  *     id of the oldest task in flight, length limits); a worker that fails
  *     a check is killed as crashed.
- *   - A worker that dies before its READY (the initializer, or a start-up
- *     failure) breaks the pool, as in Python: pending and later work get
- *     CF_EBROKEN, and every worker is killed.
+ *   - A worker that dies before its READY is a failed start, as is a start
+ *     that fails outright (no descriptors, no processes): starts are
+ *     retried with backoff, and only when none has succeeded for
+ *     START_GIVE_UP_S (and START_GIVE_UP_TRIES tries) with no worker alive
+ *     do the pending futures fail, naming the cause. An initializer that
+ *     reports a failure (INIT_FAIL) breaks the pool, as in Python.
+ *   - Workers are freed only in reap(), at the top of the manager's loop,
+ *     never while a poll round may still hold a pointer to one.
  *   - The manager exits only after every worker process it started has
  *     been reaped; cf_executor_free joins it, so no process, zombie or
  *     descriptor outlives the pool.
@@ -69,20 +76,23 @@ extern char **environ;
 #define GRACE_S 2.0          /* a closed or crashed worker gets this to exit */
 #define DEPTH_WINDOW_S 0.002 /* work to keep queued in each worker */
 #define MAX_DEPTH 256        /* tasks in flight per worker, at most */
-#define MAX_REQUEUES 3       /* deaths a task may sit through unstarted */
 #define MAX_IOV 64           /* frames per sendmsg */
 #define RXBUF (64u * 1024u)  /* per-worker receive buffer */
 #define RX_PER_CALL (4u << 20) /* bytes read from one worker per wake-up */
 #define MAX_POLLED_DYING 64 /* dying workers beyond this are polled by tick */
 #define TICK_S 0.005
-#define START_RETRY_S 0.1
+#define RECHECK_S 0.05 /* a task sent but not started: look again */
+#define START_BACKOFF_MIN_S 0.01
+#define START_BACKOFF_MAX_S 0.5
+#define START_GIVE_UP_S 2.0 /* no worker started for this long: fail */
+#define START_GIVE_UP_TRIES 3
+#define TRANSFER_STALL_MIN_S 10.0 /* a result with no progress, at least */
 
 /* A queued or in-flight task: its future and its TASK frame. */
 typedef struct pp_task {
     struct pp_task *next;
     cf_future *f;          /* the engine's reference */
     double sent_at;        /* when the frame was written in full; 0 before */
-    unsigned requeues;     /* times its worker died before it started */
     bool started;          /* moved to RUNNING (dispatched at least once) */
     size_t len;            /* frame bytes */
     unsigned char frame[]; /* header, u64 fn offset, module, input */
@@ -92,6 +102,7 @@ typedef enum pp_why {
     WHY_CRASH,   /* EOF or a socket error we did not cause */
     WHY_CORRUPT, /* a frame failed a check */
     WHY_TIMEOUT, /* its task ran past task_timeout */
+    WHY_STALL,   /* a finished task's answer made no progress */
     WHY_NOMEM,   /* no memory to hold its answer */
     WHY_STOP,    /* retired, shut down, or the pool broke */
 } pp_why;
@@ -117,10 +128,11 @@ typedef struct pp_worker {
     void *body;
     unsigned char *body_data;
     size_t body_have;
+    double progress_at; /* when bytes last arrived */
     /* Dying. */
     pp_why why;
     char detail[96];
-    pp_task *blamed; /* failed once the exit status is known */
+    pp_task *held; /* written to it in full; judged once it is reaped */
     bool killed;
     double kill_at;
 } pp_worker;
@@ -148,6 +160,12 @@ typedef struct pp_pool {
     size_t n_live, n_dying;
     bool can_take;         /* room in some worker, or a worker may be started */
     double start_retry_at; /* after a failed start, when to try again */
+    double start_backoff;  /* the last retry delay; 0 after a good start */
+    double fail_since;     /* the first failed start since the last good */
+    unsigned fail_tries;   /* failed starts since the last good one */
+    bool fail_fresh;       /* a start failed since give_up_if_starved ran */
+    char start_error[256]; /* why the last start failed */
+    char broken_msg[384];  /* set with `broken` */
     double ewma;           /* seconds per task, 0 until measured */
     struct pollfd *pfds;
     pp_worker **pws;
@@ -224,18 +242,28 @@ static void fail_list(pp_pool *p, pp_task *list, int code, const char *msg)
 
 /* ---- the pending queue ------------------------------------------------- */
 
-/* Puts list (n tasks, in order) back at the front: they run next. */
-static void requeue_front(pp_pool *p, pp_task *list, pp_task *last, size_t n)
+/* Puts list (in order) back at the front: it runs next. In a broken pool
+ * it fails instead. */
+static void requeue_front(pp_pool *p, pp_task *list)
 {
     if (!list)
         return;
+    pp_task *last = list;
+    size_t n = 1;
+    for (; last->next; last = last->next)
+        n++;
     pthread_mutex_lock(&p->mu);
-    last->next = p->pend_head;
-    p->pend_head = list;
-    if (!p->pend_tail)
-        p->pend_tail = last;
-    p->n_pending += n;
+    bool broken = p->broken;
+    if (!broken) {
+        last->next = p->pend_head;
+        p->pend_head = list;
+        if (!p->pend_tail)
+            p->pend_tail = last;
+        p->n_pending += n;
+    }
     pthread_mutex_unlock(&p->mu);
+    if (broken)
+        fail_list(p, list, CF_EBROKEN, p->broken_msg);
 }
 
 /* Takes up to max tasks off the front. */
@@ -260,6 +288,42 @@ static pp_task *take_pending(pp_pool *p, size_t max)
     return last ? list : NULL;
 }
 
+/* ---- starting workers: failures and backoff ---------------------------- */
+
+static void start_failed(pp_pool *p, const char *why, double now)
+{
+    if (p->fail_tries++ == 0)
+        p->fail_since = now;
+    p->fail_fresh = true;
+    p->start_backoff = p->start_backoff > 0
+                           ? fmin(2 * p->start_backoff, START_BACKOFF_MAX_S)
+                           : START_BACKOFF_MIN_S;
+    p->start_retry_at = now + p->start_backoff;
+    snprintf(p->start_error, sizeof p->start_error,
+             "cannot start a worker process: %s", why);
+}
+
+static void start_succeeded(pp_pool *p)
+{
+    p->fail_tries = 0;
+    p->start_backoff = 0;
+    p->start_retry_at = 0;
+}
+
+/* After a failed start with no worker alive, when none has started for
+ * START_GIVE_UP_S over at least START_GIVE_UP_TRIES tries, the pending
+ * tasks fail with the reason. The pool stays usable: a later submit tries
+ * again (once), and the pool recovers as soon as a worker starts. */
+static void give_up_if_starved(pp_pool *p, double now)
+{
+    bool fresh = p->fail_fresh;
+    p->fail_fresh = false;
+    if (!fresh || p->n_live || p->fail_tries < START_GIVE_UP_TRIES ||
+        now - p->fail_since < START_GIVE_UP_S)
+        return;
+    fail_list(p, take_pending(p, SIZE_MAX), CF_EBROKEN, p->start_error);
+}
+
 /* ---- workers: losing one ----------------------------------------------- */
 
 static void unlink_worker(pp_worker **list, pp_worker *w)
@@ -279,46 +343,30 @@ static void free_rx(pp_worker *w)
     w->in_body = false;
 }
 
-static void break_pool(pp_pool *p, const char *msg, double now);
-
-/* Waits (up to GRACE_S, then kills) for a worker that died before READY and
- * breaks the pool with its exit status. */
-static void startup_failed(pp_pool *p, pp_worker *w, double now)
+/* Empties w's in-flight list: the tasks written to it in full are held
+ * until it is reaped; those it never got whole go back to the queue now. */
+static void hold_inflight(pp_pool *p, pp_worker *w)
 {
-    int status = 0;
-    bool got = false;
-    for (double end = cf__now() + GRACE_S; !got;) {
-        pid_t r = waitpid(w->proc.pid, &status, WNOHANG);
-        if (r == w->proc.pid || (r < 0 && errno != EINTR)) {
-            got = r == w->proc.pid;
-            break;
-        }
-        if (cf__now() >= end) {
-            kill(w->proc.pid, SIGKILL);
-            got = waitpid(w->proc.pid, &status, 0) == w->proc.pid;
-            break;
-        }
-        struct pollfd pf = { w->proc.pidfd, POLLIN, 0 };
-        poll(&pf, w->proc.pidfd >= 0 ? 1 : 0, 5);
+    pp_task *last_sent = NULL;
+    for (pp_task *t = w->head; t != w->unsent; t = t->next)
+        last_sent = t;
+    for (pp_task *t = w->unsent; t; t = t->next)
+        t->sent_at = 0;
+    pp_task *unsent = w->unsent;
+    if (last_sent) {
+        last_sent->next = NULL;
+        w->held = w->head;
     }
-    char how[160] = "ended";
-    if (got)
-        describe_status(how, sizeof how, status);
-    char msg[384];
-    snprintf(msg, sizeof msg,
-             "pool broken: worker process %d failed to start: it %s%s%s",
-             (int)w->proc.pid, how, w->detail[0] ? "; " : "", w->detail);
-    if (w->proc.pidfd >= 0)
-        close(w->proc.pidfd);
-    cf__free(w);
-    break_pool(p, msg, now);
+    w->head = w->tail = w->unsent = NULL;
+    w->n_inflight = 0;
+    requeue_front(p, unsent);
 }
 
 /*
  * Takes w out of service: closes its socket, kills it unless it is
- * expected to exit by itself, holds the task it was running (if any) for
- * when its exit status is known, and puts the tasks queued behind it back
- * at the front of the pending queue. w moves to the dying list.
+ * expected to exit by itself, and holds what it was given for when it has
+ * been reaped (worker_reaped). w moves to the dying list; it is freed only
+ * by reap().
  */
 static void lose_worker(pp_pool *p, pp_worker *w, pp_why why,
                         const char *detail, double now)
@@ -335,101 +383,97 @@ static void lose_worker(pp_pool *p, pp_worker *w, pp_why why,
         w->killed = true;
     }
     w->kill_at = now + GRACE_S;
-    if (why != WHY_STOP && !w->ready) {
-        /* Nothing ran yet; its tasks are still pending work. */
-        pp_task *last = w->tail;
-        size_t n = w->n_inflight;
-        pp_task *list = w->head;
-        w->head = w->tail = w->unsent = NULL;
-        w->n_inflight = 0;
-        requeue_front(p, list, last, n);
-        startup_failed(p, w, now);
-        return;
-    }
-    if (why != WHY_STOP && w->head && w->head != w->unsent) {
-        w->blamed = w->head;
-        w->head = w->head->next;
-        w->blamed->next = NULL;
-        w->n_inflight--;
-    }
-    /* The rest never started: back to the front, unless they have been
-     * unlucky too often. */
-    pp_task *keep = NULL, *keep_last = NULL, *given_up = NULL;
-    size_t n = 0;
-    for (pp_task *t = w->head, *next; t; t = next) {
-        next = t->next;
-        t->next = NULL;
-        t->sent_at = 0;
-        if (++t->requeues > MAX_REQUEUES) {
-            t->next = given_up;
-            given_up = t;
-            continue;
-        }
-        if (keep_last)
-            keep_last->next = t;
-        else
-            keep = t;
-        keep_last = t;
-        n++;
-    }
-    w->head = w->tail = w->unsent = NULL;
-    w->n_inflight = 0;
-    requeue_front(p, keep, keep_last, n);
-    fail_list(p, given_up, CF_EBROKEN,
-              "worker processes died repeatedly before this task could start");
+    hold_inflight(p, w);
     w->next = p->dying;
     p->dying = w;
     p->n_dying++;
 }
 
-/* The end of a dying worker: fail the task it was running, with the cause. */
-static void worker_reaped(pp_pool *p, pp_worker *w, int status, bool got)
+static double stall_limit(const pp_pool *p)
+{
+    return fmax(TRANSFER_STALL_MIN_S, p->timeout);
+}
+
+/* Why the tasks that ran on the dead worker w failed; sets *code. how is
+ * its exit status in words; finished: the last task it ran had returned. */
+static char *blame_message(const pp_pool *p, const pp_worker *w,
+                           const char *how, bool finished, int *code)
+{
+    int pid = (int)w->proc.pid;
+    *code = CF_EBROKEN;
+    switch (w->why) {
+    case WHY_TIMEOUT:
+        *code = CF_ETIME;
+        return fmt_msg("task ran past its task_timeout of %g s; worker "
+                       "process %d was killed",
+                       p->timeout, pid);
+    case WHY_STALL:
+        *code = CF_ETIME;
+        return fmt_msg("task finished, but its result made no progress for "
+                       "%g s; worker process %d was killed",
+                       stall_limit(p), pid);
+    case WHY_CORRUPT:
+        return fmt_msg("worker process %d sent a corrupt frame (%s) while "
+                       "running this task and was killed",
+                       pid, w->detail);
+    case WHY_NOMEM:
+        *code = CF_ENOMEM;
+        return fmt_msg("no memory for the result (%s); worker process %d "
+                       "was killed",
+                       w->detail, pid);
+    default: break;
+    }
+    const char *when = finished ? "after this task returned, before its "
+                                  "result arrived"
+                                : "while running this task";
+    char note[sizeof w->detail + 4] = "";
+    if (w->detail[0])
+        snprintf(note, sizeof note, " (%s)", w->detail);
+    /* Killed by us: it closed the socket but did not exit. */
+    if (w->killed)
+        return fmt_msg("worker process %d closed its connection %s%s and "
+                       "was killed",
+                       pid, when, note);
+    return fmt_msg("worker process %d %s %s%s", pid, how, when, note);
+}
+
+/*
+ * The end of a dying worker. Its state page says which task it started
+ * last: that one ran, and fails with the cause, as do any held before it
+ * (their answers were lost with it); those after it never started and go
+ * back to the queue. A worker that died before READY is a failed start.
+ */
+static void worker_reaped(pp_pool *p, pp_worker *w, int status, bool got,
+                          double now)
 {
     if (w->proc.pidfd >= 0)
         close(w->proc.pidfd);
-    pp_task *t = w->blamed;
-    if (t) {
-        int pid = (int)w->proc.pid;
-        char how[160] = "ended (its exit status was collected elsewhere)";
-        if (got)
-            describe_status(how, sizeof how, status);
-        char *msg;
-        int code = CF_EBROKEN;
-        switch (w->why) {
-        case WHY_TIMEOUT:
-            code = CF_ETIME;
-            msg = fmt_msg("task ran past its task_timeout of %g s; worker "
-                          "process %d was killed",
-                          p->timeout, pid);
-            break;
-        case WHY_CORRUPT:
-            msg = fmt_msg("worker process %d sent a corrupt frame (%s) while "
-                          "running this task and was killed",
-                          pid, w->detail);
-            break;
-        case WHY_NOMEM:
-            code = CF_ENOMEM;
-            msg = fmt_msg("no memory for the result (%s); worker process %d "
-                          "was killed",
-                          w->detail, pid);
-            break;
-        default: {
-            char note[sizeof w->detail + 4] = "";
-            if (w->detail[0])
-                snprintf(note, sizeof note, " (%s)", w->detail);
-            /* Killed by us: it closed the socket but did not exit. */
-            msg = w->killed ? fmt_msg("worker process %d closed its "
-                                      "connection while running this "
-                                      "task%s and was killed",
-                                      pid, note)
-                            : fmt_msg("worker process %d %s while running "
-                                      "this task%s",
-                                      pid, how, note);
-            break;
-        }
-        }
-        task_fail(p, t, code, msg);
+    char how[160] = "ended (its exit status was collected elsewhere)";
+    if (got)
+        describe_status(how, sizeof how, status);
+    /* acquire: pairs with the worker's release stores (worker.c) */
+    uint64_t ran =
+        atomic_load_explicit(&w->proc.state->running, memory_order_acquire);
+    uint64_t fin =
+        atomic_load_explicit(&w->proc.state->done, memory_order_acquire);
+    cf__pp_state_unmap(w->proc.state);
+    pp_task *cut = NULL;
+    for (pp_task *t = w->held; t; t = t->next)
+        if (ran && task_id(t) == ran)
+            cut = t;
+    requeue_front(p, cut ? cut->next : w->held);
+    if (cut) {
+        cut->next = NULL;
+        int code;
+        char *msg = blame_message(p, w, how, fin == ran, &code);
+        fail_list(p, w->held, code, msg);
         cf__free(msg);
+    }
+    if (!w->ready && w->why != WHY_STOP) {
+        char why[sizeof how + sizeof w->detail + 40];
+        snprintf(why, sizeof why, "worker process %d %s%s%s", (int)w->proc.pid,
+                 how, w->detail[0] ? "; " : "", w->detail);
+        start_failed(p, why, now);
     }
     cf__free(w);
 }
@@ -443,7 +487,7 @@ static void reap(pp_pool *p, double now)
         if (r == w->proc.pid || (r < 0 && errno == ECHILD)) {
             *link = w->next;
             p->n_dying--;
-            worker_reaped(p, w, status, r == w->proc.pid);
+            worker_reaped(p, w, status, r == w->proc.pid, now);
             continue;
         }
         if (!w->killed && now >= w->kill_at) {
@@ -454,10 +498,12 @@ static void reap(pp_pool *p, double now)
     }
 }
 
-/* Breaks the pool: pending work, the work in every worker, and every later
- * submit fail with CF_EBROKEN; every worker is killed. */
+/* Breaks the pool (an initializer reported a failure): pending work, the
+ * work in every worker, and every later submit fail with CF_EBROKEN; every
+ * worker is killed. */
 static void break_pool(pp_pool *p, const char *msg, double now)
 {
+    snprintf(p->broken_msg, sizeof p->broken_msg, "%s", msg);
     pthread_mutex_lock(&p->mu);
     p->broken = true;
     pp_task *pending = p->pend_head;
@@ -625,6 +671,7 @@ static bool on_frame(pp_pool *p, pp_worker *w, double now)
     case CF__PP_READY:
         w->ready = true;
         w->head_since = now;
+        start_succeeded(p);
         cf__free(text);
         return true;
     case CF__PP_INIT_FAIL: {
@@ -736,6 +783,7 @@ static bool read_worker(pp_pool *p, pp_worker *w, double now, bool drain)
             k = recv(w->proc.fd, w->body_data + w->body_have, need,
                      MSG_DONTWAIT);
             if (k > 0) {
+                w->progress_at = now;
                 w->body_have += (size_t)k;
                 got += (size_t)k;
                 if (w->body_have == w->hdr.len) {
@@ -754,6 +802,7 @@ static bool read_worker(pp_pool *p, pp_worker *w, double now, bool drain)
             k = recv(w->proc.fd, w->rx + w->rx_end, RXBUF - w->rx_end,
                      MSG_DONTWAIT);
             if (k > 0) {
+                w->progress_at = now;
                 w->rx_end += (size_t)k;
                 got += (size_t)k;
                 if (!parse(p, w, now))
@@ -852,16 +901,8 @@ static void dispatch(pp_pool *p, double now)
     while (may_start && pending > idle && p->n_live < p->max_workers) {
         int rc = start_worker(p, now);
         if (rc) {
-            if (p->n_live == 0) {
-                char *msg = fmt_msg("pool broken: cannot start a worker "
-                                    "process: %s",
-                                    cf_strerror(rc));
-                break_pool(p, msg ? msg : "pool broken", now);
-                cf__free(msg);
-                return;
-            }
             /* Go on with the workers we have; try again later. */
-            p->start_retry_at = now + START_RETRY_S;
+            start_failed(p, cf_strerror(rc), now);
             may_start = false;
             break;
         }
@@ -891,18 +932,43 @@ static void dispatch(pp_pool *p, double now)
     flush_all(p, now);
 }
 
+/*
+ * When w's oldest task passes its limit, and which (*why): task_timeout
+ * from when it started to run, by its worker's state page; once it has
+ * returned, the transfer's limit from when its answer last made progress.
+ * A task written but not yet started is looked at again soon (*why
+ * WHY_STOP: nothing to enforce). INFINITY: no limit applies.
+ */
+static double deadline(const pp_pool *p, const pp_worker *w, double now,
+                       pp_why *why)
+{
+    *why = WHY_STOP;
+    if (p->timeout <= 0 || !w->ready || !w->head || w->head == w->unsent)
+        return INFINITY;
+    const cf__pp_state *st = w->proc.state;
+    uint64_t id = task_id(w->head);
+    double since = fmax(w->head->sent_at, w->head_since);
+    /* acquire: pairs with the worker's release stores (worker.c) */
+    if (atomic_load_explicit(&st->done, memory_order_acquire) == id) {
+        *why = WHY_STALL;
+        return fmax(since, w->progress_at) + stall_limit(p);
+    }
+    if (atomic_load_explicit(&st->running, memory_order_acquire) == id) {
+        *why = WHY_TIMEOUT;
+        int64_t ns =
+            atomic_load_explicit(&st->started_ns, memory_order_relaxed);
+        return (double)ns * 1e-9 + p->timeout;
+    }
+    return fmax(since + p->timeout, now + RECHECK_S);
+}
+
 static void check_timeouts(pp_pool *p, double now)
 {
-    if (p->timeout <= 0)
-        return;
     for (pp_worker *w = p->live, *next; w; w = next) {
         next = w->next;
-        if (!w->ready || !w->head || w->head == w->unsent)
-            continue;
-        double start =
-            w->head->sent_at > w->head_since ? w->head->sent_at : w->head_since;
-        if (now >= start + p->timeout)
-            lose_worker(p, w, WHY_TIMEOUT, NULL, now);
+        pp_why why;
+        if (now >= deadline(p, w, now, &why) && why != WHY_STOP)
+            lose_worker(p, w, why, NULL, now);
     }
 }
 
@@ -931,7 +997,7 @@ static void publish(pp_pool *p)
         running += w->n_inflight;
     }
     for (pp_worker *w = p->dying; w; w = w->next)
-        running += w->blamed != NULL;
+        running += w->held != NULL;
     atomic_store_explicit(&p->st_workers, p->n_live + p->n_dying,
                           memory_order_relaxed);
     atomic_store_explicit(&p->st_idle, idle, memory_order_relaxed);
@@ -955,11 +1021,8 @@ static void wait_and_serve(pp_pool *p)
             p->pfds[n] = (struct pollfd){ w->proc.pidfd, POLLIN, 0 };
             p->pws[n++] = w;
         }
-        if (p->timeout > 0 && w->ready && w->head && w->head != w->unsent) {
-            double s = w->head->sent_at > w->head_since ? w->head->sent_at
-                                                        : w->head_since;
-            next = fmin(next, s + p->timeout);
-        }
+        pp_why why;
+        next = fmin(next, deadline(p, w, now, &why));
     }
     size_t first_dying = n;
     for (pp_worker *w = p->dying; w; w = w->next) {
@@ -973,12 +1036,15 @@ static void wait_and_serve(pp_pool *p)
             next = fmin(next, now + TICK_S);
         }
     }
+    bool may_grow = p->n_live < p->max_workers;
     pthread_mutex_lock(&p->mu);
     if (p->n_pending && p->can_take)
         next = now;
-    /* Submits wake us only when we could take their task; a shutdown
-     * always does. */
-    p->listening = p->can_take;
+    else if (p->n_pending && may_grow)
+        next = fmin(next, p->start_retry_at); /* retry a failed start */
+    /* Submits wake us only when we could take their task (now, or once a
+     * failed start may be retried); a shutdown always does. */
+    p->listening = p->can_take || may_grow;
     bool stop = p->shutdown;
     pthread_mutex_unlock(&p->mu);
     if (stop && p->dying)
@@ -1041,6 +1107,7 @@ static void *manager_main(void *arg)
     for (;;) {
         double now = cf__now();
         reap(p, now);
+        give_up_if_starved(p, now);
         check_timeouts(p, now);
         dispatch(p, now);
         publish(p);
@@ -1375,5 +1442,5 @@ __attribute__((constructor)) static void serve_if_worker(void)
     if (n != CF__PP_FD || ppid <= 0 || fstat(CF__PP_FD, &st) != 0 ||
         !S_ISSOCK(st.st_mode))
         return;
-    cf__pp_worker_main((pid_t)ppid);
+    cf__pp_worker_main((pid_t)ppid, cf__pp_state_attach());
 }

@@ -28,8 +28,10 @@
 #define CF__PP_MAGIC 0x50504643u /* the bytes "CFPP" on a little-endian CPU */
 #define CF__PP_VERSION 1
 #define CF__PP_HDR 32
-/* The descriptor a worker process talks to its pool on. */
+/* The descriptor a worker process talks to its pool on, and the one a
+ * spawned worker finds its state page on (then closes). */
 #define CF__PP_FD 3
+#define CF__PP_STATE_FD 4
 #define CF__PP_ENV_FD "CFUTURES_WORKER_FD"
 #define CF__PP_ENV_PARENT "CFUTURES_WORKER_PARENT"
 /* Limits a valid frame respects. */
@@ -73,6 +75,22 @@ typedef struct cf__pp_init {
     uint32_t arg_module_len;
 } cf__pp_init;
 
+/*
+ * A worker's state page: shared memory the worker writes and the pool reads
+ * (docs/process_pool.md, "Blame"). Before a task runs the worker stores its
+ * start time, then its id in `running`; when the task's function returns,
+ * before the answer is written, its id in `done`. So after the worker died
+ * the pool knows which task was running (blamed), which had finished (its
+ * answer lost: blamed too, it ran) and which never started (run again
+ * elsewhere); and task_timeout measures the run alone, not the transfer.
+ * Written by one process, read by another: release stores, acquire loads.
+ */
+typedef struct cf__pp_state {
+    _Atomic uint64_t running;   /* id of the task started last; 0: none */
+    _Atomic uint64_t done;      /* id of the task whose run ended last */
+    _Atomic int64_t started_ns; /* CLOCK_MONOTONIC when `running` started */
+} cf__pp_state;
+
 /* Fills in a header, its check included. */
 void cf__pp_hdr_set(cf__pp_hdr *h, uint16_t type, uint64_t id, uint64_t len,
                     int32_t aux);
@@ -86,17 +104,24 @@ int cf__pp_send_all(int fd, struct iovec *iov, int n);
 
 /* The worker process side (worker.c): serves the pool on CF__PP_FD until
  * the pool closes it, then exits the process. parent is the pool's process
- * id. */
-_Noreturn void cf__pp_worker_main(pid_t parent);
+ * id; st the state page (NULL: the worker exits at once, unable to tell
+ * the pool what it runs). */
+_Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st);
 
 /* A started worker process (spawn.c): its pid, the parent's end of the
- * socket (non-blocking, close-on-exec) and a pidfd that polls readable
- * when it exits (-1 where the kernel has none). */
+ * socket (non-blocking, close-on-exec), a pidfd that polls readable when it
+ * exits (-1 where the kernel has none) and its state page (the parent's
+ * mapping; cf__pp_state_unmap releases it). */
 typedef struct cf__pp_proc {
     pid_t pid;
     int fd;
     int pidfd;
+    cf__pp_state *state;
 } cf__pp_proc;
+/* Maps a spawned worker's state page from CF__PP_STATE_FD and closes the
+ * descriptor: the page, or NULL. */
+cf__pp_state *cf__pp_state_attach(void);
+void cf__pp_state_unmap(cf__pp_state *st);
 /* Starts a fresh image of the running program (/proc/self/exe) with envp,
  * which carries CF__PP_ENV_FD and CF__PP_ENV_PARENT: 0 or -errno. */
 int cf__pp_spawn(cf__pp_proc *out, char *const *envp);

@@ -5,8 +5,9 @@
  * program's main never starts; for fork it is a copy of the parent).
  *
  * Order matters to the parent's crash accounting: the answer to a task is
- * written in full before the next task starts, so when the worker dies the
- * oldest task the parent has no answer for is the one that was running.
+ * written in full before the next task starts, and the state page (wire.h)
+ * says which task runs and which has finished, so when the worker dies the
+ * parent blames the task that ran and nothing else.
  *
  * Input arrives through a 64 KiB read buffer, so a burst of small frames
  * costs one read; a payload that fits is used in place, a larger one is
@@ -25,9 +26,24 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RBUF (64u * 1024u)
+
+/* This process's state page (wire.h); set once, in cf__pp_worker_main. */
+static cf__pp_state *state;
+
+static void mark_running(uint64_t id)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* release: the pool reads started_ns after it sees running == id */
+    atomic_store_explicit(&state->started_ns,
+                          (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec,
+                          memory_order_relaxed);
+    atomic_store_explicit(&state->running, id, memory_order_release);
+}
 
 typedef struct reader {
     int fd;
@@ -212,10 +228,14 @@ static void run_task(const cf__pp_hdr *h, const unsigned char *p, size_t len)
                  "offset %#llx)",
                  name, offset);
     } else {
+        mark_running(h->id);
         cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
         out = cf__run_bytes(fn, p + 8 + mlen, len - 8 - mlen);
         cf__task_ctx_swap(outer);
     }
+    /* release: pairs with the pool's acquire load; from here on the
+     * task's time limit no longer applies, only the transfer's */
+    atomic_store_explicit(&state->done, h->id, memory_order_release);
     flush_stdio(); /* what the task printed comes out before its result */
     if (out)
         send_frame(CF__PP_RESULT, h->id, 0, out->data, out->len);
@@ -225,8 +245,11 @@ static void run_task(const cf__pp_hdr *h, const unsigned char *p, size_t len)
     cf__free(ctx.message);
 }
 
-_Noreturn void cf__pp_worker_main(pid_t parent)
+_Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
 {
+    state = st;
+    if (!state)
+        _exit(1); /* the pool could not tell what ran: a failed start */
     /* Die with the pool's manager thread (it reaps us before it exits, so
      * this only fires when the pool's process died first). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
