@@ -15,6 +15,7 @@
 #include "mpi_pool.h"
 
 #include <cfutures/mpi.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/mman.h>
 
@@ -98,6 +99,17 @@ static int crash(const void *in, size_t len, cf_buffer *out)
     return 0;
 }
 
+/* Kills its own process (isolated pools only); SIGKILL, so that no
+ * sanitizer turns it into an exit status. */
+static int die(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    (void)out;
+    raise(SIGKILL);
+    return 0;
+}
+
 static int64_t init_seen;
 
 static const int64_t forty_two = 42;
@@ -108,6 +120,26 @@ static void *init_mark(void *arg)
     init_seen = *(const int64_t *)arg;
     return NULL;
 }
+
+/* Kills the first worker process its rank starts, before it is ready; a
+ * file named after the rank's pid remembers that it did. */
+static void *init_crash_once(void *arg)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/cf_mpi_init_crash.%d", (int)getppid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        raise(SIGKILL);
+    }
+    unlink(path);
+    init_seen = *(const int64_t *)arg;
+    return NULL;
+}
+
+static const cf_options opts_init_crash_once = { .initializer = init_crash_once,
+                                                 .initarg =
+                                                     (void *)&forty_two };
 
 static void *init_fail(void *arg)
 {
@@ -805,6 +837,52 @@ static void isolated_crash_and_timeout(void)
     cf_executor_free(ex);
 }
 
+/* Isolated ranks: many tiny tasks stream through each rank's worker
+ * process; those among them that kill it fail alone, and the tasks queued
+ * behind them run, however many crashes come first. */
+static void isolated_crashes_blame_only_their_task(void)
+{
+    cf_executor *ex = make_isolated_pool(NULL);
+    enum { N = 400 };
+    static cf_future *fs[N];
+    size_t crashed = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++)
+            fs[i] = submit_i64(ex, i % 37 == 5 ? die : square, i);
+        for (int i = 0; i < N; i++) {
+            if (i % 37 == 5) {
+                const char *msg = NULL;
+                CHECK_EQ(cf_future_exception(fs[i], 30.0, &msg), CF_EBROKEN);
+                CHECK(msg && strstr(msg, "SIGKILL"));
+                crashed++;
+            } else {
+                CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+            }
+            cf_future_release(fs[i]);
+        }
+    }
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.failed, crashed);
+    CHECK_EQ(st.completed, 2 * N - crashed);
+    cf_executor_free(ex);
+}
+
+/* Isolated ranks: a worker process killed before it was ready is a failed
+ * start; it is started again and the tasks run. */
+static void isolated_initializer_crash_retried(void)
+{
+    cf_executor *ex = make_isolated_pool(&opts_init_crash_once);
+    cf_future *fs[20];
+    for (int i = 0; i < 20; i++)
+        fs[i] = submit_i64(ex, read_init, 0);
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ(result_i64(fs[i]), 42);
+        cf_future_release(fs[i]);
+    }
+    cf_executor_free(ex);
+}
+
 static void isolated_initializer(void)
 {
     cf_executor *ex = make_isolated_pool(&opts_init_mark);
@@ -918,6 +996,8 @@ static const mpi_case cases[] = {
     CASE(concurrent_submitters, 1, NULL),
     ISOLATED_CASE(isolated_crash_and_timeout, &opts_timeout),
     ISOLATED_CASE(isolated_initializer, &opts_init_mark),
+    ISOLATED_CASE(isolated_crashes_blame_only_their_task, NULL),
+    ISOLATED_CASE(isolated_initializer_crash_retried, &opts_init_crash_once),
 };
 
 static bool wanted(const char *name, int argc, char **argv)
