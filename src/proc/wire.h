@@ -1,64 +1,28 @@
 /*
- * wire.h - the frames a process pool and its worker processes exchange over
- * one AF_UNIX stream socket per worker (docs/process_pool.md, "Wire
- * protocol").
+ * wire.h - the process transport's side of the protocol: frames
+ * (remote/codec.h) over one AF_UNIX stream socket per worker
+ * (docs/process_pool.md, "Wire protocol"), the worker's state page, and
+ * the entry points of the other proc/ files (worker.c, spawn.c).
  *
- * Every frame is a 32-byte header, then `len` payload bytes:
- *
- *   u32 magic "CFPP" | u16 version | u16 type | u64 id | u64 len |
- *   i32 aux | u32 check (FNV-1a of the 28 bytes before it)
- *
- * Both ends run the same program image, so fields are in native byte order.
  * Parent to worker: INIT (once, first), TASK. Worker to parent: READY or
  * INIT_FAIL (once, first), then exactly one RESULT or FAIL per TASK, in the
  * order the tasks were sent. The parent checks every header it reads and
  * treats a worker whose frame fails a check as crashed.
- *
- * Also here: the socket helpers both ends share, and the entry points of the
- * other proc/ files (worker.c, spawn.c).
  */
 #ifndef CF_PROC_WIRE_H
 #define CF_PROC_WIRE_H
 
-#include "../internal.h"
+#include "../remote/codec.h"
 
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#define CF__PP_MAGIC 0x50504643u /* the bytes "CFPP" on a little-endian CPU */
-#define CF__PP_VERSION 1
-#define CF__PP_HDR 32
 /* The descriptor a worker process talks to its pool on, and the one a
  * spawned worker finds its state page on (then closes). */
 #define CF__PP_FD 3
 #define CF__PP_STATE_FD 4
 #define CF__PP_ENV_FD "CFUTURES_WORKER_FD"
 #define CF__PP_ENV_PARENT "CFUTURES_WORKER_PARENT"
-/* Limits a valid frame respects. */
-#define CF__PP_MAX_MODULE 4096u       /* module path bytes */
-#define CF__PP_MAX_MESSAGE (1u << 20) /* failure message bytes */
-#define CF__PP_MAX_PAYLOAD ((uint64_t)1 << 40)
-
-enum {
-    CF__PP_INIT = 1,      /* parent: aux flags; payload cf__pp_init + names */
-    CF__PP_TASK = 2,      /* parent: aux module length; payload u64 offset,
-                             module, input bytes */
-    CF__PP_READY = 3,     /* worker: initializer done; no payload */
-    CF__PP_INIT_FAIL = 4, /* worker: aux code; payload message */
-    CF__PP_RESULT = 5,    /* worker: payload the result bytes */
-    CF__PP_FAIL = 6,      /* worker: aux code; payload message */
-};
-
-typedef struct cf__pp_hdr {
-    uint32_t magic;
-    uint16_t version;
-    uint16_t type;
-    uint64_t id;
-    uint64_t len;
-    int32_t aux;
-    uint32_t check;
-} cf__pp_hdr;
-_Static_assert(sizeof(cf__pp_hdr) == CF__PP_HDR, "the header is 32 bytes");
 
 /* INIT flags and payload: the initializer and its argument, each named as
  * a function is (module + offset), or the argument as a raw pointer value
@@ -90,17 +54,6 @@ typedef struct cf__pp_state {
     _Atomic uint64_t done;      /* id of the task whose run ended last */
     _Atomic int64_t started_ns; /* CLOCK_MONOTONIC when `running` started */
 } cf__pp_state;
-
-/* Fills in a header, its check included. */
-void cf__pp_hdr_set(cf__pp_hdr *h, uint16_t type, uint64_t id, uint64_t len,
-                    int32_t aux);
-/* NULL when the header is well formed (magic, version, check, a known
- * type, len within CF__PP_MAX_PAYLOAD), else what is wrong with it. */
-const char *cf__pp_hdr_bad(const cf__pp_hdr *h);
-
-/* Writes all of iov[0..n) to a blocking socket, never raising SIGPIPE:
- * 0, or -1 once the peer is gone. Used by worker processes. */
-int cf__pp_send_all(int fd, struct iovec *iov, int n);
 
 /* The worker process side (worker.c): serves the pool on CF__PP_FD until
  * the pool closes it, then exits the process. parent is the pool's process

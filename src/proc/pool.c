@@ -1,49 +1,45 @@
 /*
- * process_pool.c - the process-pool executor: bytes tasks run in worker
- * processes, one AF_UNIX socket each, driven by one manager thread per
- * pool. docs/process_pool.md is the long form; wire.h has the frames.
+ * pool.c - the process transport of the remote engine (remote/engine.h):
+ * cf_process_pool_new's workers are processes, one AF_UNIX socket each,
+ * driven by the engine's manager thread. docs/process_pool.md is the long
+ * form; remote/codec.h has the frames, wire.h the process-side protocol.
  *
  * Who owns what:
- *   - Submitters build a task's whole TASK frame (header, function identity,
- *     a copy of the input) and append it to the pending queue under `mu`.
- *     They write the wake eventfd only when the manager sleeps with room
- *     for more work (`listening`), so a burst of submits to a busy pool
- *     costs no system call each.
- *   - The manager thread owns the workers: it starts them (spawn or fork),
- *     pipelines tasks into them, reads answers and completes futures, reaps
- *     them (waitpid on their own pid, WNOHANG, woken by a pidfd), kills and
- *     replaces them. It never blocks but in poll(2); every socket is
- *     non-blocking and writes use MSG_NOSIGNAL, so a dead worker shows up
- *     as EOF, EPIPE or its pidfd turning readable (the last even when a
- *     process the task started keeps the socket open), never as a hang
- *     or a SIGPIPE.
+ *   - The engine owns the pending queue: submitters build a task's whole
+ *     TASK frame and append it under the engine's `mu`, and write the wake
+ *     eventfd only when the manager sleeps with room for more work
+ *     (`listening`), so a burst of submits to a busy pool costs no system
+ *     call each.
+ *   - The manager's round (pp_round) owns the workers: it starts them
+ *     (spawn or fork), pipelines tasks into them, reads answers and
+ *     completes futures, reaps them (waitpid on their own pid, WNOHANG,
+ *     woken by a pidfd), kills and replaces them. It never blocks but in
+ *     poll(2); every socket is non-blocking and writes use MSG_NOSIGNAL, so
+ *     a dead worker shows up as EOF, EPIPE or its pidfd turning readable
+ *     (the last even when a process the task started keeps the socket
+ *     open), never as a hang or a SIGPIPE.
  *
- * Invariants (docs/process_pool.md, "Blame"):
+ * Invariants (docs/design.md, "Blame"):
  *   - A worker answers its tasks in the order it got them, writes each
  *     answer in full before starting the next task, and records in its
  *     state page (wire.h) which task it started last and whether that one
- *     finished. When it dies, the tasks written to it go with it to the
- *     dying list; once it is reaped, the state page says which one ran:
- *     that one fails (CF_EBROKEN naming the signal or exit status; CF_ETIME
- *     when we killed it for task_timeout), with any before it whose answers
- *     were lost; those after it never started and go back to the front of
- *     the pending queue, still RUNNING for their futures, to run elsewhere.
+ *     returned. When it dies, the tasks written to it go with it to the
+ *     dying list; once it is reaped, the engine's cf__remote_blame fails
+ *     the one that ran (CF_EBROKEN naming the signal or exit status;
+ *     CF_ETIME when we killed it for task_timeout) and puts those behind it
+ *     back at the front of the queue.
  *   - Every frame read is checked (magic, version, header check, type, the
  *     id of the oldest task in flight, length limits); a worker that fails
  *     a check is killed as crashed.
  *   - A worker that dies before its READY is a failed start, as is a start
- *     that fails outright (no descriptors, no processes): starts are
- *     retried with backoff, and only when none has succeeded for
- *     START_GIVE_UP_S (and START_GIVE_UP_TRIES tries) with no worker alive
- *     do the pending futures fail, naming the cause. An initializer that
+ *     that fails outright (no descriptors, no processes): the engine's
+ *     backoff says when to retry, and when to give up. An initializer that
  *     reports a failure (INIT_FAIL) breaks the pool, as in Python.
- *   - Workers are freed only in reap(), at the top of the manager's loop,
- *     never while a poll round may still hold a pointer to one.
+ *   - Workers are freed only in reap(), at the top of the round, never
+ *     while a poll round may still hold a pointer to one.
  *   - The manager exits only after every worker process it started has
  *     been reaped; cf_executor_free joins it, so no process, zombie or
  *     descriptor outlives the pool.
- *   - Futures are completed (callbacks run) without `mu` held, so a done
- *     callback may submit to the pool.
  *
  * Cost: a task is one allocation (its frame) plus its future. The manager
  * keeps up to `depth` tasks in flight per worker, sized from a running
@@ -51,10 +47,9 @@
  * each worker: tiny tasks go out many per write(2) and their answers come
  * back many per read(2); long tasks keep one queued behind the running one.
  */
-#include "bytes.h"
-#include "executor.h"
-#include "fnid.h"
-#include "proc/wire.h"
+#include "../fnid.h"
+#include "../remote/engine.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <math.h>
@@ -81,22 +76,8 @@ extern char **environ;
 #define RX_PER_CALL (4u << 20) /* bytes read from one worker per wake-up */
 #define MAX_POLLED_DYING 64 /* dying workers beyond this are polled by tick */
 #define TICK_S 0.005
-#define RECHECK_S 0.05 /* a task sent but not started: look again */
-#define START_BACKOFF_MIN_S 0.01
-#define START_BACKOFF_MAX_S 0.5
-#define START_GIVE_UP_S 2.0 /* no worker started for this long: fail */
-#define START_GIVE_UP_TRIES 3
+#define RECHECK_S 0.05            /* a task sent but not started: look again */
 #define TRANSFER_STALL_MIN_S 10.0 /* a result with no progress, at least */
-
-/* A queued or in-flight task: its future and its TASK frame. */
-typedef struct pp_task {
-    struct pp_task *next;
-    cf_future *f;          /* the engine's reference */
-    double sent_at;        /* when the frame was written in full; 0 before */
-    bool started;          /* moved to RUNNING (dispatched at least once) */
-    size_t len;            /* frame bytes */
-    unsigned char frame[]; /* header, u64 fn offset, module, input */
-} pp_task;
 
 typedef enum pp_why {
     WHY_CRASH,   /* EOF or a socket error we did not cause */
@@ -114,7 +95,7 @@ typedef struct pp_worker {
     unsigned assigned;      /* tasks ever given (max_tasks_per_child) */
     size_t init_off;        /* bytes of the INIT frame written */
     /* In flight, oldest first; [head, unsent) were written in full. */
-    pp_task *head, *tail, *unsent;
+    cf__rtask *head, *tail, *unsent;
     size_t unsent_off; /* bytes of unsent's frame written */
     size_t n_inflight;
     double head_since; /* when head became the oldest (or READY came) */
@@ -123,7 +104,7 @@ typedef struct pp_worker {
      * otherwise). */
     unsigned char *rx;
     size_t rx_beg, rx_end;
-    cf__pp_hdr hdr;
+    cf__frame hdr;
     bool in_body;
     void *body;
     unsigned char *body_data;
@@ -132,13 +113,13 @@ typedef struct pp_worker {
     /* Dying. */
     pp_why why;
     char detail[96];
-    pp_task *held; /* written to it in full; judged once it is reaped */
+    cf__rtask *held; /* written to it in full; judged once it is reaped */
     bool killed;
     double kill_at;
 } pp_worker;
 
 typedef struct pp_pool {
-    cf_executor base;
+    cf__remote r; /* first: the engine */
     /* Set at creation, read-only after. */
     size_t max_workers;
     unsigned max_tasks;
@@ -148,38 +129,14 @@ typedef struct pp_pool {
     unsigned char *init_frame;
     size_t init_len;
     int wakefd;
-    pthread_t manager;
-    /* Guarded by mu. */
-    pthread_mutex_t mu;
-    pthread_cond_t exited_cv;
-    pp_task *pend_head, *pend_tail;
-    size_t n_pending;
-    bool shutdown, broken, listening, exited, orphaned;
     /* The manager's own. */
     pp_worker *live, *dying;
     size_t n_live, n_dying;
-    bool can_take;         /* room in some worker, or a worker may be started */
-    double start_retry_at; /* after a failed start, when to try again */
-    double start_backoff;  /* the last retry delay; 0 after a good start */
-    double fail_since;     /* the first failed start since the last good */
-    unsigned fail_tries;   /* failed starts since the last good one */
-    bool fail_fresh;       /* a start failed since give_up_if_starved ran */
-    char start_error[256]; /* why the last start failed */
-    char broken_msg[384];  /* set with `broken` */
-    double ewma;           /* seconds per task, 0 until measured */
+    bool can_take; /* room in some worker, or a worker may be started */
+    double ewma;   /* seconds per task, 0 until measured */
     struct pollfd *pfds;
     pp_worker **pws;
-    /* For cf_executor_stats: written by the manager (cancelled also by
-     * shutdown), read by anyone; relaxed, they are a snapshot. */
-    _Atomic size_t st_workers, st_idle, st_running, st_completed, st_failed,
-        st_cancelled;
-    _Atomic uint64_t next_id;
 } pp_pool;
-
-static void count(_Atomic size_t *c)
-{
-    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
-}
 
 /* A formatted message from the allocator, or NULL (then the future's text
  * is cf_strerror(code)). */
@@ -208,122 +165,6 @@ static void describe_status(char *buf, size_t n, int status)
     }
 }
 
-static uint64_t task_id(const pp_task *t)
-{
-    cf__pp_hdr h;
-    memcpy(&h, t->frame, sizeof h);
-    return h.id;
-}
-
-/* ---- completing tasks (manager; never with mu held) -------------------- */
-
-/* Fails t with code and a copy of msg, or counts it cancelled when it never
- * started and its future was cancelled; frees t. */
-static void task_fail(pp_pool *p, pp_task *t, int code, const char *msg)
-{
-    if (!t->started && !cf_future_set_running_or_notify_cancel(t->f)) {
-        count(&p->st_cancelled);
-    } else {
-        cf__task_ctx ctx = { code, cf__strdup(msg) };
-        count(&p->st_failed);
-        cf__future_finish(t->f, NULL, &ctx);
-    }
-    cf_future_release(t->f);
-    cf__free(t);
-}
-
-static void fail_list(pp_pool *p, pp_task *list, int code, const char *msg)
-{
-    for (pp_task *t = list, *next; t; t = next) {
-        next = t->next;
-        task_fail(p, t, code, msg);
-    }
-}
-
-/* ---- the pending queue ------------------------------------------------- */
-
-/* Puts list (in order) back at the front: it runs next. In a broken pool
- * it fails instead. */
-static void requeue_front(pp_pool *p, pp_task *list)
-{
-    if (!list)
-        return;
-    pp_task *last = list;
-    size_t n = 1;
-    for (; last->next; last = last->next)
-        n++;
-    pthread_mutex_lock(&p->mu);
-    bool broken = p->broken;
-    if (!broken) {
-        last->next = p->pend_head;
-        p->pend_head = list;
-        if (!p->pend_tail)
-            p->pend_tail = last;
-        p->n_pending += n;
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (broken)
-        fail_list(p, list, CF_EBROKEN, p->broken_msg);
-}
-
-/* Takes up to max tasks off the front. */
-static pp_task *take_pending(pp_pool *p, size_t max)
-{
-    pthread_mutex_lock(&p->mu);
-    pp_task *list = p->pend_head, *t = list, *last = NULL;
-    size_t n = 0;
-    while (t && n < max) {
-        last = t;
-        t = t->next;
-        n++;
-    }
-    if (last) {
-        last->next = NULL;
-        p->pend_head = t;
-        if (!t)
-            p->pend_tail = NULL;
-        p->n_pending -= n;
-    }
-    pthread_mutex_unlock(&p->mu);
-    return last ? list : NULL;
-}
-
-/* ---- starting workers: failures and backoff ---------------------------- */
-
-static void start_failed(pp_pool *p, const char *why, double now)
-{
-    if (p->fail_tries++ == 0)
-        p->fail_since = now;
-    p->fail_fresh = true;
-    p->start_backoff = p->start_backoff > 0
-                           ? fmin(2 * p->start_backoff, START_BACKOFF_MAX_S)
-                           : START_BACKOFF_MIN_S;
-    p->start_retry_at = now + p->start_backoff;
-    snprintf(p->start_error, sizeof p->start_error,
-             "cannot start a worker process: %s", why);
-}
-
-static void start_succeeded(pp_pool *p)
-{
-    p->fail_tries = 0;
-    p->start_backoff = 0;
-    p->start_retry_at = 0;
-}
-
-/* After a failed start with no worker alive, when none has started for
- * START_GIVE_UP_S over at least START_GIVE_UP_TRIES tries, the pending
- * tasks fail with the reason. The pool stays usable: a later submit tries
- * again (once), and the pool recovers as soon as a worker starts. */
-static void give_up_if_starved(pp_pool *p, double now)
-{
-    bool fresh = p->fail_fresh;
-    p->fail_fresh = false;
-    if (!fresh || p->n_live || p->fail_tries < START_GIVE_UP_TRIES ||
-        now - p->fail_since < START_GIVE_UP_S)
-        return;
-    fail_list(p, take_pending(p, SIZE_MAX), CF_EBROKEN, p->start_error);
-}
-
 /* ---- workers: losing one ----------------------------------------------- */
 
 static void unlink_worker(pp_worker **list, pp_worker *w)
@@ -347,19 +188,19 @@ static void free_rx(pp_worker *w)
  * until it is reaped; those it never got whole go back to the queue now. */
 static void hold_inflight(pp_pool *p, pp_worker *w)
 {
-    pp_task *last_sent = NULL;
-    for (pp_task *t = w->head; t != w->unsent; t = t->next)
+    cf__rtask *last_sent = NULL;
+    for (cf__rtask *t = w->head; t != w->unsent; t = t->next)
         last_sent = t;
-    for (pp_task *t = w->unsent; t; t = t->next)
+    for (cf__rtask *t = w->unsent; t; t = t->next)
         t->sent_at = 0;
-    pp_task *unsent = w->unsent;
+    cf__rtask *unsent = w->unsent;
     if (last_sent) {
         last_sent->next = NULL;
         w->held = w->head;
     }
     w->head = w->tail = w->unsent = NULL;
     w->n_inflight = 0;
-    requeue_front(p, unsent);
+    cf__remote_requeue(&p->r, unsent);
 }
 
 /*
@@ -378,7 +219,7 @@ static void lose_worker(pp_pool *p, pp_worker *w, pp_why why,
     free_rx(w);
     w->why = why;
     snprintf(w->detail, sizeof w->detail, "%s", detail ? detail : "");
-    if (why != WHY_CRASH && (why != WHY_STOP || p->broken)) {
+    if (why != WHY_CRASH && (why != WHY_STOP || p->r.broken)) {
         kill(w->proc.pid, SIGKILL);
         w->killed = true;
     }
@@ -437,11 +278,24 @@ static char *blame_message(const pp_pool *p, const pp_worker *w,
     return fmt_msg("worker process %d %s %s%s", pid, how, when, note);
 }
 
+/* What cf__remote_blame needs to word a dead worker's failure. */
+typedef struct pp_death {
+    const pp_pool *p;
+    const pp_worker *w;
+    const char *how;
+    bool finished;
+} pp_death;
+
+static char *death_message(void *arg, int *code)
+{
+    pp_death *d = arg;
+    return blame_message(d->p, d->w, d->how, d->finished, code);
+}
+
 /*
  * The end of a dying worker. Its state page says which task it started
- * last: that one ran, and fails with the cause, as do any held before it
- * (their answers were lost with it); those after it never started and go
- * back to the queue. A worker that died before READY is a failed start.
+ * last (docs/design.md, "Blame"); a worker that died before READY is a
+ * failed start.
  */
 static void worker_reaped(pp_pool *p, pp_worker *w, int status, bool got,
                           double now)
@@ -457,23 +311,13 @@ static void worker_reaped(pp_pool *p, pp_worker *w, int status, bool got,
     uint64_t fin =
         atomic_load_explicit(&w->proc.state->done, memory_order_acquire);
     cf__pp_state_unmap(w->proc.state);
-    pp_task *cut = NULL;
-    for (pp_task *t = w->held; t; t = t->next)
-        if (ran && task_id(t) == ran)
-            cut = t;
-    requeue_front(p, cut ? cut->next : w->held);
-    if (cut) {
-        cut->next = NULL;
-        int code;
-        char *msg = blame_message(p, w, how, fin == ran, &code);
-        fail_list(p, w->held, code, msg);
-        cf__free(msg);
-    }
+    pp_death d = { p, w, how, fin == ran };
+    cf__remote_blame(&p->r, w->held, ran, death_message, &d);
     if (!w->ready && w->why != WHY_STOP) {
         char why[sizeof how + sizeof w->detail + 40];
         snprintf(why, sizeof why, "worker process %d %s%s%s", (int)w->proc.pid,
                  how, w->detail[0] ? "; " : "", w->detail);
-        start_failed(p, why, now);
+        cf__remote_start_failed(&p->r, why, now);
     }
     cf__free(w);
 }
@@ -503,22 +347,15 @@ static void reap(pp_pool *p, double now)
  * worker is killed. */
 static void break_pool(pp_pool *p, const char *msg, double now)
 {
-    snprintf(p->broken_msg, sizeof p->broken_msg, "%s", msg);
-    pthread_mutex_lock(&p->mu);
-    p->broken = true;
-    pp_task *pending = p->pend_head;
-    p->pend_head = p->pend_tail = NULL;
-    p->n_pending = 0;
-    pthread_mutex_unlock(&p->mu);
+    cf__remote_break(&p->r, msg);
     while (p->live) {
         pp_worker *w = p->live;
-        pp_task *list = w->head;
+        cf__rtask *list = w->head;
         w->head = w->tail = w->unsent = NULL;
         w->n_inflight = 0;
-        fail_list(p, list, CF_EBROKEN, msg);
+        cf__remote_fail_list(&p->r, list, CF_EBROKEN, msg);
         lose_worker(p, w, WHY_STOP, NULL, now);
     }
-    fail_list(p, pending, CF_EBROKEN, msg);
 }
 
 /* ---- workers: starting, sending ---------------------------------------- */
@@ -558,7 +395,7 @@ static int flush_worker(pp_pool *p, pp_worker *w, double now)
             iov[n++] = (struct iovec){ p->init_frame + w->init_off,
                                        p->init_len - w->init_off };
         size_t off = w->unsent_off;
-        for (pp_task *t = w->unsent; t && n < MAX_IOV; t = t->next) {
+        for (cf__rtask *t = w->unsent; t && n < MAX_IOV; t = t->next) {
             iov[n++] = (struct iovec){ t->frame + off, t->len - off };
             off = 0;
         }
@@ -612,40 +449,40 @@ static void worker_gone(pp_pool *p, pp_worker *w, double now)
 /* ---- workers: receiving ------------------------------------------------ */
 
 /* NULL when h may come next from w, else what is wrong. */
-static const char *frame_bad(const pp_worker *w, const cf__pp_hdr *h)
+static const char *frame_bad(const pp_worker *w, const cf__frame *h)
 {
-    const char *bad = cf__pp_hdr_bad(h);
+    const char *bad = cf__frame_bad(h);
     if (bad)
         return bad;
     switch (h->type) {
-    case CF__PP_READY:
-    case CF__PP_INIT_FAIL:
+    case CF__FR_READY:
+    case CF__FR_INIT_FAIL:
         if (w->ready)
             return "a second start-up answer";
-        if (h->id != 0 || (h->type == CF__PP_READY && h->len != 0))
+        if (h->id != 0 || (h->type == CF__FR_READY && h->len != 0))
             return "a malformed start-up answer";
         break;
-    case CF__PP_RESULT:
-    case CF__PP_FAIL:
+    case CF__FR_RESULT:
+    case CF__FR_FAIL:
         if (!w->ready)
             return "an answer before READY";
-        if (!w->head || w->head == w->unsent || h->id != task_id(w->head))
+        if (!w->head || w->head == w->unsent || h->id != cf__rtask_id(w->head))
             return "an answer to a task it was not running";
-        if (h->type == CF__PP_FAIL && h->aux == 0)
+        if (h->type == CF__FR_FAIL && h->aux == 0)
             return "a failure without a code";
         break;
     default: return "a frame type only the pool sends";
     }
-    if (h->type != CF__PP_RESULT && h->len > CF__PP_MAX_MESSAGE)
+    if (h->type != CF__FR_RESULT && h->len > CF__MAX_MESSAGE)
         return "a message too long";
     return NULL;
 }
 
 /* Pops w's oldest task after its answer, and feeds its time (from when it
  * could start: written in full and first in line) to the average. */
-static pp_task *pop_answered(pp_pool *p, pp_worker *w, double now)
+static cf__rtask *pop_answered(pp_pool *p, pp_worker *w, double now)
 {
-    pp_task *t = w->head;
+    cf__rtask *t = w->head;
     double start = t->sent_at > w->head_since ? t->sent_at : w->head_since;
     double sample = now - start;
     p->ewma = p->ewma > 0 ? 0.875 * p->ewma + 0.125 * sample : sample;
@@ -660,21 +497,21 @@ static pp_task *pop_answered(pp_pool *p, pp_worker *w, double now)
 /* Handles the complete frame in w->hdr / w->body: false once w is lost. */
 static bool on_frame(pp_pool *p, pp_worker *w, double now)
 {
-    const cf__pp_hdr *h = &w->hdr;
+    const cf__frame *h = &w->hdr;
     char *text = NULL;
-    if (h->type != CF__PP_RESULT) {
+    if (h->type != CF__FR_RESULT) {
         text = w->body;
         text[h->len] = '\0';
         w->body = NULL;
     }
     switch (h->type) {
-    case CF__PP_READY:
+    case CF__FR_READY:
         w->ready = true;
         w->head_since = now;
-        start_succeeded(p);
+        cf__remote_start_ok(&p->r);
         cf__free(text);
         return true;
-    case CF__PP_INIT_FAIL: {
+    case CF__FR_INIT_FAIL: {
         char *msg = fmt_msg("pool broken: a worker's initializer failed: %s",
                             text[0] ? text : cf_strerror(h->aux));
         cf__free(text);
@@ -685,23 +522,19 @@ static bool on_frame(pp_pool *p, pp_worker *w, double now)
     }
     default: break;
     }
-    pp_task *t = pop_answered(p, w, now);
+    cf__rtask *t = pop_answered(p, w, now);
     cf__task_ctx ctx = { 0, NULL };
     cf__bytes *b = NULL;
-    if (h->type == CF__PP_RESULT) {
+    if (h->type == CF__FR_RESULT) {
         b = w->body;
         w->body = NULL;
-        count(&p->st_completed);
     } else {
         ctx.code = h->aux;
         ctx.message = text[0] ? text : NULL;
         if (!ctx.message)
             cf__free(text);
-        count(&p->st_failed);
     }
-    cf__future_finish(t->f, b, &ctx);
-    cf_future_release(t->f);
-    cf__free(t);
+    cf__remote_finish(&p->r, t, b, &ctx);
     if (p->max_tasks && w->assigned >= p->max_tasks && !w->head) {
         lose_worker(p, w, WHY_STOP, NULL, now);
         return false;
@@ -718,7 +551,7 @@ static bool parse(pp_pool *p, pp_worker *w, double now)
             if (avail < sizeof w->hdr) {
                 /* Stray bytes are caught as soon as they cannot be the
                  * start of a header, even if nothing follows them. */
-                uint32_t magic = CF__PP_MAGIC;
+                uint32_t magic = CF__FRAME_MAGIC;
                 if (memcmp(w->rx + w->rx_beg, &magic, avail < 4 ? avail : 4) !=
                     0) {
                     lose_worker(p, w, WHY_CORRUPT, "bad magic", now);
@@ -734,7 +567,7 @@ static bool parse(pp_pool *p, pp_worker *w, double now)
                 return false;
             }
             size_t len = (size_t)w->hdr.len;
-            if (w->hdr.type == CF__PP_RESULT) {
+            if (w->hdr.type == CF__FR_RESULT) {
                 cf__bytes *b = len <= SIZE_MAX - sizeof *b
                                    ? cf__malloc(sizeof *b + len)
                                    : NULL;
@@ -849,7 +682,7 @@ static size_t room(const pp_pool *p, const pp_worker *w, size_t d)
     return r;
 }
 
-static void assign(pp_worker *w, pp_task *t, double now)
+static void assign(pp_worker *w, cf__rtask *t, double now)
 {
     t->next = NULL;
     if (w->tail)
@@ -884,10 +717,10 @@ again:
  * round robin, so a short queue spreads over the pool. */
 static void dispatch(pp_pool *p, double now)
 {
-    pthread_mutex_lock(&p->mu);
-    size_t pending = p->n_pending;
-    bool broken = p->broken;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->r.mu);
+    size_t pending = p->r.n_pending;
+    bool broken = p->r.broken;
+    pthread_mutex_unlock(&p->r.mu);
     p->can_take = false;
     if (broken)
         return;
@@ -897,12 +730,12 @@ static void dispatch(pp_pool *p, double now)
         total += r;
         idle += r && !w->head;
     }
-    bool may_start = now >= p->start_retry_at;
+    bool may_start = now >= p->r.starts.retry_at;
     while (may_start && pending > idle && p->n_live < p->max_workers) {
         int rc = start_worker(p, now);
         if (rc) {
             /* Go on with the workers we have; try again later. */
-            start_failed(p, cf_strerror(rc), now);
+            cf__remote_start_failed(&p->r, cf_strerror(rc), now);
             may_start = false;
             break;
         }
@@ -911,19 +744,12 @@ static void dispatch(pp_pool *p, double now)
         idle += r > 0;
     }
     p->can_take = total > 0 || (may_start && p->n_live < p->max_workers);
-    pp_task *list = total ? take_pending(p, total) : NULL;
+    cf__rtask *list = total ? cf__remote_take(&p->r, total) : NULL;
     pp_worker *w = p->live;
-    for (pp_task *t = list, *next; t; t = next) {
+    for (cf__rtask *t = list, *next; t; t = next) {
         next = t->next;
-        if (!t->started) {
-            if (!cf_future_set_running_or_notify_cancel(t->f)) {
-                count(&p->st_cancelled);
-                cf_future_release(t->f);
-                cf__free(t);
-                continue;
-            }
-            t->started = true;
-        }
+        if (!cf__remote_set_running(&p->r, t))
+            continue;
         while (!room(p, w, d)) /* total counted enough room for all */
             w = w->next ? w->next : p->live;
         assign(w, t, now);
@@ -946,7 +772,7 @@ static double deadline(const pp_pool *p, const pp_worker *w, double now,
     if (p->timeout <= 0 || !w->ready || !w->head || w->head == w->unsent)
         return INFINITY;
     const cf__pp_state *st = w->proc.state;
-    uint64_t id = task_id(w->head);
+    uint64_t id = cf__rtask_id(w->head);
     double since = fmax(w->head->sent_at, w->head_since);
     /* acquire: pairs with the worker's release stores (worker.c) */
     if (atomic_load_explicit(&st->done, memory_order_acquire) == id) {
@@ -976,10 +802,7 @@ static void check_timeouts(pp_pool *p, double now)
  * when every worker has been reaped and the manager may exit. */
 static bool wind_down(pp_pool *p, double now)
 {
-    pthread_mutex_lock(&p->mu);
-    bool done = p->shutdown && p->n_pending == 0;
-    pthread_mutex_unlock(&p->mu);
-    if (!done)
+    if (!cf__remote_drained(&p->r))
         return false;
     for (pp_worker *w = p->live, *next; w; w = next) {
         next = w->next;
@@ -998,18 +821,18 @@ static void publish(pp_pool *p)
     }
     for (pp_worker *w = p->dying; w; w = w->next)
         running += w->held != NULL;
-    atomic_store_explicit(&p->st_workers, p->n_live + p->n_dying,
+    atomic_store_explicit(&p->r.st_workers, p->n_live + p->n_dying,
                           memory_order_relaxed);
-    atomic_store_explicit(&p->st_idle, idle, memory_order_relaxed);
-    atomic_store_explicit(&p->st_running, running, memory_order_relaxed);
+    atomic_store_explicit(&p->r.st_idle, idle, memory_order_relaxed);
+    atomic_store_explicit(&p->r.st_running, running, memory_order_relaxed);
 }
 
-/* Sleeps in poll until a worker speaks, a worker exits, a deadline, or a
- * submit or shutdown wakes us; then serves what happened. */
-static void wait_and_serve(pp_pool *p)
+/* Fills the poll set: the wake eventfd, each live worker's socket and
+ * pidfd, and some dying workers' pidfds. Returns its size; *next gets the
+ * earliest deadline among them, *first_dying the first dying slot. */
+static size_t poll_set(pp_pool *p, double now, double *next,
+                       size_t *first_dying)
 {
-    enum { WAKE, LIVE, DYING };
-    double now = cf__now(), next = INFINITY;
     size_t n = 1, polled_dying = 0;
     p->pfds[0] = (struct pollfd){ p->wakefd, POLLIN, 0 };
     p->pws[0] = NULL;
@@ -1022,42 +845,59 @@ static void wait_and_serve(pp_pool *p)
             p->pws[n++] = w;
         }
         pp_why why;
-        next = fmin(next, deadline(p, w, now, &why));
+        *next = fmin(*next, deadline(p, w, now, &why));
     }
-    size_t first_dying = n;
+    *first_dying = n;
     for (pp_worker *w = p->dying; w; w = w->next) {
         if (!w->killed)
-            next = fmin(next, w->kill_at);
+            *next = fmin(*next, w->kill_at);
         if (w->proc.pidfd >= 0 && polled_dying < MAX_POLLED_DYING) {
             p->pfds[n] = (struct pollfd){ w->proc.pidfd, POLLIN, 0 };
             p->pws[n++] = w;
             polled_dying++;
         } else {
-            next = fmin(next, now + TICK_S);
+            *next = fmin(*next, now + TICK_S);
         }
     }
+    return n;
+}
+
+/* When the manager must look again at the latest (next so far), and
+ * whether a submit should wake it before; mu is taken here. */
+static double next_look(pp_pool *p, double now, double next)
+{
     bool may_grow = p->n_live < p->max_workers;
-    pthread_mutex_lock(&p->mu);
-    if (p->n_pending && p->can_take)
+    pthread_mutex_lock(&p->r.mu);
+    if (p->r.n_pending && p->can_take)
         next = now;
-    else if (p->n_pending && may_grow)
-        next = fmin(next, p->start_retry_at); /* retry a failed start */
+    else if (p->r.n_pending && may_grow)
+        next = fmin(next, p->r.starts.retry_at); /* retry a failed start */
     /* Submits wake us only when we could take their task (now, or once a
      * failed start may be retried); a shutdown always does. */
-    p->listening = p->can_take || may_grow;
-    bool stop = p->shutdown;
-    pthread_mutex_unlock(&p->mu);
+    p->r.listening = p->can_take || may_grow;
+    bool stop = p->r.shutdown;
+    pthread_mutex_unlock(&p->r.mu);
     if (stop && p->dying)
         next = fmin(next, now + TICK_S); /* reaping decides when we exit */
+    return next;
+}
+
+/* Sleeps in poll until a worker speaks, a worker exits, a deadline, or a
+ * submit or shutdown wakes us; then serves what happened. */
+static void wait_and_serve(pp_pool *p)
+{
+    double now = cf__now(), next = INFINITY;
+    size_t first_dying, n = poll_set(p, now, &next, &first_dying);
+    next = next_look(p, now, next);
     int ms = -1;
     if (next < INFINITY) {
         double left = ceil((next - now) * 1000.0);
         ms = left <= 0 ? 0 : left > 60000 ? 60000 : (int)left;
     }
     int rc = poll(p->pfds, n, ms);
-    pthread_mutex_lock(&p->mu);
-    p->listening = false;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->r.mu);
+    p->r.listening = false;
+    pthread_mutex_unlock(&p->r.mu);
     if (rc <= 0)
         return;
     now = cf__now();
@@ -1084,8 +924,9 @@ static void wait_and_serve(pp_pool *p)
     /* Readable pidfds need nothing here: reap() runs next. */
 }
 
-static void destroy(pp_pool *p)
+static void destroy(cf__remote *r)
 {
+    pp_pool *p = (pp_pool *)r;
     if (p->wakefd >= 0)
         close(p->wakefd);
     if (p->envp) {
@@ -1096,196 +937,40 @@ static void destroy(pp_pool *p)
     cf__free(p->init_frame);
     cf__free(p->pfds);
     cf__free(p->pws);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->exited_cv);
+    cf__remote_fini(r);
     cf__free(p);
 }
 
-static void *manager_main(void *arg)
+/* One round of the manager (cf__remote_ops.round). */
+static bool pp_round(cf__remote *r)
 {
-    pp_pool *p = arg;
-    for (;;) {
-        double now = cf__now();
-        reap(p, now);
-        give_up_if_starved(p, now);
-        check_timeouts(p, now);
-        dispatch(p, now);
-        publish(p);
-        if (wind_down(p, now))
-            break;
-        wait_and_serve(p);
-    }
+    pp_pool *p = (pp_pool *)r;
+    double now = cf__now();
+    reap(p, now);
+    cf__remote_give_up(r, p->n_live, now);
+    check_timeouts(p, now);
+    dispatch(p, now);
     publish(p);
-    pthread_mutex_lock(&p->mu);
-    p->exited = true;
-    bool orphaned = p->orphaned;
-    pthread_cond_broadcast(&p->exited_cv);
-    pthread_mutex_unlock(&p->mu);
-    if (orphaned)
-        destroy(p);
-    return NULL;
+    if (wind_down(p, now)) {
+        publish(p);
+        return true;
+    }
+    wait_and_serve(p);
+    return false;
 }
 
-/* ---- the engine operations --------------------------------------------- */
-
-static void wake_manager(pp_pool *p)
+static void wake_manager(cf__remote *r)
 {
+    pp_pool *p = (pp_pool *)r;
     uint64_t one = 1;
     while (write(p->wakefd, &one, sizeof one) < 0 && errno == EINTR) {
     }
 }
 
-/* Tasks with a pointer argument cannot cross a process boundary. */
-static int pp_submit(cf_executor *ex, cf_future *f)
-{
-    (void)ex;
-    (void)f;
-    return CF_EINVAL;
-}
-
-static int pp_submit_bytes(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
-                           const void *in, size_t len)
-{
-    pp_pool *p = (pp_pool *)ex;
-    const char *module;
-    uint64_t offset;
-    if (cf__fnid_of((const void *)fn, &module, &offset))
-        return CF_EINVAL;
-    size_t mlen = strlen(module);
-    if (mlen > CF__PP_MAX_MODULE || len > CF__PP_MAX_PAYLOAD - 8 - mlen)
-        return CF_EINVAL;
-    size_t flen = CF__PP_HDR + 8 + mlen + len;
-    pp_task *t = cf__malloc(sizeof *t + flen);
-    if (!t)
-        return CF_ENOMEM;
-    memset(t, 0, sizeof *t);
-    t->f = f;
-    t->len = flen;
-    cf__pp_hdr h;
-    uint64_t id =
-        atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed) + 1;
-    cf__pp_hdr_set(&h, CF__PP_TASK, id, 8 + mlen + len, (int32_t)mlen);
-    unsigned char *at = t->frame;
-    memcpy(at, &h, sizeof h);
-    memcpy(at += sizeof h, &offset, 8);
-    memcpy(at += 8, module, mlen);
-    if (len)
-        memcpy(at + mlen, in, len);
-    int rc = 0;
-    bool wake = false;
-    pthread_mutex_lock(&p->mu);
-    if (p->broken) {
-        rc = CF_EBROKEN;
-    } else if (p->shutdown) {
-        rc = CF_ESHUTDOWN;
-    } else {
-        if (p->pend_tail)
-            p->pend_tail->next = t;
-        else
-            p->pend_head = t;
-        p->pend_tail = t;
-        p->n_pending++;
-        wake = p->listening;
-        p->listening = false;
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (rc) {
-        cf__free(t);
-        return rc;
-    }
-    if (wake)
-        wake_manager(p);
-    return 0;
-}
-
-static bool on_manager(pp_pool *p)
-{
-    return pthread_equal(pthread_self(), p->manager);
-}
-
-static int pp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
-{
-    pp_pool *p = (pp_pool *)ex;
-    if (wait && on_manager(p))
-        return CF_EDEADLK; /* a done callback waiting for its own thread */
-    pp_task *cancel = NULL;
-    pthread_mutex_lock(&p->mu);
-    p->shutdown = true;
-    if (cancel_futures) {
-        /* Tasks put back after a crash already run for their futures:
-         * they stay. */
-        pp_task **link = &p->pend_head, *last = NULL;
-        for (pp_task *t; (t = *link) != NULL;) {
-            if (t->started) {
-                last = t;
-                link = &t->next;
-                continue;
-            }
-            *link = t->next;
-            t->next = cancel;
-            cancel = t;
-            p->n_pending--;
-        }
-        p->pend_tail = last;
-    }
-    pthread_mutex_unlock(&p->mu);
-    wake_manager(p);
-    for (pp_task *t = cancel, *next; t; t = next) {
-        next = t->next;
-        cf_future_cancel(t->f);
-        count(&p->st_cancelled);
-        cf_future_release(t->f);
-        cf__free(t);
-    }
-    if (wait) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->exited)
-            pthread_cond_wait(&p->exited_cv, &p->mu);
-        pthread_mutex_unlock(&p->mu);
-    }
-    return 0;
-}
-
-static void pp_free(cf_executor *ex)
-{
-    pp_pool *p = (pp_pool *)ex;
-    if (on_manager(p)) {
-        /* From a done callback: the manager frees the pool as it exits. */
-        pp_shutdown(ex, false, false);
-        pthread_mutex_lock(&p->mu);
-        p->orphaned = true;
-        pthread_mutex_unlock(&p->mu);
-        pthread_detach(p->manager);
-        return;
-    }
-    pp_shutdown(ex, true, false);
-    pthread_join(p->manager, NULL);
-    destroy(p);
-}
-
-static int pp_stats(cf_executor *ex, cf_stats *out)
-{
-    pp_pool *p = (pp_pool *)ex;
-    pthread_mutex_lock(&p->mu);
-    out->queued = p->n_pending;
-    pthread_mutex_unlock(&p->mu);
-    out->workers = atomic_load_explicit(&p->st_workers, memory_order_relaxed);
-    out->idle = atomic_load_explicit(&p->st_idle, memory_order_relaxed);
-    out->running = atomic_load_explicit(&p->st_running, memory_order_relaxed);
-    out->completed =
-        atomic_load_explicit(&p->st_completed, memory_order_relaxed);
-    out->failed = atomic_load_explicit(&p->st_failed, memory_order_relaxed);
-    out->cancelled =
-        atomic_load_explicit(&p->st_cancelled, memory_order_relaxed);
-    return 0;
-}
-
-static const cf__executor_ops pp_ops = {
-    .submit = pp_submit,
-    .submit_bytes = pp_submit_bytes,
-    .shutdown = pp_shutdown,
-    .free = pp_free,
-    .stats = pp_stats,
+static const cf__remote_ops pp_ops = {
+    .round = pp_round,
+    .wake = wake_manager,
+    .destroy = destroy,
 };
 
 /* ---- creation ---------------------------------------------------------- */
@@ -1312,22 +997,22 @@ static int build_init(pp_pool *p, const cf_options *o)
         }
     }
     size_t fl = strlen(fn_mod), al = strlen(arg_mod);
-    if (fl > CF__PP_MAX_MODULE || al > CF__PP_MAX_MODULE)
+    if (fl > CF__MAX_MODULE || al > CF__MAX_MODULE)
         return CF_EINVAL;
     in.fn_module_len = (uint32_t)fl;
     in.arg_module_len = (uint32_t)al;
     size_t len = sizeof in + fl + al;
-    unsigned char *f = cf__malloc(CF__PP_HDR + len);
+    unsigned char *f = cf__malloc(CF__FRAME_HDR + len);
     if (!f)
         return CF_ENOMEM;
-    cf__pp_hdr h;
-    cf__pp_hdr_set(&h, CF__PP_INIT, 0, len, flags);
+    cf__frame h;
+    cf__frame_set(&h, CF__FR_INIT, 0, len, flags);
     memcpy(f, &h, sizeof h);
-    memcpy(f + CF__PP_HDR, &in, sizeof in);
-    memcpy(f + CF__PP_HDR + sizeof in, fn_mod, fl);
-    memcpy(f + CF__PP_HDR + sizeof in + fl, arg_mod, al);
+    memcpy(f + CF__FRAME_HDR, &in, sizeof in);
+    memcpy(f + CF__FRAME_HDR + sizeof in, fn_mod, fl);
+    memcpy(f + CF__FRAME_HDR + sizeof in + fl, arg_mod, al);
     p->init_frame = f;
-    p->init_len = CF__PP_HDR + len;
+    p->init_len = CF__FRAME_HDR + len;
     return 0;
 }
 
@@ -1379,15 +1064,13 @@ cf_executor *cf_process_pool_new(const cf_options *opts)
         errno = ENOMEM;
         return NULL;
     }
-    p->base.ops = &pp_ops;
+    cf__remote_init(&p->r, &pp_ops);
     p->wakefd = -1;
     p->max_workers =
         o.max_workers ? (size_t)o.max_workers : (size_t)cf_cpu_count();
     p->max_tasks = o.max_tasks_per_child;
     p->timeout = isinf(o.task_timeout) ? 0 : o.task_timeout;
     p->method = o.start_method;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->exited_cv, NULL);
     size_t slots = 1 + 2 * p->max_workers + MAX_POLLED_DYING;
     int rc = build_init(p, &o);
     if (!rc && p->method == CF_START_SPAWN)
@@ -1400,23 +1083,14 @@ cf_executor *cf_process_pool_new(const cf_options *opts)
     }
     if (!rc && (p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
         rc = -errno;
-    if (!rc) {
-        /* The manager runs with every signal blocked: the program's
-         * handlers never run on it, and its children start from a clean
-         * mask (spawn sets one; fork clears it). */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        rc = -pthread_create(&p->manager, NULL, manager_main, p);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
+    if (!rc)
+        rc = cf__remote_start(&p->r, "cf-procpool");
     if (rc) {
-        destroy(p);
+        destroy(&p->r);
         errno = rc == CF_ENOMEM ? ENOMEM : -rc;
         return NULL;
     }
-    pthread_setname_np(p->manager, "cf-procpool");
-    return &p->base;
+    return &p->r.base;
 }
 
 /*
