@@ -33,14 +33,14 @@ static void *resolve(cf__fn_cache *c, const char *name, uint64_t offset)
     return fn;
 }
 
-cf__bytes *cf__serve_task(cf__fn_cache *c, const cf__frame *h,
-                          const unsigned char *p, cf__task_ctx *ctx,
-                          void (*started)(uint64_t id, void *arg), void *arg)
+cf_bytes_fn cf__serve_fn(cf__fn_cache *c, const cf__frame *h,
+                         const unsigned char *p, const void **in, size_t *len,
+                         cf__task_ctx *ctx)
 {
-    size_t mlen = (size_t)h->aux, len = (size_t)h->len;
+    size_t mlen = (size_t)h->aux;
     *ctx = (cf__task_ctx){ 0, NULL };
     if (h->type != CF__FR_TASK || h->aux < 0 || mlen > CF__MAX_MODULE ||
-        len < 8 + mlen) {
+        h->len < 8 + mlen) {
         ctx->code = CF_EINVAL;
         ctx->message = cf__strdup("malformed task frame");
         return NULL;
@@ -51,17 +51,29 @@ cf__bytes *cf__serve_task(cf__fn_cache *c, const cf__frame *h,
     memcpy(name, p + 8, mlen);
     name[mlen] = '\0';
     cf_bytes_fn fn = (cf_bytes_fn)resolve(c, name, offset);
-    if (!fn) {
+    if (!fn)
         cf__serve_fail(ctx, CF_EINVAL,
                        "the worker cannot find the task function (in %s at "
                        "offset %#llx)",
                        name, offset);
+    *in = p + 8 + mlen;
+    *len = (size_t)h->len - 8 - mlen;
+    return fn;
+}
+
+cf__bytes *cf__serve_task(cf__fn_cache *c, const cf__frame *h,
+                          const unsigned char *p, cf__task_ctx *ctx,
+                          void (*started)(uint64_t id, void *arg), void *arg)
+{
+    const void *in;
+    size_t len;
+    cf_bytes_fn fn = cf__serve_fn(c, h, p, &in, &len, ctx);
+    if (!fn)
         return NULL;
-    }
     if (started)
         started(h->id, arg);
     cf__task_ctx *outer = cf__task_ctx_swap(ctx);
-    cf__bytes *out = cf__run_bytes(fn, p + 8 + mlen, len - 8 - mlen);
+    cf__bytes *out = cf__run_bytes(fn, in, len);
     cf__task_ctx_swap(outer);
     return out;
 }

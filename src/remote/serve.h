@@ -20,6 +20,14 @@ typedef struct cf__fn_cache {
     void *fn;
 } cf__fn_cache;
 
+/* The function a TASK frame (h and its payload p) names, and its input in
+ * *in and *len: the function, or NULL with ctx's code and message (caller
+ * frees): CF_EINVAL when the frame is malformed or the function cannot be
+ * found in this process. */
+cf_bytes_fn cf__serve_fn(cf__fn_cache *c, const cf__frame *h,
+                         const unsigned char *p, const void **in, size_t *len,
+                         cf__task_ctx *ctx);
+
 /* Runs the task a TASK frame carries (h and its payload p) in a fresh task
  * context. started(id, ctx) is called just before the function runs (NULL:
  * none). Returns the result (caller frees), or NULL with ctx's code and
