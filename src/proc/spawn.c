@@ -7,7 +7,7 @@
  * /dev/null, every other descriptor is closed (close-from action), the
  * signal mask is empty and every signal has its default action. The
  * environment names the descriptor and the parent; the constructor in
- * process_pool.c sees it and serves the pool before main would run. Nothing
+ * proc/pool.c sees it and serves the pool before main would run. Nothing
  * of the (possibly multi-threaded) parent runs in the child between the
  * clone and the exec but glibc's own spawn code.
  *
