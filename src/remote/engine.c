@@ -17,11 +17,17 @@
 
 /* ---- completing tasks (manager; never with mu held) -------------------- */
 
+/* relaxed: the counters are a snapshot for cf_executor_stats */
+static void count(_Atomic size_t *c, size_t n)
+{
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
 bool cf__remote_set_running(cf__remote *r, cf__rtask *t)
 {
     if (t->started || cf_future_set_running_or_notify_cancel(t->f))
         return t->started = true;
-    cf__remote_count(&r->st_cancelled, 1);
+    count(&r->st_cancelled, 1);
     cf_future_release(t->f);
     cf__free(t);
     return false;
@@ -30,7 +36,7 @@ bool cf__remote_set_running(cf__remote *r, cf__rtask *t)
 void cf__remote_finish(cf__remote *r, cf__rtask *t, cf__bytes *b,
                        cf__task_ctx *ctx)
 {
-    cf__remote_count(b ? &r->st_completed : &r->st_failed, 1);
+    count(b ? &r->st_completed : &r->st_failed, 1);
     cf__future_finish(t->f, b, ctx);
     cf_future_release(t->f);
     cf__free(t);
@@ -42,7 +48,7 @@ void cf__remote_fail_list(cf__remote *r, cf__rtask *list, int code,
     for (cf__rtask *t = list, *next; t; t = next) {
         next = t->next;
         if (!t->started && !cf_future_set_running_or_notify_cancel(t->f)) {
-            cf__remote_count(&r->st_cancelled, 1);
+            count(&r->st_cancelled, 1);
             cf_future_release(t->f);
             cf__free(t);
             continue;
@@ -293,7 +299,7 @@ static int remote_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     for (cf__rtask *t = cancel, *next; t; t = next) {
         next = t->next;
         cf_future_cancel(t->f);
-        cf__remote_count(&r->st_cancelled, 1);
+        count(&r->st_cancelled, 1);
         cf_future_release(t->f);
         cf__free(t);
     }

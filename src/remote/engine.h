@@ -83,10 +83,6 @@ int cf__remote_start(cf__remote *r, const char *name);
 /* Frees what cf__remote_init made (not r). */
 void cf__remote_fini(cf__remote *r);
 
-static inline void cf__remote_count(_Atomic size_t *c, size_t n)
-{
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
-}
 static inline uint64_t cf__rtask_id(const cf__rtask *t)
 {
     uint64_t id;
