@@ -660,8 +660,8 @@ static void retire_batch(mpool *p, mworker *w)
     batch *b = w->head;
     if (b->n && b->busy_ns) {
         double c = (double)b->busy_ns * 1e-9 / (double)b->n;
-        w->cost = w->cost < 0 ? c : 0.5 * w->cost + 0.5 * c;
-        p->cost = p->cost < 0 ? c : 0.5 * p->cost + 0.5 * c;
+        cf__remote_ewma(&w->cost, c, 0.5);
+        cf__remote_ewma(&p->cost, c, 0.5);
     }
     if (b->msg && !p->offline) {
         /* Answered before its send was seen complete: finish the send. */
@@ -844,8 +844,7 @@ static size_t batch_size(const mpool *p, mworker *w)
         if (w->slow_start < BATCH_MAX_TASKS)
             w->slow_start *= 2;
     } else {
-        double k = BATCH_TARGET_S / (cost > 1e-9 ? cost : 1e-9);
-        n = k >= BATCH_MAX_TASKS ? BATCH_MAX_TASKS : k < 1 ? 1 : (size_t)k;
+        n = cf__remote_window(cost, BATCH_TARGET_S, 1, BATCH_MAX_TASKS);
     }
     /* A fair share of what waits, so every worker gets some. */
     size_t ready = ready_workers(p);

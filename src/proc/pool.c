@@ -485,7 +485,7 @@ static cf__rtask *pop_answered(pp_pool *p, pp_worker *w, double now)
     cf__rtask *t = w->head;
     double start = t->sent_at > w->head_since ? t->sent_at : w->head_since;
     double sample = now - start;
-    p->ewma = p->ewma > 0 ? 0.875 * p->ewma + 0.125 * sample : sample;
+    cf__remote_ewma(&p->ewma, sample, 0.125);
     w->head = t->next;
     if (!w->head)
         w->tail = NULL;
@@ -670,8 +670,7 @@ static size_t depth(const pp_pool *p)
 {
     if (p->ewma <= 0)
         return 1;
-    double d = 1.0 + DEPTH_WINDOW_S / p->ewma;
-    return d > MAX_DEPTH ? MAX_DEPTH : (size_t)d;
+    return 1 + cf__remote_window(p->ewma, DEPTH_WINDOW_S, 0, MAX_DEPTH - 1);
 }
 
 static size_t room(const pp_pool *p, const pp_worker *w, size_t d)

@@ -90,6 +90,25 @@ static inline uint64_t cf__rtask_id(const cf__rtask *t)
     return id;
 }
 
+/* ---- dispatch windows ------------------------------------------------- */
+
+/* How many tasks make about target_s of work at cost seconds each,
+ * between lo and hi (hi when the cost is about 0): how much a transport
+ * keeps in flight per worker, so tiny tasks travel many at a time and long
+ * ones one at a time. */
+static inline size_t cf__remote_window(double cost, double target_s, size_t lo,
+                                       size_t hi)
+{
+    double k = target_s / (cost > 1e-9 ? cost : 1e-9);
+    return k >= (double)hi ? hi : k < (double)lo ? lo : (size_t)k;
+}
+/* Folds sample into the running average *avg (unknown while <= 0), with
+ * weight for the new sample. */
+static inline void cf__remote_ewma(double *avg, double sample, double weight)
+{
+    *avg = *avg > 0 ? (1 - weight) * *avg + weight * sample : sample;
+}
+
 /* ---- the queue (manager) --------------------------------------------- */
 
 /* Takes up to max tasks off the front of the pending queue. */
