@@ -11,10 +11,9 @@
  * submitted.
  *
  * A bytes map with chunksize c > 1 packs c items into one task that runs
- * run_chunk: one TASK frame per item (remote/codec.h, the frames every
- * remote engine speaks); the task's result is one RESULT or FAIL frame
- * per item.
- * Like Python's chunksize, it trades per-item overhead for failure
+ * run_chunk: a TASK frame naming the function, then one ITEM frame per
+ * item (remote/codec.h, the frames every remote engine speaks); the task's
+ * result is one RESULT or FAIL frame per item. Like Python's chunksize, it trades per-item overhead for failure
  * granularity: a task lost as a whole (a crashed worker) fails every item
  * of its chunk.
  */
@@ -55,9 +54,10 @@ struct cf_map {
 
 /* ---- chunks ------------------------------------------------------------ */
 
-/* A chunk task's input is one TASK frame per item (remote/codec.h); its
- * result one RESULT frame (the item's result) or FAIL frame (aux the code,
- * the message with its NUL) per item, in order. */
+/* A chunk task's input is a TASK frame naming the function (no input),
+ * then one ITEM frame per item (remote/codec.h); its result one RESULT
+ * frame (the item's result) or FAIL frame (aux the code, the message with
+ * its NUL) per item, in order. */
 
 static int malformed(const char *what)
 {
@@ -100,20 +100,22 @@ static int run_chunk(const void *in, size_t len, cf_buffer *out)
 {
     cf__rd rd = { in, len };
     cf__fn_cache cache = { .fn = NULL };
+    cf__frame h;
+    const unsigned char *p;
+    const void *none;
+    size_t zero;
+    cf__task_ctx ctx;
+    if (cf__rd_frame(&rd, &h, &p))
+        return malformed("malformed chunk");
+    cf_bytes_fn fn = cf__serve_fn(&cache, &h, p, &none, &zero, &ctx);
+    if (!fn) {
+        cf__free(ctx.message);
+        return malformed("cannot find the mapped function");
+    }
     while (rd.left) {
-        cf__frame h;
-        const unsigned char *p;
-        const void *item;
-        size_t n;
-        cf__task_ctx ctx;
-        if (cf__rd_frame(&rd, &h, &p))
+        if (cf__rd_frame(&rd, &h, &p) || h.type != CF__FR_ITEM)
             return malformed("malformed chunk");
-        cf_bytes_fn fn = cf__serve_fn(&cache, &h, p, &item, &n, &ctx);
-        if (!fn) {
-            cf__free(ctx.message);
-            return malformed("cannot find the mapped function");
-        }
-        int rc = run_item(fn, item, n, out);
+        int rc = run_item(fn, p, (size_t)h.len, out);
         if (rc)
             return rc;
     }
@@ -126,20 +128,30 @@ static int submit_bytes_task(cf_map *m, size_t i, cf_future **f)
     size_t lo = i * m->chunk;
     if (m->chunk == 1)
         return cf_submit_bytes(m->ex, m->bfn, m->ins[lo], m->lens[lo], f);
-    size_t hi = lo + m->chunk < m->n_in ? lo + m->chunk : m->n_in;
-    cf_buffer in = { NULL, 0 };
-    int rc = 0;
-    for (size_t k = lo; k < hi && !rc; k++) {
-        size_t flen;
-        void *t =
-            cf__frame_task_new(0, m->bfn, m->ins[k], m->lens[k], 0, &flen, &rc);
-        if (t)
-            rc = cf_buffer_append(&in, t, flen);
-        cf__free(t);
+    size_t hi = lo + m->chunk < m->n_in ? lo + m->chunk : m->n_in, len;
+    int rc;
+    unsigned char *fn = cf__frame_task_new(0, m->bfn, NULL, 0, 0, &len, &rc);
+    size_t at = len;
+    for (size_t k = lo; k < hi && fn; k++) {
+        if (m->lens[k] > SIZE_MAX / 2 - len)
+            rc = CF_ENOMEM;
+        len += CF__FRAME_HDR + m->lens[k];
     }
-    if (!rc)
-        rc = cf_submit_bytes(m->ex, run_chunk, in.b->data, in.b->len, f);
-    cf__free(in.b);
+    unsigned char *buf = fn && !rc ? cf__realloc(fn, len) : NULL;
+    if (!buf) {
+        cf__free(fn);
+        return rc ? rc : CF_ENOMEM;
+    }
+    for (size_t k = lo; k < hi; k++) {
+        cf__frame h;
+        cf__frame_set(&h, CF__FR_ITEM, 0, m->lens[k], 0);
+        memcpy(buf + at, &h, sizeof h);
+        if (m->lens[k])
+            memcpy(buf + at + sizeof h, m->ins[k], m->lens[k]);
+        at += sizeof h + m->lens[k];
+    }
+    rc = cf_submit_bytes(m->ex, run_chunk, buf, len, f);
+    cf__free(buf);
     return rc;
 }
 

@@ -5,7 +5,7 @@
  * header, then `len` payload bytes.
  *
  *   u32 magic "CFPP" | u16 version | u16 type | u64 id | u64 len |
- *   i32 aux | u32 check (FNV-1a of the 28 bytes before it)
+ *   i32 aux | u32 check (a hash of the 28 bytes before it)
  *
  * Both ends run the same program image, so fields are in native byte
  * order. A reader checks every header (cf__frame_bad) and every length
@@ -40,7 +40,8 @@ enum {
     CF__FR_ANSWERS = 8,   /* MPI worker: id batch; aux first task; payload
                              cf__answers, then RESULT/FAIL frames */
     CF__FR_HELLO = 9,     /* MPI worker: aux code; payload message */
-    CF__FR_LAST = CF__FR_HELLO,
+    CF__FR_ITEM = 10,     /* an item of a map's chunk: payload its input */
+    CF__FR_LAST = CF__FR_ITEM,
 };
 
 typedef struct cf__frame {

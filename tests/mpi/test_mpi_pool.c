@@ -15,6 +15,7 @@
 #include "mpi_pool.h"
 
 #include <cfutures/mpi.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -892,6 +893,165 @@ static void isolated_initializer(void)
     cf_executor_free(ex);
 }
 
+/* ---- the kill loop on isolated ranks ---------------------------------------- */
+
+/* A logged task: its input names the root (whose log it writes), its id and
+ * how long it sleeps; it logs "started id", works, logs "done id" (one
+ * 8-byte O_APPEND write each), and returns its id. */
+typedef struct logged_job {
+    int64_t root_pid, id, sleep_us;
+} logged_job;
+
+static void log_path(char *buf, size_t n, int64_t root_pid)
+{
+    snprintf(buf, n, "/tmp/cf_mpi_faults.%lld.log", (long long)root_pid);
+}
+
+static void log_record(int64_t root_pid, uint64_t rec)
+{
+    char path[64];
+    log_path(path, sizeof path, root_pid);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (write(fd, &rec, sizeof rec) != (ssize_t)sizeof rec)
+        _exit(9);
+    close(fd);
+}
+
+static int logged(const void *in, size_t len, cf_buffer *out)
+{
+    logged_job j;
+    if (len != sizeof j)
+        return CF_EINVAL;
+    memcpy(&j, in, sizeof j);
+    log_record(j.root_pid, (uint64_t)j.id << 1);
+    if (j.sleep_us)
+        sleep_s((double)j.sleep_us * 1e-6);
+    log_record(j.root_pid, (uint64_t)j.id << 1 | 1);
+    return put_i64(out, j.id);
+}
+
+/* The parent pid and state of process pid, from /proc: false if gone. */
+static bool proc_parent(int pid, int *ppid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t k = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (k <= 0)
+        return false;
+    buf[k] = '\0';
+    char *rp = strrchr(buf, ')'), state;
+    return rp && sscanf(rp + 1, " %c %d", &state, ppid) == 2 && state != 'Z';
+}
+
+/* The isolated ranks' worker processes: children of this process (one
+ * rank: the root runs them) or of its siblings (the other ranks, children
+ * of the same launcher), up to max. */
+static int rank_workers(pid_t *out, int max)
+{
+    enum { MAXP = 4096 };
+    static int pids[MAXP], parents[MAXP];
+    int n = 0, found = 0;
+    DIR *d = opendir("/proc");
+    CHECK(d != NULL);
+    for (struct dirent *e; n < MAXP && (e = readdir(d)) != NULL;)
+        if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
+            proc_parent(atoi(e->d_name), &parents[n]))
+            pids[n++] = atoi(e->d_name);
+    closedir(d);
+    int self = getpid(), launcher = getppid();
+    for (int i = 0; i < n && found < max; i++) {
+        bool ours = parents[i] == self;
+        for (int k = 0; k < n && !ours; k++)
+            ours = pids[k] == parents[i] && parents[k] == launcher &&
+                   pids[k] != self;
+        if (ours)
+            out[found++] = pids[i];
+    }
+    return found;
+}
+
+typedef struct rank_killer {
+    pthread_t th;
+    atomic_bool stop;
+    atomic_int kills;
+    unsigned seed;
+} rank_killer;
+
+static void *rank_killer_main(void *arg)
+{
+    rank_killer *k = arg;
+    while (!atomic_load(&k->stop) && atomic_load(&k->kills) < 10) {
+        sleep_s((double)(rand_r(&k->seed) % 20000) * 1e-6);
+        pid_t w[16];
+        int n = rank_workers(w, 16);
+        if (n > 0 && kill(w[rand_r(&k->seed) % n], SIGKILL) == 0)
+            atomic_fetch_add(&k->kills, 1);
+    }
+    return NULL;
+}
+
+/* Isolated ranks whose worker processes are killed from outside, at any
+ * stage, in a loop: every future finishes; a task fails only if it
+ * started, and then names the SIGKILL; none ran twice; the pool works on. */
+static void isolated_kill_loop(void)
+{
+    enum { N = 300 };
+    char path[64];
+    int64_t me = getpid();
+    log_path(path, sizeof path, me);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0);
+    close(fd);
+    cf_executor *ex = make_isolated_pool(NULL);
+    rank_killer k = { .seed = 99 };
+    CHECK_EQ(pthread_create(&k.th, NULL, rank_killer_main, &k), 0);
+    static cf_future *fs[N];
+    for (int i = 0; i < N; i++) {
+        logged_job j = { me, i, i % 2 ? 0 : 3000 };
+        CHECK_EQ(cf_submit_bytes(ex, logged, &j, sizeof j, &fs[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        CHECK(cf_future_exception(fs[i], 60.0 * test_scale(), NULL) !=
+              CF_ETIMEDOUT);
+    atomic_store(&k.stop, true);
+    pthread_join(k.th, NULL);
+    unsigned char started[N] = { 0 }, done[N] = { 0 };
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    for (uint64_t rec; read(fd, &rec, sizeof rec) == (ssize_t)sizeof rec;) {
+        CHECK((rec >> 1) < N);
+        (rec & 1 ? done : started)[rec >> 1]++;
+    }
+    close(fd);
+    unlink(path);
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        const char *msg = NULL;
+        int rc = cf_future_exception(fs[i], 0, &msg);
+        CHECK(started[i] <= 1); /* nothing ran twice */
+        if (rc == 0) {
+            CHECK_EQ(result_i64(fs[i]), i);
+            CHECK(started[i] == 1 && done[i] == 1);
+        } else {
+            failed++;
+            CHECK_EQ(rc, CF_EBROKEN);
+            CHECK_EQ(started[i], 1); /* blamed only if it ran */
+            CHECK(msg && strstr(msg, "SIGKILL"));
+        }
+        cf_future_release(fs[i]);
+    }
+    printf("     isolated_kill_loop: %d kills, %d of %d tasks failed\n",
+           atomic_load(&k.kills), failed, N);
+    check_still_works(ex);
+    cf_executor_free(ex);
+}
+
 /* Done callbacks run on the manager thread: one that shuts the pool down
  * with wait would wait for itself, and is refused. */
 static _Atomic int callback_rc = 1;
@@ -998,6 +1158,7 @@ static const mpi_case cases[] = {
     ISOLATED_CASE(isolated_initializer, &opts_init_mark),
     ISOLATED_CASE(isolated_crashes_blame_only_their_task, NULL),
     ISOLATED_CASE(isolated_initializer_crash_retried, &opts_init_crash_once),
+    ISOLATED_CASE(isolated_kill_loop, NULL),
 };
 
 static bool wanted(const char *name, int argc, char **argv)
