@@ -736,6 +736,118 @@ static void megabytes_of_output_stay_whole(void)
     result_free(&r);
 }
 
+/* Runs /bin/sh -c script with $CF set to the cfutures program. */
+static result sh_run(const char *script)
+{
+    int out[2], err[2];
+    CHECK(pipe(out) == 0 && pipe(err) == 0);
+    fflush(NULL);
+    double t0 = now_s();
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, 0);
+        for (int fd = 3; fd < 64; fd++)
+            close(fd);
+        setenv("CF", CFUTURES_BIN, 1);
+        alarm(0);
+        execl("/bin/sh", "sh", "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    return finish((child){ pid, out[0], err[0] }, t0);
+}
+
+/* -k with a slow first job: hundreds of outputs over 1 MiB wait, under a
+ * limit of 48 descriptors and a memory budget of 1 MB. They spill to one
+ * temporary file and come out whole, in order. */
+static void keep_order_is_bounded(void)
+{
+    result r =
+        sh_run("job='[ {} = 1 ] && sleep 1; echo start-{}; head -c 1200000 "
+               "/dev/zero; echo end-{}'\n"
+               "want=$(for i in $(seq 120); do echo start-$i; head -c 1200000 "
+               "/dev/zero; echo end-$i; done | cksum)\n"
+               "got=$(ulimit -n 48; seq 120 | CFUTURES_RUN_MEMORY=1000000 "
+               "\"$CF\" run -k -j 4 \"$job\" | cksum)\n"
+               "echo \"$want\"; echo \"$got\"; [ \"$want\" = \"$got\" ]");
+    CHECK_OUT(r, r.status == 0 && r.err_len == 0);
+    result_free(&r);
+}
+
+/* Output that cannot be written is reported, with status 255 (not a count
+ * of failed jobs), and no more jobs start. */
+static void lost_output_is_reported(void)
+{
+    scratch s = scratch_new();
+    char script[1024];
+    /* A full standard output. */
+    snprintf(script, sizeof script,
+             "seq 50 | \"$CF\" run -j 1 'echo {} >> %s/ran; echo out-{}' "
+             "> /dev/full",
+             s.dir);
+    result r = sh_run(script);
+    CHECK_OUT(r, r.status == 255);
+    CHECK_OUT(r, contains(r.err, "cannot write the output: No space left"));
+    char ran[128];
+    char *text = slurp(in_dir(&s, "ran", ran, sizeof ran));
+    int lines = 0;
+    for (char *p = text; *p; p++)
+        lines += *p == '\n';
+    CHECK(lines >= 1 && lines < 50); /* it stopped */
+    free(text);
+    result_free(&r);
+    /* No temporary file for an output over 1 MiB: that job's output is
+     * lost, and said to be. */
+    r = sh_run("TMPDIR=/nonexistent/cfutures-tmp \"$CF\" run -k "
+               "'head -c {} /dev/zero | tr \"\\\\0\" x' ::: 10 2000000 20");
+    CHECK_OUT(r, r.status == 255);
+    CHECK_OUT(r, contains(r.err, "job 2: output lost"));
+    CHECK_OUT(r, strncmp(r.out, "xxxxxxxxxx", 10) == 0);
+    CHECK_OUT(r, r.out_len >= 30 && strcmp(r.out + r.out_len - 20,
+                                           "xxxxxxxxxxxxxxxxxxxx") == 0);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+/* Killing cfutures, even with SIGKILL, kills its jobs. */
+static void jobs_die_with_cfutures(void)
+{
+    scratch s = scratch_new();
+    char pids[128];
+    in_dir(&s, "pids", pids, sizeof pids);
+    child c = start(NULL, (const char *const[]){ "run", "-j", "2", "--",
+                                                 "echo $$ >> {}; exec sleep 60",
+                                                 ":::", pids, pids, NULL });
+    double end = now_s() + 10 * test_scale();
+    int lines = 0;
+    while (lines < 2) {
+        CHECK(now_s() < end);
+        sleep_s(0.02);
+        FILE *f = fopen(pids, "r");
+        int ch;
+        lines = 0;
+        while (f && (ch = fgetc(f)) != EOF)
+            lines += ch == '\n';
+        if (f)
+            fclose(f);
+    }
+    CHECK(kill(c.pid, SIGKILL) == 0);
+    result r = finish(c, now_s());
+    CHECK_EQ(r.status, 128 + SIGKILL);
+    char *text = slurp(pids);
+    for (char *save, *l = strtok_r(text, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save))
+        CHECK(process_ends((pid_t)atol(l), 5));
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
 /* ---- Ctrl-C */
 
 static void sigint_stops_the_run(void)
@@ -1102,6 +1214,9 @@ static const test_case cases[] = {
     TEST_CASE(joblog_has_a_line_per_job),
     TEST_CASE(halt_on_error_starts_no_more_jobs),
     TEST_CASE(megabytes_of_output_stay_whole),
+    TEST_CASE(keep_order_is_bounded),
+    TEST_CASE(lost_output_is_reported),
+    TEST_CASE(jobs_die_with_cfutures),
     TEST_CASE(sigint_stops_the_run),
     TEST_CASE(closed_output_stops_the_run),
     TEST_CASE(bar_draws_and_clears_on_a_terminal),

@@ -267,6 +267,18 @@ static void run_job(job *j)
         job_flush_lines(j, true);
 }
 
+/* Sets the job's output aside (outbuf_park) before it goes on the queue,
+ * so that it holds no descriptor and, past the budget, no memory while it
+ * waits to be printed. */
+static void park_output(run_shared *sh, job *j)
+{
+    pthread_mutex_lock(&sh->park_lock);
+    if (outbuf_park(&j->out, &sh->park) != 0 ||
+        outbuf_park(&j->err, &sh->park) != 0)
+        j->park_errno = errno ? errno : EIO; /* kept as it was */
+    pthread_mutex_unlock(&sh->park_lock);
+}
+
 /* --halt: counts the job and says whether the limit is reached, as the
  * runner will decide it (at once, before this worker can take another
  * job; the runner hears of the job later). */
@@ -304,6 +316,7 @@ void *job_task(void *arg)
         j->slot = take_slot(shared);
         run_job(j);
         give_slot(shared, j->slot);
+        park_output(shared, j);
         if (shared->cfg->halt != HALT_NEVER && halt_reached(shared, j))
             /* release: pairs with the acquire in stopping(). */
             atomic_store_explicit(&shared->stopping, true,

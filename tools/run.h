@@ -85,8 +85,13 @@ typedef struct run_shared {
     int halt_fd;          /* readable after --halt now: stop them too */
     char **env;           /* the environment jobs get (environ) */
     size_t n_env;
-    pthread_mutex_t lock; /* slots, --delay, --line-buffer output */
-    bool *slot_busy;      /* [0..n_slots) */
+    pthread_mutex_t lock; /* slots, --delay, --line-buffer output, halt */
+    /* Where finished jobs' outputs wait to be printed, so that neither the
+     * memory nor the descriptors they hold grow with the number of jobs
+     * waiting (for their turn under -k, or for a slow reader). */
+    outpark park;
+    pthread_mutex_t park_lock;
+    bool *slot_busy; /* [0..n_slots) */
     size_t n_slots;
     size_t width;         /* fields per record, for --results */
     double next_start;    /* --delay: the earliest start of the next job */
@@ -116,6 +121,7 @@ typedef struct job {
     bool failed;
     outbuf out, err;             /* the last attempt's output */
     bool lb_out_bol, lb_err_bol; /* --line-buffer: at a line start */
+    int park_errno; /* its output could not be set aside in the file */
     /* The runner's own. */
     bool back;        /* came back, or will never start */
     bool done_before; /* --resume: ran in an earlier run */

@@ -8,10 +8,11 @@
  * --line-buffer), the job log and the --results files, takes jobs off the
  * queue as they finish (waking at least every PROGRESS_INTERVAL_S to
  * redraw the bar and notice Ctrl-C), and prints each job's output whole:
- * at once, or, with -k, once every job before it has been printed. An
- * output that has to wait is set aside (outbuf_park): in memory up to
- * RUN_PARK_BUDGET, the rest in one temporary file, so neither memory nor
- * descriptors grow with the number of outputs waiting.
+ * at once, or, with -k, once every job before it has been printed. Every
+ * finished job's output is set aside by its task before it is queued
+ * (outbuf_park): in memory up to RUN_PARK_BUDGET, the rest in one
+ * temporary file, so neither memory nor descriptors grow with the number
+ * of outputs waiting (for their turn, or for a slow reader).
  *
  * Stopping (--halt, Ctrl-C, a closed output): the shared flag makes tasks
  * that start from then on skip their job, and every task still pending
@@ -62,7 +63,6 @@ typedef struct runner {
     size_t cancelled;  /* tasks cancelled before they started */
     FILE *joblog;
     progress bar;
-    outpark park;
     int halt_pipe[2];
     size_t back;       /* jobs back */
     size_t finished;   /* jobs that ran */
@@ -156,8 +156,8 @@ static void write_results(runner *r, job *j)
     snprintf(seq, sizeof seq, "%zu", j->seq);
     if (dir == NULL || make_dirs(dir) != 0 ||
         write_file(dir, "seq", NULL, NULL, seq) != 0 ||
-        write_file(dir, "stdout", &j->out, &r->park, NULL) != 0 ||
-        write_file(dir, "stderr", &j->err, &r->park, NULL) != 0) {
+        write_file(dir, "stdout", &j->out, &r->shared.park, NULL) != 0 ||
+        write_file(dir, "stderr", &j->err, &r->shared.park, NULL) != 0) {
         cli_error("run", "job %zu: cannot write its --results in '%s': %s",
                   j->seq, dir ? dir : r->cfg->results, strerror(errno));
         r->lost = true;
@@ -217,13 +217,13 @@ static void emit(runner *r, job *j)
             /* GNU parallel prints nothing of a job with --results. */
             bool print = !cfg->line_buffer && !cfg->ungroup && !cfg->results;
             if (rc == 0 && print)
-                rc = outbuf_write_to(&j->out, STDOUT_FILENO, &r->park, tag,
-                                     tag_len, NULL);
+                rc = outbuf_write_to(&j->out, STDOUT_FILENO, &r->shared.park,
+                                     tag, tag_len, NULL);
             if (rc != 0)
                 output_failed(r, errno);
             else if (print)
-                (void)outbuf_write_to(&j->err, STDERR_FILENO, &r->park, tag,
-                                      tag_len, NULL);
+                (void)outbuf_write_to(&j->err, STDERR_FILENO, &r->shared.park,
+                                      tag, tag_len, NULL);
         }
         if (j->out.error || j->err.error) {
             cli_error("run", "job %zu: output lost: %s", j->seq,
@@ -234,8 +234,18 @@ static void emit(runner *r, job *j)
             write_results(r, j);
         write_joblog(r, j);
     }
-    outbuf_free(&j->out, &r->park);
-    outbuf_free(&j->err, &r->park);
+    if (j->park_errno && !r->park_warned) {
+        /* Kept where it was (memory, or a file of its own): not lost. */
+        r->park_warned = true;
+        cli_error("run",
+                  "cannot set waiting output aside in a temporary file "
+                  "(%s); keeping it as it is",
+                  strerror(j->park_errno));
+    }
+    pthread_mutex_lock(&r->shared.park_lock);
+    outbuf_free(&j->out, &r->shared.park);
+    outbuf_free(&j->err, &r->shared.park);
+    pthread_mutex_unlock(&r->shared.park_lock);
     free(j->command);
     free(j->tag);
     j->command = j->tag = NULL;
@@ -246,21 +256,6 @@ static void emit_ready(runner *r)
 {
     while (r->next_print < r->n && r->jobs[r->next_print].back)
         emit(r, &r->jobs[r->next_print++]);
-}
-
-/* -k: sets a job's output aside until its turn. */
-static void park(runner *r, job *j)
-{
-    if ((outbuf_park(&j->out, &r->park) != 0 ||
-         outbuf_park(&j->err, &r->park) != 0) &&
-        !r->park_warned) {
-        /* Kept where it is (memory, or a file of its own): nothing lost. */
-        r->park_warned = true;
-        cli_error("run",
-                  "cannot set waiting output aside in a temporary file "
-                  "(%s); keeping it as it is",
-                  strerror(errno));
-    }
 }
 
 /* ---- stopping */
@@ -342,8 +337,6 @@ static void take_back(runner *r, job *j)
         check_halt(r, j);
     }
     if (r->cfg->keep_order) {
-        if (j != &r->jobs[r->next_print])
-            park(r, j);
         emit_ready(r);
     } else {
         emit(r, j);
@@ -618,12 +611,13 @@ static void teardown(runner *r)
     for (size_t i = 0; r->tasks && i < r->n_run; i++)
         cf_future_release(r->tasks[i]);
     for (size_t i = 0; r->jobs && i < r->n; i++) {
-        outbuf_free(&r->jobs[i].out, &r->park);
-        outbuf_free(&r->jobs[i].err, &r->park);
+        outbuf_free(&r->jobs[i].out, &r->shared.park);
+        outbuf_free(&r->jobs[i].err, &r->shared.park);
         free(r->jobs[i].command);
         free(r->jobs[i].tag);
     }
-    outpark_close(&r->park);
+    outpark_close(&r->shared.park);
+    pthread_mutex_destroy(&r->shared.park_lock);
     free(r->tasks);
     free(r->jobs);
     free(r->order);
@@ -657,7 +651,8 @@ int run_jobs(const run_config *cfg, run_inputs *in)
         return CLI_EXIT_ERROR;
     }
     runner r = { .cfg = cfg, .n = n, .halt_pipe = { -1, -1 } };
-    r.park = (outpark)OUTPARK_INIT(park_budget());
+    r.shared.park = (outpark)OUTPARK_INIT(park_budget());
+    pthread_mutex_init(&r.shared.park_lock, NULL);
     r.shared.cfg = cfg;
     r.shared.width = in->width;
     r.shared.n_total = n;
