@@ -149,6 +149,8 @@ def cases():
     add("--line-buffer", "echo", ":::", "a", "b", "c")
     add("--line-buffer", "--tag", "printf", "'1\\n2\\n'", ":::", "a", "b")
     add("-k", "-v", "echo", ":::", "a", "b c")
+    add("-k", "--line-buffer", "echo", ":::", "a", "b", "c")
+    add("-k", "--lb", "--tag", "printf", "'x\\ny\\n'", ":::", "a", "b")
     add("-u", "-j1", "echo", ":::", "a", "b")
     add("--group", "-k", "echo", ":::", "a", "b")
     add("--shuf", "echo", ":::", *"abcdefgh")

@@ -770,6 +770,8 @@ static int check(parse_state *ps, size_t n_words)
     if (c->ungroup && (c->keep_order || c->tag || c->line_buffer))
         return cli_usage_error("run", "-u (--ungroup) does not go with -k, "
                                       "--tag or --line-buffer");
+    if (c->keep_order)
+        c->line_buffer = false; /* the same output, in order: grouped */
     if (c->block == 0)
         c->block = 1 << 20;
     return 0;
