@@ -60,7 +60,7 @@ static const int default_sigs[] = { SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,
 /* The child's side of spawn(), between vfork and exec: only system calls,
  * nothing that touches the parent's memory but *err. */
 static void child(char *const argv[], char *const envp[], int in_fd, int out_w,
-                  int err_w, bool pdeath, pid_t parent, volatile int *err)
+                  int err_w, bool pdeath, pid_t parent, int report_fd)
 {
     struct sigaction dfl = { .sa_handler = SIG_DFL };
     for (size_t i = 0; i < sizeof default_sigs / sizeof default_sigs[0]; i++)
@@ -83,29 +83,45 @@ static void child(char *const argv[], char *const envp[], int in_fd, int out_w,
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     execvpe(argv[0], argv, envp);
-fail:
-    *err = errno ? errno : EINVAL;
+fail:;
+    int err = errno ? errno : EINVAL;
+    ssize_t w = write(report_fd, &err, sizeof err);
+    (void)w;
     _exit(127);
 }
 
 /* vfork and exec into a new process group: 0 or an errno value. Every
  * signal is blocked around the vfork, so no handler of ours runs in the
- * child while it shares our memory. */
+ * child while it shares our memory. Why exec failed comes back through a
+ * pipe that closes on exec, which also works where vfork is a fork (under
+ * the sanitizers). */
 static int spawn(char *const argv[], const proc_options *o, int in_fd,
                  int out_w, int err_w, pid_t *pid)
 {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0)
+        return errno;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    volatile int err = 0;
     pid_t parent = getpid();
     char *const *envp = o->envp ? o->envp : environ;
     pid_t p = vfork();
     if (p == 0)
         child(argv, envp, in_fd, out_w, err_w, o->die_with_parent, parent,
-              &err);
-    int e = p < 0 ? errno : err;
+              report[1]);
+    int e = p < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(report[1]);
+    if (p >= 0) {
+        int got;
+        ssize_t n;
+        while ((n = read(report[0], &got, sizeof got)) < 0 && errno == EINTR) {
+        }
+        if (n == (ssize_t)sizeof got)
+            e = got;
+    }
+    close(report[0]);
     if (p < 0)
         return e;
     if (e != 0) {
