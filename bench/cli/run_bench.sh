@@ -147,13 +147,15 @@ run_tool() {
     esac
 }
 
-# inputs WORKLOAD: the input lines (true ignores its argument; sleep takes
+# inputs WORKLOAD TOOL: the input lines (true ignores its argument; sleep takes
 # the input as its duration; rs: the pairs, for xargs and the floor).
 inputs() {
     case "$1" in
     true) seq "$n_true" ;;
     sleep) awk -v n="$n_sleep" 'BEGIN { for (i = 0; i < n; i++) print "0.01" }' ;;
-    rs) for a in "${rs_a[@]}"; do for b in "${rs_b[@]}"; do
+    rs) # cfutures and GNU parallel take the ::: lists, not stdin.
+        case "$2" in cfutures | parallel) return ;; esac
+        for a in "${rs_a[@]}"; do for b in "${rs_b[@]}"; do
             printf '%s %s\n' "${a// /_}" "${b// /_}"; done; done ;;
     esac
 }
@@ -168,7 +170,7 @@ echo "run_bench.sh: $reps repetition(s), -j $jobs, $(nproc) CPUs;" \
 # for (bash's `time`, from getrusage of the children).
 measure() {
     local TIMEFORMAT='%R %U %S' t
-    if ! t=$({ time inputs "$2" | run_tool "$1" "$2" >/dev/null 2>"$work/err"; } 2>&1); then
+    if ! t=$({ time inputs "$2" "$1" | run_tool "$1" "$2" >/dev/null 2>"$work/err"; } 2>&1); then
         echo "run_bench.sh: $1 $2 failed:" >&2
         cat "$work/err" >&2
         exit 1
