@@ -72,6 +72,27 @@ def cases():
     add("-k", "--null", "touch", stdin=b"new\nline\0sp ace\0")
     add("-k", "-0", "echo", stdin=b"a\0\0b\0")
 
+    # Hostile names through the other ways in and out.
+    hostile0 = "\0".join(HOSTILE + ["new\nline", "two\n\nlines"]) + "\0"
+    add("-k", "-0", "-a", "names", "printf", "'<%s>\\n'", "{}",
+        files={"names": hostile0})
+    add("-k", "-0", "touch", "f-{}", stdin=hostile0.encode())
+    add("-k", "-0", "--tag", "echo", "x", stdin=hostile0.encode())
+    add("-k", "--tag", "echo", ":::", *HOSTILE, ":::", "1", "2")
+    add("-k", "echo", "{2}", "{1}", ":::", *HOSTILE[:12], ":::", *HOSTILE[12:])
+    add("-k", "-j1", "-X", "printf", "'[%s]'", "x{}y", ":::", *HOSTILE)
+    add("-k", "-n3", "printf", "'[%s]'", ":::", *HOSTILE)
+    add("-k", "--colsep", ";", "echo", "{2}", "{1}",
+        stdin="".join("%s;%s\n" % (a, b) for a, b in
+                      zip(HOSTILE, reversed(HOSTILE))).encode())
+    add("-k", "--results", "out", "echo", ":::", *[h for h in HOSTILE
+                                                  if h not in ("", "--")])
+    add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE, joblogs=("jl",))
+    add("-k", "--dry-run", "-X", "echo", ":::", *HOSTILE)
+    add("-k", "-I", "@", "echo", "<@>", "@.x", ":::", *HOSTILE[:10])
+    add("-k", "printf", "'%s\\n'", "{.}", "{/}", "{//}", "{/.}", ":::",
+        "a b/c d.e f", "x'y/z\"w.q", "$v/`c`.d", "*/?.[ab]")
+
     # Replacement strings.
     for rs in ("{}", "{.}", "{/}", "{//}", "{/.}", "{#}", "{1}", "{1.}",
                "{1/}", "{1//}", "{1/.}", "{-1}", "{-1.}"):

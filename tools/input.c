@@ -6,10 +6,11 @@
  * -0; a newline by default): a file or standard input as it is read, the
  * words after ::: joined with the delimiter (so a word holding a newline
  * is two inputs, as in GNU parallel). The records are split in place
- * (each ends in a NUL), and with --colsep each one into its columns. The
- * records of the sources are then combined: linked sources (:::+, ::::+)
- * side by side, as far as the shortest goes; the groups of them as a
- * product, the first one changing slowest. Each combination is a record
+ * (each ends in a NUL), and with --colsep each one into its columns, with
+ * the white space around them trimmed. The records of the sources are then
+ * combined: linked sources (:::+, ::::+) side by side, as far as the
+ * shortest goes; the groups of them as a product, the first one changing
+ * slowest. Each combination is a record
  * of fields; jobs take one record each, or several with -n/-N/-m/-X, and
  * a job's arguments are its records' fields in order.
  */
@@ -179,6 +180,18 @@ static int split_columns(const colsep *c, char *s, char ***cols, size_t *n,
     }
 }
 
+/* A column without the white space around it (in place), as GNU
+ * parallel's --colsep trims them. */
+static char *trim(char *s)
+{
+    while (*s && strchr(" \t\n\r\f\v", *s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && strchr(" \t\n\r\f\v", s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
 /* One source's records, each split into columns with --colsep. Every
  * record of a source gets the width of its widest (missing columns are
  * empty). */
@@ -248,7 +261,8 @@ static int source_records(const run_config *cfg, const run_source *src,
     if (fields) {
         for (size_t i = 0; i < n; i++)
             for (size_t k = 0; k < out->width; k++)
-                fields[i * out->width + k] = k < ncol[i] ? cols[i][k] : "";
+                fields[i * out->width + k] =
+                    k < ncol[i] ? trim(cols[i][k]) : "";
     }
     for (size_t i = 0; cols && i < n; i++)
         free(cols[i]);
