@@ -1049,6 +1049,16 @@ static void bar_on_request_when_not_a_terminal(void)
               r.err_len >= 4 && strcmp(r.err + r.err_len - 4, "\r\033[K") == 0);
     result_free(&r);
 
+    /* GNU parallel's --progress and --eta draw the same bar. */
+    const char *names[] = { "--progress", "--eta" };
+    for (int i = 0; i < 2; i++) {
+        r = RUN(NULL, "run", names[i], "-j", "2", "--", "true", ":::", "1",
+                "2");
+        CHECK_OUT(r, r.status == 0 && r.out_len == 0);
+        CHECK_OUT(r, contains(r.err, "2/2"));
+        result_free(&r);
+    }
+
     /* Not a terminal and no --bar: no bar. */
     r = RUN(NULL, "run", "--", "true", ":::", "1");
     CHECK_OUT(r, r.status == 0 && r.err_len == 0);
