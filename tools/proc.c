@@ -2,15 +2,16 @@
  * proc.c - one command run to its end (see proc.h).
  *
  * The loop: poll the two pipe read ends (non-blocking), the pidfd (readable
- * once the leader has exited, before it is reaped) and the stop descriptor,
+ * once the leader has exited, before it is reaped), the stop descriptors
+ * and, when the command reads from memory, the write end of its stdin,
  * with a poll timeout at the next deadline (the job's timeout, or the end
  * of the grace period). Descriptors that have said all they will (a pipe at
  * end of file, the pidfd after the exit, the stop descriptor once acted on)
  * leave the poll set, so the loop never spins. Where pidfd_open is missing
  * (kernels before 5.3) the exit is checked with waitid(WNOWAIT) every 10 ms.
  *
- * Cost per run: two pipes, a pidfd, one posix_spawnp (a vfork-like clone in
- * glibc: no page tables copied), a few polls, one waitpid.
+ * Cost per run: three pipes (output, errors, exec's report), a pidfd, one
+ * vfork (no page tables copied) and execvpe, a few polls, one waitpid.
  */
 #include "proc.h"
 

@@ -49,7 +49,7 @@ typedef struct proc_result {
     int exitval;     /* exit status; -1 when a signal ended it or it never
                         started */
     int sig;         /* the signal that ended it, or 0 */
-    int spawn_error; /* errno from posix_spawnp, or 0 when it started */
+    int spawn_error; /* errno from starting it (execvpe), or 0 */
     bool timed_out;  /* stopped by the timeout */
     bool stopped;    /* stopped through stop_fd */
     double runtime;  /* seconds from spawn to exit */
