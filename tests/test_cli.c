@@ -814,6 +814,63 @@ static void lost_output_is_reported(void)
     scratch_free(&s);
 }
 
+/* Ctrl-C at any moment of a -k run whose outputs spill to the temporary
+ * file: it always ends, at once, with 130 (or 0 when it was over), and
+ * prints the outputs in order, never mixed. */
+static void sigint_at_any_moment(void)
+{
+    const char *args[] = { "run",
+                           "-k",
+                           "-j",
+                           "4",
+                           "--",
+                           "head -c 100000 /dev/zero | tr '\\0' "
+                           "$(echo {} | tr 1-9 A-I); head -c 1100000 "
+                           "/dev/zero | tr '\\0' {}; sleep 0.0{}",
+                           ":::",
+                           "1",
+                           "2",
+                           "3",
+                           "4",
+                           "5",
+                           "6",
+                           "7",
+                           "8",
+                           "9",
+                           NULL };
+    for (int i = 0; i < 8; i++) {
+        double t0 = now_s();
+        setenv("CFUTURES_RUN_MEMORY", "100000", 1);
+        child c = start(NULL, args);
+        unsetenv("CFUTURES_RUN_MEMORY");
+        sleep_s(0.015 * i * test_scale());
+        CHECK(kill(c.pid, SIGINT) == 0);
+        result r = finish(c, t0);
+        CHECK_OUT(r, r.status == 130 || r.status == 0);
+        CHECK_OUT(r, r.seconds < 10 * test_scale());
+        /* In order, never mixed: job k's output is 100000 of the k-th
+         * letter, then 1100000 of the digit k; a job stopped by Ctrl-C
+         * shows what it wrote so far (a prefix of that). */
+        size_t pos = 0;
+        char last = '0';
+        while (pos < r.out_len) {
+            char l = r.out[pos];
+            size_t letters = 0, digits = 0;
+            CHECK(l >= 'A' && l <= 'I');
+            while (pos < r.out_len && r.out[pos] == l)
+                letters++, pos++;
+            char d = (char)('1' + (l - 'A'));
+            while (pos < r.out_len && r.out[pos] == d)
+                digits++, pos++;
+            CHECK(letters <= 100000 && digits <= 1100000);
+            CHECK(digits == 0 || letters == 100000);
+            CHECK(d > last);
+            last = d;
+        }
+        result_free(&r);
+    }
+}
+
 /* Killing cfutures, even with SIGKILL, kills its jobs. */
 static void jobs_die_with_cfutures(void)
 {
@@ -1227,6 +1284,7 @@ static const test_case cases[] = {
     TEST_CASE(keep_order_is_bounded),
     TEST_CASE(lost_output_is_reported),
     TEST_CASE(jobs_die_with_cfutures),
+    TEST_CASE(sigint_at_any_moment),
     TEST_CASE(sigint_stops_the_run),
     TEST_CASE(closed_output_stops_the_run),
     TEST_CASE(bar_draws_and_clears_on_a_terminal),
