@@ -322,7 +322,7 @@ static int make_jobs(const run_config *cfg, run_inputs *in, size_t n_recs,
             r++;
         }
         in->job_first[in->n_jobs] = first * width;
-        in->job_count[in->n_jobs] = (r - first) * width;
+        in->job_count[in->n_jobs] = cfg->no_args ? 0 : (r - first) * width;
         in->n_jobs++;
     }
     return 0;

@@ -44,8 +44,9 @@ static const char usage[] =
     "  -j, -P, --jobs N      jobs at once: N, +N or -N (CPUs + N), N% of\n"
     "                        the CPUs; 0: all at once (default: CPUs)\n"
     "  -k, --keep-order      print the outputs in input order\n"
-    "  -n, -N N              N inputs per job; -m, -X as many as fit\n"
-    "                        (-X repeats the word around {} for each)\n"
+    "  -n, -N N              N inputs per job (-N0: one, not in the\n"
+    "                        command); -m, -X as many as fit (-X repeats\n"
+    "                        the word around {} for each)\n"
     "  -I STR                STR instead of {} (also --er, --bnr, --dnr,\n"
     "                        --bner, --seqreplace, --slotreplace)\n"
     "  -a, --arg-file FILE   read inputs from FILE\n"
@@ -595,9 +596,17 @@ static int apply(parse_state *ps, const opt_def *o, const char *shown,
         c->tries = n < 1 ? 1 : n;
         return 0;
     case O_MAXARGS:
+        /* -N0: one input per job, none of it in the command (GNU). */
+        if (o->short_name == 'N' && strcmp(v, "0") == 0) {
+            c->max_args = 1;
+            c->no_args = true;
+            ps->max_args_N = true;
+            return 0;
+        }
         if (!cli_parse_long(v, 1, 100000000, &n))
             return bad_value(shown, "a number of inputs per job from 1", v);
         c->max_args = n;
+        c->no_args = false;
         ps->max_args_N |= o->short_name == 'N';
         return 0;
     case O_BLOCK:

@@ -60,6 +60,7 @@ typedef struct run_config {
     const char *joblog;  /* --joblog FILE, or NULL */
     const char *results; /* --results DIR, or NULL */
     long max_args;       /* -n/-N: arguments per job; 0: one record */
+    bool no_args;        /* -N0: jobs get no arguments */
     size_t block;        /* --pipe --block bytes */
     long pipe_records;   /* --pipe -N: records per job; 0: by --block */
     char *delim;         /* -d/-0: the record end (owned) */
