@@ -5,9 +5,11 @@
  * what it prints to a callback as it comes, and stop it (the whole group)
  * when its time is up or when asked to.
  *
- * The command is started with posix_spawnp (no shell, PATH searched), its
- * standard input from /dev/null, every signal at its default and none
- * blocked. The caller's thread polls the two pipes, a pidfd for the
+ * The command is started with vfork and execvpe (no shell, PATH searched),
+ * its standard input from /dev/null (or a pipe fed from memory), every
+ * signal at its default and none blocked; optionally with
+ * PR_SET_PDEATHSIG, so that it is killed if cfutures dies, even by
+ * SIGKILL. The caller's thread polls the two pipes, a pidfd for the
  * process's exit, and an optional stop descriptor. Stopping sends SIGTERM
  * to the process group, then SIGKILL to it after the grace period; the
  * group is signalled only while its leader is not yet reaped, so the
@@ -33,13 +35,22 @@ typedef struct proc_options {
     int stop_fd;    /* readable means stop now; -1: none */
     proc_data_fn on_data;
     void *ctx;
+    /* Optional; zero means the default. */
+    char *const *envp; /* the environment; NULL: environ */
+    bool watch_halt;   /* halt_fd is a second stop descriptor */
+    int halt_fd;
+    bool feed_stdin; /* the command's stdin is in_data, then EOF */
+    const char *in_data;
+    size_t in_len;
+    bool inherit_output;  /* stdout and stderr are ours, not captured */
+    bool die_with_parent; /* SIGKILL when the spawning thread dies */
 } proc_options;
 
 typedef struct proc_result {
     int exitval;     /* exit status; -1 when a signal ended it or it never
                         started */
     int sig;         /* the signal that ended it, or 0 */
-    int spawn_error; /* errno from posix_spawnp, or 0 when it started */
+    int spawn_error; /* errno from starting it (execvpe), or 0 */
     bool timed_out;  /* stopped by the timeout */
     bool stopped;    /* stopped through stop_fd */
     double runtime;  /* seconds from spawn to exit */
