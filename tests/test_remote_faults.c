@@ -9,8 +9,8 @@
  * success is reported twice or for a task that did not run, no descriptor,
  * child or zombie is left, and the pool works afterwards.
  *
- * Every task logs "started id" and "done id" records to a file (O_APPEND,
- * one 8-byte write each), which is how the test knows what ran.
+ * Every task counts its start and its end in a shared page, which is how
+ * the test knows what ran ("the task log" below).
  *
  * This binary is also the worker image (spawned workers run it again).
  */
@@ -95,22 +95,103 @@ static const char *message_of(cf_future *f)
 
 /* ---- the task log ------------------------------------------------------ */
 
-/* The log of the pool's owner: tasks find it by their parent's pid. */
+/*
+ * The log is a page of shared memory (a tmpfs file named by the pool
+ * owner's pid) holding a start and a done counter per task id. A task's
+ * first action is one atomic add to its start counter: no system call and,
+ * since every worker maps the page and touches it (and the code that
+ * writes it) before it runs any task, no page fault either. The pool marks
+ * a task running as the last step before calling its function, so the only
+ * window in which a SIGKILL makes the pool rightly blame a task the log says
+ * never started is the few instructions from that mark to the add (the
+ * return from the mark, the call of the function, a length check and the
+ * add), none of which enters the kernel: the kill must interrupt the worker
+ * at one of those instructions, about once in millions of kills, and it
+ * then blames a task whose call had begun. A pool that blamed a task it had
+ * not started (marked too early, or blamed one queued behind the one that
+ * ran) leaves windows of microseconds (the transfer, the decoding, the
+ * wait in the queue) that this loop's kills hit every few rounds.
+ *
+ * The page reaches the workers before any task: forked workers inherit the
+ * owner's mapping (and touch it in an atfork handler), spawned workers map
+ * it in a constructor that runs before the library's own, which serves the
+ * pool and never returns.
+ */
+enum { LOG_IDS = 2048 };
+typedef struct log_page {
+    _Atomic unsigned char started[LOG_IDS], done[LOG_IDS];
+} log_page;
+
+/* This process's mapping of its pool owner's log (NULL: no log). */
+static log_page *log_map;
+
 static void log_path(char *buf, size_t n, pid_t owner)
 {
-    snprintf(buf, n, "/tmp/cf_remote_faults.%d.log", (int)owner);
+    snprintf(buf, n, "/dev/shm/cf_remote_faults.%d.log", (int)owner);
 }
 
-static void log_record(uint64_t rec)
+/* Makes the page and the code that writes it present in this process: a
+ * write to a scratch counter (the last id, which no test uses). */
+static void log_touch(void)
+{
+    if (log_map)
+        atomic_fetch_add_explicit(&log_map->started[LOG_IDS - 1], 1,
+                                  memory_order_relaxed);
+}
+
+/* The records, each one store: the first and last action of a task. */
+static inline void log_started(uint64_t id)
+{
+    if (log_map && id < LOG_IDS)
+        atomic_fetch_add_explicit(&log_map->started[id], 1,
+                                  memory_order_relaxed);
+}
+
+static void log_done(uint64_t id)
+{
+    if (log_map && id < LOG_IDS)
+        atomic_fetch_add_explicit(&log_map->done[id], 1, memory_order_relaxed);
+}
+
+/* Maps owner's log, if it has one. */
+static log_page *log_map_of(pid_t owner, int flags)
 {
     char path[64];
-    log_path(path, sizeof path, getppid());
-    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    log_path(path, sizeof path, owner);
+    int fd = open(path, O_RDWR | O_CLOEXEC | flags, 0600);
     if (fd < 0)
-        return;
-    if (write(fd, &rec, sizeof rec) != (ssize_t)sizeof rec)
-        _exit(9);
+        return NULL;
+    if ((flags & O_CREAT) && ftruncate(fd, sizeof(log_page)) != 0) {
+        close(fd);
+        return NULL;
+    }
+    void *m =
+        mmap(NULL, sizeof(log_page), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
+    return m == MAP_FAILED ? NULL : m;
+}
+
+static int t_job(const void *in, size_t len, cf_buffer *out);
+
+/* In a forked worker: touch the inherited page and the task's code. */
+static void log_atfork_child(void)
+{
+    log_touch();
+    t_job(NULL, 0, NULL);
+}
+
+/* In a spawned worker (this program started again with
+ * CFUTURES_WORKER_FD set; the library's constructor, which runs after this
+ * one, serves the pool and never returns): map the parent's log. In any
+ * process: arrange for forked workers to touch theirs. */
+__attribute__((constructor(101))) static void log_attach(void)
+{
+    pthread_atfork(NULL, NULL, log_atfork_child);
+    if (!getenv("CFUTURES_WORKER_FD"))
+        return;
+    log_map = log_map_of(getppid(), 0);
+    log_touch();
+    t_job(NULL, 0, NULL);
 }
 
 typedef struct tlog {
@@ -120,30 +201,21 @@ typedef struct tlog {
 
 static void log_create(void)
 {
-    char path[64];
-    log_path(path, sizeof path, getpid());
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    CHECK(fd >= 0);
-    close(fd);
+    CHECK(log_map == NULL);
+    log_map = log_map_of(getpid(), O_CREAT | O_TRUNC);
+    CHECK(log_map != NULL);
 }
 
+/* The counts of ids below n, once every worker is gone. */
 static tlog log_read(size_t n)
 {
+    CHECK(n < LOG_IDS);
     tlog l = { calloc(n, 1), calloc(n, 1), n };
-    char path[64];
-    log_path(path, sizeof path, getpid());
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    CHECK(fd >= 0);
-    uint64_t rec;
-    while (read(fd, &rec, sizeof rec) == (ssize_t)sizeof rec) {
-        uint64_t id = rec >> 1;
-        CHECK(id < n);
-        if (rec & 1)
-            l.done[id]++;
-        else
-            l.started[id]++;
+    CHECK(l.started != NULL && l.done != NULL);
+    for (size_t id = 0; id < n; id++) {
+        l.started[id] = atomic_load(&log_map->started[id]);
+        l.done[id] = atomic_load(&log_map->done[id]);
     }
-    close(fd);
     return l;
 }
 
@@ -152,6 +224,8 @@ static void log_remove(tlog *l)
     char path[64];
     log_path(path, sizeof path, getpid());
     unlink(path);
+    munmap(log_map, sizeof *log_map);
+    log_map = NULL;
     free(l->started);
     free(l->done);
 }
@@ -171,8 +245,9 @@ static int t_job(const void *in, size_t len, cf_buffer *out)
     job j;
     if (len != sizeof j)
         return CF_EINVAL;
+    memcpy(&j.id, in, sizeof j.id); /* one load: the id leads */
+    log_started(j.id);              /* before anything else */
     memcpy(&j, in, sizeof j);
-    log_record(j.id << 1);
     if (j.crash)
         raise(SIGSEGV);
     if (j.sleep_us)
@@ -183,7 +258,7 @@ static int t_job(const void *in, size_t len, cf_buffer *out)
     cf_buffer_append(out, &j.id, sizeof j.id);
     for (uint64_t k = sizeof j.id; k < j.out_len; k += 8)
         cf_buffer_append(out, &k, 8);
-    log_record(j.id << 1 | 1);
+    log_done(j.id);
     return 0;
 }
 

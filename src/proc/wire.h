@@ -42,9 +42,10 @@ typedef struct cf__pp_init {
 
 /*
  * A worker's state page: shared memory the worker writes and the pool reads
- * (docs/process_pool.md, "Blame"). Before a task runs the worker stores its
- * start time, then its id in `running`; when the task's function returns,
- * before the answer is written, its id in `done`. So after the worker died
+ * (docs/process_pool.md, "Blame"). Once a task's frame is decoded and its
+ * function resolved, as the last step before calling that function, the
+ * worker stores its start time, then its id in `running`; when the
+ * function returns, before the answer is written, its id in `done`. So after the worker died
  * the pool knows which task was running (blamed), which had finished (its
  * answer lost: blamed too, it ran) and which never started (run again
  * elsewhere); and task_timeout measures the run alone, not the transfer.

@@ -70,9 +70,11 @@ cf__bytes *cf__serve_task(cf__fn_cache *c, const cf__frame *h,
     cf_bytes_fn fn = cf__serve_fn(c, h, p, &in, &len, ctx);
     if (!fn)
         return NULL;
+    cf__task_ctx *outer = cf__task_ctx_swap(ctx);
+    /* The mark comes last: a death before it is one of a task that never
+     * started (run again elsewhere), one after it blames this task. */
     if (started)
         started(h->id, arg);
-    cf__task_ctx *outer = cf__task_ctx_swap(ctx);
     cf__bytes *out = cf__run_bytes(fn, in, len);
     cf__task_ctx_swap(outer);
     return out;

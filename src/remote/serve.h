@@ -29,7 +29,8 @@ cf_bytes_fn cf__serve_fn(cf__fn_cache *c, const cf__frame *h,
                          cf__task_ctx *ctx);
 
 /* Runs the task a TASK frame carries (h and its payload p) in a fresh task
- * context. started(id, ctx) is called just before the function runs (NULL:
+ * context. started(id, arg) is called once the frame is decoded and the
+ * function resolved, as the last step before the function runs (NULL:
  * none). Returns the result (caller frees), or NULL with ctx's code and
  * message (caller frees the message): the task's own failure, CF_EINVAL
  * when the function cannot be found here or the frame is malformed. */
