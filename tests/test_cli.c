@@ -780,6 +780,46 @@ static void keep_order_is_bounded(void)
     result_free(&r);
 }
 
+/* Too few descriptors or processes for -j jobs at once: jobs wait for
+ * one another instead of failing. Under ulimit -n 32, -j 50 runs fewer at
+ * once (GNU parallel's warning says how many) and every job succeeds; as
+ * a user whose process limit is nearly reached, a job whose fork fails
+ * waits for another to end and runs then. */
+static void few_descriptors_or_processes(void)
+{
+    result r = sh_run("got=$(ulimit -n 32; seq 100 | \"$CF\" run -k -j 50 "
+                      "'sleep 0.05; echo {}' | cksum)\n"
+                      "want=$(seq 100 | cksum)\n"
+                      "echo \"$want\"; echo \"$got\"; [ \"$want\" = \"$got\" ]");
+    CHECK_OUT(r, r.status == 0);
+    CHECK_OUT(r, contains(r.err, "Only enough file handles to run"));
+    CHECK_OUT(r, !contains(r.err, "Too many open files"));
+    result_free(&r);
+    r = sh_run("(ulimit -n 7; \"$CF\" run -j 4 echo ::: a b)");
+    CHECK_OUT(r, r.status == 255 && r.out_len == 0);
+    CHECK_OUT(r, contains(r.err, "ulimit -n"));
+    result_free(&r);
+    /* The process limit does not bind root: run as nobody where we can. */
+    if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0)
+        return;
+    scratch s = scratch_new();
+    CHECK(chmod(s.dir, 0777) == 0);
+    char script[2048];
+    snprintf(script, sizeof script,
+             "cd %s && setpriv --reuid=nobody --regid=nogroup "
+             "--clear-groups sh -c 'n=$(ps -L -u nobody --no-headers | wc -l);"
+             " ulimit -u $((n + 12)); seq 40 | \"$CF\" run -k -j 8 "
+             "\"sleep 0.05; echo {}\"' | cksum; seq 40 | cksum",
+             s.dir);
+    r = sh_run(script);
+    char *nl = strchr(r.out, '\n');
+    CHECK_OUT(r, r.status == 0 && nl && strncmp(r.out, nl + 1,
+                                                (size_t)(nl - r.out)) == 0);
+    CHECK_OUT(r, !contains(r.err, "Resource temporarily unavailable"));
+    result_free(&r);
+    scratch_free(&s);
+}
+
 /* Output that cannot be written is reported, with status 255 (not a count
  * of failed jobs), and no more jobs start. */
 static void lost_output_is_reported(void)
@@ -1283,6 +1323,7 @@ static const test_case cases[] = {
     TEST_CASE(halt_on_error_starts_no_more_jobs),
     TEST_CASE(megabytes_of_output_stay_whole),
     TEST_CASE(keep_order_is_bounded),
+    TEST_CASE(few_descriptors_or_processes),
     TEST_CASE(lost_output_is_reported),
     TEST_CASE(jobs_die_with_cfutures),
     TEST_CASE(sigint_at_any_moment),

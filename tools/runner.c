@@ -35,6 +35,7 @@
 #include "progress.h"
 #include "stop.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -42,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -545,6 +547,52 @@ static void shuffle(size_t *a, size_t n)
     }
 }
 
+/* The descriptors open now. */
+static long open_descriptors(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return 16; /* a guess, on the generous side */
+    long n = -1;   /* the directory's own */
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Lowers *slots to the jobs that can run at once within the limit on open
+ * descriptors, with GNU parallel's warning. A running job holds up to
+ * RUN_FDS_PER_JOB (its pipes while it starts; then its pipes, pidfd and
+ * temporary files), the run itself a few more (job log, the file of
+ * waiting outputs, the halt pipe). -1 when not even one job fits. */
+static int fit_descriptors(const run_config *cfg, size_t n, size_t *slots)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    long per_job = RUN_FDS_PER_JOB + (cfg->pipe ? 2 : 0);
+    long spare = (long)(rl.rlim_cur > 1L << 30 ? 1L << 30 : rl.rlim_cur) -
+                 open_descriptors() - RUN_FDS_RESERVED;
+    size_t fit = spare > 0 ? (size_t)(spare / per_job) : 0;
+    if (fit == 0) {
+        cli_error("run",
+                  "cannot run any jobs: too few file descriptors "
+                  "(ulimit -n %ld)",
+                  (long)rl.rlim_cur);
+        return -1;
+    }
+    if (fit < *slots && fit < n) {
+        fprintf(stderr,
+                "cfutures run: Warning: Only enough file handles to run %zu "
+                "jobs in parallel.\n"
+                "cfutures run: Warning: Try increasing 'ulimit -n'.\n",
+                fit);
+        *slots = fit;
+    }
+    return 0;
+}
+
 static int setup(runner *r, run_inputs *in)
 {
     const run_config *cfg = r->cfg;
@@ -570,6 +618,8 @@ static int setup(runner *r, run_inputs *in)
         }
     }
     size_t slots = cfg->jobs > 0 ? (size_t)cfg->jobs : r->n;
+    if (!cfg->dry_run && fit_descriptors(cfg, r->n, &slots) != 0)
+        return -1;
     r->shared.n_slots = slots;
     r->shared.slot_busy = calloc(slots ? slots : 1, sizeof(bool));
     if (r->shared.slot_busy == NULL || copy_env(&r->shared) != 0) {
@@ -590,7 +640,7 @@ static int setup(runner *r, run_inputs *in)
     if (cfg->dry_run)
         return 0;
     r->shared.done = cf_queue_new(0, CF_FIFO, NULL);
-    size_t workers = cfg->jobs > 0 ? (size_t)cfg->jobs : r->n_run;
+    size_t workers = slots;
     if (workers > r->n_run)
         workers = r->n_run;
     cf_options opts = { .max_workers = (int)(workers > 0 ? workers : 1),
@@ -629,6 +679,7 @@ static void teardown(runner *r)
         if (r->halt_pipe[i] >= 0)
             close(r->halt_pipe[i]);
     pthread_mutex_destroy(&r->shared.lock);
+    pthread_cond_destroy(&r->shared.ended_cv);
     if (r->joblog)
         fclose(r->joblog);
 }
@@ -661,6 +712,7 @@ int run_jobs(const run_config *cfg, run_inputs *in)
     r.shared.stop_fd = stop_fd();
     r.shared.halt_fd = -1;
     pthread_mutex_init(&r.shared.lock, NULL);
+    pthread_cond_init(&r.shared.ended_cv, NULL);
     atomic_init(&r.shared.stopping, false);
     atomic_init(&r.shared.next, 0);
     atomic_init(&r.shared.out_errno, 0);
