@@ -215,6 +215,8 @@ def cases():
     add("-j1", "--halt-on-error", "now,fail=1", "exit {}", ":::", "0", "5",
         "0")
     add("-j1", "--halt", "now,fail=1", "kill -9 $$", ":::", "1", "2")
+    add("-j1", "--halt", "now,fail=1", "--timeout", "0.3", "sleep {}",
+        ":::", "5", "0")
 
     # --retries: the tries leave their marks in a file.
     add("-j1", "--retries", "3", "echo try >> tries-{}; echo x; exit 1",

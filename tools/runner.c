@@ -311,9 +311,11 @@ static void check_halt(runner *r, const job *j)
     } else if (cfg->halt_pct) {
         r->halt_status = (int)ceil((double)r->failed / (double)r->n * 100.0);
     } else if (cfg->halt_value == 1) {
-        r->halt_status = j->res.exitval > 0 ? j->res.exitval
-                         : j->res.sig       ? j->res.sig + 128
-                                            : 0;
+        /* A job killed for its timeout has GNU parallel's exit value -1. */
+        r->halt_status = j->res.timed_out     ? CLI_EXIT_ERROR
+                         : j->res.exitval > 0 ? j->res.exitval
+                         : j->res.sig         ? j->res.sig + 128
+                                              : 0;
     } else {
         r->halt_status = r->failed > RUN_EXIT_MAX_FAILED ? RUN_EXIT_MAX_FAILED
                                                          : (int)r->failed;
