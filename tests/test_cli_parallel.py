@@ -247,6 +247,12 @@ def cases():
         joblogs=("jl",))
 
     # --results.
+    # An empty value is as if the option was not given (and never the
+    # root directory).
+    add("-k", "--results", "", "echo", ":::", "a", "b")
+    add("-k", "--joblog", "", "echo", ":::", "a", "b")
+    add("-k", "--tagstring", "", "echo", ":::", "a", "b")
+    add("-k", "--tag", "--tagstring", "", "echo", ":::", "a", "b")
     add("-k", "--results", "res", "echo", ":::", "a", "b/c", "d e")
     add("-k", "--results", "res", "echo", ":::", "a", "b", ":::", "1", "2")
     add("-k", "--results", "res/", "sh", "-c", "'echo out; echo err >&2'",

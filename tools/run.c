@@ -520,9 +520,9 @@ static int apply(parse_state *ps, const opt_def *o, const char *shown,
     case O_BAR: c->bar = true; return 0;
     case O_DRY: c->dry_run = true; return 0;
     case O_TAG: c->tag = true; return 0;
-    case O_TAGSTRING:
-        c->tag = true;
-        ps->tagstring = v;
+    case O_TAGSTRING: /* empty: as if not given, as in GNU parallel */
+        c->tag = c->tag || *v != '\0';
+        ps->tagstring = *v ? v : NULL;
         return 0;
     case O_LINEBUF: c->line_buffer = true; return 0;
     case O_UNGROUP: c->ungroup = true; return 0;
@@ -536,8 +536,8 @@ static int apply(parse_state *ps, const opt_def *o, const char *shown,
     case O_RESUME: c->resume = true; return 0;
     case O_RESUME_FAILED: c->resume_failed = true; return 0;
     case O_PIPE: c->pipe = true; return 0;
-    case O_JOBLOG: c->joblog = v; return 0;
-    case O_RESULTS: c->results = v; return 0;
+    case O_JOBLOG: c->joblog = *v ? v : NULL; return 0; /* as --tagstring */
+    case O_RESULTS: c->results = *v ? v : NULL; return 0;
     case O_COLSEP:
         if (*v == '\0')
             return bad_value(shown, "a column separator", v);
