@@ -333,7 +333,7 @@ static void unsupported_is_refused_before_anything_runs(void)
             "out/{}");
     REFUSED("-d wants a delimiter", "-d", "");
     REFUSED("--colsep: not a regular expression", "--colsep", "[");
-    REFUSED("-n wants a number", "-n", "0");
+    REFUSED("-n wants a number", "-n", "-1");
     remove(MARK);
     USAGE_ERROR("perl expressions", "run", "touch " MARK " {= s/x/y/ =}",
                 ":::", "x");

@@ -597,17 +597,13 @@ static int apply(parse_state *ps, const opt_def *o, const char *shown,
         c->tries = n < 1 ? 1 : n;
         return 0;
     case O_MAXARGS:
-        /* -N0: one input per job, none of it in the command (GNU). */
-        if (o->short_name == 'N' && strcmp(v, "0") == 0) {
-            c->max_args = 1;
-            c->no_args = true;
-            ps->max_args_N = true;
-            return 0;
-        }
-        if (!cli_parse_long(v, 1, 100000000, &n))
-            return bad_value(shown, "a number of inputs per job from 1", v);
-        c->max_args = n;
-        c->no_args = false;
+        /* -N0 (or -n0): one input per job, none of it in the command. */
+        if (strcmp(v, "0") != 0 && !cli_parse_long(v, 1, 100000000, &n))
+            return bad_value(shown, "a number of inputs per job from 0", v);
+        if (o->short_name != 'N' && ps->max_args_N)
+            return 0; /* -N wins over -n, wherever they are (GNU) */
+        c->no_args = strcmp(v, "0") == 0;
+        c->max_args = c->no_args ? 1 : n;
         ps->max_args_N |= o->short_name == 'N';
         return 0;
     case O_BLOCK:
