@@ -477,6 +477,83 @@ static void quoted_whatever_the_quotes_around_the_braces(void)
     scratch_free(&s);
 }
 
+/* Replacement strings inside command substitutions ($(...), backquotes),
+ * nested quotes, escaped quotes and comments: the quoting context is
+ * followed through all of them, so each value comes out as it is and never
+ * runs. Inside a here-document or $'...' they are refused. */
+static void quoted_inside_substitutions_and_escapes(void)
+{
+    scratch s = scratch_new();
+    char mark[128], v1[512], v2[512], v3[512], v4[512], v5[512];
+    in_dir(&s, "pwned", mark, sizeof mark);
+    snprintf(v1, sizeof v1, "a;touch %s", mark);
+    snprintf(v2, sizeof v2, "b';touch %s;'", mark);
+    snprintf(v3, sizeof v3, "c$(touch %s)`touch %s`", mark, mark);
+    snprintf(v4, sizeof v4, "d\";touch %s;\"\\", mark);
+    snprintf(v5, sizeof v5, "e\n;touch %s #", mark);
+    const char *vals[] = { v1, v2, v3, v4, v5, "a  b", "*", "\\\\", "" };
+    size_t n_vals = sizeof vals / sizeof vals[0];
+    static const struct {
+        const char *cmd, *pre, *post;
+    } cmds[] = {
+        { "printf '[%s]\\n' \"$(printf %s {})\"", "[", "]" },
+        { "printf '[%s]\\n' \"`printf %s {}`\"", "[", "]" },
+        { "printf '[%s]\\n' \"$(printf %s \"{}\")\"", "[", "]" },
+        { "printf '[%s]\\n' \"$(echo \"$(printf %s '{}')\")\"", "[", "]" },
+        { "printf '[%s]\\n' \"$(case x in x) printf %s {};; esac)\"", "[",
+          "]" },
+        { "printf '[%s]\\n' \"$( (printf %s {}) )\"", "[", "]" },
+        { "printf '[%s]\\n' \\\"{}\\\"", "[\"", "\"]" },
+        { "printf '[%s]\\n' \\'{}\\'", "['", "']" },
+        { "printf '[%s]\\n' \"x\\\"{}\\\"y\"", "[x\"", "\"y]" },
+        { "printf '[%s]\\n' \"${U:-{}}\"", "[", "]" },
+    };
+    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+        const char *args[32] = { "run", "-0",        "-k", "-j1",
+                                 "--",  cmds[c].cmd, ":::" };
+        for (size_t i = 0; i < n_vals; i++)
+            args[7 + i] = vals[i];
+        args[7 + n_vals] = NULL;
+        result r = run_args(NULL, args);
+        char want[4096] = "";
+        for (size_t i = 0; i < n_vals; i++) {
+            size_t at = strlen(want);
+            snprintf(want + at, sizeof want - at, "%s%s%s\n", cmds[c].pre,
+                     vals[i], cmds[c].post);
+        }
+        CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
+        if (r.status != 0 || strcmp(r.out, want) != 0)
+            fprintf(stderr, "  command: %s\n", cmds[c].cmd);
+        CHECK(access(mark, F_OK) != 0);
+        result_free(&r);
+    }
+    /* In a comment the value does nothing, whatever lines it holds. */
+    result r =
+        RUN(NULL, "run", "-0", "-k", "--", "echo hi # {}", ":::", v5, v2);
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "hi\nhi\n") == 0);
+    CHECK(access(mark, F_OK) != 0);
+    result_free(&r);
+    /* Unquoted substitutions: split by the shell, never run. */
+    r = RUN(NULL, "run", "-0", "-k", "--",
+            "echo $(printf %s {}) `printf %s {}`", ":::", v1, v3, v5);
+    CHECK(access(mark, F_OK) != 0);
+    result_free(&r);
+    remove("PWNED");
+    USAGE_ERROR("here-document", "run", "cat <<EOF\n{}\nEOF", ":::", v3);
+    USAGE_ERROR("here-document", "run", "cat <<-'X'\n\t{}\n\tX", ":::", v3);
+    USAGE_ERROR("$'", "run", "printf %s $'{}'", ":::", v3);
+    CHECK(access(mark, F_OK) != 0);
+    /* Text after a here-document is followed as usual. */
+    r = RUN(NULL, "run", "-k", "--", "cat <<EOF\nx'\nEOF\necho \"{}\"",
+            ":::", v1);
+    char want[1024];
+    snprintf(want, sizeof want, "x'\n%s\n", v1);
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
+    result_free(&r);
+    CHECK(access(mark, F_OK) != 0);
+    scratch_free(&s);
+}
+
 /* ---- ordering */
 
 static void completion_order_and_keep_order(void)
@@ -787,10 +864,11 @@ static void keep_order_is_bounded(void)
  * waits for another to end and runs then. */
 static void few_descriptors_or_processes(void)
 {
-    result r = sh_run("got=$(ulimit -n 32; seq 100 | \"$CF\" run -k -j 50 "
-                      "'sleep 0.05; echo {}' | cksum)\n"
-                      "want=$(seq 100 | cksum)\n"
-                      "echo \"$want\"; echo \"$got\"; [ \"$want\" = \"$got\" ]");
+    result r =
+        sh_run("got=$(ulimit -n 32; seq 100 | \"$CF\" run -k -j 50 "
+               "'sleep 0.05; echo {}' | cksum)\n"
+               "want=$(seq 100 | cksum)\n"
+               "echo \"$want\"; echo \"$got\"; [ \"$want\" = \"$got\" ]");
     CHECK_OUT(r, r.status == 0);
     CHECK_OUT(r, contains(r.err, "Only enough file handles to run"));
     CHECK_OUT(r, !contains(r.err, "Too many open files"));
@@ -813,8 +891,8 @@ static void few_descriptors_or_processes(void)
              s.dir);
     r = sh_run(script);
     char *nl = strchr(r.out, '\n');
-    CHECK_OUT(r, r.status == 0 && nl && strncmp(r.out, nl + 1,
-                                                (size_t)(nl - r.out)) == 0);
+    CHECK_OUT(r, r.status == 0 && nl &&
+                     strncmp(r.out, nl + 1, (size_t)(nl - r.out)) == 0);
     CHECK_OUT(r, !contains(r.err, "Resource temporarily unavailable"));
     result_free(&r);
     scratch_free(&s);
@@ -1313,6 +1391,7 @@ static const test_case cases[] = {
     TEST_CASE(runs_each_input),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),
+    TEST_CASE(quoted_inside_substitutions_and_escapes),
     TEST_CASE(completion_order_and_keep_order),
     TEST_CASE(jobs_start_in_input_order),
     TEST_CASE(exit_status_counts_failures),
