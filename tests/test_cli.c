@@ -480,7 +480,7 @@ static void quoted_whatever_the_quotes_around_the_braces(void)
 /* Replacement strings inside command substitutions ($(...), backquotes),
  * nested quotes, escaped quotes and comments: the quoting context is
  * followed through all of them, so each value comes out as it is and never
- * runs. Inside a here-document or $'...' they are refused. */
+ * runs. Inside a here-document, $'...' or ${...} they are refused. */
 static void quoted_inside_substitutions_and_escapes(void)
 {
     scratch s = scratch_new();
@@ -506,7 +506,6 @@ static void quoted_inside_substitutions_and_escapes(void)
         { "printf '[%s]\\n' \\\"{}\\\"", "[\"", "\"]" },
         { "printf '[%s]\\n' \\'{}\\'", "['", "']" },
         { "printf '[%s]\\n' \"x\\\"{}\\\"y\"", "[x\"", "\"y]" },
-        { "printf '[%s]\\n' \"${U:-{}}\"", "[", "]" },
     };
     for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
         const char *args[32] = { "run", "-0",        "-k", "-j1",
@@ -542,6 +541,8 @@ static void quoted_inside_substitutions_and_escapes(void)
     USAGE_ERROR("here-document", "run", "cat <<EOF\n{}\nEOF", ":::", v3);
     USAGE_ERROR("here-document", "run", "cat <<-'X'\n\t{}\n\tX", ":::", v3);
     USAGE_ERROR("$'", "run", "printf %s $'{}'", ":::", v3);
+    USAGE_ERROR("${...}", "run", "printf %s \"${U:-{}}\"", ":::", v3);
+    USAGE_ERROR("${...}", "run", "printf %s ${U:-{}}", ":::", v3);
     CHECK(access(mark, F_OK) != 0);
     /* Text after a here-document is followed as usual. */
     r = RUN(NULL, "run", "-k", "--", "cat <<EOF\nx'\nEOF\necho \"{}\"",

@@ -145,14 +145,15 @@ static char *join_words(char *const *words, size_t n, bool quote_words,
 enum { LEX_DEPTH = 64, LEX_HEREDOCS = 8 };
 
 /* The shell's state at a point of the command: a stack of frames, each
- * '\'' or '"' (in those quotes), '(' (in $(...)), '`' (in backquotes), '#'
- * (in a comment); the bottom, unquoted, has none. */
+ * '\'' or '"' (in those quotes), '(' (in $(...)), '`' (in backquotes), '{'
+ * (in ${...}), '#' (in a comment); the bottom, unquoted, has none. */
 typedef struct lexer {
     char frame[LEX_DEPTH];
     int parens[LEX_DEPTH]; /* '(': open parentheses inside it */
     int cases[LEX_DEPTH];  /* '(': `case` words without their `esac` */
     int depth;
     const char *start;
+    bool strict; /* values are quoted: refuse where no quoting holds */
     struct {
         const char *delim;
         size_t len;
@@ -190,8 +191,8 @@ static bool word_at(const lexer *x, const char *p, const char *w)
 }
 
 /* The context a replacement string at this point stands in (see
- * tmpl_seg). */
-static void lex_context(const lexer *x, char *ctx, char *bq)
+ * tmpl_seg): 0, or -1 where values cannot be quoted (in ${...}). */
+static int lex_context(const lexer *x, char *ctx, char *bq)
 {
     char top = lex_top(x);
     *ctx = top == '\'' || top == '"' || top == '#' ? top : 0;
@@ -202,6 +203,10 @@ static void lex_context(const lexer *x, char *ctx, char *bq)
             for (int k = 0; k < i; k++)
                 *bq = x->frame[k] == '"' ? 2 : *bq;
         }
+    for (int i = 0; i < x->depth; i++)
+        if (x->frame[i] == '{')
+            return x->strict ? -1 : 0;
+    return 0;
 }
 
 /* Whether a replacement string starts anywhere in [p, end). */
@@ -260,7 +265,7 @@ static size_t lex_heredoc_bodies(lexer *x, const char *p,
                 eol = q + strlen(q);
             bool last =
                 (size_t)(eol - line) == n && strncmp(line, delim, n) == 0;
-            if (!last && has_rpl(q, eol, names)) {
+            if (!last && x->strict && has_rpl(q, eol, names)) {
                 cli_usage_error("run",
                                 "replacement strings in a here-document are "
                                 "not supported (no quoting holds there): "
@@ -302,7 +307,15 @@ static size_t lex_step(lexer *x, const char *p, const char *const *names)
             return lex_push(x, '`') ? 1 : 0;
         else if (p[0] == '$' && p[1] == '(')
             return lex_push(x, '(') ? 2 : 0;
+        else if (p[0] == '$' && p[1] == '{' && !has_rpl(p + 1, p + 2, names))
+            return lex_push(x, '{') ? 2 : 0;
         return 1;
+    case '{':
+        if (*p == '}') {
+            x->depth--;
+            return 1;
+        }
+        break;
     default: /* unquoted: at the bottom, in $(...) or in backquotes */ break;
     }
     if (*p == '\n' && x->n_heredocs > 0) {
@@ -317,7 +330,7 @@ static size_t lex_step(lexer *x, const char *p, const char *const *names)
         const char *q = p + 2;
         while (*q && *q != '\'')
             q += q[0] == '\\' && q[1] ? 2 : 1;
-        if (has_rpl(p, q, names)) {
+        if (x->strict && has_rpl(p, q, names)) {
             cli_usage_error("run",
                             "replacement strings in $'...' are not "
                             "supported: '%.*s'",
@@ -326,8 +339,10 @@ static size_t lex_step(lexer *x, const char *p, const char *const *names)
         }
         return (size_t)(q - p) + (*q != 0);
     }
-    if (p[0] == '$' && p[1] == '(')
-        return lex_push(x, '(') ? 2 : 0;
+    /* (${ that starts a replacement string, as ${#}, is $ and that.) */
+    if (p[0] == '$' &&
+        (p[1] == '(' || (p[1] == '{' && !has_rpl(p + 1, p + 2, names))))
+        return lex_push(x, p[1]) ? 2 : 0;
     if (*p == '`') {
         for (int i = 0; i < x->depth; i++)
             if (x->frame[i] == '`') {
@@ -365,7 +380,7 @@ static int cut(tmpl *t, const char *const *names)
     const char *p = t->text, *lit = p;
     int word = 0;
     bool in_blank = false;
-    lexer x = { .start = t->text };
+    lexer x = { .start = t->text, .strict = t->quote };
     while (*p) {
         if (p[0] == '{' && p[1] == '=' && strstr(p + 2, "=}") != NULL) {
             cli_usage_error("run",
@@ -406,7 +421,14 @@ static int cut(tmpl *t, const char *const *names)
             word++;
         in_blank = false;
         tmpl_seg g = { .mod = mod, .pos = pos, .word = word };
-        lex_context(&x, &g.ctx, &g.bq);
+        if (lex_context(&x, &g.ctx, &g.bq) != 0) {
+            cli_usage_error("run",
+                            "replacement strings inside ${...} are not "
+                            "supported (bash and sh quote there "
+                            "differently): '%.*s'",
+                            (int)len, p);
+            return 2;
+        }
         if (add_seg(t, &cap, g) != 0)
             return -1;
         t->has_rpl = true;
