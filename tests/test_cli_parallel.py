@@ -138,6 +138,12 @@ def cases():
     add("-k", "--colsep", ",", "echo", "{1}", "{2}", "{3}",
         ":::", "a,b", ":::", "c")
     add("-k", "echo", "{}", "::::", "-", stdin=b"s1\ns2\n")
+    # Records with fewer columns than others.
+    ragged = b"a,b,c\nd\ne,f\n"
+    for tmpl in (["echo", "{}"], ["echo"], ["echo", "{-1}", "{3}", "{2}"],
+                 ["-X", "echo", "[{}]"], ["--tag", "echo", "x"],
+                 ["--results", "r", "echo", "x"], ["-N2", "echo", "{-1}"]):
+        add("-k", "--colsep", ",", *tmpl, stdin=ragged)
     for srcs in ([":::", ":::", "a"], [":::", "a", ":::"],
                  [":::", "a", ":::", ":::", "b"], ["::::", "empty", ":::", "a"],
                  [":::", ":::+", "a"], [":::", "a", "b", ":::+"],

@@ -262,7 +262,7 @@ static int source_records(const run_config *cfg, const run_source *src,
         for (size_t i = 0; i < n; i++)
             for (size_t k = 0; k < out->width; k++)
                 fields[i * out->width + k] =
-                    k < ncol[i] ? trim(cols[i][k]) : "";
+                    k < ncol[i] ? trim(cols[i][k]) : tmpl_missing;
     }
     for (size_t i = 0; cols && i < n; i++)
         free(cols[i]);

@@ -140,6 +140,8 @@ static void write_results(runner *r, job *j)
     sb_adds(&b, r->cfg->results);
     size_t width = r->cfg->pipe ? 0 : r->shared.width;
     for (size_t i = 0; width && i < j->n_args; i++) {
+        if (j->args[i] == tmpl_missing)
+            continue;
         char num[32];
         snprintf(num, sizeof num, "/%zu/", i % width + 1);
         sb_adds(&b, num);

@@ -28,6 +28,8 @@ static const char *const default_names[TM_SLOT + 1] = { "{}",   "{.}",  "{/}",
                                                         "{//}", "{/.}", "{#}",
                                                         "{%}" };
 
+char tmpl_missing[1];
+
 static bool is_blank(char c)
 {
     return c == ' ' || c == '\t' || c == '\n';
@@ -654,15 +656,21 @@ static void expand_seg(const tmpl *t, const tmpl_seg *g, strbuf *b,
         return;
     }
     if (g->pos == 0) {
+        bool first = true;
         for (size_t i = 0; i < n_args; i++) {
-            if (i > 0)
+            if (args[i] == tmpl_missing)
+                continue;
+            if (!first)
                 sb_addc(b, ' ');
+            first = false;
             add_value(t, b, args[i], g);
         }
         return;
     }
+    while (g->pos < 0 && n_all > 0 && all[n_all - 1] == tmpl_missing)
+        n_all--; /* {-n} counts from the record's last column */
     long idx = g->pos > 0 ? g->pos - 1 : (long)n_all + g->pos;
-    if (idx >= 0 && (size_t)idx < n_all)
+    if (idx >= 0 && (size_t)idx < n_all && all[idx] != tmpl_missing)
         add_value(t, b, all[idx], g);
 }
 
@@ -681,9 +689,13 @@ void tmpl_expand(const tmpl *t, strbuf *b, char *const *args, size_t n_args,
                           t->segs[end].mod != TM_SLOT;
         }
         size_t copies = repeat ? n_args : 1;
+        bool first = true;
         for (size_t c = 0; c < copies; c++) {
-            if (c > 0)
+            if (repeat && args[c] == tmpl_missing)
+                continue;
+            if (!first)
                 sb_addc(b, ' ');
+            first = false;
             for (size_t k = i; k < end; k++)
                 expand_seg(t, &t->segs[k], b, repeat ? args + c : args,
                            repeat ? 1 : n_args, args, n_args, seq, slot);

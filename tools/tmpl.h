@@ -44,6 +44,11 @@ typedef struct tmpl_seg {
     char bq;
 } tmpl_seg;
 
+/* The argument of a column past the end of a short record (--colsep):
+ * empty for {n}, and not there for {}, {-n}, -X and --tag (GNU parallel
+ * gives such a record fewer arguments). Compared by address. */
+extern char tmpl_missing[];
+
 typedef struct tmpl {
     char *text; /* the joined command (owned) */
     tmpl_seg *segs;
