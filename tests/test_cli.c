@@ -543,6 +543,12 @@ static void quoted_inside_substitutions_and_escapes(void)
     USAGE_ERROR("$'", "run", "printf %s $'{}'", ":::", v3);
     USAGE_ERROR("${...}", "run", "printf %s \"${U:-{}}\"", ":::", v3);
     USAGE_ERROR("${...}", "run", "printf %s ${U:-{}}", ":::", v3);
+    USAGE_ERROR("backslash", "run", "printf %s \\{}", ":::", v3);
+    USAGE_ERROR("backslash", "run", "printf %s \"\\{}\"", ":::", v3);
+    USAGE_ERROR("backslash", "run", "printf %s \"`echo \\{}`\"", ":::", v3);
+    USAGE_ERROR("'{0}'", "run", "printf %s {0}", ":::", v3);
+    USAGE_ERROR("'{01}'", "run", "printf %s {01}", ":::", v3);
+    USAGE_ERROR("'{-0}'", "run", "printf %s {-0}", ":::", v3);
     CHECK(access(mark, F_OK) != 0);
     /* Text after a here-document is followed as usual. */
     r = RUN(NULL, "run", "-k", "--", "cat <<EOF\nx'\nEOF\necho \"{}\"",

@@ -83,6 +83,22 @@ static size_t match_positional(const char *p, long *pos, tmpl_mod *mod)
     return 0;
 }
 
+/* GNU parallel's undocumented positions from 0 ({0}, {-0}, {01.}...) at
+ * p: their length, else 0. */
+static size_t zero_positional(const char *p)
+{
+    const char *q = p + 1 + (p[1] == '-');
+    if (*p != '{' || *q != '0')
+        return 0;
+    while (*q >= '0' && *q <= '9')
+        q++;
+    static const char *const tails[] = { "//}", "/.}", "/}", ".}", "}" };
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++)
+        if (strncmp(q, tails[i], strlen(tails[i])) == 0)
+            return (size_t)(q - p) + strlen(tails[i]);
+    return 0;
+}
+
 /* The length of the replacement string at p, or 0. */
 static size_t match_rpl(const char *p, const char *const *names, tmpl_mod *mod,
                         long *pos)
@@ -284,6 +300,19 @@ static size_t lex_heredoc_bodies(lexer *x, const char *p,
     return (size_t)(q - p) - 1;
 }
 
+/* A backslash just before a replacement string, outside '...': it would
+ * escape the first character of the value as written for the shell (its
+ * quote, or the backslash before a $). Refused: 0. */
+static size_t lex_backslash_rpl(const char *p)
+{
+    cli_usage_error("run",
+                    "a backslash just before a replacement string is "
+                    "not supported (it would take the value's quoting "
+                    "apart): '%.2s...'",
+                    p);
+    return 0;
+}
+
 /* Moves the lexer over the text at p (no replacement string there): the
  * number of characters it took (at least 1), or 0 after a usage error. */
 static size_t lex_step(lexer *x, const char *p, const char *const *names)
@@ -301,8 +330,10 @@ static size_t lex_step(lexer *x, const char *p, const char *const *names)
             x->depth--;
         return 1;
     case '"':
-        if (*p == '\\' && p[1])
-            return 2;
+        if (*p == '\\' && p[1] && x->strict && has_rpl(p + 1, p + 2, names))
+            return lex_backslash_rpl(p);
+        if (*p == '\\' && p[1] && strchr("$`\"\\\n", p[1]))
+            return 2; /* else the backslash is a character */
         if (*p == '"')
             x->depth--;
         else if (*p == '`')
@@ -324,6 +355,8 @@ static size_t lex_step(lexer *x, const char *p, const char *const *names)
         size_t n = lex_heredoc_bodies(x, p, names);
         return n == (size_t)-1 ? 0 : n + 1;
     }
+    if (*p == '\\' && p[1] && x->strict && has_rpl(p + 1, p + 2, names))
+        return lex_backslash_rpl(p);
     if (*p == '\\' && p[1])
         return 2;
     if (*p == '\'' || *p == '"')
@@ -389,6 +422,14 @@ static int cut(tmpl *t, const char *const *names)
                             "perl expressions in replacement strings ('{=' "
                             "... '=}') are not supported: '%.*s'",
                             (int)(strstr(p + 2, "=}") + 2 - p), p);
+            return 2;
+        }
+        size_t zero = zero_positional(p);
+        if (zero != 0) {
+            cli_usage_error("run",
+                            "replacement string '%.*s' is not supported "
+                            "(positions count from 1)",
+                            (int)zero, p);
             return 2;
         }
         tmpl_mod mod = TM_ALL;
