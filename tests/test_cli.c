@@ -997,14 +997,14 @@ static void sigint_at_any_moment(void)
     }
 }
 
-/* Killing cfutures, even with SIGKILL, kills its jobs. */
-static void jobs_die_with_cfutures(void)
+/* Kills cfutures with SIGKILL while two jobs run cmd, which writes the
+ * pids to watch into {}; they must end. */
+static void jobs_die_with_cfutures_as(const char *cmd)
 {
     scratch s = scratch_new();
     char pids[128];
     in_dir(&s, "pids", pids, sizeof pids);
-    child c = start(NULL, (const char *const[]){ "run", "-j", "2", "--",
-                                                 "echo $$ >> {}; exec sleep 60",
+    child c = start(NULL, (const char *const[]){ "run", "-j", "2", "--", cmd,
                                                  ":::", pids, pids, NULL });
     double end = now_s() + 10 * test_scale();
     int lines = 0;
@@ -1029,6 +1029,14 @@ static void jobs_die_with_cfutures(void)
     free(text);
     result_free(&r);
     scratch_free(&s);
+}
+
+/* Killed with SIGKILL, cfutures takes its jobs along: the process that
+ * runs the command and what it started in the background. */
+static void jobs_die_with_cfutures(void)
+{
+    jobs_die_with_cfutures_as("echo $$ >> {}; exec sleep 60");
+    jobs_die_with_cfutures_as("sleep 60 & echo $! >> {}; wait");
 }
 
 /* ---- Ctrl-C */

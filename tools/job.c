@@ -260,7 +260,8 @@ static void attempt(job *j, char *const *argv, char *const *env)
                        .in_data = j->data,
                        .in_len = j->data_len,
                        .inherit_output = cfg->ungroup,
-                       .die_with_parent = true };
+                       .die_with_parent = true,
+                       .group_fd = j->shared->group_fd };
     outbuf_reset(&j->out);
     outbuf_reset(&j->err);
     j->lb_out_bol = j->lb_err_bol = true;

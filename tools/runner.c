@@ -62,6 +62,8 @@ typedef struct runner {
     size_t n_run;  /* jobs to run (not done in an earlier run) */
     size_t *order; /* [n_run]: the jobs to run, in the order they start */
     cf_executor *pool;
+    int watch_fd; /* the proc_watcher, or -1 */
+    pid_t watch_pid;
     cf_future **tasks; /* one per job to run; NULL once cancelled */
     size_t cancelled;  /* tasks cancelled before they started */
     FILE *joblog;
@@ -649,6 +651,9 @@ static int setup(runner *r, run_inputs *in)
         workers = r->n_run;
     cf_options opts = { .max_workers = (int)(workers > 0 ? workers : 1),
                         .name_prefix = "job" };
+    /* Before the pool's threads start: it forks. */
+    r->watch_fd = proc_watcher_start(opts.max_workers, &r->watch_pid);
+    r->shared.group_fd = r->watch_fd > 0 ? r->watch_fd : 0;
     r->pool = cf_thread_pool_new(&opts);
     if (r->shared.done == NULL || r->pool == NULL ||
         pipe2(r->halt_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -663,6 +668,7 @@ static void teardown(runner *r)
 {
     if (r->pool)
         cf_executor_free(r->pool);
+    proc_watcher_stop(r->watch_fd, r->watch_pid);
     for (size_t i = 0; r->tasks && i < r->n_run; i++)
         cf_future_release(r->tasks[i]);
     for (size_t i = 0; r->jobs && i < r->n; i++) {
@@ -706,7 +712,7 @@ int run_jobs(const run_config *cfg, run_inputs *in)
         cli_error("run", "cannot catch signals: %s", strerror(errno));
         return CLI_EXIT_ERROR;
     }
-    runner r = { .cfg = cfg, .n = n, .halt_pipe = { -1, -1 } };
+    runner r = { .cfg = cfg, .n = n, .halt_pipe = { -1, -1 }, .watch_fd = -1 };
     r.shared.park = (outpark)OUTPARK_INIT(park_budget());
     pthread_mutex_init(&r.shared.park_lock, NULL);
     r.shared.cfg = cfg;
