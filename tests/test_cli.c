@@ -905,6 +905,26 @@ static void few_descriptors_or_processes(void)
     scratch_free(&s);
 }
 
+/* Started with standard input, output or error closed: no descriptor of
+ * cfutures' own takes their place (an error output that was its stop pipe
+ * stopped the run; an output that was a pipe of its own lost everything
+ * without a word). A closed input is empty, as in GNU parallel; a closed
+ * output is reported. */
+static void closed_standard_descriptors(void)
+{
+    result r = sh_run("exec 0<&- 2>&-; \"$CF\" run -k -j 2 "
+                      "'echo out{}; echo err{} >&2' ::: 1 2 3 4");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "out1\nout2\nout3\nout4\n") == 0);
+    result_free(&r);
+    r = sh_run("exec 0<&-; \"$CF\" run -k echo x");
+    CHECK_OUT(r, r.status == 0 && r.out_len == 0 && r.err_len == 0);
+    result_free(&r);
+    r = sh_run("exec 0<&- 1>&-; \"$CF\" run -k echo ::: 1 2");
+    CHECK_OUT(r, r.status == 255);
+    CHECK_OUT(r, contains(r.err, "cannot write the output"));
+    result_free(&r);
+}
+
 /* Output that cannot be written is reported, with status 255 (not a count
  * of failed jobs), and no more jobs start. */
 static void lost_output_is_reported(void)
@@ -1418,6 +1438,7 @@ static const test_case cases[] = {
     TEST_CASE(megabytes_of_output_stay_whole),
     TEST_CASE(keep_order_is_bounded),
     TEST_CASE(few_descriptors_or_processes),
+    TEST_CASE(closed_standard_descriptors),
     TEST_CASE(lost_output_is_reported),
     TEST_CASE(jobs_die_with_cfutures),
     TEST_CASE(sigint_at_any_moment),
