@@ -199,6 +199,8 @@ def cases():
     add("-k", "-j", "+0", "echo", ":::", "a", "b")
     add("-k", "-j", "50%", "echo", ":::", "a", "b")
     add("-k", "-j0", "echo", ":::", "a", "b")
+    add("-k", "-j", "-%d" % (os.cpu_count() + 5), "echo", ":::", "a", "b")
+    add("-k", "-j", "1%", "echo", ":::", "a", "b")
     add("--keep-order", "--jobs", "3", "echo", ":::", "a", "b")
     add("-k", "--", "echo", ":::", "a", "b")
 

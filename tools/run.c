@@ -336,6 +336,10 @@ static bool parse_jobs(const char *s, long *out)
         if (!cli_parse_long(s + 1, 0, 100000, &v))
             return false;
         v = s[0] == '+' ? cpus + v : cpus - v;
+        if (v < 1) {
+            *out = -1; /* none: refused once the options are read */
+            return true;
+        }
     } else {
         if (!cli_parse_long(s, 0, 100000, &v))
             return false;
@@ -822,6 +826,11 @@ int cmd_run(int argc, char **argv)
         rc = parse_sources(&ps, argc, argv, i);
     if (rc == 0)
         rc = check(&ps, n_words);
+    if (rc == 0 && cfg.jobs < 0) {
+        cli_error("run", "cannot run any jobs: -j leaves none of the %d CPUs",
+                  cf_cpu_count());
+        rc = CLI_EXIT_ERROR; /* as GNU parallel */
+    }
     if (rc == 0) {
         int flags = (cfg.quote ? TMPL_QUOTE_WORDS : 0) |
                     (cfg.pipe ? TMPL_NO_APPEND : 0);
