@@ -867,8 +867,9 @@ static void keep_order_is_bounded(void)
 /* Too few descriptors or processes for -j jobs at once: jobs wait for
  * one another instead of failing. Under ulimit -n 32, -j 50 runs fewer at
  * once (GNU parallel's warning says how many) and every job succeeds; as
- * a user whose process limit is nearly reached, a job whose fork fails
- * waits for another to end and runs then. */
+ * a user whose process limit leaves room for one job at a time (beside
+ * cfutures' threads), a job whose fork fails waits for another to end and
+ * runs then. */
 static void few_descriptors_or_processes(void)
 {
     result r =
@@ -892,9 +893,9 @@ static void few_descriptors_or_processes(void)
     char script[2048];
     snprintf(script, sizeof script,
              "cd %s && setpriv --reuid=nobody --regid=nogroup "
-             "--clear-groups sh -c 'n=$(ps -L -u nobody --no-headers | wc -l);"
-             " ulimit -u $((n + 12)); seq 40 | \"$CF\" run -k -j 8 "
-             "\"sleep 0.05; echo {}\"' | cksum; seq 40 | cksum",
+             "--clear-groups bash -c 'n=$(ps -L -u nobody --no-headers | wc -l);"
+             " ulimit -u $((n + 11)); seq 40 | \"$CF\" run -k -j 8 "
+             "echo {}' | cksum; seq 40 | cksum",
              s.dir);
     r = sh_run(script);
     char *nl = strchr(r.out, '\n');
@@ -902,6 +903,19 @@ static void few_descriptors_or_processes(void)
                      strncmp(r.out, nl + 1, (size_t)(nl - r.out)) == 0);
     CHECK_OUT(r, !contains(r.err, "Resource temporarily unavailable"));
     result_free(&r);
+    /* So few that threads or jobs cannot start: never a silent 0. */
+    for (int more = -1; more < 5; more++) {
+        snprintf(script, sizeof script,
+                 "cd %s && setpriv --reuid=nobody --regid=nogroup "
+                 "--clear-groups bash -c 'n=$(ps -L -u nobody --no-headers | "
+                 "wc -l); ulimit -u $((n + %d)); \"$CF\" run -k -j 4 echo "
+                 "::: 1 2 3 4 5 6'",
+                 s.dir, more);
+        r = sh_run(script);
+        CHECK_OUT(r, r.status != 0 ||
+                         strcmp(r.out, "1\n2\n3\n4\n5\n6\n") == 0);
+        result_free(&r);
+    }
     scratch_free(&s);
 }
 

@@ -203,6 +203,7 @@ static void job_ended(run_shared *sh, bool ran)
     pthread_mutex_lock(&sh->lock);
     sh->running--;
     if (ran) {
+        sh->starved = false;
         sh->ended++;
         pthread_cond_broadcast(&sh->ended_cv);
     }
@@ -212,17 +213,22 @@ static void job_ended(run_shared *sh, bool ran)
 /* A job could not start for want of resources: waits until another job
  * ends, then says to try again. When no other job runs, it tries again
  * every 20 ms for RUN_RESOURCE_WAIT_S (the limit is held by others) and
- * then gives up: false. False too when the run is stopping. */
+ * then gives up: false (and so do the next jobs in that case, at once,
+ * until one starts). False too when the run is stopping. */
 static bool wait_for_resources(job *j, double *alone_since)
 {
     run_shared *sh = j->shared;
     pthread_mutex_lock(&sh->lock);
     if (sh->running == 0) {
-        pthread_mutex_unlock(&sh->lock);
         double now = cli_now();
         if (*alone_since == 0)
             *alone_since = now;
-        if (now - *alone_since >= RUN_RESOURCE_WAIT_S || stopping(j))
+        /* Once a job gave up so, the next ones do at once, until one
+         * starts. */
+        bool give_up = sh->starved || now - *alone_since >= RUN_RESOURCE_WAIT_S;
+        sh->starved |= give_up;
+        pthread_mutex_unlock(&sh->lock);
+        if (give_up || stopping(j))
             return false;
         struct pollfd p = { .fd = sh->stop_fd, .events = POLLIN };
         poll(&p, 1, 20);

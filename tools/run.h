@@ -114,6 +114,7 @@ typedef struct run_shared {
      * waits for one to end (under lock; `ended_cv` signals an end). */
     size_t running;
     unsigned long ended;
+    bool starved; /* a job gave up starting while none ran */
     int group_fd; /* the proc_watcher's descriptor, or 0 */
     pthread_cond_t ended_cv;
 } run_shared;

@@ -62,7 +62,8 @@ typedef struct runner {
     size_t n_run;  /* jobs to run (not done in an earlier run) */
     size_t *order; /* [n_run]: the jobs to run, in the order they start */
     cf_executor *pool;
-    int watch_fd; /* the proc_watcher, or -1 */
+    bool unsubmitted; /* a job could not be handed to the pool */
+    int watch_fd;     /* the proc_watcher, or -1 */
     pid_t watch_pid;
     cf_future **tasks; /* one per job to run; NULL once cancelled */
     size_t cancelled;  /* tasks cancelled before they started */
@@ -359,9 +360,12 @@ static void submit_all(runner *r)
     for (size_t i = 0; i < r->n_run; i++) {
         int rc = cf_submit(r->pool, job_task, &r->shared, &r->tasks[i]);
         if (rc != 0) {
-            cli_error("run", "cannot submit job %zu: %s",
+            cli_error("run",
+                      "cannot start job %zu (no memory or thread for it: "
+                      "%s); no more jobs start",
                       r->jobs[r->order[i]].seq, cf_strerror(rc));
             r->tasks[i] = NULL;
+            r->unsubmitted = true;
             stop_starting(r);
             /* The tasks never submitted count as cancelled too. */
             r->cancelled += r->n_run - i;
@@ -425,8 +429,8 @@ static int exit_status(const runner *r)
 {
     if (stop_signal() && r->write_errno == 0)
         return 128 + stop_signal();
-    if (r->write_errno || r->lost)
-        return RUN_EXIT_OUTPUT;
+    if (r->write_errno || r->lost || r->unsubmitted)
+        return RUN_EXIT_OUTPUT; /* 255: not all could be done */
     if (r->halted)
         return r->halt_status;
     if (r->cfg->halt != HALT_NEVER && r->cfg->halt_pct)
