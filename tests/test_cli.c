@@ -537,6 +537,14 @@ static void quoted_inside_substitutions_and_escapes(void)
             "echo $(printf %s {}) `printf %s {}`", ":::", v1, v3, v5);
     CHECK(access(mark, F_OK) != 0);
     result_free(&r);
+    /* Arithmetic expands $(...) even inside '...': values are escaped as
+     * in "..." there. */
+    r = RUN(NULL, "run", "-0", "-k", "--",
+            "echo $(({}+1)) \"$(({}))\"; ((1+{})); echo $((1<<{}))", ":::",
+            "2", v1, v2, v3);
+    CHECK_OUT(r, strncmp(r.out, "3 2\n4\n", 6) == 0);
+    CHECK(access(mark, F_OK) != 0);
+    result_free(&r);
     remove("PWNED");
     USAGE_ERROR("here-document", "run", "cat <<EOF\n{}\nEOF", ":::", v3);
     USAGE_ERROR("here-document", "run", "cat <<-'X'\n\t{}\n\tX", ":::", v3);

@@ -163,8 +163,9 @@ static char *join_words(char *const *words, size_t n, bool quote_words,
 enum { LEX_DEPTH = 64, LEX_HEREDOCS = 8 };
 
 /* The shell's state at a point of the command: a stack of frames, each
- * '\'' or '"' (in those quotes), '(' (in $(...)), '`' (in backquotes), '{'
- * (in ${...}), '#' (in a comment); the bottom, unquoted, has none. */
+ * '\'' or '"' (in those quotes), '(' (in $(...)), 'a' (in arithmetic,
+ * $((...)) or bash's ((...))), '`' (in backquotes), '{' (in ${...}), '#'
+ * (in a comment); the bottom, unquoted, has none. */
 typedef struct lexer {
     char frame[LEX_DEPTH];
     int parens[LEX_DEPTH]; /* '(': open parentheses inside it */
@@ -213,13 +214,13 @@ static bool word_at(const lexer *x, const char *p, const char *w)
 static int lex_context(const lexer *x, char *ctx, char *bq)
 {
     char top = lex_top(x);
-    *ctx = top == '\'' || top == '"' || top == '#' ? top : 0;
+    *ctx = top == '\'' || top == '"' || top == '#' ? top : top == 'a' ? '"' : 0;
     *bq = 0;
     for (int i = 0; i < x->depth; i++)
         if (x->frame[i] == '`') {
             *bq = 1;
             for (int k = 0; k < i; k++)
-                *bq = x->frame[k] == '"' ? 2 : *bq;
+                *bq = x->frame[k] == '"' || x->frame[k] == 'a' ? 2 : *bq;
         }
     for (int i = 0; i < x->depth; i++)
         if (x->frame[i] == '{')
@@ -313,6 +314,14 @@ static size_t lex_backslash_rpl(const char *p)
     return 0;
 }
 
+/* $( at p: $((...)), arithmetic, or $(...). */
+static size_t lex_arith_or_sub(lexer *x, const char *p)
+{
+    if (p[2] == '(')
+        return lex_push(x, 'a') ? 3 : 0;
+    return lex_push(x, '(') ? 2 : 0;
+}
+
 /* Moves the lexer over the text at p (no replacement string there): the
  * number of characters it took (at least 1), or 0 after a usage error. */
 static size_t lex_step(lexer *x, const char *p, const char *const *names)
@@ -339,7 +348,7 @@ static size_t lex_step(lexer *x, const char *p, const char *const *names)
         else if (*p == '`')
             return lex_push(x, '`') ? 1 : 0;
         else if (p[0] == '$' && p[1] == '(')
-            return lex_push(x, '(') ? 2 : 0;
+            return lex_arith_or_sub(x, p);
         else if (p[0] == '$' && p[1] == '{' && !has_rpl(p + 1, p + 2, names))
             return lex_push(x, '{') ? 2 : 0;
         return 1;
@@ -349,6 +358,28 @@ static size_t lex_step(lexer *x, const char *p, const char *const *names)
             return 1;
         }
         break;
+    case 'a': {
+        /* Arithmetic: as in "...", but for parentheses; quotes do not
+         * quote there (the shell expands $(...) inside '...'). */
+        int d = x->depth - 1;
+        if (*p == '\\' && p[1] && x->strict && has_rpl(p + 1, p + 2, names))
+            return lex_backslash_rpl(p);
+        if (*p == '\\' && p[1])
+            return 2;
+        if (*p == '`')
+            return lex_push(x, '`') ? 1 : 0;
+        if (p[0] == '$' && p[1] == '(')
+            return lex_arith_or_sub(x, p);
+        if (*p == '(')
+            x->parens[d]++;
+        else if (*p == ')' && x->parens[d] > 0)
+            x->parens[d]--;
+        else if (*p == ')') {
+            x->depth--;
+            return p[1] == ')' ? 2 : 1;
+        }
+        return 1;
+    }
     default: /* unquoted: at the bottom, in $(...) or in backquotes */ break;
     }
     if (*p == '\n' && x->n_heredocs > 0) {
@@ -374,10 +405,14 @@ static size_t lex_step(lexer *x, const char *p, const char *const *names)
         }
         return (size_t)(q - p) + (*q != 0);
     }
+    if (p[0] == '$' && p[1] == '(')
+        return lex_arith_or_sub(x, p);
     /* (${ that starts a replacement string, as ${#}, is $ and that.) */
-    if (p[0] == '$' &&
-        (p[1] == '(' || (p[1] == '{' && !has_rpl(p + 1, p + 2, names))))
-        return lex_push(x, p[1]) ? 2 : 0;
+    if (p[0] == '$' && p[1] == '{' && !has_rpl(p + 1, p + 2, names))
+        return lex_push(x, '{') ? 2 : 0;
+    if (p[0] == '(' && p[1] == '(' &&
+        (p == x->start || strchr(" \t\n;&|(", p[-1])))
+        return lex_push(x, 'a') ? 2 : 0; /* bash's (( ... )) */
     if (*p == '`') {
         for (int i = 0; i < x->depth; i++)
             if (x->frame[i] == '`') {
