@@ -540,8 +540,8 @@ static void quoted_inside_substitutions_and_escapes(void)
     /* Arithmetic expands $(...) even inside '...': values are escaped as
      * in "..." there. */
     r = RUN(NULL, "run", "-0", "-k", "--",
-            "echo $(({}+1)) \"$(({}))\"; ((1+{})); echo $((1<<{}))", ":::",
-            "2", v1, v2, v3);
+            "echo $(({}+1)) \"$(({}))\"; ((1+{})); echo $((1<<{}))", ":::", "2",
+            v1, v2, v3);
     CHECK_OUT(r, strncmp(r.out, "3 2\n4\n", 6) == 0);
     CHECK(access(mark, F_OK) != 0);
     result_free(&r);
@@ -855,6 +855,43 @@ static result sh_run(const char *script)
     return finish((child){ pid, out[0], err[0] }, t0);
 }
 
+/* --joblog - writes the log on standard output, as GNU parallel (no file
+ * named "-"); --resume after a run that was cut while writing its last
+ * line starts the next line on a line of its own. */
+static void joblog_to_output_and_after_a_cut(void)
+{
+    scratch s = scratch_new();
+    char script[1024];
+    snprintf(script, sizeof script,
+             "cd %s && \"$CF\" run -k -j 1 --joblog - echo ::: a b && "
+             "! test -e ./-",
+             s.dir);
+    result r = sh_run(script);
+    CHECK_OUT(r, r.status == 0);
+    CHECK_OUT(r, strncmp(r.out, "Seq\tHost\t", 9) == 0);
+    CHECK_OUT(r,
+              contains(r.out, "\na\n1\t:\t") && contains(r.out, "\nb\n2\t:\t"));
+    result_free(&r);
+    snprintf(script, sizeof script,
+             "cd %s && printf 'Seq\\tHost\\tStarttime\\tJobRuntime\\tSend\\t"
+             "Receive\\tExitval\\tSignal\\tCommand\\n1\\t:\\t1.0\\t0.1\\t0"
+             "\\t2\\t0\\t0\\techo a\\n2\\t:\\t1.' > jl && \"$CF\" run -k "
+             "--joblog jl --resume echo ::: a b c && cat jl",
+             s.dir);
+    r = sh_run(script);
+    CHECK_OUT(r, r.status == 0);
+    int lines = 0;
+    for (char *save, *l = strtok_r(r.out, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        lines++;
+        char *two = strstr(l, "\t:\t");
+        CHECK_OUT(r, two == NULL || strstr(two + 3, "\t:\t") == NULL);
+    }
+    CHECK(lines >= 4);
+    result_free(&r);
+    scratch_free(&s);
+}
+
 /* -k with a slow first job: hundreds of outputs over 1 MiB wait, under a
  * limit of 48 descriptors and a memory budget of 1 MB. They spill to one
  * temporary file and come out whole, in order. */
@@ -899,12 +936,13 @@ static void few_descriptors_or_processes(void)
     scratch s = scratch_new();
     CHECK(chmod(s.dir, 0777) == 0);
     char script[2048];
-    snprintf(script, sizeof script,
-             "cd %s && setpriv --reuid=nobody --regid=nogroup "
-             "--clear-groups bash -c 'n=$(ps -L -u nobody --no-headers | wc -l);"
-             " ulimit -u $((n + 11)); seq 40 | \"$CF\" run -k -j 8 "
-             "echo {}' | cksum; seq 40 | cksum",
-             s.dir);
+    snprintf(
+        script, sizeof script,
+        "cd %s && setpriv --reuid=nobody --regid=nogroup "
+        "--clear-groups bash -c 'n=$(ps -L -u nobody --no-headers | wc -l);"
+        " ulimit -u $((n + 11)); seq 40 | \"$CF\" run -k -j 8 "
+        "echo {}' | cksum; seq 40 | cksum",
+        s.dir);
     r = sh_run(script);
     char *nl = strchr(r.out, '\n');
     CHECK_OUT(r, r.status == 0 && nl &&
@@ -920,8 +958,7 @@ static void few_descriptors_or_processes(void)
                  "::: 1 2 3 4 5 6'",
                  s.dir, more);
         r = sh_run(script);
-        CHECK_OUT(r, r.status != 0 ||
-                         strcmp(r.out, "1\n2\n3\n4\n5\n6\n") == 0);
+        CHECK_OUT(r, r.status != 0 || strcmp(r.out, "1\n2\n3\n4\n5\n6\n") == 0);
         result_free(&r);
     }
     scratch_free(&s);
@@ -936,7 +973,8 @@ static void closed_standard_descriptors(void)
 {
     result r = sh_run("exec 0<&- 2>&-; \"$CF\" run -k -j 2 "
                       "'echo out{}; echo err{} >&2' ::: 1 2 3 4");
-    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "out1\nout2\nout3\nout4\n") == 0);
+    CHECK_OUT(r,
+              r.status == 0 && strcmp(r.out, "out1\nout2\nout3\nout4\n") == 0);
     result_free(&r);
     r = sh_run("exec 0<&-; \"$CF\" run -k echo x");
     CHECK_OUT(r, r.status == 0 && r.out_len == 0 && r.err_len == 0);
@@ -1456,6 +1494,7 @@ static const test_case cases[] = {
     TEST_CASE(timeout_kills_the_process_group),
     TEST_CASE(retries_until_success),
     TEST_CASE(joblog_has_a_line_per_job),
+    TEST_CASE(joblog_to_output_and_after_a_cut),
     TEST_CASE(halt_on_error_starts_no_more_jobs),
     TEST_CASE(megabytes_of_output_stay_whole),
     TEST_CASE(keep_order_is_bounded),

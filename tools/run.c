@@ -766,6 +766,10 @@ static int check(parse_state *ps, size_t n_words)
         return cli_usage_error("run", "--pipe needs a command");
     if (c->block && !c->pipe)
         return cli_usage_error("run", "--block only goes with --pipe");
+    if ((c->resume || c->resume_failed) && c->joblog &&
+        strcmp(c->joblog, "-") == 0)
+        return cli_usage_error("run", "--resume and --resume-failed need a "
+                                      "job log file, not '-'");
     if ((c->resume || c->resume_failed) && c->joblog == NULL)
         return cli_usage_error("run", "--resume and --resume-failed need "
                                       "--joblog");

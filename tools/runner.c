@@ -511,13 +511,30 @@ static int open_joblog(runner *r)
                   strerror(errno));
         return -1;
     }
-    r->joblog = fopen(cfg->joblog, resume ? "ae" : "we");
+    /* "-": standard output, as GNU parallel (each line flushed after the
+     * output of its job). */
+    bool out = strcmp(cfg->joblog, "-") == 0;
+    int fd = out ? fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3) : -1;
+    r->joblog = out ? (fd >= 0 ? fdopen(fd, "w") : NULL)
+                    : fopen(cfg->joblog, resume ? "ae" : "we");
     if (r->joblog == NULL) {
         cli_error("run", "cannot write the job log '%s': %s", cfg->joblog,
                   strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
-    if (ftell(r->joblog) == 0)
+    struct stat st;
+    off_t size = 0;
+    if (!out && fstat(fileno(r->joblog), &st) == 0)
+        size = st.st_size;
+    int in = size > 0 ? open(cfg->joblog, O_RDONLY | O_CLOEXEC) : -1;
+    char last = '\n';
+    if (in >= 0 && pread(in, &last, 1, size - 1) == 1 && last != '\n')
+        fputc('\n', r->joblog); /* a line cut short by an earlier run */
+    if (in >= 0)
+        close(in);
+    if (size == 0)
         fputs("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\t"
               "Signal\tCommand\n",
               r->joblog);
