@@ -7,15 +7,19 @@
  * `cfutures run` (GNU parallel's command line; tests/test_cli_parallel.py
  * compares it with GNU parallel itself): inputs from ::: and from standard
  * input, replacement strings, hostile inputs quoted whatever the quotes
- * around {} (never run as code), unsupported options, values and
+ * around {} (never run as code), also in $(...), backquotes, arithmetic,
+ * comments and after escaped quotes, unsupported options, values and
  * replacement strings refused before anything runs, completion order
  * against -k, exit status counts and the cap at 101, --timeout killing
  * the whole process group with GNU parallel's warning (and SIGKILL for a
  * job that ignores SIGTERM), --retries, the job log's columns, --halt,
  * 8 MB outputs kept whole, -k with hundreds of 1 MiB outputs waiting
  * under a small descriptor limit, output lost to a full disk or a full
- * standard output reported with status 255, jobs killed when cfutures is
- * killed with SIGKILL, a command that does not exist, Ctrl-C (SIGINT to
+ * standard output reported with status 255, standard descriptors closed
+ * at the start, too few descriptors or processes (jobs wait, never fail
+ * or vanish), --joblog on standard output and after a cut line, jobs and
+ * what they started killed when cfutures is killed with SIGKILL, a
+ * command that does not exist, Ctrl-C (SIGINT to
  * cfutures, and ^C typed on a terminal), and the progress bar drawn and
  * cleared with --bar on a terminal (forkpty) and off one.
  * `cfutures demo --quick` prints its table and --plot writes well-formed
