@@ -7,15 +7,19 @@
  * `cfutures run` (GNU parallel's command line; tests/test_cli_parallel.py
  * compares it with GNU parallel itself): inputs from ::: and from standard
  * input, replacement strings, hostile inputs quoted whatever the quotes
- * around {} (never run as code), unsupported options, values and
+ * around {} (never run as code), also in $(...), backquotes, arithmetic,
+ * comments and after escaped quotes, unsupported options, values and
  * replacement strings refused before anything runs, completion order
  * against -k, exit status counts and the cap at 101, --timeout killing
  * the whole process group with GNU parallel's warning (and SIGKILL for a
  * job that ignores SIGTERM), --retries, the job log's columns, --halt,
  * 8 MB outputs kept whole, -k with hundreds of 1 MiB outputs waiting
  * under a small descriptor limit, output lost to a full disk or a full
- * standard output reported with status 255, jobs killed when cfutures is
- * killed with SIGKILL, a command that does not exist, Ctrl-C (SIGINT to
+ * standard output reported with status 255, standard descriptors closed
+ * at the start, too few descriptors or processes (jobs wait, never fail
+ * or vanish), --joblog on standard output and after a cut line, jobs and
+ * what they started killed when cfutures is killed with SIGKILL, a
+ * command that does not exist, Ctrl-C (SIGINT to
  * cfutures, and ^C typed on a terminal), and the progress bar drawn and
  * cleared with --bar on a terminal (forkpty) and off one.
  * `cfutures demo --quick` prints its table and --plot writes well-formed
@@ -333,7 +337,7 @@ static void unsupported_is_refused_before_anything_runs(void)
             "out/{}");
     REFUSED("-d wants a delimiter", "-d", "");
     REFUSED("--colsep: not a regular expression", "--colsep", "[");
-    REFUSED("-n wants a number", "-n", "0");
+    REFUSED("-n wants a number", "-n", "-1");
     remove(MARK);
     USAGE_ERROR("perl expressions", "run", "touch " MARK " {= s/x/y/ =}",
                 ":::", "x");
@@ -474,6 +478,98 @@ static void quoted_whatever_the_quotes_around_the_braces(void)
     result r = RUN(NULL, "run", "--", "echo", "got:", ":::", "$HOME;");
     CHECK_OUT(r, r.status == 0 && strcmp(r.out, "got: $HOME;\n") == 0);
     result_free(&r);
+    scratch_free(&s);
+}
+
+/* Replacement strings inside command substitutions ($(...), backquotes),
+ * nested quotes, escaped quotes and comments: the quoting context is
+ * followed through all of them, so each value comes out as it is and never
+ * runs. Inside a here-document, $'...' or ${...} they are refused. */
+static void quoted_inside_substitutions_and_escapes(void)
+{
+    scratch s = scratch_new();
+    char mark[128], v1[512], v2[512], v3[512], v4[512], v5[512];
+    in_dir(&s, "pwned", mark, sizeof mark);
+    snprintf(v1, sizeof v1, "a;touch %s", mark);
+    snprintf(v2, sizeof v2, "b';touch %s;'", mark);
+    snprintf(v3, sizeof v3, "c$(touch %s)`touch %s`", mark, mark);
+    snprintf(v4, sizeof v4, "d\";touch %s;\"\\", mark);
+    snprintf(v5, sizeof v5, "e\n;touch %s #", mark);
+    const char *vals[] = { v1, v2, v3, v4, v5, "a  b", "*", "\\\\", "" };
+    size_t n_vals = sizeof vals / sizeof vals[0];
+    static const struct {
+        const char *cmd, *pre, *post;
+    } cmds[] = {
+        { "printf '[%s]\\n' \"$(printf %s {})\"", "[", "]" },
+        { "printf '[%s]\\n' \"`printf %s {}`\"", "[", "]" },
+        { "printf '[%s]\\n' \"$(printf %s \"{}\")\"", "[", "]" },
+        { "printf '[%s]\\n' \"$(echo \"$(printf %s '{}')\")\"", "[", "]" },
+        { "printf '[%s]\\n' \"$(case x in x) printf %s {};; esac)\"", "[",
+          "]" },
+        { "printf '[%s]\\n' \"$( (printf %s {}) )\"", "[", "]" },
+        { "printf '[%s]\\n' \\\"{}\\\"", "[\"", "\"]" },
+        { "printf '[%s]\\n' \\'{}\\'", "['", "']" },
+        { "printf '[%s]\\n' \"x\\\"{}\\\"y\"", "[x\"", "\"y]" },
+    };
+    for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
+        const char *args[32] = { "run", "-0",        "-k", "-j1",
+                                 "--",  cmds[c].cmd, ":::" };
+        for (size_t i = 0; i < n_vals; i++)
+            args[7 + i] = vals[i];
+        args[7 + n_vals] = NULL;
+        result r = run_args(NULL, args);
+        char want[4096] = "";
+        for (size_t i = 0; i < n_vals; i++) {
+            size_t at = strlen(want);
+            snprintf(want + at, sizeof want - at, "%s%s%s\n", cmds[c].pre,
+                     vals[i], cmds[c].post);
+        }
+        CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
+        if (r.status != 0 || strcmp(r.out, want) != 0)
+            fprintf(stderr, "  command: %s\n", cmds[c].cmd);
+        CHECK(access(mark, F_OK) != 0);
+        result_free(&r);
+    }
+    /* In a comment the value does nothing, whatever lines it holds. */
+    result r =
+        RUN(NULL, "run", "-0", "-k", "--", "echo hi # {}", ":::", v5, v2);
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "hi\nhi\n") == 0);
+    CHECK(access(mark, F_OK) != 0);
+    result_free(&r);
+    /* Unquoted substitutions: split by the shell, never run. */
+    r = RUN(NULL, "run", "-0", "-k", "--",
+            "echo $(printf %s {}) `printf %s {}`", ":::", v1, v3, v5);
+    CHECK(access(mark, F_OK) != 0);
+    result_free(&r);
+    /* Arithmetic expands $(...) even inside '...': values are escaped as
+     * in "..." there. */
+    r = RUN(NULL, "run", "-0", "-k", "--",
+            "echo $(({}+1)) \"$(({}))\"; ((1+{})); echo $((1<<{}))", ":::", "2",
+            v1, v2, v3);
+    CHECK_OUT(r, strncmp(r.out, "3 2\n4\n", 6) == 0);
+    CHECK(access(mark, F_OK) != 0);
+    result_free(&r);
+    remove("PWNED");
+    USAGE_ERROR("here-document", "run", "cat <<EOF\n{}\nEOF", ":::", v3);
+    USAGE_ERROR("here-document", "run", "cat <<-'X'\n\t{}\n\tX", ":::", v3);
+    USAGE_ERROR("$'", "run", "printf %s $'{}'", ":::", v3);
+    USAGE_ERROR("${...}", "run", "printf %s \"${U:-{}}\"", ":::", v3);
+    USAGE_ERROR("${...}", "run", "printf %s ${U:-{}}", ":::", v3);
+    USAGE_ERROR("backslash", "run", "printf %s \\{}", ":::", v3);
+    USAGE_ERROR("backslash", "run", "printf %s \"\\{}\"", ":::", v3);
+    USAGE_ERROR("backslash", "run", "printf %s \"`echo \\{}`\"", ":::", v3);
+    USAGE_ERROR("'{0}'", "run", "printf %s {0}", ":::", v3);
+    USAGE_ERROR("'{01}'", "run", "printf %s {01}", ":::", v3);
+    USAGE_ERROR("'{-0}'", "run", "printf %s {-0}", ":::", v3);
+    CHECK(access(mark, F_OK) != 0);
+    /* Text after a here-document is followed as usual. */
+    r = RUN(NULL, "run", "-k", "--", "cat <<EOF\nx'\nEOF\necho \"{}\"",
+            ":::", v1);
+    char want[1024];
+    snprintf(want, sizeof want, "x'\n%s\n", v1);
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
+    result_free(&r);
+    CHECK(access(mark, F_OK) != 0);
     scratch_free(&s);
 }
 
@@ -763,6 +859,43 @@ static result sh_run(const char *script)
     return finish((child){ pid, out[0], err[0] }, t0);
 }
 
+/* --joblog - writes the log on standard output, as GNU parallel (no file
+ * named "-"); --resume after a run that was cut while writing its last
+ * line starts the next line on a line of its own. */
+static void joblog_to_output_and_after_a_cut(void)
+{
+    scratch s = scratch_new();
+    char script[1024];
+    snprintf(script, sizeof script,
+             "cd %s && \"$CF\" run -k -j 1 --joblog - echo ::: a b && "
+             "! test -e ./-",
+             s.dir);
+    result r = sh_run(script);
+    CHECK_OUT(r, r.status == 0);
+    CHECK_OUT(r, strncmp(r.out, "Seq\tHost\t", 9) == 0);
+    CHECK_OUT(r,
+              contains(r.out, "\na\n1\t:\t") && contains(r.out, "\nb\n2\t:\t"));
+    result_free(&r);
+    snprintf(script, sizeof script,
+             "cd %s && printf 'Seq\\tHost\\tStarttime\\tJobRuntime\\tSend\\t"
+             "Receive\\tExitval\\tSignal\\tCommand\\n1\\t:\\t1.0\\t0.1\\t0"
+             "\\t2\\t0\\t0\\techo a\\n2\\t:\\t1.' > jl && \"$CF\" run -k "
+             "--joblog jl --resume echo ::: a b c && cat jl",
+             s.dir);
+    r = sh_run(script);
+    CHECK_OUT(r, r.status == 0);
+    int lines = 0;
+    for (char *save, *l = strtok_r(r.out, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        lines++;
+        char *two = strstr(l, "\t:\t");
+        CHECK_OUT(r, two == NULL || strstr(two + 3, "\t:\t") == NULL);
+    }
+    CHECK(lines >= 4);
+    result_free(&r);
+    scratch_free(&s);
+}
+
 /* -k with a slow first job: hundreds of outputs over 1 MiB wait, under a
  * limit of 48 descriptors and a memory budget of 1 MB. They spill to one
  * temporary file and come out whole, in order. */
@@ -777,6 +910,82 @@ static void keep_order_is_bounded(void)
                "\"$CF\" run -k -j 4 \"$job\" | cksum)\n"
                "echo \"$want\"; echo \"$got\"; [ \"$want\" = \"$got\" ]");
     CHECK_OUT(r, r.status == 0 && r.err_len == 0);
+    result_free(&r);
+}
+
+/* Too few descriptors or processes for -j jobs at once: jobs wait for
+ * one another instead of failing. Under ulimit -n 32, -j 50 runs fewer at
+ * once (GNU parallel's warning says how many) and every job succeeds; as
+ * a user whose process limit leaves room for one job at a time (beside
+ * cfutures' threads), a job whose fork fails waits for another to end and
+ * runs then. */
+static void few_descriptors_or_processes(void)
+{
+    result r =
+        sh_run("got=$(ulimit -n 32; seq 100 | \"$CF\" run -k -j 50 "
+               "'sleep 0.05; echo {}' | cksum)\n"
+               "want=$(seq 100 | cksum)\n"
+               "echo \"$want\"; echo \"$got\"; [ \"$want\" = \"$got\" ]");
+    CHECK_OUT(r, r.status == 0);
+    CHECK_OUT(r, contains(r.err, "Only enough file handles to run"));
+    CHECK_OUT(r, !contains(r.err, "Too many open files"));
+    result_free(&r);
+    r = sh_run("(ulimit -n 7; \"$CF\" run -j 4 echo ::: a b)");
+    CHECK_OUT(r, r.status == 255 && r.out_len == 0);
+    CHECK_OUT(r, contains(r.err, "ulimit -n"));
+    result_free(&r);
+    /* The process limit does not bind root: run as nobody where we can. */
+    if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0)
+        return;
+    scratch s = scratch_new();
+    CHECK(chmod(s.dir, 0777) == 0);
+    char script[2048];
+    snprintf(
+        script, sizeof script,
+        "cd %s && setpriv --reuid=nobody --regid=nogroup "
+        "--clear-groups bash -c 'n=$(ps -L -u nobody --no-headers | wc -l);"
+        " ulimit -u $((n + 11)); seq 40 | \"$CF\" run -k -j 8 "
+        "echo {}' | cksum; seq 40 | cksum",
+        s.dir);
+    r = sh_run(script);
+    char *nl = strchr(r.out, '\n');
+    CHECK_OUT(r, r.status == 0 && nl &&
+                     strncmp(r.out, nl + 1, (size_t)(nl - r.out)) == 0);
+    CHECK_OUT(r, !contains(r.err, "Resource temporarily unavailable"));
+    result_free(&r);
+    /* So few that threads or jobs cannot start: never a silent 0. */
+    for (int more = -1; more < 5; more++) {
+        snprintf(script, sizeof script,
+                 "cd %s && setpriv --reuid=nobody --regid=nogroup "
+                 "--clear-groups bash -c 'n=$(ps -L -u nobody --no-headers | "
+                 "wc -l); ulimit -u $((n + %d)); \"$CF\" run -k -j 4 echo "
+                 "::: 1 2 3 4 5 6'",
+                 s.dir, more);
+        r = sh_run(script);
+        CHECK_OUT(r, r.status != 0 || strcmp(r.out, "1\n2\n3\n4\n5\n6\n") == 0);
+        result_free(&r);
+    }
+    scratch_free(&s);
+}
+
+/* Started with standard input, output or error closed: no descriptor of
+ * cfutures' own takes their place (an error output that was its stop pipe
+ * stopped the run; an output that was a pipe of its own lost everything
+ * without a word). A closed input is empty, as in GNU parallel; a closed
+ * output is reported. */
+static void closed_standard_descriptors(void)
+{
+    result r = sh_run("exec 0<&- 2>&-; \"$CF\" run -k -j 2 "
+                      "'echo out{}; echo err{} >&2' ::: 1 2 3 4");
+    CHECK_OUT(r,
+              r.status == 0 && strcmp(r.out, "out1\nout2\nout3\nout4\n") == 0);
+    result_free(&r);
+    r = sh_run("exec 0<&-; \"$CF\" run -k echo x");
+    CHECK_OUT(r, r.status == 0 && r.out_len == 0 && r.err_len == 0);
+    result_free(&r);
+    r = sh_run("exec 0<&- 1>&-; \"$CF\" run -k echo ::: 1 2");
+    CHECK_OUT(r, r.status == 255);
+    CHECK_OUT(r, contains(r.err, "cannot write the output"));
     result_free(&r);
 }
 
@@ -872,14 +1081,14 @@ static void sigint_at_any_moment(void)
     }
 }
 
-/* Killing cfutures, even with SIGKILL, kills its jobs. */
-static void jobs_die_with_cfutures(void)
+/* Kills cfutures with SIGKILL while two jobs run cmd, which writes the
+ * pids to watch into {}; they must end. */
+static void jobs_die_with_cfutures_as(const char *cmd)
 {
     scratch s = scratch_new();
     char pids[128];
     in_dir(&s, "pids", pids, sizeof pids);
-    child c = start(NULL, (const char *const[]){ "run", "-j", "2", "--",
-                                                 "echo $$ >> {}; exec sleep 60",
+    child c = start(NULL, (const char *const[]){ "run", "-j", "2", "--", cmd,
                                                  ":::", pids, pids, NULL });
     double end = now_s() + 10 * test_scale();
     int lines = 0;
@@ -904,6 +1113,14 @@ static void jobs_die_with_cfutures(void)
     free(text);
     result_free(&r);
     scratch_free(&s);
+}
+
+/* Killed with SIGKILL, cfutures takes its jobs along: the process that
+ * runs the command and what it started in the background. */
+static void jobs_die_with_cfutures(void)
+{
+    jobs_die_with_cfutures_as("echo $$ >> {}; exec sleep 60");
+    jobs_die_with_cfutures_as("sleep 60 & echo $! >> {}; wait");
 }
 
 /* ---- Ctrl-C */
@@ -1273,6 +1490,7 @@ static const test_case cases[] = {
     TEST_CASE(runs_each_input),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),
+    TEST_CASE(quoted_inside_substitutions_and_escapes),
     TEST_CASE(completion_order_and_keep_order),
     TEST_CASE(jobs_start_in_input_order),
     TEST_CASE(exit_status_counts_failures),
@@ -1280,9 +1498,12 @@ static const test_case cases[] = {
     TEST_CASE(timeout_kills_the_process_group),
     TEST_CASE(retries_until_success),
     TEST_CASE(joblog_has_a_line_per_job),
+    TEST_CASE(joblog_to_output_and_after_a_cut),
     TEST_CASE(halt_on_error_starts_no_more_jobs),
     TEST_CASE(megabytes_of_output_stay_whole),
     TEST_CASE(keep_order_is_bounded),
+    TEST_CASE(few_descriptors_or_processes),
+    TEST_CASE(closed_standard_descriptors),
     TEST_CASE(lost_output_is_reported),
     TEST_CASE(jobs_die_with_cfutures),
     TEST_CASE(sigint_at_any_moment),

@@ -100,6 +100,7 @@ def cases():
     add("-k", "echo", "{#}", "{}", "x{}y{.}z", ":::", "a.1", "b.2", "c.3")
     add("-k", "-j1", "echo", "{%}", ":::", "a", "b", "c")
     add("-k", "echo", "{foo}", "{1x}", "{ }", "{.x}", ":::", "a")
+    add("-k", "echo", "${#}{}", "${HOME:+x}{}", ":::", "a b")
     add("-k", "echo", "{1}", "{2}", "{3}", ":::", "a", "b", ":::", "1", "2")
     add("-k", "echo", "{2.}", "{1/}", "{-2}", ":::", "d/a.x", ":::", "e/b.y")
     add("-k", "-I", "XX", "echo", "XX", "{}", ":::", "a", "b c")
@@ -137,6 +138,17 @@ def cases():
     add("-k", "--colsep", ",", "echo", "{1}", "{2}", "{3}",
         ":::", "a,b", ":::", "c")
     add("-k", "echo", "{}", "::::", "-", stdin=b"s1\ns2\n")
+    # Records with fewer columns than others.
+    ragged = b"a,b,c\nd\ne,f\n"
+    for tmpl in (["echo", "{}"], ["echo"], ["echo", "{-1}", "{3}", "{2}"],
+                 ["-X", "echo", "[{}]"], ["--tag", "echo", "x"],
+                 ["--results", "r", "echo", "x"], ["-N2", "echo", "{-1}"]):
+        add("-k", "--colsep", ",", *tmpl, stdin=ragged)
+    for srcs in ([":::", ":::", "a"], [":::", "a", ":::"],
+                 [":::", "a", ":::", ":::", "b"], ["::::", "empty", ":::", "a"],
+                 [":::", ":::+", "a"], [":::", "a", "b", ":::+"],
+                 [":::", ":::"], ["::::", "empty"]):
+        add("-k", "echo", "[{1},{2},{3}]", *srcs, files={"empty": ""})
 
     # The input as the command.
     add("-k", ":::", "echo a", "echo b c", "printf '%s\\n' x y")
@@ -149,6 +161,11 @@ def cases():
     add("-k", "-N3", "echo", ":::", *HOSTILE[:8])
     add("-k", "-N0", "echo", "foo", "{#}", ":::", "a", "b", "c")
     add("-k", "-N0", "echo", "foo", ":::", "a", "b")
+    add("-k", "-n0", "echo", "x{}y", ":::", "a", "b")
+    add("-k", "-N1", "-n", "2", "echo", ":::", "a", "b", "c")
+    add("-k", "-N0", "-n2", "echo", ":::", "a", "b", "c")
+    add("-k", "-N2", "-n0", "echo", ":::", "a", "b", "c")
+    add("-k", "--pipe", "-N1", "-n2", "cat", stdin=b"1\n2\n3\n")
     add("-k", "-n2", "echo", "{}", ":::", "a", "b", "c", ":::", "1")
     add("-j1", "-X", "echo", "pre{}post", ":::", "a", "b", "c")
     add("-j1", "-m", "echo", "pre{}post", ":::", "a", "b", "c")
@@ -182,6 +199,8 @@ def cases():
     add("-k", "-j", "+0", "echo", ":::", "a", "b")
     add("-k", "-j", "50%", "echo", ":::", "a", "b")
     add("-k", "-j0", "echo", ":::", "a", "b")
+    add("-k", "-j", "-%d" % (os.cpu_count() + 5), "echo", ":::", "a", "b")
+    add("-k", "-j", "1%", "echo", ":::", "a", "b")
     add("--keep-order", "--jobs", "3", "echo", ":::", "a", "b")
     add("-k", "--", "echo", ":::", "a", "b")
 
@@ -215,6 +234,8 @@ def cases():
     add("-j1", "--halt-on-error", "now,fail=1", "exit {}", ":::", "0", "5",
         "0")
     add("-j1", "--halt", "now,fail=1", "kill -9 $$", ":::", "1", "2")
+    add("-j1", "--halt", "now,fail=1", "--timeout", "0.3", "sleep {}",
+        ":::", "5", "0")
 
     # --retries: the tries leave their marks in a file.
     add("-j1", "--retries", "3", "echo try >> tries-{}; echo x; exit 1",
@@ -245,6 +266,12 @@ def cases():
         joblogs=("jl",))
 
     # --results.
+    # An empty value is as if the option was not given (and never the
+    # root directory).
+    add("-k", "--results", "", "echo", ":::", "a", "b")
+    add("-k", "--joblog", "", "echo", ":::", "a", "b")
+    add("-k", "--tagstring", "", "echo", ":::", "a", "b")
+    add("-k", "--tag", "--tagstring", "", "echo", ":::", "a", "b")
     add("-k", "--results", "res", "echo", ":::", "a", "b/c", "d e")
     add("-k", "--results", "res", "echo", ":::", "a", "b", ":::", "1", "2")
     add("-k", "--results", "res/", "sh", "-c", "'echo out; echo err >&2'",

@@ -262,7 +262,7 @@ static int source_records(const run_config *cfg, const run_source *src,
         for (size_t i = 0; i < n; i++)
             for (size_t k = 0; k < out->width; k++)
                 fields[i * out->width + k] =
-                    k < ncol[i] ? trim(cols[i][k]) : "";
+                    k < ncol[i] ? trim(cols[i][k]) : tmpl_missing;
     }
     for (size_t i = 0; cols && i < n; i++)
         free(cols[i]);
@@ -417,11 +417,28 @@ int run_read_inputs(const run_config *cfg, const run_source *src, size_t n_src,
     size_t group_of[n_src], group_len[n_src];
     size_t n_groups = 0, width = 0, total = 1;
     memset(lists, 0, sizeof lists);
+    size_t n_empty = 0;
     for (size_t s = 0; rc == 0 && s < n_src; s++) {
         rc = source_records(cfg, &src[s], in, cfg->colsep ? &cs : NULL,
                             &lists[s]);
-        if (rc != 0)
+        n_empty += rc == 0 && lists[s].n_recs == 0;
+    }
+    /* As GNU parallel: beside sources with inputs, an empty one gives one
+     * empty input (`::: a ::: $(ls none*)` runs with a and ''). */
+    for (size_t s = 0; rc == 0 && n_empty < n_src && s < n_src; s++) {
+        if (lists[s].n_recs > 0)
+            continue;
+        free(lists[s].fields);
+        lists[s].fields = malloc(lists[s].width * sizeof *lists[s].fields);
+        if (lists[s].fields == NULL) {
+            rc = -1;
             break;
+        }
+        for (size_t k = 0; k < lists[s].width; k++)
+            lists[s].fields[k] = "";
+        lists[s].n_recs = 1;
+    }
+    for (size_t s = 0; rc == 0 && s < n_src; s++) {
         width += lists[s].width;
         if (s == 0 || !src[s].linked) {
             group_len[n_groups++] = lists[s].n_recs;

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int job_build_command(job *j)
@@ -182,6 +183,73 @@ static char **job_env(job *j, char *seq, size_t seq_size, char *slot,
     return env;
 }
 
+/* Whether no attempt may start: the runner is stopping, or a signal came
+ * that it has not acted on yet. */
+static bool stopping(const job *j)
+{
+    return atomic_load_explicit(&j->shared->stopping, memory_order_acquire) ||
+           stop_signal() != 0;
+}
+
+/* Whether starting a process failed for want of descriptors, processes
+ * or memory: errors that go away as other jobs end. */
+static bool lacks_resources(int err)
+{
+    return err == EMFILE || err == ENFILE || err == EAGAIN || err == ENOMEM;
+}
+
+static void job_ended(run_shared *sh, bool ran)
+{
+    pthread_mutex_lock(&sh->lock);
+    sh->running--;
+    if (ran) {
+        sh->starved = false;
+        sh->ended++;
+        pthread_cond_broadcast(&sh->ended_cv);
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/* A job could not start for want of resources: waits until another job
+ * ends, then says to try again. When no other job runs, it tries again
+ * every 20 ms for RUN_RESOURCE_WAIT_S (the limit is held by others) and
+ * then gives up: false (and so do the next jobs in that case, at once,
+ * until one starts). False too when the run is stopping. */
+static bool wait_for_resources(job *j, double *alone_since)
+{
+    run_shared *sh = j->shared;
+    pthread_mutex_lock(&sh->lock);
+    if (sh->running == 0) {
+        double now = cli_now();
+        if (*alone_since == 0)
+            *alone_since = now;
+        /* Once a job gave up so, the next ones do at once, until one
+         * starts. */
+        bool give_up = sh->starved || now - *alone_since >= RUN_RESOURCE_WAIT_S;
+        sh->starved |= give_up;
+        pthread_mutex_unlock(&sh->lock);
+        if (give_up || stopping(j))
+            return false;
+        struct pollfd p = { .fd = sh->stop_fd, .events = POLLIN };
+        poll(&p, 1, 20);
+        return !stopping(j);
+    }
+    *alone_since = 0;
+    unsigned long seen = sh->ended;
+    while (sh->ended == seen && sh->running > 0 && !stopping(j)) {
+        struct timespec at;
+        clock_gettime(CLOCK_REALTIME, &at);
+        at.tv_nsec += 50000000;
+        if (at.tv_nsec >= 1000000000) {
+            at.tv_sec++;
+            at.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&sh->ended_cv, &sh->lock, &at);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return !stopping(j);
+}
+
 /* One attempt; the result lands in j->res. */
 static void attempt(job *j, char *const *argv, char *const *env)
 {
@@ -198,27 +266,30 @@ static void attempt(job *j, char *const *argv, char *const *env)
                        .in_data = j->data,
                        .in_len = j->data_len,
                        .inherit_output = cfg->ungroup,
-                       .die_with_parent = true };
+                       .die_with_parent = true,
+                       .group_fd = j->shared->group_fd };
     outbuf_reset(&j->out);
     outbuf_reset(&j->err);
     j->lb_out_bol = j->lb_err_bol = true;
-    j->start_wall = cli_wall();
-    if (proc_run(argv, &o, &j->res) != 0) {
-        j->res.spawn_error = errno;
+    bool no_pipes;
+    double alone_since = 0;
+    do {
+        j->start_wall = cli_wall();
+        pthread_mutex_lock(&j->shared->lock);
+        j->shared->running++;
+        pthread_mutex_unlock(&j->shared->lock);
+        no_pipes = proc_run(argv, &o, &j->res) != 0;
+        if (no_pipes)
+            j->res.spawn_error = errno;
+        job_ended(j->shared, j->res.spawn_error == 0);
+    } while (lacks_resources(j->res.spawn_error) &&
+             wait_for_resources(j, &alone_since));
+    if (no_pipes)
         job_message(j, "cannot make pipes for", argv[0], j->res.spawn_error);
-    } else if (j->res.spawn_error) {
+    else if (j->res.spawn_error)
         job_message(j, "cannot run", argv[0], j->res.spawn_error);
-    }
     if (j->res.spawn_error) /* as a shell reports it */
         j->res.exitval = j->res.spawn_error == ENOENT ? 127 : 126;
-}
-
-/* Whether no attempt may start: the runner is stopping, or a signal came
- * that it has not acted on yet. */
-static bool stopping(const job *j)
-{
-    return atomic_load_explicit(&j->shared->stopping, memory_order_acquire) ||
-           stop_signal() != 0;
 }
 
 static void trace(job *j)
@@ -250,7 +321,8 @@ static void run_job(job *j)
     char **env = job_env(j, seq, sizeof seq, slot, sizeof slot);
     for (;;) {
         attempt(j, simple ? simple : shell, env);
-        if (simple && j->res.spawn_error != 0 && j->res.spawn_error != ENOMEM) {
+        if (simple && j->res.spawn_error != 0 &&
+            !lacks_resources(j->res.spawn_error)) {
             /* Let the shell say why (and find functions, aliases...). */
             tmpl_free_argv(simple);
             simple = NULL;

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -133,6 +134,107 @@ static int spawn(char *const argv[], const proc_options *o, int in_fd,
     }
     *pid = p;
     return 0;
+}
+
+/* ---- the watcher */
+
+/* The watcher's life: note the groups that start (+pgid) and end (-pgid)
+ * until the other end closes, then kill those left. Only system calls:
+ * groups was allocated before the fork. */
+static void watch(int fd, pid_t *groups, size_t max)
+{
+    struct sigaction ign = { .sa_handler = SIG_IGN };
+    for (size_t i = 0; i < sizeof default_sigs / sizeof default_sigs[0]; i++)
+        if (default_sigs[i] != SIGCHLD)
+            sigaction(default_sigs[i], &ign, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Hold nothing of ours open (a pipeline's reader waits for its end). */
+    int null = open("/dev/null", O_RDWR);
+    for (int i = 0; i < 3 && null >= 0; i++)
+        if (i != fd)
+            dup2(null, i);
+    long top = sysconf(_SC_OPEN_MAX);
+    if (top < 0 || top > 65536)
+        top = 65536;
+#ifdef SYS_close_range
+    if ((fd == 3 || syscall(SYS_close_range, 3, fd - 1, 0) == 0) &&
+        syscall(SYS_close_range, fd + 1, ~0U, 0) == 0)
+        top = 0;
+#endif
+    for (int i = 3; i < top; i++)
+        if (i != fd)
+            close(i);
+    size_t n = 0;
+    for (;;) {
+        pid_t v;
+        ssize_t r = read(fd, &v, sizeof v);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != (ssize_t)sizeof v)
+            break; /* the other end closed: we are done, or dead */
+        if (v > 0 && n < max) {
+            groups[n++] = v;
+        } else if (v < 0) {
+            for (size_t i = 0; i < n; i++)
+                if (groups[i] == -v) {
+                    groups[i] = groups[--n];
+                    break;
+                }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        kill(-groups[i], SIGKILL);
+    _exit(0);
+}
+
+int proc_watcher_start(size_t max, pid_t *pid)
+{
+    int sv[2];
+    pid_t *groups = calloc(max ? max : 1, sizeof *groups);
+    if (groups == NULL ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        free(groups);
+        return -1;
+    }
+    /* Above 2, so that 0 can mean none in proc_options. */
+    int ours = fcntl(sv[0], F_DUPFD_CLOEXEC, 3);
+    close(sv[0]);
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old); /* no handler of ours in the child */
+    pid_t p = ours >= 0 ? fork() : -1;
+    if (p == 0) {
+        close(ours);
+        watch(sv[1], groups, max);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(sv[1]);
+    free(groups);
+    if (p < 0) {
+        if (ours >= 0)
+            close(ours);
+        return -1;
+    }
+    *pid = p;
+    return ours;
+}
+
+void proc_watcher_stop(int fd, pid_t pid)
+{
+    if (fd < 0)
+        return;
+    close(fd);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+}
+
+/* Tells the watcher of a group that starts (pgid > 0) or ends (< 0). */
+static void tell_watcher(const proc_options *o, pid_t v)
+{
+    if (o->group_fd > 0)
+        (void)send(o->group_fd, &v, sizeof v, MSG_NOSIGNAL);
 }
 
 static int open_pidfd(pid_t pid)
@@ -297,6 +399,7 @@ static void finish(run_state *s)
     int st = 0;
     while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {
     }
+    tell_watcher(s->o, -s->pid);
     s->r->runtime = cli_now() - s->start;
     if (s->term_sent) {
         s->r->exitval = -1; /* as GNU parallel logs a killed job */
@@ -365,6 +468,7 @@ int proc_run(char *const argv[], const proc_options *o, proc_result *r)
         r->spawn_error = rc;
         return 0;
     }
+    tell_watcher(o, s.pid);
     s.p[FD_OUT] = (struct pollfd){ .fd = out[0], .events = POLLIN };
     s.p[FD_ERR] = (struct pollfd){ .fd = err[0], .events = POLLIN };
     s.p[FD_PID] = (struct pollfd){ .fd = open_pidfd(s.pid), .events = POLLIN };

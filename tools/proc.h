@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Called with each piece of output as it is read; stream is 1 or 2. */
 typedef void (*proc_data_fn)(void *ctx, int stream, const char *data, size_t n);
@@ -44,6 +45,7 @@ typedef struct proc_options {
     size_t in_len;
     bool inherit_output;  /* stdout and stderr are ours, not captured */
     bool die_with_parent; /* SIGKILL when the spawning thread dies */
+    int group_fd;         /* > 0: tell this proc_watcher of the process group */
 } proc_options;
 
 typedef struct proc_result {
@@ -55,6 +57,17 @@ typedef struct proc_result {
     bool stopped;    /* stopped through stop_fd */
     double runtime;  /* seconds from spawn to exit */
 } proc_result;
+
+/* Starts a process that outlives ours to SIGKILL the process groups of
+ * the commands still running when we die, even by SIGKILL (the
+ * PR_SET_PDEATHSIG of die_with_parent reaches only a command's first
+ * process, not what it started). proc_run tells it of each group through
+ * group_fd. Call it before any thread starts (it forks), for at most max
+ * commands running at once. Returns the group_fd, or -1 (none runs). */
+int proc_watcher_start(size_t max, pid_t *pid);
+
+/* Ends the watcher (once no command runs): closes fd and reaps it. */
+void proc_watcher_stop(int fd, pid_t pid);
 
 /* Runs argv (argv[0] is looked up in PATH) as above. Returns 0 when it ran
  * (successfully or not: see *r), -1 with errno set when the pipes could

@@ -336,6 +336,10 @@ static bool parse_jobs(const char *s, long *out)
         if (!cli_parse_long(s + 1, 0, 100000, &v))
             return false;
         v = s[0] == '+' ? cpus + v : cpus - v;
+        if (v < 1) {
+            *out = -1; /* none: refused once the options are read */
+            return true;
+        }
     } else {
         if (!cli_parse_long(s, 0, 100000, &v))
             return false;
@@ -520,9 +524,9 @@ static int apply(parse_state *ps, const opt_def *o, const char *shown,
     case O_BAR: c->bar = true; return 0;
     case O_DRY: c->dry_run = true; return 0;
     case O_TAG: c->tag = true; return 0;
-    case O_TAGSTRING:
-        c->tag = true;
-        ps->tagstring = v;
+    case O_TAGSTRING: /* empty: as if not given, as in GNU parallel */
+        c->tag = c->tag || *v != '\0';
+        ps->tagstring = *v ? v : NULL;
         return 0;
     case O_LINEBUF: c->line_buffer = true; return 0;
     case O_UNGROUP: c->ungroup = true; return 0;
@@ -536,8 +540,8 @@ static int apply(parse_state *ps, const opt_def *o, const char *shown,
     case O_RESUME: c->resume = true; return 0;
     case O_RESUME_FAILED: c->resume_failed = true; return 0;
     case O_PIPE: c->pipe = true; return 0;
-    case O_JOBLOG: c->joblog = v; return 0;
-    case O_RESULTS: c->results = v; return 0;
+    case O_JOBLOG: c->joblog = *v ? v : NULL; return 0; /* as --tagstring */
+    case O_RESULTS: c->results = *v ? v : NULL; return 0;
     case O_COLSEP:
         if (*v == '\0')
             return bad_value(shown, "a column separator", v);
@@ -597,17 +601,13 @@ static int apply(parse_state *ps, const opt_def *o, const char *shown,
         c->tries = n < 1 ? 1 : n;
         return 0;
     case O_MAXARGS:
-        /* -N0: one input per job, none of it in the command (GNU). */
-        if (o->short_name == 'N' && strcmp(v, "0") == 0) {
-            c->max_args = 1;
-            c->no_args = true;
-            ps->max_args_N = true;
-            return 0;
-        }
-        if (!cli_parse_long(v, 1, 100000000, &n))
-            return bad_value(shown, "a number of inputs per job from 1", v);
-        c->max_args = n;
-        c->no_args = false;
+        /* -N0 (or -n0): one input per job, none of it in the command. */
+        if (strcmp(v, "0") != 0 && !cli_parse_long(v, 1, 100000000, &n))
+            return bad_value(shown, "a number of inputs per job from 0", v);
+        if (o->short_name != 'N' && ps->max_args_N)
+            return 0; /* -N wins over -n, wherever they are (GNU) */
+        c->no_args = strcmp(v, "0") == 0;
+        c->max_args = c->no_args ? 1 : n;
         ps->max_args_N |= o->short_name == 'N';
         return 0;
     case O_BLOCK:
@@ -766,6 +766,10 @@ static int check(parse_state *ps, size_t n_words)
         return cli_usage_error("run", "--pipe needs a command");
     if (c->block && !c->pipe)
         return cli_usage_error("run", "--block only goes with --pipe");
+    if ((c->resume || c->resume_failed) && c->joblog &&
+        strcmp(c->joblog, "-") == 0)
+        return cli_usage_error("run", "--resume and --resume-failed need a "
+                                      "job log file, not '-'");
     if ((c->resume || c->resume_failed) && c->joblog == NULL)
         return cli_usage_error("run", "--resume and --resume-failed need "
                                       "--joblog");
@@ -826,6 +830,11 @@ int cmd_run(int argc, char **argv)
         rc = parse_sources(&ps, argc, argv, i);
     if (rc == 0)
         rc = check(&ps, n_words);
+    if (rc == 0 && cfg.jobs < 0) {
+        cli_error("run", "cannot run any jobs: -j leaves none of the %d CPUs",
+                  cf_cpu_count());
+        rc = CLI_EXIT_ERROR; /* as GNU parallel */
+    }
     if (rc == 0) {
         int flags = (cfg.quote ? TMPL_QUOTE_WORDS : 0) |
                     (cfg.pipe ? TMPL_NO_APPEND : 0);

@@ -29,6 +29,13 @@
 
 /* Seconds between SIGTERM and SIGKILL when a job is stopped. */
 #define RUN_GRACE_S 1.0
+/* How long a job that cannot start for want of descriptors or processes
+ * keeps trying while no other job runs. */
+#define RUN_RESOURCE_WAIT_S 1.0
+/* Descriptors a running job may hold at most (--pipe: 2 more), and those
+ * the run itself needs beside the ones open when it starts. */
+#define RUN_FDS_PER_JOB 6
+#define RUN_FDS_RESERVED 8
 
 /* Exit statuses besides 0 and the count of failed jobs (1 to 101). */
 #define RUN_EXIT_MAX_FAILED 101
@@ -102,6 +109,14 @@ typedef struct run_shared {
      * job starts once the limit is reached: */
     size_t n_total; /* jobs in all (for a percentage) */
     size_t h_failed, h_ok;
+    /* Jobs whose process runs (or is being started), and how many have
+     * ended: a job that cannot start for want of descriptors or processes
+     * waits for one to end (under lock; `ended_cv` signals an end). */
+    size_t running;
+    unsigned long ended;
+    bool starved; /* a job gave up starting while none ran */
+    int group_fd; /* the proc_watcher's descriptor, or 0 */
+    pthread_cond_t ended_cv;
 } run_shared;
 
 typedef struct job {

@@ -35,6 +35,7 @@
 #include "progress.h"
 #include "stop.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -42,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +62,9 @@ typedef struct runner {
     size_t n_run;  /* jobs to run (not done in an earlier run) */
     size_t *order; /* [n_run]: the jobs to run, in the order they start */
     cf_executor *pool;
+    bool unsubmitted; /* a job could not be handed to the pool */
+    int watch_fd;     /* the proc_watcher, or -1 */
+    pid_t watch_pid;
     cf_future **tasks; /* one per job to run; NULL once cancelled */
     size_t cancelled;  /* tasks cancelled before they started */
     FILE *joblog;
@@ -138,6 +143,8 @@ static void write_results(runner *r, job *j)
     sb_adds(&b, r->cfg->results);
     size_t width = r->cfg->pipe ? 0 : r->shared.width;
     for (size_t i = 0; width && i < j->n_args; i++) {
+        if (j->args[i] == tmpl_missing)
+            continue;
         char num[32];
         snprintf(num, sizeof num, "/%zu/", i % width + 1);
         sb_adds(&b, num);
@@ -309,9 +316,11 @@ static void check_halt(runner *r, const job *j)
     } else if (cfg->halt_pct) {
         r->halt_status = (int)ceil((double)r->failed / (double)r->n * 100.0);
     } else if (cfg->halt_value == 1) {
-        r->halt_status = j->res.exitval > 0 ? j->res.exitval
-                         : j->res.sig       ? j->res.sig + 128
-                                            : 0;
+        /* A job killed for its timeout has GNU parallel's exit value -1. */
+        r->halt_status = j->res.timed_out     ? CLI_EXIT_ERROR
+                         : j->res.exitval > 0 ? j->res.exitval
+                         : j->res.sig         ? j->res.sig + 128
+                                              : 0;
     } else {
         r->halt_status = r->failed > RUN_EXIT_MAX_FAILED ? RUN_EXIT_MAX_FAILED
                                                          : (int)r->failed;
@@ -351,9 +360,12 @@ static void submit_all(runner *r)
     for (size_t i = 0; i < r->n_run; i++) {
         int rc = cf_submit(r->pool, job_task, &r->shared, &r->tasks[i]);
         if (rc != 0) {
-            cli_error("run", "cannot submit job %zu: %s",
+            cli_error("run",
+                      "cannot start job %zu (no memory or thread for it: "
+                      "%s); no more jobs start",
                       r->jobs[r->order[i]].seq, cf_strerror(rc));
             r->tasks[i] = NULL;
+            r->unsubmitted = true;
             stop_starting(r);
             /* The tasks never submitted count as cancelled too. */
             r->cancelled += r->n_run - i;
@@ -417,8 +429,8 @@ static int exit_status(const runner *r)
 {
     if (stop_signal() && r->write_errno == 0)
         return 128 + stop_signal();
-    if (r->write_errno || r->lost)
-        return RUN_EXIT_OUTPUT;
+    if (r->write_errno || r->lost || r->unsubmitted)
+        return RUN_EXIT_OUTPUT; /* 255: not all could be done */
     if (r->halted)
         return r->halt_status;
     if (r->cfg->halt != HALT_NEVER && r->cfg->halt_pct)
@@ -499,13 +511,30 @@ static int open_joblog(runner *r)
                   strerror(errno));
         return -1;
     }
-    r->joblog = fopen(cfg->joblog, resume ? "ae" : "we");
+    /* "-": standard output, as GNU parallel (each line flushed after the
+     * output of its job). */
+    bool out = strcmp(cfg->joblog, "-") == 0;
+    int fd = out ? fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3) : -1;
+    r->joblog = out ? (fd >= 0 ? fdopen(fd, "w") : NULL)
+                    : fopen(cfg->joblog, resume ? "ae" : "we");
     if (r->joblog == NULL) {
         cli_error("run", "cannot write the job log '%s': %s", cfg->joblog,
                   strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
-    if (ftell(r->joblog) == 0)
+    struct stat st;
+    off_t size = 0;
+    if (!out && fstat(fileno(r->joblog), &st) == 0)
+        size = st.st_size;
+    int in = size > 0 ? open(cfg->joblog, O_RDONLY | O_CLOEXEC) : -1;
+    char last = '\n';
+    if (in >= 0 && pread(in, &last, 1, size - 1) == 1 && last != '\n')
+        fputc('\n', r->joblog); /* a line cut short by an earlier run */
+    if (in >= 0)
+        close(in);
+    if (size == 0)
         fputs("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\t"
               "Signal\tCommand\n",
               r->joblog);
@@ -545,6 +574,52 @@ static void shuffle(size_t *a, size_t n)
     }
 }
 
+/* The descriptors open now. */
+static long open_descriptors(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return 16; /* a guess, on the generous side */
+    long n = -1;   /* the directory's own */
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Lowers *slots to the jobs that can run at once within the limit on open
+ * descriptors, with GNU parallel's warning. A running job holds up to
+ * RUN_FDS_PER_JOB (its pipes while it starts; then its pipes, pidfd and
+ * temporary files), the run itself a few more (job log, the file of
+ * waiting outputs, the halt pipe). -1 when not even one job fits. */
+static int fit_descriptors(const run_config *cfg, size_t n, size_t *slots)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    long per_job = RUN_FDS_PER_JOB + (cfg->pipe ? 2 : 0);
+    long spare = (long)(rl.rlim_cur > 1L << 30 ? 1L << 30 : rl.rlim_cur) -
+                 open_descriptors() - RUN_FDS_RESERVED;
+    size_t fit = spare > 0 ? (size_t)(spare / per_job) : 0;
+    if (fit == 0) {
+        cli_error("run",
+                  "cannot run any jobs: too few file descriptors "
+                  "(ulimit -n %ld)",
+                  (long)rl.rlim_cur);
+        return -1;
+    }
+    if (fit < *slots && fit < n) {
+        fprintf(stderr,
+                "cfutures run: Warning: Only enough file handles to run %zu "
+                "jobs in parallel.\n"
+                "cfutures run: Warning: Try increasing 'ulimit -n'.\n",
+                fit);
+        *slots = fit;
+    }
+    return 0;
+}
+
 static int setup(runner *r, run_inputs *in)
 {
     const run_config *cfg = r->cfg;
@@ -570,6 +645,8 @@ static int setup(runner *r, run_inputs *in)
         }
     }
     size_t slots = cfg->jobs > 0 ? (size_t)cfg->jobs : r->n;
+    if (!cfg->dry_run && fit_descriptors(cfg, r->n, &slots) != 0)
+        return -1;
     r->shared.n_slots = slots;
     r->shared.slot_busy = calloc(slots ? slots : 1, sizeof(bool));
     if (r->shared.slot_busy == NULL || copy_env(&r->shared) != 0) {
@@ -590,11 +667,14 @@ static int setup(runner *r, run_inputs *in)
     if (cfg->dry_run)
         return 0;
     r->shared.done = cf_queue_new(0, CF_FIFO, NULL);
-    size_t workers = cfg->jobs > 0 ? (size_t)cfg->jobs : r->n_run;
+    size_t workers = slots;
     if (workers > r->n_run)
         workers = r->n_run;
     cf_options opts = { .max_workers = (int)(workers > 0 ? workers : 1),
                         .name_prefix = "job" };
+    /* Before the pool's threads start: it forks. */
+    r->watch_fd = proc_watcher_start(opts.max_workers, &r->watch_pid);
+    r->shared.group_fd = r->watch_fd > 0 ? r->watch_fd : 0;
     r->pool = cf_thread_pool_new(&opts);
     if (r->shared.done == NULL || r->pool == NULL ||
         pipe2(r->halt_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -609,6 +689,7 @@ static void teardown(runner *r)
 {
     if (r->pool)
         cf_executor_free(r->pool);
+    proc_watcher_stop(r->watch_fd, r->watch_pid);
     for (size_t i = 0; r->tasks && i < r->n_run; i++)
         cf_future_release(r->tasks[i]);
     for (size_t i = 0; r->jobs && i < r->n; i++) {
@@ -629,6 +710,7 @@ static void teardown(runner *r)
         if (r->halt_pipe[i] >= 0)
             close(r->halt_pipe[i]);
     pthread_mutex_destroy(&r->shared.lock);
+    pthread_cond_destroy(&r->shared.ended_cv);
     if (r->joblog)
         fclose(r->joblog);
 }
@@ -651,7 +733,7 @@ int run_jobs(const run_config *cfg, run_inputs *in)
         cli_error("run", "cannot catch signals: %s", strerror(errno));
         return CLI_EXIT_ERROR;
     }
-    runner r = { .cfg = cfg, .n = n, .halt_pipe = { -1, -1 } };
+    runner r = { .cfg = cfg, .n = n, .halt_pipe = { -1, -1 }, .watch_fd = -1 };
     r.shared.park = (outpark)OUTPARK_INIT(park_budget());
     pthread_mutex_init(&r.shared.park_lock, NULL);
     r.shared.cfg = cfg;
@@ -661,6 +743,7 @@ int run_jobs(const run_config *cfg, run_inputs *in)
     r.shared.stop_fd = stop_fd();
     r.shared.halt_fd = -1;
     pthread_mutex_init(&r.shared.lock, NULL);
+    pthread_cond_init(&r.shared.ended_cv, NULL);
     atomic_init(&r.shared.stopping, false);
     atomic_init(&r.shared.next, 0);
     atomic_init(&r.shared.out_errno, 0);

@@ -37,8 +37,17 @@ typedef struct tmpl_seg {
     tmpl_mod mod;
     long pos; /* 0: every argument; n > 0: the n-th; n < 0: from the end */
     int word; /* index of the whitespace-separated word it lies in */
-    char ctx; /* the shell quotes it stands in: 0, '\'' or '"' */
+    /* The shell context it stands in: 0 (unquoted), '\'' or '"' (in
+     * those quotes) or '#' (a comment); bq: inside backquotes (2: that
+     * are inside "..."), whose text the shell unescapes first. */
+    char ctx;
+    char bq;
 } tmpl_seg;
+
+/* The argument of a column past the end of a short record (--colsep):
+ * empty for {n}, and not there for {}, {-n}, -X and --tag (GNU parallel
+ * gives such a record fewer arguments). Compared by address. */
+extern char tmpl_missing[];
 
 typedef struct tmpl {
     char *text; /* the joined command (owned) */
