@@ -5,13 +5,17 @@
  * cf_join inside a worker: b goes on the worker's own deque as a frame on
  * the joiner's stack (no allocation), a runs inline, then the worker takes
  * b back and runs it inline - unless a thief stole it, in which case the
- * worker helps (runs other work) until the thief marks the frame done and
- * unparks it. Outside a worker the pair is handed to the pool as one frame
- * on the caller's stack, and the caller waits on its parker.
+ * worker blocks (and the pool compensates) until the thief marks the frame
+ * done and unparks it. What a left on the deque above b is a's own work and
+ * runs inline on the way down to b; nothing else does (docs/design.md, "The
+ * wait protocol"). Outside a worker, or on a worker whose stack is running
+ * low, the pair is handed to the pool as one frame on the caller's stack,
+ * and the caller waits on its parker.
  *
- * A group counts its outstanding tasks; a wait blocks (or helps) until the
- * count is 0. Group tasks are futures without a user reference whose first
- * callback reports to the group, so a group task costs one allocation.
+ * A group counts its outstanding tasks; a wait runs the group's own tasks
+ * it finds at the bottom of its deque, then blocks until the count is 0.
+ * Group tasks are futures without a user reference whose first callback
+ * reports to the group, so a group task costs one allocation.
  */
 #include "executor.h"
 #include "sched/sched.h"
@@ -26,8 +30,8 @@ typedef struct join_frame {
     void *arg;
     void *result;
     cf__task_ctx ctx;
-    cf__parker *waiter;     /* unparked by a thief when done */
-    _Atomic uint32_t done;  /* set (release) by whoever ran fn */
+    cf__parker *waiter;    /* unparked by a thief when done */
+    _Atomic uint32_t done; /* set (release) by whoever ran fn */
 } join_frame;
 
 static void run_branch(join_frame *fr)
@@ -70,8 +74,9 @@ static int first_failure(cf__task_ctx *a, cf__task_ctx *b)
 static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
                           cf_fn b, void *arg_b, void **res_b)
 {
-    join_frame fb = { .task.exec = exec_stolen, .fn = b, .arg = arg_b,
-                      .waiter = &w->parker };
+    join_frame fb = {
+        .task.exec = exec_stolen, .fn = b, .arg = arg_b, .waiter = &w->parker
+    };
     atomic_init(&fb.done, 0);
     int rc = cf__worker_push(w, &fb.task);
     if (rc)
@@ -81,19 +86,22 @@ static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
     void *result_a = a(arg_a);
     cf__task_ctx_swap(outer);
     /* Take b back; tasks pushed above it by a (futures it did not wait
-     * for) come off first and run here. */
+     * for: a's own work) come off first and run here while the stack has
+     * room; without room they go back for a thief, as b does then. */
     for (;;) {
         cf__task *t = cf__deque_take(&w->deque);
         if (t == &fb.task) {
             run_branch(&fb);
             break;
         }
-        if (t) {
-            t->exec(t, w, NULL);
+        if (t && cf__worker_stack_room(w)) {
+            cf__worker_run_inline(w, t, NULL);
             continue;
         }
-        /* Stolen: help until the thief is done with it. */
-        cf__block_until(frame_done, &fb, NULL);
+        if (t)
+            cf__deque_push(&w->deque, t); /* just taken: no growth */
+        /* Stolen, or left for a thief: block until it is done. */
+        cf__block_until(frame_done, &fb, NULL, NULL);
         break;
     }
     if (res_a)
@@ -142,18 +150,22 @@ int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
     if (!s || !a || !b)
         return CF_EINVAL;
     cf__worker *w = cf__worker_current();
-    if (w && w->sched == s) /* the fast path: no allocation, no lock */
+    /* the fast path: no allocation, no lock */
+    if (w && w->sched == s && cf__worker_stack_room(w))
         return join_in_worker(w, a, arg_a, res_a, b, arg_b, res_b);
     if (cf__executor_broken(ex))
         return CF_EBROKEN;
-    outer_join oj = { .task.exec = exec_outer_join, .a = a, .b = b,
-                      .arg_a = arg_a, .arg_b = arg_b,
+    outer_join oj = { .task.exec = exec_outer_join,
+                      .a = a,
+                      .b = b,
+                      .arg_a = arg_a,
+                      .arg_b = arg_b,
                       .waiter = cf__parker_self() };
     atomic_init(&oj.done, 0);
     int rc = cf__sched_push(s, &oj.task);
     if (rc)
         return rc;
-    cf__block_until(outer_done, &oj, NULL);
+    cf__block_until(outer_done, &oj, NULL, NULL);
     if (res_a)
         *res_a = oj.res_a;
     if (res_b)
@@ -180,7 +192,8 @@ static void *pfor_run(void *p)
 {
     pfor_range *r = p;
     pfor_shared *sh = r->sh;
-    if (r->lo == r->hi || atomic_load_explicit(&sh->failed, memory_order_relaxed))
+    if (r->lo == r->hi ||
+        atomic_load_explicit(&sh->failed, memory_order_relaxed))
         return NULL;
     if (r->hi - r->lo <= sh->grain) {
         sh->body(r->lo, r->hi, sh->ctx);
@@ -188,10 +201,9 @@ static void *pfor_run(void *p)
         cf__task_ctx_swap(ctx);
         if (ctx && ctx->code) {
             int zero = 0;
-            atomic_compare_exchange_strong_explicit(&sh->failed, &zero,
-                                                    ctx->code,
-                                                    memory_order_relaxed,
-                                                    memory_order_relaxed);
+            atomic_compare_exchange_strong_explicit(
+                &sh->failed, &zero, ctx->code, memory_order_relaxed,
+                memory_order_relaxed);
         }
         return NULL;
     }
@@ -200,9 +212,8 @@ static void *pfor_run(void *p)
     int rc = cf_join(sh->ex, pfor_run, &left, NULL, pfor_run, &right, NULL);
     if (rc) {
         int zero = 0;
-        atomic_compare_exchange_strong_explicit(&sh->failed, &zero, rc,
-                                                memory_order_relaxed,
-                                                memory_order_relaxed);
+        atomic_compare_exchange_strong_explicit(
+            &sh->failed, &zero, rc, memory_order_relaxed, memory_order_relaxed);
     }
     return NULL;
 }
@@ -282,21 +293,23 @@ static void group_task_done(cf_future *f, void *ctx)
     cf__mutex_unlock(&g->mu);
 }
 
-/* Exec of a group task: skipped (cancelled) once the group is cancelled. */
+/* Exec of a group task: skipped (cancelled) once the group is cancelled.
+ * Claimed (a wait on the group runs it inline): the queue entry stays. */
 static void exec_group_task(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
     cf_group *g = f->first_cb.ctx;
-    if (drop) {
-        cf__future_drop(f, drop);
-        return;
+    bool claimed = drop == &cf__claimed;
+    if (drop && !claimed) {
+        cf__pool_drop(f, drop);
+    } else if (atomic_load_explicit(&g->cancelled, memory_order_relaxed)) {
+        if (claimed)
+            cf_future_cancel(f);
+        else
+            cf__pool_drop(f, &(cf__drop){ CF_ECANCELED, NULL });
+    } else {
+        cf__pool_run_future(f, w, claimed);
     }
-    if (atomic_load_explicit(&g->cancelled, memory_order_relaxed)) {
-        cf__count(&w->cancelled);
-        cf__future_drop(f, &(cf__drop){ CF_ECANCELED, NULL });
-        return;
-    }
-    cf__pool_run_future(f, w);
 }
 
 int cf_group_submit(cf_group *g, cf_fn fn, void *arg)
@@ -317,6 +330,7 @@ int cf_group_submit(cf_group *g, cf_fn fn, void *arg)
     f->first_cb.fn = group_task_done;
     f->first_cb.ctx = g;
     f->task.exec = exec_group_task;
+    f->home = &g->sched->home;
     atomic_fetch_add_explicit(&g->pending, 1, memory_order_relaxed);
     int rc = cf__sched_push(g->sched, &f->task);
     if (rc) {
@@ -330,6 +344,28 @@ static bool group_idle(void *p)
 {
     cf_group *g = p;
     return atomic_load_explicit(&g->pending, memory_order_acquire) == 0;
+}
+
+/* What a wait on g depends on: g's tasks. Those this worker submitted
+ * (and those they submit) sit at the bottom of its deque: run the newest
+ * if it is g's and has room, else put it back and block. */
+static bool group_help(void *p, cf__helper *h)
+{
+    cf_group *g = p;
+    cf__worker *w = cf__worker_current();
+    (void)h;
+    if (!w || w->sched != g->sched || !cf__worker_stack_room(w))
+        return false;
+    cf__task *t = cf__deque_take(&w->deque);
+    if (!t)
+        return false;
+    cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
+    if (t->exec != exec_group_task || f->first_cb.ctx != g) {
+        cf__deque_push(&w->deque, t); /* just taken: no growth */
+        return false;
+    }
+    cf__worker_run_inline(w, t, NULL);
+    return true;
 }
 
 int cf_group_wait(cf_group *g, double timeout)
@@ -346,7 +382,7 @@ int cf_group_wait(cf_group *g, double timeout)
             g->waiters[g->nwaiters++] = me;
         cf__mutex_unlock(&g->mu);
         if (listed) {
-            rc = cf__block_until(group_idle, g, &d);
+            rc = cf__block_until(group_idle, g, group_help, &d);
         } else {
             /* More concurrent waiters than slots: poll. */
             while (!group_idle(g) && !cf__deadline_passed(&d)) {

@@ -1,5 +1,6 @@
 /*
- * sched.c - workers, finding work, sleeping and waking, helping.
+ * sched.c - workers, finding work, sleeping and waking, and the worker
+ * side of the wait protocol: blocking with compensation, spare workers.
  *
  * A worker looks for work in its own deque (newest first), then the
  * injection queue, then other workers' deques (oldest first, from a random
@@ -17,20 +18,36 @@
  * one load. Threads start lazily: a push with nobody searching or sleeping
  * starts a worker if every live one is inside a task and fewer than
  * max_workers live.
+ *
+ * Waits inside tasks (docs/design.md, "The wait protocol"): the wait runs
+ * what it depends on inline (the pool's claim hook, fork-join's own
+ * deque), never other work; otherwise the worker blocks on its parker and
+ * counts itself in blocked_now, and every cap on live workers is
+ * max_workers plus the blocked ones (up to max_spare), so a sleeper is woken
+ * or a spare started in its place. Workers beyond max_workers plus the
+ * blocked ones are surplus: idle for RETIRE_AFTER, one retires and its
+ * record is reused by the next spare.
  */
 #include "sched.h"
 
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define SEARCHING_ONE ((uint64_t)1)
 #define SLEEPING_ONE ((uint64_t)1 << 32)
 #define SPIN_ROUNDS 64
-#define MAX_HELP_DEPTH 200
+#define RETIRE_AFTER 0.05 /* seconds a surplus worker idles before leaving */
 
-static inline uint32_t n_searching(uint64_t idle) { return (uint32_t)idle; }
-static inline uint32_t n_sleeping(uint64_t idle) { return (uint32_t)(idle >> 32); }
+static inline uint32_t n_searching(uint64_t idle)
+{
+    return (uint32_t)idle;
+}
+static inline uint32_t n_sleeping(uint64_t idle)
+{
+    return (uint32_t)(idle >> 32);
+}
 
 _Thread_local cf__worker *cf__tls_worker;
 
@@ -47,8 +64,8 @@ static void inject_push(cf__sched *s, cf__task *t)
 {
     atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
     /* acq_rel: orders t's fields before the link, and chains producers */
-    cf__task *prev = atomic_exchange_explicit(&s->inj_tail, t,
-                                              memory_order_acq_rel);
+    cf__task *prev =
+        atomic_exchange_explicit(&s->inj_tail, t, memory_order_acq_rel);
     /* release: the consumer that acquires prev->next sees t's fields */
     atomic_store_explicit(&prev->next, t, memory_order_release);
 }
@@ -99,7 +116,8 @@ static cf__task *inject_pop(cf__sched *s)
 
 cf__task *cf__sched_drain(cf__sched *s)
 {
-    while (atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
+    while (
+        atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
         sched_yield();
     cf__task *list = NULL, **tail = &list;
     for (;;) {
@@ -149,10 +167,12 @@ static cf__task *steal(cf__worker *w)
             if (v == w)
                 continue;
             cf__task *t = cf__deque_steal(&v->deque);
-            if (t == CF__STEAL_ABORT)
+            if (t == CF__STEAL_ABORT) {
                 aborted = true;
-            else if (t)
+            } else if (t) {
+                cf__count(&w->steals);
                 return t;
+            }
         }
         if (!aborted)
             break;
@@ -224,6 +244,20 @@ static bool all_busy(cf__sched *s, cf__worker *self)
 
 static int spawn_locked(cf__sched *s);
 
+/* How many workers may live: max_workers running tasks, plus one in place
+ * of each worker blocked in a wait, up to max_spare of them. */
+static size_t worker_cap(cf__sched *s)
+{
+    size_t b = atomic_load_explicit(&s->blocked_now, memory_order_seq_cst);
+    return s->max_workers + (b < s->max_spare ? b : s->max_spare);
+}
+
+/* More workers live than worker_cap: the idle ones may retire. */
+static bool surplus(cf__sched *s)
+{
+    return atomic_load_explicit(&s->live, memory_order_relaxed) > worker_cap(s);
+}
+
 #define SPAWN_BURST 8
 
 /* Starts workers if fewer than cap live (and, when only_if_all_busy, no
@@ -236,10 +270,16 @@ static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
     if (atomic_load_explicit(&s->live, memory_order_relaxed) >= cap)
         return;
     pthread_mutex_lock(&s->spawn_mu);
-    if (!atomic_load_explicit(&s->shutdown, memory_order_relaxed) &&
+    /* After shutdown only to stand in for blocked workers: the work
+     * accepted before it must finish. */
+    if ((!atomic_load_explicit(&s->shutdown, memory_order_relaxed) ||
+         atomic_load_explicit(&s->blocked_now, memory_order_relaxed) > 0) &&
         (!only_if_all_busy || all_busy(s, NULL))) {
-        size_t queued = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
-        size_t want = queued < 1 ? 1 : queued < SPAWN_BURST ? queued : SPAWN_BURST;
+        size_t queued =
+            atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+        size_t want = queued < 1             ? 1
+                      : queued < SPAWN_BURST ? queued
+                                             : SPAWN_BURST;
         while (want-- > 0 &&
                atomic_load_explicit(&s->live, memory_order_relaxed) < cap &&
                spawn_locked(s) == 0) {
@@ -261,7 +301,7 @@ static void notify(cf__sched *s)
     if (n_sleeping(idle) > 0)
         wake_one(s);
     else
-        maybe_spawn(s, s->max_workers, true);
+        maybe_spawn(s, worker_cap(s), true);
 }
 
 /* More shared work is visible and nobody searches for it: wake a sleeper,
@@ -285,29 +325,24 @@ static void stop_searching(cf__sched *s)
     uint64_t old = atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
                                              memory_order_seq_cst);
     if (n_searching(old) == 1)
-        spread(s, old - SEARCHING_ONE, s->max_workers);
+        spread(s, old - SEARCHING_ONE, worker_cap(s));
 }
 
-/* Puts the sleeper on the stack and counts it (from searching, or from
- * busy for a helper). */
-static void sleep_enter(cf__sched *s, cf__worker *w, bool helper)
+/* Puts the sleeper on the stack and counts it sleeping, no longer
+ * searching. */
+static void sleep_enter(cf__sched *s, cf__worker *w)
 {
     pthread_mutex_lock(&s->sleep_mu);
     w->sleeping = true;
-    w->helping = helper;
     w->next_sleeper = s->sleepers;
     s->sleepers = w;
-    atomic_fetch_add_explicit(&s->idle,
-                              helper ? SLEEPING_ONE : SLEEPING_ONE - SEARCHING_ONE,
+    atomic_fetch_add_explicit(&s->idle, SLEEPING_ONE - SEARCHING_ONE,
                               memory_order_seq_cst);
-    if (helper)
-        atomic_fetch_add_explicit(&s->parked_helpers, 1, memory_order_relaxed);
     pthread_mutex_unlock(&s->sleep_mu);
 }
 
-/* Takes the sleeper off the stack if it is still there: true if it was
- * (then it is counted searching, or busy for a helper), false if a waker
- * took it off (then it is counted searching). */
+/* Takes the sleeper off the stack if it is still there: true if it was,
+ * false if a waker took it off. Either way it is counted searching. */
 static bool sleep_leave(cf__sched *s, cf__worker *w)
 {
     pthread_mutex_lock(&s->sleep_mu);
@@ -320,14 +355,9 @@ static bool sleep_leave(cf__sched *s, cf__worker *w)
             }
         }
         w->sleeping = false;
-        atomic_fetch_add_explicit(&s->idle,
-                                  w->helping ? -SLEEPING_ONE
-                                             : SEARCHING_ONE - SLEEPING_ONE,
+        atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE - SLEEPING_ONE,
                                   memory_order_seq_cst);
     }
-    if (w->helping)
-        atomic_fetch_sub_explicit(&s->parked_helpers, 1, memory_order_relaxed);
-    w->helping = false;
     pthread_mutex_unlock(&s->sleep_mu);
     return was;
 }
@@ -339,24 +369,42 @@ static bool may_exit(cf__sched *s)
            !work_visible(s);
 }
 
-/* A searching worker with nothing found: sleeps until woken. Returns with
- * the worker counted searching again. */
-static void go_to_sleep(cf__sched *s, cf__worker *w)
+/* A searching worker with nothing found: sleeps until woken or the
+ * deadline (NULL: none). Returns with the worker counted searching again:
+ * false when the deadline passed with nobody waking it. */
+static bool go_to_sleep(cf__sched *s, cf__worker *w, const cf__deadline *until)
 {
-    sleep_enter(s, w, false);
+    sleep_enter(s, w);
     /* seq_cst (the RMW in sleep_enter): re-scan after counting ourselves */
-    if (work_visible(s) || atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {
+    if (work_visible(s) ||
+        atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {
         sleep_leave(s, w);
-        return;
+        return true;
     }
     for (;;) {
-        cf__park(&w->parker, NULL);
+        if (cf__park(&w->parker, until) == CF_ETIMEDOUT &&
+            cf__deadline_passed(until))
+            return !sleep_leave(s, w);
         pthread_mutex_lock(&s->sleep_mu);
         bool still = w->sleeping;
         pthread_mutex_unlock(&s->sleep_mu);
         if (!still)
-            return; /* the waker counted us searching */
+            return true; /* the waker counted us searching */
     }
+}
+
+/* A surplus worker that idled RETIRE_AFTER: true if it may leave. It stops
+ * counting as searching first and then looks once more, so a push that
+ * relied on it as a searcher is seen here (the pairing of notify). */
+static bool retire(cf__sched *s)
+{
+    if (atomic_load_explicit(&s->shutdown, memory_order_relaxed) || !surplus(s))
+        return false;
+    atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+    if (!work_visible(s) && surplus(s))
+        return true;
+    atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+    return false;
 }
 
 /* The worker is about to run a task it took: it counts as busy from here,
@@ -368,49 +416,56 @@ static void begin_task(cf__worker *w)
     atomic_store_explicit(&w->in_task, 1, memory_order_seq_cst);
 }
 
-/* ---- helping inside waits ------------------------------------------------ */
+/* ---- waits inside tasks (docs/design.md, "The wait protocol") ----------- */
 
-static bool helper_run_one(cf__helper *h)
+static cf__worker *worker_of(cf__helper *h)
 {
-    cf__worker *w = (cf__worker *)((char *)h - offsetof(cf__worker, helper));
-    cf__task *t;
-    bool shared;
-    if (w->depth >= MAX_HELP_DEPTH)
-        t = cf__deque_take(&w->deque); /* bound the stack: children only */
-    else
-        t = find_work(w, &shared);
-    if (!t)
-        return false;
-    /* Nested inside the waiting task: busy before, busy after. */
-    atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
-    w->depth++;
-    t->exec(t, w, NULL);
-    w->depth--;
-    atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
-    return true;
+    return (cf__worker *)((char *)h - offsetof(cf__worker, helper));
 }
 
-static void helper_park(cf__helper *h, const cf__deadline *deadline)
+static bool helper_run_future(cf__helper *h, cf_future *f)
 {
-    cf__worker *w = (cf__worker *)((char *)h - offsetof(cf__worker, helper));
+    cf__worker *w = worker_of(h);
     cf__sched *s = w->sched;
-    if (w->depth >= MAX_HELP_DEPTH) {
-        /* Too deep to help: this worker only waits now. So that the pool
-         * keeps making progress (other workers may be as deep, each
-         * waiting on work the other holds), wake a sleeper or start a
-         * spare worker beyond max_workers for the visible work. */
-        uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
-        if (n_searching(idle) == 0)
-            spread(s, idle, s->max_workers + s->max_spare);
+    return s->hooks.claim && s->hooks.claim(w, f, s->hooks.ctx);
+}
+
+/* Nothing the wait depends on can run here: block, and let another worker
+ * run tasks in this one's place. The caller re-checks its condition after
+ * every return, so a stale or spurious unpark costs one loop. */
+static void helper_block(cf__helper *h, const cf__deadline *deadline,
+                         bool first)
+{
+    cf__worker *w = worker_of(h);
+    cf__sched *s = w->sched;
+    if (first)
+        cf__count(&w->blocked);
+    /* seq_cst: raises worker_cap before we look for work to hand over;
+     * a pusher that read the old cap pushed before our scan, which sees
+     * its task (the pairing of notify) */
+    atomic_fetch_add_explicit(&s->blocked_now, 1, memory_order_seq_cst);
+    uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
+    if (n_searching(idle) == 0)
+        spread(s, idle, worker_cap(s));
+    cf__park(&w->parker, deadline);
+    atomic_fetch_sub_explicit(&s->blocked_now, 1, memory_order_seq_cst);
+}
+
+/* Records the bounds of the calling thread's stack in w. */
+static void find_stack(cf__worker *w)
+{
+    pthread_attr_t attr;
+    void *lo = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        if (pthread_attr_getstack(&attr, &lo, &size) != 0)
+            lo = NULL;
+        pthread_attr_destroy(&attr);
     }
-    sleep_enter(s, w, true);
-    if (!work_visible(s))
-        cf__park(&w->parker, deadline);
-    if (!sleep_leave(s, w)) {
-        /* A waker counted us searching for new work; we are busy in a
-         * wait, so give the role back and pass the wake-up on. */
-        stop_searching(s);
-    }
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    /* Unknown: assume the size we asked for, less a margin. */
+    w->stack_lo =
+        lo ? (uintptr_t)lo : here - (CF__WORKER_STACK - ((size_t)64 << 10));
 }
 
 /* ---- workers ------------------------------------------------------------- */
@@ -425,12 +480,14 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&s->spawn_mu);
     pthread_mutex_unlock(&s->spawn_mu);
     cf__tls_worker = w;
+    find_stack(w);
     cf__parker_set_self(&w->parker);
     cf__helper *outer = cf__helper_swap(&w->helper);
     if (s->hooks.on_start)
         s->hooks.on_start(w, s->hooks.ctx);
 
     /* Here the worker is counted searching. */
+    bool retiring = false;
     for (;;) {
         cf__task *t = NULL;
         bool shared;
@@ -460,7 +517,7 @@ static void *worker_main(void *arg)
                 uint64_t idle =
                     atomic_load_explicit(&s->idle, memory_order_seq_cst);
                 if (n_searching(idle) == 0)
-                    spread(s, idle, s->max_workers);
+                    spread(s, idle, worker_cap(s));
             }
             atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE,
                                       memory_order_seq_cst);
@@ -468,64 +525,115 @@ static void *worker_main(void *arg)
         }
         if (may_exit(s))
             break;
-        go_to_sleep(s, w);
+        if (!surplus(s)) {
+            go_to_sleep(s, w, NULL);
+            continue;
+        }
+        cf__deadline until;
+        cf__deadline_from(RETIRE_AFTER, &until);
+        if (!go_to_sleep(s, w, &until) && (retiring = retire(s)))
+            break;
     }
-    atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+    if (!retiring)
+        atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
+                                  memory_order_seq_cst);
 
     pthread_mutex_lock(&s->spawn_mu);
     w->exited = true;
-    bool orphaned = s->orphaned;
+    bool detach = s->orphaned;
+    if (retiring && !w->joined) {
+        /* Nobody joins a retired spare: it detaches, and its record is
+         * free for the next spare (spawn_locked). */
+        w->joined = w->retired = detach = true;
+    }
+    atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
     pthread_mutex_unlock(&s->spawn_mu);
     cf__helper_swap(outer);
     cf__parker_set_self(NULL);
     cf__tls_worker = NULL;
-    if (orphaned)
+    if (detach)
         cf__thread_detach_self();
     if (s->hooks.release)
         s->hooks.release(s->hooks.ctx);
     return NULL;
 }
 
-static int spawn_locked(cf__sched *s)
+/* A new worker record at index idx (not yet published): NULL on ENOMEM. */
+static cf__worker *worker_new(cf__sched *s, size_t idx)
 {
-    size_t idx = atomic_load_explicit(&s->nworkers, memory_order_relaxed);
-    if (idx >= s->max_workers + s->max_spare)
-        return CF_EINVAL;
     cf__worker *w = cf__calloc(1, sizeof *w);
     if (!w)
-        return CF_ENOMEM;
+        return NULL;
     if (cf__deque_init(&w->deque, 256)) {
         cf__free(w);
-        return CF_ENOMEM;
+        return NULL;
     }
     w->sched = s;
     w->index = idx;
     w->rng = (uint32_t)(idx * 2654435761u) | 1u;
-    w->helper.run_one = helper_run_one;
-    w->helper.park = helper_park;
+    w->helper.run_future = helper_run_future;
+    w->helper.block = helper_block;
+    return w;
+}
+
+/* Starts one worker (spawn_mu held), in the record of a retired spare if
+ * there is one: 0, CF_EINVAL past max_workers + max_spare, CF_ENOMEM. */
+static int spawn_locked(cf__sched *s)
+{
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_relaxed);
+    size_t idx = 0;
+    while (idx < n && !s->workers[idx]->retired)
+        idx++;
+    bool fresh = idx == n;
+    if (fresh && idx >= s->max_workers + s->max_spare)
+        return CF_EINVAL;
+    cf__worker *w = fresh ? worker_new(s, idx) : s->workers[idx];
+    if (!w)
+        return CF_ENOMEM;
+    /* "<prefix>_<index>", whole however long the prefix */
+    size_t len = strlen(s->prefix) + 24;
+    char *name = cf__malloc(len);
+    if (!name) {
+        if (fresh) {
+            cf__deque_destroy(&w->deque);
+            cf__free(w);
+        }
+        return CF_ENOMEM;
+    }
+    snprintf(name, len, "%s_%zu", s->prefix, idx);
+    bool spare =
+        atomic_load_explicit(&s->live, memory_order_relaxed) >= s->max_workers;
+    w->exited = w->joined = w->retired = false;
     s->workers[idx] = w;
     atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
     atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
-    char name[96];
-    snprintf(name, sizeof name, "%s_%zu", s->prefix, idx);
-    cf_thread_options o = { .name = name };
+    cf_thread_options o = { .name = name, .stack_size = CF__WORKER_STACK };
     if (s->hooks.retain)
         s->hooks.retain(s->hooks.ctx);
     int rc = cf_thread_start(&w->thread, worker_main, w, &o);
+    cf__free(name);
     if (rc) {
         /* The spawner holds a reference of its own: this is not the last. */
         if (s->hooks.release)
             s->hooks.release(s->hooks.ctx);
         atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
-        s->workers[idx] = NULL;
-        cf__deque_destroy(&w->deque);
-        cf__free(w);
+        atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
+                                  memory_order_seq_cst);
+        if (fresh) {
+            s->workers[idx] = NULL;
+            cf__deque_destroy(&w->deque);
+            cf__free(w);
+        } else {
+            w->exited = w->joined = w->retired = true;
+        }
         return rc;
     }
+    if (spare)
+        atomic_fetch_add_explicit(&s->spares, 1, memory_order_relaxed);
     /* release: thieves that read nworkers see the record */
-    atomic_store_explicit(&s->nworkers, idx + 1, memory_order_release);
+    if (fresh)
+        atomic_store_explicit(&s->nworkers, idx + 1, memory_order_release);
     return 0;
 }
 
@@ -535,7 +643,7 @@ int cf__sched_init(cf__sched *s, size_t max_workers, const char *prefix,
                    const cf__sched_hooks *hooks)
 {
     memset(s, 0, sizeof *s);
-    s->max_spare = max_workers < 4 ? 4 : max_workers;
+    s->max_spare = CF__MAX_SPARE;
     s->workers = cf__calloc(max_workers + s->max_spare, sizeof *s->workers);
     s->prefix = cf__strdup(prefix);
     if (!s->workers || !s->prefix) {
@@ -620,8 +728,10 @@ static void release_workers(cf__sched *s, bool orphan)
     pthread_mutex_lock(&s->spawn_mu);
     if (orphan)
         s->orphaned = true;
-    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
-    for (size_t i = 0; i < n; i++) {
+    /* Spares may start while we join (standing in for blocked workers), so
+     * look again from the start after every join. */
+    for (size_t i = 0;
+         i < atomic_load_explicit(&s->nworkers, memory_order_relaxed); i++) {
         cf__worker *w = s->workers[i];
         if (w->joined)
             continue;
@@ -631,6 +741,7 @@ static void release_workers(cf__sched *s, bool orphan)
         pthread_mutex_unlock(&s->spawn_mu);
         cf_thread_join(w->thread, CF_FOREVER, NULL);
         pthread_mutex_lock(&s->spawn_mu);
+        i = (size_t)-1;
     }
     pthread_mutex_unlock(&s->spawn_mu);
 }
@@ -649,19 +760,32 @@ void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
 {
     memset(out, 0, sizeof *out);
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_relaxed);
-    size_t helpers = atomic_load_explicit(&s->parked_helpers, memory_order_relaxed);
     out->workers = atomic_load_explicit(&s->live, memory_order_relaxed);
-    out->idle = n_searching(idle) + n_sleeping(idle) - helpers;
-    out->queued = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+    out->idle = n_searching(idle) + n_sleeping(idle);
+    size_t queued = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];
-        int64_t b = atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
+        int64_t b =
+            atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
         int64_t t = atomic_load_explicit(&w->deque.top, memory_order_relaxed);
-        out->queued += b > t ? (size_t)(b - t) : 0;
+        queued += b > t ? (size_t)(b - t) : 0;
         out->running += atomic_load_explicit(&w->in_task, memory_order_relaxed);
-        out->completed += atomic_load_explicit(&w->completed, memory_order_relaxed);
+        out->completed +=
+            atomic_load_explicit(&w->completed, memory_order_relaxed);
         out->failed += atomic_load_explicit(&w->failed, memory_order_relaxed);
-        out->cancelled += atomic_load_explicit(&w->cancelled, memory_order_relaxed);
+        out->steals += atomic_load_explicit(&w->steals, memory_order_relaxed);
+        out->inlined += atomic_load_explicit(&w->inlined, memory_order_relaxed);
+        out->blocked += atomic_load_explicit(&w->blocked, memory_order_relaxed);
     }
+    /* A cancelled task stays queued until a worker drops it; it counts
+     * as cancelled, and no longer as queued, from the cancel on. */
+    size_t cancelled =
+        atomic_load_explicit(&s->home.cancelled, memory_order_relaxed);
+    size_t gone =
+        atomic_load_explicit(&s->home.cancelled_gone, memory_order_relaxed);
+    size_t still = cancelled > gone ? cancelled - gone : 0;
+    out->queued = queued > still ? queued - still : 0;
+    out->cancelled = cancelled;
+    out->spares = atomic_load_explicit(&s->spares, memory_order_relaxed);
 }
