@@ -99,7 +99,8 @@ static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
             continue;
         }
         if (t)
-            cf__deque_push(&w->deque, t); /* just taken: no growth */
+            (void)cf__worker_push(w,
+                                  t); /* just taken: no growth; wakes a thief */
         /* Stolen, or left for a thief: block until it is done. */
         cf__block_until(frame_done, &fb, NULL, NULL);
         break;
@@ -361,7 +362,7 @@ static bool group_help(void *p, cf__helper *h)
         return false;
     cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
     if (t->exec != exec_group_task || f->first_cb.ctx != g) {
-        cf__deque_push(&w->deque, t); /* just taken: no growth */
+        (void)cf__worker_push(w, t); /* just taken: no growth; wakes a thief */
         return false;
     }
     cf__worker_run_inline(w, t, NULL);

@@ -212,9 +212,11 @@ bool cf_future_cancel(cf_future *f)
     if (s == CF__PENDING &&
         complete(f, CF__CANCELLED, NULL, CF_ECANCELED, NULL) == 0) {
         /* A queued task: its pool counts it cancelled from now on. */
-        if (f->home)
+        if (f->home) {
             atomic_fetch_add_explicit(&f->home->cancelled, 1,
                                       memory_order_relaxed);
+            atomic_fetch_add_explicit(&f->home->husks, 1, memory_order_relaxed);
+        }
         return true;
     }
     return cf__future_state(f) == CF__CANCELLED;

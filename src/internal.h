@@ -161,8 +161,10 @@ uintptr_t cf__owner_id(void);
  * can tell a task of its own pool, and a cancel shows in the pool's
  * counters at once rather than when a worker reaches the task. */
 typedef struct cf__task_home {
-    _Atomic size_t cancelled;      /* its futures cancelled while queued */
-    _Atomic size_t cancelled_gone; /* of them, taken off the queues since */
+    _Atomic size_t cancelled; /* its futures cancelled while queued */
+    /* Queue entries that no longer stand for a task to start (cancelled,
+     * or run by a wait: a claim), and how many of them left the queues. */
+    _Atomic size_t husks, husks_gone;
 } cf__task_home;
 
 /* ---- waits inside pool workers (docs/design.md, "The wait protocol"). A

@@ -71,14 +71,18 @@ static void run_future(cf__task *t, cf__worker *w, const cf__drop *drop)
 void cf__pool_drop(cf_future *f, const cf__drop *drop)
 {
     pool *p = pool_of_home(f->home);
+    /* Whether the entry was a husk already (cancelled, or run by a wait)
+     * or becomes one now by this cancel, it leaves the queue here. */
+    bool husk = true;
     if (drop->code == CF_ECANCELED) {
         cf_future_cancel(f); /* counted by the cancel (future.c) */
     } else if (cf_future_set_running_or_notify_cancel(f)) {
         atomic_fetch_add_explicit(&p->failed, 1, memory_order_relaxed);
         cf__future_fail(f, drop->code, drop->message);
+        husk = false;
     }
-    if (cf_future_cancelled(f))
-        atomic_fetch_add_explicit(&p->sched.home.cancelled_gone, 1,
+    if (husk)
+        atomic_fetch_add_explicit(&p->sched.home.husks_gone, 1,
                                   memory_order_relaxed);
     cf_future_release(f);
 }
@@ -101,7 +105,11 @@ void cf__pool_run_future(cf_future *f, cf__worker *w, bool claimed)
             cf__pool_drop(f, &(cf__drop){ CF_ECANCELED, NULL });
             return;
         }
-    } else if (!cf_future_set_running_or_notify_cancel(f)) {
+    } else if (cf_future_set_running_or_notify_cancel(f)) {
+        /* its queue entry stays behind, no longer a task to start */
+        atomic_fetch_add_explicit(&p->sched.home.husks, 1,
+                                  memory_order_relaxed);
+    } else {
         return; /* a worker or another wait got to it first */
     }
     cf__task_ctx ctx;
@@ -121,6 +129,15 @@ static bool pool_claim(cf__worker *w, cf_future *f, void *ctx)
         atomic_load_explicit(&p->cancelling, memory_order_relaxed) ||
         !cf__worker_stack_room(w))
         return false;
+    /* Just submitted from here (the usual case): take it off our deque
+     * and run it as a worker would, leaving no entry behind. */
+    cf__task *t = cf__deque_take(&w->deque);
+    if (t == &f->task) {
+        cf__worker_run_inline(w, t, NULL);
+        return true;
+    }
+    if (t)
+        (void)cf__worker_push(w, t); /* just taken: no growth; wakes a thief */
     cf__worker_run_inline(w, &f->task, &cf__claimed);
     return true;
 }

@@ -778,14 +778,15 @@ void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
         out->inlined += atomic_load_explicit(&w->inlined, memory_order_relaxed);
         out->blocked += atomic_load_explicit(&w->blocked, memory_order_relaxed);
     }
-    /* A cancelled task stays queued until a worker drops it; it counts
-     * as cancelled, and no longer as queued, from the cancel on. */
-    size_t cancelled =
-        atomic_load_explicit(&s->home.cancelled, memory_order_relaxed);
+    /* A cancelled task stays queued until a worker drops it, and so does
+     * the entry of one a wait ran: neither counts as queued. A cancel
+     * counts as one from the cancel on. */
+    size_t husks = atomic_load_explicit(&s->home.husks, memory_order_relaxed);
     size_t gone =
-        atomic_load_explicit(&s->home.cancelled_gone, memory_order_relaxed);
-    size_t still = cancelled > gone ? cancelled - gone : 0;
+        atomic_load_explicit(&s->home.husks_gone, memory_order_relaxed);
+    size_t still = husks > gone ? husks - gone : 0;
     out->queued = queued > still ? queued - still : 0;
-    out->cancelled = cancelled;
+    out->cancelled =
+        atomic_load_explicit(&s->home.cancelled, memory_order_relaxed);
     out->spares = atomic_load_explicit(&s->spares, memory_order_relaxed);
 }
