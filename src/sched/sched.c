@@ -25,8 +25,10 @@
  * counts itself in blocked_now, and every cap on live workers is
  * max_workers plus the blocked ones (up to max_spare), so a sleeper is woken
  * or a spare started in its place. Workers beyond max_workers plus the
- * blocked ones are surplus: idle for RETIRE_AFTER, one retires and its
- * record is reused by the next spare.
+ * blocked ones are surplus: one at a time they stand down (take no more
+ * tasks, counted in `resting`) when their task ends, so no more than
+ * worker_cap run tasks for long; a compensation wakes them first, and one
+ * that rests RETIRE_AFTER retires, its record reused by the next spare.
  */
 #include "sched.h"
 
@@ -180,12 +182,37 @@ static cf__task *steal(cf__worker *w)
     return NULL;
 }
 
-/* Own deque first, then the injection queue, then stealing. *shared says
- * whether the task came from a shared place (not the own deque). */
+/* A task from the deque of a worker blocked in a wait: what that wait
+ * depends on is most likely there, and the pool started or woke us to
+ * stand in for it. NULL when there is none. */
+static cf__task *steal_from_blocked(cf__worker *w)
+{
+    cf__sched *s = w->sched;
+    /* acquire: workers[0, n) are initialised */
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        cf__worker *v = s->workers[i];
+        if (v == w || !atomic_load_explicit(&v->in_wait, memory_order_relaxed))
+            continue;
+        cf__task *t = cf__deque_steal(&v->deque);
+        if (t && t != CF__STEAL_ABORT) {
+            cf__count(&w->steals);
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Own deque first, then the deques of blocked workers, then the injection
+ * queue, then stealing. *shared says whether the task came from a shared
+ * place (not the own deque). */
 static cf__task *find_work(cf__worker *w, bool *shared)
 {
     cf__task *t = cf__deque_take(&w->deque);
     *shared = !t;
+    if (!t &&
+        atomic_load_explicit(&w->sched->blocked_now, memory_order_relaxed))
+        t = steal_from_blocked(w);
     if (!t)
         t = inject_pop(w->sched);
     if (!t)
@@ -252,10 +279,19 @@ static size_t worker_cap(cf__sched *s)
     return s->max_workers + (b < s->max_spare ? b : s->max_spare);
 }
 
-/* More workers live than worker_cap: the idle ones may retire. */
+/* More workers live than worker_cap: a resting one may retire. */
 static bool surplus(cf__sched *s)
 {
     return atomic_load_explicit(&s->live, memory_order_relaxed) > worker_cap(s);
+}
+
+/* More workers live and not resting than worker_cap: one should rest. */
+static bool should_rest(cf__sched *s)
+{
+    size_t live = atomic_load_explicit(&s->live, memory_order_relaxed);
+    size_t resting = atomic_load_explicit(&s->resting, memory_order_relaxed);
+    return live > resting + worker_cap(s) &&
+           !atomic_load_explicit(&s->shutdown, memory_order_relaxed);
 }
 
 #define SPAWN_BURST 8
@@ -328,16 +364,17 @@ static void stop_searching(cf__sched *s)
         spread(s, old - SEARCHING_ONE, worker_cap(s));
 }
 
-/* Puts the sleeper on the stack and counts it sleeping, no longer
- * searching. */
-static void sleep_enter(cf__sched *s, cf__worker *w)
+/* Puts the sleeper on the stack and counts it sleeping (and no longer
+ * searching, if it was). */
+static void sleep_enter(cf__sched *s, cf__worker *w, bool searching)
 {
     pthread_mutex_lock(&s->sleep_mu);
     w->sleeping = true;
     w->next_sleeper = s->sleepers;
     s->sleepers = w;
-    atomic_fetch_add_explicit(&s->idle, SLEEPING_ONE - SEARCHING_ONE,
-                              memory_order_seq_cst);
+    atomic_fetch_add_explicit(
+        &s->idle, searching ? SLEEPING_ONE - SEARCHING_ONE : SLEEPING_ONE,
+        memory_order_seq_cst);
     pthread_mutex_unlock(&s->sleep_mu);
 }
 
@@ -369,18 +406,11 @@ static bool may_exit(cf__sched *s)
            !work_visible(s);
 }
 
-/* A searching worker with nothing found: sleeps until woken or the
- * deadline (NULL: none). Returns with the worker counted searching again:
- * false when the deadline passed with nobody waking it. */
-static bool go_to_sleep(cf__sched *s, cf__worker *w, const cf__deadline *until)
+/* A sleeper on the stack parks until woken or the deadline (NULL: none).
+ * Returns with it counted searching: false when the deadline passed with
+ * nobody waking it. */
+static bool park_sleeper(cf__sched *s, cf__worker *w, const cf__deadline *until)
 {
-    sleep_enter(s, w);
-    /* seq_cst (the RMW in sleep_enter): re-scan after counting ourselves */
-    if (work_visible(s) ||
-        atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {
-        sleep_leave(s, w);
-        return true;
-    }
     for (;;) {
         if (cf__park(&w->parker, until) == CF_ETIMEDOUT &&
             cf__deadline_passed(until))
@@ -393,9 +423,44 @@ static bool go_to_sleep(cf__sched *s, cf__worker *w, const cf__deadline *until)
     }
 }
 
-/* A surplus worker that idled RETIRE_AFTER: true if it may leave. It stops
- * counting as searching first and then looks once more, so a push that
- * relied on it as a searcher is seen here (the pairing of notify). */
+/* A searching worker with nothing found: sleeps until woken. Returns with
+ * the worker counted searching again. */
+static void go_to_sleep(cf__sched *s, cf__worker *w)
+{
+    sleep_enter(s, w, true);
+    /* seq_cst (the RMW in sleep_enter): re-scan after counting ourselves */
+    if (work_visible(s) ||
+        atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {
+        sleep_leave(s, w);
+        return;
+    }
+    park_sleeper(s, w, NULL);
+}
+
+/* A surplus worker (should_rest) stands down: it sleeps without taking
+ * work, woken first by a compensation, until RETIRE_AFTER. Queued work is
+ * left to the others - worker_cap of them run - but if it was the last
+ * searcher it passes that role on first. Returns counted searching: true
+ * if it should retire now. */
+static bool rest(cf__sched *s, cf__worker *w)
+{
+    atomic_fetch_add_explicit(&s->resting, 1, memory_order_relaxed);
+    uint64_t idle = atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
+                                              memory_order_seq_cst) -
+                    SEARCHING_ONE;
+    if (n_searching(idle) == 0 && n_sleeping(idle) > 0 && work_visible(s))
+        wake_one(s);
+    sleep_enter(s, w, false);
+    cf__deadline until;
+    cf__deadline_from(RETIRE_AFTER, &until);
+    bool woken = park_sleeper(s, w, &until);
+    atomic_fetch_sub_explicit(&s->resting, 1, memory_order_relaxed);
+    return !woken && surplus(s);
+}
+
+/* A surplus worker that rested RETIRE_AFTER: true if it may leave. It
+ * stops counting as searching first and then looks once more, so a push
+ * that relied on it as a searcher is seen here (the pairing of notify). */
 static bool retire(cf__sched *s)
 {
     if (atomic_load_explicit(&s->shutdown, memory_order_relaxed) || !surplus(s))
@@ -443,12 +508,14 @@ static void helper_block(cf__helper *h, const cf__deadline *deadline,
     /* seq_cst: raises worker_cap before we look for work to hand over;
      * a pusher that read the old cap pushed before our scan, which sees
      * its task (the pairing of notify) */
+    atomic_store_explicit(&w->in_wait, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->blocked_now, 1, memory_order_seq_cst);
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
     if (n_searching(idle) == 0)
         spread(s, idle, worker_cap(s));
     cf__park(&w->parker, deadline);
     atomic_fetch_sub_explicit(&s->blocked_now, 1, memory_order_seq_cst);
+    atomic_store_explicit(&w->in_wait, 0, memory_order_relaxed);
 }
 
 /* Records the bounds of the calling thread's stack in w. */
@@ -487,8 +554,18 @@ static void *worker_main(void *arg)
         s->hooks.on_start(w, s->hooks.ctx);
 
     /* Here the worker is counted searching. */
-    bool retiring = false;
+    bool retiring = false, rested = false;
     for (;;) {
+        /* A rest ends with at least one search: the wake-up may have been
+         * meant for this worker's search (a pusher woke the top sleeper),
+         * and the work seen by a refused retirement must get a worker. */
+        if (!rested && should_rest(s)) {
+            if (rest(s, w) && (retiring = retire(s)))
+                break;
+            rested = true;
+            continue;
+        }
+        rested = false;
         cf__task *t = NULL;
         bool shared;
         /* Spin only while no more workers search than there are CPUs; the
@@ -509,7 +586,7 @@ static void *worker_main(void *arg)
             for (;;) {
                 t->exec(t, w, NULL);
                 cf__worker_leave(w);
-                if (!(t = find_work(w, &shared)))
+                if (should_rest(s) || !(t = find_work(w, &shared)))
                     break;
                 begin_task(w);
                 /* Not searching, we took it: if nobody searches, make sure
@@ -525,14 +602,7 @@ static void *worker_main(void *arg)
         }
         if (may_exit(s))
             break;
-        if (!surplus(s)) {
-            go_to_sleep(s, w, NULL);
-            continue;
-        }
-        cf__deadline until;
-        cf__deadline_from(RETIRE_AFTER, &until);
-        if (!go_to_sleep(s, w, &until) && (retiring = retire(s)))
-            break;
+        go_to_sleep(s, w);
     }
     if (!retiring)
         atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,

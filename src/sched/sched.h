@@ -45,6 +45,7 @@ struct cf__worker {
     uintptr_t stack_lo; /* the lowest usable address of the thread's stack */
     char pad[64];       /* in_task and the counters away from the deque */
     _Atomic uint32_t in_task; /* 1 while inside a task (see sched.c) */
+    _Atomic uint32_t in_wait; /* 1 while blocked in a wait */
     /* counters, written by this worker only (relaxed), read by stats */
     _Atomic size_t completed, failed, steals, inlined, blocked;
     /* sleep_mu */
@@ -81,6 +82,7 @@ struct cf__sched {
     _Atomic bool shutdown;
     _Atomic size_t blocked_now; /* workers blocked in a wait right now */
     _Atomic size_t spares;      /* spare workers started, ever */
+    _Atomic size_t resting;     /* surplus workers standing down */
     cf__task_home home;         /* of the futures queued here */
     pthread_mutex_t sleep_mu;
     cf__worker *sleepers;
