@@ -829,15 +829,19 @@ void cf__sched_orphan(cf__sched *s)
 void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
 {
     memset(out, 0, sizeof *out);
+    /* Husks leave the queues while we count: read how many left before
+     * counting the queues, and how many there were after, so that a husk
+     * taken off meanwhile never counts as queued. */
+    size_t gone =
+        atomic_load_explicit(&s->home.husks_gone, memory_order_seq_cst);
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_relaxed);
     out->workers = atomic_load_explicit(&s->live, memory_order_relaxed);
     out->idle = n_searching(idle) + n_sleeping(idle);
-    size_t queued = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+    size_t queued = atomic_load_explicit(&s->inj_count, memory_order_seq_cst);
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];
-        int64_t b =
-            atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
+        int64_t b = atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
         int64_t t = atomic_load_explicit(&w->deque.top, memory_order_relaxed);
         queued += b > t ? (size_t)(b - t) : 0;
         out->running += atomic_load_explicit(&w->in_task, memory_order_relaxed);
@@ -851,9 +855,7 @@ void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
     /* A cancelled task stays queued until a worker drops it, and so does
      * the entry of one a wait ran: neither counts as queued. A cancel
      * counts as one from the cancel on. */
-    size_t husks = atomic_load_explicit(&s->home.husks, memory_order_relaxed);
-    size_t gone =
-        atomic_load_explicit(&s->home.husks_gone, memory_order_relaxed);
+    size_t husks = atomic_load_explicit(&s->home.husks, memory_order_seq_cst);
     size_t still = husks > gone ? husks - gone : 0;
     out->queued = queued > still ? queued - still : 0;
     out->cancelled =

@@ -24,8 +24,19 @@ typedef struct cf__sched cf__sched;
  * workers carry deeper chains, each on a stack of its own. */
 #define CF__WORKER_STACK ((size_t)8 << 20)
 /* A wait runs a dependency inline only while more than this much of the
- * thread's stack is left: room for the task's own code. */
-#if defined(__SANITIZE_ADDRESS__) || defined(CF__TSAN)
+ * thread's stack is left: room for the task's own code. ThreadSanitizer
+ * keeps a shadow call stack of a fixed depth per thread, so there inline
+ * nesting gets 2 MiB of the stack only. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CF__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CF__ASAN 1
+#endif
+#endif
+#if defined(CF__TSAN)
+#define CF__STACK_RESERVE (CF__WORKER_STACK - ((size_t)2 << 20))
+#elif defined(CF__ASAN)
 #define CF__STACK_RESERVE ((size_t)1 << 20)
 #else
 #define CF__STACK_RESERVE ((size_t)256 << 10)
