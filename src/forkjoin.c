@@ -5,8 +5,9 @@
  * cf_join inside a worker: b goes on the worker's own deque as a frame on
  * the joiner's stack (no allocation), a runs inline, then the worker takes
  * b back and runs it inline - unless a thief stole it, in which case the
- * worker blocks (and the pool compensates) until the thief marks the frame
- * done and unparks it. What a left on the deque above b is a's own work and
+ * worker steals back from that thief only what b spawned (leapfrogging),
+ * and blocks (the pool compensates) when there is none, until the thief
+ * marks the frame done and unparks it. What a left on the deque above b is a's own work and
  * runs inline on the way down to b; nothing else does (docs/design.md, "The
  * wait protocol"). Outside a worker, or on a worker whose stack is running
  * low, the pair is handed to the pool as one frame on the caller's stack,
@@ -32,6 +33,12 @@ typedef struct join_frame {
     cf__task_ctx ctx;
     cf__parker *waiter;    /* unparked by a thief when done */
     _Atomic uint32_t done; /* set (release) by whoever ran fn */
+    /* Set by a thief before it runs fn, for leapfrogging: its deque held
+     * nothing at index thief_base or above then, and its epoch was
+     * thief_epoch. */
+    _Atomic(cf__worker *) thief;
+    int64_t thief_base;
+    uint64_t thief_epoch;
 } join_frame;
 
 static void run_branch(join_frame *fr)
@@ -46,12 +53,40 @@ static void exec_stolen(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     (void)drop; /* never dropped: join frames live only on deques */
     join_frame *fr = (join_frame *)t;
+    uint64_t epoch = atomic_load_explicit(&w->epoch, memory_order_relaxed);
+    fr->thief_base =
+        atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
+    fr->thief_epoch = epoch;
+    /* release: a joiner that acquires thief sees base and epoch */
+    atomic_store_explicit(&fr->thief, w, memory_order_release);
     run_branch(fr);
     cf__worker_leave(w);
+    /* release: a leapfrogger that steals anything we push from here on sees
+     * the new epoch (cf__worker_steal_back) */
+    atomic_store_explicit(&w->epoch, epoch + 1, memory_order_release);
     cf__parker *waiter = fr->waiter; /* the frame may die once done is set */
     /* release: the joiner that acquires done sees result and ctx */
     atomic_store_explicit(&fr->done, 1, memory_order_release);
     cf__unpark(waiter);
+}
+
+/* The joiner of a stolen frame runs what the thief pushed while it runs
+ * the frame - b's own subtree - stealing it back (leapfrogging). */
+static bool leapfrog(void *p, cf__helper *h)
+{
+    join_frame *fr = p;
+    cf__worker *w = cf__worker_current();
+    (void)h;
+    /* acquire: pairs with the release store of thief in exec_stolen */
+    cf__worker *thief = atomic_load_explicit(&fr->thief, memory_order_acquire);
+    if (!thief || !cf__worker_stack_room(w))
+        return false;
+    cf__task *t =
+        cf__worker_steal_back(w, thief, fr->thief_base, fr->thief_epoch);
+    if (!t)
+        return false;
+    cf__worker_run_inline(w, t, NULL);
+    return true;
 }
 
 static bool frame_done(void *p)
@@ -78,6 +113,7 @@ static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
         .task.exec = exec_stolen, .fn = b, .arg = arg_b, .waiter = &w->parker
     };
     atomic_init(&fb.done, 0);
+    atomic_init(&fb.thief, NULL);
     int rc = cf__worker_push(w, &fb.task);
     if (rc)
         return rc;
@@ -101,8 +137,9 @@ static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
         if (t)
             (void)cf__worker_push(w,
                                   t); /* just taken: no growth; wakes a thief */
-        /* Stolen, or left for a thief: block until it is done. */
-        cf__block_until(frame_done, &fb, NULL, NULL);
+        /* Stolen, or left for a thief: steal back from the thief what b
+         * spawned, and block when there is none, until b is done. */
+        cf__block_until(frame_done, &fb, leapfrog, NULL);
         break;
     }
     if (res_a)

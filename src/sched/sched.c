@@ -518,6 +518,30 @@ static void helper_block(cf__helper *h, const cf__deadline *deadline,
     atomic_store_explicit(&w->in_wait, 0, memory_order_relaxed);
 }
 
+cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
+                                uint64_t epoch)
+{
+    /* acquire: pairs with the release store of epoch after the frame */
+    if (atomic_load_explicit(&thief->epoch, memory_order_acquire) != epoch)
+        return NULL;
+    cf__task *t = cf__deque_steal_from(&thief->deque, base);
+    if (!t || t == CF__STEAL_ABORT)
+        return NULL;
+    /* The frame may have ended between the check and the steal, and t be
+     * later work of the thief. If so, t was pushed after the epoch moved
+     * (our acquire of bottom in the steal orders that store before this
+     * load): hand it to the pool instead of running it here. */
+    if (atomic_load_explicit(&thief->epoch, memory_order_acquire) != epoch) {
+        cf__sched *s = w->sched;
+        inject_push(s, t);
+        atomic_fetch_add_explicit(&s->inj_count, 1, memory_order_seq_cst);
+        notify(s);
+        return NULL;
+    }
+    cf__count(&w->steals);
+    return t;
+}
+
 /* Records the bounds of the calling thread's stack in w. */
 static void find_stack(cf__worker *w)
 {
@@ -675,7 +699,8 @@ static int spawn_locked(cf__sched *s)
     bool spare =
         atomic_load_explicit(&s->live, memory_order_relaxed) >= s->max_workers;
     w->exited = w->joined = w->retired = false;
-    s->workers[idx] = w;
+    if (fresh)
+        s->workers[idx] = w; /* published below, by nworkers */
     atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
     atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
     cf_thread_options o = { .name = name, .stack_size = CF__WORKER_STACK };
@@ -841,7 +866,8 @@ void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];
-        int64_t b = atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
+        int64_t b =
+            atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
         int64_t t = atomic_load_explicit(&w->deque.top, memory_order_relaxed);
         queued += b > t ? (size_t)(b - t) : 0;
         out->running += atomic_load_explicit(&w->in_task, memory_order_relaxed);

@@ -57,6 +57,7 @@ struct cf__worker {
     char pad[64];       /* in_task and the counters away from the deque */
     _Atomic uint32_t in_task; /* 1 while inside a task (see sched.c) */
     _Atomic uint32_t in_wait; /* 1 while blocked in a wait */
+    _Atomic uint64_t epoch;   /* stolen join frames finished (owner only) */
     /* counters, written by this worker only (relaxed), read by stats */
     _Atomic size_t completed, failed, steals, inlined, blocked;
     /* sleep_mu */
@@ -131,6 +132,14 @@ int cf__sched_push(cf__sched *s, cf__task *t);
 /* Pushes t on worker w's own deque (w is the calling thread's worker) and
  * wakes or starts a worker if none is looking: 0 or CF_ENOMEM. */
 int cf__worker_push(cf__worker *w, cf__task *t);
+
+/* Leapfrogging (docs/design.md, "The wait protocol"): from worker w,
+ * steals a task of the deque of worker thief at index base or above while
+ * thief's epoch is still epoch - that is, a task thief pushed while it ran
+ * the stolen join frame that recorded base and epoch, so a task of that
+ * frame's subtree. NULL if there is none. */
+cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
+                                uint64_t epoch);
 
 /* Stops accepting external work; workers leave once no work is left. */
 void cf__sched_shutdown(cf__sched *s);
