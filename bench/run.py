@@ -368,6 +368,8 @@ METRIC_NAMES = {
     "median_us": "median us", "p99_us": "p99 us",
     "bytes_per_task": "bytes/task (RSS)",
     "hwm_bytes_per_task": "bytes/task (HWM)",
+    "overhead_us": "us/task over ideal", "wait_us": "us/wait (no sleep)",
+    "spares": "spares started", "blocked": "waits blocked",
 }
 
 
