@@ -105,13 +105,26 @@ static int first_failure(cf__task_ctx *a, cf__task_ctx *b)
     return code;
 }
 
+static int join_via_pool(cf__sched *s, cf_fn a, void *arg_a, void **res_a,
+                         cf_fn b, void *arg_b, void **res_b);
+
 /* The join on a worker of its pool. */
 static int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
                           cf_fn b, void *arg_b, void **res_b)
 {
-    join_frame fb = {
-        .task.exec = exec_stolen, .fn = b, .arg = arg_b, .waiter = &w->parker
-    };
+    /* Too little stack left to run a and b here: a worker with a fresh
+     * stack runs the pair (docs/design.md, "The wait protocol"). */
+    if (!cf__worker_stack_room(w))
+        return join_via_pool(w->sched, a, arg_a, res_a, b, arg_b, res_b);
+    /* Field by field: zeroing the whole frame costs a string store. */
+    join_frame fb;
+    fb.task.exec = exec_stolen;
+    fb.fn = b;
+    fb.arg = arg_b;
+    fb.result = NULL;
+    fb.ctx.code = 0;
+    fb.ctx.message = NULL;
+    fb.waiter = &w->parker;
     atomic_init(&fb.done, 0);
     atomic_init(&fb.thief, NULL);
     int rc = cf__worker_push(w, &fb.task);
@@ -181,18 +194,14 @@ static bool outer_done(void *p)
     return atomic_load_explicit(&oj->done, memory_order_acquire) != 0;
 }
 
-int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
-            void *arg_b, void **res_b)
+/* The pair handed to the pool as one frame on the caller's stack, which
+ * waits for a worker to run the whole join. Kept out of line so that the
+ * fast path of cf_join stays a tail call. */
+static __attribute__((noinline)) int join_via_pool(cf__sched *s, cf_fn a,
+                                                   void *arg_a, void **res_a,
+                                                   cf_fn b, void *arg_b,
+                                                   void **res_b)
 {
-    cf__sched *s = cf__executor_sched(ex);
-    if (!s || !a || !b)
-        return CF_EINVAL;
-    cf__worker *w = cf__worker_current();
-    /* the fast path: no allocation, no lock */
-    if (w && w->sched == s && cf__worker_stack_room(w))
-        return join_in_worker(w, a, arg_a, res_a, b, arg_b, res_b);
-    if (cf__executor_broken(ex))
-        return CF_EBROKEN;
     outer_join oj = { .task.exec = exec_outer_join,
                       .a = a,
                       .b = b,
@@ -209,6 +218,20 @@ int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
     if (res_b)
         *res_b = oj.res_b;
     return oj.rc;
+}
+
+int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
+            void *arg_b, void **res_b)
+{
+    cf__sched *s = cf__executor_sched(ex);
+    if (!s || !a || !b)
+        return CF_EINVAL;
+    cf__worker *w = cf__worker_current();
+    if (w && w->sched == s) /* the fast path: no allocation, no lock */
+        return join_in_worker(w, a, arg_a, res_a, b, arg_b, res_b);
+    if (cf__executor_broken(ex))
+        return CF_EBROKEN;
+    return join_via_pool(s, a, arg_a, res_a, b, arg_b, res_b);
 }
 
 /* ---- cf_parallel_for ----------------------------------------------------- */
