@@ -289,6 +289,8 @@ static bool surplus(cf__sched *s)
 static bool should_rest(cf__sched *s)
 {
     size_t live = atomic_load_explicit(&s->live, memory_order_relaxed);
+    if (live <= s->max_workers)
+        return false; /* no spare lives: the usual case, one load */
     size_t resting = atomic_load_explicit(&s->resting, memory_order_relaxed);
     return live > resting + worker_cap(s) &&
            !atomic_load_explicit(&s->shutdown, memory_order_relaxed);

@@ -92,10 +92,6 @@ struct cf__sched {
     _Atomic uint64_t idle;
     _Atomic int64_t submitting; /* external pushes in flight */
     _Atomic bool shutdown;
-    _Atomic size_t blocked_now; /* workers blocked in a wait right now */
-    _Atomic size_t spares;      /* spare workers started, ever */
-    _Atomic size_t resting;     /* surplus workers standing down */
-    cf__task_home home;         /* of the futures queued here */
     pthread_mutex_t sleep_mu;
     cf__worker *sleepers;
     /* workers[0, nworkers) are published (release on nworkers) */
@@ -106,7 +102,13 @@ struct cf__sched {
     unsigned ncpu;    /* CPUs: bounds how many workers spin at once */
     _Atomic size_t nworkers;
     _Atomic size_t live;
-    bool orphaned; /* spawn_mu */
+    /* Read by every worker at every task, written only when a wait
+     * blocks: kept off the lines that submitters write (submitting). */
+    _Atomic size_t blocked_now; /* workers blocked in a wait right now */
+    _Atomic size_t resting;     /* surplus workers standing down */
+    _Atomic size_t spares;      /* spare workers started, ever */
+    cf__task_home home;         /* of the futures queued here */
+    bool orphaned;              /* spawn_mu */
     char *prefix;
     cf__sched_hooks hooks;
 };
