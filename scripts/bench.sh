@@ -12,7 +12,7 @@
 #                         [--out DIR]
 #   --reps N    repetitions of each benchmark (default 5)
 #   --quick     one repetition of smaller sizes: a smoke run (under a minute)
-#   --only LIST run only these benchmarks (B1..B6, comma-separated)
+#   --only LIST run only these benchmarks (B1..B7, comma-separated)
 #   --no-build  run what build/release already has
 #   --out DIR   write the result files there (default bench/results)
 # Environment: JOBS (build parallelism, default nproc).

@@ -45,8 +45,16 @@ int cf__submit_future(cf_executor *ex, cf_future *f);
 
 /* Runs a task future on worker w of a thread pool (or fails it if the pool
  * is broken, drops it if it was cancelled), then drops the pool's
- * reference. */
-void cf__pool_run_future(cf_future *f, cf__worker *w);
+ * reference. claimed: a wait that depends on f runs it inline, before any
+ * worker took it off its queue; it runs only if still pending, and the
+ * queue's reference stays for whoever takes the entry off later. */
+void cf__pool_run_future(cf_future *f, cf__worker *w, bool claimed);
+/* The drop that tells a future task's exec it was claimed (above). */
+extern const cf__drop cf__claimed;
+/* Completes a task future of a thread pool that it will never run (cancel
+ * for CF_ECANCELED, else fail with the drop's code), keeps the counters,
+ * and drops the pool's reference. */
+void cf__pool_drop(cf_future *f, const cf__drop *drop);
 
 /* The scheduler of a thread pool, or NULL for other executors. */
 static inline struct cf__sched *cf__executor_sched(cf_executor *ex)
