@@ -586,7 +586,7 @@ typedef struct batch {
     cf__rtask *ts[];
 } batch;
 
-enum { W_STARTING, W_READY, W_DOWN };
+enum { W_STARTING, W_READY, W_DOWN, W_LOST /* stopped answering */ };
 
 typedef struct mworker {
     int rank;
@@ -621,6 +621,8 @@ typedef struct mpool {
     double cost;         /* pool-wide seconds per task, < 0 unknown */
     double longest;      /* longest work between two answers, < 0 none yet */
     double rank_timeout; /* CFUTURES_MPI_RANK_TIMEOUT; < 0 the default */
+    bool abort_on_lost;  /* CFUTURES_MPI_RANK_LOST=abort */
+    bool lost;           /* a rank stopped answering */
     double next_watch;   /* when the watchdog looks next */
     int spins;           /* rounds without progress */
     double pause;        /* the next sleep while work is in flight */
@@ -1194,6 +1196,10 @@ static void stop_workers(mpool *p)
     MPI_Request *reqs = cf__calloc(n ? n : 1, sizeof *reqs);
     for (size_t i = 0; i < n; i++) {
         mworker *w = &p->workers[i];
+        if (reqs)
+            reqs[i] = MPI_REQUEST_NULL;
+        if (w->state == W_LOST)
+            continue; /* never touched again */
         while (w->state == W_STARTING && !p->offline) {
             MPI_Status st;
             if (probe_backoff(p->comm, w->rank, &st) != MPI_SUCCESS) {
@@ -1215,12 +1221,14 @@ static void stop_workers(mpool *p)
     if (p->offline)
         return;
     MPI_Comm_free(&p->comm);
-    if (p->spawn_inter != MPI_COMM_NULL) {
+    if (p->spawn_inter != MPI_COMM_NULL && !p->lost) {
         /* In step with the spawned workers (cf_mpi_pool_spawn). */
         MPI_Comm_free(&p->spawn_intra);
         MPI_Comm_disconnect(&p->spawn_inter);
     }
 }
+
+static bool in_flight(const mpool *p);
 
 /* ---- the watchdog (docs/mpi.md, "A rank that stops answering") ---------- */
 
@@ -1254,17 +1262,35 @@ static double rank_timeout_env(void)
     return t;
 }
 
-/* Ends the job: w held tasks and said nothing for `silent` seconds. MPI
- * defines nothing after a lost process but MPI_Abort (docs/mpi.md). */
-static void rank_lost(mpool *p, const mworker *w, double silent)
+/* w held tasks and said nothing for `silent` seconds: says so, then
+ * ends the job (CFUTURES_MPI_RANK_LOST=abort), or fails w's tasks with
+ * CF_EBROKEN and never touches w again (docs/mpi.md). */
+static void rank_lost(mpool *p, mworker *w, double silent)
 {
+    char why[MPI_MAX_PROCESSOR_NAME + 128];
+    snprintf(why, sizeof why,
+             "MPI rank %d on host %s stopped answering (nothing for %.1f s, "
+             "%zu tasks in flight)",
+             w->rank, w->host[0] ? w->host : "?", silent, w->tasks);
     add(&p->r.st_stalled, 1);
-    fprintf(stderr,
-            "cfutures: MPI rank %d on host %s stopped answering (nothing "
-            "for %.1f s, %zu tasks in flight); ending the MPI job\n",
-            w->rank, w->host[0] ? w->host : "?", silent, w->tasks);
+    fprintf(stderr, "cfutures: %s; %s\n", why,
+            p->abort_on_lost ? "ending the MPI job"
+                             : "its tasks fail, the others go on");
     fflush(stderr);
-    MPI_Abort(p->comm, 1);
+    if (p->abort_on_lost)
+        MPI_Abort(p->comm, 1);
+    if (w->enabled)
+        add(&p->r.st_workers, -1); /* not idle: it held work */
+    w->state = W_LOST;
+    p->lost = true;
+    while (w->head) {
+        /* Its send may never complete: MPI may still read the buffer,
+         * which is left allocated for good. */
+        w->head->msg = NULL;
+        drop_batch(p, w, CF_EBROKEN, why);
+    }
+    if (!in_flight(p) && ready_workers(p) == 0)
+        cf__remote_break(&p->r, why); /* nobody left to run the rest */
 }
 
 /* Every WATCH_EVERY_S: a rank holding tasks, silent past the limit, is
@@ -1276,7 +1302,7 @@ static void watch(mpool *p)
         return;
     p->next_watch = now + WATCH_EVERY_S;
     for (size_t i = 0; i < p->nworkers; i++) {
-        const mworker *w = &p->workers[i];
+        mworker *w = &p->workers[i];
         if (w->head && now - w->heard > limit)
             rank_lost(p, w, now - w->heard);
     }
@@ -1436,6 +1462,8 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
     p->cost = -1;
     p->longest = -1;
     p->rank_timeout = rank_timeout_env();
+    const char *lost = getenv("CFUTURES_MPI_RANK_LOST");
+    p->abort_on_lost = lost && strcmp(lost, "abort") == 0;
     p->next_seq = 1;
     if (opts)
         p->opts = *opts;

@@ -8,9 +8,13 @@
  * The root keeps tasks of 10 ms in flight on an MPI pool. After 20 rounds
  * of answers, one task stops the rank it runs on with SIGSTOP: the rank
  * still exists and its connections stay open, but it never answers again,
- * as a frozen node or a partition would look. The pool's watchdog must end
- * the job, naming the rank; if the root is still running after SECONDS,
- * it prints "NOT ENDED" and exits with 3.
+ * as a frozen node or a partition would look. The pool's watchdog must
+ * notice, naming the rank: by default the tasks the rank held fail with
+ * CF_EBROKEN, and then this program prints "LOST: " and the message, and
+ * ends the job with MPI_Abort as docs/mpi.md advises (the stopped rank
+ * would never take part in MPI_Finalize); with
+ * CFUTURES_MPI_RANK_LOST=abort the pool ends the job itself. If the root
+ * is still running after SECONDS, it prints "NOT ENDED" and exits with 3.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cfutures/mpi.h>
@@ -60,6 +64,15 @@ int main(int argc, char **argv)
         cf_wait(f, 1, 0.5, CF_ALL_COMPLETED);
         if (!cf_future_done(*f))
             continue; /* held by the stopped rank: wait for the watchdog */
+        const char *why;
+        if (cf_future_exception(*f, 0, &why) == CF_EBROKEN) {
+            cf_stats st;
+            cf_executor_stats(ex, &st);
+            printf("LOST: %s (stalled %zu, workers %zu)\n", why ? why : "",
+                   st.stalled, st.workers);
+            fflush(stdout);
+            MPI_Abort(MPI_COMM_WORLD, 4);
+        }
         cf_future_release(*f);
         const char *what = i == 20 * WINDOW ? "s" : "";
         if (i == 20 * WINDOW) {
