@@ -885,14 +885,16 @@ static double batch_s(const mworker *w)
     return w->rtt / 8 > BATCH_TARGET_S ? w->rtt / 8 : BATCH_TARGET_S;
 }
 
-/* The tasks w may hold at cost seconds each: the bandwidth-delay product,
- * 1.25 round trips of work plus one batch (the answer to a batch is on
- * its way back while the next ones run), capped. */
+/* The tasks w may hold at cost seconds each: the bandwidth-delay product.
+ * When a task ends, its answer takes a round trip to bring the next one,
+ * so 1.25 round trips of work wait behind the running batch, plus one
+ * batch (capped). */
 static size_t window(const mworker *w, double cost)
 {
     double rtt = w->rtt > 0 ? w->rtt : 0;
-    return cf__remote_window(cost, 1.25 * rtt + batch_s(w), 1,
-                             WINDOW_MAX_TASKS);
+    double k = ceil(1.25 * rtt / (cost > 1e-9 ? cost : 1e-9));
+    size_t batch = cf__remote_window(cost, batch_s(w), 1, BATCH_MAX_TASKS);
+    return k >= WINDOW_MAX_TASKS ? WINDOW_MAX_TASKS : (size_t)k + batch;
 }
 
 /* Whether w gets another batch now: a second one always (it hides the
