@@ -768,9 +768,13 @@ static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
     if (busy > p->longest)
         p->longest = busy;
     if (first == 0 && b->alone) {
+        /* The smallest sample wins at once (a first message may pay for
+         * setting up the connection); larger ones raise it slowly. */
         double rtt = cf__now() - b->sent - busy;
-        if (rtt > 0)
-            cf__remote_ewma(&w->rtt, rtt, 0.5);
+        if (rtt > 0 && (w->rtt <= 0 || rtt < w->rtt))
+            w->rtt = rtt;
+        else if (rtt > 0)
+            cf__remote_ewma(&w->rtt, rtt, 0.125);
     }
 }
 
