@@ -1283,8 +1283,12 @@ static void rank_lost(mpool *p, mworker *w, double silent)
             p->abort_on_lost ? "ending the MPI job"
                              : "its tasks fail, the others go on");
     fflush(stderr);
+    /* MPICH 4.0 does not end the job on an abort of a duplicate of
+     * MPI_COMM_WORLD from this thread; a spawned pool's world is the root
+     * alone, so there the merged communicator, which spans the workers. */
     if (p->abort_on_lost)
-        MPI_Abort(p->comm, 1);
+        MPI_Abort(p->spawn_inter != MPI_COMM_NULL ? p->comm : MPI_COMM_WORLD,
+                  1);
     if (w->enabled)
         add(&p->r.st_workers, -1); /* not idle: it held work */
     w->state = W_LOST;
