@@ -10,7 +10,8 @@
  * still exists and its connections stay open, but it never answers again,
  * as a frozen node or a partition would look. The pool's watchdog must
  * notice, naming the rank: by default the tasks the rank held fail with
- * CF_EBROKEN, and then this program prints "LOST: " and the message, and
+ * CF_EBROKEN, and then this program prints "LOST: " and the message,
+ * checks that the pool goes on with the other rank ("GO ON: "), and
  * ends the job with MPI_Abort as docs/mpi.md advises (the stopped rank
  * would never take part in MPI_Finalize); with
  * CFUTURES_MPI_RANK_LOST=abort the pool ends the job itself. If the root
@@ -35,6 +36,22 @@ static int nap(const void *in, size_t len, cf_buffer *out)
     struct timespec ts = { 0, 10 * 1000 * 1000 };
     nanosleep(&ts, NULL);
     return cf_buffer_append(out, "", 1);
+}
+
+/* Runs n more tasks (on the ranks left): how many succeeded. */
+static int go_on(cf_executor *ex, int n)
+{
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        cf_future *f;
+        if (cf_submit_bytes(ex, nap, "", 1, &f))
+            return ok;
+        const void *data;
+        size_t len;
+        ok += cf_future_bytes(f, 10, &data, &len) == 0;
+        cf_future_release(f);
+    }
+    return ok;
 }
 
 static double now_s(void)
@@ -70,6 +87,7 @@ int main(int argc, char **argv)
             cf_executor_stats(ex, &st);
             printf("LOST: %s (stalled %zu, workers %zu)\n", why ? why : "",
                    st.stalled, st.workers);
+            printf("GO ON: %d of 16 more tasks ran\n", go_on(ex, 16));
             fflush(stdout);
             MPI_Abort(MPI_COMM_WORLD, 4);
         }

@@ -7,7 +7,7 @@
 # short), and the job ends within 15 s, twice:
 #   - by default, the tasks the rank held fail with CF_EBROKEN and that
 #     message, cf_executor_stats counts it (stalled 1, one worker left),
-#     and the program ends the job;
+#     16 more tasks run on the other rank, and the program ends the job;
 #   - with CFUTURES_MPI_RANK_LOST=abort, the pool ends the job itself.
 #   tests/mpi/stall.sh MPI_STALL MPIEXEC [MPIEXEC FLAGS...]
 set -euo pipefail
@@ -46,6 +46,7 @@ run "" "$@"
 grep -Eq "${said}its tasks fail, the others go on" "$log" || fail "no watchdog message"
 grep -Eq '^LOST: MPI rank [12] on host [^ ]+ stopped answering .*\(stalled 1, workers 1\)$' "$log" ||
     fail "the futures did not fail with the message, or the stats are wrong"
+grep -q '^GO ON: 16 of 16 more tasks ran$' "$log" || fail "the pool did not go on with the other rank"
 
 run abort "$@"
 grep -Eq "${said}ending the MPI job" "$log" || fail "no watchdog message"
