@@ -596,7 +596,7 @@ typedef struct mworker {
     unsigned nbatches;
     size_t tasks, bytes; /* in flight */
     double cost;         /* seconds per task (EWMA), < 0 unknown */
-    double rtt;          /* round trip in seconds (EWMA), <= 0 unknown */
+    double rtt;          /* round trip in seconds, <= 0 unknown */
     double heard;        /* last message, or when it was given work */
     size_t slow_start;   /* next batch size while cost is unknown */
     char host[MPI_MAX_PROCESSOR_NAME + 1]; /* from its hello */
@@ -1240,7 +1240,8 @@ static bool in_flight(const mpool *p);
 
 /* How long a rank holding tasks may stay silent: CFUTURES_MPI_RANK_TIMEOUT
  * when set (0: never), else max(5 s, 2 x the longest work between two
- * answers seen + 3 s), and no limit before a first answer. 0: none. */
+ * answers seen + 3 s, an isolated pool's task_timeout + 3 s), and no limit
+ * before a first answer. 0: none. */
 static double rank_limit(const mpool *p)
 {
     if (p->rank_timeout >= 0)
@@ -1248,6 +1249,10 @@ static double rank_limit(const mpool *p)
     if (p->longest < 0)
         return 0;
     double t = 2 * p->longest + 3;
+    /* An isolated rank answers a hung task when task_timeout kills it. */
+    double hung =
+        p->isolated && p->opts.task_timeout > 0 ? p->opts.task_timeout + 3 : 0;
+    t = t > hung ? t : hung;
     return t > 5 ? t : 5;
 }
 
