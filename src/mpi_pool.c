@@ -13,15 +13,17 @@
  * the pending queue of TASK frames, shutdown, stats, the manager thread.
  * This file's round (mp_round) makes every MPI call (so
  * MPI_THREAD_SERIALIZED is enough): it hands batches of tasks to whichever
- * worker rank has room (dynamic load balancing), keeps at most two batches
- * in flight per worker so a worker never waits for the next one, and reads
- * answers back with MPI_Iprobe/MPI_Recv. Batch sizes adapt: each worker
- * reports how long its tasks took, and a batch is sized to about
+ * worker rank has room (dynamic load balancing), keeps enough in flight
+ * per worker that it never waits for the next batch (two batches, or the
+ * bandwidth-delay product when the measured round trip needs more), and
+ * reads answers back with MPI_Iprobe/MPI_Recv. Batch sizes adapt: each
+ * worker reports how long its tasks took, and a batch is sized to about
  * BATCH_TARGET_S of that worker's time (slow start while unknown), so many
- * tiny tasks share one message and a slow rank holds little work. Idle
- * workers are served first; long tasks go one per batch, and a second one
- * only while enough waits for every worker to get one, so the tail is not
- * queued behind a running task. Worker ranks serve in the thread that
+ * tiny tasks share one message and a slow rank holds little work. The
+ * emptiest workers are served first; long tasks go one per batch, and
+ * more only while enough waits for every worker to get one, so the tail
+ * is not queued behind a running task. A watchdog fails the tasks of a
+ * rank that holds work and stops answering (or ends the job). Worker ranks serve in the thread that
  * called cf_mpi_pool_new until the root sends STOP. With one rank the
  * manager runs the batches itself, through the same codec. Isolated pools
  * (cf_mpi_pool_new_isolated) hand each rank's tasks to a process pool of
