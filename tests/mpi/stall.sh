@@ -8,7 +8,8 @@
 #   - by default, the tasks the rank held fail with CF_EBROKEN and that
 #     message, cf_executor_stats counts it (stalled 1, one worker left),
 #     16 more tasks run on the other rank, and the program ends the job;
-#   - with CFUTURES_MPI_RANK_LOST=abort, the pool ends the job itself.
+#   - with CFUTURES_MPI_RANK_LOST=abort, the pool ends the job itself;
+#     with CFUTURES_MPI_RANK_TIMEOUT=2 as well, after 2 s of silence.
 #   tests/mpi/stall.sh MPI_STALL MPIEXEC [MPIEXEC FLAGS...]
 set -euo pipefail
 
@@ -24,13 +25,17 @@ fail() {
     exit 1
 }
 
-# run MODE: runs the workload with CFUTURES_MPI_RANK_LOST=MODE (empty:
+# run MODE LIMIT MPIEXEC...: runs the workload with
+# CFUTURES_MPI_RANK_LOST=MODE and CFUTURES_MPI_RANK_TIMEOUT=LIMIT (empty:
 # unset) and checks what every mode must do.
 run() {
     mode=${1:-default}
-    local start end rc=0
+    local start end rc=0 env=()
+    [ -z "$1" ] || env+=("CFUTURES_MPI_RANK_LOST=$1")
+    [ -z "$2" ] || env+=("CFUTURES_MPI_RANK_TIMEOUT=$2")
+    shift 2
     start=$(date +%s.%N)
-    CFUTURES_MPI_RANK_LOST=$1 timeout --kill-after=5 60 "${@:2}" -n 3 "$prog" 40 >"$log" 2>&1 || rc=$?
+    env "${env[@]}" timeout --kill-after=5 60 "$@" -n 3 "$prog" 40 >"$log" 2>&1 || rc=$?
     end=$(date +%s.%N)
     sed 's/^/    | /' "$log"
     grep -q '^STOPPING' "$log" || fail "the workload never stopped a rank"
@@ -42,13 +47,14 @@ run() {
     [ "$(echo "$took < 15" | bc)" = 1 ] || fail "took ${took} s (limit 15 s)"
 }
 
-run "" "$@"
+run "" "" "$@"
 grep -Eq "${said}its tasks fail, the others go on" "$log" || fail "no watchdog message"
 grep -Eq '^LOST: MPI rank [12] on host [^ ]+ stopped answering .*\(stalled 1, workers 1\)$' "$log" ||
     fail "the futures did not fail with the message, or the stats are wrong"
 grep -q '^GO ON: 16 of 16 more tasks ran$' "$log" || fail "the pool did not go on with the other rank"
 
-run abort "$@"
+run abort 2 "$@"
 grep -Eq "${said}ending the MPI job" "$log" || fail "no watchdog message"
+grep -q 'nothing for 2\.[0-9] s' "$log" || fail "CFUTURES_MPI_RANK_TIMEOUT=2 was not the limit"
 ! grep -q '^LOST' "$log" || fail "the pool did not end the job itself"
 echo "stall.sh: PASS"
