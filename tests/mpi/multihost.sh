@@ -189,7 +189,7 @@ partition() {
     ip -n "$NETNS_PREFIX-h3" link set eth0 down
     echo "h3's link is down; waiting for the job to end"
     # The watchdog (docs/mpi.md, "A rank that stops answering") or MPI.
-    local said= lost='stopped answering|lost communication with a remote daemon'
+    local said='' lost='stopped answering|lost communication with a remote daemon'
     while kill -0 "$pid" 2>/dev/null; do
         if [ -z "$said" ] && grep -Eq "$lost" "$log"; then
             said=$(elapsed "$t_cut")
