@@ -401,7 +401,8 @@ typedef struct cf_stats {
     size_t inlined;   /* tasks run inline by a wait that depended on them */
     size_t spares;    /* spare workers started to compensate blocked waits */
     size_t blocked;   /* waits inside tasks that blocked */
-    size_t reserved_[12]; /* room for later counters, carved from its
+    size_t stalled;   /* MPI ranks that stopped answering (docs/mpi.md) */
+    size_t reserved_[11]; /* room for later counters, carved from its
                              front so sizeof never changes; written as zero
                              (a counter this library predates reads 0) */
 } cf_stats;

@@ -13,15 +13,17 @@
  * the pending queue of TASK frames, shutdown, stats, the manager thread.
  * This file's round (mp_round) makes every MPI call (so
  * MPI_THREAD_SERIALIZED is enough): it hands batches of tasks to whichever
- * worker rank has room (dynamic load balancing), keeps at most two batches
- * in flight per worker so a worker never waits for the next one, and reads
- * answers back with MPI_Iprobe/MPI_Recv. Batch sizes adapt: each worker
- * reports how long its tasks took, and a batch is sized to about
+ * worker rank has room (dynamic load balancing), keeps enough in flight
+ * per worker that it never waits for the next batch (two batches, or the
+ * bandwidth-delay product when the measured round trip needs more), and
+ * reads answers back with MPI_Iprobe/MPI_Recv. Batch sizes adapt: each
+ * worker reports how long its tasks took, and a batch is sized to about
  * BATCH_TARGET_S of that worker's time (slow start while unknown), so many
- * tiny tasks share one message and a slow rank holds little work. Idle
- * workers are served first; long tasks go one per batch, and a second one
- * only while enough waits for every worker to get one, so the tail is not
- * queued behind a running task. Worker ranks serve in the thread that
+ * tiny tasks share one message and a slow rank holds little work. The
+ * emptiest workers are served first; long tasks go one per batch, and
+ * more only while enough waits for every worker to get one, so the tail
+ * is not queued behind a running task. A watchdog fails the tasks of a
+ * rank that holds work and stops answering (or ends the job). Worker ranks serve in the thread that
  * called cf_mpi_pool_new until the root sends STOP. With one rank the
  * manager runs the batches itself, through the same codec. Isolated pools
  * (cf_mpi_pool_new_isolated) hand each rank's tasks to a process pool of
@@ -53,6 +55,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +70,11 @@
 #define BATCH_MAX_BYTES                                                        \
     (1u << 20)                            /* frame bytes in one batch (1 task \
                                       larger than this goes alone) */
-#define MAX_DEPTH 2                       /* batches in flight per worker */
+#define MAX_BATCHES 64                    /* batches in flight per worker */
+#define WINDOW_MAX_TASKS 65536            /* tasks in flight per worker */
+#define WINDOW_MAX_BYTES (64u << 20)      /* task bytes in flight per worker */
+#define EAGER_BYTES (48u << 10)           /* a batch's bytes past 1 ms of rtt */
+#define WATCH_EVERY_S 0.1                 /* the watchdog's period */
 #define REPLY_FLUSH_BYTES (8u << 20)      /* a worker sends results past this */
 #define MSG_MAX ((size_t)INT_MAX - 65536) /* one MPI message (int count) */
 #define SPIN_ROUNDS 32                    /* quick polls before sleeping */
@@ -479,17 +486,25 @@ static int prepare(const cf_options *opts, bool isolated, cf_executor **pp,
     return CF_EBROKEN;
 }
 
-/* Sends the HELLO frame (code: prepare's outcome; msg its message). */
+/* Sends the HELLO frame (code: prepare's outcome); its payload is the
+ * rank's host name, a NUL, and msg (the failure's message, if any). */
 static int say_hello(dest *to, int code, char *msg)
 {
+    char host[MPI_MAX_PROCESSOR_NAME + 1] = { 0 };
+    int hn = 0;
+    if (MPI_Get_processor_name(host, &hn) != MPI_SUCCESS || hn < 0)
+        hn = 0;
+    size_t hl = strnlen(host, MPI_MAX_PROCESSOR_NAME) + 1;
     size_t n = msg ? strnlen(msg, 4096) : 0;
-    unsigned char hello[CF__FRAME_HDR + 4096];
+    unsigned char hello[CF__FRAME_HDR + MPI_MAX_PROCESSOR_NAME + 1 + 4096];
     cf__frame h;
-    cf__frame_set(&h, CF__FR_HELLO, 0, n, code);
+    cf__frame_set(&h, CF__FR_HELLO, 0, hl + n, code);
     memcpy(hello, &h, sizeof h);
+    memcpy(hello + sizeof h, host, hl);
     if (n)
-        memcpy(hello + sizeof h, msg, n);
+        memcpy(hello + sizeof h + hl, msg, n);
     cf__free(msg);
+    n += hl;
     return MPI_Send(hello, (int)(sizeof h + n), MPI_BYTE, to->root, TAG_HELLO,
                     to->comm) == MPI_SUCCESS
                ? 0
@@ -564,14 +579,16 @@ static int serve(MPI_Comm comm, int root, const cf_options *opts, bool isolated)
 typedef struct batch {
     struct batch *next;
     uint64_t seq;
-    size_t n, done;
+    size_t n, done, bytes;
     uint64_t busy_ns;
+    double sent;        /* when it was sent (cf__now) */
+    bool alone;         /* sent to a rank that held nothing: it times the rtt */
     unsigned char *msg; /* the TASKS message until its send completed */
     MPI_Request req;
     cf__rtask *ts[];
 } batch;
 
-enum { W_STARTING, W_READY, W_DOWN };
+enum { W_STARTING, W_READY, W_DOWN, W_LOST /* stopped answering */ };
 
 typedef struct mworker {
     int rank;
@@ -579,8 +596,12 @@ typedef struct mworker {
     bool enabled;       /* within max_workers */
     batch *head, *tail; /* in flight, oldest first */
     unsigned nbatches;
-    double cost;       /* seconds per task (EWMA), < 0 unknown */
-    size_t slow_start; /* next batch size while cost is unknown */
+    size_t tasks, bytes; /* in flight */
+    double cost;         /* seconds per task (EWMA), < 0 unknown */
+    double rtt;          /* round trip in seconds, <= 0 unknown */
+    double heard;        /* last message, or when it was given work */
+    size_t slow_start;   /* next batch size while cost is unknown */
+    char host[MPI_MAX_PROCESSOR_NAME + 1]; /* from its hello */
 } mworker;
 
 typedef struct mpool {
@@ -599,10 +620,15 @@ typedef struct mpool {
     size_t pending; /* the queue's length when dispatch began */
     size_t rr;      /* round-robin start of dispatch */
     uint64_t next_seq;
-    double cost;    /* pool-wide seconds per task, < 0 unknown */
-    int spins;      /* rounds without progress */
-    double pause;   /* the next sleep while work is in flight */
-    cf_buffer rbuf; /* receive buffer */
+    double cost;         /* pool-wide seconds per task, < 0 unknown */
+    double longest;      /* longest work between two answers, < 0 none yet */
+    double rank_timeout; /* CFUTURES_MPI_RANK_TIMEOUT; < 0 the default */
+    bool abort_on_lost;  /* CFUTURES_MPI_RANK_LOST=abort */
+    bool lost;           /* a rank stopped answering */
+    double next_watch;   /* when the watchdog looks next */
+    int spins;           /* rounds without progress */
+    double pause;        /* the next sleep while work is in flight */
+    cf_buffer rbuf;      /* receive buffer */
     replier local_reply;
     cf_options opts; /* for the local initializer */
     cf__parker parker;
@@ -672,6 +698,8 @@ static void retire_batch(mpool *p, mworker *w)
     if (!w->head)
         w->tail = NULL;
     w->nbatches--;
+    w->tasks -= b->n;
+    w->bytes -= b->bytes;
     if (w->nbatches == 0 && w->state == W_READY)
         add(&p->r.st_idle, 1);
     batch_free(b);
@@ -732,6 +760,26 @@ static void rest_failed(mpool *p, mworker *w, cf__rd *in)
     drop_batch(p, w, bad || f.aux == 0 ? CF_EBROKEN : f.aux, why);
 }
 
+/* What an answer says about timing: the longest work between two answers
+ * of a rank (the watchdog's yardstick) and, from the first answer to a
+ * batch sent to an idle rank, that rank's round trip. */
+static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
+                         uint64_t busy_ns)
+{
+    double busy = (double)busy_ns * 1e-9;
+    if (busy > p->longest)
+        p->longest = busy;
+    if (first == 0 && b->alone) {
+        /* The smallest sample wins at once (a first message may pay for
+         * setting up the connection); larger ones raise it slowly. */
+        double rtt = cf__now() - b->sent - busy;
+        if (rtt > 0 && (w->rtt <= 0 || rtt < w->rtt))
+            w->rtt = rtt;
+        else if (rtt > 0)
+            cf__remote_ewma(&w->rtt, rtt, 0.125);
+    }
+}
+
 /* Handles a RESULTS message from worker w (see the file comment for what
  * a malformed one fails). */
 static void on_results(mpool *p, mworker *w, const unsigned char *msg,
@@ -774,6 +822,7 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
         return;
     }
     b->busy_ns += a.busy_ns;
+    learn_timing(p, w, b, h.aux, a.busy_ns);
     take_answers(p, w, b, &in, a.count);
     if (!(a.flags & ANS_FINAL))
         return;
@@ -781,6 +830,21 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
              "MPI rank %d answered %zu of the %zu tasks of a batch", w->rank,
              b->done, b->n);
     drop_batch(p, w, CF_EBROKEN, why); /* fails none if all answered */
+}
+
+/* A hello's payload is the rank's host name, a NUL, then the failure's
+ * message: keeps the name in w->host, moves *m to the message and returns
+ * its length. */
+static size_t hello_host(mworker *w, const unsigned char **m, size_t len)
+{
+    size_t hl = len ? strnlen((const char *)*m, len) : 0;
+    size_t keep = hl < sizeof w->host ? hl : sizeof w->host - 1;
+    if (keep)
+        memcpy(w->host, *m, keep);
+    w->host[keep] = '\0';
+    hl += hl < len; /* the NUL */
+    *m = len ? *m + hl : *m;
+    return len - hl;
 }
 
 static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
@@ -800,9 +864,10 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
         cf__remote_break(&p->r, why);
         return;
     }
+    size_t ml = hello_host(w, &m, (size_t)h.len);
     if (h.aux != 0) {
-        const char *text = h.len ? (const char *)m : cf_strerror(h.aux);
-        int n = h.len ? (int)(h.len < 400 ? h.len : 400) : (int)strlen(text);
+        const char *text = ml ? (const char *)m : cf_strerror(h.aux);
+        int n = ml ? (int)(ml < 400 ? ml : 400) : (int)strlen(text);
         snprintf(why, sizeof why,
                  "pool broken: a worker's initializer failed on MPI rank %d: "
                  "%.*s",
@@ -819,21 +884,43 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
 
 /* ---- dispatching ------------------------------------------------------- */
 
-/* Whether w gets another batch now. A second one hides the round trip
- * behind the first; for long tasks only while enough waits for every
- * worker to get a second one too, so the tail is not queued behind. */
+/* The work in one batch of w, in seconds: BATCH_TARGET_S, or an eighth
+ * of the round trip when that is more (fewer messages per window). */
+static double batch_s(const mworker *w)
+{
+    return w->rtt / 8 > BATCH_TARGET_S ? w->rtt / 8 : BATCH_TARGET_S;
+}
+
+/* The tasks w may hold at cost seconds each: the bandwidth-delay product.
+ * When a task ends, its answer takes a round trip to bring the next one,
+ * so 1.25 round trips of work wait behind the running batch, plus one
+ * batch (capped). */
+static size_t window(const mworker *w, double cost)
+{
+    double rtt = w->rtt > 0 ? w->rtt : 0;
+    double k = ceil(1.25 * rtt / (cost > 1e-9 ? cost : 1e-9));
+    size_t batch = cf__remote_window(cost, batch_s(w), 1, BATCH_MAX_TASKS);
+    return k >= WINDOW_MAX_TASKS ? WINDOW_MAX_TASKS : (size_t)k + batch;
+}
+
+/* Whether w gets another batch now: a second one always (it hides the
+ * round trip behind the first), more while the window allows. Long tasks
+ * beyond the first only while enough waits for every worker to get one
+ * more, so the tail is not queued behind a running task. */
 static bool can_take(const mpool *p, const mworker *w)
 {
     if (w->state != W_READY || !w->enabled)
         return false;
     if (w->nbatches == 0)
         return true;
-    if (p->local || w->nbatches >= MAX_DEPTH)
+    if (p->local || w->nbatches >= MAX_BATCHES || w->bytes >= WINDOW_MAX_BYTES)
         return false;
     double cost = w->cost >= 0 ? w->cost : p->cost;
+    if (w->nbatches >= 2 && (cost < 0 || w->tasks >= window(w, cost)))
+        return false;
     if (cost < BATCH_TARGET_S)
         return true;
-    return p->pending >= MAX_DEPTH * ready_workers(p);
+    return p->pending >= (w->nbatches < 2 ? 2 : 1) * ready_workers(p);
 }
 
 static size_t batch_size(const mpool *p, mworker *w)
@@ -845,7 +932,7 @@ static size_t batch_size(const mpool *p, mworker *w)
         if (w->slow_start < BATCH_MAX_TASKS)
             w->slow_start *= 2;
     } else {
-        n = cf__remote_window(cost, BATCH_TARGET_S, 1, BATCH_MAX_TASKS);
+        n = cf__remote_window(cost, batch_s(w), 1, BATCH_MAX_TASKS);
     }
     /* A fair share of what waits, so every worker gets some. */
     size_t ready = ready_workers(p);
@@ -857,10 +944,10 @@ static size_t batch_size(const mpool *p, mworker *w)
     return n;
 }
 
-/* Takes up to `want` pending tasks (and BATCH_MAX_BYTES of frames, but at
+/* Takes up to `want` pending tasks (and `most` bytes of frames, but at
  * least one) into a new batch, moving them to RUNNING; NULL when none is
  * left. Cancelled ones are counted and freed here. */
-static batch *take_batch(mpool *p, size_t want)
+static batch *take_batch(mpool *p, size_t want, size_t most)
 {
     batch *b = cf__malloc(sizeof *b + want * sizeof(cf__rtask *));
     cf__rtask *list = cf__remote_take(&p->r, b ? want : 1);
@@ -871,8 +958,7 @@ static batch *take_batch(mpool *p, size_t want)
     }
     size_t n = 0, bytes = 0;
     cf__rtask *t = list;
-    for (cf__rtask *next; t && (!n || bytes + t->len <= BATCH_MAX_BYTES);
-         t = next) {
+    for (cf__rtask *next; t && (!n || bytes + t->len <= most); t = next) {
         next = t->next;
         p->pending--;
         bytes += t->len;
@@ -934,8 +1020,15 @@ static void send_batch(mpool *p, mworker *w, batch *b)
 {
     size_t len = encode_batch(p, b);
     add(&p->r.st_running, (long)b->n);
-    if (w->nbatches++ == 0)
+    b->sent = cf__now();
+    b->alone = w->nbatches == 0;
+    b->bytes = len;
+    w->tasks += b->n;
+    w->bytes += len;
+    if (w->nbatches++ == 0) {
         add(&p->r.st_idle, -1);
+        w->heard = b->sent; /* silence counts from here */
+    }
     if (w->tail)
         w->tail->next = b;
     else
@@ -963,23 +1056,33 @@ static void send_batch(mpool *p, mworker *w, batch *b)
     }
 }
 
-/* Fills the workers that have room: idle ones first (a second batch never
- * waits behind a first while a worker is idle), then each one's second
- * batch. True if anything was sent. */
+/* Fills the workers that have room, the emptiest first (a second batch
+ * never waits behind a first while a worker is idle), one batch each per
+ * pass. True if anything was sent. */
 static bool dispatch(mpool *p)
 {
     bool sent = false;
-    for (unsigned depth = 0; depth < MAX_DEPTH; depth++) {
+    for (unsigned depth = 0; depth < MAX_BATCHES && p->pending;) {
+        unsigned next = MAX_BATCHES; /* the next fullness to serve */
         for (size_t k = 0; k < p->nworkers && p->pending; k++) {
             mworker *w = &p->workers[(p->rr + k) % p->nworkers];
+            if (w->nbatches > depth && w->nbatches < next)
+                next = w->nbatches;
             if (w->nbatches != depth || !can_take(p, w))
                 continue;
-            batch *b = take_batch(p, batch_size(p, w));
-            if (!b)
+            /* Past a round trip of 1 ms, batches stay small enough for
+             * MPI to send them at once (no rendezvous round trip). */
+            size_t most = w->rtt > 1e-3 ? EAGER_BYTES : BATCH_MAX_BYTES;
+            batch *b = take_batch(p, batch_size(p, w), most);
+            if (!b) {
+                sent = true; /* cancelled tasks, or one failed */
                 break;
+            }
             send_batch(p, w, b);
             sent = true;
+            next = depth + 1 < next ? depth + 1 : next;
         }
+        depth = next;
     }
     p->rr++;
     return sent;
@@ -1049,6 +1152,7 @@ static void on_message(mpool *p, const MPI_Status *st, void *buf, int n)
     mworker *w = worker_of(p, st->MPI_SOURCE);
     if (!w)
         return;
+    w->heard = cf__now();
     if (!buf) {
         /* Out of memory for the message: its tasks fail. */
         if (st->MPI_TAG == TAG_RESULTS && w->head)
@@ -1100,6 +1204,10 @@ static void stop_workers(mpool *p)
     MPI_Request *reqs = cf__calloc(n ? n : 1, sizeof *reqs);
     for (size_t i = 0; i < n; i++) {
         mworker *w = &p->workers[i];
+        if (reqs)
+            reqs[i] = MPI_REQUEST_NULL;
+        if (w->state == W_LOST)
+            continue; /* never touched again */
         while (w->state == W_STARTING && !p->offline) {
             MPI_Status st;
             if (probe_backoff(p->comm, w->rank, &st) != MPI_SUCCESS) {
@@ -1121,10 +1229,99 @@ static void stop_workers(mpool *p)
     if (p->offline)
         return;
     MPI_Comm_free(&p->comm);
-    if (p->spawn_inter != MPI_COMM_NULL) {
+    if (p->spawn_inter != MPI_COMM_NULL && !p->lost) {
         /* In step with the spawned workers (cf_mpi_pool_spawn). */
         MPI_Comm_free(&p->spawn_intra);
         MPI_Comm_disconnect(&p->spawn_inter);
+    }
+}
+
+static bool in_flight(const mpool *p);
+
+/* ---- the watchdog (docs/mpi.md, "A rank that stops answering") ---------- */
+
+/* How long a rank holding tasks may stay silent: CFUTURES_MPI_RANK_TIMEOUT
+ * when set (0: never), else max(5 s, 2 x the longest work between two
+ * answers seen + 3 s, an isolated pool's task_timeout + 3 s), and no limit
+ * before a first answer. 0: none. */
+static double rank_limit(const mpool *p)
+{
+    if (p->rank_timeout >= 0)
+        return p->rank_timeout;
+    if (p->longest < 0)
+        return 0;
+    double t = 2 * p->longest + 3;
+    /* An isolated rank answers a hung task when task_timeout kills it. */
+    double hung =
+        p->isolated && p->opts.task_timeout > 0 ? p->opts.task_timeout + 3 : 0;
+    t = t > hung ? t : hung;
+    return t > 5 ? t : 5;
+}
+
+/* Reads CFUTURES_MPI_RANK_TIMEOUT (seconds, 0 off): < 0 when unset or not
+ * a number (the default). */
+static double rank_timeout_env(void)
+{
+    const char *v = getenv("CFUTURES_MPI_RANK_TIMEOUT");
+    char *end;
+    double t = v && *v ? strtod(v, &end) : -1;
+    if (v && *v && (*end || !(t >= 0) || !isfinite(t))) {
+        fprintf(stderr,
+                "cfutures: ignoring CFUTURES_MPI_RANK_TIMEOUT=%s "
+                "(not a number of seconds >= 0)\n",
+                v);
+        t = -1;
+    }
+    return t;
+}
+
+/* w held tasks and said nothing for `silent` seconds: says so, then
+ * ends the job (CFUTURES_MPI_RANK_LOST=abort), or fails w's tasks with
+ * CF_EBROKEN and never touches w again (docs/mpi.md). */
+static void rank_lost(mpool *p, mworker *w, double silent)
+{
+    char why[MPI_MAX_PROCESSOR_NAME + 128];
+    snprintf(why, sizeof why,
+             "MPI rank %d on host %s stopped answering (nothing for %.1f s, "
+             "%zu tasks in flight)",
+             w->rank, w->host[0] ? w->host : "?", silent, w->tasks);
+    add(&p->r.st_stalled, 1);
+    fprintf(stderr, "cfutures: %s; %s\n", why,
+            p->abort_on_lost ? "ending the MPI job"
+                             : "its tasks fail, the others go on");
+    fflush(stderr);
+    /* MPICH 4.0 does not end the job on an abort of a duplicate of
+     * MPI_COMM_WORLD from this thread; a spawned pool's world is the root
+     * alone, so there the merged communicator, which spans the workers. */
+    if (p->abort_on_lost)
+        MPI_Abort(p->spawn_inter != MPI_COMM_NULL ? p->comm : MPI_COMM_WORLD,
+                  1);
+    if (w->enabled)
+        add(&p->r.st_workers, -1); /* not idle: it held work */
+    w->state = W_LOST;
+    p->lost = true;
+    while (w->head) {
+        /* Its send may never complete: MPI may still read the buffer,
+         * which is left allocated for good. */
+        w->head->msg = NULL;
+        drop_batch(p, w, CF_EBROKEN, why);
+    }
+    if (!in_flight(p) && ready_workers(p) == 0)
+        cf__remote_break(&p->r, why); /* nobody left to run the rest */
+}
+
+/* Every WATCH_EVERY_S: a rank holding tasks, silent past the limit, is
+ * lost. */
+static void watch(mpool *p)
+{
+    double now = cf__now(), limit = rank_limit(p);
+    if (p->offline || limit <= 0 || now < p->next_watch)
+        return;
+    p->next_watch = now + WATCH_EVERY_S;
+    for (size_t i = 0; i < p->nworkers; i++) {
+        mworker *w = &p->workers[i];
+        if (w->head && now - w->heard > limit)
+            rank_lost(p, w, now - w->heard);
     }
 }
 
@@ -1198,6 +1395,7 @@ static bool mp_round(cf__remote *r)
     pthread_mutex_unlock(&r->mu);
     if (!broken)
         progress |= dispatch(p);
+    watch(p);
     bool busy = in_flight(p);
     if (!busy && cf__remote_drained(r)) {
         stop_workers(p);
@@ -1279,6 +1477,10 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
     p->local = p->offline = size == 1;
     p->nworkers = n;
     p->cost = -1;
+    p->longest = -1;
+    p->rank_timeout = rank_timeout_env();
+    const char *lost = getenv("CFUTURES_MPI_RANK_LOST");
+    p->abort_on_lost = lost && strcmp(lost, "abort") == 0;
     p->next_seq = 1;
     if (opts)
         p->opts = *opts;

@@ -343,6 +343,7 @@ static int remote_stats(cf_executor *ex, cf_stats *out)
     out->failed = atomic_load_explicit(&r->st_failed, memory_order_relaxed);
     out->cancelled =
         atomic_load_explicit(&r->st_cancelled, memory_order_relaxed);
+    out->stalled = atomic_load_explicit(&r->st_stalled, memory_order_relaxed);
     return 0;
 }
 

@@ -71,7 +71,7 @@ struct cf__remote {
     /* For cf_executor_stats: written by the manager (cancelled also by
      * shutdown), read by anyone; relaxed, they are a snapshot. */
     _Atomic size_t st_workers, st_idle, st_running, st_completed, st_failed,
-        st_cancelled;
+        st_cancelled, st_stalled;
     _Atomic uint64_t next_id;
 };
 
