@@ -354,11 +354,12 @@ typedef struct cf_options {
     void *initarg;
     /* Process pools only (ignored by thread pools): */
     unsigned max_tasks_per_child; /* replace a worker after this many; 0 never */
-    double task_timeout;          /* seconds; 0 none */
+    double task_timeout;          /* seconds; 0 none; NaN, negative: EINVAL */
     cf_start_method start_method;
     /* Thread pools: */
     double idle_timeout;   /* seconds an idle worker waits for work before it
-                              exits; 0 never (the default, as in Python) */
+                              exits; 0 never (the default, as in Python);
+                              NaN or negative: the constructor's EINVAL */
     bool keep_signal_mask; /* false: workers block SIGINT, SIGTERM, SIGHUP,
                               SIGQUIT, SIGCHLD, SIGALRM, SIGUSR1/2, SIGPIPE */
     /* Room for later fields without an ABI break: leave it zero (any

@@ -57,8 +57,9 @@ static inline struct cf__sched *cf__executor_sched(cf_executor *ex)
 bool cf__executor_broken(cf_executor *ex);
 
 /* The checks every pool constructor makes of its options (options.c): true
- * for NULL or for options with max_workers >= 0 and a zero reserved tail;
- * false with errno EINVAL otherwise. */
+ * for NULL or for options with max_workers >= 0, idle_timeout and
+ * task_timeout neither NaN nor negative, and a zero reserved tail; false
+ * with errno EINVAL otherwise. */
 bool cf__options_valid(const cf_options *opts);
 
 #endif /* CF_EXECUTOR_H */
