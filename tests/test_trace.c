@@ -32,12 +32,37 @@ static void ws(json *j)
 
 static bool value(json *j);
 
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
+ * overlong forms, no surrogates, at most U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+               : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                              : 0;
+    unsigned lo = s[0] == 0xe0 ? 0xa0 : s[0] == 0xf0 ? 0x90 : 0x80;
+    unsigned hi = s[0] == 0xed ? 0x9f : s[0] == 0xf4 ? 0x8f : 0xbf;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+            return 0;
+    }
+    return n;
+}
+
 static bool string(json *j)
 {
     if (*j->s++ != '"')
         return false;
     for (;;) {
-        unsigned char c = (unsigned char)*j->s++;
+        unsigned char c = (unsigned char)*j->s;
+        size_t n = utf8_len((const unsigned char *)j->s);
+        if (n == 0)
+            return false; /* JSON text is UTF-8 */
+        j->s += n;
+        if (n > 1)
+            continue;
         if (c == '"')
             return true;
         if (c < 0x20)
@@ -152,6 +177,11 @@ static void json_checker_works(void)
     CHECK(!json_valid("{\"a\":01}"));
     CHECK(!json_valid("\"tab\there\""));
     CHECK(!json_valid("[1]x"));
+    CHECK(json_valid("[\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"]"));
+    CHECK(!json_valid("[\"\xff\"]"));
+    CHECK(!json_valid("[\"\xc3\"]"));         /* cut short */
+    CHECK(!json_valid("[\"\xc0\xaf\"]"));     /* overlong */
+    CHECK(!json_valid("[\"\xed\xa0\x80\"]")); /* a surrogate */
 }
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -378,6 +408,34 @@ static void trace_fork_join(void)
     /* The 5 outer joins and every stolen half are tasks named traced_fib. */
     CHECK_EQ(count(text, "\"cat\":\"steal\"") + 5,
              count(text, "\"name\":\"traced_fib\""));
+    free(text);
+}
+
+/* Thread names are the pools' name_prefix: bytes the library does not
+ * choose. A name cut to fit in the middle of a character, and bytes that
+ * are not UTF-8 at all, still give a valid JSON text (JSON is UTF-8). */
+static void trace_names_any_bytes(void)
+{
+    char long_name[200] = "";
+    for (int i = 0; i < 45; i++)
+        strcat(long_name, i % 2 ? "\xc3\xa9" : "\xe2\x82\xac"); /* é, € */
+    const char *prefixes[] = { long_name, "bad\xff\xfe\xc3<&>\x01\x7f\"\\" };
+    const char *path = trace_path("names");
+    CHECK_EQ(cf_trace_start(path), 0);
+    for (int i = 0; i < 2; i++) {
+        cf_options o = { .max_workers = 1, .name_prefix = prefixes[i] };
+        cf_executor *ex = cf_thread_pool_new(&o);
+        CHECK(ex != NULL);
+        CHECK_EQ(cf_submit(ex, traced_task, NULL, NULL), 0);
+        cf_executor_free(ex);
+    }
+    CHECK_EQ(cf_trace_stop(), 0);
+    char *text = load_trace(path); /* valid JSON, UTF-8 included */
+    CHECK_EQ(count(text, "\"name\":\"traced_task\""), 2);
+    /* Each byte that is not UTF-8 is U+FFFD; control characters escaped. */
+    CHECK(
+        strstr(text, "\"bad\\ufffd\\ufffd\\ufffd<&>\\u0001\x7f\\\"\\\\_0\"") !=
+        NULL);
     free(text);
 }
 
@@ -685,6 +743,7 @@ static const test_case cases[] = {
     TEST_CASE(trace_known_workload),
     TEST_CASE(trace_inline_runs),
     TEST_CASE(trace_fork_join),
+    TEST_CASE(trace_names_any_bytes),
     TEST_CASE(trace_off_records_nothing),
     TEST_CASE(trace_sessions_race_with_threads),
     TEST_CASE(trace_survives_failing_allocations),
