@@ -735,6 +735,121 @@ static void trace_command_hostile_files(void)
     unlink(path);
     free(good);
 }
+
+/* True when text is UTF-8 with no control characters but tab and new line:
+ * what XML 1.0 allows (and what a terminal shows as it is). */
+static bool clean_text(const char *text)
+{
+    for (const char *p = text; *p;) {
+        size_t n = utf8_len((const unsigned char *)p);
+        if (n == 0 ||
+            (n == 1 && (unsigned char)*p < 0x20 && *p != '\n' && *p != '\t'))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+/* Hostile values in a well-formed file, each read by `cfutures trace
+ * FILE --svg OUT`: numbers JSON has no room for (non-finite, out of any
+ * thread id's range) and tokens that are not JSON are refused with a clear
+ * message (exit 1); names of any bytes and empty or event-less files are
+ * read (exit 0), and the summary and the SVG are then clean UTF-8 text. */
+static void trace_command_hostile_values(void)
+{
+    static const struct {
+        const char *text;
+        int rc;
+    } files[] = {
+        { "", 1 },
+        { "   \n", 1 },
+        { "null", 1 },
+        { "hello", 1 },
+        { "{}", 0 },
+        { "[]", 0 },
+        { "{\"traceEvents\":[]}", 0 },
+        { "{\"traceEvents\":[]}\n{", 1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":1e999,\"dur\":1,\"name\":\"a\"}]",
+          1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":0,\"dur\":-1e999,\"name\":\"a\"}]",
+          1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":1e308,\"dur\":1e308,\"name\":\"a\"}"
+          "]",
+          1 },
+        { "[{\"ph\":\"X\",\"tid\":1e300,\"ts\":0,\"dur\":1,\"name\":\"a\"}]",
+          1 },
+        { "[{\"ph\":\"M\",\"tid\":-1e300,\"name\":\"thread_name\"}]", 1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":nan,\"dur\":1,\"name\":\"a\"}]", 1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":0x10,\"dur\":1,\"name\":\"a\"}]",
+          1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":inf,\"dur\":1,\"name\":\"a\"}]", 1 },
+        { "{\"traceEvents\":[],\"otherData\":{\"duration_us\":1e999}}", 1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":5,\"dur\":-3,\"name\":\"a\"}]", 0 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":0,\"dur\":2,\"name\":"
+          "\"\xff\xfe\xc3\","
+          "\"cat\":\"task\"},{\"ph\":\"M\",\"tid\":1,\"name\":\"thread_name\","
+          "\"args\":{\"name\":\"t\\b\\f\\u0001\\n\\r\\t\x01<&>\xe2\x82\"}}]",
+          0 },
+    };
+    char bad[300], svg[320], cmd[1000], *out;
+    snprintf(bad, sizeof bad, "%s", trace_path("values"));
+    snprintf(svg, sizeof svg, "%s.svg", bad);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        FILE *f = fopen(bad, "w");
+        CHECK(f != NULL);
+        fputs(files[i].text, f);
+        fclose(f);
+        unlink(svg);
+        snprintf(cmd, sizeof cmd, "%s trace %s --svg %s 2>&1", CFUTURES_BIN,
+                 bad, svg);
+        int rc = run_cmd(cmd, &out);
+        if (rc != files[i].rc)
+            fprintf(stderr, "file %zu: exit %d, not %d:\n%s\n", i, rc,
+                    files[i].rc, out);
+        CHECK_EQ(rc, files[i].rc);
+        CHECK(clean_text(out));
+        if (rc == 1) {
+            CHECK(strstr(out, "not a trace") != NULL);
+        } else {
+            char *text = read_file(svg);
+            CHECK(strncmp(text, "<?xml", 5) == 0);
+            CHECK(strcmp(text + strlen(text) - 7, "</svg>\n") == 0);
+            CHECK(clean_text(text));
+            free(text);
+        }
+        free(out);
+    }
+    /* A NUL byte inside the file: the rest is not skipped unread. */
+    FILE *f = fopen(bad, "w");
+    CHECK(f != NULL);
+    fwrite("[]\0[", 1, 4, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s trace %s 2>&1", CFUTURES_BIN, bad);
+    CHECK_EQ(run_cmd(cmd, &out), 1);
+    CHECK(strstr(out, "not a trace") != NULL);
+    free(out);
+    /* A directory, and a file name that is not text, in the SVG. */
+    snprintf(cmd, sizeof cmd, "%s trace /tmp 2>&1", CFUTURES_BIN);
+    CHECK_EQ(run_cmd(cmd, &out), 1);
+    CHECK(strstr(out, "/tmp") != NULL);
+    free(out);
+    char odd[320];
+    snprintf(odd, sizeof odd, "%s\x01\xff.json", bad);
+    f = fopen(odd, "w");
+    CHECK(f != NULL);
+    fputs("[{\"ph\":\"X\",\"tid\":1,\"ts\":0,\"dur\":2,\"name\":\"a\"}]", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s trace '%s' --svg %s >/dev/null 2>&1",
+             CFUTURES_BIN, odd, svg);
+    CHECK_EQ(run_cmd(cmd, &out), 0);
+    free(out);
+    char *text = read_file(svg);
+    CHECK(clean_text(text));
+    free(text);
+    unlink(odd);
+    unlink(bad);
+    unlink(svg);
+}
 #endif
 
 static const test_case cases[] = {
@@ -752,6 +867,7 @@ static const test_case cases[] = {
 #ifdef CFUTURES_BIN
     TEST_CASE(trace_command),
     TEST_CASE(trace_command_hostile_files),
+    TEST_CASE(trace_command_hostile_values),
     TEST_CASE(demo_plot_dir),
 #endif
 };
