@@ -310,6 +310,133 @@ static void executor_wait_then_free(void)
     }
 }
 
+/* A done callback runs on a thread of the pool that completed the future
+ * (a worker of a thread pool, the manager of a process pool): a wait there
+ * for the pool's end could never end. It says so at once, whatever the
+ * timeout, and waits from elsewhere still work. */
+static cf_executor *cb_pool;
+static atomic_int cb_rc[2];
+
+static void wait_in_callback(cf_future *f, void *ctx)
+{
+    (void)f;
+    atomic_int *rc = ctx;
+    cf_shutdown(cb_pool, false, false);
+    double t0 = now_s();
+    int r = cf_executor_wait(cb_pool, 5.0);
+    atomic_store(&rc[0], r);
+    atomic_store(&rc[1], now_s() - t0 < 2.0);
+    r = cf_executor_wait(cb_pool, CF_FOREVER); /* must not hang either */
+    if (r != atomic_load(&rc[0]))
+        atomic_store(&rc[0], 1);
+}
+
+static void executor_wait_from_done_callback(void)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        cb_pool = kind ? process_pool(1) : thread_pool(2, 0);
+        atomic_store(&cb_rc[0], 1);
+        atomic_store(&cb_rc[1], 0);
+        cf_future *f;
+        int x = 1;
+        if (kind)
+            CHECK_EQ(cf_submit_bytes(cb_pool, echo_bytes, &x, sizeof x, &f), 0);
+        else
+            CHECK_EQ(cf_submit(cb_pool, sleep_arg, (void *)(intptr_t)10, &f),
+                     0);
+        CHECK_EQ(cf_future_add_done_callback(f, wait_in_callback, cb_rc), 0);
+        CHECK_EQ(cf_future_result(f, 30.0, NULL), 0);
+        WAIT_UNTIL(atomic_load(&cb_rc[0]) != 1, 30.0);
+        CHECK_EQ(atomic_load(&cb_rc[0]), CF_EDEADLK);
+        CHECK_EQ(atomic_load(&cb_rc[1]), 1); /* at once, not at the timeout */
+        CHECK_EQ(cf_executor_wait(cb_pool, 30.0), 0);
+        CHECK_EQ(stats_of(cb_pool).workers, 0);
+        cf_future_release(f);
+        cf_executor_free(cb_pool);
+    }
+}
+
+/* Many threads wait at once, with timeouts short and long, while the
+ * work finishes, for each kind of pool: every long wait returns 0, no
+ * short one returns 0 before the work is done, and free after them is
+ * sound (the sanitizer builds check the joins). */
+typedef struct many_arg {
+    cf_executor *ex;
+    double timeout;
+    atomic_int *done;
+    int rc;
+} many_arg;
+
+static void *wait_many(void *p)
+{
+    many_arg *a = p;
+    a->rc = cf_executor_wait(a->ex, a->timeout);
+    if (a->rc == 0 && a->done) /* thread pools: the tasks' own count */
+        CHECK_EQ(atomic_load(a->done), 8);
+    return NULL;
+}
+
+static atomic_int many_done;
+static void *count_after(void *arg)
+{
+    sleep_s((double)(intptr_t)arg / 1000.0);
+    atomic_fetch_add(&many_done, 1);
+    return NULL;
+}
+
+static int count_after_bytes(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in, (void)len, (void)out;
+    sleep_s(0.02);
+    return 0;
+}
+
+static void executor_wait_many_threads(void)
+{
+    for (int round = 0; round < 20; round++) {
+        int kind = round % 2;
+        cf_executor *ex = kind ? process_pool(2) : thread_pool(3, 0.001);
+        atomic_store(&many_done, 0);
+        cf_future *fs[8];
+        for (int i = 0; i < 8; i++) {
+            if (kind)
+                CHECK_EQ(cf_submit_bytes(ex, count_after_bytes, &i, sizeof i,
+                                         &fs[i]),
+                         0);
+            else
+                CHECK_EQ(cf_submit(ex, count_after,
+                                   (void *)(intptr_t)(5 + round % 4), &fs[i]),
+                         0);
+        }
+        CHECK_EQ(cf_shutdown(ex, false, false), 0);
+        pthread_t th[6];
+        many_arg a[6];
+        for (int i = 0; i < 6; i++) {
+            a[i] = (many_arg){ ex,
+                               i % 3 == 0   ? 0.0
+                               : i % 3 == 1 ? 0.005
+                                            : 60.0,
+                               &many_done, 1 };
+            if (kind)
+                a[i].done = NULL;
+            CHECK_EQ(pthread_create(&th[i], NULL, wait_many, &a[i]), 0);
+        }
+        for (int i = 0; i < 6; i++) {
+            pthread_join(th[i], NULL);
+            CHECK(a[i].rc == 0 ||
+                  (a[i].rc == CF_ETIMEDOUT && a[i].timeout < 1));
+            if (a[i].timeout > 1)
+                CHECK_EQ(a[i].rc, 0);
+        }
+        for (int i = 0; i < 8; i++) {
+            CHECK(cf_future_done(fs[i]));
+            cf_future_release(fs[i]);
+        }
+        CHECK_EQ(stats_of(ex).workers, 0);
+        cf_executor_free(ex);
+    }
+}
+
 /* ---- idle_timeout ------------------------------------------------------- */
 
 static void idle_threads_go_and_come_back(void)
@@ -745,6 +872,8 @@ static const test_case cases[] = {
     TEST_CASE(executor_wait_from_own_worker),
     TEST_CASE(executor_wait_process_pool),
     TEST_CASE(executor_wait_then_free),
+    TEST_CASE(executor_wait_from_done_callback),
+    TEST_CASE(executor_wait_many_threads),
     TEST_CASE(idle_threads_go_and_come_back),
     TEST_CASE(idle_timeout_zero_keeps_threads),
     TEST_CASE(idle_timeout_race),
