@@ -152,6 +152,21 @@ static void stopper_lets_go(tbuf *b)
         free_buf(b);
 }
 
+/* fork() waits for a trace being written: a child that ends with exit()
+ * flushes the stdio buffers it inherited, and would append the half of the
+ * parent's file that sat in one. While a trace records, its file's buffer
+ * is empty (everything is written at the stop), so the child may keep it
+ * unflushed and unused. */
+static void before_fork(void)
+{
+    pthread_mutex_lock(&trace_mu);
+}
+
+static void after_fork_parent(void)
+{
+    pthread_mutex_unlock(&trace_mu);
+}
+
 static void after_fork_child(void)
 {
     /* The child records nothing and writes nothing of the parent's. */
@@ -166,7 +181,7 @@ static void after_fork_child(void)
 static void make_key(void)
 {
     pthread_key_create(&buf_key, owner_lets_go);
-    pthread_atfork(NULL, NULL, after_fork_child);
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     choose_clock();
 }
 
@@ -558,7 +573,7 @@ static int write_trace(FILE *f, tbuf *buffers, uint64_t t0, uint64_t t_end,
     cf__free(w.names);
     int failed = ferror(f);
     if (fclose(f) != 0 || failed)
-        return errno ? -errno : CF_EINVAL;
+        return errno > 0 ? -errno : -EIO; /* never CF_EINVAL: "no trace" */
     return 0;
 }
 

@@ -276,6 +276,17 @@ static void trace_errors(void)
     CHECK_EQ(cf_trace_start(""), CF_EINVAL);
     CHECK_EQ(cf_trace_stop(), CF_EINVAL);
     CHECK_EQ(cf_trace_start("/nonexistent-dir/x.json"), -ENOENT);
+    CHECK_EQ(cf_trace_start("/"), -EISDIR);
+    /* A device that is full: the stop says so, and a trace can start
+     * again after it. */
+    CHECK_EQ(cf_trace_start("/dev/full"), 0);
+    cf_executor *ex = cf_thread_pool_new(NULL);
+    CHECK(ex != NULL);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(cf_submit(ex, traced_task, NULL, NULL), 0);
+    cf_executor_free(ex);
+    CHECK_EQ(cf_trace_stop(), -ENOSPC);
+    CHECK_EQ(cf_trace_stop(), CF_EINVAL);
     const char *path = trace_path("errors");
     CHECK_EQ(cf_trace_start(path), 0);
     CHECK_EQ(cf_trace_start(path), CF_EINVAL); /* one at a time */
@@ -437,6 +448,58 @@ static void trace_names_any_bytes(void)
         strstr(text, "\"bad\\ufffd\\ufffd\\ufffd<&>\\u0001\x7f\\\"\\\\_0\"") !=
         NULL);
     free(text);
+}
+
+/* fork() from another thread while cf_trace_stop writes the file: a child
+ * that ends with exit() flushes the stdio buffers it inherited, so it must
+ * not inherit a half-written trace (it would append it to the parent's
+ * file). Every file stays valid JSON with every task in it. */
+static atomic_bool stop_forking;
+
+static void *forker(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_forking)) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0)
+            exit(0);
+        CHECK_EQ(waitpid(pid, NULL, 0), pid);
+    }
+    return NULL;
+}
+
+void *traced_nothing(void *arg);
+void *traced_nothing(void *arg)
+{
+    return arg;
+}
+
+static void trace_fork_while_writing(void)
+{
+    cf_options o = { .max_workers = 2 };
+    cf_executor *ex = cf_thread_pool_new(&o);
+    CHECK(ex != NULL);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, forker, NULL), 0);
+    enum { N = 5000 };
+    for (int round = 0; round < 8; round++) {
+        const char *path = trace_path("fork");
+        CHECK_EQ(cf_trace_start(path), 0);
+        cf_group *g = cf_group_new(ex);
+        CHECK(g != NULL);
+        for (int i = 0; i < N; i++)
+            CHECK_EQ(cf_group_submit(g, traced_nothing, NULL), 0);
+        CHECK_EQ(cf_group_wait(g, 60.0), 0);
+        cf_group_free(g);
+        CHECK_EQ(cf_trace_stop(), 0);
+        char *text = load_trace(path);
+        CHECK_EQ(count(text, "\"name\":\"traced_nothing\""), N);
+        free(text);
+    }
+    atomic_store(&stop_forking, true);
+    pthread_join(th, NULL);
+    cf_executor_free(ex);
 }
 
 /* Nothing is recorded between sessions. */
@@ -859,6 +922,7 @@ static const test_case cases[] = {
     TEST_CASE(trace_inline_runs),
     TEST_CASE(trace_fork_join),
     TEST_CASE(trace_names_any_bytes),
+    TEST_CASE(trace_fork_while_writing),
     TEST_CASE(trace_off_records_nothing),
     TEST_CASE(trace_sessions_race_with_threads),
     TEST_CASE(trace_survives_failing_allocations),
