@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -631,6 +632,119 @@ static void signal_storm_never_hits_a_pool_thread(void)
         CHECK(!sigismember(&cur, sigs[i]));
 }
 
+/* A storm of process-directed signals while pools of every kind work: a
+ * thread pool whose workers leave after a nanosecond idle and are started
+ * again by a submitting thread of the program, a fork-join pool, a process
+ * pool whose worker crashes and is replaced, and a cf_executor_wait. The
+ * handler records the kernel thread id it runs on: always one of the
+ * program's own three threads, never a thread of the library. */
+enum { MAX_TIDS = 8192 };
+static long storm_tids[MAX_TIDS];
+static atomic_int n_storm;
+
+static void record_tid(int sig)
+{
+    (void)sig;
+    int i = atomic_fetch_add(&n_storm, 1);
+    if (i < MAX_TIDS)
+        storm_tids[i] = (long)syscall(SYS_gettid);
+}
+
+static atomic_bool storm2_over;
+static atomic_long feeder_tid, sender_tid;
+
+static void *feed_churning_pool(void *arg)
+{
+    atomic_store(&feeder_tid, (long)syscall(SYS_gettid));
+    while (!atomic_load(&storm2_over)) {
+        cf_future *f;
+        CHECK_EQ(cf_submit(arg, identity, NULL, &f), 0);
+        CHECK_EQ(cf_future_result(f, 30.0, NULL), 0);
+        cf_future_release(f);
+        sleep_s(1e-4);
+    }
+    return NULL;
+}
+
+static const int storm_sigs[] = { SIGINT,  SIGTERM, SIGHUP,  SIGUSR1,
+                                  SIGUSR2, SIGQUIT, SIGALRM, SIGPIPE };
+
+static void *send_signals(void *arg)
+{
+    (void)arg;
+    atomic_store(&sender_tid, (long)syscall(SYS_gettid));
+    for (int round = 0; !atomic_load(&storm2_over); round++) {
+        CHECK_EQ(kill(getpid(), storm_sigs[round % 8]), 0);
+        if (round % 16 == 0)
+            sleep_s(1e-4);
+    }
+    return NULL;
+}
+
+static int crash_once(const void *in, size_t len, cf_buffer *out)
+{
+    (void)len, (void)out;
+    if (*(const int *)in == 3)
+        abort();
+    return 0;
+}
+
+static void add_one(size_t lo, size_t hi, void *ctx)
+{
+    atomic_fetch_add((atomic_long *)ctx, (long)(hi - lo));
+}
+
+static void signal_storm_every_pool_kind(void)
+{
+    struct sigaction sa = { .sa_handler = record_tid };
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < 8; i++)
+        CHECK_EQ(sigaction(storm_sigs[i], &sa, NULL), 0);
+    long main_tid = (long)syscall(SYS_gettid);
+    cf_executor *churn = thread_pool(3, 1e-9);
+    cf_executor *fj = thread_pool(3, 0);
+    cf_executor *pp = process_pool(2);
+    pthread_t feeder, sender;
+    CHECK_EQ(pthread_create(&feeder, NULL, feed_churning_pool, churn), 0);
+    CHECK_EQ(pthread_create(&sender, NULL, send_signals, NULL), 0);
+    for (int round = 0; round < 20; round++) {
+        atomic_long sum = 0;
+        CHECK_EQ(cf_parallel_for(fj, 0, 10000, 0, add_one, &sum), 0);
+        CHECK_EQ(atomic_load(&sum), 10000);
+        cf_future *fs[6];
+        for (int i = 0; i < 6; i++)
+            CHECK_EQ(cf_submit_bytes(pp, crash_once, &i, sizeof i, &fs[i]), 0);
+        for (int i = 0; i < 6; i++) {
+            int rc;
+            do /* a signal may cut the wait short: never its result */
+                rc = cf_future_bytes(fs[i], 60.0, NULL, NULL);
+            while (rc == CF_ETIMEDOUT);
+            CHECK_EQ(rc, i == 3 ? CF_EBROKEN : 0);
+            cf_future_release(fs[i]);
+        }
+        cf_executor *w = thread_pool(2, 0);
+        CHECK_EQ(cf_submit(w, sleep_arg, (void *)(intptr_t)2, NULL), 0);
+        CHECK_EQ(cf_shutdown(w, false, false), 0);
+        CHECK_EQ(cf_executor_wait(w, 60.0), 0);
+        cf_executor_free(w);
+    }
+    WAIT_UNTIL(atomic_load(&n_storm) > 100, 10.0);
+    atomic_store(&storm2_over, true);
+    pthread_join(sender, NULL);
+    pthread_join(feeder, NULL);
+    cf_executor_free(churn);
+    cf_executor_free(fj);
+    cf_executor_free(pp);
+    int hits = atomic_load(&n_storm);
+    CHECK(hits > 100);
+    long mine[3] = { main_tid, atomic_load(&feeder_tid),
+                     atomic_load(&sender_tid) };
+    for (int h = 0; h < hits && h < MAX_TIDS; h++)
+        CHECK(storm_tids[h] == mine[0] || storm_tids[h] == mine[1] ||
+              storm_tids[h] == mine[2]);
+}
+
 static void keep_signal_mask_keeps_the_creators(void)
 {
     /* Workers start lazily, on the thread whose submit needs one: that
@@ -879,6 +993,7 @@ static const test_case cases[] = {
     TEST_CASE(idle_timeout_race),
     TEST_CASE(idle_timeout_fork_join),
     TEST_CASE(signal_storm_never_hits_a_pool_thread),
+    TEST_CASE(signal_storm_every_pool_kind),
     TEST_CASE(keep_signal_mask_keeps_the_creators),
     TEST_CASE(next_for_per_call_timeout),
     TEST_CASE(next_for_overall_timeout_wins),
