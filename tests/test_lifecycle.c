@@ -814,6 +814,19 @@ static void next_for_overall_timeout_wins(void)
     cf_future *f;
     CHECK_TIME(CHECK_EQ(cf_as_completed_next_for(it, 30.0, &f), CF_ETIMEDOUT),
                0.04, 5.0);
+    /* Per-call timeouts meaning forever (negative, +inf) or past the
+     * overall one: the overall one still ends them, at once now. */
+    const double forever[] = { CF_FOREVER, -1e-9, -INFINITY, INFINITY, 1e12 };
+    for (int i = 0; i < 5; i++)
+        CHECK_TIME(CHECK_EQ(cf_as_completed_next_for(it, forever[i], &f),
+                            CF_ETIMEDOUT),
+                   0, 5.0);
+    /* A future done by now is yielded, past the overall timeout too (as
+     * Python's as_completed yields what is done before it times out). */
+    CHECK_EQ(cf_future_set_result(f0, NULL), 0);
+    CHECK_EQ(cf_as_completed_next_for(it, 0, &f), 0);
+    CHECK(f == f0);
+    CHECK_EQ(cf_as_completed_next_for(it, 0, &f), CF_EOF);
     cf_as_completed_free(it);
     cf_future_release(f0);
 }
