@@ -540,8 +540,9 @@ int cf_as_completed_next_for(cf_as_completed *it, double timeout,
 
 /* The message of the failure that the calling thread's last cf_join,
  * cf_parallel_for or cf_group_wait returned (cf_fail's text, else
- * cf_strerror of the code); NULL when it returned 0. Valid until this
- * thread's next such call. */
+ * cf_strerror of the code); NULL when it returned 0, or before any such
+ * call. Valid until this thread's next such call: in a task, a wait may run
+ * other tasks on this thread, and their calls count, so copy it first. */
 const char *cf_failure_message(void);
 
 /* Records what the pool threads do (tasks, waits, steals, sleeps, process
