@@ -544,7 +544,8 @@ static bool finish_trace(tr_trace *t)
         free(order);
         return false;
     }
-    qsort(t->lanes, t->n, sizeof *t->lanes, lane_cmp);
+    if (t->n) /* lanes is NULL in a trace without events */
+        qsort(t->lanes, t->n, sizeof *t->lanes, lane_cmp);
     for (size_t i = 0; i < t->n_fns; i++)
         order[i] = (int)i;
     rank_trace = t;
