@@ -510,6 +510,36 @@ static void idle_timeout_race(void)
     cf_executor_free(ex);
 }
 
+/* A nanosecond idle_timeout: workers leave as soon as they find nothing,
+ * so every submit races a leaving worker; then shutdown and
+ * cf_executor_wait at once. Over many windows no task is lost or left
+ * behind, the wait returns 0 only once all ran, and the workers are gone. */
+static void idle_timeout_tiny_shutdown_race(void)
+{
+    for (int i = 0; i < 400; i++) {
+        cf_executor *ex = thread_pool(2, 1e-9);
+        cf_future *fs[4];
+        int n = 1 + i % 4;
+        for (int k = 0; k < n; k++)
+            CHECK_EQ(cf_submit(ex, identity, (void *)(intptr_t)k, &fs[k]), 0);
+        if (i % 3)
+            sleep_s((i % 7) * 1e-5);
+        CHECK_EQ(cf_shutdown(ex, false, false), 0);
+        CHECK_EQ(cf_executor_wait(ex, 60.0), 0);
+        for (int k = 0; k < n; k++) {
+            CHECK(cf_future_done(fs[k]));
+            void *r;
+            CHECK_EQ(cf_future_result(fs[k], 0, &r), 0);
+            CHECK_EQ((intptr_t)r, k);
+            cf_future_release(fs[k]);
+        }
+        cf_stats st = stats_of(ex);
+        CHECK_EQ(st.workers, 0);
+        CHECK_EQ(st.completed, (size_t)n);
+        cf_executor_free(ex);
+    }
+}
+
 /* Fork-join and nested waits keep working while workers come and go. */
 static cf_executor *fj_pool;
 static void *fib(void *arg)
@@ -1021,6 +1051,7 @@ static const test_case cases[] = {
     TEST_CASE(idle_threads_go_and_come_back),
     TEST_CASE(idle_timeout_zero_keeps_threads),
     TEST_CASE(idle_timeout_race),
+    TEST_CASE(idle_timeout_tiny_shutdown_race),
     TEST_CASE(idle_timeout_fork_join),
     TEST_CASE(signal_storm_never_hits_a_pool_thread),
     TEST_CASE(signal_storm_every_pool_kind),
