@@ -1038,6 +1038,39 @@ static void failure_message_is_per_thread(void)
     cf_executor_free(msg_pool);
 }
 
+/* KNOWN BUG, left out of the run below: cf_stats' steals, inlined, spares
+ * and blocked (issue 13) are never filled: thread_pool.c's pool_stats does
+ * not copy them and the scheduler does not count them, so they read 0.
+ * The fix belongs in src/sched and src/thread_pool.c. */
+__attribute__((unused)) static void *blocks_on(void *arg)
+{
+    return (void *)(intptr_t)cf_future_result(arg, 30.0, NULL);
+}
+
+__attribute__((unused)) static void stats_count_steals_inlined_blocked(void)
+{
+    cf_executor *ex = thread_pool(4, 0);
+    fj_pool = ex;
+    for (int i = 0; i < 20; i++) {
+        void *r;
+        CHECK_EQ(
+            cf_join(ex, fib, (void *)(intptr_t)18, &r, identity, NULL, NULL),
+            0);
+    }
+    /* A task waiting on a future that nobody in the pool can run blocks. */
+    cf_future *pending = cf_future_new(), *w;
+    CHECK_EQ(cf_submit(ex, blocks_on, pending, &w), 0);
+    sleep_s(0.05);
+    CHECK_EQ(cf_future_set_result(pending, NULL), 0);
+    CHECK_EQ(cf_future_result(w, 30.0, NULL), 0);
+    cf_future_release(w);
+    cf_future_release(pending);
+    cf_stats st = stats_of(ex);
+    CHECK(st.steals > 0);
+    CHECK(st.blocked >= 1);
+    cf_executor_free(ex);
+}
+
 static const test_case cases[] = {
     TEST_CASE(future_arg_plain),
     TEST_CASE(future_arg_bytes),
@@ -1063,6 +1096,8 @@ static const test_case cases[] = {
     TEST_CASE(failure_message_parallel_for),
     TEST_CASE(failure_message_group),
     TEST_CASE(failure_message_is_per_thread),
+    /* Left out until the known bug above is fixed in src/sched:
+     * TEST_CASE(stats_count_steals_inlined_blocked), */
 };
 
 TEST_MAIN(cases)
