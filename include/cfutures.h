@@ -372,11 +372,12 @@ typedef struct cf_options {
     void *initarg;
     /* Process pools only (ignored by thread pools): */
     unsigned max_tasks_per_child; /* replace a worker after this many; 0 never */
-    double task_timeout;          /* seconds; 0 none */
+    double task_timeout;          /* seconds; 0 none; NaN, negative: EINVAL */
     cf_start_method start_method;
     /* Thread pools: */
     double idle_timeout;   /* seconds an idle worker waits for work before it
-                              exits; 0 never (the default, as in Python) */
+                              exits; 0 never (the default, as in Python);
+                              NaN or negative: the constructor's EINVAL */
     bool keep_signal_mask; /* false: workers block SIGINT, SIGTERM, SIGHUP,
                               SIGQUIT, SIGCHLD, SIGALRM, SIGUSR1/2, SIGPIPE */
     /* Room for later fields without an ABI break: leave it zero (any
@@ -565,8 +566,9 @@ int cf_as_completed_next_for(cf_as_completed *it, double timeout,
 
 /* The message of the failure that the calling thread's last cf_join,
  * cf_parallel_for or cf_group_wait returned (cf_fail's text, else
- * cf_strerror of the code); NULL when it returned 0. Valid until this
- * thread's next such call. */
+ * cf_strerror of the code); NULL when it returned 0, or before any such
+ * call. Valid until this thread's next such call: in a task, a wait may run
+ * other tasks on this thread, and their calls count, so copy it first. */
 const char *cf_failure_message(void);
 
 /* Records what the pool threads do (tasks, waits, steals, sleeps, process

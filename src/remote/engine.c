@@ -192,7 +192,12 @@ void cf__remote_init(cf__remote *r, const cf__remote_ops *ops)
     r->base.ops = &cf__remote_executor_ops;
     r->ops = ops;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->exited_cv, NULL);
+    /* Monotonic: cf_executor_wait's deadline (remote_wait) is. */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->exited_cv, &ca);
+    pthread_condattr_destroy(&ca);
 }
 
 int cf__remote_start(cf__remote *r, const char *name)
@@ -312,6 +317,24 @@ static int remote_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     return 0;
 }
 
+/* cf_executor_wait: the manager exits once the accepted work is done and
+ * its workers are gone. From the manager (a done callback) it never would. */
+static int remote_wait(cf_executor *ex, const cf__deadline *deadline)
+{
+    cf__remote *r = (cf__remote *)ex;
+    if (on_manager(r))
+        return CF_EDEADLK;
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    while (!r->exited && rc == 0)
+        rc = cf__deadline_forever(deadline)
+                 ? pthread_cond_wait(&r->exited_cv, &r->mu)
+                 : pthread_cond_timedwait(&r->exited_cv, &r->mu, deadline);
+    bool exited = r->exited;
+    pthread_mutex_unlock(&r->mu);
+    return exited ? 0 : CF_ETIMEDOUT;
+}
+
 static void remote_free(cf_executor *ex)
 {
     cf__remote *r = (cf__remote *)ex;
@@ -353,4 +376,5 @@ const cf__executor_ops cf__remote_executor_ops = {
     .shutdown = remote_shutdown,
     .free = remote_free,
     .stats = remote_stats,
+    .wait = remote_wait,
 };
