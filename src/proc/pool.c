@@ -1059,7 +1059,7 @@ static int build_env(pp_pool *p)
 cf_executor *cf_process_pool_new(const cf_options *opts)
 {
     cf_options o = opts ? *opts : (cf_options){ 0 };
-    if (!cf__options_valid(&o) || isnan(o.task_timeout) || o.task_timeout < 0 ||
+    if (!cf__options_valid(&o) ||
         (o.start_method != CF_START_SPAWN && o.start_method != CF_START_FORK)) {
         errno = EINVAL;
         return NULL;
