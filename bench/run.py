@@ -176,6 +176,18 @@ def all_cases():
         case("B6", "python-threads", "python", 1, ["python", "B6", "n=100000"],
              ["python", "B6", "n=20000"], note="100,000 tasks, per task"),
     ]
+    # B7 waits inside tasks: 10,000 tasks each waiting on a child that
+    # blocks 1 ms, 2 workers (ideal 5 s)
+    c += [
+        case("B7", "cfutures-inline", "cfutures", 2,
+             ["bench_cf_b7", "workers=2", "mode=inline"],
+             ["bench_cf_b7", "workers=2", "mode=inline", "n=1000"],
+             note="untimed wait: the child runs inline"),
+        case("B7", "cfutures-blocked", "cfutures", 2,
+             ["bench_cf_b7", "workers=2", "mode=blocked"],
+             ["bench_cf_b7", "workers=2", "mode=blocked", "n=1000"],
+             note="timed wait: blocks, a spare stands in"),
+    ]
     return c
 
 
@@ -208,6 +220,11 @@ BENCHES = {
                metric="bytes_per_task", unit="B/task",
                extra=["hwm_bytes_per_task"],
                words=("more", "less"), refs=["cfutures"]),
+    "B7": dict(title="B7 waits inside tasks: 10,000 tasks each waiting on a "
+               "child that blocks 1 ms, 2 workers (ideal 5 s)",
+               metric="time_s", unit="s",
+               extra=["overhead_us", "wait_us", "spares", "blocked"],
+               words=("slower", "faster"), refs=["cfutures-inline"]),
 }
 
 
@@ -373,6 +390,8 @@ METRIC_NAMES = {
     "median_us": "median us", "p99_us": "p99 us",
     "bytes_per_task": "bytes/task (RSS)",
     "hwm_bytes_per_task": "bytes/task (HWM)",
+    "overhead_us": "us/task over ideal", "wait_us": "us/wait (no sleep)",
+    "spares": "spares started", "blocked": "waits blocked",
 }
 
 
@@ -734,7 +753,7 @@ def main():
     only = [b.strip().upper() for b in a.only.split(",") if b.strip()]
     for b in only:
         if b not in BENCHES:
-            sys.exit(f"run.py: unknown benchmark {b} (B1..B6)")
+            sys.exit(f"run.py: unknown benchmark {b} (B1..B7)")
     benches = only or list(BENCHES)
 
     counts = [int(x) for x in a.scaling.split(",") if x.strip()]

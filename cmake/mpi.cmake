@@ -178,6 +178,22 @@ if(CF_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/engines.c)
   endif()
 endif()
 
+# ---- the watchdog (tests/mpi/stall.sh) ---------------------------------------
+# mpi_stall: a worker rank stopped with SIGSTOP ends the job within 15 s,
+# naming the rank. Not in sanitizer builds: the job ends in MPI_Abort,
+# which leaves every rank's memory to the sanitizers' leak reports.
+if(cf_mpi_found AND CF_BUILD_TESTS)
+  add_executable(mpi_stall ${PROJECT_SOURCE_DIR}/tests/mpi/mpi_stall.c)
+  target_compile_options(mpi_stall PRIVATE ${CF_WARNINGS})
+  target_link_libraries(mpi_stall PRIVATE cfutures_mpi)
+  if(NOT CF_SANITIZE)
+    add_test(NAME mpi_stall
+             COMMAND ${PROJECT_SOURCE_DIR}/tests/mpi/stall.sh $<TARGET_FILE:mpi_stall>
+                     ${MPIEXEC_EXECUTABLE} ${CF_MPIEXEC_FLAGS})
+    set_tests_properties(mpi_stall PROPERTIES TIMEOUT 120 PROCESSORS 3)
+  endif()
+endif()
+
 # ---- across hosts: network namespaces (tests/mpi/multihost.sh) ---------------
 # mpi_multihost: test_mpi_pool and the engines example on three "hosts"
 # (namespaces on a bridge of their own), one and two ranks per host, TCP

@@ -130,7 +130,8 @@ int cf_lock_release(cf_lock *l);
 /* True when some thread holds the lock. */
 bool cf_lock_locked(cf_lock *l);
 
-/* A re-entrant lock, owned by the thread that acquired it. */
+/* A re-entrant lock, owned by the task that acquired it (outside tasks: by
+ * the thread); a task run inline within another's wait is another owner. */
 typedef struct cf_rlock cf_rlock;
 cf_rlock *cf_rlock_new(void);
 void cf_rlock_free(cf_rlock *l);
@@ -139,7 +140,7 @@ int cf_rlock_acquire(cf_rlock *l, double timeout);
 /* Undoes one acquire: 0, or CF_EPERM when the caller is not the owner. */
 int cf_rlock_release(cf_rlock *l);
 
-/* A condition variable with its own re-entrant lock. */
+/* A condition variable with its own re-entrant lock (owned as cf_rlock). */
 typedef struct cf_condition cf_condition;
 cf_condition *cf_condition_new(void);
 void cf_condition_free(cf_condition *c);
@@ -257,6 +258,20 @@ void cf_queue_shutdown(cf_queue *q, bool immediate);
 
 typedef struct cf_future cf_future;
 
+/* Waiting inside a task (docs/design.md, "The wait protocol"). Every wait
+ * below may be called from a task of a thread pool, and never deadlocks the
+ * pool by occupying its worker:
+ *   - An untimed wait (CF_FOREVER) first runs, on its own thread, what it
+ *     depends on and what has not started: the awaited task futures of the
+ *     same pool (each runs once: the wait claims it), the branches of its
+ *     own cf_join, its own group's tasks. Never an unrelated task.
+ *   - Otherwise, and always for a timed wait, it blocks like a Python
+ *     thread, and the pool wakes or starts a spare worker so that up to
+ *     max_workers threads keep running tasks.
+ * A timed wait returns within its timeout as it does outside a pool. A task
+ * run inline is a task of its own: its own cf_fail, and its own locks (a
+ * cf_rlock or cf_condition held by the waiting task is not its). */
+
 /* A pending future that user code completes (set_result/set_exception).
  * The caller holds one reference. NULL with errno ENOMEM. */
 cf_future *cf_future_new(void);
@@ -266,8 +281,9 @@ void cf_future_retain(cf_future *f);
 void cf_future_release(cf_future *f);
 
 /* Waits for the future: 0 with the result in *result, the task's failure
- * code, CF_ECANCELED, or CF_ETIMEDOUT. In a pool worker, runs other queued
- * work of the pool while it waits. */
+ * code, CF_ECANCELED, or CF_ETIMEDOUT. In a task, untimed, it runs f itself
+ * if f is a task of the same pool that has not started; else it blocks and
+ * the pool compensates (above). */
 int cf_future_result(cf_future *f, double timeout, void **result);
 /* As cf_future_result, and *message (owned by the future, NULL on success)
  * says why it failed. */
@@ -281,8 +297,8 @@ bool cf_future_running(cf_future *f);
 bool cf_future_done(cf_future *f); /* finished or cancelled */
 
 /* Calls fn(f, ctx) once when f is done, in the thread that completes it, in
- * the order added; at once in the caller if f is done already. 0, CF_EINVAL,
- * CF_ENOMEM. */
+ * the order added; at once in the caller if f is done already. Callbacks run
+ * outside any task: cf_fail there is CF_EINVAL. 0, CF_EINVAL, CF_ENOMEM. */
 int cf_future_add_done_callback(cf_future *f,
                                 void (*fn)(cf_future *f, void *ctx),
                                 void *ctx);
@@ -320,7 +336,8 @@ typedef enum cf_return_when {
 /* Waits until the condition holds over fs[0..n): 0, or CF_ETIMEDOUT (CF_EINVAL
  * for NULL entries, NaN, a bad when; CF_ENOMEM when it must block and cannot
  * allocate its n watches). Read each future's state after. n = 0 returns 0;
- * duplicates are fine. In a pool worker it runs other work while it waits. */
+ * duplicates are fine. In a task, untimed, it runs the awaited tasks of the
+ * same pool that have not started; else it blocks and the pool compensates. */
 int cf_wait(cf_future *const *fs, size_t n, double timeout,
             cf_return_when when);
 
@@ -331,7 +348,8 @@ typedef struct cf_as_completed cf_as_completed;
 int cf_as_completed_new(cf_as_completed **it, cf_future *const *fs, size_t n,
                         double timeout);
 /* Next done future into *f (borrowed: valid while the iterator lives): 0,
- * CF_EOF when all were yielded, CF_ETIMEDOUT once the timeout has passed. */
+ * CF_EOF when all were yielded, CF_ETIMEDOUT once the timeout has passed. In
+ * a task, with no timeout, it may run the awaited tasks as cf_wait does. */
 int cf_as_completed_next(cf_as_completed *it, cf_future **f);
 void cf_as_completed_free(cf_as_completed *it);
 
@@ -354,11 +372,12 @@ typedef struct cf_options {
     void *initarg;
     /* Process pools only (ignored by thread pools): */
     unsigned max_tasks_per_child; /* replace a worker after this many; 0 never */
-    double task_timeout;          /* seconds; 0 none */
+    double task_timeout;          /* seconds; 0 none; NaN, negative: EINVAL */
     cf_start_method start_method;
     /* Thread pools: */
     double idle_timeout;   /* seconds an idle worker waits for work before it
-                              exits; 0 never (the default, as in Python) */
+                              exits; 0 never (the default, as in Python);
+                              NaN or negative: the constructor's EINVAL */
     bool keep_signal_mask; /* false: workers block SIGINT, SIGTERM, SIGHUP,
                               SIGQUIT, SIGCHLD, SIGALRM, SIGUSR1/2, SIGPIPE */
     /* Room for later fields without an ABI break: leave it zero (any
@@ -377,21 +396,26 @@ typedef struct cf_stats {
     size_t running;   /* tasks running now */
     size_t completed; /* tasks that returned without failing */
     size_t failed;    /* tasks that failed (cf_fail, or broken pool) */
-    size_t cancelled; /* tasks cancelled before they started */
+    size_t cancelled; /* tasks cancelled before they started (counted when
+                         the cancel returns true, and then not queued) */
     size_t steals;    /* tasks a worker took from another's deque */
     size_t inlined;   /* tasks run inline by a wait that depended on them */
     size_t spares;    /* spare workers started to compensate blocked waits */
     size_t blocked;   /* waits inside tasks that blocked */
-    size_t reserved_[12]; /* room for later counters, carved from its
+    size_t stalled;   /* MPI ranks that stopped answering (docs/mpi.md) */
+    size_t reserved_[11]; /* room for later counters, carved from its
                              front so sizeof never changes; written as zero
                              (a counter this library predates reads 0) */
 } cf_stats;
 
 /* A pool of threads; opts may be NULL for the defaults. Threads start
- * lazily, up to max_workers, and idle ones are reused. NULL with errno
- * EINVAL (negative max_workers) or ENOMEM. (Waits inside tasks run other
- * work meanwhile; past a nesting bound a worker only waits, and the pool may
- * then start spare threads beyond max_workers so that it keeps going.) */
+ * lazily, up to max_workers, and idle ones are reused. A wait inside a task
+ * runs inline only what it depends on, while its thread's stack (8 MiB per
+ * worker) has room; otherwise it blocks and the pool starts or wakes a
+ * spare thread in its place, up to 1024 beyond max_workers, so that
+ * max_workers keep running tasks; spares leave once idle. Past that cap a
+ * wait just waits. Worker names are "<prefix>_<i>", whole. NULL with errno
+ * EINVAL (negative max_workers) or ENOMEM. */
 cf_executor *cf_thread_pool_new(const cf_options *opts);
 
 /* Schedules fn(arg). With out, *out is a new future (the caller releases
@@ -486,8 +510,10 @@ int cf_map_bytes_next(cf_map *m, const void **data, size_t *len);
 /* Runs a(arg_a) and b(arg_b), possibly in parallel, and returns when both
  * are done: 0, or the first failure code (a cf_fail in either). Results go
  * to *res_a and *res_b (either may be NULL). Inside a worker of ex it runs a
- * itself and leaves b for a thief, allocating nothing; from any other thread
- * it hands the pair to ex and waits. CF_EINVAL, CF_ESHUTDOWN, CF_ENOMEM. */
+ * itself and leaves b for a thief, allocating nothing, then runs b itself
+ * unless it was stolen (then it blocks and the pool compensates); from any
+ * other thread, or with its stack running low, it hands the pair to ex and
+ * waits. CF_EINVAL, CF_ESHUTDOWN, CF_ENOMEM. */
 int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
             void *arg_b, void **res_b);
 
@@ -508,7 +534,8 @@ cf_group *cf_group_new(cf_executor *ex);
 int cf_group_submit(cf_group *g, cf_fn fn, void *arg);
 /* Waits for every task submitted so far: 0, the first failure code, or
  * CF_ETIMEDOUT. After a failure the group's tasks not yet started are
- * cancelled. In a worker it runs other work meanwhile. */
+ * cancelled. In a task, untimed, it runs the group's own tasks it submitted
+ * that have not started; else it blocks and the pool compensates. */
 int cf_group_wait(cf_group *g, double timeout);
 /* Cancels the tasks of the group that have not started; later submits get
  * CF_ECANCELED. Running tasks finish. */
@@ -539,8 +566,9 @@ int cf_as_completed_next_for(cf_as_completed *it, double timeout,
 
 /* The message of the failure that the calling thread's last cf_join,
  * cf_parallel_for or cf_group_wait returned (cf_fail's text, else
- * cf_strerror of the code); NULL when it returned 0. Valid until this
- * thread's next such call. */
+ * cf_strerror of the code); NULL when it returned 0, or before any such
+ * call. Valid until this thread's next such call: in a task, a wait may run
+ * other tasks on this thread, and their calls count, so copy it first. */
 const char *cf_failure_message(void);
 
 /* Records what the pool threads do (tasks, waits, steals, sleeps, process

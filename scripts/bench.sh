@@ -12,7 +12,7 @@
 #                         [--out DIR] [--scaling[=1,2,4,8,16]]
 #   --reps N    repetitions of each benchmark (default 5)
 #   --quick     one repetition of smaller sizes: a smoke run (under a minute)
-#   --only LIST run only these benchmarks (B1..B6, comma-separated)
+#   --only LIST run only these benchmarks (B1..B7, comma-separated)
 #   --no-build  run what build/release already has
 #   --out DIR   write the result files there (default bench/results)
 #   --scaling[=LIST]  instead, B1, B2 and B3 at each worker count of LIST

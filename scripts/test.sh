@@ -182,9 +182,9 @@ mpich_tests() {
     configure build/mpich gcc -DCF_MPI_IMPL=mpich -DCF_BUILD_BENCH=OFF \
         -DCF_BUILD_TOOLS=OFF
     cmake --build build/mpich --parallel "$jobs" \
-        --target test_mpi_pool example_engines mpi_partition
+        --target test_mpi_pool example_engines mpi_partition mpi_stall
     ctest --test-dir build/mpich "${ctest_args[@]}" \
-        -R '^(mpi_pool_|mpi_multihost|mpi_partition|example_engines_mpi)'
+        -R '^(mpi_pool_|mpi_multihost|mpi_partition|mpi_stall|example_engines_mpi)'
 }
 
 # ---- the install test -----------------------------------------------------

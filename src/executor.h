@@ -22,19 +22,17 @@ typedef struct cf__executor_ops {
     int (*shutdown)(cf_executor *ex, bool wait, bool cancel_futures);
     void (*free)(cf_executor *ex);
     int (*stats)(cf_executor *ex, cf_stats *out);
-    /* Optional: cf_executor_wait after shutdown, until the deadline: 0,
-     * CF_ETIMEDOUT, CF_EDEADLK. NULL: executor.c waits for a thread that
-     * calls shutdown with wait. */
+    /* cf_executor_wait after shutdown, until the deadline: 0 once the
+     * accepted work is done and the workers have exited, CF_ETIMEDOUT, or
+     * CF_EDEADLK from a thread of the engine (a task, a done callback). */
     int (*wait)(cf_executor *ex, const cf__deadline *deadline);
 } cf__executor_ops;
 
 struct cf_executor {
     const cf__executor_ops *ops;
     struct cf__sched *sched; /* a thread pool's scheduler; NULL otherwise */
-    /* executor.c's own (engines leave them zero): */
+    /* executor.c's own (engines leave it zero): */
     _Atomic bool shut_down; /* cf_shutdown was called */
-    cf_thread *reaper;      /* cf_executor_wait's thread, if it needed one */
-    cf_future *reaped;      /* done when the reaper's shutdown returned */
 };
 
 /* A task future for fn(arg) with refs references (one is the engine's).
@@ -45,8 +43,16 @@ int cf__submit_future(cf_executor *ex, cf_future *f);
 
 /* Runs a task future on worker w of a thread pool (or fails it if the pool
  * is broken, drops it if it was cancelled), then drops the pool's
- * reference. */
-void cf__pool_run_future(cf_future *f, cf__worker *w);
+ * reference. claimed: a wait that depends on f runs it inline, before any
+ * worker took it off its queue; it runs only if still pending, and the
+ * queue's reference stays for whoever takes the entry off later. */
+void cf__pool_run_future(cf_future *f, cf__worker *w, bool claimed);
+/* The drop that tells a future task's exec it was claimed (above). */
+extern const cf__drop cf__claimed;
+/* Completes a task future of a thread pool that it will never run (cancel
+ * for CF_ECANCELED, else fail with the drop's code), keeps the counters,
+ * and drops the pool's reference. */
+void cf__pool_drop(cf_future *f, const cf__drop *drop);
 
 /* The scheduler of a thread pool, or NULL for other executors. */
 static inline struct cf__sched *cf__executor_sched(cf_executor *ex)
@@ -57,8 +63,9 @@ static inline struct cf__sched *cf__executor_sched(cf_executor *ex)
 bool cf__executor_broken(cf_executor *ex);
 
 /* The checks every pool constructor makes of its options (options.c): true
- * for NULL or for options with max_workers >= 0 and a zero reserved tail;
- * false with errno EINVAL otherwise. */
+ * for NULL or for options with max_workers >= 0, idle_timeout and
+ * task_timeout neither NaN nor negative, and a zero reserved tail; false
+ * with errno EINVAL otherwise. */
 bool cf__options_valid(const cf_options *opts);
 
 #endif /* CF_EXECUTOR_H */

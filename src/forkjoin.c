@@ -6,13 +6,18 @@
  * cf_join inside a worker: b goes on the worker's own deque as a frame on
  * the joiner's stack (no allocation), a runs inline, then the worker takes
  * b back and runs it inline - unless a thief stole it, in which case the
- * worker helps (runs other work) until the thief marks the frame done and
- * unparks it. Outside a worker the pair is handed to the pool as one frame
- * on the caller's stack, and the caller waits on its parker.
+ * worker steals back from that thief only what b spawned (leapfrogging),
+ * and blocks (the pool compensates) when there is none, until the thief
+ * marks the frame done and unparks it. What a left on the deque above b is a's own work and
+ * runs inline on the way down to b; nothing else does (docs/design.md, "The
+ * wait protocol"). Outside a worker, or on a worker whose stack is running
+ * low, the pair is handed to the pool as one frame on the caller's stack,
+ * and the caller waits on its parker.
  *
- * A group counts its outstanding tasks; a wait blocks (or helps) until the
- * count is 0. Group tasks are futures without a user reference whose first
- * callback reports to the group, so a group task costs one allocation.
+ * A group counts its outstanding tasks; a wait runs the group's own tasks
+ * it finds at the bottom of its deque, then blocks until the count is 0.
+ * Group tasks are futures without a user reference whose first callback
+ * reports to the group, so a group task costs one allocation.
  *
  * cf_failure_message: each of the three calls leaves the message of the
  * failure it returns in a thread-local slot (a pthread key frees it when
@@ -78,8 +83,14 @@ typedef struct join_frame {
     void *arg;
     void *result;
     cf__task_ctx ctx;
-    cf__parker *waiter;     /* unparked by a thief when done */
-    _Atomic uint32_t done;  /* set (release) by whoever ran fn */
+    cf__parker *waiter;    /* unparked by a thief when done */
+    _Atomic uint32_t done; /* set (release) by whoever ran fn */
+    /* Set by a thief before it runs fn, for leapfrogging: its deque held
+     * nothing at index thief_base or above then, and its epoch was
+     * thief_epoch. */
+    _Atomic(cf__worker *) thief;
+    int64_t thief_base;
+    uint64_t thief_epoch;
 } join_frame;
 
 /* What a trace calls a task that runs fn(arg): fn, or the body of a
@@ -99,12 +110,40 @@ static void exec_stolen(cf__task *t, cf__worker *w, const cf__drop *drop)
     (void)drop; /* never dropped: join frames live only on deques */
     join_frame *fr = (join_frame *)t;
     cf__trace(CF__TR_TASK_NAME, task_name(fr->fn, fr->arg), 0);
+    uint64_t epoch = atomic_load_explicit(&w->epoch, memory_order_relaxed);
+    fr->thief_base =
+        atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
+    fr->thief_epoch = epoch;
+    /* release: a joiner that acquires thief sees base and epoch */
+    atomic_store_explicit(&fr->thief, w, memory_order_release);
     run_branch(fr);
     cf__worker_leave(w);
+    /* release: a leapfrogger that steals anything we push from here on sees
+     * the new epoch (cf__worker_steal_back) */
+    atomic_store_explicit(&w->epoch, epoch + 1, memory_order_release);
     cf__parker *waiter = fr->waiter; /* the frame may die once done is set */
     /* release: the joiner that acquires done sees result and ctx */
     atomic_store_explicit(&fr->done, 1, memory_order_release);
     cf__unpark(waiter);
+}
+
+/* The joiner of a stolen frame runs what the thief pushed while it runs
+ * the frame - b's own subtree - stealing it back (leapfrogging). */
+static bool leapfrog(void *p, cf__helper *h)
+{
+    join_frame *fr = p;
+    cf__worker *w = cf__worker_current();
+    (void)h;
+    /* acquire: pairs with the release store of thief in exec_stolen */
+    cf__worker *thief = atomic_load_explicit(&fr->thief, memory_order_acquire);
+    if (!thief || !cf__worker_stack_room(w))
+        return false;
+    cf__task *t =
+        cf__worker_steal_back(w, thief, fr->thief_base, fr->thief_epoch);
+    if (!t)
+        return false;
+    cf__worker_run_inline(w, t, NULL);
+    return true;
 }
 
 static bool frame_done(void *p)
@@ -130,14 +169,31 @@ static int first_failure(cf__task_ctx *a, cf__task_ctx *b, char **message)
     return code;
 }
 
+static int join_via_pool(cf__sched *s, cf_fn a, void *arg_a, void **res_a,
+                         cf_fn b, void *arg_b, void **res_b, char **message);
+
 /* The join on a worker of its pool. Inlined into cf_join: the fast path
  * passes nothing on the stack. */
-static inline __attribute__((always_inline)) int join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a,
-                          cf_fn b, void *arg_b, void **res_b, char **message)
+static inline __attribute__((always_inline)) int
+join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a, cf_fn b,
+               void *arg_b, void **res_b, char **message)
 {
-    join_frame fb = { .task.exec = exec_stolen, .fn = b, .arg = arg_b,
-                      .waiter = &w->parker };
+    /* Too little stack left to run a and b here: a worker with a fresh
+     * stack runs the pair (docs/design.md, "The wait protocol"). */
+    if (!cf__worker_stack_room(w))
+        return join_via_pool(w->sched, a, arg_a, res_a, b, arg_b, res_b,
+                             message);
+    /* Field by field: zeroing the whole frame costs a string store. */
+    join_frame fb;
+    fb.task.exec = exec_stolen;
+    fb.fn = b;
+    fb.arg = arg_b;
+    fb.result = NULL;
+    fb.ctx.code = 0;
+    fb.ctx.message = NULL;
+    fb.waiter = &w->parker;
     atomic_init(&fb.done, 0);
+    atomic_init(&fb.thief, NULL);
     int rc = cf__worker_push(w, &fb.task);
     if (rc)
         return rc;
@@ -146,19 +202,24 @@ static inline __attribute__((always_inline)) int join_in_worker(cf__worker *w, c
     void *result_a = a(arg_a);
     cf__task_ctx_swap(outer);
     /* Take b back; tasks pushed above it by a (futures it did not wait
-     * for) come off first and run here. */
+     * for: a's own work) come off first and run here while the stack has
+     * room; without room they go back for a thief, as b does then. */
     for (;;) {
         cf__task *t = cf__deque_take(&w->deque);
         if (t == &fb.task) {
             run_branch(&fb);
             break;
         }
-        if (t) {
-            t->exec(t, w, NULL);
+        if (t && cf__worker_stack_room(w)) {
+            cf__worker_run_inline(w, t, NULL);
             continue;
         }
-        /* Stolen: help until the thief is done with it. */
-        cf__block_until(frame_done, &fb, NULL);
+        if (t)
+            (void)cf__worker_push(w,
+                                  t); /* just taken: no growth; wakes a thief */
+        /* Stolen, or left for a thief: steal back from the thief what b
+         * spawned, and block when there is none, until b is done. */
+        cf__block_until(frame_done, &fb, leapfrog, NULL);
         break;
     }
     if (res_a)
@@ -202,6 +263,37 @@ static bool outer_done(void *p)
     return atomic_load_explicit(&oj->done, memory_order_acquire) != 0;
 }
 
+/* The pair handed to the pool as one frame on the caller's stack, which
+ * waits for a worker to run the whole join. Kept out of line so that the
+ * fast path of cf_join stays a tail call. */
+static __attribute__((noinline)) int join_via_pool(cf__sched *s, cf_fn a,
+                                                   void *arg_a, void **res_a,
+                                                   cf_fn b, void *arg_b,
+                                                   void **res_b,
+                                                   char **message)
+{
+    outer_join oj = { .task.exec = exec_outer_join,
+                      .a = a,
+                      .b = b,
+                      .arg_a = arg_a,
+                      .arg_b = arg_b,
+                      .waiter = cf__parker_self() };
+    atomic_init(&oj.done, 0);
+    int rc = cf__sched_push(s, &oj.task);
+    if (rc)
+        return rc;
+    cf__block_until(outer_done, &oj, NULL, NULL);
+    if (res_a)
+        *res_a = oj.res_a;
+    if (res_b)
+        *res_b = oj.res_b;
+    if (message)
+        *message = oj.message;
+    else
+        cf__free(oj.message);
+    return oj.rc;
+}
+
 /* cf_join; the failure's message goes to *message (NULL: freed). */
 static int join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
                 void *arg_b, void **res_b, char **message)
@@ -214,23 +306,7 @@ static int join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
         return join_in_worker(w, a, arg_a, res_a, b, arg_b, res_b, message);
     if (cf__executor_broken(ex))
         return CF_EBROKEN;
-    outer_join oj = { .task.exec = exec_outer_join, .a = a, .b = b,
-                      .arg_a = arg_a, .arg_b = arg_b,
-                      .waiter = cf__parker_self() };
-    atomic_init(&oj.done, 0);
-    int rc = cf__sched_push(s, &oj.task);
-    if (rc)
-        return rc;
-    cf__block_until(outer_done, &oj, NULL);
-    if (res_a)
-        *res_a = oj.res_a;
-    if (res_b)
-        *res_b = oj.res_b;
-    if (message)
-        *message = oj.message;
-    else
-        cf__free(oj.message);
-    return oj.rc;
+    return join_via_pool(s, a, arg_a, res_a, b, arg_b, res_b, message);
 }
 
 int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
@@ -262,7 +338,8 @@ static void *pfor_run(void *p)
 {
     pfor_range *r = p;
     pfor_shared *sh = r->sh;
-    if (r->lo == r->hi || atomic_load_explicit(&sh->failed, memory_order_relaxed))
+    if (r->lo == r->hi ||
+        atomic_load_explicit(&sh->failed, memory_order_relaxed))
         return NULL;
     if (r->hi - r->lo <= sh->grain) {
         sh->body(r->lo, r->hi, sh->ctx);
@@ -283,9 +360,8 @@ static void *pfor_run(void *p)
     int rc = join(sh->ex, pfor_run, &left, NULL, pfor_run, &right, NULL, NULL);
     if (rc) {
         int zero = 0;
-        atomic_compare_exchange_strong_explicit(&sh->failed, &zero, rc,
-                                                memory_order_relaxed,
-                                                memory_order_relaxed);
+        atomic_compare_exchange_strong_explicit(
+            &sh->failed, &zero, rc, memory_order_relaxed, memory_order_relaxed);
     }
     return NULL;
 }
@@ -386,21 +462,23 @@ static void group_task_done(cf_future *f, void *ctx)
     cf__mutex_unlock(&g->mu);
 }
 
-/* Exec of a group task: skipped (cancelled) once the group is cancelled. */
+/* Exec of a group task: skipped (cancelled) once the group is cancelled.
+ * Claimed (a wait on the group runs it inline): the queue entry stays. */
 static void exec_group_task(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
     cf_group *g = f->first_cb.ctx;
-    if (drop) {
-        cf__future_drop(f, drop);
-        return;
+    bool claimed = drop == &cf__claimed;
+    if (drop && !claimed) {
+        cf__pool_drop(f, drop);
+    } else if (atomic_load_explicit(&g->cancelled, memory_order_relaxed)) {
+        if (claimed)
+            cf_future_cancel(f);
+        else
+            cf__pool_drop(f, &(cf__drop){ CF_ECANCELED, NULL });
+    } else {
+        cf__pool_run_future(f, w, claimed);
     }
-    if (atomic_load_explicit(&g->cancelled, memory_order_relaxed)) {
-        cf__count(&w->cancelled);
-        cf__future_drop(f, &(cf__drop){ CF_ECANCELED, NULL });
-        return;
-    }
-    cf__pool_run_future(f, w);
 }
 
 int cf_group_submit(cf_group *g, cf_fn fn, void *arg)
@@ -421,6 +499,7 @@ int cf_group_submit(cf_group *g, cf_fn fn, void *arg)
     f->first_cb.fn = group_task_done;
     f->first_cb.ctx = g;
     f->task.exec = exec_group_task;
+    f->home = &g->sched->home;
     atomic_fetch_add_explicit(&g->pending, 1, memory_order_relaxed);
     int rc = cf__sched_push(g->sched, &f->task);
     if (rc) {
@@ -434,6 +513,28 @@ static bool group_idle(void *p)
 {
     cf_group *g = p;
     return atomic_load_explicit(&g->pending, memory_order_acquire) == 0;
+}
+
+/* What a wait on g depends on: g's tasks. Those this worker submitted
+ * (and those they submit) sit at the bottom of its deque: run the newest
+ * if it is g's and has room, else put it back and block. */
+static bool group_help(void *p, cf__helper *h)
+{
+    cf_group *g = p;
+    cf__worker *w = cf__worker_current();
+    (void)h;
+    if (!w || w->sched != g->sched || !cf__worker_stack_room(w))
+        return false;
+    cf__task *t = cf__deque_take(&w->deque);
+    if (!t)
+        return false;
+    cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
+    if (t->exec != exec_group_task || f->first_cb.ctx != g) {
+        (void)cf__worker_push(w, t); /* just taken: no growth; wakes a thief */
+        return false;
+    }
+    cf__worker_run_inline(w, t, NULL);
+    return true;
 }
 
 static int group_wait(cf_group *g, double timeout)
@@ -450,7 +551,7 @@ static int group_wait(cf_group *g, double timeout)
             g->waiters[g->nwaiters++] = me;
         cf__mutex_unlock(&g->mu);
         if (listed) {
-            rc = cf__block_until(group_idle, g, &d);
+            rc = cf__block_until(group_idle, g, group_help, &d);
         } else {
             /* More concurrent waiters than slots: poll. */
             while (!group_idle(g) && !cf__deadline_passed(&d)) {

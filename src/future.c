@@ -110,9 +110,8 @@ static bool complete_locked(cf_future *f, uint32_t to, bool from_pending,
         /* release: publishes result/code/message (written before) to
          * readers that acquire-load a done state. A failed CAS means the
          * RUNNING CAS or a sleeper's WAITBIT raced in: look again. */
-    } while (!atomic_compare_exchange_weak_explicit(&f->state, &s, to,
-                                                    memory_order_acq_rel,
-                                                    memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(
+        &f->state, &s, to, memory_order_acq_rel, memory_order_relaxed));
     *wake = (s & CF__WAITBIT) != 0;
     for (cf__watch *w = f->watches, *next; w; w = next) {
         next = w->next;
@@ -127,18 +126,24 @@ static bool complete_locked(cf_future *f, uint32_t to, bool from_pending,
 }
 
 /* After unlocking: wake sleepers, run the callbacks in order. first_cb is
- * stable: nothing writes it once the future is done. */
+ * stable: nothing writes it once the future is done. Callbacks run outside
+ * any task: a cf_fail in one is CF_EINVAL, never the failure of the task
+ * that happened to complete the future (nor of the task whose wait ran
+ * that one inline), and locks taken there belong to the thread. */
 static void after_complete(cf_future *f, cf__callback *cbs, bool wake)
 {
     if (wake)
         cf__futex_wake(&f->state, -1);
-    if (f->first_cb.fn)
-        f->first_cb.fn(f, f->first_cb.ctx);
+    if (!f->first_cb.fn)
+        return; /* then there are no others: the first one is inline */
+    cf__task_ctx *task = cf__task_ctx_swap(NULL);
+    f->first_cb.fn(f, f->first_cb.ctx);
     for (cf__callback *cb = cbs, *next; cb; cb = next) {
         next = cb->next;
         cb->fn(f, cb->ctx);
         cf__free(cb);
     }
+    cf__task_ctx_swap(task);
 }
 
 /* Completes f (FINISHED, or CANCELLED from PENDING only) unless that move is
@@ -214,8 +219,15 @@ bool cf_future_cancel(cf_future *f)
         return false;
     uint32_t s = cf__future_state(f);
     if (s == CF__PENDING &&
-        complete(f, CF__CANCELLED, NULL, CF_ECANCELED, NULL) == 0)
+        complete(f, CF__CANCELLED, NULL, CF_ECANCELED, NULL) == 0) {
+        /* A queued task: its pool counts it cancelled from now on. */
+        if (f->home) {
+            atomic_fetch_add_explicit(&f->home->cancelled, 1,
+                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&f->home->husks, 1, memory_order_relaxed);
+        }
         return true;
+    }
     return cf__future_state(f) == CF__CANCELLED;
 }
 
@@ -240,7 +252,8 @@ int cf_future_add_done_callback(cf_future *f,
     if (!f || !fn)
         return CF_EINVAL;
     cf__mutex_lock(&f->mu);
-    if (!cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed))) {
+    if (!cf__state_done(
+            atomic_load_explicit(&f->state, memory_order_relaxed))) {
         if (!f->first_cb.fn) {
             f->first_cb.fn = fn;
             f->first_cb.ctx = ctx;
@@ -262,7 +275,9 @@ int cf_future_add_done_callback(cf_future *f,
         return 0;
     }
     cf__mutex_unlock(&f->mu);
+    cf__task_ctx *task = cf__task_ctx_swap(NULL); /* as after_complete */
     fn(f, ctx);
+    cf__task_ctx_swap(task);
     return 0;
 }
 
@@ -339,8 +354,8 @@ int cf__future_set_bytes(cf_future *f, const void *data, size_t len)
     if (len)
         memcpy(b->data, data, len);
     cf__mutex_lock(&f->mu);
-    bool done = cf__state_done(atomic_load_explicit(&f->state,
-                                                    memory_order_relaxed));
+    bool done =
+        cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed));
     if (!done)
         f->bytes = b; /* published by complete's release */
     cf__mutex_unlock(&f->mu);
@@ -369,18 +384,25 @@ static bool future_is_done(void *f)
     return cf_future_done(f);
 }
 
+/* The one thing a wait on f depends on: f itself, if it has not started. */
+static bool run_awaited(void *f, cf__helper *h)
+{
+    return h->run_future(h, f);
+}
+
 /* Waits until f is done or the deadline: 0 or CF_ETIMEDOUT. */
 static int wait_done(cf_future *f, const cf__deadline *d)
 {
     if (cf_future_done(f))
         return 0;
     if (cf__helper_current()) {
-        /* A pool worker: help while waiting; completion unparks us. */
+        /* A pool worker (docs/design.md, "The wait protocol"): run f here
+         * if it has not started, else block; completion unparks us. */
         parker_watch pw = { .parker = cf__parker_self() };
         pw.watch.notify = unpark_watch;
         if (!cf__future_watch(f, &pw.watch))
             return 0;
-        int rc = cf__block_until(future_is_done, f, d);
+        int rc = cf__block_until(future_is_done, f, run_awaited, d);
         cf__future_unwatch(f, &pw.watch);
         return rc;
     }
@@ -389,10 +411,9 @@ static int wait_done(cf_future *f, const cf__deadline *d)
         if (cf__state_done(s))
             return 0;
         if (!(s & CF__WAITBIT) &&
-            !atomic_compare_exchange_weak_explicit(&f->state, &s,
-                                                   s | CF__WAITBIT,
-                                                   memory_order_relaxed,
-                                                   memory_order_relaxed))
+            !atomic_compare_exchange_weak_explicit(
+                &f->state, &s, s | CF__WAITBIT, memory_order_relaxed,
+                memory_order_relaxed))
             continue;
         if (cf__futex_wait(&f->state, s | CF__WAITBIT, d) == CF_ETIMEDOUT &&
             !cf_future_done(f))
@@ -417,7 +438,7 @@ int cf_future_exception(cf_future *f, double timeout, const char **message)
 {
     int rc = outcome(f, timeout);
     if (message)
-        *message = rc == 0 ? NULL
+        *message = rc == 0                           ? NULL
                    : cf_future_done(f) && f->message ? f->message
                                                      : cf_strerror(rc);
     return rc;

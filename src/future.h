@@ -49,26 +49,27 @@ typedef struct cf__watch {
 struct cf_future {
     _Atomic uint32_t state; /* CF__* state | CF__WAITBIT */
     _Atomic uint32_t refs;
-    cf__mutex mu;           /* guards callbacks, watches, and completion */
-    int code;               /* failure code; written before done (release) */
-    bool is_bytes;          /* a bytes task: result in bytes, input in arg */
+    cf__mutex mu;  /* guards callbacks, watches, and completion */
+    int code;      /* failure code; written before done (release) */
+    bool is_bytes; /* a bytes task: result in bytes, input in arg */
     union {
-        void *result;       /* a plain task's result */
-        cf__bytes *bytes;   /* the owned result of a bytes task */
+        void *result;     /* a plain task's result */
+        cf__bytes *bytes; /* the owned result of a bytes task */
     };
-    char *message;          /* owned; NULL means cf_strerror(code) */
+    char *message;                /* owned; NULL means cf_strerror(code) */
     cf__inline_callback first_cb; /* first callback inline: no allocation */
-    cf__callback *cbs;      /* later callbacks, in order */
+    cf__callback *cbs;            /* later callbacks, in order */
     cf__watch *watches;
     /* the task part, used by executors */
     cf__task task;
+    cf__task_home *home; /* the pool that queued it; NULL for others */
     union {
         cf_fn fn;
         const void *input; /* a bytes task on an engine with its own
                               submit_bytes: the caller's input address, for
                               cf_future_arg (bytes.c) */
     };
-    void *arg;              /* for bytes tasks on threads: the owned input */
+    void *arg; /* for bytes tasks on threads: the owned input */
 };
 
 /* A fresh pending future with refs references. NULL on ENOMEM. */
@@ -77,7 +78,8 @@ cf_future *cf__future_alloc(uint32_t refs);
 static inline uint32_t cf__future_state(const cf_future *f)
 {
     /* acquire: a done state makes result, code and message visible */
-    return atomic_load_explicit(&((cf_future *)f)->state, memory_order_acquire) &
+    return atomic_load_explicit(&((cf_future *)f)->state,
+                                memory_order_acquire) &
            CF__STATE_MASK;
 }
 

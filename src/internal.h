@@ -52,7 +52,7 @@ void *cf__calloc(size_t count, size_t size);
 void *cf__realloc(void *ptr, size_t size);
 void cf__free(void *ptr);
 char *cf__strdup(const char *s); /* NULL stays NULL; NULL on ENOMEM too */
-bool cf__alloc_is_libc(void);     /* the allocator was not replaced */
+bool cf__alloc_is_libc(void);    /* the allocator was not replaced */
 /* Zeroed fixed-size blocks from a per-thread cache (platform/cache.c); all
  * blocks given to one cache must have the same size, at least 16 bytes. */
 void *cf__cache_alloc(size_t size);
@@ -79,16 +79,20 @@ int cf__futex_wait(_Atomic uint32_t *word, uint32_t expected,
 void cf__futex_wake(_Atomic uint32_t *word, int n);
 
 /* ---- a one-word mutex (0 unlocked, 1 locked, 2 locked with waiters) */
-typedef struct { _Atomic uint32_t word; } cf__mutex;
-#define CF__MUTEX_INIT {0}
+typedef struct {
+    _Atomic uint32_t word;
+} cf__mutex;
+#define CF__MUTEX_INIT                                                         \
+    {                                                                          \
+        0                                                                      \
+    }
 void cf__mutex_lock_slow(cf__mutex *m);
 static inline void cf__mutex_lock(cf__mutex *m)
 {
     uint32_t expected = 0;
     /* acquire: pairs with the release in cf__mutex_unlock */
-    if (!atomic_compare_exchange_strong_explicit(&m->word, &expected, 1,
-                                                 memory_order_acquire,
-                                                 memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(
+            &m->word, &expected, 1, memory_order_acquire, memory_order_relaxed))
         cf__mutex_lock_slow(m);
 }
 static inline void cf__mutex_unlock(cf__mutex *m)
@@ -101,7 +105,9 @@ static inline void cf__mutex_unlock(cf__mutex *m)
 /* ---- the parker: one per thread, a binary wake-up token.
  * cf__park consumes the token, sleeping until one is there or the deadline;
  * cf__unpark makes the token available and wakes the owner. */
-typedef struct { _Atomic uint32_t state; } cf__parker;
+typedef struct {
+    _Atomic uint32_t state;
+} cf__parker;
 cf__parker *cf__parker_self(void);
 /* Makes p this thread's parker (NULL: back to the thread-local one). Pool
  * workers use a parker inside their worker record, which outlives the
@@ -153,23 +159,46 @@ void cf__set_current_name(const char *name); /* borrowed, must outlive use */
 /* Detaches the calling cf_thread: its record is freed when its fn returns. */
 void cf__thread_detach_self(void);
 
-/* ---- helping while waiting. A thread that is a pool worker registers a
- * helper; blocking waits in the future layer call it instead of sleeping
- * when it can run something. */
+/* ---- the identity locks record as their owner: the running task (its
+ * context's address, unique among live tasks) or, outside any task, the
+ * thread. A task run inline within its waiter is a different owner than the
+ * waiter (docs/design.md, "The wait protocol"). */
+uintptr_t cf__owner_id(void);
+
+/* ---- where a task future was queued. A thread pool's scheduler holds one;
+ * every future it queues points to it (cf_future's home), so that a wait
+ * can tell a task of its own pool, and a cancel shows in the pool's
+ * counters at once rather than when a worker reaches the task. */
+typedef struct cf__task_home {
+    _Atomic size_t cancelled; /* its futures cancelled while queued */
+    /* Queue entries that no longer stand for a task to start (cancelled,
+     * or run by a wait: a claim), and how many of them left the queues. */
+    _Atomic size_t husks, husks_gone;
+} cf__task_home;
+
+/* ---- waits inside pool workers (docs/design.md, "The wait protocol"). A
+ * thread that is a pool worker registers a helper; the blocking waits of
+ * the future layer ask it to run what they depend on, or to block. */
 typedef struct cf__helper {
-    /* Runs one queued task of the pool if there is one: true if it did. */
-    bool (*run_one)(struct cf__helper *h);
-    /* Sleeps until unparked (new work or the awaited event) or deadline,
-     * staying reachable by the pool's wake-ups. */
-    void (*park)(struct cf__helper *h, const cf__deadline *deadline);
+    /* Runs f here if it is a pending task of this worker's pool and the
+     * stack has room for it: true if it did (then look at f again). */
+    bool (*run_future)(struct cf__helper *h, cf_future *f);
+    /* Sleeps until unparked or the deadline, while the pool wakes or
+     * starts another worker in its place. first: the first block of this
+     * wait (counted in the stats). */
+    void (*block)(struct cf__helper *h, const cf__deadline *deadline,
+                  bool first);
 } cf__helper;
 cf__helper *cf__helper_current(void);
 cf__helper *cf__helper_swap(cf__helper *h); /* returns the old one */
 
 /* Blocks until done(ctx) is true: 0, or CF_ETIMEDOUT at the deadline. The
  * caller arranges for cf__unpark(cf__parker_self()) whenever done may have
- * become true. In a pool worker it runs other work meanwhile. */
+ * become true. In a pool worker, an untimed wait first calls help(ctx, h)
+ * (may be NULL) as long as it runs something the wait depends on; then it
+ * blocks, and the pool compensates. */
 int cf__block_until(bool (*done)(void *ctx), void *ctx,
+                    bool (*help)(void *ctx, cf__helper *h),
                     const cf__deadline *deadline);
 
 #endif /* CF_INTERNAL_H */

@@ -12,15 +12,16 @@
  * submitted.
  *
  * A bytes map with chunksize c > 1 packs c items into one task that runs
- * run_chunk: the function's identity, the item lengths, the items; the
- * task's result is one record per item (code, length, result or message).
- * Like Python's chunksize, it trades per-item overhead for failure
+ * run_chunk: a TASK frame naming the function, then one ITEM frame per
+ * item (remote/codec.h, the frames every remote engine speaks); the task's
+ * result is one RESULT or FAIL frame per item. Like Python's chunksize, it trades per-item overhead for failure
  * granularity: a task lost as a whole (a crashed worker) fails every item
  * of its chunk.
  */
 #include "bytes.h"
 #include "executor.h"
 #include "fnid.h"
+#include "remote/serve.h"
 
 #include <string.h>
 
@@ -38,8 +39,6 @@ struct cf_map {
     size_t *lens;
     size_t n_in;
     size_t chunk;
-    const char *module; /* bfn's identity, for chunks */
-    uint64_t offset;
     map_item *items;  /* one per task */
     size_t n;         /* tasks */
     size_t next;      /* the task next() reads */
@@ -56,21 +55,10 @@ struct cf_map {
 
 /* ---- chunks ------------------------------------------------------------ */
 
-/* A chunk task's input: this header, the module name, n u64 lengths, the
- * items. Its result: per item, this record and then len bytes (the result,
- * or for a failure its message with the NUL). */
-typedef struct chunk_hdr {
-    uint64_t offset;
-    uint32_t module_len;
-    uint32_t count;
-} chunk_hdr;
-typedef struct chunk_rec {
-    int32_t code;
-    uint32_t reserved;
-    uint64_t len;
-} chunk_rec;
-
-#define CHUNK_MAX_MODULE 4096u
+/* A chunk task's input is a TASK frame naming the function (no input),
+ * then one ITEM frame per item (remote/codec.h); its result one RESULT
+ * frame (the item's result) or FAIL frame (aux the code, the message with
+ * its NUL) per item, in order. */
 
 static int malformed(const char *what)
 {
@@ -78,14 +66,14 @@ static int malformed(const char *what)
     return CF_EINVAL;
 }
 
-/* Runs one item of a chunk, its record and result appended to out. The
+/* Runs one item of a chunk, its frame and result appended to out. The
  * result goes straight into out (no buffer of its own); success is decided
  * as cf__run_bytes does: a cf_fail, else the return code. 0, or CF_ENOMEM
  * when out cannot grow. */
 static int run_item(cf_bytes_fn fn, const void *in, size_t len, cf_buffer *out)
 {
-    chunk_rec rec = { 0, 0, 0 };
-    int rc = cf_buffer_append(out, &rec, sizeof rec);
+    cf__frame h = { 0 };
+    int rc = cf_buffer_append(out, &h, sizeof h);
     if (rc)
         return rc;
     size_t at = out->b->len; /* the result starts here */
@@ -103,41 +91,34 @@ static int run_item(cf_bytes_fn fn, const void *in, size_t len, cf_buffer *out)
         if (rc)
             return rc;
     }
-    rec.code = code;
-    rec.len = out->b->len - at;
-    memcpy(out->b->data + at - sizeof rec, &rec, sizeof rec);
+    cf__frame_set(&h, code ? CF__FR_FAIL : CF__FR_RESULT, 0, out->b->len - at,
+                  code);
+    memcpy(out->b->data + at - sizeof h, &h, sizeof h);
     return 0;
 }
 
 static int run_chunk(const void *in, size_t len, cf_buffer *out)
 {
-    const unsigned char *p = in, *end = p + len;
-    chunk_hdr h;
-    if (len < sizeof h)
+    cf__rd rd = { in, len };
+    cf__fn_cache cache = { .fn = NULL };
+    cf__frame h;
+    const unsigned char *p;
+    const void *none;
+    size_t zero;
+    cf__task_ctx ctx;
+    if (cf__rd_frame(&rd, &h, &p))
         return malformed("malformed chunk");
-    memcpy(&h, p, sizeof h);
-    p += sizeof h;
-    if (h.module_len > CHUNK_MAX_MODULE ||
-        (size_t)(end - p) < h.module_len + (size_t)h.count * 8)
-        return malformed("malformed chunk");
-    char module[CHUNK_MAX_MODULE + 1];
-    memcpy(module, p, h.module_len);
-    module[h.module_len] = '\0';
-    p += h.module_len;
-    const unsigned char *lens = p;
-    p += (size_t)h.count * 8;
-    cf_bytes_fn fn = (cf_bytes_fn)cf__fnid_resolve(module, h.offset);
-    if (!fn)
+    cf_bytes_fn fn = cf__serve_fn(&cache, &h, p, &none, &zero, &ctx);
+    if (!fn) {
+        cf__free(ctx.message);
         return malformed("cannot find the mapped function");
-    for (uint32_t i = 0; i < h.count; i++) {
-        uint64_t n;
-        memcpy(&n, lens + (size_t)i * 8, 8);
-        if (n > (uint64_t)(end - p))
+    }
+    while (rd.left) {
+        if (cf__rd_frame(&rd, &h, &p) || h.type != CF__FR_ITEM)
             return malformed("malformed chunk");
-        int rc = run_item(fn, p, (size_t)n, out);
+        int rc = run_item(fn, p, (size_t)h.len, out);
         if (rc)
             return rc;
-        p += n;
     }
     return 0;
 }
@@ -148,31 +129,29 @@ static int submit_bytes_task(cf_map *m, size_t i, cf_future **f)
     size_t lo = i * m->chunk;
     if (m->chunk == 1)
         return cf_submit_bytes(m->ex, m->bfn, m->ins[lo], m->lens[lo], f);
-    size_t hi = lo + m->chunk < m->n_in ? lo + m->chunk : m->n_in;
-    size_t mlen = strlen(m->module);
-    size_t len = sizeof(chunk_hdr) + mlen + (hi - lo) * 8;
-    for (size_t k = lo; k < hi; k++) {
+    size_t hi = lo + m->chunk < m->n_in ? lo + m->chunk : m->n_in, len;
+    int rc;
+    unsigned char *fn = cf__frame_task_new(0, m->bfn, NULL, 0, 0, &len, &rc);
+    size_t at = len;
+    for (size_t k = lo; k < hi && fn; k++) {
         if (m->lens[k] > SIZE_MAX / 2 - len)
-            return CF_ENOMEM;
-        len += m->lens[k];
+            rc = CF_ENOMEM;
+        len += CF__FRAME_HDR + m->lens[k];
     }
-    unsigned char *buf = cf__malloc(len), *p = buf;
-    if (!buf)
-        return CF_ENOMEM;
-    chunk_hdr h = { m->offset, (uint32_t)mlen, (uint32_t)(hi - lo) };
-    memcpy(p, &h, sizeof h);
-    memcpy(p += sizeof h, m->module, mlen);
-    p += mlen;
-    for (size_t k = lo; k < hi; k++, p += 8) {
-        uint64_t n = m->lens[k];
-        memcpy(p, &n, 8);
+    unsigned char *buf = fn && !rc ? cf__realloc(fn, len) : NULL;
+    if (!buf) {
+        cf__free(fn);
+        return rc ? rc : CF_ENOMEM;
     }
     for (size_t k = lo; k < hi; k++) {
+        cf__frame h;
+        cf__frame_set(&h, CF__FR_ITEM, 0, m->lens[k], 0);
+        memcpy(buf + at, &h, sizeof h);
         if (m->lens[k])
-            memcpy(p, m->ins[k], m->lens[k]);
-        p += m->lens[k];
+            memcpy(buf + at + sizeof h, m->ins[k], m->lens[k]);
+        at += sizeof h + m->lens[k];
     }
-    int rc = cf_submit_bytes(m->ex, run_chunk, buf, len, f);
+    rc = cf_submit_bytes(m->ex, run_chunk, buf, len, f);
     cf__free(buf);
     return rc;
 }
@@ -366,8 +345,6 @@ int cf_map_bytes_new(cf_map **out, cf_executor *ex, cf_bytes_fn fn,
     m->bfn = fn;
     m->n_in = n;
     m->chunk = chunk;
-    m->module = module;
-    m->offset = offset;
     size_t first = first_window(m);
     while (m->submitted < first) {
         rc = submit_item(m);
@@ -406,18 +383,12 @@ static void open_task(cf_map *m, cf_future *f, int err)
 /* The next item of a chunk's result. */
 static int chunk_item(cf_map *m, const void **data, size_t *len)
 {
-    chunk_rec rec;
-    if ((size_t)(m->end - m->cur) < sizeof rec) {
-        m->task_rc = CF_EBROKEN;
-        m->task_msg = "malformed chunk result";
-        *data = m->task_msg;
-        *len = strlen(m->task_msg);
-        return m->task_rc;
-    }
-    memcpy(&rec, m->cur, sizeof rec);
-    m->cur += sizeof rec;
-    if (rec.len > (uint64_t)(m->end - m->cur) ||
-        (rec.code && (rec.len == 0 || m->cur[rec.len - 1] != '\0'))) {
+    cf__rd rd = { m->cur, (size_t)(m->end - m->cur) };
+    cf__frame h;
+    const unsigned char *p = NULL;
+    if (cf__rd_frame(&rd, &h, &p) ||
+        (h.type != CF__FR_RESULT && (h.type != CF__FR_FAIL || h.aux == 0 ||
+                                     h.len == 0 || p[h.len - 1] != '\0'))) {
         m->cur = m->end;
         m->task_rc = CF_EBROKEN;
         m->task_msg = "malformed chunk result";
@@ -425,10 +396,10 @@ static int chunk_item(cf_map *m, const void **data, size_t *len)
         *len = strlen(m->task_msg);
         return m->task_rc;
     }
-    *data = m->cur;
-    *len = rec.code ? (size_t)rec.len - 1 : (size_t)rec.len;
-    m->cur += rec.len;
-    return rec.code;
+    m->cur = rd.p;
+    *data = p;
+    *len = h.type == CF__FR_FAIL ? (size_t)h.len - 1 : (size_t)h.len;
+    return h.type == CF__FR_FAIL ? h.aux : 0;
 }
 
 int cf_map_bytes_next(cf_map *m, const void **data, size_t *len)

@@ -1,61 +1,61 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mpi_pool.c - the MPI executor (include/cfutures/mpi.h): bytes tasks run
- * on the other ranks of a communicator; the root's futures get the results.
+ * mpi_pool.c - the MPI transport of the remote engine (remote/engine.h):
+ * bytes tasks run on the other ranks of a communicator; the root's futures
+ * get the results (include/cfutures/mpi.h, docs/mpi.md).
  *
  * This file is the cfutures_mpi library (cmake/mpi.cmake compiles it with
  * CF_BUILDING_MPI). The core library's source glob sees it too, and there it
  * compiles to nothing, so the core never depends on MPI.
  *
  * How it works. cf_mpi_pool_new duplicates the communicator (our messages
- * never meet the program's). On the root, user threads append task futures
- * to a pending list under a mutex; one manager thread makes every MPI call
- * (so MPI_THREAD_SERIALIZED is enough). It hands batches of tasks to
- * whichever worker rank has room (dynamic load balancing), keeps at most
- * two batches in flight per worker so a worker never waits for the next
- * one, and reads results back with MPI_Iprobe/MPI_Recv. Batch sizes adapt:
- * each worker reports how long its tasks took, and a batch is sized to
- * about BATCH_TARGET_S of that worker's time (slow start while unknown), so
- * many tiny tasks share one message and a slow rank holds little work.
- * Idle workers are served first; long tasks go one per batch, and a second
- * one only while enough waits for every worker to get one, so the tail is
- * not queued behind a running task. Worker ranks serve in the thread that
+ * never meet the program's). On the root, the engine owns the executor:
+ * the pending queue of TASK frames, shutdown, stats, the manager thread.
+ * This file's round (mp_round) makes every MPI call (so
+ * MPI_THREAD_SERIALIZED is enough): it hands batches of tasks to whichever
+ * worker rank has room (dynamic load balancing), keeps enough in flight
+ * per worker that it never waits for the next batch (two batches, or the
+ * bandwidth-delay product when the measured round trip needs more), and
+ * reads answers back with MPI_Iprobe/MPI_Recv. Batch sizes adapt: each
+ * worker reports how long its tasks took, and a batch is sized to about
+ * BATCH_TARGET_S of that worker's time (slow start while unknown), so many
+ * tiny tasks share one message and a slow rank holds little work. The
+ * emptiest workers are served first; long tasks go one per batch, and
+ * more only while enough waits for every worker to get one, so the tail
+ * is not queued behind a running task. A watchdog fails the tasks of a
+ * rank that holds work and stops answering (or ends the job). Worker ranks serve in the thread that
  * called cf_mpi_pool_new until the root sends STOP. With one rank the
- * manager runs the batches itself, through the same encode/decode path.
- * Isolated pools (cf_mpi_pool_new_isolated) hand each rank's tasks to a
- * process pool of one worker (process_pool.c), which survives crashes.
+ * manager runs the batches itself, through the same codec. Isolated pools
+ * (cf_mpi_pool_new_isolated) hand each rank's tasks to a process pool of
+ * one worker, whose blame rules then apply to its tasks.
  *
  * Waiting: Open MPI's blocking calls spin, which starves busy ranks when
  * ranks outnumber cores. So both sides poll with MPI_Iprobe and back off
  * (a few quick tries, then sleeps doubling up to BACKOFF_MAX_S); the
- * manager's sleep is also cut short by a submission (its parker). A manager
- * with nothing in flight sleeps until a submission or shutdown.
+ * manager's sleep is also cut short by a submission. A manager with
+ * nothing in flight sleeps until a submission or shutdown.
  *
- * Wire format (same binary everywhere, so native byte order): a TASKS
- * message is a wire_batch header and `count` task frames (wire_task, module
- * path, input). The worker answers each batch, in order, with one or more
- * RESULTS messages (wire_results header, frames of wire_result, message,
- * data); the last has RESULTS_FINAL. Every length is checked against what
- * is left of the message: a bad or truncated frame fails its task with
- * CF_EBROKEN (and, when the rest cannot be trusted, the tasks after it in
- * that message); nothing is ever read out of bounds or waited for in vain.
- *
- * Lifetime: the pool is reference counted, one for the user and one for
- * the manager thread; cf_executor_free from the manager thread (a done
- * callback) leaves the manager to free it.
+ * Messages are frames (remote/codec.h): a TASKS message is a BATCH frame
+ * (id: the batch; aux: its task count) followed by the tasks' own TASK
+ * frames, as submitted. A worker answers each batch, in order, with one or
+ * more RESULTS messages: an ANSWERS frame (id: the batch; aux: the first
+ * task it answers) whose payload is an `answers` head and one RESULT or
+ * FAIL frame per task; the last has ANS_FINAL. Every frame is checked: a
+ * bad or truncated one fails its task with CF_EBROKEN (and, when the rest
+ * cannot be trusted, the tasks after it in that message); nothing is ever
+ * read out of bounds or waited for in vain.
  */
 #ifdef CF_BUILDING_MPI
 
 #include "cfutures/mpi.h"
 
-#include "bytes.h"
-#include "executor.h"
-#include "fnid.h"
 #include "mpi_pool.h"
+#include "remote/engine.h"
+#include "remote/serve.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,85 +68,34 @@
 #define BATCH_TARGET_S 0.004 /* a batch's work on its worker */
 #define BATCH_MAX_TASKS 1024 /* tasks in one batch */
 #define BATCH_MAX_BYTES                                                        \
-    (1u << 20)                            /* input bytes in one batch (1 task
-                                         larger than this goes alone) */
-#define MAX_DEPTH 2                       /* batches in flight per worker */
+    (1u << 20)                            /* frame bytes in one batch (1 task \
+                                      larger than this goes alone) */
+#define MAX_BATCHES 64                    /* batches in flight per worker */
+#define WINDOW_MAX_TASKS 65536            /* tasks in flight per worker */
+#define WINDOW_MAX_BYTES (64u << 20)      /* task bytes in flight per worker */
+#define EAGER_BYTES (48u << 10)           /* a batch's bytes past 1 ms of rtt */
+#define WATCH_EVERY_S 0.1                 /* the watchdog's period */
 #define REPLY_FLUSH_BYTES (8u << 20)      /* a worker sends results past this */
 #define MSG_MAX ((size_t)INT_MAX - 65536) /* one MPI message (int count) */
-#define TASK_MAX_BYTES ((size_t)1 << 30)  /* input of one task */
 #define SPIN_ROUNDS 32                    /* quick polls before sleeping */
 #define BACKOFF_MIN_S 2e-6
 #define BACKOFF_MAX_S 1e-3
 
-/* ---- wire format ---------------------------------------------------------- */
-
 enum { TAG_TASKS = 1, TAG_RESULTS = 2, TAG_HELLO = 3, TAG_STOP = 4 };
 
-#define MAGIC_BATCH 0x42544663u   /* "cFTB" */
-#define MAGIC_TASK 0x4b544663u    /* "cFTK" */
-#define MAGIC_RESULTS 0x53524663u /* "cFRS" */
-#define MAGIC_RESULT 0x46524663u  /* "cFRF" */
-#define MAGIC_HELLO 0x4c484663u   /* "cFHL" */
-#define RESULTS_FINAL 1u
-
-typedef struct wire_batch {
-    uint32_t magic, count;
-    uint64_t seq;
-} wire_batch;
-
-typedef struct wire_task {
-    uint32_t magic, module_len;
-    uint64_t offset, len;
-} wire_task;
-
-/* code != 0: the tasks [first, end of batch) failed with code and the
- * message that follows the header (the worker could not read them). */
-typedef struct wire_results {
-    uint32_t magic, flags, first, count;
-    uint64_t seq, busy_ns;
-    int32_t code;
-    uint32_t msg_len;
-} wire_results;
-
-typedef struct wire_result {
-    uint32_t magic;
-    int32_t code;
-    uint32_t msg_len, reserved;
-    uint64_t len;
-} wire_result;
-
-typedef struct wire_hello {
-    uint32_t magic;
-    int32_t code;
-    uint32_t msg_len, reserved;
-} wire_hello;
-
-/* A bounds-checked reader over one received message. */
-typedef struct reader {
-    const unsigned char *p;
-    size_t left;
-} reader;
-
-static bool take(reader *r, void *out, size_t n)
-{
-    if (n > r->left)
-        return false;
-    memcpy(out, r->p, n);
-    r->p += n;
-    r->left -= n;
-    return true;
-}
-
-/* The next n bytes (n from the wire, so 64-bit), or NULL if cut short. */
-static const unsigned char *skip(reader *r, uint64_t n)
-{
-    if (n > r->left)
-        return NULL;
-    const unsigned char *at = r->p;
-    r->p += n;
-    r->left -= (size_t)n;
-    return at;
-}
+/* The head of an ANSWERS frame's payload. */
+typedef struct answers {
+    uint32_t count; /* RESULT or FAIL frames that follow */
+    uint32_t flags;
+    uint64_t busy_ns; /* time the answered tasks took */
+} answers;
+enum {
+    ANS_FINAL = 1,       /* the batch is answered in full */
+    ANS_REST_FAILED = 2, /* one FAIL frame follows: tasks [first, end of
+                            the batch) failed with it (the worker could
+                            not read them) */
+};
+#define ANS_HEAD (CF__FRAME_HDR + sizeof(answers))
 
 /* ---- test hooks (mpi_pool.h) ---------------------------------------------- */
 
@@ -210,29 +159,33 @@ typedef struct replier {
     void *ctx;
 } replier;
 
+static void answers_head(void *at, uint64_t seq, uint32_t first, size_t len,
+                         answers a)
+{
+    cf__frame h;
+    cf__frame_set(&h, CF__FR_ANSWERS, seq, len - CF__FRAME_HDR, (int32_t)first);
+    memcpy(at, &h, sizeof h);
+    memcpy((unsigned char *)at + sizeof h, &a, sizeof a);
+}
+
 /* Starts a message whose first frame is task `first`. */
 static int reply_begin(replier *r, uint32_t first)
 {
     r->first = first;
     r->count = 0;
     r->busy_ns = 0;
-    if (room(&r->buf, 0))
+    if (room(&r->buf, ANS_HEAD))
         return CF_ENOMEM;
-    return cf_buffer_append(&r->buf, &(wire_results){ 0 },
-                            sizeof(wire_results));
+    r->buf.b->len = ANS_HEAD;
+    return 0;
 }
 
 /* Sends what buf holds (cut to `keep` bytes when keep is smaller). */
 static int reply_flush(replier *r, bool final, size_t keep)
 {
-    wire_results h = { .magic = MAGIC_RESULTS,
-                       .flags = final ? RESULTS_FINAL : 0,
-                       .first = r->first,
-                       .count = r->count,
-                       .seq = r->seq,
-                       .busy_ns = r->busy_ns };
-    memcpy(r->buf.b->data, &h, sizeof h);
     size_t len = r->buf.b->len < keep ? r->buf.b->len : keep;
+    answers_head(r->buf.b->data, r->seq, r->first, len,
+                 (answers){ r->count, final ? ANS_FINAL : 0, r->busy_ns });
     int rc = r->send(r->ctx, r->buf.b->data, len);
     if (rc == 0 && !final)
         rc = reply_begin(r, r->first + r->count);
@@ -244,68 +197,42 @@ static int reply_error(replier *r, uint32_t first, int code, const char *fmt,
                        ...)
 {
     struct {
-        wire_results h;
+        unsigned char head[ANS_HEAD];
+        cf__frame fail;
         char msg[256];
     } m;
+    _Static_assert(offsetof(__typeof__(m), fail) == ANS_HEAD, "packed");
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(m.msg, sizeof m.msg, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof m.msg)
-        n = sizeof m.msg - 1;
-    m.h = (wire_results){ .magic = MAGIC_RESULTS,
-                          .flags = RESULTS_FINAL,
-                          .first = first,
-                          .seq = r->seq,
-                          .code = code,
-                          .msg_len = (uint32_t)n };
-    return r->send(r->ctx, &m, sizeof m.h + (size_t)n);
+    n = n < 0 ? 0 : (size_t)n >= sizeof m.msg ? (int)sizeof m.msg - 1 : n;
+    cf__frame_set(&m.fail, CF__FR_FAIL, 0, (uint64_t)n, code);
+    size_t len = offsetof(__typeof__(m), msg) + (size_t)n;
+    answers_head(m.head, r->seq, first, len,
+                 (answers){ 0, ANS_FINAL | ANS_REST_FAILED, 0 });
+    return r->send(r->ctx, &m, len);
 }
 
-/* Appends one result frame. A result too large for a message, or for
- * memory, becomes a failure of its task. */
-static int reply_frame(replier *r, int code, const char *msg, const void *data,
-                       size_t len)
+/* Appends one RESULT or FAIL frame: 0 or CF_ENOMEM. */
+static int append_frame(replier *r, int code, const void *p, size_t len)
 {
-    size_t msg_len = msg ? strnlen(msg, 4096) : 0;
-    if (len > MSG_MAX - sizeof(wire_results) - sizeof(wire_result) - 4096) {
-        code = CF_ENOMEM;
-        msg = "the task's result is too large for one MPI message (2 GiB)";
-        msg_len = strlen(msg);
-        len = 0;
-    }
-    if (r->buf.b->len + sizeof(wire_result) + msg_len + len > MSG_MAX) {
-        int rc = reply_flush(r, false, SIZE_MAX);
-        if (rc)
-            return rc;
-    }
-    wire_result f = { .magic = MAGIC_RESULT,
-                      .code = code,
-                      .msg_len = (uint32_t)msg_len,
-                      .len = len };
-    size_t mark = r->buf.b->len;
-    if (cf_buffer_reserve(&r->buf, sizeof f + msg_len + len) == 0) {
-        cf_buffer_append(&r->buf, &f, sizeof f);
-        cf_buffer_append(&r->buf, msg, msg_len);
-        if (len)
-            cf_buffer_append(&r->buf, data, len);
-    } else {
-        static const char oom[] = "out of memory for the task's result";
-        f = (wire_result){ .magic = MAGIC_RESULT,
-                           .code = CF_ENOMEM,
-                           .msg_len = sizeof oom - 1 };
-        r->buf.b->len = mark;
-        /* The header's room always exists: reserve never shrinks. */
-        if (cf_buffer_append(&r->buf, &f, sizeof f) ||
-            cf_buffer_append(&r->buf, oom, sizeof oom - 1))
-            return CF_ENOMEM;
-    }
-    r->count++;
+    cf__frame h;
+    cf__frame_set(&h, code ? CF__FR_FAIL : CF__FR_RESULT, r->first + r->count,
+                  len, code);
+    int rc = cf_buffer_reserve(&r->buf, sizeof h + len);
+    if (!rc)
+        rc = cf_buffer_append(&r->buf, &h, sizeof h);
+    if (!rc && len)
+        rc = cf_buffer_append(&r->buf, p, len);
+    return rc;
+}
 
-    /* Test hooks (mpi_pool.h): corrupt this frame, and send it at once so
-     * that only this task is hit. relaxed: armed by this thread's task. */
+/* Test hooks (mpi_pool.h): corrupts the frame at mark, and sends it at
+ * once so that only its task is hit. relaxed: armed by this thread's task.
+ * 1: no hook was armed. */
+static int reply_hook(replier *r, size_t mark)
+{
     int hook = atomic_exchange_explicit(&corrupt_result, CF__MPI_CORRUPT_NONE,
                                         memory_order_relaxed);
     if (hook == CF__MPI_CORRUPT_RESULT_MAGIC) {
@@ -313,28 +240,57 @@ static int reply_frame(replier *r, int code, const char *msg, const void *data,
         return reply_flush(r, false, SIZE_MAX);
     }
     if (hook == CF__MPI_CORRUPT_RESULT_TRUNCATE)
-        return reply_flush(r, false, mark + sizeof f / 2);
-    if (hook == CF__MPI_CORRUPT_RESULT_GARBAGE) {
-        for (size_t i = 0; i < r->buf.b->len; i++)
-            r->buf.b->data[i] = (unsigned char)(i * 131 + 7);
-        int rc = r->send(r->ctx, r->buf.b->data, r->buf.b->len);
-        return rc ? rc : reply_begin(r, r->first + r->count);
+        return reply_flush(r, false, mark + CF__FRAME_HDR / 2);
+    if (hook != CF__MPI_CORRUPT_RESULT_GARBAGE)
+        return 1;
+    for (size_t i = 0; i < r->buf.b->len; i++)
+        r->buf.b->data[i] = (unsigned char)(i * 131 + 7);
+    int rc = r->send(r->ctx, r->buf.b->data, r->buf.b->len);
+    return rc ? rc : reply_begin(r, r->first + r->count);
+}
+
+/* Appends the answer to one task. A result too large for a message, or
+ * for memory, becomes a failure of its task. */
+static int reply_frame(replier *r, int code, const char *msg, const void *data,
+                       size_t len)
+{
+    if (code == 0 && len > MSG_MAX - ANS_HEAD - CF__FRAME_HDR) {
+        code = CF_ENOMEM;
+        msg = "the task's result is too large for one MPI message (2 GiB)";
     }
+    if (code) {
+        data = msg;
+        len = msg ? strnlen(msg, 4096) : 0;
+    }
+    if (r->buf.b->len + CF__FRAME_HDR + len > MSG_MAX) {
+        int rc = reply_flush(r, false, SIZE_MAX);
+        if (rc)
+            return rc;
+    }
+    size_t mark = r->buf.b->len;
+    if (append_frame(r, code, data, len)) {
+        static const char oom[] = "out of memory for the task's result";
+        r->buf.b->len = mark;
+        if (append_frame(r, CF_ENOMEM, oom, sizeof oom - 1))
+            return CF_ENOMEM;
+    }
+    r->count++;
+    int rc = reply_hook(r, mark);
+    if (rc != 1)
+        return rc;
     if (r->buf.b->len >= REPLY_FLUSH_BYTES)
         return reply_flush(r, false, SIZE_MAX);
     return 0;
 }
 
-/* Runs one task in a fresh task context (so cf_fail is captured) and
- * frames its result. */
-static int run_task(replier *r, cf_bytes_fn fn, const void *in, size_t len)
+/* Runs one task here and frames its answer. */
+static int run_one(replier *r, cf__fn_cache *c, const cf__frame *h,
+                   const unsigned char *p)
 {
-    cf__task_ctx ctx = { 0, NULL };
-    cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
+    cf__task_ctx ctx;
     double t0 = cf__now();
-    cf__bytes *out = cf__run_bytes(fn, in, len);
+    cf__bytes *out = cf__serve_task(c, h, p, &ctx, NULL, NULL);
     r->busy_ns += (uint64_t)((cf__now() - t0) * 1e9);
-    cf__task_ctx_swap(outer);
     int rc = reply_frame(r, ctx.code, ctx.message, out ? out->data : NULL,
                          out ? out->len : 0);
     cf__free(out);
@@ -342,165 +298,123 @@ static int run_task(replier *r, cf_bytes_fn fn, const void *in, size_t len)
     return rc;
 }
 
-/* The function a task frame names, resolved once per run of frames that
- * name the same one (tasks of a batch mostly share one). */
-typedef struct fn_cache {
-    char module[4096];
-    uint64_t offset;
-    bool valid;
-    cf_bytes_fn fn;
-} fn_cache;
-
-static cf_bytes_fn resolve(fn_cache *c, const wire_task *t,
-                           const unsigned char *mod)
-{
-    if (t->module_len >= sizeof c->module)
-        return NULL;
-    if (!c->valid || t->offset != c->offset ||
-        strlen(c->module) != t->module_len ||
-        memcmp(c->module, mod, t->module_len) != 0) {
-        memcpy(c->module, mod, t->module_len);
-        c->module[t->module_len] = '\0';
-        c->offset = t->offset;
-        c->valid = true;
-        c->fn = (cf_bytes_fn)cf__fnid_resolve(c->module, t->offset);
-    }
-    return c->fn;
-}
-
-/* Reads the next task frame: true with *t, *mod and *data, or false (and
- * *why) when it is malformed. */
-static bool next_task(reader *in, wire_task *t, const unsigned char **mod,
-                      const unsigned char **data, const char **why)
-{
-    bool head = take(in, t, sizeof *t);
-    if (head && t->magic == MAGIC_TASK && (*mod = skip(in, t->module_len)) &&
-        (*data = skip(in, t->len)))
-        return true;
-    *why = head && t->magic != MAGIC_TASK ? "bad magic" : "cut short";
-    return false;
-}
-
 /* An isolated rank's answer for one task: what its process pool's future
- * says. */
-static int collect(replier *r, cf_future *f, double *mark)
+ * says (f NULL: the pool refused it; why it did is in h's resolution). */
+static int collect(replier *r, cf_future *f, cf__fn_cache *c,
+                   const cf__frame *h, const unsigned char *p, double *mark)
 {
     const void *data = NULL;
     size_t len = 0;
     const char *msg = NULL;
-    int code = cf_future_bytes(f, CF_FOREVER, &data, &len);
-    if (code)
-        cf_future_exception(f, 0, &msg);
+    cf__task_ctx ctx = { 0, NULL };
+    int code = CF_EINVAL;
+    if (f) {
+        code = cf_future_bytes(f, CF_FOREVER, &data, &len);
+        if (code)
+            cf_future_exception(f, 0, &msg);
+    } else if (cf__serve_fn(c, h, p, &data, &len, &ctx)) {
+        msg = "the rank's process pool refused the task";
+    } else {
+        code = ctx.code;
+        msg = ctx.message;
+    }
     double now = cf__now();
     r->busy_ns += (uint64_t)((now - *mark) * 1e9);
     *mark = now;
     int rc = reply_frame(r, code, msg, code ? NULL : data, code ? 0 : len);
-    cf_future_release(f);
+    cf__free(ctx.message);
+    if (f)
+        cf_future_release(f);
     return rc;
 }
 
-/* Serves one TASKS message: runs its tasks in order (in this process, or
- * on the isolated rank's process pool pp: all submitted first, so they
- * stream through its worker) and answers. Returns 0, or the error of a
- * send (an MPI failure: stop serving). */
-static int serve_batch(const unsigned char *msg, size_t len, replier *r,
-                       cf_executor *pp)
+/* Isolated: hands every well-formed task of the batch to the rank's
+ * process pool pp first, so they stream through its worker. */
+static void submit_all(cf_executor *pp, cf__rd in, uint32_t n, cf__fn_cache *c,
+                       cf_future **fs)
 {
-    reader in = { msg, len };
-    wire_batch b;
-    r->seq = 0;
-    if (!take(&in, &b, sizeof b) || b.magic != MAGIC_BATCH)
-        return reply_error(r, 0, CF_EBROKEN,
-                           "malformed task batch (bad header) received");
-    r->seq = b.seq;
-    if (reply_begin(r, 0))
-        return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
-    /* Isolated: submit every task first. A frame holds at least its
-     * header, which bounds the count a malformed batch may claim. */
-    uint32_t n = b.count;
-    if (n > in.left / sizeof(wire_task))
-        n = (uint32_t)(in.left / sizeof(wire_task));
-    cf_future **fs = NULL;
-    fn_cache cache = { .valid = false };
-    if (pp && n) {
-        if (!(fs = cf__calloc(n, sizeof *fs)))
-            return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
-        reader scan = in;
-        for (uint32_t i = 0; i < n; i++) {
-            wire_task t;
-            const unsigned char *mod = NULL, *data = NULL;
-            const char *why;
-            if (!next_task(&scan, &t, &mod, &data, &why))
-                break;
-            cf_bytes_fn fn = resolve(&cache, &t, mod);
-            if (fn)
-                cf_submit_bytes(pp, fn, data, (size_t)t.len, &fs[i]);
-        }
+    for (uint32_t i = 0; i < n; i++) {
+        cf__frame h;
+        const unsigned char *p;
+        const void *data;
+        size_t len;
+        cf__task_ctx ctx;
+        if (cf__rd_frame(&in, &h, &p))
+            break;
+        cf_bytes_fn fn = cf__serve_fn(c, &h, p, &data, &len, &ctx);
+        if (fn)
+            cf_submit_bytes(pp, fn, data, len, &fs[i]);
+        cf__free(ctx.message);
     }
+}
 
+/* Answers the n task frames in `in`, in order. 0, or a send's error. */
+static int serve_tasks(replier *r, cf__rd in, uint32_t n, cf_future **fs,
+                       cf__fn_cache *c)
+{
     int rc = 0;
     double mark = cf__now();
-    uint32_t i = 0;
-    for (; i < b.count && rc == 0; i++) {
-        wire_task t;
-        const unsigned char *mod = NULL, *data = NULL;
-        const char *why;
-        if (!next_task(&in, &t, &mod, &data, &why)) {
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+        cf__frame h;
+        const unsigned char *p;
+        const char *why = cf__rd_frame(&in, &h, &p);
+        if (why) {
             if (!r->count || (rc = reply_flush(r, false, SIZE_MAX)) == 0)
                 rc = reply_error(r, i, CF_EBROKEN,
                                  "malformed task frame %u of %u received (%s)",
-                                 i, b.count, why);
-            break;
+                                 i, n, why);
+            return rc;
         }
-        cf_bytes_fn fn = resolve(&cache, &t, mod);
-        if (fs && fs[i]) {
-            rc = collect(r, fs[i], &mark);
+        if (fs) {
+            rc = collect(r, fs[i], c, &h, p, &mark);
             fs[i] = NULL;
-        } else if (fn && !pp) {
-            rc = run_task(r, fn, data, (size_t)t.len);
         } else {
-            char text[4200];
-            if (fn)
-                snprintf(text, sizeof text, "%s",
-                         "the rank's process pool refused the task");
-            else
-                snprintf(text, sizeof text,
-                         "task function not found in this process (module "
-                         "'%.*s', offset %#llx)",
-                         t.module_len
-                             ? (int)(t.module_len < 4000 ? t.module_len : 4000)
-                             : 12,
-                         t.module_len ? (const char *)mod : "main program",
-                         (unsigned long long)t.offset);
-            rc = reply_frame(r, CF_EINVAL, text, NULL, 0);
+            rc = run_one(r, c, &h, p);
         }
         if (rc == CF_ENOMEM)
             rc = reply_error(r, r->first + r->count, CF_ENOMEM,
                              "out of memory on the worker");
-        if (rc == 0 && i + 1 == b.count)
+        if (rc == 0 && i + 1 == n)
             rc = reply_flush(r, true, SIZE_MAX);
     }
-    if (b.count == 0)
-        rc = reply_flush(r, true, SIZE_MAX);
-    for (uint32_t k = 0; fs && k < n; k++)
+    return n == 0 ? reply_flush(r, true, SIZE_MAX) : rc;
+}
+
+/* Serves one TASKS message: runs its tasks in order (in this process, or
+ * on the isolated rank's process pool pp) and answers. Returns 0, or the
+ * error of a send (an MPI failure: stop serving). */
+static int serve_batch(const unsigned char *msg, size_t len, replier *r,
+                       cf_executor *pp)
+{
+    cf__rd in = { msg, len };
+    const unsigned char *at = cf__rd_skip(&in, CF__FRAME_HDR);
+    cf__frame b;
+    r->seq = 0;
+    if (at)
+        memcpy(&b, at, sizeof b);
+    if (!at || cf__frame_bad(&b) || b.type != CF__FR_BATCH || b.aux < 0)
+        return reply_error(r, 0, CF_EBROKEN,
+                           "malformed task batch (bad header) received");
+    r->seq = b.id;
+    if (in.left > b.len)
+        in.left = (size_t)b.len;
+    if (reply_begin(r, 0))
+        return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
+    /* A frame holds at least its header, which bounds the count a
+     * malformed batch may claim. */
+    uint32_t n = (uint32_t)b.aux, most = (uint32_t)(in.left / CF__FRAME_HDR);
+    cf_future **fs = NULL;
+    cf__fn_cache cache = { .fn = NULL };
+    if (pp && (n < most ? n : most)) {
+        if (!(fs = cf__calloc(n < most ? n : most, sizeof *fs)))
+            return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
+        submit_all(pp, in, n < most ? n : most, &cache, fs);
+    }
+    int rc = serve_tasks(r, in, n, fs, &cache);
+    for (uint32_t k = 0; fs && k < (n < most ? n : most); k++)
         cf_future_release(fs[k]); /* left by an early stop */
     cf__free(fs);
     return rc;
-}
-
-/* Runs opts->initializer in a task context: 0, or its failure code with
- * the message in *msg (caller frees). */
-static int run_initializer(const cf_options *opts, char **msg)
-{
-    *msg = NULL;
-    if (!opts || !opts->initializer)
-        return 0;
-    cf__task_ctx ctx = { 0, NULL };
-    cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
-    opts->initializer(opts->initarg);
-    cf__task_ctx_swap(outer);
-    *msg = ctx.message;
-    return ctx.code;
 }
 
 /* Where a worker rank sends its answers. */
@@ -559,9 +473,10 @@ static int prepare(const cf_options *opts, bool isolated, cf_executor **pp,
                    char **msg)
 {
     *pp = NULL;
-    if (!isolated)
-        return run_initializer(opts, msg);
     *msg = NULL;
+    if (!isolated)
+        return cf__serve_init(opts ? opts->initializer : NULL,
+                              opts ? opts->initarg : NULL, msg);
     if ((*pp = isolation_pool(opts)) != NULL)
         return 0;
     char text[160];
@@ -569,6 +484,51 @@ static int prepare(const cf_options *opts, bool isolated, cf_executor **pp,
              strerror(errno));
     *msg = cf__strdup(text);
     return CF_EBROKEN;
+}
+
+/* Sends the HELLO frame (code: prepare's outcome); its payload is the
+ * rank's host name, a NUL, and msg (the failure's message, if any). */
+static int say_hello(dest *to, int code, char *msg)
+{
+    char host[MPI_MAX_PROCESSOR_NAME + 1] = { 0 };
+    int hn = 0;
+    if (MPI_Get_processor_name(host, &hn) != MPI_SUCCESS || hn < 0)
+        hn = 0;
+    size_t hl = strnlen(host, MPI_MAX_PROCESSOR_NAME) + 1;
+    size_t n = msg ? strnlen(msg, 4096) : 0;
+    unsigned char hello[CF__FRAME_HDR + MPI_MAX_PROCESSOR_NAME + 1 + 4096];
+    cf__frame h;
+    cf__frame_set(&h, CF__FR_HELLO, 0, hl + n, code);
+    memcpy(hello, &h, sizeof h);
+    memcpy(hello + sizeof h, host, hl);
+    if (n)
+        memcpy(hello + sizeof h + hl, msg, n);
+    cf__free(msg);
+    n += hl;
+    return MPI_Send(hello, (int)(sizeof h + n), MPI_BYTE, to->root, TAG_HELLO,
+                    to->comm) == MPI_SUCCESS
+               ? 0
+               : CF_EBROKEN;
+}
+
+/* Receives the next message from the root into in: its tag, or -1 on an
+ * MPI failure. *data is NULL when there was no memory for it. */
+static int receive(MPI_Comm comm, int root, cf_buffer *in, void **data,
+                   int *count)
+{
+    MPI_Status st;
+    if (probe_backoff(comm, root, &st) != MPI_SUCCESS ||
+        MPI_Get_count(&st, MPI_BYTE, count) != MPI_SUCCESS ||
+        *count == MPI_UNDEFINED)
+        return -1;
+    *data = room(in, (size_t)*count) == 0 ? in->b->data : NULL;
+    /* Out of memory: receive into nothing (truncated); the caller answers
+     * with an error. */
+    int rc = MPI_Recv(*data, *data ? *count : 0, MPI_BYTE, root, st.MPI_TAG,
+                      comm, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS)
+        *data = NULL;
+    return st.MPI_TAG;
 }
 
 /* A worker rank: says hello (with the outcome of prepare), then serves
@@ -579,49 +539,28 @@ static int serve(MPI_Comm comm, int root, const cf_options *opts, bool isolated)
     char *msg;
     cf_executor *pp;
     int code = prepare(opts, isolated, &pp, &msg);
-    size_t msg_len = msg ? strnlen(msg, 4096) : 0;
-    unsigned char hello[sizeof(wire_hello) + 4096];
-    memcpy(hello, &(wire_hello){ MAGIC_HELLO, code, (uint32_t)msg_len, 0 },
-           sizeof(wire_hello));
-    if (msg_len)
-        memcpy(hello + sizeof(wire_hello), msg, msg_len);
-    cf__free(msg);
-    if (MPI_Send(hello, (int)(sizeof(wire_hello) + msg_len), MPI_BYTE, root,
-                 TAG_HELLO, comm) != MPI_SUCCESS) {
+    if (say_hello(&to, code, msg)) {
         cf_executor_free(pp);
         return CF_EBROKEN;
     }
-
     cf_buffer in = { NULL, 0 };
     replier r = { .send = mpi_send_results, .ctx = &to };
-    int rc = 0;
-    for (;;) {
-        MPI_Status st;
-        int count = 0;
-        if (probe_backoff(comm, root, &st) != MPI_SUCCESS ||
-            MPI_Get_count(&st, MPI_BYTE, &count) != MPI_SUCCESS ||
-            count == MPI_UNDEFINED) {
+    int rc = 0, tag, count;
+    void *data;
+    while ((tag = receive(comm, root, &in, &data, &count)) != TAG_STOP) {
+        if (tag < 0) {
             rc = CF_EBROKEN;
             break;
         }
-        void *buf = NULL;
-        if (room(&in, (size_t)count) == 0)
-            buf = in.b->data;
-        /* Out of memory: receive into nothing (truncated), answer with an
-         * error below. */
-        int rrc = MPI_Recv(buf, buf ? count : 0, MPI_BYTE, root, st.MPI_TAG,
-                           comm, MPI_STATUS_IGNORE);
-        if (st.MPI_TAG == TAG_STOP)
-            break;
-        if (st.MPI_TAG != TAG_TASKS)
+        if (tag != TAG_TASKS)
             continue;
-        if (!buf || rrc != MPI_SUCCESS) {
+        if (!data) {
             r.seq = 0;
             rc = reply_error(&r, 0, CF_ENOMEM,
                              "out of memory on the worker for a %d-byte batch",
                              count);
         } else {
-            rc = serve_batch(buf, (size_t)count, &r, pp);
+            rc = serve_batch(data, (size_t)count, &r, pp);
         }
         if (rc && rc != CF_ENOMEM)
             break;
@@ -634,29 +573,22 @@ static int serve(MPI_Comm comm, int root, const cf_options *opts, bool isolated)
 }
 
 /* ======================================================================== *
- * The root side: the executor and its manager thread.
+ * The root side: the transport under the engine's manager thread.
  * ======================================================================== */
-
-/* What cf_submit_bytes leaves in the future (f->arg) until dispatch. */
-typedef struct mpi_job {
-    cf_bytes_fn fn;
-    const char *module; /* owned by the loader */
-    uint64_t offset;
-    size_t len;
-    unsigned char data[];
-} mpi_job;
 
 typedef struct batch {
     struct batch *next;
     uint64_t seq;
-    size_t n, done;
+    size_t n, done, bytes;
     uint64_t busy_ns;
+    double sent;        /* when it was sent (cf__now) */
+    bool alone;         /* sent to a rank that held nothing: it times the rtt */
     unsigned char *msg; /* the TASKS message until its send completed */
     MPI_Request req;
-    cf_future *fs[];
+    cf__rtask *ts[];
 } batch;
 
-enum { W_STARTING, W_READY, W_DOWN };
+enum { W_STARTING, W_READY, W_DOWN, W_LOST /* stopped answering */ };
 
 typedef struct mworker {
     int rank;
@@ -664,12 +596,16 @@ typedef struct mworker {
     bool enabled;       /* within max_workers */
     batch *head, *tail; /* in flight, oldest first */
     unsigned nbatches;
-    double cost;       /* seconds per task (EWMA), < 0 unknown */
-    size_t slow_start; /* next batch size while cost is unknown */
+    size_t tasks, bytes; /* in flight */
+    double cost;         /* seconds per task (EWMA), < 0 unknown */
+    double rtt;          /* round trip in seconds, <= 0 unknown */
+    double heard;        /* last message, or when it was given work */
+    size_t slow_start;   /* next batch size while cost is unknown */
+    char host[MPI_MAX_PROCESSOR_NAME + 1]; /* from its hello */
 } mworker;
 
 typedef struct mpool {
-    cf_executor base;
+    cf__remote r;  /* first: the engine */
     MPI_Comm comm; /* our duplicate; only the manager uses it */
     int root;
     bool local;    /* one rank: the manager runs the tasks */
@@ -679,119 +615,56 @@ typedef struct mpool {
     cf_executor *pp; /* with one rank and isolated: the manager's */
     mworker *workers;
     size_t nworkers;
-    size_t rr; /* round-robin start of dispatch */
+    /* The manager's. */
+    bool begun;     /* the first round ran */
+    size_t pending; /* the queue's length when dispatch began */
+    size_t rr;      /* round-robin start of dispatch */
     uint64_t next_seq;
-    double cost;    /* pool-wide seconds per task, < 0 unknown */
-    cf_buffer rbuf; /* receive buffer */
+    double cost;         /* pool-wide seconds per task, < 0 unknown */
+    double longest;      /* longest work between two answers, < 0 none yet */
+    double rank_timeout; /* CFUTURES_MPI_RANK_TIMEOUT; < 0 the default */
+    bool abort_on_lost;  /* CFUTURES_MPI_RANK_LOST=abort */
+    bool lost;           /* a rank stopped answering */
+    double next_watch;   /* when the watchdog looks next */
+    int spins;           /* rounds without progress */
+    double pause;        /* the next sleep while work is in flight */
+    cf_buffer rbuf;      /* receive buffer */
     replier local_reply;
     cf_options opts; /* for the local initializer */
-
-    /* Shared with submitting threads, under mu. */
-    cf__mutex mu;
-    cf_future *pending, *pending_tail; /* linked through task.next */
-    bool sleeping; /* the manager parks and wants an unpark */
-    bool shutdown;
-    bool broken;
-    char *broken_msg; /* set once with broken, under mu */
     cf__parker parker;
-
-    /* Counters; the manager writes most, stats reads (relaxed). */
-    _Atomic size_t npending, running, completed, failed, cancelled;
-    _Atomic size_t ready, idle;
-
-    pthread_t thread;
-    pthread_mutex_t join_mu;
-    bool joined;
-    _Atomic uint32_t refs;
 } mpool;
 
-static const cf__executor_ops mpool_ops;
-
-static void count(_Atomic size_t *c, size_t n)
+static size_t ready_workers(const mpool *p)
 {
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+    return atomic_load_explicit(&p->r.st_workers, memory_order_relaxed);
 }
 
-static void pool_unref(mpool *p)
+static void add(_Atomic size_t *c, long n)
 {
-    /* acq_rel: the last owner sees the other's final writes */
-    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    pthread_mutex_destroy(&p->join_mu);
-    cf__free(p->broken_msg);
-    cf__free(p->rbuf.b);
-    cf__free(p->local_reply.buf.b);
-    cf__free(p->workers);
-    cf__free(p);
-}
-
-/* Wakes the manager if it parks. Called with mu held. */
-static bool wake_locked(mpool *p)
-{
-    bool wake = p->sleeping;
-    p->sleeping = false;
-    return wake;
-}
-
-/* Detaches the pending list (mu held). */
-static cf_future *take_pending_locked(mpool *p)
-{
-    cf_future *list = p->pending;
-    p->pending = p->pending_tail = NULL;
-    atomic_store_explicit(&p->npending, 0, memory_order_relaxed);
-    return list;
-}
-
-static cf_future *next_of(cf_future *f)
-{
-    cf__task *t = atomic_load_explicit(&f->task.next, memory_order_relaxed);
-    return t ? (cf_future *)((char *)t - offsetof(cf_future, task)) : NULL;
-}
-
-/* Cancels (code CF_ECANCELED) or fails a detached pending list. */
-static void drop_list(mpool *p, cf_future *list, int code, const char *why)
-{
-    cf__drop drop = { code, why };
-    for (cf_future *f = list, *next; f; f = next) {
-        next = next_of(f);
-        count(code == CF_ECANCELED || cf_future_cancelled(f) ? &p->cancelled
-                                                             : &p->failed,
-              1);
-        cf__future_drop(f, &drop);
-    }
-}
-
-/* Marks the pool broken (first reason wins) and fails what is pending. */
-static void break_pool(mpool *p, const char *why)
-{
-    cf__mutex_lock(&p->mu);
-    if (!p->broken) {
-        p->broken = true;
-        p->broken_msg = cf__strdup(why);
-    }
-    cf_future *list = take_pending_locked(p);
-    cf__mutex_unlock(&p->mu);
-    drop_list(p, list, CF_EBROKEN, why);
+    atomic_fetch_add_explicit(c, (size_t)n, memory_order_relaxed);
 }
 
 /* ---- completing batches ----------------------------------------------- */
 
-static void finish_task(mpool *p, batch *b, int code, const char *msg,
+/* Completes b's next task: a result (data) or a failure (code, message
+ * msg, taken over). */
+static void finish_task(mpool *p, batch *b, int code, char *msg,
                         const void *data, size_t len)
 {
-    cf_future *f = b->fs[b->done++];
+    cf__rtask *t = b->ts[b->done++];
     /* Counted before the future is done, so that whoever sees it done
      * sees it counted. */
-    atomic_fetch_sub_explicit(&p->running, 1, memory_order_relaxed);
-    count(code == 0 ? &p->completed : &p->failed, 1);
-    if (code != 0) {
-        cf__future_fail(f, code, msg);
-    } else if (cf__future_set_bytes(f, data, len) != 0) {
-        /* Out of memory: set_bytes failed the future with CF_ENOMEM. */
-        atomic_fetch_sub_explicit(&p->completed, 1, memory_order_relaxed);
-        count(&p->failed, 1);
+    add(&p->r.st_running, -1);
+    cf__task_ctx ctx = { code, msg };
+    cf__bytes *out = NULL;
+    if (!code && (out = cf__malloc(sizeof *out + len)) != NULL) {
+        out->len = len;
+        if (len)
+            memcpy(out->data, data, len);
+    } else if (!code) {
+        ctx.code = CF_ENOMEM;
     }
-    cf_future_release(f);
+    cf__remote_finish(&p->r, t, out, &ctx);
 }
 
 /* Fails tasks [b->done, upto) with code and a message. */
@@ -799,7 +672,7 @@ static void fail_tasks(mpool *p, batch *b, size_t upto, int code,
                        const char *msg)
 {
     while (b->done < upto)
-        finish_task(p, b, code, msg, NULL, 0);
+        finish_task(p, b, code, cf__strdup(msg), NULL, 0);
 }
 
 static void batch_free(batch *b)
@@ -814,8 +687,8 @@ static void retire_batch(mpool *p, mworker *w)
     batch *b = w->head;
     if (b->n && b->busy_ns) {
         double c = (double)b->busy_ns * 1e-9 / (double)b->n;
-        w->cost = w->cost < 0 ? c : 0.5 * w->cost + 0.5 * c;
-        p->cost = p->cost < 0 ? c : 0.5 * p->cost + 0.5 * c;
+        cf__remote_ewma(&w->cost, c, 0.5);
+        cf__remote_ewma(&p->cost, c, 0.5);
     }
     if (b->msg && !p->offline) {
         /* Answered before its send was seen complete: finish the send. */
@@ -825,9 +698,86 @@ static void retire_batch(mpool *p, mworker *w)
     if (!w->head)
         w->tail = NULL;
     w->nbatches--;
+    w->tasks -= b->n;
+    w->bytes -= b->bytes;
     if (w->nbatches == 0 && w->state == W_READY)
-        count(&p->idle, 1);
+        add(&p->r.st_idle, 1);
     batch_free(b);
+}
+
+/* Fails the rest of w's oldest batch with `why` and drops it. */
+static void drop_batch(mpool *p, mworker *w, int code, const char *why)
+{
+    fail_tasks(p, w->head, w->head->n, code, why);
+    retire_batch(p, w);
+}
+
+/* Completes the `count` answers in `in` for batch b. */
+static void take_answers(mpool *p, mworker *w, batch *b, cf__rd *in,
+                         uint32_t count)
+{
+    size_t end = b->done + count;
+    while (b->done < end) {
+        cf__frame f;
+        const unsigned char *m;
+        const char *bad = cf__rd_frame(in, &f, &m);
+        if (!bad && f.type != CF__FR_RESULT &&
+            (f.type != CF__FR_FAIL || f.aux == 0 || f.len > CF__MAX_MESSAGE))
+            bad = "not an answer";
+        if (bad) {
+            char why[256];
+            snprintf(why, sizeof why,
+                     "malformed result frame from MPI rank %d (task %zu of "
+                     "its batch: %s)",
+                     w->rank, b->done, bad);
+            fail_tasks(p, b, end, CF_EBROKEN, why);
+            return;
+        }
+        if (f.type == CF__FR_RESULT) {
+            finish_task(p, b, 0, NULL, m, (size_t)f.len);
+            continue;
+        }
+        char *text = f.len ? cf__malloc((size_t)f.len + 1) : NULL;
+        if (text) {
+            memcpy(text, m, (size_t)f.len);
+            text[f.len] = '\0';
+        }
+        finish_task(p, b, f.aux, text, NULL, 0);
+    }
+}
+
+/* The worker could not read tasks [first, n) of w's oldest batch: the FAIL
+ * frame in `in` says why. */
+static void rest_failed(mpool *p, mworker *w, cf__rd *in)
+{
+    cf__frame f;
+    const unsigned char *m = NULL;
+    const char *bad = cf__rd_frame(in, &f, &m);
+    int n = bad ? 0 : (int)(f.len < 400 ? f.len : 400);
+    char why[512];
+    snprintf(why, sizeof why, "MPI rank %d: %.*s", w->rank, n,
+             n ? (const char *)m : "malformed failure");
+    drop_batch(p, w, bad || f.aux == 0 ? CF_EBROKEN : f.aux, why);
+}
+
+/* What an answer says about timing: the longest work between two answers
+ * of a rank (the watchdog's yardstick) and, from the first answer to a
+ * batch sent to an idle rank, that rank's round trip. */
+static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
+                         uint64_t busy_ns)
+{
+    double busy = (double)busy_ns * 1e-9;
+    if (busy > p->longest)
+        p->longest = busy;
+    if (first == 0 && b->alone) {
+        /* The smallest sample wins at once (a first message may pay for
+         * setting up the connection); larger ones raise it slowly. */
+        double rtt = cf__now() - b->sent - busy;
+        if (rtt > 0 && (w->rtt <= 0 || rtt < w->rtt))
+            w->rtt = rtt;
+        else if (rtt > 0)
+            cf__remote_ewma(&w->rtt, rtt, 0.125);
+    }
 }
 
 /* Handles a RESULTS message from worker w (see the file comment for what
@@ -839,135 +789,138 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     if (!b)
         return; /* nothing asked of w: a stray answer */
     char why[512];
-    reader in = { msg, len };
-    wire_results h;
-    if (!take(&in, &h, sizeof h) || h.magic != MAGIC_RESULTS) {
+    cf__rd in = { msg, len };
+    cf__frame h;
+    const unsigned char *pl = NULL;
+    answers a;
+    const char *bad = cf__rd_frame(&in, &h, &pl);
+    if (!bad && (h.type != CF__FR_ANSWERS || h.len < sizeof a || h.aux < 0))
+        bad = "not an answer";
+    if (bad) {
         snprintf(why, sizeof why,
                  "malformed result message from MPI rank %d (%s)", w->rank,
-                 len < sizeof h ? "cut short" : "bad magic");
-        fail_tasks(p, b, b->n, CF_EBROKEN, why);
-        retire_batch(p, w);
+                 bad);
+        drop_batch(p, w, CF_EBROKEN, why);
         return;
     }
-    if (h.code != 0) {
-        /* The worker could not read tasks [first, n): it says why. */
-        const unsigned char *m = skip(&in, h.msg_len);
-        snprintf(why, sizeof why, "MPI rank %d: %.*s", w->rank,
-                 m ? (int)(h.msg_len < 400 ? h.msg_len : 400) : 0,
-                 m ? (const char *)m : "");
-        fail_tasks(p, b, b->n, h.code, why);
-        retire_batch(p, w);
+    memcpy(&a, pl, sizeof a);
+    in = (cf__rd){ pl + sizeof a, (size_t)h.len - sizeof a };
+    if (a.flags & ANS_REST_FAILED) {
+        rest_failed(p, w, &in);
         return;
     }
-    if (h.seq < b->seq)
+    if (h.id < b->seq)
         return; /* the rest of a batch already failed as malformed */
-    if (h.seq != b->seq || h.first != b->done || h.count > b->n - b->done) {
+    if (h.id != b->seq || (size_t)h.aux != b->done ||
+        a.count > b->n - b->done) {
         snprintf(why, sizeof why,
                  "malformed result message from MPI rank %d (batch %llu, "
-                 "tasks %u+%u, expected batch %llu from task %zu of %zu)",
-                 w->rank, (unsigned long long)h.seq, h.first, h.count,
+                 "tasks %d+%u, expected batch %llu from task %zu of %zu)",
+                 w->rank, (unsigned long long)h.id, h.aux, a.count,
                  (unsigned long long)b->seq, b->done, b->n);
-        fail_tasks(p, b, b->n, CF_EBROKEN, why);
-        retire_batch(p, w);
+        drop_batch(p, w, CF_EBROKEN, why);
         return;
     }
-    b->busy_ns += h.busy_ns;
-    size_t end = b->done + h.count;
-    while (b->done < end) {
-        wire_result f;
-        const unsigned char *m = NULL, *data = NULL;
-        bool head = take(&in, &f, sizeof f);
-        if (!head || f.magic != MAGIC_RESULT || !(m = skip(&in, f.msg_len)) ||
-            !(data = skip(&in, f.len))) {
-            snprintf(why, sizeof why,
-                     "malformed result frame from MPI rank %d (task %zu of "
-                     "its batch: %s)",
-                     w->rank, b->done,
-                     head && f.magic != MAGIC_RESULT ? "bad magic"
-                                                     : "cut short");
-            fail_tasks(p, b, end, CF_EBROKEN, why);
-            break;
-        }
-        if (f.code == 0) {
-            finish_task(p, b, 0, NULL, data, (size_t)f.len);
-        } else {
-            char *text = NULL;
-            if (f.msg_len && (text = cf__malloc(f.msg_len + 1))) {
-                memcpy(text, m, f.msg_len);
-                text[f.msg_len] = '\0';
-            }
-            finish_task(p, b, f.code, text, NULL, 0);
-            cf__free(text);
-        }
-    }
-    if (h.flags & RESULTS_FINAL) {
-        if (b->done < b->n) {
-            snprintf(why, sizeof why,
-                     "MPI rank %d answered %zu of the %zu tasks of a batch",
-                     w->rank, b->done, b->n);
-            fail_tasks(p, b, b->n, CF_EBROKEN, why);
-        }
-        retire_batch(p, w);
-    }
+    b->busy_ns += a.busy_ns;
+    learn_timing(p, w, b, h.aux, a.busy_ns);
+    take_answers(p, w, b, &in, a.count);
+    if (!(a.flags & ANS_FINAL))
+        return;
+    snprintf(why, sizeof why,
+             "MPI rank %d answered %zu of the %zu tasks of a batch", w->rank,
+             b->done, b->n);
+    drop_batch(p, w, CF_EBROKEN, why); /* fails none if all answered */
+}
+
+/* A hello's payload is the rank's host name, a NUL, then the failure's
+ * message: keeps the name in w->host, moves *m to the message and returns
+ * its length. */
+static size_t hello_host(mworker *w, const unsigned char **m, size_t len)
+{
+    size_t hl = len ? strnlen((const char *)*m, len) : 0;
+    size_t keep = hl < sizeof w->host ? hl : sizeof w->host - 1;
+    if (keep)
+        memcpy(w->host, *m, keep);
+    w->host[keep] = '\0';
+    hl += hl < len; /* the NUL */
+    *m = len ? *m + hl : *m;
+    return len - hl;
 }
 
 static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
 {
-    reader in = { msg, len };
-    wire_hello h;
+    cf__rd in = { msg, len };
+    cf__frame h;
     const unsigned char *m = NULL;
     char why[512];
     if (w->state != W_STARTING)
         return;
     w->state = W_DOWN;
-    if (!take(&in, &h, sizeof h) || h.magic != MAGIC_HELLO ||
-        !(m = skip(&in, h.msg_len))) {
+    const char *bad = cf__rd_frame(&in, &h, &m);
+    if (bad || h.type != CF__FR_HELLO) {
         snprintf(why, sizeof why,
                  "pool broken: malformed hello message from MPI rank %d",
                  w->rank);
-        break_pool(p, why);
+        cf__remote_break(&p->r, why);
         return;
     }
-    if (h.code != 0) {
-        const char *text = cf_strerror(h.code);
-        int n = (int)strlen(text);
-        if (h.msg_len) {
-            text = (const char *)m;
-            n = (int)(h.msg_len < 400 ? h.msg_len : 400);
-        }
+    size_t ml = hello_host(w, &m, (size_t)h.len);
+    if (h.aux != 0) {
+        const char *text = ml ? (const char *)m : cf_strerror(h.aux);
+        int n = ml ? (int)(ml < 400 ? ml : 400) : (int)strlen(text);
         snprintf(why, sizeof why,
                  "pool broken: a worker's initializer failed on MPI rank %d: "
                  "%.*s",
                  w->rank, n, text);
-        break_pool(p, why);
+        cf__remote_break(&p->r, why);
         return;
     }
     w->state = W_READY;
     if (w->enabled) {
-        count(&p->ready, 1);
-        count(&p->idle, 1);
+        add(&p->r.st_workers, 1);
+        add(&p->r.st_idle, 1);
     }
 }
 
 /* ---- dispatching ------------------------------------------------------- */
 
-/* Whether w gets another batch now. A second one hides the round trip
- * behind the first; for long tasks only while enough waits for every
- * worker to get a second one too, so the tail is not queued behind. */
+/* The work in one batch of w, in seconds: BATCH_TARGET_S, or an eighth
+ * of the round trip when that is more (fewer messages per window). */
+static double batch_s(const mworker *w)
+{
+    return w->rtt / 8 > BATCH_TARGET_S ? w->rtt / 8 : BATCH_TARGET_S;
+}
+
+/* The tasks w may hold at cost seconds each: the bandwidth-delay product.
+ * When a task ends, its answer takes a round trip to bring the next one,
+ * so 1.25 round trips of work wait behind the running batch, plus one
+ * batch (capped). */
+static size_t window(const mworker *w, double cost)
+{
+    double rtt = w->rtt > 0 ? w->rtt : 0;
+    double k = ceil(1.25 * rtt / (cost > 1e-9 ? cost : 1e-9));
+    size_t batch = cf__remote_window(cost, batch_s(w), 1, BATCH_MAX_TASKS);
+    return k >= WINDOW_MAX_TASKS ? WINDOW_MAX_TASKS : (size_t)k + batch;
+}
+
+/* Whether w gets another batch now: a second one always (it hides the
+ * round trip behind the first), more while the window allows. Long tasks
+ * beyond the first only while enough waits for every worker to get one
+ * more, so the tail is not queued behind a running task. */
 static bool can_take(const mpool *p, const mworker *w)
 {
     if (w->state != W_READY || !w->enabled)
         return false;
     if (w->nbatches == 0)
         return true;
-    if (p->local || w->nbatches >= MAX_DEPTH)
+    if (p->local || w->nbatches >= MAX_BATCHES || w->bytes >= WINDOW_MAX_BYTES)
         return false;
     double cost = w->cost >= 0 ? w->cost : p->cost;
+    if (w->nbatches >= 2 && (cost < 0 || w->tasks >= window(w, cost)))
+        return false;
     if (cost < BATCH_TARGET_S)
         return true;
-    size_t ready = atomic_load_explicit(&p->ready, memory_order_relaxed);
-    return atomic_load_explicit(&p->npending, memory_order_relaxed) >=
-           MAX_DEPTH * ready;
+    return p->pending >= (w->nbatches < 2 ? 2 : 1) * ready_workers(p);
 }
 
 static size_t batch_size(const mpool *p, mworker *w)
@@ -979,108 +932,65 @@ static size_t batch_size(const mpool *p, mworker *w)
         if (w->slow_start < BATCH_MAX_TASKS)
             w->slow_start *= 2;
     } else {
-        double k = BATCH_TARGET_S / (cost > 1e-9 ? cost : 1e-9);
-        n = k >= BATCH_MAX_TASKS ? BATCH_MAX_TASKS : k < 1 ? 1 : (size_t)k;
+        n = cf__remote_window(cost, batch_s(w), 1, BATCH_MAX_TASKS);
     }
     /* A fair share of what waits, so every worker gets some. */
-    size_t ready = atomic_load_explicit(&p->ready, memory_order_relaxed);
-    size_t pending = atomic_load_explicit(&p->npending, memory_order_relaxed);
+    size_t ready = ready_workers(p);
     if (ready > 1) {
-        size_t share = (pending + ready - 1) / ready;
+        size_t share = (p->pending + ready - 1) / ready;
         if (n > share)
             n = share ? share : 1;
     }
     return n;
 }
 
-/* Takes up to `want` pending tasks into a new batch (moving them to
- * RUNNING); NULL when none is left. Cancelled ones are counted and
- * released here. */
-static batch *take_batch(mpool *p, size_t want)
+/* Takes up to `want` pending tasks (and `most` bytes of frames, but at
+ * least one) into a new batch, moving them to RUNNING; NULL when none is
+ * left. Cancelled ones are counted and freed here. */
+static batch *take_batch(mpool *p, size_t want, size_t most)
 {
-    batch *b = cf__malloc(sizeof *b + want * sizeof(cf_future *));
-    for (;;) {
-        cf__mutex_lock(&p->mu);
-        if (!p->pending) {
-            cf__mutex_unlock(&p->mu);
-            cf__free(b);
-            return NULL;
-        }
-        if (!b) {
-            /* Out of memory: fail one task so that we move on. */
-            cf_future *f = p->pending;
-            p->pending = next_of(f);
-            if (!p->pending)
-                p->pending_tail = NULL;
-            atomic_fetch_sub_explicit(&p->npending, 1, memory_order_relaxed);
-            cf__mutex_unlock(&p->mu);
-            count(&p->failed, 1);
-            cf__future_drop(f, &(cf__drop){ CF_ENOMEM, NULL });
-            return NULL;
-        }
-        size_t n = 0, bytes = 0;
-        cf_future *f = p->pending;
-        while (f && n < want) {
-            size_t len = ((mpi_job *)f->arg)->len;
-            if (n && bytes + len > BATCH_MAX_BYTES)
-                break;
-            bytes += len;
-            b->fs[n++] = f;
-            f = next_of(f);
-        }
-        p->pending = f;
-        if (!f)
-            p->pending_tail = NULL;
-        atomic_fetch_sub_explicit(&p->npending, n, memory_order_relaxed);
-        cf__mutex_unlock(&p->mu);
-
-        size_t kept = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (cf_future_set_running_or_notify_cancel(b->fs[i])) {
-                b->fs[kept++] = b->fs[i];
-            } else {
-                count(&p->cancelled, 1);
-                cf_future_release(b->fs[i]);
-            }
-        }
-        if (kept) {
-            b->n = kept;
-            b->done = 0;
-            b->busy_ns = 0;
-            b->msg = NULL;
-            b->next = NULL;
-            return b;
-        }
+    batch *b = cf__malloc(sizeof *b + want * sizeof(cf__rtask *));
+    cf__rtask *list = cf__remote_take(&p->r, b ? want : 1);
+    if (!b) {
+        /* Out of memory: fail one task so that we move on. */
+        cf__remote_fail_list(&p->r, list, CF_ENOMEM, NULL);
+        return NULL;
     }
+    size_t n = 0, bytes = 0;
+    cf__rtask *t = list;
+    for (cf__rtask *next; t && (!n || bytes + t->len <= most); t = next) {
+        next = t->next;
+        p->pending--;
+        bytes += t->len;
+        if (cf__remote_set_running(&p->r, t))
+            b->ts[n++] = t;
+    }
+    cf__remote_requeue(&p->r, t); /* what did not fit */
+    *b = (batch){ .n = n };
+    if (n)
+        return b;
+    cf__free(b);
+    return NULL;
 }
 
-/* Encodes b's tasks into b->msg (freeing each task's input): the message
- * length, or 0 when out of memory. */
+/* Encodes b's tasks into b->msg: the BATCH frame, then each task's frame.
+ * The message length, or 0 when out of memory. */
 static size_t encode_batch(mpool *p, batch *b)
 {
-    size_t len = sizeof(wire_batch);
-    for (size_t i = 0; i < b->n; i++) {
-        mpi_job *j = b->fs[i]->arg;
-        len += sizeof(wire_task) + strlen(j->module) + j->len;
-    }
-    unsigned char *m = cf__malloc(len);
+    size_t len = CF__FRAME_HDR;
+    for (size_t i = 0; i < b->n; i++)
+        len += b->ts[i]->len;
+    unsigned char *m = len <= MSG_MAX ? cf__malloc(len) : NULL;
     if (!m)
         return 0;
     b->seq = p->next_seq++;
-    wire_batch h = { MAGIC_BATCH, (uint32_t)b->n, b->seq };
+    cf__frame h;
+    cf__frame_set(&h, CF__FR_BATCH, b->seq, len - CF__FRAME_HDR, (int32_t)b->n);
     memcpy(m, &h, sizeof h);
     size_t at = sizeof h;
     for (size_t i = 0; i < b->n; i++) {
-        mpi_job *j = b->fs[i]->arg;
-        size_t ml = strlen(j->module);
-        wire_task t = { MAGIC_TASK, (uint32_t)ml, j->offset, j->len };
-        memcpy(m + at, &t, sizeof t);
-        memcpy(m + at + sizeof t, j->module, ml);
-        if (j->len)
-            memcpy(m + at + sizeof t + ml, j->data, j->len);
-        at += sizeof t + ml + j->len;
-        cf__free(j);
-        b->fs[i]->arg = NULL; /* sent: the future no longer needs it */
+        memcpy(m + at, b->ts[i]->frame, b->ts[i]->len);
+        at += b->ts[i]->len;
     }
     /* Test hooks (mpi_pool.h). relaxed: armed before the submit. */
     int hook = atomic_exchange_explicit(&corrupt_batch, CF__MPI_CORRUPT_NONE,
@@ -1090,7 +1000,7 @@ static size_t encode_batch(mpool *p, batch *b)
     else if (hook == CF__MPI_CORRUPT_BATCH_HEADER)
         m[0] ^= 0xff;
     else if (hook == CF__MPI_CORRUPT_BATCH_TRUNCATE)
-        len = sizeof h + sizeof(wire_task) / 2;
+        len = sizeof h + CF__FRAME_HDR / 2;
     b->msg = m;
     return len;
 }
@@ -1109,19 +1019,27 @@ static void mpi_failed(mpool *p, int rc, const char *what);
 static void send_batch(mpool *p, mworker *w, batch *b)
 {
     size_t len = encode_batch(p, b);
-    if (!len) {
-        fail_tasks(p, b, b->n, CF_ENOMEM, "out of memory for a task batch");
-        batch_free(b);
-        return;
+    add(&p->r.st_running, (long)b->n);
+    b->sent = cf__now();
+    b->alone = w->nbatches == 0;
+    b->bytes = len;
+    w->tasks += b->n;
+    w->bytes += len;
+    if (w->nbatches++ == 0) {
+        add(&p->r.st_idle, -1);
+        w->heard = b->sent; /* silence counts from here */
     }
-    atomic_fetch_add_explicit(&p->running, b->n, memory_order_relaxed);
-    if (w->nbatches++ == 0)
-        atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
     if (w->tail)
         w->tail->next = b;
     else
         w->head = b;
     w->tail = b;
+    if (!len) {
+        drop_batch(p, w, CF_ENOMEM,
+                   "no memory for a task batch, or one "
+                   "larger than an MPI message (2 GiB)");
+        return;
+    }
     if (p->local) {
         unsigned char *msg = b->msg;
         b->msg = NULL;
@@ -1138,27 +1056,34 @@ static void send_batch(mpool *p, mworker *w, batch *b)
     }
 }
 
-/* Fills the workers that have room: idle ones first (a second batch never
- * waits behind a first while a worker is idle), then each one's second
- * batch. True if anything was sent. */
+/* Fills the workers that have room, the emptiest first (a second batch
+ * never waits behind a first while a worker is idle), one batch each per
+ * pass. True if anything was sent. */
 static bool dispatch(mpool *p)
 {
     bool sent = false;
-    for (unsigned depth = 0; depth < MAX_DEPTH; depth++) {
-        for (size_t k = 0; k < p->nworkers; k++) {
+    for (unsigned depth = 0; depth < MAX_BATCHES && p->pending;) {
+        unsigned next = MAX_BATCHES; /* the next fullness to serve */
+        for (size_t k = 0; k < p->nworkers && p->pending; k++) {
             mworker *w = &p->workers[(p->rr + k) % p->nworkers];
+            if (w->nbatches > depth && w->nbatches < next)
+                next = w->nbatches;
             if (w->nbatches != depth || !can_take(p, w))
                 continue;
-            if (!atomic_load_explicit(&p->npending, memory_order_relaxed))
-                goto out;
-            batch *b = take_batch(p, batch_size(p, w));
-            if (!b)
-                goto out;
+            /* Past a round trip of 1 ms, batches stay small enough for
+             * MPI to send them at once (no rendezvous round trip). */
+            size_t most = w->rtt > 1e-3 ? EAGER_BYTES : BATCH_MAX_BYTES;
+            batch *b = take_batch(p, batch_size(p, w), most);
+            if (!b) {
+                sent = true; /* cancelled tasks, or one failed */
+                break;
+            }
             send_batch(p, w, b);
             sent = true;
+            next = depth + 1 < next ? depth + 1 : next;
         }
+        depth = next;
     }
-out:
     p->rr++;
     return sent;
 }
@@ -1172,18 +1097,17 @@ static void mpi_failed(mpool *p, int rc, const char *what)
     char err[MPI_MAX_ERROR_STRING + 64];
     snprintf(why, sizeof why, "pool broken: %s",
              mpi_errstr(rc, what, err, sizeof err));
-    break_pool(p, why);
+    cf__remote_break(&p->r, why);
     for (size_t i = 0; i < p->nworkers; i++) {
         mworker *w = &p->workers[i];
         while (w->head) {
-            fail_tasks(p, w->head, w->head->n, CF_EBROKEN, why);
             cf__free(w->head->msg);
             w->head->msg = NULL; /* never wait on a broken send */
-            retire_batch(p, w);
+            drop_batch(p, w, CF_EBROKEN, why);
         }
         if (w->state == W_READY && w->enabled) {
-            atomic_fetch_sub_explicit(&p->ready, 1, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&p->idle, 1, memory_order_relaxed);
+            add(&p->r.st_workers, -1);
+            add(&p->r.st_idle, -1);
         }
         w->state = W_DOWN;
     }
@@ -1222,6 +1146,25 @@ static bool poll_sends(mpool *p)
     return any;
 }
 
+/* Handles one received message (buf NULL: no memory for it). */
+static void on_message(mpool *p, const MPI_Status *st, void *buf, int n)
+{
+    mworker *w = worker_of(p, st->MPI_SOURCE);
+    if (!w)
+        return;
+    w->heard = cf__now();
+    if (!buf) {
+        /* Out of memory for the message: its tasks fail. */
+        if (st->MPI_TAG == TAG_RESULTS && w->head)
+            drop_batch(p, w, CF_ENOMEM, "out of memory for a result message");
+        return;
+    }
+    if (st->MPI_TAG == TAG_RESULTS)
+        on_results(p, w, buf, (size_t)n);
+    else if (st->MPI_TAG == TAG_HELLO)
+        on_hello(p, w, buf, (size_t)n);
+}
+
 /* Receives and handles the messages that arrived: true if any did. */
 static bool poll_messages(mpool *p)
 {
@@ -1242,26 +1185,11 @@ static bool poll_messages(mpool *p)
         rc = MPI_Recv(buf, buf ? n : 0, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
                       p->comm, MPI_STATUS_IGNORE);
         any = true;
-        mworker *w = worker_of(p, st.MPI_SOURCE);
-        if (!w)
-            continue;
-        if (!buf) {
-            /* Out of memory for the message: its tasks fail. */
-            if (st.MPI_TAG == TAG_RESULTS && w->head) {
-                fail_tasks(p, w->head, w->head->n, CF_ENOMEM,
-                           "out of memory for a result message");
-                retire_batch(p, w);
-            }
-            continue;
-        }
-        if (rc != MPI_SUCCESS) {
+        if (buf && rc != MPI_SUCCESS) {
             mpi_failed(p, rc, "MPI_Recv");
             return true;
         }
-        if (st.MPI_TAG == TAG_RESULTS)
-            on_results(p, w, buf, (size_t)n);
-        else if (st.MPI_TAG == TAG_HELLO)
-            on_hello(p, w, buf, (size_t)n);
+        on_message(p, &st, buf, n);
     }
     return any;
 }
@@ -1276,6 +1204,10 @@ static void stop_workers(mpool *p)
     MPI_Request *reqs = cf__calloc(n ? n : 1, sizeof *reqs);
     for (size_t i = 0; i < n; i++) {
         mworker *w = &p->workers[i];
+        if (reqs)
+            reqs[i] = MPI_REQUEST_NULL;
+        if (w->state == W_LOST)
+            continue; /* never touched again */
         while (w->state == W_STARTING && !p->offline) {
             MPI_Status st;
             if (probe_backoff(p->comm, w->rank, &st) != MPI_SUCCESS) {
@@ -1297,14 +1229,103 @@ static void stop_workers(mpool *p)
     if (p->offline)
         return;
     MPI_Comm_free(&p->comm);
-    if (p->spawn_inter != MPI_COMM_NULL) {
+    if (p->spawn_inter != MPI_COMM_NULL && !p->lost) {
         /* In step with the spawned workers (cf_mpi_pool_spawn). */
         MPI_Comm_free(&p->spawn_intra);
         MPI_Comm_disconnect(&p->spawn_inter);
     }
 }
 
-/* ---- the manager thread ------------------------------------------------ */
+static bool in_flight(const mpool *p);
+
+/* ---- the watchdog (docs/mpi.md, "A rank that stops answering") ---------- */
+
+/* How long a rank holding tasks may stay silent: CFUTURES_MPI_RANK_TIMEOUT
+ * when set (0: never), else max(5 s, 2 x the longest work between two
+ * answers seen + 3 s, an isolated pool's task_timeout + 3 s), and no limit
+ * before a first answer. 0: none. */
+static double rank_limit(const mpool *p)
+{
+    if (p->rank_timeout >= 0)
+        return p->rank_timeout;
+    if (p->longest < 0)
+        return 0;
+    double t = 2 * p->longest + 3;
+    /* An isolated rank answers a hung task when task_timeout kills it. */
+    double hung =
+        p->isolated && p->opts.task_timeout > 0 ? p->opts.task_timeout + 3 : 0;
+    t = t > hung ? t : hung;
+    return t > 5 ? t : 5;
+}
+
+/* Reads CFUTURES_MPI_RANK_TIMEOUT (seconds, 0 off): < 0 when unset or not
+ * a number (the default). */
+static double rank_timeout_env(void)
+{
+    const char *v = getenv("CFUTURES_MPI_RANK_TIMEOUT");
+    char *end;
+    double t = v && *v ? strtod(v, &end) : -1;
+    if (v && *v && (*end || !(t >= 0) || !isfinite(t))) {
+        fprintf(stderr,
+                "cfutures: ignoring CFUTURES_MPI_RANK_TIMEOUT=%s "
+                "(not a number of seconds >= 0)\n",
+                v);
+        t = -1;
+    }
+    return t;
+}
+
+/* w held tasks and said nothing for `silent` seconds: says so, then
+ * ends the job (CFUTURES_MPI_RANK_LOST=abort), or fails w's tasks with
+ * CF_EBROKEN and never touches w again (docs/mpi.md). */
+static void rank_lost(mpool *p, mworker *w, double silent)
+{
+    char why[MPI_MAX_PROCESSOR_NAME + 128];
+    snprintf(why, sizeof why,
+             "MPI rank %d on host %s stopped answering (nothing for %.1f s, "
+             "%zu tasks in flight)",
+             w->rank, w->host[0] ? w->host : "?", silent, w->tasks);
+    add(&p->r.st_stalled, 1);
+    fprintf(stderr, "cfutures: %s; %s\n", why,
+            p->abort_on_lost ? "ending the MPI job"
+                             : "its tasks fail, the others go on");
+    fflush(stderr);
+    /* MPICH 4.0 does not end the job on an abort of a duplicate of
+     * MPI_COMM_WORLD from this thread; a spawned pool's world is the root
+     * alone, so there the merged communicator, which spans the workers. */
+    if (p->abort_on_lost)
+        MPI_Abort(p->spawn_inter != MPI_COMM_NULL ? p->comm : MPI_COMM_WORLD,
+                  1);
+    if (w->enabled)
+        add(&p->r.st_workers, -1); /* not idle: it held work */
+    w->state = W_LOST;
+    p->lost = true;
+    while (w->head) {
+        /* Its send may never complete: MPI may still read the buffer,
+         * which is left allocated for good. */
+        w->head->msg = NULL;
+        drop_batch(p, w, CF_EBROKEN, why);
+    }
+    if (!in_flight(p) && ready_workers(p) == 0)
+        cf__remote_break(&p->r, why); /* nobody left to run the rest */
+}
+
+/* Every WATCH_EVERY_S: a rank holding tasks, silent past the limit, is
+ * lost. */
+static void watch(mpool *p)
+{
+    double now = cf__now(), limit = rank_limit(p);
+    if (p->offline || limit <= 0 || now < p->next_watch)
+        return;
+    p->next_watch = now + WATCH_EVERY_S;
+    for (size_t i = 0; i < p->nworkers; i++) {
+        mworker *w = &p->workers[i];
+        if (w->head && now - w->heard > limit)
+            rank_lost(p, w, now - w->heard);
+    }
+}
+
+/* ---- the manager's round ----------------------------------------------- */
 
 static bool in_flight(const mpool *p)
 {
@@ -1317,184 +1338,99 @@ static bool in_flight(const mpool *p)
 
 /* Sleeps until a submission, a shutdown, or (with work in flight) the
  * next poll. */
-static void manager_wait(mpool *p, bool busy, double pause)
+static void manager_wait(mpool *p, bool busy)
 {
-    cf__mutex_lock(&p->mu);
-    if ((p->pending && !busy) || (p->shutdown && !busy)) {
-        cf__mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->r.mu);
+    if ((p->r.n_pending || p->r.shutdown) && !busy) {
+        pthread_mutex_unlock(&p->r.mu);
         return;
     }
-    p->sleeping = true;
-    cf__mutex_unlock(&p->mu);
+    p->r.listening = true;
+    pthread_mutex_unlock(&p->r.mu);
     cf__deadline d;
-    cf__deadline_from(busy ? pause : CF_FOREVER, &d);
+    cf__deadline_from(busy ? p->pause : CF_FOREVER, &d);
     cf__park(&p->parker, &d);
-    cf__mutex_lock(&p->mu);
-    p->sleeping = false;
-    cf__mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->r.mu);
+    p->r.listening = false;
+    pthread_mutex_unlock(&p->r.mu);
+    if (busy)
+        p->pause = p->pause * 2 < BACKOFF_MAX_S ? p->pause * 2 : BACKOFF_MAX_S;
 }
 
-static void *manager_main(void *arg)
+/* With one rank, the manager is the worker: it gets ready here. */
+static void begin(mpool *p)
 {
-    mpool *p = arg;
     cf__set_current_name("MPIPoolExecutor-manager");
-    if (p->local) {
-        char *msg;
-        int code = prepare(&p->opts, p->isolated, &p->pp, &msg);
-        if (code) {
-            char why[512];
-            snprintf(why, sizeof why,
-                     "pool broken: a worker's initializer failed: %s",
-                     msg ? msg : cf_strerror(code));
-            break_pool(p, why);
-        } else {
-            p->workers[0].state = W_READY;
-            count(&p->ready, 1);
-            count(&p->idle, 1);
-        }
-        cf__free(msg);
-    }
-    double pause = BACKOFF_MIN_S;
-    for (int round = 0;; round++) {
-        bool progress = poll_sends(p);
-        progress |= poll_messages(p);
-        cf__mutex_lock(&p->mu);
-        bool broken = p->broken, shutdown = p->shutdown;
-        cf_future *failed = broken ? take_pending_locked(p) : NULL;
-        cf__mutex_unlock(&p->mu);
-        if (failed)
-            drop_list(p, failed, CF_EBROKEN, p->broken_msg);
-        if (!broken)
-            progress |= dispatch(p);
-        bool busy = in_flight(p);
-        if (shutdown && !busy &&
-            !atomic_load_explicit(&p->npending, memory_order_relaxed))
-            break;
-        if (progress) {
-            round = 0;
-            pause = BACKOFF_MIN_S;
-            continue;
-        }
-        if (busy && round < SPIN_ROUNDS)
-            continue;
-        manager_wait(p, busy, pause);
-        if (busy)
-            pause = pause * 2 < BACKOFF_MAX_S ? pause * 2 : BACKOFF_MAX_S;
-    }
-    stop_workers(p);
-    cf_executor_free(p->pp);
-    p->pp = NULL;
-    pool_unref(p);
-    return NULL;
-}
-
-/* ---- the engine operations -------------------------------------------- */
-
-static int mpool_submit(cf_executor *ex, cf_future *f)
-{
-    (void)ex;
-    (void)f;
-    return CF_EINVAL; /* pointer tasks cannot cross to another rank */
-}
-
-static int mpool_submit_bytes(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
-                              const void *in, size_t len)
-{
-    mpool *p = (mpool *)ex;
-    const char *module;
-    uint64_t offset;
-    if (len > TASK_MAX_BYTES || cf__fnid_of((const void *)fn, &module, &offset))
-        return CF_EINVAL;
-    mpi_job *j = cf__malloc(sizeof *j + len);
-    if (!j)
-        return CF_ENOMEM;
-    j->fn = fn;
-    j->module = module;
-    j->offset = offset;
-    j->len = len;
-    if (len)
-        memcpy(j->data, in, len);
-    f->arg = j;
-    atomic_store_explicit(&f->task.next, NULL, memory_order_relaxed);
-    cf__mutex_lock(&p->mu);
-    int rc = p->broken ? CF_EBROKEN : p->shutdown ? CF_ESHUTDOWN : 0;
-    bool wake = false;
-    if (rc == 0) {
-        if (p->pending_tail)
-            atomic_store_explicit(&p->pending_tail->task.next, &f->task,
-                                  memory_order_relaxed);
-        else
-            p->pending = f;
-        p->pending_tail = f;
-        atomic_fetch_add_explicit(&p->npending, 1, memory_order_relaxed);
-        wake = wake_locked(p);
-    }
-    cf__mutex_unlock(&p->mu);
-    if (wake)
-        cf__unpark(&p->parker);
-    return rc; /* on error the caller frees f and f->arg */
-}
-
-static bool on_manager(const mpool *p)
-{
-    return pthread_equal(pthread_self(), p->thread);
-}
-
-static int mpool_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
-{
-    mpool *p = (mpool *)ex;
-    if (wait && on_manager(p))
-        return CF_EDEADLK;
-    cf__mutex_lock(&p->mu);
-    p->shutdown = true;
-    cf_future *list = cancel_futures ? take_pending_locked(p) : NULL;
-    bool wake = wake_locked(p);
-    cf__mutex_unlock(&p->mu);
-    if (wake)
-        cf__unpark(&p->parker);
-    drop_list(p, list, CF_ECANCELED, NULL);
-    if (wait) {
-        pthread_mutex_lock(&p->join_mu);
-        if (!p->joined) {
-            pthread_join(p->thread, NULL);
-            p->joined = true;
-        }
-        pthread_mutex_unlock(&p->join_mu);
-    }
-    return 0;
-}
-
-static void mpool_free(cf_executor *ex)
-{
-    mpool *p = (mpool *)ex;
-    if (on_manager(p)) {
-        mpool_shutdown(ex, false, false);
-        pthread_detach(p->thread); /* it frees the pool when it ends */
+    p->begun = true;
+    p->pause = BACKOFF_MIN_S;
+    if (!p->local)
+        return;
+    char *msg;
+    int code = prepare(&p->opts, p->isolated, &p->pp, &msg);
+    if (code) {
+        char why[512];
+        snprintf(why, sizeof why,
+                 "pool broken: a worker's initializer failed: %s",
+                 msg ? msg : cf_strerror(code));
+        cf__remote_break(&p->r, why);
     } else {
-        mpool_shutdown(ex, true, false);
+        p->workers[0].state = W_READY;
+        add(&p->r.st_workers, 1);
+        add(&p->r.st_idle, 1);
     }
-    pool_unref(p);
+    cf__free(msg);
 }
 
-static int mpool_stats(cf_executor *ex, cf_stats *out)
+/* One round of the manager (cf__remote_ops.round). */
+static bool mp_round(cf__remote *r)
 {
-    mpool *p = (mpool *)ex;
-    out->workers = atomic_load_explicit(&p->ready, memory_order_relaxed);
-    out->idle = atomic_load_explicit(&p->idle, memory_order_relaxed);
-    out->queued = atomic_load_explicit(&p->npending, memory_order_relaxed);
-    out->running = atomic_load_explicit(&p->running, memory_order_relaxed);
-    out->completed = atomic_load_explicit(&p->completed, memory_order_relaxed);
-    out->failed = atomic_load_explicit(&p->failed, memory_order_relaxed);
-    out->cancelled = atomic_load_explicit(&p->cancelled, memory_order_relaxed);
-    return 0;
+    mpool *p = (mpool *)r;
+    if (!p->begun)
+        begin(p);
+    bool progress = poll_sends(p);
+    progress |= poll_messages(p);
+    pthread_mutex_lock(&r->mu);
+    bool broken = r->broken;
+    p->pending = r->n_pending;
+    pthread_mutex_unlock(&r->mu);
+    if (!broken)
+        progress |= dispatch(p);
+    watch(p);
+    bool busy = in_flight(p);
+    if (!busy && cf__remote_drained(r)) {
+        stop_workers(p);
+        cf_executor_free(p->pp);
+        p->pp = NULL;
+        return true;
+    }
+    if (progress) {
+        p->spins = 0;
+        p->pause = BACKOFF_MIN_S;
+    } else if (!busy || p->spins++ >= SPIN_ROUNDS) {
+        manager_wait(p, busy);
+    }
+    return false;
 }
 
-static const cf__executor_ops mpool_ops = {
-    .submit = mpool_submit,
-    .submit_bytes = mpool_submit_bytes,
-    .shutdown = mpool_shutdown,
-    .free = mpool_free,
-    .stats = mpool_stats,
+static void mp_wake(cf__remote *r)
+{
+    cf__unpark(&((mpool *)r)->parker);
+}
+
+static void mp_destroy(cf__remote *r)
+{
+    mpool *p = (mpool *)r;
+    cf__free(p->rbuf.b);
+    cf__free(p->local_reply.buf.b);
+    cf__free(p->workers);
+    cf__remote_fini(r);
+    cf__free(p);
+}
+
+static const cf__remote_ops mp_ops = {
+    .round = mp_round,
+    .wake = mp_wake,
+    .destroy = mp_destroy,
 };
 
 /* ---- construction ------------------------------------------------------ */
@@ -1534,13 +1470,17 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
         cf__free(p);
         return NULL;
     }
-    p->base.ops = &mpool_ops;
+    cf__remote_init(&p->r, &mp_ops);
     p->comm = comm;
     p->spawn_intra = p->spawn_inter = MPI_COMM_NULL;
     p->root = root;
     p->local = p->offline = size == 1;
     p->nworkers = n;
     p->cost = -1;
+    p->longest = -1;
+    p->rank_timeout = rank_timeout_env();
+    const char *lost = getenv("CFUTURES_MPI_RANK_LOST");
+    p->abort_on_lost = lost && strcmp(lost, "abort") == 0;
     p->next_seq = 1;
     if (opts)
         p->opts = *opts;
@@ -1555,54 +1495,31 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
     }
     p->local_reply.send = send_local;
     p->local_reply.ctx = p;
-    pthread_mutex_init(&p->join_mu, NULL);
-    atomic_init(&p->refs, 2); /* the user and the manager thread */
     return p;
 }
 
 /* cf_mpi_pool_new and its variants. spawn_inter is the intercommunicator
  * to the workers cf_mpi_pool_spawn started (comm is then its merged
  * intracommunicator): the manager frees both once the workers stopped. */
-static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
-                             bool isolated, MPI_Comm spawn_inter)
+/* The calling rank serves as a worker until the root stops it: NULL with
+ * errno 0, or EIO after an MPI failure. */
+static cf_executor *serve_rank(MPI_Comm dup, int root, const cf_options *opts,
+                               bool isolated)
 {
-    int size, rank, level;
-    if (comm == MPI_COMM_NULL || !cf__options_valid(opts)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    int err = ensure_mpi();
-    if (err) {
-        errno = err;
-        return NULL;
-    }
-    if (MPI_Comm_size(comm, &size) != MPI_SUCCESS ||
-        MPI_Comm_rank(comm, &rank) != MPI_SUCCESS) {
-        errno = EINVAL;
-        return NULL;
-    }
-    if (root < 0 || root >= size) {
-        errno = EINVAL;
-        return NULL;
-    }
-    /* With one rank nothing is sent: no communicator, and so no MPI call
-     * from the manager thread, whatever the thread level. */
-    MPI_Comm dup = MPI_COMM_NULL;
-    if (size > 1 && MPI_Comm_dup(comm, &dup) != MPI_SUCCESS) {
-        errno = EIO;
-        return NULL;
-    }
-    /* Failures become return codes: the manager turns them into a broken
-     * pool rather than an abort of the job. */
-    if (size > 1)
-        MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
-    if (rank != root) {
-        int rc = serve(dup, root, opts, isolated);
-        if (rc == 0)
-            MPI_Comm_free(&dup);
-        errno = rc ? EIO : 0;
-        return NULL;
-    }
+    int rc = serve(dup, root, opts, isolated);
+    if (rc == 0)
+        MPI_Comm_free(&dup);
+    errno = rc ? EIO : 0;
+    return NULL;
+}
+
+/* The root's pool on dup, its manager running: the executor, or NULL with
+ * errno (the workers, serving already, are sent home). */
+static cf_executor *root_pool(MPI_Comm dup, int root, int size,
+                              const cf_options *opts, bool isolated,
+                              MPI_Comm comm, MPI_Comm spawn_inter)
+{
+    int level;
     mpool *p = pool_alloc(dup, root, size, opts);
     if (p) {
         p->isolated = isolated;
@@ -1612,32 +1529,59 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
         }
     }
     MPI_Query_thread(&level);
-    err = !p ? ENOMEM : size > 1 && level < MPI_THREAD_SERIALIZED ? EINVAL : 0;
-    sigset_t mask;
-    bool block = !(opts && opts->keep_signal_mask);
-    if (block)
-        cf__signals_block(&mask);
-    if (!err && pthread_create(&p->thread, NULL, manager_main, p) != 0)
+    int err = !p                                          ? ENOMEM
+              : size > 1 && level < MPI_THREAD_SERIALIZED ? EINVAL
+                                                          : 0;
+    if (!err && cf__remote_start(&p->r, "cf-mpipool") != 0)
         err = EAGAIN;
-    if (block)
-        cf__signals_restore(&mask);
+    if (!err)
+        return &p->r.base;
+    if (p) {
+        p->spawn_intra = p->spawn_inter = MPI_COMM_NULL; /* the caller's */
+        stop_workers(p);
+        mp_destroy(&p->r);
+    } else if (size > 1) {
+        for (int r = 0; r < size; r++)
+            if (r != root)
+                MPI_Send(NULL, 0, MPI_BYTE, r, TAG_STOP, dup);
+        MPI_Comm_free(&dup);
+    }
+    errno = err;
+    return NULL;
+}
+
+/* cf_mpi_pool_new and its variants. spawn_inter is the intercommunicator
+ * to the workers cf_mpi_pool_spawn started (comm is then its merged
+ * intracommunicator): the manager frees both once the workers stopped. */
+static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
+                             bool isolated, MPI_Comm spawn_inter)
+{
+    int size, rank;
+    if (comm == MPI_COMM_NULL || !cf__options_valid(opts)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int err = ensure_mpi();
+    if (!err &&
+        (MPI_Comm_size(comm, &size) != MPI_SUCCESS ||
+         MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || root < 0 || root >= size))
+        err = EINVAL;
+    /* With one rank nothing is sent: no communicator, and so no MPI call
+     * from the manager thread, whatever the thread level. */
+    MPI_Comm dup = MPI_COMM_NULL;
+    if (!err && size > 1 && MPI_Comm_dup(comm, &dup) != MPI_SUCCESS)
+        err = EIO;
     if (err) {
-        /* The workers are serving already: send them home. */
-        if (p) {
-            p->spawn_intra = p->spawn_inter = MPI_COMM_NULL; /* the caller's */
-            stop_workers(p);
-            atomic_store_explicit(&p->refs, 1, memory_order_relaxed);
-            pool_unref(p);
-        } else if (size > 1) {
-            for (int r = 0; r < size; r++)
-                if (r != root)
-                    MPI_Send(NULL, 0, MPI_BYTE, r, TAG_STOP, dup);
-            MPI_Comm_free(&dup);
-        }
         errno = err;
         return NULL;
     }
-    return &p->base;
+    /* Failures become return codes: the manager turns them into a broken
+     * pool rather than an abort of the job. */
+    if (size > 1)
+        MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
+    if (rank != root)
+        return serve_rank(dup, root, opts, isolated);
+    return root_pool(dup, root, size, opts, isolated, comm, spawn_inter);
 }
 
 cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts)

@@ -14,12 +14,17 @@
 #include "executor.h"
 
 #include <errno.h>
+#include <math.h>
 
 bool cf__options_valid(const cf_options *opts)
 {
     if (opts == NULL)
         return true;
-    bool ok = opts->max_workers >= 0;
+    /* Seconds with 0 meaning never: NaN and negative values are errors
+     * (not "forever", as for a wait), whichever pool reads them. */
+    bool ok = opts->max_workers >= 0 && !isnan(opts->idle_timeout) &&
+              opts->idle_timeout >= 0 && !isnan(opts->task_timeout) &&
+              opts->task_timeout >= 0;
     for (size_t i = 0; i < sizeof opts->reserved_ / sizeof opts->reserved_[0];
          i++)
         ok = ok && opts->reserved_[i] == 0;

@@ -3,7 +3,15 @@
  * thread_pool.c - the thread-pool executor: the executor operations over
  * the work-stealing scheduler (sched/). This file owns what is particular to
  * an executor: tasks that are futures, the initializer and a broken pool,
- * shutdown with cancel_futures, the counters, and the pool's lifetime.
+ * shutdown with cancel_futures, the counters, running a task future
+ * inline in a wait that depends on it (the claim: docs/design.md, "The wait
+ * protocol"), and the pool's lifetime.
+ *
+ * A claimed future: the waiter moves it PENDING -> RUNNING (the same CAS a
+ * worker uses, so exactly one of them runs it) and runs it on its own
+ * stack; the queue entry stays behind, holding the pool's reference, and
+ * whoever takes it off a queue later finds it started and only releases
+ * that reference.
  *
  * Lifetime: the pool is reference counted - one reference for the user,
  * one per live worker. cf_executor_free from a task of the pool cannot wait
@@ -25,8 +33,7 @@ typedef struct pool {
     cf_fn initializer;
     void *initarg;
     _Atomic uint32_t refs;
-    _Atomic size_t cancelled; /* cancelled outside the workers (shutdown) */
-    _Atomic size_t failed;    /* failed outside the workers (broken) */
+    _Atomic size_t failed; /* failed outside a run (broken pool) */
 } pool;
 
 static void pool_unref(pool *p)
@@ -44,32 +51,68 @@ static pool *pool_of(cf__worker *w)
     return (pool *)((char *)w->sched - offsetof(pool, sched));
 }
 
+const cf__drop cf__claimed = { 0, NULL };
+
+static pool *pool_of_home(cf__task_home *home)
+{
+    return (pool *)((char *)home - offsetof(pool, sched.home));
+}
+
 /* The exec of a future task. */
 static void run_future(cf__task *t, cf__worker *w, const cf__drop *drop)
 {
     cf_future *f = (cf_future *)((char *)t - offsetof(cf_future, task));
-    if (drop)
-        cf__future_drop(f, drop);
+    if (drop == &cf__claimed)
+        cf__pool_run_future(f, w, true);
+    else if (drop)
+        cf__pool_drop(f, drop);
     else
-        cf__pool_run_future(f, w);
+        cf__pool_run_future(f, w, false);
 }
 
-void cf__pool_run_future(cf_future *f, cf__worker *w)
+void cf__pool_drop(cf_future *f, const cf__drop *drop)
+{
+    pool *p = pool_of_home(f->home);
+    /* Whether the entry was a husk already (cancelled, or run by a wait)
+     * or becomes one now by this cancel, it leaves the queue here. */
+    bool husk = true;
+    if (drop->code == CF_ECANCELED) {
+        cf_future_cancel(f); /* counted by the cancel (future.c) */
+    } else if (cf_future_set_running_or_notify_cancel(f)) {
+        atomic_fetch_add_explicit(&p->failed, 1, memory_order_relaxed);
+        cf__future_fail(f, drop->code, drop->message);
+        husk = false;
+    }
+    if (husk)
+        atomic_fetch_add_explicit(&p->sched.home.husks_gone, 1,
+                                  memory_order_relaxed);
+    cf_future_release(f);
+}
+
+void cf__pool_run_future(cf_future *f, cf__worker *w, bool claimed)
 {
     pool *p = pool_of(w);
-    /* acquire: pairs with the release store of broken in break_pool */
-    if (atomic_load_explicit(&p->broken, memory_order_acquire)) {
-        cf__count(cf_future_cancelled(f) ? &w->cancelled : &w->failed);
-        cf__future_drop(f, &(cf__drop){ CF_EBROKEN, p->broken_msg });
-        return;
-    }
-    /* Tasks submitted from inside tasks sit on a worker's deque, out of
-     * reach of shutdown's drain: cancel_futures cancels them here. */
-    if (atomic_load_explicit(&p->cancelling, memory_order_relaxed) ||
-        !cf_future_set_running_or_notify_cancel(f)) {
-        cf__count(&w->cancelled);
-        cf__future_drop(f, &(cf__drop){ CF_ECANCELED, NULL });
-        return;
+    if (!claimed) {
+        /* acquire: pairs with the release store of broken in break_pool */
+        if (atomic_load_explicit(&p->broken, memory_order_acquire)) {
+            cf__pool_drop(f, &(cf__drop){ CF_EBROKEN, p->broken_msg });
+            return;
+        }
+        /* Tasks submitted from inside tasks sit on a worker's deque, out of
+         * reach of shutdown's drain: cancel_futures cancels them here. A
+         * task that is no longer pending was cancelled, or a wait ran it
+         * (a claim): either way only the queue's reference is left. */
+        if (atomic_load_explicit(&p->cancelling, memory_order_relaxed) ||
+            !cf_future_set_running_or_notify_cancel(f)) {
+            cf__pool_drop(f, &(cf__drop){ CF_ECANCELED, NULL });
+            return;
+        }
+    } else if (cf_future_set_running_or_notify_cancel(f)) {
+        /* its queue entry stays behind, no longer a task to start */
+        atomic_fetch_add_explicit(&p->sched.home.husks, 1,
+                                  memory_order_relaxed);
+    } else {
+        return; /* a worker or another wait got to it first */
     }
     cf__task_ctx ctx;
     cf__trace(CF__TR_TASK_NAME, (const void *)f->fn, 0);
@@ -77,18 +120,38 @@ void cf__pool_run_future(cf_future *f, cf__worker *w)
     cf__worker_leave(w);
     cf__count(ctx.code ? &w->failed : &w->completed);
     cf__future_finish(f, result, &ctx);
-    cf_future_release(f);
+    if (!claimed)
+        cf_future_release(f);
+}
+
+static bool pool_claim(cf__worker *w, cf_future *f, void *ctx)
+{
+    pool *p = ctx;
+    if (f->home != &p->sched.home || cf__future_state(f) != CF__PENDING ||
+        atomic_load_explicit(&p->broken, memory_order_acquire) ||
+        atomic_load_explicit(&p->cancelling, memory_order_relaxed) ||
+        !cf__worker_stack_room(w))
+        return false;
+    /* Just submitted from here (the usual case): take it off our deque
+     * and run it as a worker would, leaving no entry behind. */
+    cf__task *t = cf__deque_take(&w->deque);
+    if (t == &f->task) {
+        cf__worker_run_inline(w, t, NULL);
+        return true;
+    }
+    if (t)
+        (void)cf__worker_push(w, t); /* just taken: no growth; wakes a thief */
+    cf__worker_run_inline(w, &f->task, &cf__claimed);
+    return true;
 }
 
 /* Cancels or fails a list of tasks taken off the injection queue. */
 static void drop_all(pool *p, cf__task *list, int code, const char *why)
 {
+    (void)p; /* the futures' drop counts them (cf__pool_drop) */
     cf__drop drop = { code, why };
     for (cf__task *t = list, *next; t; t = next) {
         next = atomic_load_explicit(&t->next, memory_order_relaxed);
-        atomic_fetch_add_explicit(code == CF_ECANCELED ? &p->cancelled
-                                                       : &p->failed,
-                                  1, memory_order_relaxed);
         t->exec(t, NULL, &drop);
     }
 }
@@ -145,6 +208,7 @@ static int pool_submit(cf_executor *ex, cf_future *f)
     if (atomic_load_explicit(&p->sched.shutdown, memory_order_relaxed))
         return CF_ESHUTDOWN;
     f->task.exec = run_future;
+    f->home = &p->sched.home;
     return cf__sched_push(&p->sched, &f->task);
 }
 
@@ -202,9 +266,13 @@ static int pool_stats(cf_executor *ex, cf_stats *out)
     out->queued = s.queued;
     out->running = s.running;
     out->completed = s.completed;
-    out->failed = s.failed + atomic_load_explicit(&p->failed, memory_order_relaxed);
-    out->cancelled =
-        s.cancelled + atomic_load_explicit(&p->cancelled, memory_order_relaxed);
+    out->failed =
+        s.failed + atomic_load_explicit(&p->failed, memory_order_relaxed);
+    out->cancelled = s.cancelled;
+    out->steals = s.steals;
+    out->inlined = s.inlined;
+    out->spares = s.spares;
+    out->blocked = s.blocked;
     return 0;
 }
 
@@ -241,13 +309,13 @@ cf_executor *cf_thread_pool_new(const cf_options *opts)
     char buf[48];
     const char *prefix = opts ? opts->name_prefix : NULL;
     if (!prefix) {
-        snprintf(buf, sizeof buf, "ThreadPoolExecutor-%u",
-                 atomic_fetch_add_explicit(&pool_counter, 1,
-                                           memory_order_relaxed));
+        snprintf(
+            buf, sizeof buf, "ThreadPoolExecutor-%u",
+            atomic_fetch_add_explicit(&pool_counter, 1, memory_order_relaxed));
         prefix = buf;
     }
     cf__sched_hooks hooks = { on_worker_start, on_worker_retain,
-                              on_worker_release, p };
+                              on_worker_release, pool_claim, p };
     if (cf__sched_init(&p->sched, max, prefix, &hooks)) {
         cf__free(p);
         errno = ENOMEM;

@@ -152,6 +152,21 @@ static void stopper_lets_go(tbuf *b)
         free_buf(b);
 }
 
+/* fork() waits for a trace being written: a child that ends with exit()
+ * flushes the stdio buffers it inherited, and would append the half of the
+ * parent's file that sat in one. While a trace records, its file's buffer
+ * is empty (everything is written at the stop), so the child may keep it
+ * unflushed and unused. */
+static void before_fork(void)
+{
+    pthread_mutex_lock(&trace_mu);
+}
+
+static void after_fork_parent(void)
+{
+    pthread_mutex_unlock(&trace_mu);
+}
+
 static void after_fork_child(void)
 {
     /* The child records nothing and writes nothing of the parent's. */
@@ -166,7 +181,7 @@ static void after_fork_child(void)
 static void make_key(void)
 {
     pthread_key_create(&buf_key, owner_lets_go);
-    pthread_atfork(NULL, NULL, after_fork_child);
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     choose_clock();
 }
 
@@ -266,20 +281,51 @@ static void put_u64(FILE *f, uint64_t v)
     fwrite_unlocked(b + i, 1, sizeof b - i, f);
 }
 
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, at most U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+               : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                              : 0;
+    unsigned lo = s[0] == 0xe0 ? 0xa0 : s[0] == 0xf0 ? 0x90 : 0x80;
+    unsigned hi = s[0] == 0xed ? 0x9f : s[0] == 0xf4 ? 0x8f : 0xbf;
+    for (size_t i = 1; i < n; i++)
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+            return 0; /* also stops at the terminating NUL */
+    return n;
+}
+
+/* s as a JSON string. Names are bytes the library does not choose (a
+ * pool's name_prefix, a module's file name) and JSON text is UTF-8: each
+ * byte that does not start a well-formed sequence is written as U+FFFD. */
 static void put_json_string(FILE *f, const char *s)
 {
     fputc_unlocked('"', f);
-    for (; *s; s++) {
+    while (*s) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
+        size_t n = utf8_len((const unsigned char *)s);
+        if (n == 0) {
+            put(f, "\\ufffd");
+            s++;
+        } else if (n > 1) {
+            fwrite_unlocked(s, 1, n, f);
+            s += n;
+        } else if (ch == '"' || ch == '\\') {
             fputc_unlocked('\\', f);
             fputc_unlocked((char)ch, f);
+            s++;
         } else if (ch < 0x20) {
             char esc[8];
             snprintf(esc, sizeof esc, "\\u%04x", ch);
             put(f, esc);
+            s++;
         } else {
             fputc_unlocked((char)ch, f);
+            s++;
         }
     }
     fputc_unlocked('"', f);
@@ -527,7 +573,7 @@ static int write_trace(FILE *f, tbuf *buffers, uint64_t t0, uint64_t t_end,
     cf__free(w.names);
     int failed = ferror(f);
     if (fclose(f) != 0 || failed)
-        return errno ? -errno : CF_EINVAL;
+        return errno > 0 ? -errno : -EIO; /* never CF_EINVAL: "no trace" */
     return 0;
 }
 

@@ -13,8 +13,11 @@
  * come from different threads: the parker to wake is published under the
  * iterator's own mutex and cleared before each call returns.
  *
- * In a pool worker (cf__helper_current() != NULL) a wait runs queued tasks
- * of the pool instead of sleeping, so nested waits never deadlock the pool.
+ * In a pool worker (cf__helper_current() != NULL) an untimed wait first
+ * runs, inline, the awaited tasks that have not started; then it blocks and
+ * the pool puts another worker in its place, so nested waits never deadlock
+ * the pool and never run unrelated work (docs/design.md, "The wait
+ * protocol").
  */
 #include "future.h"
 
@@ -22,29 +25,46 @@
 #include <string.h>
 
 int cf__block_until(bool (*done)(void *ctx), void *ctx,
+                    bool (*help)(void *ctx, cf__helper *h),
                     const cf__deadline *deadline)
 {
     cf__helper *h = cf__helper_current();
+    /* Only an untimed wait runs its dependencies inline: a task run here
+     * may take longer than any timeout, and a timed wait must return
+     * within its own (a poll at once). */
+    bool may_help = h && help && cf__deadline_forever(deadline);
+    bool first = true;
     for (;;) {
         if (done(ctx))
             return 0;
-        /* The deadline first: a poll returns at once, and a timed wait
-         * overshoots by at most the one task it helped with last. */
         if (cf__deadline_passed(deadline))
             return done(ctx) ? 0 : CF_ETIMEDOUT;
-        if (h && h->run_one(h))
+        if (may_help && help(ctx, h))
             continue;
-        if (h)
-            h->park(h, deadline);
-        else
+        if (h) {
+            h->block(h, deadline, first);
+            first = false;
+        } else {
             cf__park(cf__parker_self(), deadline);
+        }
     }
+}
+
+/* Runs the first awaited future of fs[0..n) that has not started. Any one
+ * is a dependency: FIRST_COMPLETED ends with it, the others need it. */
+static bool run_one_of(cf_future *const *fs, size_t n, cf__helper *h)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cf__future_state(fs[i]) == CF__PENDING && h->run_future(h, fs[i]))
+            return true;
+    return false;
 }
 
 /* ---- cf_wait --------------------------------------------------------- */
 
 typedef struct waiter {
     cf__parker *parker;
+    cf_future *const *fs;
     size_t n;
     cf_return_when when;
     _Atomic size_t ndone, nfailed;
@@ -75,14 +95,18 @@ static bool wait_satisfied(void *p)
     waiter *w = p;
     size_t done = atomic_load_explicit(&w->ndone, memory_order_acquire);
     switch (w->when) {
-    case CF_FIRST_COMPLETED:
-        return done > 0;
+    case CF_FIRST_COMPLETED: return done > 0;
     case CF_FIRST_EXCEPTION:
         return done == w->n ||
                atomic_load_explicit(&w->nfailed, memory_order_relaxed) > 0;
-    default:
-        return done == w->n;
+    default: return done == w->n;
     }
+}
+
+static bool wait_help(void *p, cf__helper *h)
+{
+    waiter *w = p;
+    return run_one_of(w->fs, w->n, h);
 }
 
 int cf_wait(cf_future *const *fs, size_t n, double timeout, cf_return_when when)
@@ -97,7 +121,7 @@ int cf_wait(cf_future *const *fs, size_t n, double timeout, cf_return_when when)
             return CF_EINVAL;
     if (n == 0)
         return 0;
-    waiter w = { .parker = cf__parker_self(), .n = n, .when = when };
+    waiter w = { .parker = cf__parker_self(), .fs = fs, .n = n, .when = when };
     /* Fast path: the condition may hold already (no allocation). */
     for (size_t i = 0; i < n; i++)
         if (cf_future_done(fs[i]))
@@ -117,7 +141,7 @@ int cf_wait(cf_future *const *fs, size_t n, double timeout, cf_return_when when)
         if (!cf__future_watch(fs[i], &ws[i].watch))
             count_done(&w, fs[i]);
     }
-    int rc = cf__block_until(wait_satisfied, &w, &d);
+    int rc = cf__block_until(wait_satisfied, &w, wait_help, &d);
     for (size_t i = 0; i < n; i++)
         cf__future_unwatch(fs[i], &ws[i].watch);
     cf__free(ws);
@@ -134,14 +158,14 @@ typedef struct ac_watch {
 } ac_watch;
 
 struct cf_as_completed {
-    size_t n;          /* distinct futures */
+    size_t n; /* distinct futures */
     size_t yielded;
     cf__deadline deadline;
     ac_watch *watches; /* n of them */
     ac_watch *local;   /* ready, in completion order, owned by the caller */
     _Atomic(ac_watch *) ready; /* pushed by notify (newest first) */
-    cf__mutex mu;      /* guards parker */
-    cf__parker *parker;/* the thread inside next(), or NULL */
+    cf__mutex mu;              /* guards parker */
+    cf__parker *parker;        /* the thread inside next(), or NULL */
 };
 
 static void ac_notify(cf__watch *watch, cf_future *f)
@@ -236,6 +260,18 @@ static const cf__deadline *earlier(const cf__deadline *a, const cf__deadline *b)
 static int ac_next(cf_as_completed *it, const cf__deadline *deadline,
                    cf_future **f);
 
+/* The futures not yet yielded are what the iterator waits on. */
+static bool ac_help(void *p, cf__helper *h)
+{
+    cf_as_completed *it = p;
+    for (size_t i = 0; i < it->n; i++) {
+        cf_future *f = it->watches[i].f;
+        if (cf__future_state(f) == CF__PENDING && h->run_future(h, f))
+            return true;
+    }
+    return false;
+}
+
 int cf_as_completed_next(cf_as_completed *it, cf_future **f)
 {
     return it ? ac_next(it, &it->deadline, f) : CF_EINVAL;
@@ -258,15 +294,15 @@ static int ac_next(cf_as_completed *it, const cf__deadline *deadline,
         cf__mutex_lock(&it->mu);
         it->parker = cf__parker_self();
         cf__mutex_unlock(&it->mu);
-        int rc = cf__block_until(ac_has_ready, it, deadline);
+        int rc = cf__block_until(ac_has_ready, it, ac_help, deadline);
         cf__mutex_lock(&it->mu);
         it->parker = NULL;
         cf__mutex_unlock(&it->mu);
         if (rc)
             return rc;
         /* acquire: pairs with the release CAS in ac_notify */
-        ac_watch *batch = atomic_exchange_explicit(&it->ready, NULL,
-                                                   memory_order_acquire);
+        ac_watch *batch =
+            atomic_exchange_explicit(&it->ready, NULL, memory_order_acquire);
         /* The stack is newest first: reverse it into completion order. */
         for (ac_watch *w = batch, *next; w; w = next) {
             next = w->ready_next;

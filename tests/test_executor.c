@@ -1127,7 +1127,8 @@ static void nested_fib(void)
 }
 
 /* A chain: each task submits the next and waits for it, 300 deep, on one
- * worker (deeper than any fixed help limit should matter for). */
+ * worker. The waits are timed, so none runs its child inline: each blocks
+ * and a spare worker stands in for it, 300 deep. */
 static void *chain_task(void *arg)
 {
     intptr_t n = (intptr_t)arg;

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/syscall.h>
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -310,6 +311,133 @@ static void executor_wait_then_free(void)
     }
 }
 
+/* A done callback runs on a thread of the pool that completed the future
+ * (a worker of a thread pool, the manager of a process pool): a wait there
+ * for the pool's end could never end. It says so at once, whatever the
+ * timeout, and waits from elsewhere still work. */
+static cf_executor *cb_pool;
+static atomic_int cb_rc[2];
+
+static void wait_in_callback(cf_future *f, void *ctx)
+{
+    (void)f;
+    atomic_int *rc = ctx;
+    cf_shutdown(cb_pool, false, false);
+    double t0 = now_s();
+    int r = cf_executor_wait(cb_pool, 5.0);
+    atomic_store(&rc[0], r);
+    atomic_store(&rc[1], now_s() - t0 < 2.0);
+    r = cf_executor_wait(cb_pool, CF_FOREVER); /* must not hang either */
+    if (r != atomic_load(&rc[0]))
+        atomic_store(&rc[0], 1);
+}
+
+static void executor_wait_from_done_callback(void)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        cb_pool = kind ? process_pool(1) : thread_pool(2, 0);
+        atomic_store(&cb_rc[0], 1);
+        atomic_store(&cb_rc[1], 0);
+        cf_future *f;
+        int x = 1;
+        if (kind)
+            CHECK_EQ(cf_submit_bytes(cb_pool, echo_bytes, &x, sizeof x, &f), 0);
+        else
+            CHECK_EQ(cf_submit(cb_pool, sleep_arg, (void *)(intptr_t)10, &f),
+                     0);
+        CHECK_EQ(cf_future_add_done_callback(f, wait_in_callback, cb_rc), 0);
+        CHECK_EQ(cf_future_result(f, 30.0, NULL), 0);
+        WAIT_UNTIL(atomic_load(&cb_rc[0]) != 1, 30.0);
+        CHECK_EQ(atomic_load(&cb_rc[0]), CF_EDEADLK);
+        CHECK_EQ(atomic_load(&cb_rc[1]), 1); /* at once, not at the timeout */
+        CHECK_EQ(cf_executor_wait(cb_pool, 30.0), 0);
+        CHECK_EQ(stats_of(cb_pool).workers, 0);
+        cf_future_release(f);
+        cf_executor_free(cb_pool);
+    }
+}
+
+/* Many threads wait at once, with timeouts short and long, while the
+ * work finishes, for each kind of pool: every long wait returns 0, no
+ * short one returns 0 before the work is done, and free after them is
+ * sound (the sanitizer builds check the joins). */
+typedef struct many_arg {
+    cf_executor *ex;
+    double timeout;
+    atomic_int *done;
+    int rc;
+} many_arg;
+
+static void *wait_many(void *p)
+{
+    many_arg *a = p;
+    a->rc = cf_executor_wait(a->ex, a->timeout);
+    if (a->rc == 0 && a->done) /* thread pools: the tasks' own count */
+        CHECK_EQ(atomic_load(a->done), 8);
+    return NULL;
+}
+
+static atomic_int many_done;
+static void *count_after(void *arg)
+{
+    sleep_s((double)(intptr_t)arg / 1000.0);
+    atomic_fetch_add(&many_done, 1);
+    return NULL;
+}
+
+static int count_after_bytes(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in, (void)len, (void)out;
+    sleep_s(0.02);
+    return 0;
+}
+
+static void executor_wait_many_threads(void)
+{
+    for (int round = 0; round < 20; round++) {
+        int kind = round % 2;
+        cf_executor *ex = kind ? process_pool(2) : thread_pool(3, 0.001);
+        atomic_store(&many_done, 0);
+        cf_future *fs[8];
+        for (int i = 0; i < 8; i++) {
+            if (kind)
+                CHECK_EQ(cf_submit_bytes(ex, count_after_bytes, &i, sizeof i,
+                                         &fs[i]),
+                         0);
+            else
+                CHECK_EQ(cf_submit(ex, count_after,
+                                   (void *)(intptr_t)(5 + round % 4), &fs[i]),
+                         0);
+        }
+        CHECK_EQ(cf_shutdown(ex, false, false), 0);
+        pthread_t th[6];
+        many_arg a[6];
+        for (int i = 0; i < 6; i++) {
+            a[i] = (many_arg){ ex,
+                               i % 3 == 0   ? 0.0
+                               : i % 3 == 1 ? 0.005
+                                            : 60.0,
+                               &many_done, 1 };
+            if (kind)
+                a[i].done = NULL;
+            CHECK_EQ(pthread_create(&th[i], NULL, wait_many, &a[i]), 0);
+        }
+        for (int i = 0; i < 6; i++) {
+            pthread_join(th[i], NULL);
+            CHECK(a[i].rc == 0 ||
+                  (a[i].rc == CF_ETIMEDOUT && a[i].timeout < 1));
+            if (a[i].timeout > 1)
+                CHECK_EQ(a[i].rc, 0);
+        }
+        for (int i = 0; i < 8; i++) {
+            CHECK(cf_future_done(fs[i]));
+            cf_future_release(fs[i]);
+        }
+        CHECK_EQ(stats_of(ex).workers, 0);
+        cf_executor_free(ex);
+    }
+}
+
 /* ---- idle_timeout ------------------------------------------------------- */
 
 static void idle_threads_go_and_come_back(void)
@@ -380,6 +508,36 @@ static void idle_timeout_race(void)
     CHECK_EQ(cf_shutdown(ex, false, false), 0);
     CHECK_EQ(cf_executor_wait(ex, 30.0), 0);
     cf_executor_free(ex);
+}
+
+/* A nanosecond idle_timeout: workers leave as soon as they find nothing,
+ * so every submit races a leaving worker; then shutdown and
+ * cf_executor_wait at once. Over many windows no task is lost or left
+ * behind, the wait returns 0 only once all ran, and the workers are gone. */
+static void idle_timeout_tiny_shutdown_race(void)
+{
+    for (int i = 0; i < 400; i++) {
+        cf_executor *ex = thread_pool(2, 1e-9);
+        cf_future *fs[4];
+        int n = 1 + i % 4;
+        for (int k = 0; k < n; k++)
+            CHECK_EQ(cf_submit(ex, identity, (void *)(intptr_t)k, &fs[k]), 0);
+        if (i % 3)
+            sleep_s((i % 7) * 1e-5);
+        CHECK_EQ(cf_shutdown(ex, false, false), 0);
+        CHECK_EQ(cf_executor_wait(ex, 60.0), 0);
+        for (int k = 0; k < n; k++) {
+            CHECK(cf_future_done(fs[k]));
+            void *r;
+            CHECK_EQ(cf_future_result(fs[k], 0, &r), 0);
+            CHECK_EQ((intptr_t)r, k);
+            cf_future_release(fs[k]);
+        }
+        cf_stats st = stats_of(ex);
+        CHECK_EQ(st.workers, 0);
+        CHECK_EQ(st.completed, (size_t)n);
+        cf_executor_free(ex);
+    }
 }
 
 /* Fork-join and nested waits keep working while workers come and go. */
@@ -504,6 +662,136 @@ static void signal_storm_never_hits_a_pool_thread(void)
         CHECK(!sigismember(&cur, sigs[i]));
 }
 
+/* A storm of process-directed signals while pools of every kind work: a
+ * thread pool whose workers leave after a nanosecond idle and are started
+ * again by a submitting thread of the program, a fork-join pool, a process
+ * pool whose worker crashes and is replaced, and a cf_executor_wait. The
+ * handler records the kernel thread id it runs on: always one of the
+ * program's own three threads, never a thread of the library. */
+/* ThreadSanitizer runs handlers itself (deferred to its own safe points),
+ * and its runtime deadlocks when a storm of them meets threads that start
+ * and end all the time (a handler waits in SlotAttachAndLock, as does a
+ * starting thread): the case runs in the other builds only. */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
+
+enum { MAX_TIDS = 8192 };
+static long storm_tids[MAX_TIDS];
+static atomic_int n_storm;
+
+static void record_tid(int sig)
+{
+    (void)sig;
+    int i = atomic_fetch_add(&n_storm, 1);
+    if (i < MAX_TIDS)
+        storm_tids[i] = (long)syscall(SYS_gettid);
+}
+
+static atomic_bool storm2_over;
+static atomic_long feeder_tid, sender_tid;
+
+static void *feed_churning_pool(void *arg)
+{
+    atomic_store(&feeder_tid, (long)syscall(SYS_gettid));
+    while (!atomic_load(&storm2_over)) {
+        cf_future *f;
+        CHECK_EQ(cf_submit(arg, identity, NULL, &f), 0);
+        CHECK_EQ(cf_future_result(f, 30.0, NULL), 0);
+        cf_future_release(f);
+        sleep_s(1e-4);
+    }
+    return NULL;
+}
+
+static const int storm_sigs[] = { SIGINT,  SIGTERM, SIGHUP,  SIGUSR1,
+                                  SIGUSR2, SIGQUIT, SIGALRM, SIGPIPE };
+
+static void *send_signals(void *arg)
+{
+    (void)arg;
+    atomic_store(&sender_tid, (long)syscall(SYS_gettid));
+    for (int round = 0; !atomic_load(&storm2_over); round++) {
+        CHECK_EQ(kill(getpid(), storm_sigs[round % 8]), 0);
+        if (round % 16 == 0)
+            sleep_s(1e-4);
+    }
+    return NULL;
+}
+
+static int crash_once(const void *in, size_t len, cf_buffer *out)
+{
+    (void)len, (void)out;
+    if (*(const int *)in == 3)
+        abort();
+    return 0;
+}
+
+static void add_one(size_t lo, size_t hi, void *ctx)
+{
+    atomic_fetch_add((atomic_long *)ctx, (long)(hi - lo));
+}
+
+static void signal_storm_every_pool_kind(void)
+{
+    if (TEST_TSAN)
+        return;
+    struct sigaction sa = { .sa_handler = record_tid };
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < 8; i++)
+        CHECK_EQ(sigaction(storm_sigs[i], &sa, NULL), 0);
+    long main_tid = (long)syscall(SYS_gettid);
+    cf_executor *churn = thread_pool(3, 1e-9);
+    cf_executor *fj = thread_pool(3, 0);
+    cf_executor *pp = process_pool(2);
+    pthread_t feeder, sender;
+    CHECK_EQ(pthread_create(&feeder, NULL, feed_churning_pool, churn), 0);
+    CHECK_EQ(pthread_create(&sender, NULL, send_signals, NULL), 0);
+    for (int round = 0; round < 20; round++) {
+        atomic_long sum = 0;
+        CHECK_EQ(cf_parallel_for(fj, 0, 10000, 0, add_one, &sum), 0);
+        CHECK_EQ(atomic_load(&sum), 10000);
+        cf_future *fs[6];
+        for (int i = 0; i < 6; i++)
+            CHECK_EQ(cf_submit_bytes(pp, crash_once, &i, sizeof i, &fs[i]), 0);
+        for (int i = 0; i < 6; i++) {
+            int rc;
+            do /* a signal may cut the wait short: never its result */
+                rc = cf_future_bytes(fs[i], 60.0, NULL, NULL);
+            while (rc == CF_ETIMEDOUT);
+            CHECK_EQ(rc, i == 3 ? CF_EBROKEN : 0);
+            cf_future_release(fs[i]);
+        }
+        cf_executor *w = thread_pool(2, 0);
+        CHECK_EQ(cf_submit(w, sleep_arg, (void *)(intptr_t)2, NULL), 0);
+        CHECK_EQ(cf_shutdown(w, false, false), 0);
+        CHECK_EQ(cf_executor_wait(w, 60.0), 0);
+        cf_executor_free(w);
+    }
+    WAIT_UNTIL(atomic_load(&n_storm) > 100, 10.0);
+    atomic_store(&storm2_over, true);
+    pthread_join(sender, NULL);
+    pthread_join(feeder, NULL);
+    cf_executor_free(churn);
+    cf_executor_free(fj);
+    cf_executor_free(pp);
+    int hits = atomic_load(&n_storm);
+    CHECK(hits > 100);
+    long mine[3] = { main_tid, atomic_load(&feeder_tid),
+                     atomic_load(&sender_tid) };
+    for (int h = 0; h < hits && h < MAX_TIDS; h++)
+        CHECK(storm_tids[h] == mine[0] || storm_tids[h] == mine[1] ||
+              storm_tids[h] == mine[2]);
+}
+
 static void keep_signal_mask_keeps_the_creators(void)
 {
     /* Workers start lazily, on the thread whose submit needs one: that
@@ -573,6 +861,19 @@ static void next_for_overall_timeout_wins(void)
     cf_future *f;
     CHECK_TIME(CHECK_EQ(cf_as_completed_next_for(it, 30.0, &f), CF_ETIMEDOUT),
                0.04, 5.0);
+    /* Per-call timeouts meaning forever (negative, +inf) or past the
+     * overall one: the overall one still ends them, at once now. */
+    const double forever[] = { CF_FOREVER, -1e-9, -INFINITY, INFINITY, 1e12 };
+    for (int i = 0; i < 5; i++)
+        CHECK_TIME(CHECK_EQ(cf_as_completed_next_for(it, forever[i], &f),
+                            CF_ETIMEDOUT),
+                   0, 5.0);
+    /* A future done by now is yielded, past the overall timeout too (as
+     * Python's as_completed yields what is done before it times out). */
+    CHECK_EQ(cf_future_set_result(f0, NULL), 0);
+    CHECK_EQ(cf_as_completed_next_for(it, 0, &f), 0);
+    CHECK(f == f0);
+    CHECK_EQ(cf_as_completed_next_for(it, 0, &f), CF_EOF);
     cf_as_completed_free(it);
     cf_future_release(f0);
 }
@@ -737,6 +1038,36 @@ static void failure_message_is_per_thread(void)
     cf_executor_free(msg_pool);
 }
 
+/* cf_stats' scheduler counters: a timed wait inside a task always blocks
+ * (and is compensated), so blocked and spares count it. */
+static void *blocks_on(void *arg)
+{
+    return (void *)(intptr_t)cf_future_result(arg, 30.0, NULL);
+}
+
+static void stats_count_blocked_waits(void)
+{
+    cf_executor *ex = thread_pool(4, 0);
+    fj_pool = ex;
+    for (int i = 0; i < 20; i++) {
+        void *r;
+        CHECK_EQ(
+            cf_join(ex, fib, (void *)(intptr_t)18, &r, identity, NULL, NULL),
+            0);
+    }
+    /* A task waiting on a future that nobody in the pool can run blocks. */
+    cf_future *pending = cf_future_new(), *w;
+    CHECK_EQ(cf_submit(ex, blocks_on, pending, &w), 0);
+    sleep_s(0.05);
+    CHECK_EQ(cf_future_set_result(pending, NULL), 0);
+    CHECK_EQ(cf_future_result(w, 30.0, NULL), 0);
+    cf_future_release(w);
+    cf_future_release(pending);
+    cf_stats st = stats_of(ex);
+    CHECK(st.blocked >= 1);
+    cf_executor_free(ex);
+}
+
 static const test_case cases[] = {
     TEST_CASE(future_arg_plain),
     TEST_CASE(future_arg_bytes),
@@ -745,11 +1076,15 @@ static const test_case cases[] = {
     TEST_CASE(executor_wait_from_own_worker),
     TEST_CASE(executor_wait_process_pool),
     TEST_CASE(executor_wait_then_free),
+    TEST_CASE(executor_wait_from_done_callback),
+    TEST_CASE(executor_wait_many_threads),
     TEST_CASE(idle_threads_go_and_come_back),
     TEST_CASE(idle_timeout_zero_keeps_threads),
     TEST_CASE(idle_timeout_race),
+    TEST_CASE(idle_timeout_tiny_shutdown_race),
     TEST_CASE(idle_timeout_fork_join),
     TEST_CASE(signal_storm_never_hits_a_pool_thread),
+    TEST_CASE(signal_storm_every_pool_kind),
     TEST_CASE(keep_signal_mask_keeps_the_creators),
     TEST_CASE(next_for_per_call_timeout),
     TEST_CASE(next_for_overall_timeout_wins),
@@ -758,6 +1093,7 @@ static const test_case cases[] = {
     TEST_CASE(failure_message_parallel_for),
     TEST_CASE(failure_message_group),
     TEST_CASE(failure_message_is_per_thread),
+    TEST_CASE(stats_count_blocked_waits),
 };
 
 TEST_MAIN(cases)

@@ -68,6 +68,38 @@ static void negative_max_workers_is_einval(void)
     CHECK(cf_process_pool_new(&o) == NULL && errno == EINVAL);
 }
 
+/* idle_timeout and task_timeout are seconds, 0 meaning never: NaN and
+ * negative values are refused by every pool kind (they are not "forever"
+ * here, as a negative wait timeout is); +inf and huge values mean never. */
+static void bad_timeouts_are_einval(void)
+{
+    const double bad[] = { NAN, -NAN, -1.0, -1e-9, -INFINITY };
+    pool_ctor ctors[] = { cf_thread_pool_new, cf_process_pool_new };
+    for (size_t c = 0; c < 2; c++) {
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+            cf_options o = { .max_workers = 1, .idle_timeout = bad[i] };
+            errno = 0;
+            CHECK(ctors[c](&o) == NULL && errno == EINVAL);
+            o = (cf_options){ .max_workers = 1, .task_timeout = bad[i] };
+            errno = 0;
+            CHECK(ctors[c](&o) == NULL && errno == EINVAL);
+        }
+    }
+    const double fine[] = { 1e-9, 1e300, INFINITY };
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        cf_options o = { .max_workers = 1, .idle_timeout = fine[i] };
+        cf_executor *ex = cf_thread_pool_new(&o);
+        CHECK(ex != NULL);
+        cf_future *f;
+        void *r = NULL;
+        CHECK_EQ(cf_submit(ex, twice, (void *)21L, &f), 0);
+        CHECK_EQ(cf_future_result(f, 30.0, &r), 0);
+        CHECK_EQ((long)r, 42);
+        cf_future_release(f);
+        cf_executor_free(ex);
+    }
+}
+
 /* Options as a program fills them field by field, the tail zeroed by the
  * initializer: the pool works. */
 static void zero_tail_is_accepted(void)
@@ -116,6 +148,7 @@ static const test_case cases[] = {
     TEST_CASE(thread_pool_refuses_a_nonzero_tail),
     TEST_CASE(process_pool_refuses_a_nonzero_tail),
     TEST_CASE(negative_max_workers_is_einval),
+    TEST_CASE(bad_timeouts_are_einval),
     TEST_CASE(zero_tail_is_accepted),
     TEST_CASE(stats_tail_is_written_zero),
 };

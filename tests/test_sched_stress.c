@@ -8,8 +8,8 @@
  * on two cores; under a sanitizer (CF_TEST_TIME_SCALE > 1) the iteration
  * counts shrink so the cases stay short.
  */
-#include "harness.h"
 #include "fib.h"
+#include "harness.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -201,9 +201,12 @@ static void nested_joins_on(int workers)
         CHECK_EQ((long)(intptr_t)res, fib_serial(n));
         cf_future_release(f);
     }
+    /* A joiner whose branch was stolen blocks, and a spare may stand in
+     * for it: never more threads than that. */
     cf_stats st;
     CHECK_EQ(cf_executor_stats(ex, &st), 0);
-    CHECK(st.workers <= (size_t)workers);
+    CHECK(st.workers <= (size_t)workers + st.spares);
+    CHECK(st.spares <= st.blocked);
     cf_executor_free(ex);
 }
 
@@ -304,8 +307,9 @@ static void deep_join_chain(void)
 
 /* One worker; a chain of tasks submitted from outside, each waiting on
  * the next one's future. The worker runs each next task inside the wait of
- * the one before, so the waits nest as deep as the chain: a pool must
- * keep helping at any depth, or the chain never ends. */
+ * the one before (it is what that wait depends on), so the waits nest as
+ * deep as the chain: a pool must keep going at any depth - inline while
+ * the stack has room, then on spare workers - or the chain never ends. */
 #define WAIT_CHAIN 500
 
 typedef struct wait_chain {
@@ -364,9 +368,10 @@ static void nested_waits_deep_chain(void)
     cf_executor_free(ex);
 }
 
-/* A wait in a worker runs other work while it waits, but keeps its
- * deadline: a poll (timeout 0) returns at once, and a timed wait returns
- * about when it should, however much queued work there is to help with. */
+/* A wait in a worker keeps its deadline: a poll (timeout 0) returns at
+ * once, and a timed wait returns about when it should, however much queued
+ * work there is (a wait never runs unrelated work; a spare worker may run
+ * it while the wait blocks). */
 typedef struct deadline_ctx {
     cf_executor *ex;
     atomic_int ran;
@@ -384,7 +389,7 @@ static void *slow_filler(void *p)
 static void *deadline_task(void *p)
 {
     deadline_ctx *d = p;
-    long n = scaled(2000); /* 4 s of work to help with */
+    long n = scaled(2000); /* 4 s of unrelated work queued */
     for (long i = 0; i < n; i++)
         CHECK_EQ(cf_submit(d->ex, slow_filler, d, NULL), 0);
     cf_future *never = cf_future_new(); /* nobody completes it */

@@ -32,12 +32,37 @@ static void ws(json *j)
 
 static bool value(json *j);
 
+/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
+ * overlong forms, no surrogates, at most U+10FFFF), or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+               : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                              : 0;
+    unsigned lo = s[0] == 0xe0 ? 0xa0 : s[0] == 0xf0 ? 0x90 : 0x80;
+    unsigned hi = s[0] == 0xed ? 0x9f : s[0] == 0xf4 ? 0x8f : 0xbf;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+            return 0;
+    }
+    return n;
+}
+
 static bool string(json *j)
 {
     if (*j->s++ != '"')
         return false;
     for (;;) {
-        unsigned char c = (unsigned char)*j->s++;
+        unsigned char c = (unsigned char)*j->s;
+        size_t n = utf8_len((const unsigned char *)j->s);
+        if (n == 0)
+            return false; /* JSON text is UTF-8 */
+        j->s += n;
+        if (n > 1)
+            continue;
         if (c == '"')
             return true;
         if (c < 0x20)
@@ -152,6 +177,11 @@ static void json_checker_works(void)
     CHECK(!json_valid("{\"a\":01}"));
     CHECK(!json_valid("\"tab\there\""));
     CHECK(!json_valid("[1]x"));
+    CHECK(json_valid("[\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"]"));
+    CHECK(!json_valid("[\"\xff\"]"));
+    CHECK(!json_valid("[\"\xc3\"]"));         /* cut short */
+    CHECK(!json_valid("[\"\xc0\xaf\"]"));     /* overlong */
+    CHECK(!json_valid("[\"\xed\xa0\x80\"]")); /* a surrogate */
 }
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -246,6 +276,17 @@ static void trace_errors(void)
     CHECK_EQ(cf_trace_start(""), CF_EINVAL);
     CHECK_EQ(cf_trace_stop(), CF_EINVAL);
     CHECK_EQ(cf_trace_start("/nonexistent-dir/x.json"), -ENOENT);
+    CHECK_EQ(cf_trace_start("/"), -EISDIR);
+    /* A device that is full: the stop says so, and a trace can start
+     * again after it. */
+    CHECK_EQ(cf_trace_start("/dev/full"), 0);
+    cf_executor *ex = cf_thread_pool_new(NULL);
+    CHECK(ex != NULL);
+    for (int i = 0; i < 100; i++)
+        CHECK_EQ(cf_submit(ex, traced_task, NULL, NULL), 0);
+    cf_executor_free(ex);
+    CHECK_EQ(cf_trace_stop(), -ENOSPC);
+    CHECK_EQ(cf_trace_stop(), CF_EINVAL);
     const char *path = trace_path("errors");
     CHECK_EQ(cf_trace_start(path), 0);
     CHECK_EQ(cf_trace_start(path), CF_EINVAL); /* one at a time */
@@ -330,8 +371,9 @@ void *traced_parent(void *arg)
     cf_future *fs[3];
     for (int i = 0; i < 3; i++)
         CHECK_EQ(cf_submit(inline_pool, traced_task, NULL, &fs[i]), 0);
+    /* Untimed: a timed wait inside a task never runs anything inline. */
     for (int i = 0; i < 3; i++) {
-        CHECK_EQ(cf_future_result(fs[i], 20.0, NULL), 0);
+        CHECK_EQ(cf_future_result(fs[i], CF_FOREVER, NULL), 0);
         cf_future_release(fs[i]);
     }
     return arg;
@@ -379,6 +421,89 @@ static void trace_fork_join(void)
     CHECK_EQ(count(text, "\"cat\":\"steal\"") + 5,
              count(text, "\"name\":\"traced_fib\""));
     free(text);
+}
+
+/* Thread names are the pools' name_prefix: bytes the library does not
+ * choose. A name cut to fit in the middle of a character, and bytes that
+ * are not UTF-8 at all, still give a valid JSON text (JSON is UTF-8). */
+static void trace_names_any_bytes(void)
+{
+    char long_name[200] = "";
+    for (int i = 0; i < 45; i++)
+        strcat(long_name, i % 2 ? "\xc3\xa9" : "\xe2\x82\xac"); /* é, € */
+    const char *prefixes[] = { long_name, "bad\xff\xfe\xc3<&>\x01\x7f\"\\" };
+    const char *path = trace_path("names");
+    CHECK_EQ(cf_trace_start(path), 0);
+    for (int i = 0; i < 2; i++) {
+        cf_options o = { .max_workers = 1, .name_prefix = prefixes[i] };
+        cf_executor *ex = cf_thread_pool_new(&o);
+        CHECK(ex != NULL);
+        CHECK_EQ(cf_submit(ex, traced_task, NULL, NULL), 0);
+        cf_executor_free(ex);
+    }
+    CHECK_EQ(cf_trace_stop(), 0);
+    char *text = load_trace(path); /* valid JSON, UTF-8 included */
+    CHECK_EQ(count(text, "\"name\":\"traced_task\""), 2);
+    /* Each byte that is not UTF-8 is U+FFFD; control characters escaped. */
+    CHECK(
+        strstr(text, "\"bad\\ufffd\\ufffd\\ufffd<&>\\u0001\x7f\\\"\\\\_0\"") !=
+        NULL);
+    free(text);
+}
+
+/* fork() from another thread while cf_trace_stop writes the file: a child
+ * that ends with exit() flushes the stdio buffers it inherited, so it must
+ * not inherit a half-written trace (it would append it to the parent's
+ * file). Every file stays valid JSON with every task in it. */
+static atomic_bool stop_forking;
+
+static void *forker(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_forking)) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) { /* what exit() does with stdio, without its exit
+                            handlers (a leak check would stop the world) */
+            fflush(NULL);
+            _exit(0);
+        }
+        CHECK_EQ(waitpid(pid, NULL, 0), pid);
+    }
+    return NULL;
+}
+
+void *traced_nothing(void *arg);
+void *traced_nothing(void *arg)
+{
+    return arg;
+}
+
+static void trace_fork_while_writing(void)
+{
+    cf_options o = { .max_workers = 2 };
+    cf_executor *ex = cf_thread_pool_new(&o);
+    CHECK(ex != NULL);
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, forker, NULL), 0);
+    enum { N = 5000 };
+    for (int round = 0; round < 8; round++) {
+        const char *path = trace_path("fork");
+        CHECK_EQ(cf_trace_start(path), 0);
+        cf_group *g = cf_group_new(ex);
+        CHECK(g != NULL);
+        for (int i = 0; i < N; i++)
+            CHECK_EQ(cf_group_submit(g, traced_nothing, NULL), 0);
+        CHECK_EQ(cf_group_wait(g, 60.0), 0);
+        cf_group_free(g);
+        CHECK_EQ(cf_trace_stop(), 0);
+        char *text = load_trace(path);
+        CHECK_EQ(count(text, "\"name\":\"traced_nothing\""), N);
+        free(text);
+    }
+    atomic_store(&stop_forking, true);
+    pthread_join(th, NULL);
+    cf_executor_free(ex);
 }
 
 /* Nothing is recorded between sessions. */
@@ -677,6 +802,121 @@ static void trace_command_hostile_files(void)
     unlink(path);
     free(good);
 }
+
+/* True when text is UTF-8 with no control characters but tab and new line:
+ * what XML 1.0 allows (and what a terminal shows as it is). */
+static bool clean_text(const char *text)
+{
+    for (const char *p = text; *p;) {
+        size_t n = utf8_len((const unsigned char *)p);
+        if (n == 0 ||
+            (n == 1 && (unsigned char)*p < 0x20 && *p != '\n' && *p != '\t'))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+/* Hostile values in a well-formed file, each read by `cfutures trace
+ * FILE --svg OUT`: numbers JSON has no room for (non-finite, out of any
+ * thread id's range) and tokens that are not JSON are refused with a clear
+ * message (exit 1); names of any bytes and empty or event-less files are
+ * read (exit 0), and the summary and the SVG are then clean UTF-8 text. */
+static void trace_command_hostile_values(void)
+{
+    static const struct {
+        const char *text;
+        int rc;
+    } files[] = {
+        { "", 1 },
+        { "   \n", 1 },
+        { "null", 1 },
+        { "hello", 1 },
+        { "{}", 0 },
+        { "[]", 0 },
+        { "{\"traceEvents\":[]}", 0 },
+        { "{\"traceEvents\":[]}\n{", 1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":1e999,\"dur\":1,\"name\":\"a\"}]",
+          1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":0,\"dur\":-1e999,\"name\":\"a\"}]",
+          1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":1e308,\"dur\":1e308,\"name\":\"a\"}"
+          "]",
+          1 },
+        { "[{\"ph\":\"X\",\"tid\":1e300,\"ts\":0,\"dur\":1,\"name\":\"a\"}]",
+          1 },
+        { "[{\"ph\":\"M\",\"tid\":-1e300,\"name\":\"thread_name\"}]", 1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":nan,\"dur\":1,\"name\":\"a\"}]", 1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":0x10,\"dur\":1,\"name\":\"a\"}]",
+          1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":inf,\"dur\":1,\"name\":\"a\"}]", 1 },
+        { "{\"traceEvents\":[],\"otherData\":{\"duration_us\":1e999}}", 1 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":5,\"dur\":-3,\"name\":\"a\"}]", 0 },
+        { "[{\"ph\":\"X\",\"tid\":1,\"ts\":0,\"dur\":2,\"name\":"
+          "\"\xff\xfe\xc3\","
+          "\"cat\":\"task\"},{\"ph\":\"M\",\"tid\":1,\"name\":\"thread_name\","
+          "\"args\":{\"name\":\"t\\b\\f\\u0001\\n\\r\\t\x01<&>\xe2\x82\"}}]",
+          0 },
+    };
+    char bad[300], svg[320], cmd[1000], *out;
+    snprintf(bad, sizeof bad, "%s", trace_path("values"));
+    snprintf(svg, sizeof svg, "%s.svg", bad);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        FILE *f = fopen(bad, "w");
+        CHECK(f != NULL);
+        fputs(files[i].text, f);
+        fclose(f);
+        unlink(svg);
+        snprintf(cmd, sizeof cmd, "%s trace %s --svg %s 2>&1", CFUTURES_BIN,
+                 bad, svg);
+        int rc = run_cmd(cmd, &out);
+        if (rc != files[i].rc)
+            fprintf(stderr, "file %zu: exit %d, not %d:\n%s\n", i, rc,
+                    files[i].rc, out);
+        CHECK_EQ(rc, files[i].rc);
+        CHECK(clean_text(out));
+        if (rc == 1) {
+            CHECK(strstr(out, "not a trace") != NULL);
+        } else {
+            char *text = read_file(svg);
+            CHECK(strncmp(text, "<?xml", 5) == 0);
+            CHECK(strcmp(text + strlen(text) - 7, "</svg>\n") == 0);
+            CHECK(clean_text(text));
+            free(text);
+        }
+        free(out);
+    }
+    /* A NUL byte inside the file: the rest is not skipped unread. */
+    FILE *f = fopen(bad, "w");
+    CHECK(f != NULL);
+    fwrite("[]\0[", 1, 4, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s trace %s 2>&1", CFUTURES_BIN, bad);
+    CHECK_EQ(run_cmd(cmd, &out), 1);
+    CHECK(strstr(out, "not a trace") != NULL);
+    free(out);
+    /* A directory, and a file name that is not text, in the SVG. */
+    snprintf(cmd, sizeof cmd, "%s trace /tmp 2>&1", CFUTURES_BIN);
+    CHECK_EQ(run_cmd(cmd, &out), 1);
+    CHECK(strstr(out, "/tmp") != NULL);
+    free(out);
+    char odd[320];
+    snprintf(odd, sizeof odd, "%s\x01\xff.json", bad);
+    f = fopen(odd, "w");
+    CHECK(f != NULL);
+    fputs("[{\"ph\":\"X\",\"tid\":1,\"ts\":0,\"dur\":2,\"name\":\"a\"}]", f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s trace '%s' --svg %s >/dev/null 2>&1",
+             CFUTURES_BIN, odd, svg);
+    CHECK_EQ(run_cmd(cmd, &out), 0);
+    free(out);
+    char *text = read_file(svg);
+    CHECK(clean_text(text));
+    free(text);
+    unlink(odd);
+    unlink(bad);
+    unlink(svg);
+}
 #endif
 
 static const test_case cases[] = {
@@ -685,6 +925,8 @@ static const test_case cases[] = {
     TEST_CASE(trace_known_workload),
     TEST_CASE(trace_inline_runs),
     TEST_CASE(trace_fork_join),
+    TEST_CASE(trace_names_any_bytes),
+    TEST_CASE(trace_fork_while_writing),
     TEST_CASE(trace_off_records_nothing),
     TEST_CASE(trace_sessions_race_with_threads),
     TEST_CASE(trace_survives_failing_allocations),
@@ -693,6 +935,7 @@ static const test_case cases[] = {
 #ifdef CFUTURES_BIN
     TEST_CASE(trace_command),
     TEST_CASE(trace_command_hostile_files),
+    TEST_CASE(trace_command_hostile_values),
     TEST_CASE(demo_plot_dir),
 #endif
 };

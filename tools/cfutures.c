@@ -60,6 +60,7 @@ static const command *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    cli_hold_std_fds();
     if (argc < 2)
         return cli_usage_error(NULL,
                                "which command? (demo, bench, run or trace)");

@@ -61,6 +61,11 @@ bool cli_parse_seconds(const char *s, double *out);
 double cli_now(void);
 double cli_wall(void);
 
+/* Puts /dev/null, read-only, on standard input, output and error where
+ * they are closed, so that no descriptor of ours lands there: a closed
+ * input reads as empty, a write to a closed output still fails. */
+void cli_hold_std_fds(void);
+
 /* Writes all n bytes to fd, retrying after EINTR and short writes:
  * 0, or -1 with errno set. */
 int cli_write_all(int fd, const void *data, size_t n);

@@ -1,16 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * job.c - one job of `cfutures run`: its argument vector, its attempts,
- * its line in the job log. job_task runs on a pool worker; everything it
+ * job.c - one job of `cfutures run`: its command line, its attempts, its
+ * output with --line-buffer. job_task runs on a pool worker; everything it
  * writes into the job is read by the runner only after the job has gone
  * through the done queue.
  *
- * Without --shell the input is substituted for every "{}" inside the
- * words (or appended as the last argument when none has one) and the words
- * become the argument vector: no shell ever parses the input. With
- * --shell the script is `sh -c SCRIPT sh INPUT`, where the script has
- * "$1" in place of each {}: the input reaches the shell as a positional
- * parameter, never as code.
+ * The command line is the template with the job's values quoted in
+ * (tmpl.c). When it is a simple one (plain words and quoted strings, no
+ * builtin) it is split into words here and run without a shell; else it
+ * runs as SHELL -c COMMAND. A simple command whose program cannot be
+ * found or run is run again through the shell, so the shell reports it
+ * (and gives 127 or 126) as it would have.
  */
 #include "run.h"
 
@@ -19,107 +19,136 @@
 #include "strbuf.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
-static void free_argv(char **argv)
+int job_build_command(job *j)
 {
-    if (argv == NULL)
+    const run_config *cfg = j->shared->cfg;
+    strbuf b = STRBUF_INIT;
+    tmpl_expand(&cfg->cmd, &b, j->args, j->n_args, j->seq, j->slot,
+                cfg->context);
+    j->command = sb_take(&b);
+    if (j->command == NULL)
+        return -1;
+    if (cfg->tag) {
+        tmpl_expand(&cfg->tagstr, &b, j->args, j->n_args, j->seq, j->slot,
+                    false);
+        sb_addc(&b, '\t');
+        j->tag = sb_take(&b);
+        if (j->tag == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- slots and --delay */
+
+static size_t take_slot(run_shared *sh)
+{
+    size_t slot = 0;
+    pthread_mutex_lock(&sh->lock);
+    for (size_t i = 0; i < sh->n_slots; i++) {
+        if (!sh->slot_busy[i]) {
+            sh->slot_busy[i] = true;
+            slot = i + 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return slot;
+}
+
+static void give_slot(run_shared *sh, size_t slot)
+{
+    if (slot == 0)
         return;
-    for (char **a = argv; *a; a++)
-        free(*a);
-    free(argv);
+    pthread_mutex_lock(&sh->lock);
+    sh->slot_busy[slot - 1] = false;
+    pthread_mutex_unlock(&sh->lock);
 }
 
-/* Any word with a "{}"? */
-static bool has_placeholder(const run_config *cfg)
+/* --delay: waits for this job's turn (Ctrl-C ends the wait). */
+static void wait_turn(run_shared *sh)
 {
-    for (size_t i = 0; i < cfg->n_words; i++)
-        if (strstr(cfg->words[i], "{}"))
-            return true;
-    return false;
+    double delay = sh->cfg->delay;
+    if (delay <= 0)
+        return;
+    pthread_mutex_lock(&sh->lock);
+    double now = cli_now();
+    double at = sh->next_start > now ? sh->next_start : now;
+    sh->next_start = at + delay;
+    pthread_mutex_unlock(&sh->lock);
+    while ((now = cli_now()) < at && stop_signal() == 0 &&
+           !atomic_load(&sh->stopping)) {
+        struct pollfd p = { .fd = sh->stop_fd, .events = POLLIN };
+        poll(&p, 1, (int)((at - now) * 1e3) + 1);
+    }
 }
 
-/* The argument vector for one input (every string owned: free_argv);
- * NULL when out of memory. */
-static char **build_argv(const run_config *cfg, const char *input)
+/* ---- output */
+
+static void lb_write(job *j, int fd, const char *data, size_t n, bool *bol)
 {
-    const char *shell[] = { "/bin/sh", "-c", cfg->script, "sh", input };
-    size_t n = cfg->shell ? 5 : cfg->n_words + !has_placeholder(cfg);
-    char **argv = calloc(n + 1, sizeof *argv);
-    if (argv == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        strbuf b = STRBUF_INIT;
-        if (cfg->shell)
-            sb_adds(&b, shell[i]);
-        else if (i < cfg->n_words)
-            sb_add_replaced(&b, cfg->words[i], input);
-        else
-            sb_adds(&b, input);
-        if ((argv[i] = sb_take(&b)) == NULL) {
-            free_argv(argv);
-            return NULL;
+    run_shared *sh = j->shared;
+    const char *tag = j->tag;
+    if (outbuf_write_lines(fd, data, n, tag, tag ? strlen(tag) : 0, bol) != 0) {
+        int none = 0;
+        atomic_compare_exchange_strong(&sh->out_errno, &none,
+                                       errno ? errno : EIO);
+    }
+}
+
+void job_flush_lines(job *j, bool final)
+{
+    run_shared *sh = j->shared;
+    outbuf *bufs[2] = { &j->out, &j->err };
+    bool *bols[2] = { &j->lb_out_bol, &j->lb_err_bol };
+    for (int i = 0; i < 2; i++) {
+        outbuf *b = bufs[i];
+        int fd = i == 0 ? STDOUT_FILENO : STDERR_FILENO;
+        if (final) {
+            if (b->total == 0)
+                continue;
+            pthread_mutex_lock(&sh->lock);
+            const char *tag = j->tag;
+            if (atomic_load(&sh->out_errno) == 0 &&
+                outbuf_write_to(b, fd, NULL, tag, tag ? strlen(tag) : 0,
+                                bols[i]) != 0) {
+                int none = 0;
+                atomic_compare_exchange_strong(&sh->out_errno, &none,
+                                               errno ? errno : EIO);
+            }
+            pthread_mutex_unlock(&sh->lock);
+            outbuf_reset(b);
+            continue;
         }
+        if (b->fd >= 0 || b->len == 0)
+            continue; /* a line too long for memory waits for the end */
+        char *nl = memrchr(b->data, '\n', b->len);
+        if (nl == NULL)
+            continue;
+        size_t n = (size_t)(nl - b->data) + 1;
+        pthread_mutex_lock(&sh->lock);
+        if (atomic_load(&sh->out_errno) == 0)
+            lb_write(j, fd, b->data, n, bols[i]);
+        pthread_mutex_unlock(&sh->lock);
+        memmove(b->data, b->data + n, b->len - n);
+        b->len -= n;
+        b->total -= n;
     }
-    return argv;
-}
-
-int run_build_script(run_config *cfg)
-{
-    strbuf b = STRBUF_INIT;
-    size_t hits = 0;
-    for (size_t i = 0; i < cfg->n_words; i++) {
-        if (i > 0)
-            sb_addc(&b, ' ');
-        hits += sb_add_replaced(&b, cfg->words[i], "\"$1\"");
-    }
-    if (hits == 0)
-        sb_adds(&b, " \"$1\"");
-    cfg->script = sb_take(&b);
-    return cfg->script ? 0 : CF_ENOMEM;
-}
-
-char *job_command_text(const run_config *cfg, const char *input)
-{
-    strbuf b = STRBUF_INIT;
-    if (cfg->shell) {
-        /* The script as a shell would read it with the input quoted in. */
-        strbuf q = STRBUF_INIT;
-        sb_add_shell_word(&q, input);
-        char *quoted = sb_take(&q);
-        if (quoted == NULL)
-            return NULL;
-        size_t hits = 0;
-        for (size_t i = 0; i < cfg->n_words; i++) {
-            if (i > 0)
-                sb_addc(&b, ' ');
-            hits += sb_add_replaced(&b, cfg->words[i], quoted);
-        }
-        if (hits == 0) {
-            sb_addc(&b, ' ');
-            sb_adds(&b, quoted);
-        }
-        free(quoted);
-        return sb_take(&b);
-    }
-    char **argv = build_argv(cfg, input);
-    if (argv == NULL)
-        return NULL;
-    for (char **a = argv; *a; a++) {
-        if (a != argv)
-            sb_addc(&b, ' ');
-        sb_add_shell_word(&b, *a);
-    }
-    free_argv(argv);
-    return sb_take(&b);
 }
 
 static void capture(void *ctx, int stream, const char *data, size_t n)
 {
     job *j = ctx;
     outbuf_append(stream == 1 ? &j->out : &j->err, data, n);
+    if (j->shared->cfg->line_buffer)
+        job_flush_lines(j, false);
 }
 
 /* A line on the job's own standard error: how cfutures run itself failed
@@ -134,26 +163,24 @@ static void job_message(job *j, const char *what, const char *name, int err)
     }
 }
 
-/* One attempt; the result lands in j->res. */
-static void attempt(job *j, char **argv)
+/* ---- running */
+
+/* The environment of the job: ours, with PARALLEL_SEQ and
+ * PARALLEL_JOBSLOT as GNU parallel sets them. */
+static char **job_env(job *j, char *seq, size_t seq_size, char *slot,
+                      size_t slot_size)
 {
-    const run_config *cfg = j->shared->cfg;
-    proc_options o = { .timeout = cfg->timeout,
-                       .grace = RUN_GRACE_S,
-                       .stop_fd = j->shared->stop_fd,
-                       .on_data = capture,
-                       .ctx = j };
-    outbuf_reset(&j->out);
-    outbuf_reset(&j->err);
-    j->start_wall = cli_wall();
-    if (proc_run(argv, &o, &j->res) != 0) {
-        j->res.spawn_error = errno;
-        job_message(j, "cannot make pipes for", argv[0], j->res.spawn_error);
-    } else if (j->res.spawn_error) {
-        job_message(j, "cannot run", argv[0], j->res.spawn_error);
-    }
-    if (j->res.spawn_error) /* as a shell reports it */
-        j->res.exitval = j->res.spawn_error == ENOENT ? 127 : 126;
+    run_shared *sh = j->shared;
+    char **env = malloc((sh->n_env + 3) * sizeof *env);
+    if (env == NULL)
+        return NULL;
+    memcpy(env, sh->env, sh->n_env * sizeof *env);
+    snprintf(seq, seq_size, "PARALLEL_SEQ=%zu", j->seq);
+    snprintf(slot, slot_size, "PARALLEL_JOBSLOT=%zu", j->slot);
+    env[sh->n_env] = seq;
+    env[sh->n_env + 1] = slot;
+    env[sh->n_env + 2] = NULL;
+    return env;
 }
 
 /* Whether no attempt may start: the runner is stopping, or a signal came
@@ -164,26 +191,183 @@ static bool stopping(const job *j)
            stop_signal() != 0;
 }
 
-/* Runs the attempts: the first, and retries while it fails, the run is not
+/* Whether starting a process failed for want of descriptors, processes
+ * or memory: errors that go away as other jobs end. */
+static bool lacks_resources(int err)
+{
+    return err == EMFILE || err == ENFILE || err == EAGAIN || err == ENOMEM;
+}
+
+static void job_ended(run_shared *sh, bool ran)
+{
+    pthread_mutex_lock(&sh->lock);
+    sh->running--;
+    if (ran) {
+        sh->starved = false;
+        sh->ended++;
+        pthread_cond_broadcast(&sh->ended_cv);
+    }
+    pthread_mutex_unlock(&sh->lock);
+}
+
+/* A job could not start for want of resources: waits until another job
+ * ends, then says to try again. When no other job runs, it tries again
+ * every 20 ms for RUN_RESOURCE_WAIT_S (the limit is held by others) and
+ * then gives up: false (and so do the next jobs in that case, at once,
+ * until one starts). False too when the run is stopping. */
+static bool wait_for_resources(job *j, double *alone_since)
+{
+    run_shared *sh = j->shared;
+    pthread_mutex_lock(&sh->lock);
+    if (sh->running == 0) {
+        double now = cli_now();
+        if (*alone_since == 0)
+            *alone_since = now;
+        /* Once a job gave up so, the next ones do at once, until one
+         * starts. */
+        bool give_up = sh->starved || now - *alone_since >= RUN_RESOURCE_WAIT_S;
+        sh->starved |= give_up;
+        pthread_mutex_unlock(&sh->lock);
+        if (give_up || stopping(j))
+            return false;
+        struct pollfd p = { .fd = sh->stop_fd, .events = POLLIN };
+        poll(&p, 1, 20);
+        return !stopping(j);
+    }
+    *alone_since = 0;
+    unsigned long seen = sh->ended;
+    while (sh->ended == seen && sh->running > 0 && !stopping(j)) {
+        struct timespec at;
+        clock_gettime(CLOCK_REALTIME, &at);
+        at.tv_nsec += 50000000;
+        if (at.tv_nsec >= 1000000000) {
+            at.tv_sec++;
+            at.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&sh->ended_cv, &sh->lock, &at);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return !stopping(j);
+}
+
+/* One attempt; the result lands in j->res. */
+static void attempt(job *j, char *const *argv, char *const *env)
+{
+    const run_config *cfg = j->shared->cfg;
+    proc_options o = { .timeout = cfg->timeout,
+                       .grace = RUN_GRACE_S,
+                       .stop_fd = j->shared->stop_fd,
+                       .watch_halt = true,
+                       .halt_fd = j->shared->halt_fd,
+                       .on_data = capture,
+                       .ctx = j,
+                       .envp = env,
+                       .feed_stdin = cfg->pipe,
+                       .in_data = j->data,
+                       .in_len = j->data_len,
+                       .inherit_output = cfg->ungroup,
+                       .die_with_parent = true,
+                       .group_fd = j->shared->group_fd };
+    outbuf_reset(&j->out);
+    outbuf_reset(&j->err);
+    j->lb_out_bol = j->lb_err_bol = true;
+    bool no_pipes;
+    double alone_since = 0;
+    do {
+        j->start_wall = cli_wall();
+        pthread_mutex_lock(&j->shared->lock);
+        j->shared->running++;
+        pthread_mutex_unlock(&j->shared->lock);
+        no_pipes = proc_run(argv, &o, &j->res) != 0;
+        if (no_pipes)
+            j->res.spawn_error = errno;
+        job_ended(j->shared, j->res.spawn_error == 0);
+    } while (lacks_resources(j->res.spawn_error) &&
+             wait_for_resources(j, &alone_since));
+    if (no_pipes)
+        job_message(j, "cannot make pipes for", argv[0], j->res.spawn_error);
+    else if (j->res.spawn_error)
+        job_message(j, "cannot run", argv[0], j->res.spawn_error);
+    if (j->res.spawn_error) /* as a shell reports it */
+        j->res.exitval = j->res.spawn_error == ENOENT ? 127 : 126;
+}
+
+static void trace(job *j)
+{
+    pthread_mutex_lock(&j->shared->lock);
+    char *line = cli_format("%s\n", j->command);
+    if (line)
+        (void)cli_write_all(STDERR_FILENO, line, strlen(line));
+    free(line);
+    pthread_mutex_unlock(&j->shared->lock);
+}
+
+/* Runs the attempts: the first, and more while it fails, the run is not
  * stopping, and --retries allows. */
 static void run_job(job *j)
 {
-    char **argv = build_argv(j->shared->cfg, j->input);
-    if (argv == NULL) {
+    const run_config *cfg = j->shared->cfg;
+    if (job_build_command(j) != 0) {
         j->res = (proc_result){ .exitval = 126, .spawn_error = ENOMEM };
-        job_message(j, "cannot build the command", j->input, ENOMEM);
+        job_message(j, "cannot build the command for job", "", ENOMEM);
         j->failed = true;
         return;
     }
+    if (cfg->trace)
+        trace(j);
+    char **simple = tmpl_split_simple(j->command);
+    char *shell[] = { (char *)cfg->shell, "-c", j->command, NULL };
+    char seq[48], slot[48];
+    char **env = job_env(j, seq, sizeof seq, slot, sizeof slot);
     for (;;) {
-        attempt(j, argv);
+        attempt(j, simple ? simple : shell, env);
+        if (simple && j->res.spawn_error != 0 &&
+            !lacks_resources(j->res.spawn_error)) {
+            /* Let the shell say why (and find functions, aliases...). */
+            tmpl_free_argv(simple);
+            simple = NULL;
+            attempt(j, shell, env);
+        }
         j->attempts++;
         j->failed = !proc_succeeded(&j->res);
         if (!j->failed || j->res.stopped || stopping(j) ||
-            j->attempts > j->shared->cfg->retries)
+            j->attempts >= cfg->tries)
             break;
     }
-    free_argv(argv);
+    tmpl_free_argv(simple);
+    free(env);
+    if (cfg->line_buffer)
+        job_flush_lines(j, true);
+}
+
+/* Sets the job's output aside (outbuf_park) before it goes on the queue,
+ * so that it holds no descriptor and, past the budget, no memory while it
+ * waits to be printed. */
+static void park_output(run_shared *sh, job *j)
+{
+    pthread_mutex_lock(&sh->park_lock);
+    if (outbuf_park(&j->out, &sh->park) != 0 ||
+        outbuf_park(&j->err, &sh->park) != 0)
+        j->park_errno = errno ? errno : EIO; /* kept as it was */
+    pthread_mutex_unlock(&sh->park_lock);
+}
+
+/* --halt: counts the job and says whether the limit is reached, as the
+ * runner will decide it (at once, before this worker can take another
+ * job; the runner hears of the job later). */
+static bool halt_reached(run_shared *sh, const job *j)
+{
+    const run_config *cfg = sh->cfg;
+    pthread_mutex_lock(&sh->lock);
+    sh->h_failed += j->failed;
+    sh->h_ok += !j->failed;
+    size_t count = cfg->halt_on == HALT_FAIL ? (j->failed ? sh->h_failed : 0)
+                   : cfg->halt_on == HALT_SUCCESS ? (j->failed ? 0 : sh->h_ok)
+                                                  : sh->h_failed + sh->h_ok;
+    pthread_mutex_unlock(&sh->lock);
+    double need =
+        cfg->halt_pct ? (double)sh->n_total * cfg->halt_value : cfg->halt_value;
+    return count > 0 && (double)count >= need;
 }
 
 void *job_task(void *arg)
@@ -195,22 +379,25 @@ void *job_task(void *arg)
         atomic_fetch_add_explicit(&shared->next, 1, memory_order_relaxed);
     if (k >= shared->n)
         return NULL; /* cannot happen: one task per job */
-    job *j = &shared->jobs[k];
+    job *j = &shared->jobs[shared->order ? shared->order[k] : k];
     /* acquire: pairs with the runner's release store when it stops. */
+    if (!stopping(j))
+        wait_turn(shared);
     if (stopping(j)) {
         j->skipped = true;
     } else {
+        j->slot = take_slot(shared);
         run_job(j);
-        /* --halt-on-error: stop at once, before this worker can take the
-         * next job (the runner only hears of the failure later). release:
-         * pairs with the acquire in stopping(). */
-        if (j->failed && j->shared->cfg->halt_on_error)
-            atomic_store_explicit(&j->shared->stopping, true,
+        give_slot(shared, j->slot);
+        park_output(shared, j);
+        if (shared->cfg->halt != HALT_NEVER && halt_reached(shared, j))
+            /* release: pairs with the acquire in stopping(). */
+            atomic_store_explicit(&shared->stopping, true,
                                   memory_order_release);
     }
     /* The queue is unbounded: a put fails only when memory runs out for
      * its growth. The runner waits for every job, so try again. */
-    while (cf_queue_put(j->shared->done, j, CF_FOREVER) == CF_ENOMEM) {
+    while (cf_queue_put(shared->done, j, CF_FOREVER) == CF_ENOMEM) {
         struct timespec ts = { 0, 1000000 };
         nanosleep(&ts, NULL);
     }

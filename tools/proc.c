@@ -3,15 +3,16 @@
  * proc.c - one command run to its end (see proc.h).
  *
  * The loop: poll the two pipe read ends (non-blocking), the pidfd (readable
- * once the leader has exited, before it is reaped) and the stop descriptor,
+ * once the leader has exited, before it is reaped), the stop descriptors
+ * and, when the command reads from memory, the write end of its stdin,
  * with a poll timeout at the next deadline (the job's timeout, or the end
  * of the grace period). Descriptors that have said all they will (a pipe at
  * end of file, the pidfd after the exit, the stop descriptor once acted on)
  * leave the poll set, so the loop never spins. Where pidfd_open is missing
  * (kernels before 5.3) the exit is checked with waitid(WNOWAIT) every 10 ms.
  *
- * Cost per run: two pipes, a pidfd, one posix_spawnp (a vfork-like clone in
- * glibc: no page tables copied), a few polls, one waitpid.
+ * Cost per run: three pipes (output, errors, exec's report), a pidfd, one
+ * vfork (no page tables copied) and execvpe, a few polls, one waitpid.
  */
 #include "proc.h"
 
@@ -21,16 +22,19 @@
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
 
-enum { FD_OUT, FD_ERR, FD_PID, FD_STOP, FD_COUNT };
+enum { FD_OUT, FD_ERR, FD_PID, FD_STOP, FD_HALT, FD_IN, FD_COUNT };
 
 typedef struct run_state {
     const proc_options *o;
@@ -41,6 +45,7 @@ typedef struct run_state {
     double kill_at; /* when SIGKILL follows SIGTERM */
     bool exited;    /* the leader has exited (it is not reaped yet) */
     bool term_sent, kill_sent;
+    size_t fed; /* bytes of in_data written */
 } run_state;
 
 bool proc_succeeded(const proc_result *r)
@@ -49,61 +54,187 @@ bool proc_succeeded(const proc_result *r)
            r->exitval == 0;
 }
 
-/* A pipe whose read end (fds[0]) is non-blocking; both close on exec. */
-static int make_pipe(int fds[2])
+/* The signals a command gets back at their default disposition, in case
+ * cfutures has handlers for them or was started with them ignored. */
+static const int default_sigs[] = { SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,
+                                    SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2,
+                                    SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU };
+
+/* The child's side of spawn(), between vfork and exec: only system calls,
+ * nothing that touches the parent's memory but *err. */
+static void child(char *const argv[], char *const envp[], int in_fd, int out_w,
+                  int err_w, bool pdeath, pid_t parent, int report_fd)
 {
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return -1;
-    if (fcntl(fds[0], F_SETFL, O_NONBLOCK) != 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return -1;
+    struct sigaction dfl = { .sa_handler = SIG_DFL };
+    for (size_t i = 0; i < sizeof default_sigs / sizeof default_sigs[0]; i++)
+        sigaction(default_sigs[i], &dfl, NULL);
+    if (setpgid(0, 0) != 0)
+        goto fail;
+    if (pdeath &&
+        (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
+        goto fail;
+    if (in_fd < 0) {
+        int fd = open("/dev/null", O_RDONLY);
+        if (fd < 0 || (fd != 0 && (dup2(fd, 0) < 0 || close(fd) != 0)))
+            goto fail;
+    } else if (dup2(in_fd, 0) < 0) {
+        goto fail;
     }
+    if (out_w >= 0 && (dup2(out_w, 1) < 0 || dup2(err_w, 2) < 0))
+        goto fail;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execvpe(argv[0], argv, envp);
+fail:;
+    int err = errno ? errno : EINVAL;
+    ssize_t w = write(report_fd, &err, sizeof err);
+    (void)w;
+    _exit(127);
+}
+
+/* vfork and exec into a new process group: 0 or an errno value. Every
+ * signal is blocked around the vfork, so no handler of ours runs in the
+ * child while it shares our memory. Why exec failed comes back through a
+ * pipe that closes on exec, which also works where vfork is a fork (under
+ * the sanitizers). */
+static int spawn(char *const argv[], const proc_options *o, int in_fd,
+                 int out_w, int err_w, pid_t *pid)
+{
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0)
+        return errno;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pid_t parent = getpid();
+    char *const *envp = o->envp ? o->envp : environ;
+    pid_t p = vfork();
+    if (p == 0)
+        child(argv, envp, in_fd, out_w, err_w, o->die_with_parent, parent,
+              report[1]);
+    int e = p < 0 ? errno : 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(report[1]);
+    if (p >= 0) {
+        int got;
+        ssize_t n;
+        while ((n = read(report[0], &got, sizeof got)) < 0 && errno == EINTR) {
+        }
+        if (n == (ssize_t)sizeof got)
+            e = got;
+    }
+    close(report[0]);
+    if (p < 0)
+        return e;
+    if (e != 0) {
+        while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
+        }
+        return e;
+    }
+    *pid = p;
     return 0;
 }
 
-/* The signals a command gets back at their default disposition, in case
- * cfutures was started with some of them ignored. */
-static void default_signals(sigset_t *set)
+/* ---- the watcher */
+
+/* The watcher's life: note the groups that start (+pgid) and end (-pgid)
+ * until the other end closes, then kill those left. Only system calls:
+ * groups was allocated before the fork. */
+static void watch(int fd, pid_t *groups, size_t max)
 {
-    static const int sigs[] = { SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,
-                                SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2,
-                                SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU };
-    sigemptyset(set);
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
-        sigaddset(set, sigs[i]);
+    struct sigaction ign = { .sa_handler = SIG_IGN };
+    for (size_t i = 0; i < sizeof default_sigs / sizeof default_sigs[0]; i++)
+        if (default_sigs[i] != SIGCHLD)
+            sigaction(default_sigs[i], &ign, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Hold nothing of ours open (a pipeline's reader waits for its end). */
+    int null = open("/dev/null", O_RDWR);
+    for (int i = 0; i < 3 && null >= 0; i++)
+        if (i != fd)
+            dup2(null, i);
+    long top = sysconf(_SC_OPEN_MAX);
+    if (top < 0 || top > 65536)
+        top = 65536;
+#ifdef SYS_close_range
+    if ((fd == 3 || syscall(SYS_close_range, 3, fd - 1, 0) == 0) &&
+        syscall(SYS_close_range, fd + 1, ~0U, 0) == 0)
+        top = 0;
+#endif
+    for (int i = 3; i < top; i++)
+        if (i != fd)
+            close(i);
+    size_t n = 0;
+    for (;;) {
+        pid_t v;
+        ssize_t r = read(fd, &v, sizeof v);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != (ssize_t)sizeof v)
+            break; /* the other end closed: we are done, or dead */
+        if (v > 0 && n < max) {
+            groups[n++] = v;
+        } else if (v < 0) {
+            for (size_t i = 0; i < n; i++)
+                if (groups[i] == -v) {
+                    groups[i] = groups[--n];
+                    break;
+                }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        kill(-groups[i], SIGKILL);
+    _exit(0);
 }
 
-/* posix_spawnp into a new process group: 0 or an errno value. */
-static int spawn(char *const argv[], int out_w, int err_w, pid_t *pid)
+int proc_watcher_start(size_t max, pid_t *pid)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none, dfl;
-    int rc = posix_spawn_file_actions_init(&fa);
-    if (rc != 0)
-        return rc;
-    rc = posix_spawnattr_init(&at);
-    if (rc != 0) {
-        posix_spawn_file_actions_destroy(&fa);
-        return rc;
+    int sv[2];
+    pid_t *groups = calloc(max ? max : 1, sizeof *groups);
+    if (groups == NULL ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+        free(groups);
+        return -1;
     }
-    sigemptyset(&none);
-    default_signals(&dfl);
-    if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY,
-                                               0)) == 0 &&
-        (rc = posix_spawn_file_actions_adddup2(&fa, out_w, 1)) == 0 &&
-        (rc = posix_spawn_file_actions_adddup2(&fa, err_w, 2)) == 0 &&
-        (rc = posix_spawnattr_setpgroup(&at, 0)) == 0 &&
-        (rc = posix_spawnattr_setsigmask(&at, &none)) == 0 &&
-        (rc = posix_spawnattr_setsigdefault(&at, &dfl)) == 0 &&
-        (rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP |
-                                                POSIX_SPAWN_SETSIGMASK |
-                                                POSIX_SPAWN_SETSIGDEF)) == 0)
-        rc = posix_spawnp(pid, argv[0], &fa, &at, argv, environ);
-    posix_spawnattr_destroy(&at);
-    posix_spawn_file_actions_destroy(&fa);
-    return rc;
+    /* Above 2, so that 0 can mean none in proc_options. */
+    int ours = fcntl(sv[0], F_DUPFD_CLOEXEC, 3);
+    close(sv[0]);
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old); /* no handler of ours in the child */
+    pid_t p = ours >= 0 ? fork() : -1;
+    if (p == 0) {
+        close(ours);
+        watch(sv[1], groups, max);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(sv[1]);
+    free(groups);
+    if (p < 0) {
+        if (ours >= 0)
+            close(ours);
+        return -1;
+    }
+    *pid = p;
+    return ours;
+}
+
+void proc_watcher_stop(int fd, pid_t pid)
+{
+    if (fd < 0)
+        return;
+    close(fd);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+}
+
+/* Tells the watcher of a group that starts (pgid > 0) or ends (< 0). */
+static void tell_watcher(const proc_options *o, pid_t v)
+{
+    if (o->group_fd > 0)
+        (void)send(o->group_fd, &v, sizeof v, MSG_NOSIGNAL);
 }
 
 static int open_pidfd(pid_t pid)
@@ -138,6 +269,31 @@ static void read_pipe(run_state *s, int which, int max_reads)
     }
 }
 
+/* Writes what the pipe to the command's stdin takes now; closes it when
+ * all is written or the command stopped reading. */
+static void feed(run_state *s)
+{
+    while (s->p[FD_IN].fd >= 0) {
+        if (s->fed == s->o->in_len) {
+            close(s->p[FD_IN].fd);
+            s->p[FD_IN].fd = -1;
+            return;
+        }
+        ssize_t w = write(s->p[FD_IN].fd, s->o->in_data + s->fed,
+                          s->o->in_len - s->fed);
+        if (w > 0) {
+            s->fed += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            return;
+        close(s->p[FD_IN].fd); /* EPIPE: it does not read any more */
+        s->p[FD_IN].fd = -1;
+    }
+}
+
 /* Signals the whole group. Only called before the leader is reaped, so
  * the group id is still ours. */
 static void signal_group(run_state *s, int sig)
@@ -152,6 +308,7 @@ static void begin_stop(run_state *s, double now)
     s->term_sent = true;
     s->kill_at = now + s->o->grace;
     s->p[FD_STOP].fd = -1;
+    s->p[FD_HALT].fd = -1;
 }
 
 static bool leader_exited(run_state *s)
@@ -191,8 +348,11 @@ static bool step(run_state *s)
     for (int i = FD_OUT; i <= FD_ERR; i++)
         if (n > 0 && s->p[i].fd >= 0 && s->p[i].revents)
             read_pipe(s, i, 16);
-    if (!s->term_sent && n > 0 && s->p[FD_STOP].fd >= 0 &&
-        (s->p[FD_STOP].revents & POLLIN)) {
+    if (n > 0 && s->p[FD_IN].fd >= 0 && s->p[FD_IN].revents)
+        feed(s);
+    if (!s->term_sent && n > 0 &&
+        ((s->p[FD_STOP].fd >= 0 && (s->p[FD_STOP].revents & POLLIN)) ||
+         (s->p[FD_HALT].fd >= 0 && (s->p[FD_HALT].revents & POLLIN)))) {
         s->r->stopped = true;
         begin_stop(s, now);
     }
@@ -234,9 +394,12 @@ static void finish(run_state *s)
     }
     if (s->p[FD_PID].fd >= 0)
         close(s->p[FD_PID].fd);
+    if (s->p[FD_IN].fd >= 0)
+        close(s->p[FD_IN].fd);
     int st = 0;
     while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {
     }
+    tell_watcher(s->o, -s->pid);
     s->r->runtime = cli_now() - s->start;
     if (s->term_sent) {
         s->r->exitval = -1; /* as GNU parallel logs a killed job */
@@ -251,32 +414,69 @@ static void finish(run_state *s)
     }
 }
 
+/* A pipe for one direction: the end we keep non-blocking, both ends close
+ * on exec (the child's end is dup2'ed, which clears that). */
+static int make_pipe_keep(int fds[2], int keep)
+{
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    if (fcntl(fds[keep], F_SETFL, O_NONBLOCK) != 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return -1;
+    }
+    return 0;
+}
+
+static void close_pair(int fds[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
 int proc_run(char *const argv[], const proc_options *o, proc_result *r)
 {
-    int out[2], err[2];
+    int out[2] = { -1, -1 }, err[2] = { -1, -1 }, in[2] = { -1, -1 };
     memset(r, 0, sizeof *r);
     r->exitval = -1;
-    if (make_pipe(out) != 0)
-        return -1;
-    if (make_pipe(err) != 0) {
-        close(out[0]);
-        close(out[1]);
+    if ((!o->inherit_output &&
+         (make_pipe_keep(out, 0) != 0 || make_pipe_keep(err, 0) != 0)) ||
+        (o->feed_stdin && make_pipe_keep(in, 1) != 0)) {
+        int e = errno;
+        close_pair(out);
+        close_pair(err);
+        close_pair(in);
+        errno = e;
         return -1;
     }
     run_state s = { .o = o, .r = r, .start = cli_now() };
-    int rc = spawn(argv, out[1], err[1], &s.pid);
-    close(out[1]);
-    close(err[1]);
+    int rc = spawn(argv, o, in[0], out[1], err[1], &s.pid);
+    if (out[1] >= 0)
+        close(out[1]);
+    if (err[1] >= 0)
+        close(err[1]);
+    if (in[0] >= 0)
+        close(in[0]);
     if (rc != 0) {
-        close(out[0]);
-        close(err[0]);
+        if (out[0] >= 0)
+            close(out[0]);
+        if (err[0] >= 0)
+            close(err[0]);
+        if (in[1] >= 0)
+            close(in[1]);
         r->spawn_error = rc;
         return 0;
     }
+    tell_watcher(o, s.pid);
     s.p[FD_OUT] = (struct pollfd){ .fd = out[0], .events = POLLIN };
     s.p[FD_ERR] = (struct pollfd){ .fd = err[0], .events = POLLIN };
     s.p[FD_PID] = (struct pollfd){ .fd = open_pidfd(s.pid), .events = POLLIN };
     s.p[FD_STOP] = (struct pollfd){ .fd = o->stop_fd, .events = POLLIN };
+    s.p[FD_HALT] = (struct pollfd){ .fd = o->watch_halt ? o->halt_fd : -1,
+                                    .events = POLLIN };
+    s.p[FD_IN] = (struct pollfd){ .fd = in[1], .events = POLLOUT };
+    feed(&s);
     while (!step(&s)) {
     }
     finish(&s);

@@ -45,50 +45,6 @@ void sb_addc(strbuf *b, char c)
     sb_add(b, &c, 1);
 }
 
-size_t sb_add_replaced(strbuf *b, const char *s, const char *with)
-{
-    size_t count = 0;
-    const char *hit;
-    while ((hit = strstr(s, "{}")) != NULL) {
-        sb_add(b, s, (size_t)(hit - s));
-        sb_adds(b, with);
-        s = hit + 2;
-        count++;
-    }
-    sb_adds(b, s);
-    return count;
-}
-
-static bool shell_safe(const char *w)
-{
-    if (*w == '\0')
-        return false;
-    for (; *w; w++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                    "0123456789_@%+=:,./-",
-                    *w))
-            return false;
-    return true;
-}
-
-void sb_add_shell_word(strbuf *b, const char *word)
-{
-    if (shell_safe(word)) {
-        sb_adds(b, word);
-        return;
-    }
-    sb_addc(b, '\'');
-    for (const char *p = word; *p; p++) {
-        switch (*p) {
-        case '\'': sb_adds(b, "'\\''"); break;
-        case '\t': sb_adds(b, "\\t"); break;
-        case '\n': sb_adds(b, "\\n"); break;
-        default: sb_addc(b, *p);
-        }
-    }
-    sb_addc(b, '\'');
-}
-
 char *sb_take(strbuf *b)
 {
     if (!b->oom && b->s == NULL)

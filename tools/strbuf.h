@@ -2,7 +2,6 @@
 /*
  * strbuf.h - a growable string that remembers running out of memory, so a
  * caller builds a whole string with plain calls and checks once at the end.
- * Also the shell quoting that command lines in logs are written with.
  */
 #ifndef CF_TOOLS_STRBUF_H
 #define CF_TOOLS_STRBUF_H
@@ -25,16 +24,6 @@ typedef struct strbuf {
 void sb_add(strbuf *b, const char *data, size_t n);
 void sb_adds(strbuf *b, const char *s);
 void sb_addc(strbuf *b, char c);
-
-/* Appends s with every "{}" in it replaced by with; returns how many were
- * replaced. */
-size_t sb_add_replaced(strbuf *b, const char *s, const char *with);
-
-/* Appends word quoted for a POSIX shell: as it is when it holds only
- * characters no shell treats specially, else in single quotes (a quote
- * inside becomes '\''). Tabs and newlines are written as \t and \n, so the
- * result stays on one line of a tab-separated log. */
-void sb_add_shell_word(strbuf *b, const char *word);
 
 /* Hands the string over (the caller frees it); NULL if an append failed or
  * nothing was added and memory ran out. b is empty after. */

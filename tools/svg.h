@@ -26,6 +26,11 @@ typedef struct svg_panel {
     size_t n;
 } svg_panel;
 
+/* The length of the well-formed UTF-8 sequence that starts text (RFC 3629:
+ * no overlong forms, no surrogates, at most U+10FFFF), or 0 (and 0 for a
+ * sequence cut by the terminating NUL). The writers replace what is not. */
+size_t svg_utf8_len(const char *text);
+
 /* Writes the chart to path: 0, or -1 with errno set. subtitle may be
  * NULL. Each panel has its own scale and axis. */
 int svg_write_chart(const char *path, const char *title, const char *subtitle,

@@ -18,6 +18,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,12 +105,43 @@ static bool string_into(jp *j, char *out, size_t cap)
     return true;
 }
 
+/* The end of the JSON number at s (RFC 8259's grammar: no NaN, Infinity,
+ * hex or leading '+', which strtod would take), or NULL. */
+static const char *number_end(const char *s)
+{
+    s += *s == '-';
+    if (!isdigit((unsigned char)*s))
+        return NULL;
+    if (*s == '0')
+        s++;
+    else
+        while (isdigit((unsigned char)*s))
+            s++;
+    if (*s == '.') {
+        if (!isdigit((unsigned char)*++s))
+            return NULL;
+        while (isdigit((unsigned char)*s))
+            s++;
+    }
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        s += *s == '+' || *s == '-';
+        if (!isdigit((unsigned char)*s))
+            return NULL;
+        while (isdigit((unsigned char)*s))
+            s++;
+    }
+    return s;
+}
+
+/* A JSON number that is finite as a double (1e999 is refused). */
 static bool number(jp *j, double *v)
 {
     ws(j);
-    char *end;
-    *v = strtod(j->s, &end);
-    if (end == j->s) {
+    const char *end = number_end(j->s);
+    if (end)
+        *v = strtod(j->s, NULL);
+    if (!end || !isfinite(*v)) {
         j->bad = true;
         return false;
     }
@@ -210,6 +242,16 @@ static bool arg_field(jp *j, const char *key, void *ctx)
     return skip_value(j, 2);
 }
 
+/* Thread ids are integers that a long holds; 2^53 bounds them well inside
+ * (and inside a double's exact range). */
+static bool tid_fits(jp *j, double tid)
+{
+    if (fabs(tid) <= 9007199254740992.0)
+        return true;
+    j->bad = true;
+    return false;
+}
+
 static bool event_field(jp *j, const char *key, void *ctx)
 {
     tev *e = ctx;
@@ -221,7 +263,7 @@ static bool event_field(jp *j, const char *key, void *ctx)
     if (strcmp(key, "cat") == 0)
         return string_into(j, e->cat, sizeof e->cat);
     if (strcmp(key, "tid") == 0 && *j->s != '"')
-        return number(j, &e->tid);
+        return number(j, &e->tid) && tid_fits(j, e->tid);
     if (strcmp(key, "ts") == 0)
         return number(j, &e->ts);
     if (strcmp(key, "dur") == 0)
@@ -303,7 +345,10 @@ static bool file_event(tr_trace *t, const tev *e)
     }
     if (e->ph[0] != 'X')
         return true; /* other producers' events */
-    tr_span s = { e->ts / 1e6, (e->ts + e->dur) / 1e6, TR_TASK, -1 };
+    /* Both ends finite (checked by the caller); a negative duration is an
+     * instant. */
+    tr_span s = { e->ts / 1e6, (e->ts + (e->dur > 0 ? e->dur : 0)) / 1e6,
+                  TR_TASK, -1 };
     if (strcmp(e->cat, "wait") == 0)
         s.kind = TR_WAIT;
     else if (strcmp(e->cat, "idle") == 0)
@@ -319,6 +364,21 @@ static bool file_event(tr_trace *t, const tev *e)
     if (s.t1 > t->duration)
         t->duration = s.t1;
     return true;
+}
+
+/* Names go to a terminal and into XML: each byte that is not UTF-8 (a
+ * hostile file, or a name cut to fit in the middle of a character) and
+ * each control character becomes '?'. */
+static void clean_name(char *s)
+{
+    while (*s) {
+        size_t n = svg_utf8_len(s);
+        if (n == 0 || (unsigned char)*s < 0x20 || *s == 0x7f) {
+            *s++ = '?';
+            continue;
+        }
+        s += n;
+    }
 }
 
 typedef struct top_ctx {
@@ -349,6 +409,13 @@ static bool events(jp *j, top_ctx *c)
         memset(&e, 0, sizeof e);
         if (!members(j, event_field, &e))
             return false;
+        if (!isfinite(e.ts + e.dur)) { /* each is finite, not the sum */
+            j->bad = true;
+            return false;
+        }
+        clean_name(e.name);
+        clean_name(e.cat);
+        clean_name(e.arg_name);
         if (!file_event(c->t, &e)) {
             c->oom = true;
             return false;
@@ -477,7 +544,8 @@ static bool finish_trace(tr_trace *t)
         free(order);
         return false;
     }
-    qsort(t->lanes, t->n, sizeof *t->lanes, lane_cmp);
+    if (t->n) /* lanes is NULL in a trace without events */
+        qsort(t->lanes, t->n, sizeof *t->lanes, lane_cmp);
     for (size_t i = 0; i < t->n_fns; i++)
         order[i] = (int)i;
     rank_trace = t;
@@ -518,10 +586,11 @@ int trace_load(const char *path, tr_trace *t, char *err, size_t err_len)
             break;
     }
     bool read_error = ferror(f);
+    int read_errno = errno;
     fclose(f);
     if (read_error) {
         free(text);
-        snprintf(err, err_len, "read error");
+        snprintf(err, err_len, "%s", strerror(read_errno));
         return -1;
     }
     text[len] = '\0';
@@ -531,7 +600,7 @@ int trace_load(const char *path, tr_trace *t, char *err, size_t err_len)
     bool ok = *j.s == '[' ? events(&j, &c) : members(&j, top_field, &c);
     if (ok) {
         ws(&j);
-        ok = *j.s == '\0';
+        ok = j.s == text + len; /* a NUL byte inside is not the end */
     }
     size_t at = (size_t)(j.s - j.start);
     free(text);
@@ -544,7 +613,7 @@ int trace_load(const char *path, tr_trace *t, char *err, size_t err_len)
         return -1;
     }
     if (c.duration_us > 0)
-        t->duration = c.duration_us / 1e6;
+        t->duration = c.duration_us / 1e6; /* finite: number() */
     return 0;
 }
 

@@ -5,6 +5,10 @@
 # at once (-j, the CPU count by default):
 #   true    5,000 jobs of `true` (nothing but starting processes)
 #   sleep   500 jobs of `sleep 0.01` (ideal: 500 x 10 ms / j)
+#   rs      5,000 jobs of `true {1.} {2/}` from two ::: lists (50 x 100,
+#           every combination): replacement strings and quoting at work;
+#           xargs, which has neither, runs `true A B` with the pairs from
+#           standard input (-n 2), the floor `true "A B"`
 # Each runs --reps times, the tools interleaved in an order rotated at each
 # repetition. Beside them runs the floor, spawn_floor.c: posix_spawnp and
 # waitpid with j at once and nothing else, the least any runner pays to
@@ -13,7 +17,7 @@
 # the overhead per job, (wall - floor) x j / jobs: what the tool adds to
 # the processes it runs. Ratios to cfutures are left out ("-") where its
 # overhead is below 0.02 ms, within the noise of the floor. Goals:
-# cfutures' overhead no more than xargs -P's, and at least 10x lower than
+# cfutures' overhead no more than xargs -P's, and at least 50x lower than
 # GNU parallel's.
 #
 # cfutures runs as `cfutures run -j J -- CMD` (outputs captured and kept
@@ -26,7 +30,8 @@
 #                               [--cfutures PATH] [--markdown FILE]
 #   --reps N        repetitions (default 5)
 #   -j N            jobs at once for every tool (default nproc)
-#   --quick         1 repetition of 1,000 `true` and 100 `sleep 0.01`
+#   --quick         1 repetition of 1,000 `true`, 100 `sleep 0.01` and
+#                   1,000 `true {1.} {2/}` (10 x 100)
 #   --no-build      use build/release/tools/cfutures as it is
 #   --cfutures P    the cfutures program to measure (implies --no-build)
 #   --markdown F    also write the table as Markdown to F
@@ -72,10 +77,18 @@ esac
 
 n_true=5000
 n_sleep=500
+n_rs_a=50
 if [ "$quick" = 1 ]; then
     n_true=1000
     n_sleep=100
+    n_rs_a=10
 fi
+n_rs=$((n_rs_a * 100))
+# The two ::: lists of the rs workload: names with an extension, paths.
+rs_a=()
+for ((i = 1; i <= n_rs_a; i++)); do rs_a+=("file $i.txt"); done
+rs_b=()
+for ((i = 1; i <= 100; i++)); do rs_b+=("dir/sub $i/name$i"); done
 
 if [ "$build" = 1 ]; then
     log=$(mktemp)
@@ -119,22 +132,32 @@ else
     echo "MISSING GNU parallel: bench/cli/install.sh installs it" >&2
 fi
 
-# run_tool TOOL CMD: runs CMD once per line of stdin with TOOL.
+# run_tool TOOL WORKLOAD: runs the workload's jobs with TOOL (true and
+# sleep: once per line of stdin; rs: the two ::: lists).
 run_tool() {
-    case "$1" in
-    floor) "$work/spawn_floor" "$jobs" "$2" ;;
-    cfutures) "$cf" run -j "$jobs" -- "$2" ;;
-    xargs) xargs -P "$jobs" -n 1 "$2" ;;
-    parallel) parallel --will-cite -j "$jobs" "$2" ;;
+    local cmd=$2
+    [ "$2" = rs ] && cmd=true
+    case "$1:$2" in
+    cfutures:rs) "$cf" run -j "$jobs" true {1.} {2/} ::: "${rs_a[@]}" ::: "${rs_b[@]}" ;;
+    parallel:rs) parallel --will-cite -j "$jobs" true {1.} {2/} ::: "${rs_a[@]}" ::: "${rs_b[@]}" ;;
+    xargs:rs) xargs -P "$jobs" -n 2 true ;;
+    floor:*) "$work/spawn_floor" "$jobs" "$cmd" ;;
+    cfutures:*) "$cf" run -j "$jobs" -- "$cmd" ;;
+    xargs:*) xargs -P "$jobs" -n 1 "$cmd" ;;
+    parallel:*) parallel --will-cite -j "$jobs" "$cmd" ;;
     esac
 }
 
-# inputs WORKLOAD: the input lines (true ignores its argument; sleep takes
-# the input as its duration).
+# inputs WORKLOAD TOOL: the input lines (true ignores its argument; sleep takes
+# the input as its duration; rs: the pairs, for xargs and the floor).
 inputs() {
     case "$1" in
     true) seq "$n_true" ;;
     sleep) awk -v n="$n_sleep" 'BEGIN { for (i = 0; i < n; i++) print "0.01" }' ;;
+    rs) # cfutures and GNU parallel take the ::: lists, not stdin.
+        case "$2" in cfutures | parallel) return ;; esac
+        for a in "${rs_a[@]}"; do for b in "${rs_b[@]}"; do
+            printf '%s %s\n' "${a// /_}" "${b// /_}"; done; done ;;
     esac
 }
 
@@ -142,13 +165,13 @@ inputs() {
 
 samples=$work/samples
 echo "run_bench.sh: $reps repetition(s), -j $jobs, $(nproc) CPUs;" \
-    "$n_true x true, $n_sleep x sleep 0.01" >&2
+    "$n_true x true, $n_sleep x sleep 0.01, $n_rs x true {1.} {2/}" >&2
 # measure TOOL WORKLOAD: runs it once and prints "WALL CPU" in seconds,
 # CPU being user + system time of the tool and every process it waited
 # for (bash's `time`, from getrusage of the children).
 measure() {
     local TIMEFORMAT='%R %U %S' t
-    if ! t=$({ time inputs "$2" | run_tool "$1" "$2" >/dev/null 2>"$work/err"; } 2>&1); then
+    if ! t=$({ time inputs "$2" "$1" | run_tool "$1" "$2" >/dev/null 2>"$work/err"; } 2>&1); then
         echo "run_bench.sh: $1 $2 failed:" >&2
         cat "$work/err" >&2
         exit 1
@@ -159,7 +182,7 @@ measure() {
 for ((rep = 0; rep < reps; rep++)); do
     k=$((rep % ${#tools[@]}))
     order=("${tools[@]:k}" "${tools[@]:0:k}")
-    for workload in true sleep; do
+    for workload in true sleep rs; do
         for tool in "${order[@]}"; do
             m=$(measure "$tool" "$workload")
             echo "$workload $tool $m" >>"$samples"
@@ -171,7 +194,7 @@ done
 # ---- the table: medians, time and overhead per job, ratios to cfutures
 
 table() {
-    awk -v jobs="$jobs" -v n_true="$n_true" -v n_sleep="$n_sleep" \
+    awk -v jobs="$jobs" -v n_true="$n_true" -v n_sleep="$n_sleep" -v n_rs="$n_rs" \
         -v md="$1" '
     function median(list,   a, n, i, k, t) {
         n = split(list, a, " ")
@@ -189,7 +212,7 @@ table() {
         if (md)
             printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
         else
-            printf "%-16s %-9s %7s %7s %8s %11s %7s %8s %11s\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
+            printf "%-22s %-9s %7s %7s %8s %11s %7s %8s %11s\n", f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9]
     }
     function goals(work, name, cf, x, p) {
         if (cf == "" || md)
@@ -197,7 +220,7 @@ table() {
         if (x != "")
             printf "  goal (%s): cfutures overhead <= xargs -P: %s (%s vs %s ms)\n", name, (cf <= x ? "met" : "NOT MET"), ms(cf), ms(x)
         if (p != "")
-            printf "  goal (%s): GNU parallel overhead >= 10x cfutures: %s (%s vs %s ms)\n", name, (p >= 10 * (cf > 0 ? cf : 0) ? "met" : "NOT MET"), ms(p), ms(cf)
+            printf "  goal (%s): GNU parallel overhead >= 50x cfutures: %s (%s vs %s ms)\n", name, (p >= 50 * (cf > 0 ? cf : 0) ? "met" : "NOT MET"), ms(p), ms(cf)
     }
     {
         wall[$1 " " $2] = wall[$1 " " $2] " " $3
@@ -217,11 +240,11 @@ table() {
             split("||(median)|ms|ms/job|(wall)|(median)|CPU ms/job|(CPU)", h, "|")
             row(h)
         }
-        split("true sleep", works, " ")
-        for (w = 1; w <= 2; w++) {
+        split("true sleep rs", works, " ")
+        for (w = 1; w <= 3; w++) {
             work = works[w]
-            n = work == "true" ? n_true : n_sleep
-            label = work == "true" ? n " x true" : n " x sleep 0.01"
+            n = work == "true" ? n_true : work == "sleep" ? n_sleep : n_rs
+            label = work == "true" ? n " x true" : work == "sleep" ? n " x sleep 0.01" : n " x true {1.} {2/}"
             fw = fc = ""
             if ((work " floor") in wall) {
                 fw = median(wall[work " floor"])

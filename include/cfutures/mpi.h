@@ -39,7 +39,10 @@ extern "C" {
 /* Collective over comm, like MPICommExecutor: on rank root, an executor
  * whose workers are the other ranks (at most opts->max_workers when > 0);
  * with one rank the root runs the tasks itself, on a thread of its own. A
- * task that crashes its rank ends the MPI job (see the isolated variant). */
+ * task that crashes its rank ends the MPI job (see the isolated variant).
+ * A rank that holds tasks and stops answering is reported on stderr and
+ * its tasks fail with CF_EBROKEN (CFUTURES_MPI_RANK_TIMEOUT and
+ * CFUTURES_MPI_RANK_LOST, docs/mpi.md). */
 cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts);
 
 /* As cf_mpi_pool_new, but each rank runs its tasks in a one-process

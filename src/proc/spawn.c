@@ -8,7 +8,7 @@
  * /dev/null, every other descriptor is closed (close-from action), the
  * signal mask is empty and every signal has its default action. The
  * environment names the descriptor and the parent; the constructor in
- * process_pool.c sees it and serves the pool before main would run. Nothing
+ * proc/pool.c sees it and serves the pool before main would run. Nothing
  * of the (possibly multi-threaded) parent runs in the child between the
  * clone and the exec but glibc's own spawn code.
  *
@@ -16,8 +16,11 @@
  * into the worker loop. The child is a copy of a process that runs threads;
  * docs/process_pool.md says what that allows.
  *
- * Both return the pid, the parent's end (non-blocking, close-on-exec) and a
- * pidfd for waiting on the exit with poll.
+ * Both return the pid, the parent's end (non-blocking, close-on-exec), a
+ * pidfd for waiting on the exit with poll, and the worker's state page
+ * (wire.h): a memfd mapped shared by the parent before the child starts;
+ * a forked child inherits the mapping, a spawned one finds the memfd on
+ * CF__PP_STATE_FD. The parent keeps only the mapping.
  */
 #include "wire.h"
 
@@ -27,34 +30,89 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdio_ext.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int make_pair(int sv[2])
+/* Moves *fd above the descriptors the child's are dup'ed onto: a dup2
+ * onto itself would keep close-on-exec set, and one onto the other's slot
+ * would close it. 0 or -errno (*fd closed). */
+static int above_slots(int *fd)
 {
+    if (*fd > CF__PP_STATE_FD)
+        return 0;
+    int moved = fcntl(*fd, F_DUPFD_CLOEXEC, CF__PP_STATE_FD + 1);
+    int e = moved < 0 ? -errno : 0;
+    close(*fd);
+    *fd = moved;
+    return e;
+}
+
+/* The socket pair (sv[1] the child's end) and the state page's memfd,
+ * mapped into *st: 0 or -errno with nothing left open. */
+static int make_channel(int sv[2], int *memfd, cf__pp_state **st)
+{
+    *memfd = -1;
+    *st = MAP_FAILED;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
         return -errno;
-    /* The child's end must not already be CF__PP_FD: a dup2 onto itself
-     * would keep close-on-exec set. */
-    if (sv[1] == CF__PP_FD) {
-        int fd = fcntl(sv[1], F_DUPFD_CLOEXEC, CF__PP_FD + 1);
-        if (fd < 0) {
-            int e = -errno;
-            close(sv[0]);
-            close(sv[1]);
-            return e;
-        }
-        close(sv[1]);
-        sv[1] = fd;
+    int rc = above_slots(&sv[1]);
+    if (!rc && (*memfd = memfd_create("cf-worker", MFD_CLOEXEC)) < 0)
+        rc = -errno;
+    if (!rc)
+        rc = above_slots(memfd);
+    if (!rc && ftruncate(*memfd, sizeof **st))
+        rc = -errno;
+    if (!rc) {
+        *st = mmap(NULL, sizeof **st, PROT_READ | PROT_WRITE, MAP_SHARED,
+                   *memfd, 0);
+        if (*st == MAP_FAILED)
+            rc = -errno;
     }
-    return 0;
+    if (rc) {
+        close(sv[0]);
+        if (sv[1] >= 0)
+            close(sv[1]);
+        if (*memfd >= 0)
+            close(*memfd);
+        if (*st != MAP_FAILED)
+            munmap(*st, sizeof **st);
+    }
+    return rc;
+}
+
+/* Undoes make_channel after a failed start: -err. */
+static int drop_channel(int sv[2], int memfd, cf__pp_state *st, int err)
+{
+    close(sv[0]);
+    close(sv[1]);
+    close(memfd);
+    munmap(st, sizeof *st);
+    return -err;
+}
+
+cf__pp_state *cf__pp_state_attach(void)
+{
+    void *st = mmap(NULL, sizeof(cf__pp_state), PROT_READ | PROT_WRITE,
+                    MAP_SHARED, CF__PP_STATE_FD, 0);
+    close(CF__PP_STATE_FD);
+    return st == MAP_FAILED ? NULL : st;
+}
+
+void cf__pp_state_unmap(cf__pp_state *st)
+{
+    if (st)
+        munmap(st, sizeof *st);
 }
 
 /* Completes *out in the parent once the child runs. */
-static int finish(cf__pp_proc *out, pid_t pid, int sv[2])
+static int finish(cf__pp_proc *out, pid_t pid, int sv[2], int memfd,
+                  cf__pp_state *st)
 {
     close(sv[1]);
+    close(memfd);
+    out->state = st;
     int flags = fcntl(sv[0], F_GETFL);
     fcntl(sv[0], F_SETFL, flags | O_NONBLOCK);
     out->pid = pid;
@@ -69,8 +127,9 @@ static int finish(cf__pp_proc *out, pid_t pid, int sv[2])
 
 int cf__pp_spawn(cf__pp_proc *out, char *const *envp)
 {
-    int sv[2];
-    int rc = make_pair(sv);
+    int sv[2], memfd;
+    cf__pp_state *st;
+    int rc = make_channel(sv, &memfd, &st);
     if (rc)
         return rc;
     posix_spawn_file_actions_t fa;
@@ -82,9 +141,11 @@ int cf__pp_spawn(cf__pp_proc *out, char *const *envp)
     sigfillset(&all);
     rc = posix_spawn_file_actions_adddup2(&fa, sv[1], CF__PP_FD);
     if (!rc)
+        rc = posix_spawn_file_actions_adddup2(&fa, memfd, CF__PP_STATE_FD);
+    if (!rc)
         rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     if (!rc)
-        rc = posix_spawn_file_actions_addclosefrom_np(&fa, CF__PP_FD + 1);
+        rc = posix_spawn_file_actions_addclosefrom_np(&fa, CF__PP_STATE_FD + 1);
     if (!rc)
         rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
                                                  POSIX_SPAWN_SETSIGDEF);
@@ -98,28 +159,22 @@ int cf__pp_spawn(cf__pp_proc *out, char *const *envp)
         rc = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
-    if (rc) {
-        close(sv[0]);
-        close(sv[1]);
-        return -rc;
-    }
-    return finish(out, pid, sv);
+    if (rc)
+        return drop_channel(sv, memfd, st, rc);
+    return finish(out, pid, sv, memfd, st);
 }
 
 int cf__pp_fork(cf__pp_proc *out)
 {
-    int sv[2];
-    int rc = make_pair(sv);
+    int sv[2], memfd;
+    cf__pp_state *st;
+    int rc = make_channel(sv, &memfd, &st);
     if (rc)
         return rc;
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid < 0) {
-        rc = -errno;
-        close(sv[0]);
-        close(sv[1]);
-        return rc;
-    }
+    if (pid < 0)
+        return drop_channel(sv, memfd, st, errno);
     if (pid == 0) {
         if (dup2(sv[1], CF__PP_FD) < 0)
             _exit(1);
@@ -135,7 +190,7 @@ int cf__pp_fork(cf__pp_proc *out)
         sigset_t none;
         sigemptyset(&none);
         pthread_sigmask(SIG_SETMASK, &none, NULL);
-        cf__pp_worker_main(parent);
+        cf__pp_worker_main(parent, st);
     }
-    return finish(out, pid, sv);
+    return finish(out, pid, sv, memfd, st);
 }

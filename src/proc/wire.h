@@ -1,63 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wire.h - the frames a process pool and its worker processes exchange over
- * one AF_UNIX stream socket per worker (docs/process_pool.md, "Wire
- * protocol").
+ * wire.h - the process transport's side of the protocol: frames
+ * (remote/codec.h) over one AF_UNIX stream socket per worker
+ * (docs/process_pool.md, "Wire protocol"), the worker's state page, and
+ * the entry points of the other proc/ files (worker.c, spawn.c).
  *
- * Every frame is a 32-byte header, then `len` payload bytes:
- *
- *   u32 magic "CFPP" | u16 version | u16 type | u64 id | u64 len |
- *   i32 aux | u32 check (FNV-1a of the 28 bytes before it)
- *
- * Both ends run the same program image, so fields are in native byte order.
  * Parent to worker: INIT (once, first), TASK. Worker to parent: READY or
  * INIT_FAIL (once, first), then exactly one RESULT or FAIL per TASK, in the
  * order the tasks were sent. The parent checks every header it reads and
  * treats a worker whose frame fails a check as crashed.
- *
- * Also here: the socket helpers both ends share, and the entry points of the
- * other proc/ files (worker.c, spawn.c).
  */
 #ifndef CF_PROC_WIRE_H
 #define CF_PROC_WIRE_H
 
-#include "../internal.h"
+#include "../remote/codec.h"
 
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#define CF__PP_MAGIC 0x50504643u /* the bytes "CFPP" on a little-endian CPU */
-#define CF__PP_VERSION 1
-#define CF__PP_HDR 32
-/* The descriptor a worker process talks to its pool on. */
+/* The descriptor a worker process talks to its pool on, and the one a
+ * spawned worker finds its state page on (then closes). */
 #define CF__PP_FD 3
+#define CF__PP_STATE_FD 4
 #define CF__PP_ENV_FD "CFUTURES_WORKER_FD"
 #define CF__PP_ENV_PARENT "CFUTURES_WORKER_PARENT"
-/* Limits a valid frame respects. */
-#define CF__PP_MAX_MODULE 4096u       /* module path bytes */
-#define CF__PP_MAX_MESSAGE (1u << 20) /* failure message bytes */
-#define CF__PP_MAX_PAYLOAD ((uint64_t)1 << 40)
-
-enum {
-    CF__PP_INIT = 1,      /* parent: aux flags; payload cf__pp_init + names */
-    CF__PP_TASK = 2,      /* parent: aux module length; payload u64 offset,
-                             module, input bytes */
-    CF__PP_READY = 3,     /* worker: initializer done; no payload */
-    CF__PP_INIT_FAIL = 4, /* worker: aux code; payload message */
-    CF__PP_RESULT = 5,    /* worker: payload the result bytes */
-    CF__PP_FAIL = 6,      /* worker: aux code; payload message */
-};
-
-typedef struct cf__pp_hdr {
-    uint32_t magic;
-    uint16_t version;
-    uint16_t type;
-    uint64_t id;
-    uint64_t len;
-    int32_t aux;
-    uint32_t check;
-} cf__pp_hdr;
-_Static_assert(sizeof(cf__pp_hdr) == CF__PP_HDR, "the header is 32 bytes");
 
 /* INIT flags and payload: the initializer and its argument, each named as
  * a function is (module + offset), or the argument as a raw pointer value
@@ -74,30 +40,43 @@ typedef struct cf__pp_init {
     uint32_t arg_module_len;
 } cf__pp_init;
 
-/* Fills in a header, its check included. */
-void cf__pp_hdr_set(cf__pp_hdr *h, uint16_t type, uint64_t id, uint64_t len,
-                    int32_t aux);
-/* NULL when the header is well formed (magic, version, check, a known
- * type, len within CF__PP_MAX_PAYLOAD), else what is wrong with it. */
-const char *cf__pp_hdr_bad(const cf__pp_hdr *h);
-
-/* Writes all of iov[0..n) to a blocking socket, never raising SIGPIPE:
- * 0, or -1 once the peer is gone. Used by worker processes. */
-int cf__pp_send_all(int fd, struct iovec *iov, int n);
+/*
+ * A worker's state page: shared memory the worker writes and the pool reads
+ * (docs/process_pool.md, "Blame"). Once a task's frame is decoded and its
+ * function resolved, as the last step before calling that function, the
+ * worker stores its start time, then its id in `running`; when the
+ * function returns, before the answer is written, its id in `done`. So after the worker died
+ * the pool knows which task was running (blamed), which had finished (its
+ * answer lost: blamed too, it ran) and which never started (run again
+ * elsewhere); and task_timeout measures the run alone, not the transfer.
+ * Written by one process, read by another: release stores, acquire loads.
+ */
+typedef struct cf__pp_state {
+    _Atomic uint64_t running;   /* id of the task started last; 0: none */
+    _Atomic uint64_t done;      /* id of the task whose run ended last */
+    _Atomic int64_t started_ns; /* CLOCK_MONOTONIC when `running` started */
+} cf__pp_state;
 
 /* The worker process side (worker.c): serves the pool on CF__PP_FD until
  * the pool closes it, then exits the process. parent is the pool's process
- * id. */
-_Noreturn void cf__pp_worker_main(pid_t parent);
+ * id; st the state page (NULL: the worker exits at once, unable to tell
+ * the pool what it runs). */
+_Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st);
 
 /* A started worker process (spawn.c): its pid, the parent's end of the
- * socket (non-blocking, close-on-exec) and a pidfd that polls readable
- * when it exits (-1 where the kernel has none). */
+ * socket (non-blocking, close-on-exec), a pidfd that polls readable when it
+ * exits (-1 where the kernel has none) and its state page (the parent's
+ * mapping; cf__pp_state_unmap releases it). */
 typedef struct cf__pp_proc {
     pid_t pid;
     int fd;
     int pidfd;
+    cf__pp_state *state;
 } cf__pp_proc;
+/* Maps a spawned worker's state page from CF__PP_STATE_FD and closes the
+ * descriptor: the page, or NULL. */
+cf__pp_state *cf__pp_state_attach(void);
+void cf__pp_state_unmap(cf__pp_state *st);
 /* Starts a fresh image of the running program (/proc/self/exe) with envp,
  * which carries CF__PP_ENV_FD and CF__PP_ENV_PARENT: 0 or -errno. */
 int cf__pp_spawn(cf__pp_proc *out, char *const *envp);

@@ -6,8 +6,9 @@
  * program's main never starts; for fork it is a copy of the parent).
  *
  * Order matters to the parent's crash accounting: the answer to a task is
- * written in full before the next task starts, so when the worker dies the
- * oldest task the parent has no answer for is the one that was running.
+ * written in full before the next task starts, and the state page (wire.h)
+ * says which task runs and which has finished, so when the worker dies the
+ * parent blames the task that ran and nothing else.
  *
  * Input arrives through a 64 KiB read buffer, so a burst of small frames
  * costs one read; a payload that fits is used in place, a larger one is
@@ -16,6 +17,7 @@
  */
 #include "../bytes.h"
 #include "../fnid.h"
+#include "../remote/serve.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -26,9 +28,13 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RBUF (64u * 1024u)
+
+/* This process's state page (wire.h); set once, in cf__pp_worker_main. */
+static cf__pp_state *state;
 
 typedef struct reader {
     int fd;
@@ -96,10 +102,10 @@ static void flush_stdio(void)
 static void send_frame(uint16_t type, uint64_t id, int32_t aux,
                        const void *data, size_t len)
 {
-    cf__pp_hdr h;
-    cf__pp_hdr_set(&h, type, id, len, aux);
+    cf__frame h;
+    cf__frame_set(&h, type, id, len, aux);
     struct iovec iov[2] = { { &h, sizeof h }, { (void *)data, len } };
-    if (cf__pp_send_all(CF__PP_FD, iov, len ? 2 : 1))
+    if (cf__send_all(CF__PP_FD, iov, len ? 2 : 1))
         _exit(0); /* the pool is gone */
 }
 
@@ -107,20 +113,9 @@ static void send_failure(uint16_t type, uint64_t id, const cf__task_ctx *ctx)
 {
     const char *msg = ctx->message ? ctx->message : "";
     size_t n = strlen(msg);
-    if (n > CF__PP_MAX_MESSAGE)
-        n = CF__PP_MAX_MESSAGE;
+    if (n > CF__MAX_MESSAGE)
+        n = CF__MAX_MESSAGE;
     send_frame(type, id, ctx->code, msg, n);
-}
-
-/* Fails ctx with a message of its own (best effort). */
-static void ctx_fail(cf__task_ctx *ctx, int code, const char *fmt,
-                     const char *module, uint64_t offset)
-{
-    char buf[CF__PP_MAX_MODULE + 160];
-    snprintf(buf, sizeof buf, fmt, module[0] ? module : "the program",
-             (unsigned long long)offset);
-    ctx->code = code;
-    ctx->message = cf__strdup(buf);
 }
 
 /* A module name from the wire, as a C string (callers check len). */
@@ -130,38 +125,17 @@ static void copy_name(char *dst, const unsigned char *src, size_t len)
     dst[len] = '\0';
 }
 
-/* The function named (module, offset), with a one-entry cache: tasks of
- * one map or loop name the same function again and again. */
-static void *resolve(const unsigned char *module, size_t len, uint64_t offset)
-{
-    static char cached[CF__PP_MAX_MODULE + 1];
-    static uint64_t cached_off;
-    static void *cached_fn;
-    if (cached_fn && offset == cached_off && strlen(cached) == len &&
-        memcmp(cached, module, len) == 0)
-        return cached_fn;
-    char name[CF__PP_MAX_MODULE + 1];
-    copy_name(name, module, len);
-    void *fn = cf__fnid_resolve(name, offset);
-    if (fn) {
-        memcpy(cached, name, len + 1);
-        cached_off = offset;
-        cached_fn = fn;
-    }
-    return fn;
-}
-
-static void run_init(const cf__pp_hdr *h, const unsigned char *p, size_t len)
+static void run_init(const cf__frame *h, const unsigned char *p, size_t len)
 {
     cf__pp_init in;
     if (len < sizeof in)
         _exit(2);
     memcpy(&in, p, sizeof in);
-    if (in.fn_module_len > CF__PP_MAX_MODULE ||
-        in.arg_module_len > CF__PP_MAX_MODULE ||
+    if (in.fn_module_len > CF__MAX_MODULE ||
+        in.arg_module_len > CF__MAX_MODULE ||
         len != sizeof in + in.fn_module_len + in.arg_module_len)
         _exit(2);
-    char fn_name[CF__PP_MAX_MODULE + 1], arg_name[CF__PP_MAX_MODULE + 1];
+    char fn_name[CF__MAX_MODULE + 1], arg_name[CF__MAX_MODULE + 1];
     copy_name(fn_name, p + sizeof in, in.fn_module_len);
     copy_name(arg_name, p + sizeof in + in.fn_module_len, in.arg_module_len);
     cf__task_ctx ctx = { 0, NULL };
@@ -173,61 +147,61 @@ static void run_init(const cf__pp_hdr *h, const unsigned char *p, size_t len)
         else if (h->aux & CF__PP_INIT_ARG_ID)
             arg = cf__fnid_resolve(arg_name, in.arg);
         if (!fn) {
-            ctx_fail(&ctx, CF_EINVAL,
-                     "the worker cannot find the initializer (in %s at "
-                     "offset %#llx)",
-                     fn_name, in.fn_offset);
+            cf__serve_fail(&ctx, CF_EINVAL,
+                           "the worker cannot find the initializer (in %s at "
+                           "offset %#llx)",
+                           fn_name, in.fn_offset);
         } else if ((h->aux & CF__PP_INIT_ARG_ID) && !arg) {
-            ctx_fail(&ctx, CF_EINVAL,
-                     "the worker cannot find initarg (in %s at offset %#llx)",
-                     arg_name, in.arg);
+            cf__serve_fail(
+                &ctx, CF_EINVAL,
+                "the worker cannot find initarg (in %s at offset %#llx)",
+                arg_name, in.arg);
         } else {
-            cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
-            fn(arg);
-            cf__task_ctx_swap(outer);
+            ctx.code = cf__serve_init(fn, arg, &ctx.message);
         }
     }
     flush_stdio();
     if (ctx.code) {
-        send_failure(CF__PP_INIT_FAIL, 0, &ctx);
+        send_failure(CF__FR_INIT_FAIL, 0, &ctx);
         _exit(0);
     }
-    send_frame(CF__PP_READY, 0, 0, NULL, 0);
+    send_frame(CF__FR_READY, 0, 0, NULL, 0);
 }
 
-static void run_task(const cf__pp_hdr *h, const unsigned char *p, size_t len)
+static void started(uint64_t id, void *arg)
 {
-    uint64_t offset;
-    size_t mlen = (size_t)h->aux;
-    if (h->aux < 0 || mlen > CF__PP_MAX_MODULE || len < 8 + mlen)
-        _exit(2);
-    memcpy(&offset, p, 8);
-    cf_bytes_fn fn = (cf_bytes_fn)resolve(p + 8, mlen, offset);
-    cf__task_ctx ctx = { 0, NULL };
-    cf__bytes *out = NULL;
-    if (!fn) {
-        char name[CF__PP_MAX_MODULE + 1];
-        copy_name(name, p + 8, mlen);
-        ctx_fail(&ctx, CF_EINVAL,
-                 "the worker cannot find the task function (in %s at "
-                 "offset %#llx)",
-                 name, offset);
-    } else {
-        cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
-        out = cf__run_bytes(fn, p + 8 + mlen, len - 8 - mlen);
-        cf__task_ctx_swap(outer);
-    }
+    (void)arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* release: the pool reads started_ns after it sees running == id */
+    atomic_store_explicit(&state->started_ns,
+                          (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec,
+                          memory_order_relaxed);
+    atomic_store_explicit(&state->running, id, memory_order_release);
+}
+
+static void run_task(const cf__frame *h, const unsigned char *p)
+{
+    static cf__fn_cache cache;
+    cf__task_ctx ctx;
+    cf__bytes *out = cf__serve_task(&cache, h, p, &ctx, started, NULL);
+    /* release: pairs with the pool's acquire load; from here on the
+     * task's time limit no longer applies, only the transfer's */
+    atomic_store_explicit(&state->done, h->id, memory_order_release);
     flush_stdio(); /* what the task printed comes out before its result */
     if (out)
-        send_frame(CF__PP_RESULT, h->id, 0, out->data, out->len);
+        send_frame(CF__FR_RESULT, h->id, 0, out->data, out->len);
     else
-        send_failure(CF__PP_FAIL, h->id, &ctx);
+        send_failure(CF__FR_FAIL, h->id, &ctx);
     cf__free(out);
     cf__free(ctx.message);
 }
 
-_Noreturn void cf__pp_worker_main(pid_t parent)
+_Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
 {
+    state = st;
+    if (!state)
+        _exit(1); /* the pool could not tell what ran: a failed start */
     /* Die with the pool's manager thread (it reaps us before it exits, so
      * this only fires when the pool's process died first). */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -240,12 +214,12 @@ _Noreturn void cf__pp_worker_main(pid_t parent)
         _exit(1);
     bool ready = false;
     for (;;) {
-        cf__pp_hdr h;
+        cf__frame h;
         if (!fill(&r, sizeof h))
             _exit(0); /* the pool closed the socket: we are done */
         memcpy(&h, r.buf + r.beg, sizeof h);
         r.beg += sizeof h;
-        if (cf__pp_hdr_bad(&h) || h.type != (ready ? CF__PP_TASK : CF__PP_INIT))
+        if (cf__frame_bad(&h) || h.type != (ready ? CF__FR_TASK : CF__FR_INIT))
             _exit(2);
         size_t len = (size_t)h.len;
         unsigned char *own = NULL;
@@ -263,17 +237,17 @@ _Noreturn void cf__pp_worker_main(pid_t parent)
             /* No room for the input: drop it and say so. */
             if (!take(&r, NULL, len))
                 _exit(0);
-            if (h.type == CF__PP_INIT)
+            if (h.type == CF__FR_INIT)
                 _exit(1);
             cf__task_ctx ctx = { CF_ENOMEM, NULL };
-            send_failure(CF__PP_FAIL, h.id, &ctx);
+            send_failure(CF__FR_FAIL, h.id, &ctx);
             continue;
         }
-        if (h.type == CF__PP_INIT) {
+        if (h.type == CF__FR_INIT) {
             run_init(&h, p, len);
             ready = true;
         } else {
-            run_task(&h, p, len);
+            run_task(&h, p);
         }
         free(own);
     }

@@ -23,7 +23,7 @@
 #include "../internal.h"
 
 typedef struct cf__deque_array {
-    int64_t size; /* a power of two */
+    int64_t size;                  /* a power of two */
     struct cf__deque_array *older; /* retired arrays, freed with the deque */
     _Atomic(cf__task *) slot[];
 } cf__deque_array;
@@ -77,9 +77,9 @@ static inline cf__task *cf__deque_take(cf__deque *q)
                                  memory_order_relaxed);
         if (t == b) {
             /* The last item: race the thieves for it. */
-            if (!atomic_compare_exchange_strong_explicit(
-                    &q->top, &t, t + 1, memory_order_seq_cst,
-                    memory_order_relaxed))
+            if (!atomic_compare_exchange_strong_explicit(&q->top, &t, t + 1,
+                                                         memory_order_seq_cst,
+                                                         memory_order_relaxed))
                 x = NULL;
             atomic_store_explicit(&q->bottom, b + 1, memory_order_relaxed);
         }
@@ -89,10 +89,14 @@ static inline cf__task *cf__deque_take(cf__deque *q)
     return x;
 }
 
-/* Any thread: the oldest item, NULL when empty, or CF__STEAL_ABORT. */
-static inline cf__task *cf__deque_steal(cf__deque *q)
+/* Any thread: the oldest item if its index is min or more (items only
+ * ever get higher indices than those taken before them), NULL when there
+ * is none, or CF__STEAL_ABORT. */
+static inline cf__task *cf__deque_steal_from(cf__deque *q, int64_t min)
 {
     int64_t t = atomic_load_explicit(&q->top, memory_order_acquire);
+    if (t < min)
+        return NULL;
     cf__fence_seq_cst();
     /* acquire: pairs with the release store of bottom in push */
     int64_t b = atomic_load_explicit(&q->bottom, memory_order_acquire);
@@ -100,14 +104,19 @@ static inline cf__task *cf__deque_steal(cf__deque *q)
         return NULL;
     /* acquire: pairs with the release store of a grown array */
     cf__deque_array *a = atomic_load_explicit(&q->array, memory_order_acquire);
-    cf__task *x = atomic_load_explicit(&a->slot[t & (a->size - 1)],
-                                       memory_order_relaxed);
+    cf__task *x =
+        atomic_load_explicit(&a->slot[t & (a->size - 1)], memory_order_relaxed);
     /* seq_cst: the CAS on top decides between thieves and the owner */
-    if (!atomic_compare_exchange_strong_explicit(&q->top, &t, t + 1,
-                                                 memory_order_seq_cst,
-                                                 memory_order_relaxed))
+    if (!atomic_compare_exchange_strong_explicit(
+            &q->top, &t, t + 1, memory_order_seq_cst, memory_order_relaxed))
         return CF__STEAL_ABORT;
     return x;
+}
+
+/* Any thread: the oldest item, NULL when empty, or CF__STEAL_ABORT. */
+static inline cf__task *cf__deque_steal(cf__deque *q)
+{
+    return cf__deque_steal_from(q, INT64_MIN);
 }
 
 /* A racy hint: true when the deque looks non-empty. */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * sched.c - workers, finding work, sleeping and waking, helping.
+ * sched.c - workers, finding work, sleeping and waking, and the worker
+ * side of the wait protocol: blocking with compensation, spare workers.
  *
  * A worker looks for work in its own deque (newest first), then the
  * injection queue, then other workers' deques (oldest first, from a random
@@ -18,6 +19,17 @@
  * one load. Threads start lazily: a push with nobody searching or sleeping
  * starts a worker if every live one is inside a task and fewer than
  * max_workers live.
+ *
+ * Waits inside tasks (docs/design.md, "The wait protocol"): the wait runs
+ * what it depends on inline (the pool's claim hook, fork-join's own
+ * deque), never other work; otherwise the worker blocks on its parker and
+ * counts itself in blocked_now, and every cap on live workers is
+ * max_workers plus the blocked ones (up to max_spare), so a sleeper is woken
+ * or a spare started in its place. Workers beyond max_workers plus the
+ * blocked ones are surplus: one at a time they stand down (take no more
+ * tasks, counted in `resting`) when their task ends, so no more than
+ * worker_cap run tasks for long; a compensation wakes them first, and one
+ * that rests RETIRE_AFTER retires, its record reused by the next spare.
  */
 #include "sched.h"
 #include "../trace.h"
@@ -25,14 +37,21 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define SEARCHING_ONE ((uint64_t)1)
 #define SLEEPING_ONE ((uint64_t)1 << 32)
 #define SPIN_ROUNDS 64
-#define MAX_HELP_DEPTH 200
+#define RETIRE_AFTER 0.05 /* seconds a surplus worker idles before leaving */
 
-static inline uint32_t n_searching(uint64_t idle) { return (uint32_t)idle; }
-static inline uint32_t n_sleeping(uint64_t idle) { return (uint32_t)(idle >> 32); }
+static inline uint32_t n_searching(uint64_t idle)
+{
+    return (uint32_t)idle;
+}
+static inline uint32_t n_sleeping(uint64_t idle)
+{
+    return (uint32_t)(idle >> 32);
+}
 
 _Thread_local cf__worker *cf__tls_worker;
 
@@ -49,8 +68,8 @@ static void inject_push(cf__sched *s, cf__task *t)
 {
     atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
     /* acq_rel: orders t's fields before the link, and chains producers */
-    cf__task *prev = atomic_exchange_explicit(&s->inj_tail, t,
-                                              memory_order_acq_rel);
+    cf__task *prev =
+        atomic_exchange_explicit(&s->inj_tail, t, memory_order_acq_rel);
     /* release: the consumer that acquires prev->next sees t's fields */
     atomic_store_explicit(&prev->next, t, memory_order_release);
 }
@@ -101,7 +120,8 @@ static cf__task *inject_pop(cf__sched *s)
 
 cf__task *cf__sched_drain(cf__sched *s)
 {
-    while (atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
+    while (
+        atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
         sched_yield();
     cf__task *list = NULL, **tail = &list;
     for (;;) {
@@ -151,10 +171,11 @@ static cf__task *steal(cf__worker *w)
             if (v == w)
                 continue;
             cf__task *t = cf__deque_steal(&v->deque);
-            if (t == CF__STEAL_ABORT)
+            if (t == CF__STEAL_ABORT) {
                 aborted = true;
-            else if (t) {
+            } else if (t) {
                 cf__trace(CF__TR_STEAL, t, v->index);
+                cf__count(&w->steals);
                 return t;
             }
         }
@@ -164,12 +185,37 @@ static cf__task *steal(cf__worker *w)
     return NULL;
 }
 
-/* Own deque first, then the injection queue, then stealing. *shared says
- * whether the task came from a shared place (not the own deque). */
+/* A task from the deque of a worker blocked in a wait: what that wait
+ * depends on is most likely there, and the pool started or woke us to
+ * stand in for it. NULL when there is none. */
+static cf__task *steal_from_blocked(cf__worker *w)
+{
+    cf__sched *s = w->sched;
+    /* acquire: workers[0, n) are initialised */
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        cf__worker *v = s->workers[i];
+        if (v == w || !atomic_load_explicit(&v->in_wait, memory_order_relaxed))
+            continue;
+        cf__task *t = cf__deque_steal(&v->deque);
+        if (t && t != CF__STEAL_ABORT) {
+            cf__count(&w->steals);
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Own deque first, then the deques of blocked workers, then the injection
+ * queue, then stealing. *shared says whether the task came from a shared
+ * place (not the own deque). */
 static cf__task *find_work(cf__worker *w, bool *shared)
 {
     cf__task *t = cf__deque_take(&w->deque);
     *shared = !t;
+    if (!t &&
+        atomic_load_explicit(&w->sched->blocked_now, memory_order_relaxed))
+        t = steal_from_blocked(w);
     if (!t)
         t = inject_pop(w->sched);
     if (!t)
@@ -228,6 +274,31 @@ static bool all_busy(cf__sched *s, cf__worker *self)
 
 static int spawn_locked(cf__sched *s);
 
+/* How many workers may live: max_workers running tasks, plus one in place
+ * of each worker blocked in a wait, up to max_spare of them. */
+static size_t worker_cap(cf__sched *s)
+{
+    size_t b = atomic_load_explicit(&s->blocked_now, memory_order_seq_cst);
+    return s->max_workers + (b < s->max_spare ? b : s->max_spare);
+}
+
+/* More workers live than worker_cap: a resting one may retire. */
+static bool surplus(cf__sched *s)
+{
+    return atomic_load_explicit(&s->live, memory_order_relaxed) > worker_cap(s);
+}
+
+/* More workers live and not resting than worker_cap: one should rest. */
+static bool should_rest(cf__sched *s)
+{
+    size_t live = atomic_load_explicit(&s->live, memory_order_relaxed);
+    if (live <= s->max_workers)
+        return false; /* no spare lives: the usual case, one load */
+    size_t resting = atomic_load_explicit(&s->resting, memory_order_relaxed);
+    return live > resting + worker_cap(s) &&
+           !atomic_load_explicit(&s->shutdown, memory_order_relaxed);
+}
+
 #define SPAWN_BURST 8
 
 /* Starts workers if fewer than cap live (and, when only_if_all_busy, no
@@ -240,10 +311,16 @@ static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
     if (atomic_load_explicit(&s->live, memory_order_relaxed) >= cap)
         return;
     pthread_mutex_lock(&s->spawn_mu);
-    if (!atomic_load_explicit(&s->shutdown, memory_order_relaxed) &&
+    /* After shutdown only to stand in for blocked workers: the work
+     * accepted before it must finish. */
+    if ((!atomic_load_explicit(&s->shutdown, memory_order_relaxed) ||
+         atomic_load_explicit(&s->blocked_now, memory_order_relaxed) > 0) &&
         (!only_if_all_busy || all_busy(s, NULL))) {
-        size_t queued = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
-        size_t want = queued < 1 ? 1 : queued < SPAWN_BURST ? queued : SPAWN_BURST;
+        size_t queued =
+            atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+        size_t want = queued < 1             ? 1
+                      : queued < SPAWN_BURST ? queued
+                                             : SPAWN_BURST;
         while (want-- > 0 &&
                atomic_load_explicit(&s->live, memory_order_relaxed) < cap &&
                spawn_locked(s) == 0) {
@@ -265,7 +342,7 @@ static void notify(cf__sched *s)
     if (n_sleeping(idle) > 0)
         wake_one(s);
     else
-        maybe_spawn(s, s->max_workers, true);
+        maybe_spawn(s, worker_cap(s), true);
 }
 
 /* More shared work is visible and nobody searches for it: wake a sleeper,
@@ -289,29 +366,25 @@ static void stop_searching(cf__sched *s)
     uint64_t old = atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
                                              memory_order_seq_cst);
     if (n_searching(old) == 1)
-        spread(s, old - SEARCHING_ONE, s->max_workers);
+        spread(s, old - SEARCHING_ONE, worker_cap(s));
 }
 
-/* Puts the sleeper on the stack and counts it (from searching, or from
- * busy for a helper). */
-static void sleep_enter(cf__sched *s, cf__worker *w, bool helper)
+/* Puts the sleeper on the stack and counts it sleeping (and no longer
+ * searching, if it was). */
+static void sleep_enter(cf__sched *s, cf__worker *w, bool searching)
 {
     pthread_mutex_lock(&s->sleep_mu);
     w->sleeping = true;
-    w->helping = helper;
     w->next_sleeper = s->sleepers;
     s->sleepers = w;
-    atomic_fetch_add_explicit(&s->idle,
-                              helper ? SLEEPING_ONE : SLEEPING_ONE - SEARCHING_ONE,
-                              memory_order_seq_cst);
-    if (helper)
-        atomic_fetch_add_explicit(&s->parked_helpers, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(
+        &s->idle, searching ? SLEEPING_ONE - SEARCHING_ONE : SLEEPING_ONE,
+        memory_order_seq_cst);
     pthread_mutex_unlock(&s->sleep_mu);
 }
 
-/* Takes the sleeper off the stack if it is still there: true if it was
- * (then it is counted searching, or busy for a helper), false if a waker
- * took it off (then it is counted searching). */
+/* Takes the sleeper off the stack if it is still there: true if it was,
+ * false if a waker took it off. Either way it is counted searching. */
 static bool sleep_leave(cf__sched *s, cf__worker *w)
 {
     pthread_mutex_lock(&s->sleep_mu);
@@ -324,14 +397,9 @@ static bool sleep_leave(cf__sched *s, cf__worker *w)
             }
         }
         w->sleeping = false;
-        atomic_fetch_add_explicit(&s->idle,
-                                  w->helping ? -SLEEPING_ONE
-                                             : SEARCHING_ONE - SLEEPING_ONE,
+        atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE - SLEEPING_ONE,
                                   memory_order_seq_cst);
     }
-    if (w->helping)
-        atomic_fetch_sub_explicit(&s->parked_helpers, 1, memory_order_relaxed);
-    w->helping = false;
     pthread_mutex_unlock(&s->sleep_mu);
     return was;
 }
@@ -343,60 +411,81 @@ static bool may_exit(cf__sched *s)
            !work_visible(s);
 }
 
-/* A searching worker with nothing found: sleeps until woken. Returns with
- * the worker counted searching again: true when it slept the pool's
- * idle_timeout through without being woken (it may leave), else false. */
+/* A sleeper on the stack parks until woken or the deadline (NULL: none).
+ * Returns with it counted searching: false when the deadline passed with
+ * nobody waking it. */
+static bool park_sleeper(cf__sched *s, cf__worker *w, const cf__deadline *until)
+{
+    for (;;) {
+        if (cf__park(&w->parker, until) == CF_ETIMEDOUT &&
+            cf__deadline_passed(until))
+            return !sleep_leave(s, w);
+        pthread_mutex_lock(&s->sleep_mu);
+        bool still = w->sleeping;
+        pthread_mutex_unlock(&s->sleep_mu);
+        if (!still)
+            return true; /* the waker counted us searching */
+    }
+}
+
+/* A searching worker with nothing found: sleeps until woken, or the pool's
+ * idle_timeout (docs/design.md, "Idle workers"). Returns with the worker
+ * counted searching again: true when it slept idle_timeout through with
+ * nobody waking it (it may retire). */
 static bool go_to_sleep(cf__sched *s, cf__worker *w)
 {
-    sleep_enter(s, w, false);
+    sleep_enter(s, w, true);
     /* seq_cst (the RMW in sleep_enter): re-scan after counting ourselves */
-    if (work_visible(s) || atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {
+    if (work_visible(s) ||
+        atomic_load_explicit(&s->shutdown, memory_order_seq_cst)) {
         sleep_leave(s, w);
         return false;
     }
     cf__deadline d;
-    cf__deadline_from(s->idle_timeout > 0 ? s->idle_timeout : CF_FOREVER, &d);
-    bool timed_out = false, still = true;
+    bool timed = s->idle_timeout > 0;
+    if (timed)
+        cf__deadline_from(s->idle_timeout, &d);
     cf__trace(CF__TR_SLEEP_BEGIN, NULL, 0);
-    while (still && !timed_out) {
-        if (cf__park(&w->parker, &d) == CF_ETIMEDOUT) {
-            /* false: a waker took us off first */
-            timed_out = sleep_leave(s, w);
-            break;
-        }
-        pthread_mutex_lock(&s->sleep_mu);
-        still = w->sleeping; /* false: the waker counted us searching */
-        pthread_mutex_unlock(&s->sleep_mu);
-    }
-    cf__trace(CF__TR_SLEEP_END, NULL, timed_out);
-    return timed_out;
+    bool woken = park_sleeper(s, w, timed ? &d : NULL);
+    cf__trace(CF__TR_SLEEP_END, NULL, !woken);
+    return !woken;
 }
 
-/* A searching worker leaves the pool (after shutdown, or idle for
- * idle_timeout): it stops counting as live and searching, then looks once
- * more; work that showed up meanwhile keeps it (false). Under spawn_mu, so
- * that a pusher that sees it no longer searching (seq_cst, the Dekker
- * pairing of notify) also sees live lowered and, in maybe_spawn, waits for
- * the outcome: a worker that stays finds the work, one that left is exited
- * and no longer keeps all_busy false. docs/design.md, "Idle workers". */
-static bool leave_pool(cf__sched *s, cf__worker *w, bool *orphaned)
+/* A surplus worker (should_rest) stands down: it sleeps without taking
+ * work, woken first by a compensation, until RETIRE_AFTER. Queued work is
+ * left to the others - worker_cap of them run - but if it was the last
+ * searcher it passes that role on first. Returns counted searching: true
+ * if it should retire now. */
+static bool rest(cf__sched *s, cf__worker *w)
 {
-    pthread_mutex_lock(&s->spawn_mu);
-    atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->resting, 1, memory_order_relaxed);
+    uint64_t idle = atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
+                                              memory_order_seq_cst) -
+                    SEARCHING_ONE;
+    if (n_searching(idle) == 0 && n_sleeping(idle) > 0 && work_visible(s))
+        wake_one(s);
+    sleep_enter(s, w, false);
+    cf__deadline until;
+    cf__deadline_from(RETIRE_AFTER, &until);
+    bool woken = park_sleeper(s, w, &until);
+    atomic_fetch_sub_explicit(&s->resting, 1, memory_order_relaxed);
+    return !woken && surplus(s);
+}
+
+/* A surplus worker that rested RETIRE_AFTER, or (idle) any worker that
+ * slept the pool's idle_timeout through: true if it may leave. It stops
+ * counting as searching first and then looks once more, so a push that
+ * relied on it as a searcher is seen here (the pairing of notify). */
+static bool retire(cf__sched *s, bool idle)
+{
+    if (atomic_load_explicit(&s->shutdown, memory_order_relaxed) ||
+        (!idle && !surplus(s)))
+        return false;
     atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
-    bool stay = work_visible(s);
-    if (stay) {
-        atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE,
-                                  memory_order_seq_cst);
-        atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
-    } else {
-        w->exited = true;
-        *orphaned = s->orphaned;
-        if (atomic_load_explicit(&s->live, memory_order_relaxed) == 0)
-            pthread_cond_broadcast(&s->exit_cv);
-    }
-    pthread_mutex_unlock(&s->spawn_mu);
-    return !stay;
+    if (!work_visible(s) && (idle || surplus(s)))
+        return true;
+    atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+    return false;
 }
 
 /* The worker is about to run a task it took: it counts as busy from here,
@@ -408,53 +497,84 @@ static void begin_task(cf__worker *w)
     atomic_store_explicit(&w->in_task, 1, memory_order_seq_cst);
 }
 
-/* ---- helping inside waits ------------------------------------------------ */
+/* ---- waits inside tasks (docs/design.md, "The wait protocol") ----------- */
 
-static bool helper_run_one(cf__helper *h)
+static cf__worker *worker_of(cf__helper *h)
 {
-    cf__worker *w = (cf__worker *)((char *)h - offsetof(cf__worker, helper));
-    cf__task *t;
-    bool shared;
-    if (w->depth >= MAX_HELP_DEPTH)
-        t = cf__deque_take(&w->deque); /* bound the stack: children only */
-    else
-        t = find_work(w, &shared);
-    if (!t)
-        return false;
-    /* Nested inside the waiting task: busy before, busy after. */
-    atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
-    w->depth++;
-    cf__trace(CF__TR_TASK_BEGIN, NULL, 1);
-    t->exec(t, w, NULL);
-    cf__trace(CF__TR_TASK_END, NULL, 0);
-    w->depth--;
-    atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
-    return true;
+    return (cf__worker *)((char *)h - offsetof(cf__worker, helper));
 }
 
-static void helper_park(cf__helper *h, const cf__deadline *deadline)
+static bool helper_run_future(cf__helper *h, cf_future *f)
 {
-    cf__worker *w = (cf__worker *)((char *)h - offsetof(cf__worker, helper));
+    cf__worker *w = worker_of(h);
     cf__sched *s = w->sched;
-    if (w->depth >= MAX_HELP_DEPTH) {
-        /* Too deep to help: this worker only waits now. So that the pool
-         * keeps making progress (other workers may be as deep, each
-         * waiting on work the other holds), wake a sleeper or start a
-         * spare worker beyond max_workers for the visible work. */
-        uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
-        if (n_searching(idle) == 0)
-            spread(s, idle, s->max_workers + s->max_spare);
-    }
-    sleep_enter(s, w, true);
+    return s->hooks.claim && s->hooks.claim(w, f, s->hooks.ctx);
+}
+
+/* Nothing the wait depends on can run here: block, and let another worker
+ * run tasks in this one's place. The caller re-checks its condition after
+ * every return, so a stale or spurious unpark costs one loop. */
+static void helper_block(cf__helper *h, const cf__deadline *deadline,
+                         bool first)
+{
+    cf__worker *w = worker_of(h);
+    cf__sched *s = w->sched;
+    if (first)
+        cf__count(&w->blocked);
+    /* seq_cst: raises worker_cap before we look for work to hand over;
+     * a pusher that read the old cap pushed before our scan, which sees
+     * its task (the pairing of notify) */
+    atomic_store_explicit(&w->in_wait, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->blocked_now, 1, memory_order_seq_cst);
+    uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
+    if (n_searching(idle) == 0)
+        spread(s, idle, worker_cap(s));
     cf__trace(CF__TR_WAIT_BEGIN, NULL, 0);
-    if (!work_visible(s))
-        cf__park(&w->parker, deadline);
+    cf__park(&w->parker, deadline);
     cf__trace(CF__TR_WAIT_END, NULL, 0);
-    if (!sleep_leave(s, w)) {
-        /* A waker counted us searching for new work; we are busy in a
-         * wait, so give the role back and pass the wake-up on. */
-        stop_searching(s);
+    atomic_fetch_sub_explicit(&s->blocked_now, 1, memory_order_seq_cst);
+    atomic_store_explicit(&w->in_wait, 0, memory_order_relaxed);
+}
+
+cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
+                                uint64_t epoch)
+{
+    /* acquire: pairs with the release store of epoch after the frame */
+    if (atomic_load_explicit(&thief->epoch, memory_order_acquire) != epoch)
+        return NULL;
+    cf__task *t = cf__deque_steal_from(&thief->deque, base);
+    if (!t || t == CF__STEAL_ABORT)
+        return NULL;
+    /* The frame may have ended between the check and the steal, and t be
+     * later work of the thief. If so, t was pushed after the epoch moved
+     * (our acquire of bottom in the steal orders that store before this
+     * load): hand it to the pool instead of running it here. */
+    if (atomic_load_explicit(&thief->epoch, memory_order_acquire) != epoch) {
+        cf__sched *s = w->sched;
+        inject_push(s, t);
+        atomic_fetch_add_explicit(&s->inj_count, 1, memory_order_seq_cst);
+        notify(s);
+        return NULL;
     }
+    cf__count(&w->steals);
+    return t;
+}
+
+/* Records the bounds of the calling thread's stack in w. */
+static void find_stack(cf__worker *w)
+{
+    pthread_attr_t attr;
+    void *lo = NULL;
+    size_t size = 0;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        if (pthread_attr_getstack(&attr, &lo, &size) != 0)
+            lo = NULL;
+        pthread_attr_destroy(&attr);
+    }
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    /* Unknown: assume the size we asked for, less a margin. */
+    w->stack_lo =
+        lo ? (uintptr_t)lo : here - (CF__WORKER_STACK - ((size_t)64 << 10));
 }
 
 /* ---- workers ------------------------------------------------------------- */
@@ -469,15 +589,26 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&s->spawn_mu);
     pthread_mutex_unlock(&s->spawn_mu);
     cf__tls_worker = w;
+    find_stack(w);
     cf__parker_set_self(&w->parker);
     cf__helper *outer = cf__helper_swap(&w->helper);
-    bool orphaned = false;
     cf__trace(CF__TR_WORKER_START, NULL, w->index);
     if (s->hooks.on_start)
         s->hooks.on_start(w, s->hooks.ctx);
 
     /* Here the worker is counted searching. */
+    bool retiring = false, rested = false;
     for (;;) {
+        /* A rest ends with at least one search: the wake-up may have been
+         * meant for this worker's search (a pusher woke the top sleeper),
+         * and the work seen by a refused retirement must get a worker. */
+        if (!rested && should_rest(s)) {
+            if (rest(s, w) && (retiring = retire(s, false)))
+                break;
+            rested = true;
+            continue;
+        }
+        rested = false;
         cf__task *t = NULL;
         bool shared;
         /* Spin only while no more workers search than there are CPUs; the
@@ -500,7 +631,7 @@ static void *worker_main(void *arg)
                 t->exec(t, w, NULL);
                 cf__trace(CF__TR_TASK_END, NULL, 0);
                 cf__worker_leave(w);
-                if (!(t = find_work(w, &shared)))
+                if (should_rest(s) || !(t = find_work(w, &shared)))
                     break;
                 begin_task(w);
                 /* Not searching, we took it: if nobody searches, make sure
@@ -508,79 +639,95 @@ static void *worker_main(void *arg)
                 uint64_t idle =
                     atomic_load_explicit(&s->idle, memory_order_seq_cst);
                 if (n_searching(idle) == 0)
-                    spread(s, idle, s->max_workers);
+                    spread(s, idle, worker_cap(s));
             }
             atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE,
                                       memory_order_seq_cst);
             continue;
         }
-        if ((may_exit(s) || go_to_sleep(s, w)) && leave_pool(s, w, &orphaned))
+        if (may_exit(s))
+            break;
+        if (go_to_sleep(s, w) && (retiring = retire(s, true)))
             break;
     }
     cf__trace(CF__TR_WORKER_EXIT, NULL, w->index);
+    if (!retiring)
+        atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
+                                  memory_order_seq_cst);
+
+    pthread_mutex_lock(&s->spawn_mu);
+    w->exited = true;
+    bool detach = s->orphaned;
+    if (retiring && !w->joined) {
+        /* Nobody joins a retired spare: it detaches, and its record is
+         * free for the next spare (spawn_locked). */
+        w->joined = w->retired = detach = true;
+    }
+    atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
+    if (atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed) == 1)
+        pthread_cond_broadcast(&s->exit_cv);
+    pthread_mutex_unlock(&s->spawn_mu);
     cf__helper_swap(outer);
     cf__parker_set_self(NULL);
     cf__tls_worker = NULL;
-    if (orphaned)
+    if (detach)
         cf__thread_detach_self();
     if (s->hooks.release)
         s->hooks.release(s->hooks.ctx);
     return NULL;
 }
 
-/* With idle_timeout, the record of a worker that left is used again (its
- * thread joined: it touches nothing of the record after leave_pool), so the
- * array thieves scan never changes. NULL when there is none. */
-static cf__worker *retired_worker(cf__sched *s)
+/* A new worker record at index idx (not yet published): NULL on ENOMEM. */
+static cf__worker *worker_new(cf__sched *s, size_t idx)
 {
-    size_t n = atomic_load_explicit(&s->nworkers, memory_order_relaxed);
-    for (size_t i = 0; s->idle_timeout > 0 && i < n; i++) {
-        cf__worker *w = s->workers[i];
-        if (w->exited && !w->joined) {
-            if (w->thread)
-                cf_thread_join(w->thread, CF_FOREVER, NULL);
-            w->thread = NULL;
-            w->exited = false;
-            return w;
-        }
-    }
-    return NULL;
-}
-
-/* A new worker record at the end of the array: NULL when full or out of
- * memory. */
-static cf__worker *new_worker(cf__sched *s, size_t idx)
-{
-    if (idx >= s->max_workers + s->max_spare)
-        return NULL;
     cf__worker *w = cf__calloc(1, sizeof *w);
-    if (w && cf__deque_init(&w->deque, 256)) {
+    if (!w)
+        return NULL;
+    if (cf__deque_init(&w->deque, 256)) {
         cf__free(w);
         return NULL;
     }
-    if (w) {
-        w->sched = s;
-        w->index = idx;
-        w->rng = (uint32_t)(idx * 2654435761u) | 1u;
-        w->helper.run_one = helper_run_one;
-        w->helper.park = helper_park;
-        s->workers[idx] = w;
-    }
+    w->sched = s;
+    w->index = idx;
+    w->rng = (uint32_t)(idx * 2654435761u) | 1u;
+    w->helper.run_future = helper_run_future;
+    w->helper.block = helper_block;
     return w;
 }
 
+/* Starts one worker (spawn_mu held), in the record of a retired spare if
+ * there is one: 0, CF_EINVAL past max_workers + max_spare, CF_ENOMEM. */
 static int spawn_locked(cf__sched *s)
 {
-    size_t idx = atomic_load_explicit(&s->nworkers, memory_order_relaxed);
-    cf__worker *w = retired_worker(s);
-    bool fresh = !w;
-    if (fresh && !(w = new_worker(s, idx)))
-        return idx >= s->max_workers + s->max_spare ? CF_EINVAL : CF_ENOMEM;
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_relaxed);
+    size_t idx = 0;
+    while (idx < n && !s->workers[idx]->retired)
+        idx++;
+    bool fresh = idx == n;
+    if (fresh && idx >= s->max_workers + s->max_spare)
+        return CF_EINVAL;
+    cf__worker *w = fresh ? worker_new(s, idx) : s->workers[idx];
+    if (!w)
+        return CF_ENOMEM;
+    /* "<prefix>_<index>", whole however long the prefix */
+    size_t len = strlen(s->prefix) + 24;
+    char *name = cf__malloc(len);
+    if (!name) {
+        if (fresh) {
+            cf__deque_destroy(&w->deque);
+            cf__free(w);
+        }
+        return CF_ENOMEM;
+    }
+    snprintf(name, len, "%s_%zu", s->prefix, idx);
+    bool spare =
+        atomic_load_explicit(&s->live, memory_order_relaxed) >= s->max_workers;
+    w->exited = w->joined = w->retired = false;
+    if (fresh)
+        s->workers[idx] = w; /* published below, by nworkers */
     atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
     atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
-    char name[96];
-    snprintf(name, sizeof name, "%s_%zu", s->prefix, w->index);
-    cf_thread_options o = { .name = name };
+    cf_thread_options o = { .name = name, .stack_size = CF__WORKER_STACK };
     if (s->hooks.retain)
         s->hooks.retain(s->hooks.ctx);
     sigset_t mask;
@@ -589,23 +736,26 @@ static int spawn_locked(cf__sched *s)
     int rc = cf_thread_start(&w->thread, worker_main, w, &o);
     if (!s->keep_signal_mask)
         cf__signals_restore(&mask);
+    cf__free(name);
     if (rc) {
         /* The spawner holds a reference of its own: this is not the last. */
         if (s->hooks.release)
             s->hooks.release(s->hooks.ctx);
         if (atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed) == 1)
             pthread_cond_broadcast(&s->exit_cv);
-        atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
-        if (!fresh) {
-            w->thread = NULL;
-            w->exited = true; /* stays retired */
-            return rc;
+        atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
+                                  memory_order_seq_cst);
+        if (fresh) {
+            s->workers[idx] = NULL;
+            cf__deque_destroy(&w->deque);
+            cf__free(w);
+        } else {
+            w->exited = w->joined = w->retired = true;
         }
-        s->workers[idx] = NULL;
-        cf__deque_destroy(&w->deque);
-        cf__free(w);
         return rc;
     }
+    if (spare)
+        atomic_fetch_add_explicit(&s->spares, 1, memory_order_relaxed);
     /* release: thieves that read nworkers see the record */
     if (fresh)
         atomic_store_explicit(&s->nworkers, idx + 1, memory_order_release);
@@ -618,7 +768,7 @@ int cf__sched_init(cf__sched *s, size_t max_workers, const char *prefix,
                    const cf__sched_hooks *hooks)
 {
     memset(s, 0, sizeof *s);
-    s->max_spare = max_workers < 4 ? 4 : max_workers;
+    s->max_spare = CF__MAX_SPARE;
     s->workers = cf__calloc(max_workers + s->max_spare, sizeof *s->workers);
     s->prefix = cf__strdup(prefix);
     if (!s->workers || !s->prefix) {
@@ -709,10 +859,12 @@ static void release_workers(cf__sched *s, bool orphan)
     pthread_mutex_lock(&s->spawn_mu);
     if (orphan)
         s->orphaned = true;
-    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
-    for (size_t i = 0; i < n; i++) {
+    /* Spares may start while we join (standing in for blocked workers), so
+     * look again from the start after every join. */
+    for (size_t i = 0;
+         i < atomic_load_explicit(&s->nworkers, memory_order_relaxed); i++) {
         cf__worker *w = s->workers[i];
-        if (w->joined || !w->thread)
+        if (w->joined)
             continue;
         w->joined = true;
         if (orphan && !w->exited)
@@ -720,6 +872,7 @@ static void release_workers(cf__sched *s, bool orphan)
         pthread_mutex_unlock(&s->spawn_mu);
         cf_thread_join(w->thread, CF_FOREVER, NULL);
         pthread_mutex_lock(&s->spawn_mu);
+        i = (size_t)-1;
     }
     pthread_mutex_unlock(&s->spawn_mu);
 }
@@ -727,6 +880,11 @@ static void release_workers(cf__sched *s, bool orphan)
 void cf__sched_join(cf__sched *s)
 {
     release_workers(s, false);
+}
+
+void cf__sched_orphan(cf__sched *s)
+{
+    release_workers(s, true);
 }
 
 int cf__sched_wait(cf__sched *s, const cf__deadline *deadline)
@@ -741,28 +899,40 @@ int cf__sched_wait(cf__sched *s, const cf__deadline *deadline)
     return rc ? CF_ETIMEDOUT : 0;
 }
 
-void cf__sched_orphan(cf__sched *s)
-{
-    release_workers(s, true);
-}
-
 void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
 {
     memset(out, 0, sizeof *out);
+    /* Husks leave the queues while we count: read how many left before
+     * counting the queues, and how many there were after, so that a husk
+     * taken off meanwhile never counts as queued. */
+    size_t gone =
+        atomic_load_explicit(&s->home.husks_gone, memory_order_seq_cst);
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_relaxed);
-    size_t helpers = atomic_load_explicit(&s->parked_helpers, memory_order_relaxed);
     out->workers = atomic_load_explicit(&s->live, memory_order_relaxed);
-    out->idle = n_searching(idle) + n_sleeping(idle) - helpers;
-    out->queued = atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+    out->idle = n_searching(idle) + n_sleeping(idle);
+    size_t queued = atomic_load_explicit(&s->inj_count, memory_order_seq_cst);
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];
-        int64_t b = atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
+        int64_t b =
+            atomic_load_explicit(&w->deque.bottom, memory_order_relaxed);
         int64_t t = atomic_load_explicit(&w->deque.top, memory_order_relaxed);
-        out->queued += b > t ? (size_t)(b - t) : 0;
+        queued += b > t ? (size_t)(b - t) : 0;
         out->running += atomic_load_explicit(&w->in_task, memory_order_relaxed);
-        out->completed += atomic_load_explicit(&w->completed, memory_order_relaxed);
+        out->completed +=
+            atomic_load_explicit(&w->completed, memory_order_relaxed);
         out->failed += atomic_load_explicit(&w->failed, memory_order_relaxed);
-        out->cancelled += atomic_load_explicit(&w->cancelled, memory_order_relaxed);
+        out->steals += atomic_load_explicit(&w->steals, memory_order_relaxed);
+        out->inlined += atomic_load_explicit(&w->inlined, memory_order_relaxed);
+        out->blocked += atomic_load_explicit(&w->blocked, memory_order_relaxed);
     }
+    /* A cancelled task stays queued until a worker drops it, and so does
+     * the entry of one a wait ran: neither counts as queued. A cancel
+     * counts as one from the cancel on. */
+    size_t husks = atomic_load_explicit(&s->home.husks, memory_order_seq_cst);
+    size_t still = husks > gone ? husks - gone : 0;
+    out->queued = queued > still ? queued - still : 0;
+    out->cancelled =
+        atomic_load_explicit(&s->home.cancelled, memory_order_relaxed);
+    out->spares = atomic_load_explicit(&s->spares, memory_order_relaxed);
 }

@@ -2,21 +2,50 @@
 /*
  * sched.h - the work-stealing scheduler under the thread pool: workers
  * with one Chase-Lev deque each, an injection queue for submissions from
- * outside, spinning then futex sleep, and help-while-wait.
+ * outside, spinning then futex sleep, and the worker side of the wait
+ * protocol (running a wait's dependencies inline, blocking with
+ * compensation, spare workers).
  *
  * A task is any record that embeds a cf__task; exec runs it on a worker.
  * Futures, cf_join frames (on the joiner's stack) and group tasks are all
  * tasks. The sleep/wake protocol and its invariants are in docs/design.md,
- * "Sleeping and waking".
+ * "Sleeping and waking"; waits inside tasks in "The wait protocol".
  */
 #ifndef CF_SCHED_H
 #define CF_SCHED_H
 
+#include "../trace.h"
 #include "deque.h"
 
 #include <pthread.h>
 
 typedef struct cf__sched cf__sched;
+
+/* Worker threads get this much stack: the depth of waits nested inline
+ * on one thread is bounded by it (see CF__STACK_RESERVE), and spare
+ * workers carry deeper chains, each on a stack of its own. */
+#define CF__WORKER_STACK ((size_t)8 << 20)
+/* A wait runs a dependency inline only while more than this much of the
+ * thread's stack is left: room for the task's own code. ThreadSanitizer
+ * keeps a shadow call stack of a fixed depth per thread, so there inline
+ * nesting gets 2 MiB of the stack only. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CF__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CF__ASAN 1
+#endif
+#endif
+#if defined(CF__TSAN)
+#define CF__STACK_RESERVE (CF__WORKER_STACK - ((size_t)2 << 20))
+#elif defined(CF__ASAN)
+#define CF__STACK_RESERVE ((size_t)1 << 20)
+#else
+#define CF__STACK_RESERVE ((size_t)256 << 10)
+#endif
+/* Spare workers a pool may start beyond max_workers to stand in for
+ * workers blocked in waits: the cap of compensation. */
+#define CF__MAX_SPARE ((size_t)1024)
 
 struct cf__worker {
     cf__deque deque;
@@ -26,23 +55,28 @@ struct cf__worker {
     cf_thread *thread;
     size_t index;
     uint32_t rng;
-    unsigned depth;            /* nesting of tasks run while waiting */
-    char pad[64]; /* in_task and the counters away from the deque */
+    uintptr_t stack_lo; /* the lowest usable address of the thread's stack */
+    char pad[64];       /* in_task and the counters away from the deque */
     _Atomic uint32_t in_task; /* 1 while inside a task (see sched.c) */
+    _Atomic uint32_t in_wait; /* 1 while blocked in a wait */
+    _Atomic uint64_t epoch;   /* stolen join frames finished (owner only) */
     /* counters, written by this worker only (relaxed), read by stats */
-    _Atomic size_t completed, failed, cancelled;
+    _Atomic size_t completed, failed, steals, inlined, blocked;
     /* sleep_mu */
     struct cf__worker *next_sleeper;
     bool sleeping;
-    bool helping;
     /* spawn_mu */
     bool exited, joined;
+    bool retired; /* a spare that left: the record is free for reuse */
 };
 
 typedef struct cf__sched_hooks {
     void (*on_start)(cf__worker *w, void *ctx); /* in the new worker */
-    void (*retain)(void *ctx);  /* a worker is being started */
+    void (*retain)(void *ctx);                  /* a worker is being started */
     void (*release)(void *ctx); /* last thing a worker does (may free) */
+    /* Runs the future f inline on w, inside a wait that depends on it, if
+     * f is a pending task of this pool: true if it did. */
+    bool (*claim)(cf__worker *w, cf_future *f, void *ctx);
     void *ctx;
 } cf__sched_hooks;
 
@@ -60,18 +94,23 @@ struct cf__sched {
     _Atomic uint64_t idle;
     _Atomic int64_t submitting; /* external pushes in flight */
     _Atomic bool shutdown;
-    _Atomic size_t parked_helpers;
     pthread_mutex_t sleep_mu;
     cf__worker *sleepers;
     /* workers[0, nworkers) are published (release on nworkers) */
     pthread_mutex_t spawn_mu;
     cf__worker **workers;
     size_t max_workers;
-    size_t max_spare; /* extra workers allowed for waits nested too deep */
+    size_t max_spare; /* CF__MAX_SPARE: workers beyond max_workers */
     unsigned ncpu;    /* CPUs: bounds how many workers spin at once */
     _Atomic size_t nworkers;
     _Atomic size_t live;
-    bool orphaned; /* spawn_mu */
+    /* Read by every worker at every task, written only when a wait
+     * blocks: kept off the lines that submitters write (submitting). */
+    _Atomic size_t blocked_now; /* workers blocked in a wait right now */
+    _Atomic size_t resting;     /* surplus workers standing down */
+    _Atomic size_t spares;      /* spare workers started, ever */
+    cf__task_home home;         /* of the futures queued here */
+    bool orphaned;              /* spawn_mu */
     char *prefix;
     cf__sched_hooks hooks;
     /* Set by the pool before its first push: */
@@ -103,6 +142,14 @@ int cf__sched_push(cf__sched *s, cf__task *t);
  * wakes or starts a worker if none is looking: 0 or CF_ENOMEM. */
 int cf__worker_push(cf__worker *w, cf__task *t);
 
+/* Leapfrogging (docs/design.md, "The wait protocol"): from worker w,
+ * steals a task of the deque of worker thief at index base or above while
+ * thief's epoch is still epoch - that is, a task thief pushed while it ran
+ * the stolen join frame that recorded base and epoch, so a task of that
+ * frame's subtree. NULL if there is none. */
+cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
+                                uint64_t epoch);
+
 /* Stops accepting external work; workers leave once no work is left. */
 void cf__sched_shutdown(cf__sched *s);
 /* Joins every worker (after shutdown). */
@@ -124,6 +171,21 @@ static inline void cf__worker_leave(cf__worker *w)
 {
     atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
 }
+/* True while the calling thread (worker w) has more than
+ * CF__STACK_RESERVE of stack left below the current frame. */
+static inline bool cf__worker_stack_room(const cf__worker *w)
+{
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    return sp > w->stack_lo && sp - w->stack_lo > CF__STACK_RESERVE;
+}
+
+/* Runs t on w inside a wait of the task w is running (t is something that
+ * wait depends on: docs/design.md, "The wait protocol"); how is NULL, or
+ * what the task's exec needs to know (a claimed future). The waiting task
+ * is still running when t returns. */
+static inline void cf__worker_run_inline(cf__worker *w, cf__task *t,
+                                         const cf__drop *how);
+
 /* Bumps a worker's own counter (no read-modify-write: one writer). */
 static inline void cf__count(_Atomic size_t *c)
 {
@@ -131,9 +193,20 @@ static inline void cf__count(_Atomic size_t *c)
                           memory_order_relaxed);
 }
 
+static inline void cf__worker_run_inline(cf__worker *w, cf__task *t,
+                                         const cf__drop *how)
+{
+    cf__count(&w->inlined);
+    cf__trace(CF__TR_TASK_BEGIN, NULL, 1);
+    t->exec(t, w, how);
+    cf__trace(CF__TR_TASK_END, NULL, 0);
+    atomic_store_explicit(&w->in_task, 1, memory_order_relaxed);
+}
+
 /* Snapshot of the scheduler for stats. */
 typedef struct cf__sched_stats {
     size_t workers, idle, queued, running, completed, failed, cancelled;
+    size_t steals, inlined, spares, blocked;
 } cf__sched_stats;
 void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out);
 

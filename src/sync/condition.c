@@ -6,7 +6,8 @@
  * One pthread mutex (mu) guards everything here: the re-entrant lock's
  * state (held, owner, depth), and the queue of waiters. mu is held only for
  * a few instructions at a time, never while the caller "holds the
- * condition"; holding the condition means held && owner == self.
+ * condition"; holding the condition means held && owner == self, self
+ * being the running task (or the thread outside tasks: sync/owner.c).
  *
  * Waiting follows CPython: each waiter puts a node, living on its own stack
  * and with its own pthread condition variable, at the tail of a FIFO list,
@@ -38,12 +39,12 @@ typedef struct waiter {
 
 struct cf_condition {
     pthread_mutex_t mu;
-    pthread_cond_t lock_cv;  /* signalled when the re-entrant lock is freed */
-    unsigned lock_waiters;   /* threads sleeping on lock_cv */
-    bool held;               /* the re-entrant lock is taken */
-    pthread_t owner;         /* valid while held */
-    unsigned long depth;     /* acquires not yet released, while held */
-    waiter *head, *tail;     /* waiting for a notify, oldest first */
+    pthread_cond_t lock_cv; /* signalled when the re-entrant lock is freed */
+    unsigned lock_waiters;  /* threads sleeping on lock_cv */
+    bool held;              /* the re-entrant lock is taken */
+    uintptr_t owner;        /* cf__owner_id() of the holder, while held */
+    unsigned long depth;    /* acquires not yet released, while held */
+    waiter *head, *tail;    /* waiting for a notify, oldest first */
 };
 
 /* ---- pthread helpers: condition variables on the monotonic clock ------- */
@@ -82,7 +83,7 @@ void cf_condition_free(cf_condition *c)
 
 static bool owned_by_caller(const cf_condition *c)
 {
-    return c->held && pthread_equal(c->owner, pthread_self());
+    return c->held && c->owner == cf__owner_id();
 }
 
 /* Takes the re-entrant lock at the given depth (mu held): 0 or
@@ -98,7 +99,7 @@ static int take_lock(cf_condition *c, const cf__deadline *d,
             return CF_ETIMEDOUT;
     }
     c->held = true;
-    c->owner = pthread_self();
+    c->owner = cf__owner_id();
     c->depth = depth;
     return 0;
 }

@@ -4,11 +4,12 @@
  * the thread that acquired it.
  *
  * Underneath is the same three-state futex word as cf_lock (see lock.c),
- * plus the owner's identity and the depth. The owner is the address of a
- * thread-local byte: unique among live threads and cheaper than a system
- * call. A thread checks "do I own it?" with a relaxed load of owner: only the
- * thread itself ever stores its own identity there, and it clears it before
- * it lets the word go, so it can never see its own identity by mistake.
+ * plus the owner's identity and the depth. The owner is cf__owner_id():
+ * the running task, so that a task run inline within another's wait is not
+ * taken for its waiter (sync/owner.c). A task checks "do I own it?" with a
+ * relaxed load of owner: only the task itself ever stores its own identity
+ * there, and it clears it before it lets the word go, so it can never see
+ * its own identity by mistake.
  * depth is touched only by the owner; ownership passes through the word's
  * release/acquire, which orders depth too.
  *
@@ -26,13 +27,6 @@ struct cf_rlock {
     _Atomic uintptr_t owner; /* the owner's identity, 0 when unowned */
     unsigned long depth;     /* acquires not yet released (owner only) */
 };
-
-static _Thread_local char self_token;
-
-static uintptr_t self_id(void)
-{
-    return (uintptr_t)&self_token;
-}
 
 cf_rlock *cf_rlock_new(void)
 {
@@ -57,9 +51,8 @@ static int word_take(_Atomic uint32_t *word, double timeout,
 {
     uint32_t expected = 0;
     /* acquire: pairs with the release exchange in word_give */
-    if (atomic_compare_exchange_strong_explicit(word, &expected, 1,
-                                                memory_order_acquire,
-                                                memory_order_relaxed))
+    if (atomic_compare_exchange_strong_explicit(
+            word, &expected, 1, memory_order_acquire, memory_order_relaxed))
         return 0;
     if (timeout == 0)
         return CF_ETIMEDOUT;
@@ -88,8 +81,8 @@ int cf_rlock_acquire(cf_rlock *l, double timeout)
     cf__deadline d;
     if (cf__deadline_from(timeout, &d))
         return CF_EINVAL;
-    uintptr_t me = self_id();
-    /* relaxed: only this thread stores me (see the file comment) */
+    uintptr_t me = cf__owner_id();
+    /* relaxed: only this task stores me (see the file comment) */
     if (atomic_load_explicit(&l->owner, memory_order_relaxed) == me) {
         l->depth++;
         return 0;
@@ -107,8 +100,8 @@ int cf_rlock_release(cf_rlock *l)
 {
     if (!l)
         return CF_EINVAL;
-    /* relaxed: only this thread stores its own identity */
-    if (atomic_load_explicit(&l->owner, memory_order_relaxed) != self_id())
+    /* relaxed: only this task stores its own identity */
+    if (atomic_load_explicit(&l->owner, memory_order_relaxed) != cf__owner_id())
         return CF_EPERM;
     if (--l->depth > 0)
         return 0;

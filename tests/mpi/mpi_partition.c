@@ -9,8 +9,9 @@
  * 20 ms and answering with the name of the host that ran it, and reads
  * the results in order. Once HOSTS different hosts have answered it
  * prints "READY" (the test then cuts a host's link). The job is expected
- * to end from outside, by MPI, when a host is lost; if it is still
- * running after SECONDS it prints "NOT ENDED" and exits with 3.
+ * to end when a host is lost, by the pool's watchdog or by MPI, whichever
+ * notices first; if it is still running after SECONDS it prints "NOT
+ * ENDED" and exits with 3.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cfutures/mpi.h>
@@ -68,8 +69,12 @@ int main(int argc, char **argv)
         size_t len;
         int rc = cf_future_bytes(*f, CF_FOREVER, &data, &len);
         if (rc) {
-            printf("task failed: %s: %.*s\n", cf_strerror(rc), (int)len,
-                   (const char *)data);
+            /* The watchdog failed it (docs/mpi.md): MPI_Finalize, at exit,
+             * then waits until MPI notices the lost host. */
+            const char *why = NULL;
+            cf_future_exception(*f, 0, &why);
+            printf("task failed: %s: %s\n", cf_strerror(rc), why ? why : "");
+            fflush(stdout);
             return 1;
         }
         int k = 0;

@@ -16,6 +16,8 @@
 #include "mpi_pool.h"
 
 #include <cfutures/mpi.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <sys/mman.h>
 
@@ -99,6 +101,17 @@ static int crash(const void *in, size_t len, cf_buffer *out)
     return 0;
 }
 
+/* Kills its own process (isolated pools only); SIGKILL, so that no
+ * sanitizer turns it into an exit status. */
+static int die(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    (void)out;
+    raise(SIGKILL);
+    return 0;
+}
+
 static int64_t init_seen;
 
 static const int64_t forty_two = 42;
@@ -109,6 +122,26 @@ static void *init_mark(void *arg)
     init_seen = *(const int64_t *)arg;
     return NULL;
 }
+
+/* Kills the first worker process its rank starts, before it is ready; a
+ * file named after the rank's pid remembers that it did. */
+static void *init_crash_once(void *arg)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/cf_mpi_init_crash.%d", (int)getppid());
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        close(fd);
+        raise(SIGKILL);
+    }
+    unlink(path);
+    init_seen = *(const int64_t *)arg;
+    return NULL;
+}
+
+static const cf_options opts_init_crash_once = { .initializer = init_crash_once,
+                                                 .initarg =
+                                                     (void *)&forty_two };
 
 static void *init_fail(void *arg)
 {
@@ -385,7 +418,8 @@ static void shutdown_nowait(void)
 {
     cf_executor *ex = make_pool(NULL);
     int w = n_workers();
-    cf_future *fs[4];
+    cf_future **fs = calloc((size_t)w + 1, sizeof *fs);
+    CHECK(fs != NULL);
     for (int i = 0; i < w; i++)
         fs[i] = submit_i64(ex, nap, 300);
     CHECK_TIME(CHECK_EQ(cf_shutdown(ex, false, false), 0), 0, 0.2);
@@ -395,6 +429,7 @@ static void shutdown_nowait(void)
         result_i64(fs[i]);
         cf_future_release(fs[i]);
     }
+    free(fs);
     cf_executor_free(ex);
 }
 
@@ -806,12 +841,217 @@ static void isolated_crash_and_timeout(void)
     cf_executor_free(ex);
 }
 
+/* Isolated ranks: many tiny tasks stream through each rank's worker
+ * process; those among them that kill it fail alone, and the tasks queued
+ * behind them run, however many crashes come first. */
+static void isolated_crashes_blame_only_their_task(void)
+{
+    cf_executor *ex = make_isolated_pool(NULL);
+    enum { N = 400 };
+    static cf_future *fs[N];
+    size_t crashed = 0;
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < N; i++)
+            fs[i] = submit_i64(ex, i % 37 == 5 ? die : square, i);
+        for (int i = 0; i < N; i++) {
+            if (i % 37 == 5) {
+                const char *msg = NULL;
+                CHECK_EQ(cf_future_exception(fs[i], 30.0, &msg), CF_EBROKEN);
+                CHECK(msg && strstr(msg, "SIGKILL"));
+                crashed++;
+            } else {
+                CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+            }
+            cf_future_release(fs[i]);
+        }
+    }
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.failed, crashed);
+    CHECK_EQ(st.completed, 2 * N - crashed);
+    cf_executor_free(ex);
+}
+
+/* Isolated ranks: a worker process killed before it was ready is a failed
+ * start; it is started again and the tasks run. */
+static void isolated_initializer_crash_retried(void)
+{
+    cf_executor *ex = make_isolated_pool(&opts_init_crash_once);
+    cf_future *fs[20];
+    for (int i = 0; i < 20; i++)
+        fs[i] = submit_i64(ex, read_init, 0);
+    for (int i = 0; i < 20; i++) {
+        CHECK_EQ(result_i64(fs[i]), 42);
+        cf_future_release(fs[i]);
+    }
+    cf_executor_free(ex);
+}
+
 static void isolated_initializer(void)
 {
     cf_executor *ex = make_isolated_pool(&opts_init_mark);
     cf_future *f = submit_i64(ex, read_init, 0);
     CHECK_EQ(result_i64(f), 42);
     cf_future_release(f);
+    cf_executor_free(ex);
+}
+
+/* ---- the kill loop on isolated ranks ---------------------------------------- */
+
+/* A logged task: its input names the root (whose log it writes), its id and
+ * how long it sleeps; it logs "started id", works, logs "done id" (one
+ * 8-byte O_APPEND write each), and returns its id. */
+typedef struct logged_job {
+    int64_t root_pid, id, sleep_us;
+} logged_job;
+
+static void log_path(char *buf, size_t n, int64_t root_pid)
+{
+    snprintf(buf, n, "/tmp/cf_mpi_faults.%lld.log", (long long)root_pid);
+}
+
+static void log_record(int64_t root_pid, uint64_t rec)
+{
+    char path[64];
+    log_path(path, sizeof path, root_pid);
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    if (write(fd, &rec, sizeof rec) != (ssize_t)sizeof rec)
+        _exit(9);
+    close(fd);
+}
+
+static int logged(const void *in, size_t len, cf_buffer *out)
+{
+    logged_job j;
+    if (len != sizeof j)
+        return CF_EINVAL;
+    memcpy(&j, in, sizeof j);
+    log_record(j.root_pid, (uint64_t)j.id << 1);
+    if (j.sleep_us)
+        sleep_s((double)j.sleep_us * 1e-6);
+    log_record(j.root_pid, (uint64_t)j.id << 1 | 1);
+    return put_i64(out, j.id);
+}
+
+/* The parent pid and state of process pid, from /proc: false if gone. */
+static bool proc_parent(int pid, int *ppid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t k = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (k <= 0)
+        return false;
+    buf[k] = '\0';
+    char *rp = strrchr(buf, ')'), state;
+    return rp && sscanf(rp + 1, " %c %d", &state, ppid) == 2 && state != 'Z';
+}
+
+/* The isolated ranks' worker processes: children of this process (one
+ * rank: the root runs them) or of its siblings (the other ranks, children
+ * of the same launcher), up to max. */
+static int rank_workers(pid_t *out, int max)
+{
+    enum { MAXP = 4096 };
+    static int pids[MAXP], parents[MAXP];
+    int n = 0, found = 0;
+    DIR *d = opendir("/proc");
+    CHECK(d != NULL);
+    for (struct dirent *e; n < MAXP && (e = readdir(d)) != NULL;)
+        if (e->d_name[0] >= '1' && e->d_name[0] <= '9' &&
+            proc_parent(atoi(e->d_name), &parents[n]))
+            pids[n++] = atoi(e->d_name);
+    closedir(d);
+    int self = getpid(), launcher = getppid();
+    for (int i = 0; i < n && found < max; i++) {
+        bool ours = parents[i] == self;
+        for (int k = 0; k < n && !ours; k++)
+            ours = pids[k] == parents[i] && parents[k] == launcher &&
+                   pids[k] != self;
+        if (ours)
+            out[found++] = pids[i];
+    }
+    return found;
+}
+
+typedef struct rank_killer {
+    pthread_t th;
+    atomic_bool stop;
+    atomic_int kills;
+    unsigned seed;
+} rank_killer;
+
+static void *rank_killer_main(void *arg)
+{
+    rank_killer *k = arg;
+    while (!atomic_load(&k->stop) && atomic_load(&k->kills) < 10) {
+        sleep_s((double)(rand_r(&k->seed) % 20000) * 1e-6);
+        pid_t w[16];
+        int n = rank_workers(w, 16);
+        if (n > 0 && kill(w[rand_r(&k->seed) % n], SIGKILL) == 0)
+            atomic_fetch_add(&k->kills, 1);
+    }
+    return NULL;
+}
+
+/* Isolated ranks whose worker processes are killed from outside, at any
+ * stage, in a loop: every future finishes; a task fails only if it
+ * started, and then names the SIGKILL; none ran twice; the pool works on. */
+static void isolated_kill_loop(void)
+{
+    enum { N = 300 };
+    char path[64];
+    int64_t me = getpid();
+    log_path(path, sizeof path, me);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    CHECK(fd >= 0);
+    close(fd);
+    cf_executor *ex = make_isolated_pool(NULL);
+    rank_killer k = { .seed = 99 };
+    CHECK_EQ(pthread_create(&k.th, NULL, rank_killer_main, &k), 0);
+    static cf_future *fs[N];
+    for (int i = 0; i < N; i++) {
+        logged_job j = { me, i, i % 2 ? 0 : 3000 };
+        CHECK_EQ(cf_submit_bytes(ex, logged, &j, sizeof j, &fs[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        CHECK(cf_future_exception(fs[i], 60.0 * test_scale(), NULL) !=
+              CF_ETIMEDOUT);
+    atomic_store(&k.stop, true);
+    pthread_join(k.th, NULL);
+    unsigned char started[N] = { 0 }, done[N] = { 0 };
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    for (uint64_t rec; read(fd, &rec, sizeof rec) == (ssize_t)sizeof rec;) {
+        CHECK((rec >> 1) < N);
+        (rec & 1 ? done : started)[rec >> 1]++;
+    }
+    close(fd);
+    unlink(path);
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        const char *msg = NULL;
+        int rc = cf_future_exception(fs[i], 0, &msg);
+        CHECK(started[i] <= 1); /* nothing ran twice */
+        if (rc == 0) {
+            CHECK_EQ(result_i64(fs[i]), i);
+            CHECK(started[i] == 1 && done[i] == 1);
+        } else {
+            failed++;
+            CHECK_EQ(rc, CF_EBROKEN);
+            CHECK_EQ(started[i], 1); /* blamed only if it ran */
+            CHECK(msg && strstr(msg, "SIGKILL"));
+        }
+        cf_future_release(fs[i]);
+    }
+    printf("     isolated_kill_loop: %d kills, %d of %d tasks failed\n",
+           atomic_load(&k.kills), failed, N);
+    check_still_works(ex);
     cf_executor_free(ex);
 }
 
@@ -919,6 +1159,9 @@ static const mpi_case cases[] = {
     CASE(concurrent_submitters, 1, NULL),
     ISOLATED_CASE(isolated_crash_and_timeout, &opts_timeout),
     ISOLATED_CASE(isolated_initializer, &opts_init_mark),
+    ISOLATED_CASE(isolated_crashes_blame_only_their_task, NULL),
+    ISOLATED_CASE(isolated_initializer_crash_retried, &opts_init_crash_once),
+    ISOLATED_CASE(isolated_kill_loop, NULL),
 };
 
 static bool wanted(const char *name, int argc, char **argv)

@@ -1,43 +1,46 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * process_pool.c - the process-pool executor: bytes tasks run in worker
- * processes, one AF_UNIX socket each, driven by one manager thread per
- * pool. docs/process_pool.md is the long form; wire.h has the frames.
+ * pool.c - the process transport of the remote engine (remote/engine.h):
+ * cf_process_pool_new's workers are processes, one AF_UNIX socket each,
+ * driven by the engine's manager thread. docs/process_pool.md is the long
+ * form; remote/codec.h has the frames, wire.h the process-side protocol.
  *
  * Who owns what:
- *   - Submitters build a task's whole TASK frame (header, function identity,
- *     a copy of the input) and append it to the pending queue under `mu`.
- *     They write the wake eventfd only when the manager sleeps with room
- *     for more work (`listening`), so a burst of submits to a busy pool
- *     costs no system call each.
- *   - The manager thread owns the workers: it starts them (spawn or fork),
- *     pipelines tasks into them, reads answers and completes futures, reaps
- *     them (waitpid on their own pid, WNOHANG, woken by a pidfd), kills and
- *     replaces them. It never blocks but in poll(2); every socket is
- *     non-blocking and writes use MSG_NOSIGNAL, so a dead worker shows up
- *     as EOF, EPIPE or its pidfd turning readable (the last even when a
- *     process the task started keeps the socket open), never as a hang
- *     or a SIGPIPE.
+ *   - The engine owns the pending queue: submitters build a task's whole
+ *     TASK frame and append it under the engine's `mu`, and write the wake
+ *     eventfd only when the manager sleeps with room for more work
+ *     (`listening`), so a burst of submits to a busy pool costs no system
+ *     call each.
+ *   - The manager's round (pp_round) owns the workers: it starts them
+ *     (spawn or fork), pipelines tasks into them, reads answers and
+ *     completes futures, reaps them (waitpid on their own pid, WNOHANG,
+ *     woken by a pidfd), kills and replaces them. It never blocks but in
+ *     poll(2); every socket is non-blocking and writes use MSG_NOSIGNAL, so
+ *     a dead worker shows up as EOF, EPIPE or its pidfd turning readable
+ *     (the last even when a process the task started keeps the socket
+ *     open), never as a hang or a SIGPIPE.
  *
- * Invariants:
- *   - A worker answers its tasks in the order it got them, and writes each
- *     answer in full before starting the next task (worker.c). So when it
- *     dies, the oldest task without an answer - if its frame was written in
- *     full - is the one that was running: only that one fails (CF_EBROKEN,
- *     naming the signal or exit status; CF_ETIME when we killed it for
- *     task_timeout). The tasks queued behind it go back to the front of the
- *     pending queue, still RUNNING for their futures, and run elsewhere.
+ * Invariants (docs/design.md, "Blame"):
+ *   - A worker answers its tasks in the order it got them, writes each
+ *     answer in full before starting the next task, and records in its
+ *     state page (wire.h) which task it started last and whether that one
+ *     returned. When it dies, the tasks written to it go with it to the
+ *     dying list; once it is reaped, the engine's cf__remote_blame fails
+ *     the one that ran (CF_EBROKEN naming the signal or exit status;
+ *     CF_ETIME when we killed it for task_timeout) and puts those behind it
+ *     back at the front of the queue.
  *   - Every frame read is checked (magic, version, header check, type, the
  *     id of the oldest task in flight, length limits); a worker that fails
  *     a check is killed as crashed.
- *   - A worker that dies before its READY (the initializer, or a start-up
- *     failure) breaks the pool, as in Python: pending and later work get
- *     CF_EBROKEN, and every worker is killed.
+ *   - A worker that dies before its READY is a failed start, as is a start
+ *     that fails outright (no descriptors, no processes): the engine's
+ *     backoff says when to retry, and when to give up. An initializer that
+ *     reports a failure (INIT_FAIL) breaks the pool, as in Python.
+ *   - Workers are freed only in reap(), at the top of the round, never
+ *     while a poll round may still hold a pointer to one.
  *   - The manager exits only after every worker process it started has
  *     been reaped; cf_executor_free joins it, so no process, zombie or
  *     descriptor outlives the pool.
- *   - Futures are completed (callbacks run) without `mu` held, so a done
- *     callback may submit to the pool.
  *
  * Cost: a task is one allocation (its frame) plus its future. The manager
  * keeps up to `depth` tasks in flight per worker, sized from a running
@@ -45,11 +48,10 @@
  * each worker: tiny tasks go out many per write(2) and their answers come
  * back many per read(2); long tasks keep one queued behind the running one.
  */
-#include "bytes.h"
-#include "executor.h"
-#include "fnid.h"
-#include "proc/wire.h"
-#include "trace.h"
+#include "../fnid.h"
+#include "../remote/engine.h"
+#include "../trace.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <math.h>
@@ -71,29 +73,19 @@ extern char **environ;
 #define GRACE_S 2.0          /* a closed or crashed worker gets this to exit */
 #define DEPTH_WINDOW_S 0.002 /* work to keep queued in each worker */
 #define MAX_DEPTH 256        /* tasks in flight per worker, at most */
-#define MAX_REQUEUES 3       /* deaths a task may sit through unstarted */
 #define MAX_IOV 64           /* frames per sendmsg */
 #define RXBUF (64u * 1024u)  /* per-worker receive buffer */
 #define RX_PER_CALL (4u << 20) /* bytes read from one worker per wake-up */
 #define MAX_POLLED_DYING 64 /* dying workers beyond this are polled by tick */
 #define TICK_S 0.005
-#define START_RETRY_S 0.1
-
-/* A queued or in-flight task: its future and its TASK frame. */
-typedef struct pp_task {
-    struct pp_task *next;
-    cf_future *f;          /* the engine's reference */
-    double sent_at;        /* when the frame was written in full; 0 before */
-    unsigned requeues;     /* times its worker died before it started */
-    bool started;          /* moved to RUNNING (dispatched at least once) */
-    size_t len;            /* frame bytes */
-    unsigned char frame[]; /* header, u64 fn offset, module, input */
-} pp_task;
+#define RECHECK_S 0.05            /* a task sent but not started: look again */
+#define TRANSFER_STALL_MIN_S 10.0 /* a result with no progress, at least */
 
 typedef enum pp_why {
     WHY_CRASH,   /* EOF or a socket error we did not cause */
     WHY_CORRUPT, /* a frame failed a check */
     WHY_TIMEOUT, /* its task ran past task_timeout */
+    WHY_STALL,   /* a finished task's answer made no progress */
     WHY_NOMEM,   /* no memory to hold its answer */
     WHY_STOP,    /* retired, shut down, or the pool broke */
 } pp_why;
@@ -105,7 +97,7 @@ typedef struct pp_worker {
     unsigned assigned;      /* tasks ever given (max_tasks_per_child) */
     size_t init_off;        /* bytes of the INIT frame written */
     /* In flight, oldest first; [head, unsent) were written in full. */
-    pp_task *head, *tail, *unsent;
+    cf__rtask *head, *tail, *unsent;
     size_t unsent_off; /* bytes of unsent's frame written */
     size_t n_inflight;
     double head_since; /* when head became the oldest (or READY came) */
@@ -114,21 +106,22 @@ typedef struct pp_worker {
      * otherwise). */
     unsigned char *rx;
     size_t rx_beg, rx_end;
-    cf__pp_hdr hdr;
+    cf__frame hdr;
     bool in_body;
     void *body;
     unsigned char *body_data;
     size_t body_have;
+    double progress_at; /* when bytes last arrived */
     /* Dying. */
     pp_why why;
     char detail[96];
-    pp_task *blamed; /* failed once the exit status is known */
+    cf__rtask *held; /* written to it in full; judged once it is reaped */
     bool killed;
     double kill_at;
 } pp_worker;
 
 typedef struct pp_pool {
-    cf_executor base;
+    cf__remote r; /* first: the engine */
     /* Set at creation, read-only after. */
     size_t max_workers;
     unsigned max_tasks;
@@ -138,32 +131,14 @@ typedef struct pp_pool {
     unsigned char *init_frame;
     size_t init_len;
     int wakefd;
-    pthread_t manager;
-    /* Guarded by mu. */
-    pthread_mutex_t mu;
-    pthread_cond_t exited_cv;
-    pp_task *pend_head, *pend_tail;
-    size_t n_pending;
-    bool shutdown, broken, listening, exited, orphaned;
     /* The manager's own. */
     pp_worker *live, *dying;
     size_t n_live, n_dying;
-    bool can_take;         /* room in some worker, or a worker may be started */
-    double start_retry_at; /* after a failed start, when to try again */
-    double ewma;           /* seconds per task, 0 until measured */
+    bool can_take; /* room in some worker, or a worker may be started */
+    double ewma;   /* seconds per task, 0 until measured */
     struct pollfd *pfds;
     pp_worker **pws;
-    /* For cf_executor_stats: written by the manager (cancelled also by
-     * shutdown), read by anyone; relaxed, they are a snapshot. */
-    _Atomic size_t st_workers, st_idle, st_running, st_completed, st_failed,
-        st_cancelled;
-    _Atomic uint64_t next_id;
 } pp_pool;
-
-static void count(_Atomic size_t *c)
-{
-    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
-}
 
 /* A formatted message from the allocator, or NULL (then the future's text
  * is cf_strerror(code)). */
@@ -192,76 +167,6 @@ static void describe_status(char *buf, size_t n, int status)
     }
 }
 
-static uint64_t task_id(const pp_task *t)
-{
-    cf__pp_hdr h;
-    memcpy(&h, t->frame, sizeof h);
-    return h.id;
-}
-
-/* ---- completing tasks (manager; never with mu held) -------------------- */
-
-/* Fails t with code and a copy of msg, or counts it cancelled when it never
- * started and its future was cancelled; frees t. */
-static void task_fail(pp_pool *p, pp_task *t, int code, const char *msg)
-{
-    if (!t->started && !cf_future_set_running_or_notify_cancel(t->f)) {
-        count(&p->st_cancelled);
-    } else {
-        cf__task_ctx ctx = { code, cf__strdup(msg) };
-        count(&p->st_failed);
-        cf__future_finish(t->f, NULL, &ctx);
-    }
-    cf_future_release(t->f);
-    cf__free(t);
-}
-
-static void fail_list(pp_pool *p, pp_task *list, int code, const char *msg)
-{
-    for (pp_task *t = list, *next; t; t = next) {
-        next = t->next;
-        task_fail(p, t, code, msg);
-    }
-}
-
-/* ---- the pending queue ------------------------------------------------- */
-
-/* Puts list (n tasks, in order) back at the front: they run next. */
-static void requeue_front(pp_pool *p, pp_task *list, pp_task *last, size_t n)
-{
-    if (!list)
-        return;
-    pthread_mutex_lock(&p->mu);
-    last->next = p->pend_head;
-    p->pend_head = list;
-    if (!p->pend_tail)
-        p->pend_tail = last;
-    p->n_pending += n;
-    pthread_mutex_unlock(&p->mu);
-}
-
-/* Takes up to max tasks off the front. */
-static pp_task *take_pending(pp_pool *p, size_t max)
-{
-    pthread_mutex_lock(&p->mu);
-    pp_task *list = p->pend_head, *t = list, *last = NULL;
-    size_t n = 0;
-    while (t && n < max) {
-        last = t;
-        t = t->next;
-        n++;
-    }
-    if (last) {
-        last->next = NULL;
-        p->pend_head = t;
-        if (!t)
-            p->pend_tail = NULL;
-        p->n_pending -= n;
-    }
-    pthread_mutex_unlock(&p->mu);
-    return last ? list : NULL;
-}
-
 /* ---- workers: losing one ----------------------------------------------- */
 
 static void unlink_worker(pp_worker **list, pp_worker *w)
@@ -281,51 +186,36 @@ static void free_rx(pp_worker *w)
     w->in_body = false;
 }
 
-static void break_pool(pp_pool *p, const char *msg, double now);
-
-/* Waits (up to GRACE_S, then kills) for a worker that died before READY and
- * breaks the pool with its exit status. */
-static void startup_failed(pp_pool *p, pp_worker *w, double now)
+/* Empties w's in-flight list: the tasks written to it in full are held
+ * until it is reaped; those it never got whole go back to the queue now. */
+static void hold_inflight(pp_pool *p, pp_worker *w)
 {
-    int status = 0;
-    bool got = false;
-    for (double end = cf__now() + GRACE_S; !got;) {
-        pid_t r = waitpid(w->proc.pid, &status, WNOHANG);
-        if (r == w->proc.pid || (r < 0 && errno != EINTR)) {
-            got = r == w->proc.pid;
-            break;
-        }
-        if (cf__now() >= end) {
-            kill(w->proc.pid, SIGKILL);
-            got = waitpid(w->proc.pid, &status, 0) == w->proc.pid;
-            break;
-        }
-        struct pollfd pf = { w->proc.pidfd, POLLIN, 0 };
-        poll(&pf, w->proc.pidfd >= 0 ? 1 : 0, 5);
+    cf__rtask *last_sent = NULL;
+    for (cf__rtask *t = w->head; t != w->unsent; t = t->next)
+        last_sent = t;
+    for (cf__rtask *t = w->unsent; t; t = t->next)
+        t->sent_at = 0;
+    cf__rtask *unsent = w->unsent;
+    if (last_sent) {
+        last_sent->next = NULL;
+        w->held = w->head;
     }
-    char how[160] = "ended";
-    if (got)
-        describe_status(how, sizeof how, status);
-    char msg[384];
-    snprintf(msg, sizeof msg,
-             "pool broken: worker process %d failed to start: it %s%s%s",
-             (int)w->proc.pid, how, w->detail[0] ? "; " : "", w->detail);
-    if (w->proc.pidfd >= 0)
-        close(w->proc.pidfd);
-    cf__free(w);
-    break_pool(p, msg, now);
+    w->head = w->tail = w->unsent = NULL;
+    w->n_inflight = 0;
+    cf__remote_requeue(&p->r, unsent);
 }
 
 /*
  * Takes w out of service: closes its socket, kills it unless it is
- * expected to exit by itself, holds the task it was running (if any) for
- * when its exit status is known, and puts the tasks queued behind it back
- * at the front of the pending queue. w moves to the dying list.
+ * expected to exit by itself, and holds what it was given for when it has
+ * been reaped (worker_reaped). w moves to the dying list; it is freed only
+ * by reap().
  */
 static void lose_worker(pp_pool *p, pp_worker *w, pp_why why,
                         const char *detail, double now)
 {
-    cf__trace(CF__TR_PROC_LOST, why == WHY_STOP ? NULL : w, (uint64_t)w->proc.pid);
+    cf__trace(CF__TR_PROC_LOST, why == WHY_STOP ? NULL : w,
+              (uint64_t)w->proc.pid);
     unlink_worker(&p->live, w);
     p->n_live--;
     close(w->proc.fd);
@@ -333,106 +223,105 @@ static void lose_worker(pp_pool *p, pp_worker *w, pp_why why,
     free_rx(w);
     w->why = why;
     snprintf(w->detail, sizeof w->detail, "%s", detail ? detail : "");
-    if (why != WHY_CRASH && (why != WHY_STOP || p->broken)) {
+    if (why != WHY_CRASH && (why != WHY_STOP || p->r.broken)) {
         kill(w->proc.pid, SIGKILL);
         w->killed = true;
     }
     w->kill_at = now + GRACE_S;
-    if (why != WHY_STOP && !w->ready) {
-        /* Nothing ran yet; its tasks are still pending work. */
-        pp_task *last = w->tail;
-        size_t n = w->n_inflight;
-        pp_task *list = w->head;
-        w->head = w->tail = w->unsent = NULL;
-        w->n_inflight = 0;
-        requeue_front(p, list, last, n);
-        startup_failed(p, w, now);
-        return;
-    }
-    if (why != WHY_STOP && w->head && w->head != w->unsent) {
-        w->blamed = w->head;
-        w->head = w->head->next;
-        w->blamed->next = NULL;
-        w->n_inflight--;
-    }
-    /* The rest never started: back to the front, unless they have been
-     * unlucky too often. */
-    pp_task *keep = NULL, *keep_last = NULL, *given_up = NULL;
-    size_t n = 0;
-    for (pp_task *t = w->head, *next; t; t = next) {
-        next = t->next;
-        t->next = NULL;
-        t->sent_at = 0;
-        if (++t->requeues > MAX_REQUEUES) {
-            t->next = given_up;
-            given_up = t;
-            continue;
-        }
-        if (keep_last)
-            keep_last->next = t;
-        else
-            keep = t;
-        keep_last = t;
-        n++;
-    }
-    w->head = w->tail = w->unsent = NULL;
-    w->n_inflight = 0;
-    requeue_front(p, keep, keep_last, n);
-    fail_list(p, given_up, CF_EBROKEN,
-              "worker processes died repeatedly before this task could start");
+    hold_inflight(p, w);
     w->next = p->dying;
     p->dying = w;
     p->n_dying++;
 }
 
-/* The end of a dying worker: fail the task it was running, with the cause. */
-static void worker_reaped(pp_pool *p, pp_worker *w, int status, bool got)
+static double stall_limit(const pp_pool *p)
+{
+    return fmax(TRANSFER_STALL_MIN_S, p->timeout);
+}
+
+/* Why the tasks that ran on the dead worker w failed; sets *code. how is
+ * its exit status in words; finished: the last task it ran had returned. */
+static char *blame_message(const pp_pool *p, const pp_worker *w,
+                           const char *how, bool finished, int *code)
+{
+    int pid = (int)w->proc.pid;
+    *code = CF_EBROKEN;
+    switch (w->why) {
+    case WHY_TIMEOUT:
+        *code = CF_ETIME;
+        return fmt_msg("task ran past its task_timeout of %g s; worker "
+                       "process %d was killed",
+                       p->timeout, pid);
+    case WHY_STALL:
+        *code = CF_ETIME;
+        return fmt_msg("task finished, but its result made no progress for "
+                       "%g s; worker process %d was killed",
+                       stall_limit(p), pid);
+    case WHY_CORRUPT:
+        return fmt_msg("worker process %d sent a corrupt frame (%s) while "
+                       "running this task and was killed",
+                       pid, w->detail);
+    case WHY_NOMEM:
+        *code = CF_ENOMEM;
+        return fmt_msg("no memory for the result (%s); worker process %d "
+                       "was killed",
+                       w->detail, pid);
+    default: break;
+    }
+    const char *when = finished ? "after this task returned, before its "
+                                  "result arrived"
+                                : "while running this task";
+    char note[sizeof w->detail + 4] = "";
+    if (w->detail[0])
+        snprintf(note, sizeof note, " (%s)", w->detail);
+    /* Killed by us: it closed the socket but did not exit. */
+    if (w->killed)
+        return fmt_msg("worker process %d closed its connection %s%s and "
+                       "was killed",
+                       pid, when, note);
+    return fmt_msg("worker process %d %s %s%s", pid, how, when, note);
+}
+
+/* What cf__remote_blame needs to word a dead worker's failure. */
+typedef struct pp_death {
+    const pp_pool *p;
+    const pp_worker *w;
+    const char *how;
+    bool finished;
+} pp_death;
+
+static char *death_message(void *arg, int *code)
+{
+    pp_death *d = arg;
+    return blame_message(d->p, d->w, d->how, d->finished, code);
+}
+
+/*
+ * The end of a dying worker. Its state page says which task it started
+ * last (docs/design.md, "Blame"); a worker that died before READY is a
+ * failed start.
+ */
+static void worker_reaped(pp_pool *p, pp_worker *w, int status, bool got,
+                          double now)
 {
     if (w->proc.pidfd >= 0)
         close(w->proc.pidfd);
-    pp_task *t = w->blamed;
-    if (t) {
-        int pid = (int)w->proc.pid;
-        char how[160] = "ended (its exit status was collected elsewhere)";
-        if (got)
-            describe_status(how, sizeof how, status);
-        char *msg;
-        int code = CF_EBROKEN;
-        switch (w->why) {
-        case WHY_TIMEOUT:
-            code = CF_ETIME;
-            msg = fmt_msg("task ran past its task_timeout of %g s; worker "
-                          "process %d was killed",
-                          p->timeout, pid);
-            break;
-        case WHY_CORRUPT:
-            msg = fmt_msg("worker process %d sent a corrupt frame (%s) while "
-                          "running this task and was killed",
-                          pid, w->detail);
-            break;
-        case WHY_NOMEM:
-            code = CF_ENOMEM;
-            msg = fmt_msg("no memory for the result (%s); worker process %d "
-                          "was killed",
-                          w->detail, pid);
-            break;
-        default: {
-            char note[sizeof w->detail + 4] = "";
-            if (w->detail[0])
-                snprintf(note, sizeof note, " (%s)", w->detail);
-            /* Killed by us: it closed the socket but did not exit. */
-            msg = w->killed ? fmt_msg("worker process %d closed its "
-                                      "connection while running this "
-                                      "task%s and was killed",
-                                      pid, note)
-                            : fmt_msg("worker process %d %s while running "
-                                      "this task%s",
-                                      pid, how, note);
-            break;
-        }
-        }
-        task_fail(p, t, code, msg);
-        cf__free(msg);
+    char how[160] = "ended (its exit status was collected elsewhere)";
+    if (got)
+        describe_status(how, sizeof how, status);
+    /* acquire: pairs with the worker's release stores (worker.c) */
+    uint64_t ran =
+        atomic_load_explicit(&w->proc.state->running, memory_order_acquire);
+    uint64_t fin =
+        atomic_load_explicit(&w->proc.state->done, memory_order_acquire);
+    cf__pp_state_unmap(w->proc.state);
+    pp_death d = { p, w, how, fin == ran };
+    cf__remote_blame(&p->r, w->held, ran, death_message, &d);
+    if (!w->ready && w->why != WHY_STOP) {
+        char why[sizeof how + sizeof w->detail + 40];
+        snprintf(why, sizeof why, "worker process %d %s%s%s", (int)w->proc.pid,
+                 how, w->detail[0] ? "; " : "", w->detail);
+        cf__remote_start_failed(&p->r, why, now);
     }
     cf__free(w);
 }
@@ -446,7 +335,7 @@ static void reap(pp_pool *p, double now)
         if (r == w->proc.pid || (r < 0 && errno == ECHILD)) {
             *link = w->next;
             p->n_dying--;
-            worker_reaped(p, w, status, r == w->proc.pid);
+            worker_reaped(p, w, status, r == w->proc.pid, now);
             continue;
         }
         if (!w->killed && now >= w->kill_at) {
@@ -457,25 +346,20 @@ static void reap(pp_pool *p, double now)
     }
 }
 
-/* Breaks the pool: pending work, the work in every worker, and every later
- * submit fail with CF_EBROKEN; every worker is killed. */
+/* Breaks the pool (an initializer reported a failure): pending work, the
+ * work in every worker, and every later submit fail with CF_EBROKEN; every
+ * worker is killed. */
 static void break_pool(pp_pool *p, const char *msg, double now)
 {
-    pthread_mutex_lock(&p->mu);
-    p->broken = true;
-    pp_task *pending = p->pend_head;
-    p->pend_head = p->pend_tail = NULL;
-    p->n_pending = 0;
-    pthread_mutex_unlock(&p->mu);
+    cf__remote_break(&p->r, msg);
     while (p->live) {
         pp_worker *w = p->live;
-        pp_task *list = w->head;
+        cf__rtask *list = w->head;
         w->head = w->tail = w->unsent = NULL;
         w->n_inflight = 0;
-        fail_list(p, list, CF_EBROKEN, msg);
+        cf__remote_fail_list(&p->r, list, CF_EBROKEN, msg);
         lose_worker(p, w, WHY_STOP, NULL, now);
     }
-    fail_list(p, pending, CF_EBROKEN, msg);
 }
 
 /* ---- workers: starting, sending ---------------------------------------- */
@@ -516,7 +400,7 @@ static int flush_worker(pp_pool *p, pp_worker *w, double now)
             iov[n++] = (struct iovec){ p->init_frame + w->init_off,
                                        p->init_len - w->init_off };
         size_t off = w->unsent_off;
-        for (pp_task *t = w->unsent; t && n < MAX_IOV; t = t->next) {
+        for (cf__rtask *t = w->unsent; t && n < MAX_IOV; t = t->next) {
             iov[n++] = (struct iovec){ t->frame + off, t->len - off };
             off = 0;
         }
@@ -570,43 +454,43 @@ static void worker_gone(pp_pool *p, pp_worker *w, double now)
 /* ---- workers: receiving ------------------------------------------------ */
 
 /* NULL when h may come next from w, else what is wrong. */
-static const char *frame_bad(const pp_worker *w, const cf__pp_hdr *h)
+static const char *frame_bad(const pp_worker *w, const cf__frame *h)
 {
-    const char *bad = cf__pp_hdr_bad(h);
+    const char *bad = cf__frame_bad(h);
     if (bad)
         return bad;
     switch (h->type) {
-    case CF__PP_READY:
-    case CF__PP_INIT_FAIL:
+    case CF__FR_READY:
+    case CF__FR_INIT_FAIL:
         if (w->ready)
             return "a second start-up answer";
-        if (h->id != 0 || (h->type == CF__PP_READY && h->len != 0))
+        if (h->id != 0 || (h->type == CF__FR_READY && h->len != 0))
             return "a malformed start-up answer";
         break;
-    case CF__PP_RESULT:
-    case CF__PP_FAIL:
+    case CF__FR_RESULT:
+    case CF__FR_FAIL:
         if (!w->ready)
             return "an answer before READY";
-        if (!w->head || w->head == w->unsent || h->id != task_id(w->head))
+        if (!w->head || w->head == w->unsent || h->id != cf__rtask_id(w->head))
             return "an answer to a task it was not running";
-        if (h->type == CF__PP_FAIL && h->aux == 0)
+        if (h->type == CF__FR_FAIL && h->aux == 0)
             return "a failure without a code";
         break;
     default: return "a frame type only the pool sends";
     }
-    if (h->type != CF__PP_RESULT && h->len > CF__PP_MAX_MESSAGE)
+    if (h->type != CF__FR_RESULT && h->len > CF__MAX_MESSAGE)
         return "a message too long";
     return NULL;
 }
 
 /* Pops w's oldest task after its answer, and feeds its time (from when it
  * could start: written in full and first in line) to the average. */
-static pp_task *pop_answered(pp_pool *p, pp_worker *w, double now)
+static cf__rtask *pop_answered(pp_pool *p, pp_worker *w, double now)
 {
-    pp_task *t = w->head;
+    cf__rtask *t = w->head;
     double start = t->sent_at > w->head_since ? t->sent_at : w->head_since;
     double sample = now - start;
-    p->ewma = p->ewma > 0 ? 0.875 * p->ewma + 0.125 * sample : sample;
+    cf__remote_ewma(&p->ewma, sample, 0.125);
     w->head = t->next;
     if (!w->head)
         w->tail = NULL;
@@ -618,20 +502,21 @@ static pp_task *pop_answered(pp_pool *p, pp_worker *w, double now)
 /* Handles the complete frame in w->hdr / w->body: false once w is lost. */
 static bool on_frame(pp_pool *p, pp_worker *w, double now)
 {
-    const cf__pp_hdr *h = &w->hdr;
+    const cf__frame *h = &w->hdr;
     char *text = NULL;
-    if (h->type != CF__PP_RESULT) {
+    if (h->type != CF__FR_RESULT) {
         text = w->body;
         text[h->len] = '\0';
         w->body = NULL;
     }
     switch (h->type) {
-    case CF__PP_READY:
+    case CF__FR_READY:
         w->ready = true;
         w->head_since = now;
+        cf__remote_start_ok(&p->r);
         cf__free(text);
         return true;
-    case CF__PP_INIT_FAIL: {
+    case CF__FR_INIT_FAIL: {
         char *msg = fmt_msg("pool broken: a worker's initializer failed: %s",
                             text[0] ? text : cf_strerror(h->aux));
         cf__free(text);
@@ -642,23 +527,19 @@ static bool on_frame(pp_pool *p, pp_worker *w, double now)
     }
     default: break;
     }
-    pp_task *t = pop_answered(p, w, now);
+    cf__rtask *t = pop_answered(p, w, now);
     cf__task_ctx ctx = { 0, NULL };
     cf__bytes *b = NULL;
-    if (h->type == CF__PP_RESULT) {
+    if (h->type == CF__FR_RESULT) {
         b = w->body;
         w->body = NULL;
-        count(&p->st_completed);
     } else {
         ctx.code = h->aux;
         ctx.message = text[0] ? text : NULL;
         if (!ctx.message)
             cf__free(text);
-        count(&p->st_failed);
     }
-    cf__future_finish(t->f, b, &ctx);
-    cf_future_release(t->f);
-    cf__free(t);
+    cf__remote_finish(&p->r, t, b, &ctx);
     if (p->max_tasks && w->assigned >= p->max_tasks && !w->head) {
         lose_worker(p, w, WHY_STOP, NULL, now);
         return false;
@@ -675,7 +556,7 @@ static bool parse(pp_pool *p, pp_worker *w, double now)
             if (avail < sizeof w->hdr) {
                 /* Stray bytes are caught as soon as they cannot be the
                  * start of a header, even if nothing follows them. */
-                uint32_t magic = CF__PP_MAGIC;
+                uint32_t magic = CF__FRAME_MAGIC;
                 if (memcmp(w->rx + w->rx_beg, &magic, avail < 4 ? avail : 4) !=
                     0) {
                     lose_worker(p, w, WHY_CORRUPT, "bad magic", now);
@@ -691,7 +572,7 @@ static bool parse(pp_pool *p, pp_worker *w, double now)
                 return false;
             }
             size_t len = (size_t)w->hdr.len;
-            if (w->hdr.type == CF__PP_RESULT) {
+            if (w->hdr.type == CF__FR_RESULT) {
                 cf__bytes *b = len <= SIZE_MAX - sizeof *b
                                    ? cf__malloc(sizeof *b + len)
                                    : NULL;
@@ -740,6 +621,7 @@ static bool read_worker(pp_pool *p, pp_worker *w, double now, bool drain)
             k = recv(w->proc.fd, w->body_data + w->body_have, need,
                      MSG_DONTWAIT);
             if (k > 0) {
+                w->progress_at = now;
                 w->body_have += (size_t)k;
                 got += (size_t)k;
                 if (w->body_have == w->hdr.len) {
@@ -758,6 +640,7 @@ static bool read_worker(pp_pool *p, pp_worker *w, double now, bool drain)
             k = recv(w->proc.fd, w->rx + w->rx_end, RXBUF - w->rx_end,
                      MSG_DONTWAIT);
             if (k > 0) {
+                w->progress_at = now;
                 w->rx_end += (size_t)k;
                 got += (size_t)k;
                 if (!parse(p, w, now))
@@ -792,8 +675,7 @@ static size_t depth(const pp_pool *p)
 {
     if (p->ewma <= 0)
         return 1;
-    double d = 1.0 + DEPTH_WINDOW_S / p->ewma;
-    return d > MAX_DEPTH ? MAX_DEPTH : (size_t)d;
+    return 1 + cf__remote_window(p->ewma, DEPTH_WINDOW_S, 0, MAX_DEPTH - 1);
 }
 
 static size_t room(const pp_pool *p, const pp_worker *w, size_t d)
@@ -804,7 +686,7 @@ static size_t room(const pp_pool *p, const pp_worker *w, size_t d)
     return r;
 }
 
-static void assign(pp_worker *w, pp_task *t, double now)
+static void assign(pp_worker *w, cf__rtask *t, double now)
 {
     t->next = NULL;
     if (w->tail)
@@ -840,10 +722,10 @@ again:
  * round robin, so a short queue spreads over the pool. */
 static void dispatch(pp_pool *p, double now)
 {
-    pthread_mutex_lock(&p->mu);
-    size_t pending = p->n_pending;
-    bool broken = p->broken;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->r.mu);
+    size_t pending = p->r.n_pending;
+    bool broken = p->r.broken;
+    pthread_mutex_unlock(&p->r.mu);
     p->can_take = false;
     if (broken)
         return;
@@ -853,20 +735,12 @@ static void dispatch(pp_pool *p, double now)
         total += r;
         idle += r && !w->head;
     }
-    bool may_start = now >= p->start_retry_at;
+    bool may_start = now >= p->r.starts.retry_at;
     while (may_start && pending > idle && p->n_live < p->max_workers) {
         int rc = start_worker(p, now);
         if (rc) {
-            if (p->n_live == 0) {
-                char *msg = fmt_msg("pool broken: cannot start a worker "
-                                    "process: %s",
-                                    cf_strerror(rc));
-                break_pool(p, msg ? msg : "pool broken", now);
-                cf__free(msg);
-                return;
-            }
             /* Go on with the workers we have; try again later. */
-            p->start_retry_at = now + START_RETRY_S;
+            cf__remote_start_failed(&p->r, cf_strerror(rc), now);
             may_start = false;
             break;
         }
@@ -875,19 +749,12 @@ static void dispatch(pp_pool *p, double now)
         idle += r > 0;
     }
     p->can_take = total > 0 || (may_start && p->n_live < p->max_workers);
-    pp_task *list = total ? take_pending(p, total) : NULL;
+    cf__rtask *list = total ? cf__remote_take(&p->r, total) : NULL;
     pp_worker *w = p->live;
-    for (pp_task *t = list, *next; t; t = next) {
+    for (cf__rtask *t = list, *next; t; t = next) {
         next = t->next;
-        if (!t->started) {
-            if (!cf_future_set_running_or_notify_cancel(t->f)) {
-                count(&p->st_cancelled);
-                cf_future_release(t->f);
-                cf__free(t);
-                continue;
-            }
-            t->started = true;
-        }
+        if (!cf__remote_set_running(&p->r, t))
+            continue;
         while (!room(p, w, d)) /* total counted enough room for all */
             w = w->next ? w->next : p->live;
         assign(w, t, now);
@@ -896,18 +763,43 @@ static void dispatch(pp_pool *p, double now)
     flush_all(p, now);
 }
 
+/*
+ * When w's oldest task passes its limit, and which (*why): task_timeout
+ * from when it started to run, by its worker's state page; once it has
+ * returned, the transfer's limit from when its answer last made progress.
+ * A task written but not yet started is looked at again soon (*why
+ * WHY_STOP: nothing to enforce). INFINITY: no limit applies.
+ */
+static double deadline(const pp_pool *p, const pp_worker *w, double now,
+                       pp_why *why)
+{
+    *why = WHY_STOP;
+    if (p->timeout <= 0 || !w->ready || !w->head || w->head == w->unsent)
+        return INFINITY;
+    const cf__pp_state *st = w->proc.state;
+    uint64_t id = cf__rtask_id(w->head);
+    double since = fmax(w->head->sent_at, w->head_since);
+    /* acquire: pairs with the worker's release stores (worker.c) */
+    if (atomic_load_explicit(&st->done, memory_order_acquire) == id) {
+        *why = WHY_STALL;
+        return fmax(since, w->progress_at) + stall_limit(p);
+    }
+    if (atomic_load_explicit(&st->running, memory_order_acquire) == id) {
+        *why = WHY_TIMEOUT;
+        int64_t ns =
+            atomic_load_explicit(&st->started_ns, memory_order_relaxed);
+        return (double)ns * 1e-9 + p->timeout;
+    }
+    return fmax(since + p->timeout, now + RECHECK_S);
+}
+
 static void check_timeouts(pp_pool *p, double now)
 {
-    if (p->timeout <= 0)
-        return;
     for (pp_worker *w = p->live, *next; w; w = next) {
         next = w->next;
-        if (!w->ready || !w->head || w->head == w->unsent)
-            continue;
-        double start =
-            w->head->sent_at > w->head_since ? w->head->sent_at : w->head_since;
-        if (now >= start + p->timeout)
-            lose_worker(p, w, WHY_TIMEOUT, NULL, now);
+        pp_why why;
+        if (now >= deadline(p, w, now, &why) && why != WHY_STOP)
+            lose_worker(p, w, why, NULL, now);
     }
 }
 
@@ -915,10 +807,7 @@ static void check_timeouts(pp_pool *p, double now)
  * when every worker has been reaped and the manager may exit. */
 static bool wind_down(pp_pool *p, double now)
 {
-    pthread_mutex_lock(&p->mu);
-    bool done = p->shutdown && p->n_pending == 0;
-    pthread_mutex_unlock(&p->mu);
-    if (!done)
+    if (!cf__remote_drained(&p->r))
         return false;
     for (pp_worker *w = p->live, *next; w; w = next) {
         next = w->next;
@@ -936,19 +825,19 @@ static void publish(pp_pool *p)
         running += w->n_inflight;
     }
     for (pp_worker *w = p->dying; w; w = w->next)
-        running += w->blamed != NULL;
-    atomic_store_explicit(&p->st_workers, p->n_live + p->n_dying,
+        running += w->held != NULL;
+    atomic_store_explicit(&p->r.st_workers, p->n_live + p->n_dying,
                           memory_order_relaxed);
-    atomic_store_explicit(&p->st_idle, idle, memory_order_relaxed);
-    atomic_store_explicit(&p->st_running, running, memory_order_relaxed);
+    atomic_store_explicit(&p->r.st_idle, idle, memory_order_relaxed);
+    atomic_store_explicit(&p->r.st_running, running, memory_order_relaxed);
 }
 
-/* Sleeps in poll until a worker speaks, a worker exits, a deadline, or a
- * submit or shutdown wakes us; then serves what happened. */
-static void wait_and_serve(pp_pool *p)
+/* Fills the poll set: the wake eventfd, each live worker's socket and
+ * pidfd, and some dying workers' pidfds. Returns its size; *next gets the
+ * earliest deadline among them, *first_dying the first dying slot. */
+static size_t poll_set(pp_pool *p, double now, double *next,
+                       size_t *first_dying)
 {
-    enum { WAKE, LIVE, DYING };
-    double now = cf__now(), next = INFINITY;
     size_t n = 1, polled_dying = 0;
     p->pfds[0] = (struct pollfd){ p->wakefd, POLLIN, 0 };
     p->pws[0] = NULL;
@@ -960,43 +849,60 @@ static void wait_and_serve(pp_pool *p)
             p->pfds[n] = (struct pollfd){ w->proc.pidfd, POLLIN, 0 };
             p->pws[n++] = w;
         }
-        if (p->timeout > 0 && w->ready && w->head && w->head != w->unsent) {
-            double s = w->head->sent_at > w->head_since ? w->head->sent_at
-                                                        : w->head_since;
-            next = fmin(next, s + p->timeout);
-        }
+        pp_why why;
+        *next = fmin(*next, deadline(p, w, now, &why));
     }
-    size_t first_dying = n;
+    *first_dying = n;
     for (pp_worker *w = p->dying; w; w = w->next) {
         if (!w->killed)
-            next = fmin(next, w->kill_at);
+            *next = fmin(*next, w->kill_at);
         if (w->proc.pidfd >= 0 && polled_dying < MAX_POLLED_DYING) {
             p->pfds[n] = (struct pollfd){ w->proc.pidfd, POLLIN, 0 };
             p->pws[n++] = w;
             polled_dying++;
         } else {
-            next = fmin(next, now + TICK_S);
+            *next = fmin(*next, now + TICK_S);
         }
     }
-    pthread_mutex_lock(&p->mu);
-    if (p->n_pending && p->can_take)
+    return n;
+}
+
+/* When the manager must look again at the latest (next so far), and
+ * whether a submit should wake it before; mu is taken here. */
+static double next_look(pp_pool *p, double now, double next)
+{
+    bool may_grow = p->n_live < p->max_workers;
+    pthread_mutex_lock(&p->r.mu);
+    if (p->r.n_pending && p->can_take)
         next = now;
-    /* Submits wake us only when we could take their task; a shutdown
-     * always does. */
-    p->listening = p->can_take;
-    bool stop = p->shutdown;
-    pthread_mutex_unlock(&p->mu);
+    else if (p->r.n_pending && may_grow)
+        next = fmin(next, p->r.starts.retry_at); /* retry a failed start */
+    /* Submits wake us only when we could take their task (now, or once a
+     * failed start may be retried); a shutdown always does. */
+    p->r.listening = p->can_take || may_grow;
+    bool stop = p->r.shutdown;
+    pthread_mutex_unlock(&p->r.mu);
     if (stop && p->dying)
         next = fmin(next, now + TICK_S); /* reaping decides when we exit */
+    return next;
+}
+
+/* Sleeps in poll until a worker speaks, a worker exits, a deadline, or a
+ * submit or shutdown wakes us; then serves what happened. */
+static void wait_and_serve(pp_pool *p)
+{
+    double now = cf__now(), next = INFINITY;
+    size_t first_dying, n = poll_set(p, now, &next, &first_dying);
+    next = next_look(p, now, next);
     int ms = -1;
     if (next < INFINITY) {
         double left = ceil((next - now) * 1000.0);
         ms = left <= 0 ? 0 : left > 60000 ? 60000 : (int)left;
     }
     int rc = poll(p->pfds, n, ms);
-    pthread_mutex_lock(&p->mu);
-    p->listening = false;
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&p->r.mu);
+    p->r.listening = false;
+    pthread_mutex_unlock(&p->r.mu);
     if (rc <= 0)
         return;
     now = cf__now();
@@ -1023,8 +929,9 @@ static void wait_and_serve(pp_pool *p)
     /* Readable pidfds need nothing here: reap() runs next. */
 }
 
-static void destroy(pp_pool *p)
+static void destroy(cf__remote *r)
 {
+    pp_pool *p = (pp_pool *)r;
     if (p->wakefd >= 0)
         close(p->wakefd);
     if (p->envp) {
@@ -1035,195 +942,40 @@ static void destroy(pp_pool *p)
     cf__free(p->init_frame);
     cf__free(p->pfds);
     cf__free(p->pws);
-    pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->exited_cv);
+    cf__remote_fini(r);
     cf__free(p);
 }
 
-static void *manager_main(void *arg)
+/* One round of the manager (cf__remote_ops.round). */
+static bool pp_round(cf__remote *r)
 {
-    pp_pool *p = arg;
-    for (;;) {
-        double now = cf__now();
-        reap(p, now);
-        check_timeouts(p, now);
-        dispatch(p, now);
-        publish(p);
-        if (wind_down(p, now))
-            break;
-        wait_and_serve(p);
-    }
+    pp_pool *p = (pp_pool *)r;
+    double now = cf__now();
+    reap(p, now);
+    cf__remote_give_up(r, p->n_live, now);
+    check_timeouts(p, now);
+    dispatch(p, now);
     publish(p);
-    pthread_mutex_lock(&p->mu);
-    p->exited = true;
-    bool orphaned = p->orphaned;
-    pthread_cond_broadcast(&p->exited_cv);
-    pthread_mutex_unlock(&p->mu);
-    if (orphaned)
-        destroy(p);
-    return NULL;
+    if (wind_down(p, now)) {
+        publish(p);
+        return true;
+    }
+    wait_and_serve(p);
+    return false;
 }
 
-/* ---- the engine operations --------------------------------------------- */
-
-static void wake_manager(pp_pool *p)
+static void wake_manager(cf__remote *r)
 {
+    pp_pool *p = (pp_pool *)r;
     uint64_t one = 1;
     while (write(p->wakefd, &one, sizeof one) < 0 && errno == EINTR) {
     }
 }
 
-/* Tasks with a pointer argument cannot cross a process boundary. */
-static int pp_submit(cf_executor *ex, cf_future *f)
-{
-    (void)ex;
-    (void)f;
-    return CF_EINVAL;
-}
-
-static int pp_submit_bytes(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
-                           const void *in, size_t len)
-{
-    pp_pool *p = (pp_pool *)ex;
-    const char *module;
-    uint64_t offset;
-    if (cf__fnid_of((const void *)fn, &module, &offset))
-        return CF_EINVAL;
-    size_t mlen = strlen(module);
-    if (mlen > CF__PP_MAX_MODULE || len > CF__PP_MAX_PAYLOAD - 8 - mlen)
-        return CF_EINVAL;
-    size_t flen = CF__PP_HDR + 8 + mlen + len;
-    pp_task *t = cf__malloc(sizeof *t + flen);
-    if (!t)
-        return CF_ENOMEM;
-    memset(t, 0, sizeof *t);
-    t->f = f;
-    t->len = flen;
-    cf__pp_hdr h;
-    uint64_t id =
-        atomic_fetch_add_explicit(&p->next_id, 1, memory_order_relaxed) + 1;
-    cf__pp_hdr_set(&h, CF__PP_TASK, id, 8 + mlen + len, (int32_t)mlen);
-    unsigned char *at = t->frame;
-    memcpy(at, &h, sizeof h);
-    memcpy(at += sizeof h, &offset, 8);
-    memcpy(at += 8, module, mlen);
-    if (len)
-        memcpy(at + mlen, in, len);
-    int rc = 0;
-    bool wake = false;
-    pthread_mutex_lock(&p->mu);
-    if (p->broken) {
-        rc = CF_EBROKEN;
-    } else if (p->shutdown) {
-        rc = CF_ESHUTDOWN;
-    } else {
-        if (p->pend_tail)
-            p->pend_tail->next = t;
-        else
-            p->pend_head = t;
-        p->pend_tail = t;
-        p->n_pending++;
-        wake = p->listening;
-        p->listening = false;
-    }
-    pthread_mutex_unlock(&p->mu);
-    if (rc) {
-        cf__free(t);
-        return rc;
-    }
-    if (wake)
-        wake_manager(p);
-    return 0;
-}
-
-static bool on_manager(pp_pool *p)
-{
-    return pthread_equal(pthread_self(), p->manager);
-}
-
-static int pp_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
-{
-    pp_pool *p = (pp_pool *)ex;
-    if (wait && on_manager(p))
-        return CF_EDEADLK; /* a done callback waiting for its own thread */
-    pp_task *cancel = NULL;
-    pthread_mutex_lock(&p->mu);
-    p->shutdown = true;
-    if (cancel_futures) {
-        /* Tasks put back after a crash already run for their futures:
-         * they stay. */
-        pp_task **link = &p->pend_head, *last = NULL;
-        for (pp_task *t; (t = *link) != NULL;) {
-            if (t->started) {
-                last = t;
-                link = &t->next;
-                continue;
-            }
-            *link = t->next;
-            t->next = cancel;
-            cancel = t;
-            p->n_pending--;
-        }
-        p->pend_tail = last;
-    }
-    pthread_mutex_unlock(&p->mu);
-    wake_manager(p);
-    for (pp_task *t = cancel, *next; t; t = next) {
-        next = t->next;
-        cf_future_cancel(t->f);
-        count(&p->st_cancelled);
-        cf_future_release(t->f);
-        cf__free(t);
-    }
-    if (wait) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->exited)
-            pthread_cond_wait(&p->exited_cv, &p->mu);
-        pthread_mutex_unlock(&p->mu);
-    }
-    return 0;
-}
-
-static void pp_free(cf_executor *ex)
-{
-    pp_pool *p = (pp_pool *)ex;
-    if (on_manager(p)) {
-        /* From a done callback: the manager frees the pool as it exits. */
-        pp_shutdown(ex, false, false);
-        pthread_mutex_lock(&p->mu);
-        p->orphaned = true;
-        pthread_mutex_unlock(&p->mu);
-        pthread_detach(p->manager);
-        return;
-    }
-    pp_shutdown(ex, true, false);
-    pthread_join(p->manager, NULL);
-    destroy(p);
-}
-
-static int pp_stats(cf_executor *ex, cf_stats *out)
-{
-    pp_pool *p = (pp_pool *)ex;
-    pthread_mutex_lock(&p->mu);
-    out->queued = p->n_pending;
-    pthread_mutex_unlock(&p->mu);
-    out->workers = atomic_load_explicit(&p->st_workers, memory_order_relaxed);
-    out->idle = atomic_load_explicit(&p->st_idle, memory_order_relaxed);
-    out->running = atomic_load_explicit(&p->st_running, memory_order_relaxed);
-    out->completed =
-        atomic_load_explicit(&p->st_completed, memory_order_relaxed);
-    out->failed = atomic_load_explicit(&p->st_failed, memory_order_relaxed);
-    out->cancelled =
-        atomic_load_explicit(&p->st_cancelled, memory_order_relaxed);
-    return 0;
-}
-
-static const cf__executor_ops pp_ops = {
-    .submit = pp_submit,
-    .submit_bytes = pp_submit_bytes,
-    .shutdown = pp_shutdown,
-    .free = pp_free,
-    .stats = pp_stats,
+static const cf__remote_ops pp_ops = {
+    .round = pp_round,
+    .wake = wake_manager,
+    .destroy = destroy,
 };
 
 /* ---- creation ---------------------------------------------------------- */
@@ -1250,22 +1002,22 @@ static int build_init(pp_pool *p, const cf_options *o)
         }
     }
     size_t fl = strlen(fn_mod), al = strlen(arg_mod);
-    if (fl > CF__PP_MAX_MODULE || al > CF__PP_MAX_MODULE)
+    if (fl > CF__MAX_MODULE || al > CF__MAX_MODULE)
         return CF_EINVAL;
     in.fn_module_len = (uint32_t)fl;
     in.arg_module_len = (uint32_t)al;
     size_t len = sizeof in + fl + al;
-    unsigned char *f = cf__malloc(CF__PP_HDR + len);
+    unsigned char *f = cf__malloc(CF__FRAME_HDR + len);
     if (!f)
         return CF_ENOMEM;
-    cf__pp_hdr h;
-    cf__pp_hdr_set(&h, CF__PP_INIT, 0, len, flags);
+    cf__frame h;
+    cf__frame_set(&h, CF__FR_INIT, 0, len, flags);
     memcpy(f, &h, sizeof h);
-    memcpy(f + CF__PP_HDR, &in, sizeof in);
-    memcpy(f + CF__PP_HDR + sizeof in, fn_mod, fl);
-    memcpy(f + CF__PP_HDR + sizeof in + fl, arg_mod, al);
+    memcpy(f + CF__FRAME_HDR, &in, sizeof in);
+    memcpy(f + CF__FRAME_HDR + sizeof in, fn_mod, fl);
+    memcpy(f + CF__FRAME_HDR + sizeof in + fl, arg_mod, al);
     p->init_frame = f;
-    p->init_len = CF__PP_HDR + len;
+    p->init_len = CF__FRAME_HDR + len;
     return 0;
 }
 
@@ -1307,7 +1059,7 @@ static int build_env(pp_pool *p)
 cf_executor *cf_process_pool_new(const cf_options *opts)
 {
     cf_options o = opts ? *opts : (cf_options){ 0 };
-    if (!cf__options_valid(&o) || isnan(o.task_timeout) || o.task_timeout < 0 ||
+    if (!cf__options_valid(&o) ||
         (o.start_method != CF_START_SPAWN && o.start_method != CF_START_FORK)) {
         errno = EINVAL;
         return NULL;
@@ -1317,15 +1069,13 @@ cf_executor *cf_process_pool_new(const cf_options *opts)
         errno = ENOMEM;
         return NULL;
     }
-    p->base.ops = &pp_ops;
+    cf__remote_init(&p->r, &pp_ops);
     p->wakefd = -1;
     p->max_workers =
         o.max_workers ? (size_t)o.max_workers : (size_t)cf_cpu_count();
     p->max_tasks = o.max_tasks_per_child;
     p->timeout = isinf(o.task_timeout) ? 0 : o.task_timeout;
     p->method = o.start_method;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->exited_cv, NULL);
     size_t slots = 1 + 2 * p->max_workers + MAX_POLLED_DYING;
     int rc = build_init(p, &o);
     if (!rc && p->method == CF_START_SPAWN)
@@ -1338,23 +1088,14 @@ cf_executor *cf_process_pool_new(const cf_options *opts)
     }
     if (!rc && (p->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
         rc = -errno;
-    if (!rc) {
-        /* The manager runs with every signal blocked: the program's
-         * handlers never run on it, and its children start from a clean
-         * mask (spawn sets one; fork clears it). */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        rc = -pthread_create(&p->manager, NULL, manager_main, p);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
+    if (!rc)
+        rc = cf__remote_start(&p->r, "cf-procpool");
     if (rc) {
-        destroy(p);
+        destroy(&p->r);
         errno = rc == CF_ENOMEM ? ENOMEM : -rc;
         return NULL;
     }
-    pthread_setname_np(p->manager, "cf-procpool");
-    return &p->base;
+    return &p->r.base;
 }
 
 /*
@@ -1380,5 +1121,5 @@ __attribute__((constructor)) static void serve_if_worker(void)
     if (n != CF__PP_FD || ppid <= 0 || fstat(CF__PP_FD, &st) != 0 ||
         !S_ISSOCK(st.st_mode))
         return;
-    cf__pp_worker_main((pid_t)ppid);
+    cf__pp_worker_main((pid_t)ppid, cf__pp_state_attach());
 }

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * serve.c - running task frames and initializers on the worker side
+ * (serve.h), for every transport.
+ */
+#include "serve.h"
+
+#include "../fnid.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void cf__serve_fail(cf__task_ctx *ctx, int code, const char *fmt,
+                    const char *module, uint64_t offset)
+{
+    char buf[CF__MAX_MODULE + 160];
+    snprintf(buf, sizeof buf, fmt, module[0] ? module : "the program",
+             (unsigned long long)offset);
+    ctx->code = code;
+    ctx->message = cf__strdup(buf);
+}
+
+static void *resolve(cf__fn_cache *c, const char *name, uint64_t offset)
+{
+    if (c->fn && offset == c->offset && strcmp(c->module, name) == 0)
+        return c->fn;
+    void *fn = cf__fnid_resolve(name, offset);
+    if (fn) {
+        snprintf(c->module, sizeof c->module, "%s", name);
+        c->offset = offset;
+        c->fn = fn;
+    }
+    return fn;
+}
+
+cf_bytes_fn cf__serve_fn(cf__fn_cache *c, const cf__frame *h,
+                         const unsigned char *p, const void **in, size_t *len,
+                         cf__task_ctx *ctx)
+{
+    size_t mlen = (size_t)h->aux;
+    *ctx = (cf__task_ctx){ 0, NULL };
+    if (h->type != CF__FR_TASK || h->aux < 0 || mlen > CF__MAX_MODULE ||
+        h->len < 8 + mlen) {
+        ctx->code = CF_EINVAL;
+        ctx->message = cf__strdup("malformed task frame");
+        return NULL;
+    }
+    uint64_t offset;
+    memcpy(&offset, p, 8);
+    char name[CF__MAX_MODULE + 1];
+    memcpy(name, p + 8, mlen);
+    name[mlen] = '\0';
+    cf_bytes_fn fn = (cf_bytes_fn)resolve(c, name, offset);
+    if (!fn)
+        cf__serve_fail(ctx, CF_EINVAL,
+                       "the worker cannot find the task function (in %s at "
+                       "offset %#llx)",
+                       name, offset);
+    *in = p + 8 + mlen;
+    *len = (size_t)h->len - 8 - mlen;
+    return fn;
+}
+
+cf__bytes *cf__serve_task(cf__fn_cache *c, const cf__frame *h,
+                          const unsigned char *p, cf__task_ctx *ctx,
+                          void (*started)(uint64_t id, void *arg), void *arg)
+{
+    const void *in;
+    size_t len;
+    cf_bytes_fn fn = cf__serve_fn(c, h, p, &in, &len, ctx);
+    if (!fn)
+        return NULL;
+    cf__task_ctx *outer = cf__task_ctx_swap(ctx);
+    /* The mark comes last: a death before it is one of a task that never
+     * started (run again elsewhere), one after it blames this task. */
+    if (started)
+        started(h->id, arg);
+    cf__bytes *out = cf__run_bytes(fn, in, len);
+    cf__task_ctx_swap(outer);
+    return out;
+}
+
+int cf__serve_init(cf_fn initializer, void *arg, char **msg)
+{
+    *msg = NULL;
+    if (!initializer)
+        return 0;
+    cf__task_ctx ctx = { 0, NULL };
+    cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
+    initializer(arg);
+    cf__task_ctx_swap(outer);
+    *msg = ctx.message;
+    return ctx.code;
+}

@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The differential test of `cfutures run` against GNU parallel.
+
+Runs each command line below through both `parallel --will-cite ARGS` and
+`cfutures run ARGS`, each in a fresh directory holding the same files, and
+compares what a user would: the exit status, standard output (sorted when
+the order is not fixed, i.e. without -k and with more than one job at
+once) and every file left in the directory (job logs compared on the
+columns that do not depend on time: Seq, Exitval, Signal and Command).
+Standard error is not compared (the programs name themselves there).
+
+Usage: test_cli_parallel.py CFUTURES [-v] [-k FILTER]
+Exit status 0 when every command line matched, 1 otherwise, 77 (skipped)
+when GNU parallel is not installed (bench/cli/install.sh installs it).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HOSTILE = ["a b", "it's", 'd"q', "$HOME", "*", "a*", "x;y", "`id`", "-n",
+           "tab\there", "back\\slash", "caf\u00e9", "{}", "~", "#c", "",
+           "  lead", "trail ", "a&b|c", "(p)", "$(echo x)", "e=f", "!bang",
+           "--", "[ab]"]
+PATHS = ["dir/sub/f.tar.gz", "f", "x y/.z", "/a", ".b/", "a.b/c", "noext.",
+         "..", "/", "s p/a c.e"]
+
+
+class Case:
+    def __init__(self, args, stdin=None, files=None, ordered=None,
+                 joblogs=(), name=None):
+        self.args = args
+        self.stdin = stdin
+        self.files = files or {}
+        # Output order is fixed with -k, -j1, or --dry-run.
+        if ordered is None:
+            ordered = any(a in ("-k", "--keep-order", "-j1")
+                          for a in args) or \
+                ("-j" in args and args[args.index("-j") + 1] == "1")
+        self.ordered = ordered
+        self.joblogs = joblogs
+        self.name = name or " ".join(repr(a) if (" " in a or not a) else a
+                                     for a in args)
+
+
+def cases():
+    c = []
+    add = lambda *a, **k: c.append(Case(list(a), **k))  # noqa: E731
+
+    # Replacement values are quoted, whatever quotes the command puts
+    # around them, and names with spaces, quotes, $, *, newlines survive.
+    # (Inside "..." or '...' in the command cfutures quotes for that
+    # context, where GNU parallel's quotes would pass along as characters
+    # or split the value: those command lines differ on purpose, and
+    # tests/test_cli.c checks them.)
+    for tmpl in (["echo"], ["echo", "{}"], ["printf", "[%s]\\n", "{}"],
+                 ["echo [{}]"], ["printf '%s|' {} {}; echo"],
+                 ["printf '<%s>\\n'", "{}"], ["touch", "{}"],
+                 ["touch", "pre-{}"], ["echo", "{}", ">", "out-{#}"],
+                 ["echo {} | od -c"], ["printf", "%s\\n", "{}", "{.}", "{/}"]):
+        add("-k", *tmpl, ":::", *HOSTILE)
+    add("-k", "-q", "printf", "%s\\n", "{}", "a b", ":::", *HOSTILE)
+    add("-k", "cp", "{}", "{.}.bak", ":::", "f1.txt", "f2.txt", "f 3.txt",
+        files={"f1.txt": "one\n", "f2.txt": "two\n", "f 3.txt": "three\n"})
+    add("rm", "-v", "{}", ":::", "a*", files={"a*": "", "a1": "", "a2": ""})
+    add("rm", "{}", ":::", "a*", "b c", files={"a*": "", "a1": "", "b c": "",
+                                                 "b": ""})
+    add("-k", "echo", ":::", "a\nb", "c")
+    add("-k", "-0", "printf", "[%s]\\n", stdin=b"x\ny\0a b\0$HOME\0*\0")
+    add("-k", "--null", "touch", stdin=b"new\nline\0sp ace\0")
+    add("-k", "-0", "echo", stdin=b"a\0\0b\0")
+
+    # Hostile names through the other ways in and out.
+    hostile0 = "\0".join(HOSTILE + ["new\nline", "two\n\nlines"]) + "\0"
+    add("-k", "-0", "-a", "names", "printf", "'<%s>\\n'", "{}",
+        files={"names": hostile0})
+    add("-k", "-0", "touch", "f-{}", stdin=hostile0.encode())
+    add("-k", "-0", "--tag", "echo", "x", stdin=hostile0.encode())
+    add("-k", "--tag", "echo", ":::", *HOSTILE, ":::", "1", "2")
+    add("-k", "echo", "{2}", "{1}", ":::", *HOSTILE[:12], ":::", *HOSTILE[12:])
+    add("-k", "-j1", "-X", "printf", "'[%s]'", "x{}y", ":::", *HOSTILE)
+    add("-k", "-n3", "printf", "'[%s]'", ":::", *HOSTILE)
+    add("-k", "--colsep", ";", "echo", "{2}", "{1}",
+        stdin="".join("%s;%s\n" % (a, b) for a, b in
+                      zip(HOSTILE, reversed(HOSTILE))).encode())
+    add("-k", "--results", "out", "echo", ":::", *[h for h in HOSTILE
+                                                  if h not in ("", "--")])
+    add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE, joblogs=("jl",))
+    add("-k", "--dry-run", "-X", "echo", ":::", *HOSTILE)
+    add("-k", "-I", "@", "echo", "<@>", "@.x", ":::", *HOSTILE[:10])
+    add("-k", "printf", "'%s\\n'", "{.}", "{/}", "{//}", "{/.}", ":::",
+        "a b/c d.e f", "x'y/z\"w.q", "$v/`c`.d", "*/?.[ab]")
+
+    # Replacement strings.
+    for rs in ("{}", "{.}", "{/}", "{//}", "{/.}", "{#}", "{1}", "{1.}",
+               "{1/}", "{1//}", "{1/.}", "{-1}", "{-1.}"):
+        add("-k", "echo", rs, ":::", *PATHS)
+    add("-k", "echo", "{#}", "{}", "x{}y{.}z", ":::", "a.1", "b.2", "c.3")
+    add("-k", "-j1", "echo", "{%}", ":::", "a", "b", "c")
+    add("-k", "echo", "{foo}", "{1x}", "{ }", "{.x}", ":::", "a")
+    add("-k", "echo", "${#}{}", "${HOME:+x}{}", ":::", "a b")
+    add("-k", "echo", "{1}", "{2}", "{3}", ":::", "a", "b", ":::", "1", "2")
+    add("-k", "echo", "{2.}", "{1/}", "{-2}", ":::", "d/a.x", ":::", "e/b.y")
+    add("-k", "-I", "XX", "echo", "XX", "{}", ":::", "a", "b c")
+    add("-k", "-I", "{in}", "echo", "[{in}]", ":::", "a", "b c")
+    add("-k", "--er", "EXT", "echo", "EXT", "{.}", ":::", "a.b")
+    add("-k", "--bnr", "BN", "--dnr", "DN", "echo", "BN", "DN", ":::", "d/e.f")
+    add("-k", "--seqreplace", "SEQ", "echo", "SEQ", ":::", "x", "y")
+
+    # Input sources.
+    add("-k", "echo", ":::", "a", "b", ":::", "1", "2", ":::", "X", "Y")
+    add("-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2", "3")
+    add("-k", "echo", ":::", "a", "b", "c", ":::+", "1", "2")
+    add("-k", "echo", ":::", "a", "b", ":::", "1", "2", ":::+", "x", "y")
+    add("-k", "echo", "::::", "list", files={"list": "f 1\nf2\n$x\n"})
+    add("-k", "echo", "::::", "list", ":::", "A", "B",
+        files={"list": "f1\nf2\n"})
+    add("-k", "echo", "::::", "l1", "l2", files={"l1": "a\nb\n", "l2": "1\n2\n"})
+    add("-k", "echo", "::::", "l1", "::::+", "l2",
+        files={"l1": "a\nb\n", "l2": "1\n2\n"})
+    add("-k", "-a", "list", "echo", files={"list": "f 1\nf2\n"})
+    add("-k", "-a", "l1", "-a", "l2", "echo",
+        files={"l1": "a\nb\n", "l2": "1\n2\n"})
+    add("-k", "echo", "x", stdin=b"a\n\nb c\n$HOME\n")
+    add("-k", "echo", "x", stdin=b"no newline at end")
+    add("-k", "echo", "x", stdin=b"")
+    add("-k", "-r", "echo", "x", stdin=b"a\n\nb\n")
+    add("-r", "echo", "x", stdin=b"")
+    add("-k", "-d", ",", "echo", stdin=b"a b,c\n,d")
+    add("-k", "-d", "\\t", "echo", "[{}]", stdin=b"a\tb c\td")
+    add("-k", "-d", ",", "echo", ":::", "a,b", "c")
+    add("-k", "--colsep", ",", "echo", "{2}", "{1}", stdin=b"a,b\nc,d,e\n")
+    add("-k", "--colsep", "\\t", "echo", "{2}-{1}", stdin=b"a\tb\nc\td\n")
+    add("-k", "-C", " +", "echo", "{3}", "{1}", stdin=b"a  b   c\nd e f\n")
+    add("-k", "--colsep", ",", "echo", stdin=b"a,b\nc,d\n")
+    add("-k", "--colsep", ",", "echo", "{1}", "{2}", "{3}",
+        ":::", "a,b", ":::", "c")
+    add("-k", "echo", "{}", "::::", "-", stdin=b"s1\ns2\n")
+    # Records with fewer columns than others.
+    ragged = b"a,b,c\nd\ne,f\n"
+    for tmpl in (["echo", "{}"], ["echo"], ["echo", "{-1}", "{3}", "{2}"],
+                 ["-X", "echo", "[{}]"], ["--tag", "echo", "x"],
+                 ["--results", "r", "echo", "x"], ["-N2", "echo", "{-1}"]):
+        add("-k", "--colsep", ",", *tmpl, stdin=ragged)
+    for srcs in ([":::", ":::", "a"], [":::", "a", ":::"],
+                 [":::", "a", ":::", ":::", "b"], ["::::", "empty", ":::", "a"],
+                 [":::", ":::+", "a"], [":::", "a", "b", ":::+"],
+                 [":::", ":::"], ["::::", "empty"]):
+        add("-k", "echo", "[{1},{2},{3}]", *srcs, files={"empty": ""})
+
+    # The input as the command.
+    add("-k", ":::", "echo a", "echo b c", "printf '%s\\n' x y")
+    add("-k", stdin=b"echo 1\necho 2 | tr 2 3\n")
+
+    # Grouping: -n, -N, -m, -X.
+    add("-k", "-n2", "echo", ":::", "a", "b", "c", "d", "e")
+    add("-k", "-n", "2", "echo", "{}", "{1}", "{2}", "x", ":::", "a", "b", "c")
+    add("-k", "-N2", "echo", "{2}", "{1}", ":::", "a", "b", "c")
+    add("-k", "-N3", "echo", ":::", *HOSTILE[:8])
+    add("-k", "-N0", "echo", "foo", "{#}", ":::", "a", "b", "c")
+    add("-k", "-N0", "echo", "foo", ":::", "a", "b")
+    add("-k", "-n0", "echo", "x{}y", ":::", "a", "b")
+    add("-k", "-N1", "-n", "2", "echo", ":::", "a", "b", "c")
+    add("-k", "-N0", "-n2", "echo", ":::", "a", "b", "c")
+    add("-k", "-N2", "-n0", "echo", ":::", "a", "b", "c")
+    add("-k", "--pipe", "-N1", "-n2", "cat", stdin=b"1\n2\n3\n")
+    add("-k", "-n2", "echo", "{}", ":::", "a", "b", "c", ":::", "1")
+    add("-j1", "-X", "echo", "pre{}post", ":::", "a", "b", "c")
+    add("-j1", "-m", "echo", "pre{}post", ":::", "a", "b", "c")
+    add("-k", "-j3", "-X", "echo", "{}", ":::", *"abcdefghi")
+    add("-k", "-j4", "-m", "echo", ":::", *"abcdefghij")
+    add("-k", "-j2", "-X", "echo", "<{}>", "{#}", ":::", *HOSTILE[:6])
+    add("-j1", "-m", "echo", ":::", "a", "b", ":::", "1", "2")
+
+    # xargs' habits.
+    add("-k", "-P", "2", "-n", "1", "echo", stdin=b"a\nb\n")
+    add("-k", "-0", "-n", "2", "echo", stdin=b"a\0b\0c\0")
+    add("-k", "-I", "{}", "-r", "echo", "<{}>", stdin=b"a\n\nb\n")
+    add("-k", "-P2", "-I", "%", "echo", "%", "%", stdin=b"x\ny\n")
+
+    # Output control.
+    add("-k", "--tag", "echo", ":::", "a", "b c", ":::", "1")
+    add("-k", "--tag", "printf", "l1\\nl2\\n", ":::", "x", "y")
+    add("-k", "--tag", "printf", "no-newline", ":::", "x")
+    add("-k", "--tagstring", "{}-x", "echo", "hi", ":::", "a", "b")
+    add("-k", "--tagstring", "[{#}:{/}]", "echo", "hi", ":::", "d/a", "e/b")
+    add("--line-buffer", "echo", ":::", "a", "b", "c")
+    add("--line-buffer", "--tag", "printf", "'1\\n2\\n'", ":::", "a", "b")
+    add("-k", "-v", "echo", ":::", "a", "b c")
+    add("-k", "--line-buffer", "echo", ":::", "a", "b", "c")
+    add("-k", "--lb", "--tag", "printf", "'x\\ny\\n'", ":::", "a", "b")
+    add("-u", "-j1", "echo", ":::", "a", "b")
+    add("--group", "-k", "echo", ":::", "a", "b")
+    add("--shuf", "echo", ":::", *"abcdefgh")
+    add("-k", "--delay", "0.05", "echo", ":::", "a", "b", "c")
+    add("-k", "--delay", "0.05s", "echo", ":::", "a", "b")
+    add("-k", "-j", "+0", "echo", ":::", "a", "b")
+    add("-k", "-j", "50%", "echo", ":::", "a", "b")
+    add("-k", "-j0", "echo", ":::", "a", "b")
+    add("-k", "-j", "-%d" % (os.cpu_count() + 5), "echo", ":::", "a", "b")
+    add("-k", "-j", "1%", "echo", ":::", "a", "b")
+    add("--keep-order", "--jobs", "3", "echo", ":::", "a", "b")
+    add("-k", "--", "echo", ":::", "a", "b")
+
+    # Dry runs.
+    add("--dry-run", "rm", "-v", "{}", ":::", *HOSTILE)
+    add("--dry-run", "echo", "{.}", "{/}", ":::", *PATHS)
+    add("--dry-run", "-X", "-j1", "echo", "x{}y", ":::", "a", "b c")
+    add("--dry-run", "-q", "echo", "a b", "{}", ":::", "x y")
+    add("--dry-run", "--pipe", "-N1", "wc", "-l", stdin=b"1\n2\n")
+
+    # Exit status.
+    add("exit {}", ":::", "0", "1", "2", "3")
+    add("exit {}", ":::", "0", "0")
+    add("exit {}", ":::", *["1"] * 120)
+    add("exit {}", ":::", *["1"] * 101)
+    add("exit {}", ":::", *["1"] * 100)
+    add("kill -9 $$", ":::", "1")
+    add("-k", "nosuchcommand-cfutures", ":::", "1", "2")
+    add("-k", "/nonexistent/prog", ":::", "1")
+    add("-k", "sh", "-c", "'echo $0-$1; exit 1'", "x", ":::", "a", "b")
+    add("-k", "false", ":::", "a")
+    add("-k", "true", ":::", "a")
+
+    # --halt.
+    for halt in ("now,fail=1", "soon,fail=1", "now,fail=2", "soon,fail=2",
+                 "2", "1", "0", "never", "now,success=1", "soon,success=1",
+                 "-1", "-2", "now,done=2", "soon,fail=50%", "now,fail=30%",
+                 "now,fail=99%"):
+        add("-j1", "--halt", halt, "echo {}; exit {}", ":::",
+            "0", "3", "0", "4", "0")
+    add("-j1", "--halt-on-error", "now,fail=1", "exit {}", ":::", "0", "5",
+        "0")
+    add("-j1", "--halt", "now,fail=1", "kill -9 $$", ":::", "1", "2")
+    add("-j1", "--halt", "now,fail=1", "--timeout", "0.3", "sleep {}",
+        ":::", "5", "0")
+
+    # --retries: the tries leave their marks in a file.
+    add("-j1", "--retries", "3", "echo try >> tries-{}; echo x; exit 1",
+        ":::", "a")
+    add("-j1", "--retries", "3",
+        "echo t >> tries-{}; test $(wc -l < tries-{}) -ge 2", ":::", "a", "b")
+    add("-j1", "--retries", "1", "echo t >> tries; exit 1", ":::", "a")
+
+    # --timeout.
+    add("-k", "--timeout", "0.5", "sleep {}; echo {}", ":::", "0.1", "3")
+    add("-k", "--timeout", "0.5", "--joblog", "jl", "sleep {}; echo {}",
+        ":::", "0.1", "3", joblogs=("jl",))
+
+    # --joblog, --resume, --resume-failed.
+    add("-k", "--joblog", "jl", "echo {}; exit {}", ":::", "0", "1", "2",
+        joblogs=("jl",))
+    add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE[:10],
+        joblogs=("jl",))
+    jl = ("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal"
+          "\tCommand\n"
+          "1\t:\t1.0\t0.1\t0\t2\t0\t0\techo 0; exit 0\n"
+          "2\t:\t1.0\t0.1\t0\t2\t1\t0\techo 1; exit 1\n")
+    add("-k", "--joblog", "jl", "--resume", "echo {}; exit {}", ":::",
+        "0", "1", "0", "0", files={"jl": jl}, joblogs=("jl",))
+    add("-k", "--joblog", "jl", "--resume-failed", "echo {}; exit {}", ":::",
+        "0", "1", "0", "0", files={"jl": jl}, joblogs=("jl",))
+    add("-k", "--joblog", "jl", "--resume", "echo {}", ":::", "a", "b",
+        joblogs=("jl",))
+
+    # --results.
+    # An empty value is as if the option was not given (and never the
+    # root directory).
+    add("-k", "--results", "", "echo", ":::", "a", "b")
+    add("-k", "--joblog", "", "echo", ":::", "a", "b")
+    add("-k", "--tagstring", "", "echo", ":::", "a", "b")
+    add("-k", "--tag", "--tagstring", "", "echo", ":::", "a", "b")
+    add("-k", "--results", "res", "echo", ":::", "a", "b/c", "d e")
+    add("-k", "--results", "res", "echo", ":::", "a", "b", ":::", "1", "2")
+    add("-k", "--results", "res/", "sh", "-c", "'echo out; echo err >&2'",
+        ":::", "x")
+
+    # --pipe.
+    seq = "".join("%d\n" % i for i in range(1, 11)).encode()
+    add("-k", "--pipe", "-N2", "wc", "-l", stdin=seq)
+    add("-k", "--pipe", "-N3", "cat; echo --", stdin=seq)
+    add("-k", "--pipe", "--block", "10", "wc", "-c", stdin=seq)
+    add("-k", "--pipe", "--block", "1k", "wc", "-l",
+        stdin="".join("%d\n" % i for i in range(1, 2001)).encode())
+    add("-k", "--pipe", "-N4", "echo", "{#}", ";", "cat", stdin=seq)
+    add("-k", "--pipe", "-N2", "--tag", "cat", stdin=seq)
+    add("--pipe", "-N2", "-j1", "cat >/dev/null", stdin=seq)
+
+    # Shell features through the command line.
+    add("-k", "echo {} | tr a-z A-Z", ":::", "ab", "c d")
+    add("-k", "for i in 1 2; do echo {}$i; done", ":::", "a", "b")
+    add("-k", "test -e {} && echo yes || echo no", ":::", "f", "g",
+        files={"f": ""})
+    add("-k", "X={}; echo $X", ":::", "a b", "$HOME")
+    add("-k", "echo", "$PARALLEL_SEQ", ":::", "a", "b")
+    add("-k", "cd", "/;", "pwd", ":::", "a")
+    add("-k", "echo", ":::", "a\\nb", "c\\tz")
+    add("-k", "echo", "-n", ":::", "a", "b")
+    add("-k", "echo", "-e", ":::", "a\\nb")
+    add("-k", "true --version >/dev/null && echo ok", ":::", "a")
+    add("-k", "echo", "~", "#x", ":::", "a")
+    add("-k", "printf", "%s-%s\\n", ":::", "a", "b", ":::", "1")
+    add("-k", "echo", "a", ";", "echo", "b", ":::", "x")
+    return c
+
+
+# ---- running and comparing
+
+
+def snapshot(d, joblogs):
+    out = {}
+    for root, dirs, files in os.walk(d):
+        for name in dirs:
+            p = os.path.join(root, name)
+            out[os.path.relpath(p, d)] = "<dir>"
+        for name in files:
+            p = os.path.join(root, name)
+            rel = os.path.relpath(p, d)
+            with open(p, "rb") as f:
+                data = f.read()
+            if rel in joblogs:
+                rows = []
+                for line in data.decode(errors="replace").splitlines():
+                    col = line.split("\t")
+                    if len(col) >= 9 and col[0] != "Seq":
+                        rows.append((int(col[0]), col[6], col[7],
+                                     "\t".join(col[8:])))
+                data = sorted(rows)
+            out[rel] = data
+    return out
+
+
+def run_one(argv, case, home):
+    d = tempfile.mkdtemp(prefix="cfp-")
+    try:
+        for name, text in case.files.items():
+            path = os.path.join(d, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+        env = dict(os.environ, PARALLEL_SHELL="/bin/sh", LC_ALL="C",
+                   HOME=home)
+        env.pop("PARALLEL", None)
+        try:
+            p = subprocess.run(argv + case.args, cwd=d, env=env,
+                               input=case.stdin if case.stdin is not None
+                               else b"", capture_output=True, timeout=60)
+            rc, out, err = p.returncode, p.stdout, p.stderr
+        except subprocess.TimeoutExpired:
+            rc, out, err = "timeout", b"", b""
+        if not case.ordered:
+            out = b"\n".join(sorted(out.split(b"\n")))
+        return rc, out, err, snapshot(d, case.joblogs)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def main():
+    if len(sys.argv) < 2:
+        print(__doc__)
+        return 2
+    cf = os.path.abspath(sys.argv[1])
+    verbose = "-v" in sys.argv
+    flt = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else None
+    gnu = shutil.which("parallel")
+    if gnu is None:
+        print("SKIP: GNU parallel is not installed (bench/cli/install.sh)")
+        return 77
+    home = tempfile.mkdtemp(prefix="cfp-home-")
+    os.makedirs(os.path.join(home, ".parallel"), exist_ok=True)
+    open(os.path.join(home, ".parallel", "will-cite"), "w").close()
+    failed = 0
+    all_cases = [c for c in cases() if flt is None or flt in c.name]
+    for case in all_cases:
+        want = run_one([gnu, "--will-cite"], case, home)
+        got = run_one([cf, "run"], case, home)
+        same = want[0] == got[0] and want[1] == got[1] and want[3] == got[3]
+        if not same:
+            failed += 1
+            print("DIFF: %s" % case.name)
+            if want[0] != got[0]:
+                print("  exit status: parallel %s, cfutures %s"
+                      % (want[0], got[0]))
+            if want[1] != got[1]:
+                print("  stdout: parallel %r\n          cfutures %r"
+                      % (want[1][:600], got[1][:600]))
+            if want[3] != got[3]:
+                print("  files: parallel %.600r\n         cfutures %.600r"
+                      % (want[3], got[3]))
+            print("  stderr: cfutures %r" % got[2][:400])
+        elif verbose:
+            print("same: %s" % case.name)
+    shutil.rmtree(home, ignore_errors=True)
+    print("%d command lines compared with GNU parallel, %d differ"
+          % (len(all_cases), failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
