@@ -76,6 +76,16 @@ static inline void bench_check(int ok, const char *what)
     }
 }
 
+/* Writes every page of p[0..n) so that its page faults happen now, not in
+ * a timed section: a plain memset(0) after malloc may become calloc, which
+ * touches nothing. */
+static inline void bench_touch(void *p, size_t n)
+{
+    volatile char *c = (volatile char *)p;
+    for (size_t i = 0; i < n; i += 4096)
+        c[i] = 0;
+}
+
 /* A field of /proc/self/status in bytes ("VmRSS", "VmHWM"), or -1. */
 static inline long long bench_status_bytes(const char *field)
 {

@@ -43,7 +43,7 @@ int main(int argc, char **argv)
     if (with_futures) {
         fs = malloc(sizeof *fs * (size_t)n);
         bench_check(fs != NULL, "malloc");
-        memset(fs, 0, sizeof *fs * (size_t)n);
+        bench_touch(fs, sizeof *fs * (size_t)n);
     }
     warm_up(ex, workers);
 

@@ -38,7 +38,7 @@ int main(int argc, char **argv)
     bench_check(ex != NULL, "cf_thread_pool_new");
     cf_future **fs = malloc(sizeof *fs * (size_t)n);
     bench_check(fs != NULL, "malloc");
-    memset(fs, 0, sizeof *fs * (size_t)n);
+    bench_touch(fs, sizeof *fs * (size_t)n);
     gate g = { cf_event_new(), cf_event_new() };
     bench_check(g.started && g.release, "cf_event_new");
     cf_future *fb;

@@ -9,12 +9,16 @@
 # skipped; scripts/install-bench-deps.sh installs them.
 #
 # Usage: scripts/bench.sh [--reps N] [--quick] [--only B2[,B5]] [--no-build]
-#                         [--out DIR]
+#                         [--out DIR] [--scaling[=1,2,4,8,16]]
 #   --reps N    repetitions of each benchmark (default 5)
 #   --quick     one repetition of smaller sizes: a smoke run (under a minute)
 #   --only LIST run only these benchmarks (B1..B7, comma-separated)
 #   --no-build  run what build/release already has
 #   --out DIR   write the result files there (default bench/results)
+#   --scaling[=LIST]  instead, B1, B2 and B3 at each worker count of LIST
+#               (default 1,2,4,8,16) for cfutures and every peer, as
+#               speedups over 1 worker (latest-scaling.md); more workers
+#               than CPUs makes it an oversubscribed smoke test
 # Environment: JOBS (build parallelism, default nproc).
 set -euo pipefail
 
@@ -31,7 +35,9 @@ while [ $# -gt 0 ]; do
         args+=("$1" "$2")
         shift
         ;;
-    --reps=* | --only=* | --out=* | --quick) args+=("$1") ;;
+    --reps=* | --only=* | --out=* | --quick | --scaling | --scaling=*)
+        args+=("$1")
+        ;;
     -h | --help)
         sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
         exit 0
