@@ -556,6 +556,7 @@ cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
         notify(s);
         return NULL;
     }
+    cf__trace(CF__TR_STEAL, t, thief->index);
     cf__count(&w->steals);
     return t;
 }
