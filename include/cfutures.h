@@ -43,17 +43,17 @@ extern "C" {
 /* Error codes: negative and distinct. The ones that have a Linux errno
  * equivalent use its value, so cf_strerror(-errno) reads naturally. */
 #define CF_OK 0
-#define CF_EPERM (-1)          /* releasing what the caller does not hold */
-#define CF_ENOMEM (-12)        /* out of memory */
-#define CF_EINVAL (-22)        /* bad argument or state */
-#define CF_EDEADLK (-35)       /* a wait that could never end */
-#define CF_ETIME (-62)         /* a task ran past its time limit, was killed */
-#define CF_EOVERFLOW (-75)     /* released more than allowed */
-#define CF_ESHUTDOWN (-108)    /* executor or queue shut down */
-#define CF_ETIMEDOUT (-110)    /* timeout elapsed, or a poll would block */
-#define CF_ECANCELED (-125)    /* the future was cancelled */
-#define CF_EBROKEN (-4094)     /* pool or barrier broken, or the worker died */
-#define CF_EOF (-4095)         /* an iteration is finished */
+#define CF_EPERM (-1)       /* releasing what the caller does not hold */
+#define CF_ENOMEM (-12)     /* out of memory */
+#define CF_EINVAL (-22)     /* bad argument or state */
+#define CF_EDEADLK (-35)    /* a wait that could never end */
+#define CF_ETIME (-62)      /* a task ran past its time limit, was killed */
+#define CF_EOVERFLOW (-75)  /* released more than allowed */
+#define CF_ESHUTDOWN (-108) /* executor or queue shut down */
+#define CF_ETIMEDOUT (-110) /* timeout elapsed, or a poll would block */
+#define CF_ECANCELED (-125) /* the future was cancelled */
+#define CF_EBROKEN (-4094)  /* pool or barrier broken, or the worker died */
+#define CF_EOF (-4095)      /* an iteration is finished */
 
 /* A message for any code: the texts of the CF_E* codes, strerror(-code) for
  * other negative codes. The string is static; never free it. */
@@ -218,9 +218,9 @@ void cf_timer_free(cf_timer *t);
 
 typedef struct cf_queue cf_queue;
 typedef enum cf_queue_order {
-    CF_FIFO,     /* first in, first out */
-    CF_LIFO,     /* last in, first out */
-    CF_PRIORITY  /* smallest by cmp first; equal items in insertion order */
+    CF_FIFO,    /* first in, first out */
+    CF_LIFO,    /* last in, first out */
+    CF_PRIORITY /* smallest by cmp first; equal items in insertion order */
 } cf_queue_order;
 
 /* maxsize 0 is unbounded. cmp is required for CF_PRIORITY (NULL with errno
@@ -300,8 +300,7 @@ bool cf_future_done(cf_future *f); /* finished or cancelled */
  * the order added; at once in the caller if f is done already. Callbacks run
  * outside any task: cf_fail there is CF_EINVAL. 0, CF_EINVAL, CF_ENOMEM. */
 int cf_future_add_done_callback(cf_future *f,
-                                void (*fn)(cf_future *f, void *ctx),
-                                void *ctx);
+                                void (*fn)(cf_future *f, void *ctx), void *ctx);
 
 /* For code that runs a future's work itself: moves a pending future to
  * running and returns true; returns false (with waiters notified) when it
@@ -365,14 +364,15 @@ typedef enum cf_start_method {
 } cf_start_method;
 
 typedef struct cf_options {
-    int max_workers;        /* 0: threads min(32, ncpu + 4); processes ncpu */
-    const char *name_prefix;/* worker thread names: "<prefix>_<i>" (copied) */
-    cf_fn initializer;      /* run once in each worker before any task; a
+    int max_workers;         /* 0: threads min(32, ncpu + 4); processes ncpu */
+    const char *name_prefix; /* worker thread names: "<prefix>_<i>" (copied) */
+    cf_fn initializer;       /* run once in each worker before any task; a
                                cf_fail in it breaks the pool */
     void *initarg;
     /* Process pools only (ignored by thread pools): */
-    unsigned max_tasks_per_child; /* replace a worker after this many; 0 never */
-    double task_timeout;          /* seconds; 0 none; NaN, negative: EINVAL */
+    unsigned
+        max_tasks_per_child; /* replace a worker after this many; 0 never */
+    double task_timeout;     /* seconds; 0 none; NaN, negative: EINVAL */
     cf_start_method start_method;
     /* Thread pools: */
     double idle_timeout;   /* seconds an idle worker waits for work before it
@@ -471,8 +471,8 @@ int cf_buffer_reserve(cf_buffer *b, size_t extra);
 /* Schedules fn over a copy of in[0..len) on any executor. With out, *out is
  * a new future (the caller releases it). 0, CF_EINVAL, CF_ENOMEM,
  * CF_ESHUTDOWN, CF_EBROKEN. */
-int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in,
-                    size_t len, cf_future **out);
+int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in, size_t len,
+                    cf_future **out);
 /* Waits for a bytes task's result: 0 with *data and *len (owned by the
  * future, valid while it lives), the task's failure code, CF_ECANCELED,
  * CF_ETIMEDOUT, or CF_EINVAL for a future that is not a bytes task. */

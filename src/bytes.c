@@ -89,8 +89,8 @@ const void *cf__bytes_input(const cf_future *f)
     return f->input;
 }
 
-int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in,
-                    size_t len, cf_future **out)
+int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in, size_t len,
+                    cf_future **out)
 {
     if (!ex || !fn || (len && !in))
         return CF_EINVAL;

@@ -17,7 +17,8 @@ const char *cf_strerror(int code)
     case CF_ETIMEDOUT: return "timed out";
     case CF_ECANCELED: return "cancelled";
     case CF_ESHUTDOWN: return "shut down";
-    case CF_EBROKEN: return "broken: the pool or barrier is broken, or the worker died";
+    case CF_EBROKEN:
+        return "broken: the pool or barrier is broken, or the worker died";
     case CF_EPERM: return "not held by the caller";
     case CF_EDEADLK: return "the wait could never end (deadlock)";
     case CF_EOVERFLOW: return "released more than allowed";

@@ -269,8 +269,7 @@ static bool outer_done(void *p)
 static __attribute__((noinline)) int join_via_pool(cf__sched *s, cf_fn a,
                                                    void *arg_a, void **res_a,
                                                    cf_fn b, void *arg_b,
-                                                   void **res_b,
-                                                   char **message)
+                                                   void **res_b, char **message)
 {
     outer_join oj = { .task.exec = exec_outer_join,
                       .a = a,

@@ -113,7 +113,8 @@ int cf_thread_start(cf_thread **out, cf_fn fn, void *arg,
         char buf[32];
         snprintf(buf, sizeof buf, "Thread-%u",
                  atomic_fetch_add_explicit(&thread_counter, 1,
-                                           memory_order_relaxed) + 1);
+                                           memory_order_relaxed) +
+                     1);
         t->name = cf__strdup(buf);
     }
     if (!t->name) {

@@ -31,7 +31,10 @@ typedef struct test_case {
     void (*fn)(void);
 } test_case;
 
-#define TEST_CASE(fn) { #fn, fn }
+#define TEST_CASE(fn)                                                          \
+    {                                                                          \
+#fn, fn                                                                \
+    }
 
 static inline double test_scale(void)
 {
@@ -67,7 +70,8 @@ static inline void sleep_s(double s)
     do {                                                                       \
         long long va_ = (long long)(a), vb_ = (long long)(b);                  \
         if (va_ != vb_) {                                                      \
-            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %lld, %s == %lld\n",\
+            fprintf(stderr,                                                    \
+                    "%s:%d: CHECK_EQ failed: %s == %lld, %s == %lld\n",        \
                     __FILE__, __LINE__, #a, va_, #b, vb_);                     \
             exit(1);                                                           \
         }                                                                      \
@@ -79,10 +83,10 @@ static inline void sleep_s(double s)
         double t0_ = now_s();                                                  \
         expr;                                                                  \
         double dt_ = now_s() - t0_;                                            \
-        if (dt_ < (lo) || dt_ > (hi) * test_scale()) {                         \
+        if (dt_ < (lo) || dt_ > (hi)*test_scale()) {                           \
             fprintf(stderr, "%s:%d: %s took %.3fs, not in [%g, %g]\n",         \
                     __FILE__, __LINE__, #expr, dt_, (double)(lo),              \
-                    (double)(hi) * test_scale());                              \
+                    (double)(hi)*test_scale());                                \
             exit(1);                                                           \
         }                                                                      \
     } while (0)
@@ -90,7 +94,7 @@ static inline void sleep_s(double s)
 /* Polls cond every millisecond for up to secs seconds (scaled). */
 #define WAIT_UNTIL(cond, secs)                                                 \
     do {                                                                       \
-        double end_ = now_s() + (secs) * test_scale();                         \
+        double end_ = now_s() + (secs)*test_scale();                           \
         while (!(cond) && now_s() < end_)                                      \
             sleep_s(0.001);                                                    \
     } while (0)
@@ -100,7 +104,10 @@ typedef struct gate {
     pthread_mutex_t mu;
     int open;
 } gate;
-#define GATE_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
+#define GATE_INIT                                                              \
+    {                                                                          \
+        PTHREAD_MUTEX_INITIALIZER, 0                                           \
+    }
 
 static inline void gate_open(gate *g)
 {
@@ -200,7 +207,10 @@ static inline void oom_fail_at(long k)
     atomic_store(&oom_countdown, k);
 }
 
-static inline long oom_live_count(void) { return atomic_load(&oom_live); }
+static inline long oom_live_count(void)
+{
+    return atomic_load(&oom_live);
+}
 
 /*
  * Drives an operation through every allocation failure: for k = 0, 1, ...
@@ -230,12 +240,14 @@ static inline int oom_sweep(int (*op)(void *ctx), void (*undo)(void *ctx),
                 undo(ctx);
         } else {
             if (rc != CF_ENOMEM) {
-                fprintf(stderr, "oom_sweep: failing allocation %ld gave %d (%s)\n",
-                        k, rc, cf_strerror(rc));
+                fprintf(stderr,
+                        "oom_sweep: failing allocation %ld gave %d (%s)\n", k,
+                        rc, cf_strerror(rc));
                 exit(1);
             }
             if (oom_live_count() != live) {
-                fprintf(stderr, "oom_sweep: failing allocation %ld leaked %ld\n", k,
+                fprintf(stderr,
+                        "oom_sweep: failing allocation %ld leaked %ld\n", k,
                         oom_live_count() - live);
                 exit(1);
             }
@@ -308,7 +320,7 @@ static inline int test_main(const test_case *cases, size_t n, int argc,
 #define TEST_MAIN(cases)                                                       \
     int main(int argc, char **argv)                                            \
     {                                                                          \
-        return test_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);\
+        return test_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv); \
     }
 
 #endif /* CF_TEST_HARNESS_H */

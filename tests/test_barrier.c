@@ -39,7 +39,8 @@ struct run_ctx {
     atomic_int index_sum;
     atomic_int action_calls;
     atomic_int passes;
-    atomic_int seen_bits[16]; /* per round: bit i set by the party with index i */
+    atomic_int
+        seen_bits[16]; /* per round: bit i set by the party with index i */
     int rounds;
 };
 
@@ -114,8 +115,14 @@ static void check_lockstep(int rounds)
     cf_barrier_free(r.barrier);
 }
 
-static void barrier_lockstep(void) { check_lockstep(1); }
-static void barrier_lockstep_10(void) { check_lockstep(10); }
+static void barrier_lockstep(void)
+{
+    check_lockstep(1);
+}
+static void barrier_lockstep_10(void)
+{
+    check_lockstep(10);
+}
 
 static void wait_return(run_ctx *r)
 {

@@ -37,7 +37,8 @@
 #include <termios.h>
 
 #ifndef CFUTURES_BIN
-#error "CMake passes the cfutures program as CFUTURES_BIN (only when it builds it)"
+#error                                                                         \
+    "CMake passes the cfutures program as CFUTURES_BIN (only when it builds it)"
 #endif
 
 /* ---- running the program */

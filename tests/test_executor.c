@@ -376,7 +376,8 @@ static void *block_get_init_status(void *arg)
 /* test_init.py InitializerMixin.test_initializer */
 static void initializer_runs(void)
 {
-    cf_options o = { .max_workers = 2, .initializer = init,
+    cf_options o = { .max_workers = 2,
+                     .initializer = init,
                      .initarg = (void *)"initialized" };
     cf_executor *ex = cf_thread_pool_new(&o);
     CHECK(ex != NULL);
@@ -397,8 +398,10 @@ static void initializer_runs(void)
  * task. */
 static void initializer_once_per_worker(void)
 {
-    cf_options o = { .max_workers = 4, .name_prefix = "Init",
-                     .initializer = init, .initarg = (void *)"ready" };
+    cf_options o = { .max_workers = 4,
+                     .name_prefix = "Init",
+                     .initializer = init,
+                     .initarg = (void *)"ready" };
     cf_executor *ex = cf_thread_pool_new(&o);
     CHECK(ex != NULL);
     CHECK_EQ(atomic_load(&init_calls), 0); /* lazy */
@@ -1296,7 +1299,8 @@ static void io_bound_overlap(void)
     double dt = now_s() - t0;
     cf_stats s = stats_of(ex);
     if (dt >= 2.5 * test_scale())
-        fprintf(stderr, "50 x 0.1 s took %.2f s on %zu workers\n", dt, s.workers);
+        fprintf(stderr, "50 x 0.1 s took %.2f s on %zu workers\n", dt,
+                s.workers);
     CHECK(dt >= 0.09);
     CHECK(dt < 2.5 * test_scale());
     for (int i = 0; i < 50; i++)
@@ -1334,8 +1338,10 @@ static void bad_input(void)
 static int pool_new_op(void *ctx)
 {
     (void)ctx;
-    cf_options o = { .max_workers = 2, .name_prefix = "oom",
-                     .initializer = init, .initarg = (void *)"x" };
+    cf_options o = { .max_workers = 2,
+                     .name_prefix = "oom",
+                     .initializer = init,
+                     .initarg = (void *)"x" };
     errno = 0;
     cf_executor *ex = cf_thread_pool_new(&o);
     if (!ex) {
@@ -1483,7 +1489,8 @@ static void many_producers(int workers)
     cf_thread *th[P];
     long expect = 0;
     for (int p = 0; p < P; p++) {
-        prs[p] = (producer){ ex, p, malloc(sizeof(cf_future *) * PER / 2), PER };
+        prs[p] =
+            (producer){ ex, p, malloc(sizeof(cf_future *) * PER / 2), PER };
         CHECK(prs[p].fs != NULL);
         for (int i = 0; i < PER; i++)
             expect += (long)p * 1000000 + i;
@@ -1511,8 +1518,14 @@ static void many_producers(int workers)
     cf_executor_free(ex);
 }
 
-static void many_producers_2_workers(void) { many_producers(2); }
-static void many_producers_4_workers(void) { many_producers(4); }
+static void many_producers_2_workers(void)
+{
+    many_producers(2);
+}
+static void many_producers_4_workers(void)
+{
+    many_producers(4);
+}
 
 static const test_case cases[] = {
     TEST_CASE(submit_result),

@@ -66,15 +66,11 @@ static void *delayed_main(void *p)
     delayed *d = p;
     sleep_s(d->delay);
     switch (d->kind) {
-    case ACT_RESULT:
-        CHECK_EQ(cf_future_set_result(d->f, d->value), 0);
-        break;
+    case ACT_RESULT: CHECK_EQ(cf_future_set_result(d->f, d->value), 0); break;
     case ACT_EXCEPTION:
         CHECK_EQ(cf_future_set_exception(d->f, d->code, d->message), 0);
         break;
-    case ACT_CANCEL:
-        CHECK(cf_future_cancel(d->f));
-        break;
+    case ACT_CANCEL: CHECK(cf_future_cancel(d->f)); break;
     }
     return NULL;
 }
@@ -432,7 +428,9 @@ static void nan_timeout_is_einval(void)
 static void result_blocks_until_set(void)
 {
     cf_future *f = new_pending();
-    delayed d = { .f = f, .delay = 0.2, .kind = ACT_RESULT, .value = (void *)42 };
+    delayed d = {
+        .f = f, .delay = 0.2, .kind = ACT_RESULT, .value = (void *)42
+    };
     delayed_start(&d);
     void *r = NULL;
     int rc = 1;
@@ -447,7 +445,9 @@ static void result_blocks_until_set(void)
 static void result_negative_timeout_waits(void)
 {
     cf_future *f = new_pending();
-    delayed d = { .f = f, .delay = 0.1, .kind = ACT_RESULT, .value = (void *)8 };
+    delayed d = {
+        .f = f, .delay = 0.1, .kind = ACT_RESULT, .value = (void *)8
+    };
     delayed_start(&d);
     void *r = NULL;
     CHECK_EQ(cf_future_result(f, -7.0, &r), 0);
@@ -471,7 +471,10 @@ static void result_with_cancel(void)
 static void exception_blocks_until_failed(void)
 {
     cf_future *f = new_pending();
-    delayed d = { .f = f, .delay = 0.2, .kind = ACT_EXCEPTION, .code = -EPIPE,
+    delayed d = { .f = f,
+                  .delay = 0.2,
+                  .kind = ACT_EXCEPTION,
+                  .code = -EPIPE,
                   .message = "pipe closed" };
     delayed_start(&d);
     const char *m = NULL;
@@ -539,9 +542,18 @@ static void cb_record(cf_future *f, void *ctx, int tag)
     log->was_done = cf_future_done(f);
     log->was_cancelled = cf_future_cancelled(f);
 }
-static void cb_a(cf_future *f, void *ctx) { cb_record(f, ctx, 1); }
-static void cb_b(cf_future *f, void *ctx) { cb_record(f, ctx, 2); }
-static void cb_c(cf_future *f, void *ctx) { cb_record(f, ctx, 3); }
+static void cb_a(cf_future *f, void *ctx)
+{
+    cb_record(f, ctx, 1);
+}
+static void cb_b(cf_future *f, void *ctx)
+{
+    cb_record(f, ctx, 2);
+}
+static void cb_c(cf_future *f, void *ctx)
+{
+    cb_record(f, ctx, 3);
+}
 
 static void cb_read_result(cf_future *f, void *ctx)
 {
@@ -710,7 +722,9 @@ static void callback_runs_in_completing_thread(void)
     cb_log log = { 0 };
     cf_future *f = new_pending();
     CHECK_EQ(cf_future_add_done_callback(f, cb_a, &log), 0);
-    delayed d = { .f = f, .delay = 0.05, .kind = ACT_RESULT, .value = (void *)1 };
+    delayed d = {
+        .f = f, .delay = 0.05, .kind = ACT_RESULT, .value = (void *)1
+    };
     delayed_start(&d);
     CHECK_EQ(cf_future_result(f, 10.0, NULL), 0);
     delayed_join(&d);

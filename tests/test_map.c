@@ -154,8 +154,9 @@ static void map_failure_continues(void)
     const size_t buffers[] = { 0, 1, 2 };
     for (int b = 0; b < 3; b++) {
         cf_map *m;
-        CHECK_EQ(cf_map_new(&m, ex, divmod_item, args, 4, buffers[b], CF_FOREVER),
-                 0);
+        CHECK_EQ(
+            cf_map_new(&m, ex, divmod_item, args, 4, buffers[b], CF_FOREVER),
+            0);
         void *r = NULL;
         expect_next(m, 1); /* divmod(1, 2) = (0, 1) */
         expect_next(m, 1); /* divmod(1, 3) = (0, 1) */
@@ -327,7 +328,8 @@ static void map_free_part_way(void)
     void **args = range_args(50);
     for (int b = 0; b < 2; b++) {
         cf_map *m;
-        CHECK_EQ(cf_map_new(&m, ex, square, args, 50, b ? 5 : 0, CF_FOREVER), 0);
+        CHECK_EQ(cf_map_new(&m, ex, square, args, 50, b ? 5 : 0, CF_FOREVER),
+                 0);
         expect_next(m, 0);
         expect_next(m, 1);
         cf_map_free(m);
@@ -508,8 +510,10 @@ static void map_on_shut_down_executor(void)
     CHECK_EQ(cf_shutdown(ex, true, false), 0);
     void **args = range_args(3);
     cf_map *m = NULL;
-    CHECK_EQ(cf_map_new(&m, ex, count_only, args, 3, 0, CF_FOREVER), CF_ESHUTDOWN);
-    CHECK_EQ(cf_map_new(&m, ex, count_only, args, 3, 1, CF_FOREVER), CF_ESHUTDOWN);
+    CHECK_EQ(cf_map_new(&m, ex, count_only, args, 3, 0, CF_FOREVER),
+             CF_ESHUTDOWN);
+    CHECK_EQ(cf_map_new(&m, ex, count_only, args, 3, 1, CF_FOREVER),
+             CF_ESHUTDOWN);
     CHECK_EQ(atomic_load(&started), 0);
     free(args);
     cf_executor_free(ex);
@@ -554,8 +558,8 @@ static int map_op(void *ctx)
     map_oom *c = ctx;
     c->live_at_start = oom_live_count();
     cf_map *m = NULL;
-    int rc = cf_map_new(&m, c->ex, square, c->args, c->n, c->buffersize,
-                        CF_FOREVER);
+    int rc =
+        cf_map_new(&m, c->ex, square, c->args, c->n, c->buffersize, CF_FOREVER);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < c->n; i++) {
@@ -589,7 +593,8 @@ static void map_new_enomem(void)
     /* start the workers first, so the sweep sees only the map's own
      * allocations */
     cf_map *m;
-    CHECK_EQ(cf_map_new(&m, c.ex, count_and_block, c.args, 2, 0, CF_FOREVER), 0);
+    CHECK_EQ(cf_map_new(&m, c.ex, count_and_block, c.args, 2, 0, CF_FOREVER),
+             0);
     WAIT_UNTIL(atomic_load(&started) == 2, 10.0);
     gate_open(&g_block);
     CHECK_EQ(cf_map_next(m, NULL), 0);

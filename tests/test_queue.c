@@ -73,7 +73,7 @@ static void *join(cf_thread *t)
  * started, then calls trigger (test_queue's _TriggerThread). */
 typedef struct trigger {
     cf_queue *q;
-    bool do_get;     /* else put value */
+    bool do_get; /* else put value */
     intptr_t value;
     atomic_bool started;
 } trigger;
@@ -128,9 +128,9 @@ static void basic_queue_test(cf_queue *q, cf_queue_order order)
     CHECK_EQ(put(q, 111, CF_FOREVER), 0);
     CHECK_EQ(put(q, 333, CF_FOREVER), 0);
     CHECK_EQ(put(q, 222, CF_FOREVER), 0);
-    static const intptr_t want[3][3] = {
-        { 111, 333, 222 }, { 222, 333, 111 }, { 111, 222, 333 }
-    };
+    static const intptr_t want[3][3] = { { 111, 333, 222 },
+                                         { 222, 333, 111 },
+                                         { 111, 222, 333 } };
     for (int i = 0; i < 3; i++)
         CHECK_EQ(get_ok(q), want[order][i]);
     for (int i = 0; i < QUEUE_SIZE - 1; i++) {
@@ -207,7 +207,7 @@ static void queue_join_test(join_ctx *j)
     CHECK_EQ(j->cum, 99 * 100 / 2); /* join waited for every task */
     pthread_mutex_unlock(&j->mu);
     for (int i = 0; i < 2; i++)
-        CHECK_EQ(put(j->q, -1, CF_FOREVER), 0); /* tell the workers to end */
+        CHECK_EQ(put(j->q, -1, CF_FOREVER), 0);   /* tell the workers to end */
     CHECK_EQ(cf_queue_join(j->q, CF_FOREVER), 0); /* joining twice is fine */
     for (int i = 0; i < 2; i++)
         join(t[i]);
@@ -506,10 +506,10 @@ static void queue_bounded_contention(void)
 typedef struct feed_ctx {
     cf_queue *q;
     pthread_mutex_t mu;
-    intptr_t next, end;   /* inputs not yet fed, guarded by mu */
-    intptr_t *results;    /* guarded by mu */
+    intptr_t next, end; /* inputs not yet fed, guarded by mu */
+    intptr_t *results;  /* guarded by mu */
     int n_results;
-    int mode;             /* consumers: 0 blocking, 1 polling, 2 timeouts */
+    int mode; /* consumers: 0 blocking, 1 polling, 2 timeouts */
     atomic_uint seed;
 } feed_ctx;
 
@@ -939,8 +939,14 @@ static void shutdown_get(bool immediate)
     }
 }
 
-static void queue_shutdown_get(void) { shutdown_get(false); }
-static void queue_shutdown_immediate_get(void) { shutdown_get(true); }
+static void queue_shutdown_get(void)
+{
+    shutdown_get(false);
+}
+static void queue_shutdown_immediate_get(void)
+{
+    shutdown_get(true);
+}
 
 static void shutdown_put(bool immediate)
 {
@@ -958,8 +964,14 @@ static void shutdown_put(bool immediate)
     }
 }
 
-static void queue_shutdown_put(void) { shutdown_put(false); }
-static void queue_shutdown_immediate_put(void) { shutdown_put(true); }
+static void queue_shutdown_put(void)
+{
+    shutdown_put(false);
+}
+static void queue_shutdown_immediate_put(void)
+{
+    shutdown_put(true);
+}
 
 static void shutdown_join(bool immediate)
 {
@@ -979,8 +991,14 @@ static void shutdown_join(bool immediate)
     }
 }
 
-static void queue_shutdown_join(void) { shutdown_join(false); }
-static void queue_shutdown_immediate_join(void) { shutdown_join(true); }
+static void queue_shutdown_join(void)
+{
+    shutdown_join(false);
+}
+static void queue_shutdown_immediate_join(void)
+{
+    shutdown_join(true);
+}
 
 static void shutdown_put_join(bool immediate)
 {
@@ -1004,8 +1022,14 @@ static void shutdown_put_join(bool immediate)
     }
 }
 
-static void queue_shutdown_put_join(void) { shutdown_put_join(false); }
-static void queue_shutdown_immediate_put_join(void) { shutdown_put_join(true); }
+static void queue_shutdown_put_join(void)
+{
+    shutdown_put_join(false);
+}
+static void queue_shutdown_immediate_put_join(void)
+{
+    shutdown_put_join(true);
+}
 
 static void queue_shutdown_get_task_done_join(void)
 {
@@ -1103,7 +1127,7 @@ static void queue_bad_input(void)
     for (int o = 0; o < 3; o++) {
         q = new_queue(2, orders[o]);
         CHECK_EQ(put(q, 1, NAN), CF_EINVAL);
-        CHECK_EQ(cf_queue_size(q), 0); /* not put */
+        CHECK_EQ(cf_queue_size(q), 0);    /* not put */
         CHECK_EQ(cf_queue_join(q, 0), 0); /* not counted either */
         CHECK_EQ(put(q, 2, 0), 0);
         intptr_t v = 0;

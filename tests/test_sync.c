@@ -81,8 +81,14 @@ static void bunch_start(bunch *b, int n, void (*fn)(void *), void *ctx,
         b->threads[i] = spawn(bunch_main, b);
 }
 
-static void bunch_wait_started(bunch *b) { wait_for_count(&b->started, b->n); }
-static void bunch_wait_finished(bunch *b) { wait_for_count(&b->finished, b->n); }
+static void bunch_wait_started(bunch *b)
+{
+    wait_for_count(&b->started, b->n);
+}
+static void bunch_wait_finished(bunch *b)
+{
+    wait_for_count(&b->finished, b->n);
+}
 
 static void bunch_join(bunch *b)
 {
@@ -419,7 +425,10 @@ static int new_lock_op(void *ctx)
     CHECK_EQ(cf_lock_release(*l), 0);
     return 0;
 }
-static void new_lock_undo(void *ctx) { cf_lock_free(*(cf_lock **)ctx); }
+static void new_lock_undo(void *ctx)
+{
+    cf_lock_free(*(cf_lock **)ctx);
+}
 
 static int new_rlock_op(void *ctx)
 {
@@ -433,7 +442,10 @@ static int new_rlock_op(void *ctx)
     CHECK_EQ(cf_rlock_release(*l), 0);
     return 0;
 }
-static void new_rlock_undo(void *ctx) { cf_rlock_free(*(cf_rlock **)ctx); }
+static void new_rlock_undo(void *ctx)
+{
+    cf_rlock_free(*(cf_rlock **)ctx);
+}
 
 static int new_condition_op(void *ctx)
 {
@@ -482,7 +494,10 @@ static int new_event_op(void *ctx)
     CHECK_EQ(cf_event_wait(*e, 0), 0);
     return 0;
 }
-static void new_event_undo(void *ctx) { cf_event_free(*(cf_event **)ctx); }
+static void new_event_undo(void *ctx)
+{
+    cf_event_free(*(cf_event **)ctx);
+}
 
 static void constructors_enomem(void)
 {
@@ -867,9 +882,9 @@ static void cond_unacquired(void)
 
 typedef struct notify_ctx {
     cf_condition *c;
-    atomic_int entered;  /* waits begun (counted with the lock held) */
-    int phase;           /* guarded by the condition's lock */
-    record r1, r2;       /* phase seen after the first, second wait */
+    atomic_int entered; /* waits begun (counted with the lock held) */
+    int phase;          /* guarded by the condition's lock */
+    record r1, r2;      /* phase seen after the first, second wait */
 } notify_ctx;
 
 /* One wait, counted while the lock is held: the main thread knows all
@@ -1024,7 +1039,7 @@ static void cond_timeout(void)
 
 typedef struct waitfor_ctx {
     cf_condition *c;
-    int state;      /* guarded by the condition's lock */
+    int state; /* guarded by the condition's lock */
     int target;
     atomic_int pred_calls;
     int rc;
@@ -1099,15 +1114,15 @@ static void cond_wait_for_true_first(void)
     waitfor_ctx w = { .c = c, .state = 3, .target = 3 };
     atomic_init(&w.pred_calls, 0);
     CHECK_EQ(cf_condition_acquire(c, CF_FOREVER), 0);
-    CHECK_TIME(CHECK_EQ(cf_condition_wait_for(c, state_reached, &w, 5.0), 0),
-               0, 1.0);
+    CHECK_TIME(CHECK_EQ(cf_condition_wait_for(c, state_reached, &w, 5.0), 0), 0,
+               1.0);
     CHECK_EQ(atomic_load(&w.pred_calls), 1);
     CHECK_EQ(cf_condition_wait_for(c, state_reached, &w, 0), 0);
     /* False, with a poll: CF_ETIMEDOUT at once. */
     w.target = 4;
-    CHECK_TIME(CHECK_EQ(cf_condition_wait_for(c, state_reached, &w, 0),
-                        CF_ETIMEDOUT),
-               0, 1.0);
+    CHECK_TIME(
+        CHECK_EQ(cf_condition_wait_for(c, state_reached, &w, 0), CF_ETIMEDOUT),
+        0, 1.0);
     CHECK_EQ(cf_condition_release(c), 0);
     /* Not holding the lock. */
     CHECK_EQ(cf_condition_wait_for(c, state_reached, &w, 0), CF_EPERM);
@@ -1178,12 +1193,15 @@ static void cond_bad_input(void)
 
 typedef struct pc_ctx {
     cf_condition *c;
-    int items;      /* guarded by the condition's lock */
-    long consumed;  /* guarded by the condition's lock */
+    int items;     /* guarded by the condition's lock */
+    long consumed; /* guarded by the condition's lock */
     int per_producer;
 } pc_ctx;
 
-static bool has_items(void *p) { return ((pc_ctx *)p)->items > 0; }
+static bool has_items(void *p)
+{
+    return ((pc_ctx *)p)->items > 0;
+}
 
 static void *producer(void *p)
 {
@@ -1251,7 +1269,7 @@ static void sem_acquire(void)
 typedef struct sem_ctx {
     cf_semaphore *s;
     atomic_int phase;
-    record results;   /* phase seen by each acquire */
+    record results; /* phase seen by each acquire */
     atomic_int polls_ok, polls_failed;
 } sem_ctx;
 

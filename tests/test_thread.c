@@ -131,7 +131,8 @@ static void *join_self(void *arg)
 {
     (void)arg;
     gate_wait(&g_release);
-    atomic_store(&self_join_rc, cf_thread_join(atomic_load(&self_handle), 1.0, NULL));
+    atomic_store(&self_join_rc,
+                 cf_thread_join(atomic_load(&self_handle), 1.0, NULL));
     return (void *)1;
 }
 
@@ -406,10 +407,10 @@ static void start_enomem_sweep(void)
 
 static void strerror_every_code(void)
 {
-    const int codes[] = { CF_OK,        CF_EPERM,     CF_ENOMEM,   CF_EINVAL,
-                          CF_EDEADLK,   CF_ETIME,     CF_EOVERFLOW,
-                          CF_ESHUTDOWN, CF_ETIMEDOUT, CF_ECANCELED,
-                          CF_EBROKEN,   CF_EOF };
+    const int codes[] = { CF_OK,        CF_EPERM,     CF_ENOMEM,
+                          CF_EINVAL,    CF_EDEADLK,   CF_ETIME,
+                          CF_EOVERFLOW, CF_ESHUTDOWN, CF_ETIMEDOUT,
+                          CF_ECANCELED, CF_EBROKEN,   CF_EOF };
     const size_t n = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < n; i++) {
         const char *s = cf_strerror(codes[i]);
@@ -470,7 +471,8 @@ static void replace_allocator_partial_is_einval(void)
     CHECK_EQ(cf_thread_join(t, CF_FOREVER, NULL), 0);
 
     /* a full set is taken, and used */
-    CHECK_EQ(cf_replace_allocator(oom_malloc, oom_realloc, oom_calloc, oom_free), 0);
+    CHECK_EQ(
+        cf_replace_allocator(oom_malloc, oom_realloc, oom_calloc, oom_free), 0);
     CHECK_EQ(cf_thread_start(&t, add_one, NULL, NULL), 0);
     CHECK(oom_live_count() > live0);
     CHECK_EQ(cf_thread_join(t, CF_FOREVER, NULL), 0);

@@ -285,8 +285,8 @@ static void timer_many(void)
     cf_timer *t[M];
     memset(c, 0, sizeof c);
     for (int i = 0; i < M; i++)
-        t[i] = cf_timer_start(i % 2 ? 0.05 + 0.005 * i : 10.0, record_call,
-                              &c[i]);
+        t[i] =
+            cf_timer_start(i % 2 ? 0.05 + 0.005 * i : 10.0, record_call, &c[i]);
     for (int i = 0; i < M; i += 2)
         CHECK(cf_timer_cancel(t[i]));
     for (int i = 0; i < M; i++)

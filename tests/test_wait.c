@@ -68,15 +68,15 @@ static void *script_main(void *p)
         sleep_s(s->steps[i].delay);
         switch (s->steps[i].kind) {
         case ACT_RESULT:
-            CHECK_EQ(cf_future_set_result(s->steps[i].f, (void *)(intptr_t)i), 0);
-            break;
-        case ACT_FAIL:
-            CHECK_EQ(cf_future_set_exception(s->steps[i].f, CF_EBROKEN, "scripted"),
+            CHECK_EQ(cf_future_set_result(s->steps[i].f, (void *)(intptr_t)i),
                      0);
             break;
-        case ACT_CANCEL:
-            CHECK(cf_future_cancel(s->steps[i].f));
+        case ACT_FAIL:
+            CHECK_EQ(
+                cf_future_set_exception(s->steps[i].f, CF_EBROKEN, "scripted"),
+                0);
             break;
+        case ACT_CANCEL: CHECK(cf_future_cancel(s->steps[i].f)); break;
         }
     }
     return NULL;
@@ -294,8 +294,9 @@ static void wait_first_exception_all_finished_without_failure(void)
 {
     cf_future *a = new_pending(), *b = new_pending(), *c = new_succeeded();
     cf_future *fs[] = { a, b, c };
-    script s = { .n = 2,
-                 .steps = { { a, 0.05, ACT_RESULT }, { b, 0.05, ACT_RESULT } } };
+    script s = {
+        .n = 2, .steps = { { a, 0.05, ACT_RESULT }, { b, 0.05, ACT_RESULT } }
+    };
     script_start(&s);
     int rc = 1;
     CHECK_TIME(rc = cf_wait(fs, 3, 10.0, CF_FIRST_EXCEPTION), 0.08, 5.0);
@@ -595,7 +596,8 @@ static void as_completed_no_timeout(void)
 {
     cf_executor *ex = new_pool(5);
     cf_future *fs[] = { new_cancelled(), new_failed(), new_succeeded(),
-                        submit(ex, mul_21_2, NULL), submit(ex, mul_21_2, NULL) };
+                        submit(ex, mul_21_2, NULL),
+                        submit(ex, mul_21_2, NULL) };
     cf_as_completed *it = NULL;
     CHECK_EQ(cf_as_completed_new(&it, fs, 5, CF_FOREVER), 0);
     cf_future *got[8];

@@ -42,12 +42,14 @@ void *cf__malloc(size_t size)
 
 void *cf__calloc(size_t count, size_t size)
 {
-    return atomic_load_explicit(&alloc_calloc, memory_order_relaxed)(count, size);
+    return atomic_load_explicit(&alloc_calloc, memory_order_relaxed)(count,
+                                                                     size);
 }
 
 void *cf__realloc(void *ptr, size_t size)
 {
-    return atomic_load_explicit(&alloc_realloc, memory_order_relaxed)(ptr, size);
+    return atomic_load_explicit(&alloc_realloc, memory_order_relaxed)(ptr,
+                                                                      size);
 }
 
 void cf__free(void *ptr)

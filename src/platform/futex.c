@@ -17,7 +17,8 @@
 int cf__futex_wait(_Atomic uint32_t *word, uint32_t expected,
                    const cf__deadline *deadline)
 {
-    const struct timespec *abs = cf__deadline_forever(deadline) ? NULL : deadline;
+    const struct timespec *abs =
+        cf__deadline_forever(deadline) ? NULL : deadline;
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time. */
     long rc = syscall(SYS_futex, (uint32_t *)word,
                       FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, abs,
@@ -74,17 +75,17 @@ int cf__park(cf__parker *p, const cf__deadline *deadline)
         PARK_NOTIFIED)
         return 0;
     uint32_t expected = PARK_EMPTY;
-    if (!atomic_compare_exchange_strong_explicit(&p->state, &expected,
-                                                 PARK_PARKED,
-                                                 memory_order_acquire,
-                                                 memory_order_acquire)) {
+    if (!atomic_compare_exchange_strong_explicit(
+            &p->state, &expected, PARK_PARKED, memory_order_acquire,
+            memory_order_acquire)) {
         /* A token arrived in between (expected is PARK_NOTIFIED). */
         atomic_store_explicit(&p->state, PARK_EMPTY, memory_order_relaxed);
         return 0;
     }
     for (;;) {
         int rc = cf__futex_wait(&p->state, PARK_PARKED, deadline);
-        if (atomic_load_explicit(&p->state, memory_order_acquire) == PARK_NOTIFIED) {
+        if (atomic_load_explicit(&p->state, memory_order_acquire) ==
+            PARK_NOTIFIED) {
             atomic_store_explicit(&p->state, PARK_EMPTY, memory_order_relaxed);
             return 0;
         }
@@ -104,7 +105,7 @@ int cf__park(cf__parker *p, const cf__deadline *deadline)
 void cf__unpark(cf__parker *p)
 {
     /* release: publishes the unparker's writes to the parked thread */
-    if (atomic_exchange_explicit(&p->state, PARK_NOTIFIED, memory_order_release) ==
-        PARK_PARKED)
+    if (atomic_exchange_explicit(&p->state, PARK_NOTIFIED,
+                                 memory_order_release) == PARK_PARKED)
         cf__futex_wake(&p->state, 1);
 }

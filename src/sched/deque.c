@@ -46,11 +46,10 @@ int cf__deque_grow_push(cf__deque *q, cf__task *t)
     if (!bigger)
         return CF_ENOMEM;
     for (int64_t i = top; i < b; i++)
-        atomic_store_explicit(
-            &bigger->slot[i & (bigger->size - 1)],
-            atomic_load_explicit(&a->slot[i & (a->size - 1)],
-                                 memory_order_relaxed),
-            memory_order_relaxed);
+        atomic_store_explicit(&bigger->slot[i & (bigger->size - 1)],
+                              atomic_load_explicit(&a->slot[i & (a->size - 1)],
+                                                   memory_order_relaxed),
+                              memory_order_relaxed);
     bigger->older = a;
     /* release: thieves that acquire the new array see its slots */
     atomic_store_explicit(&q->array, bigger, memory_order_release);

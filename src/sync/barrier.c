@@ -40,7 +40,7 @@ struct cf_barrier {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* broadcast on every state change */
     unsigned parties;
-    unsigned count;    /* threads inside wait() */
+    unsigned count; /* threads inside wait() */
     enum state state;
     unsigned long generation; /* completed rounds */
     void (*action)(void *ctx);
@@ -137,8 +137,7 @@ int cf_barrier_wait(cf_barrier *b, double timeout)
         return CF_EINVAL;
     pthread_mutex_lock(&b->mu);
     /* Enter: wait for the previous round to drain or reset. */
-    while (b->state == ACTION || b->state == DRAINING ||
-           b->state == RESETTING)
+    while (b->state == ACTION || b->state == DRAINING || b->state == RESETTING)
         pthread_cond_wait(&b->cv, &b->mu);
     if (b->state == BROKEN) {
         pthread_mutex_unlock(&b->mu);

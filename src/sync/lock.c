@@ -47,9 +47,8 @@ static bool try_take(cf_lock *l)
     uint32_t expected = 0;
     /* acquire: pairs with the release exchange in cf_lock_release, so the
      * previous holder's critical section is visible to us */
-    return atomic_compare_exchange_strong_explicit(&l->word, &expected, 1,
-                                                   memory_order_acquire,
-                                                   memory_order_relaxed);
+    return atomic_compare_exchange_strong_explicit(
+        &l->word, &expected, 1, memory_order_acquire, memory_order_relaxed);
 }
 
 int cf_lock_acquire(cf_lock *l, double timeout)
@@ -70,7 +69,8 @@ int cf_lock_acquire(cf_lock *l, double timeout)
         if (cf__futex_wait(&l->word, 2, &d) == CF_ETIMEDOUT) {
             /* One last try, so a release racing with the timeout is not
              * missed; same pairing as above. */
-            if (atomic_exchange_explicit(&l->word, 2, memory_order_acquire) == 0)
+            if (atomic_exchange_explicit(&l->word, 2, memory_order_acquire) ==
+                0)
                 return 0;
             return CF_ETIMEDOUT;
         }
@@ -88,9 +88,8 @@ int cf_lock_release(cf_lock *l)
             return CF_EPERM; /* not locked: change nothing */
         /* release: publishes the critical section to the next holder;
          * pairs with the acquire in try_take and cf_lock_acquire */
-    } while (!atomic_compare_exchange_weak_explicit(&l->word, &old, 0,
-                                                    memory_order_release,
-                                                    memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(
+        &l->word, &old, 0, memory_order_release, memory_order_relaxed));
     if (old == 2)
         cf__futex_wake(&l->word, 1);
     return 0;

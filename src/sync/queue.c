@@ -50,10 +50,10 @@ struct cf_queue {
     size_t maxsize;           /* 0: unbounded */
     cf_queue_order order;
     int (*cmp)(const void *a, const void *b);
-    slot *slots;              /* cap slots; FIFO: a ring from head */
+    slot *slots; /* cap slots; FIFO: a ring from head */
     size_t cap, head, count;
     uint64_t next_seq;
-    size_t unfinished;        /* put and not yet task_done */
+    size_t unfinished; /* put and not yet task_done */
     bool shutdown;
 };
 
@@ -187,15 +187,9 @@ static void push(cf_queue *q, void *item)
 {
     slot s = { item, q->next_seq++ };
     switch (q->order) {
-    case CF_FIFO:
-        q->slots[(q->head + q->count) % q->cap] = s;
-        break;
-    case CF_LIFO:
-        q->slots[q->count] = s;
-        break;
-    case CF_PRIORITY:
-        heap_push(q, s);
-        break;
+    case CF_FIFO: q->slots[(q->head + q->count) % q->cap] = s; break;
+    case CF_LIFO: q->slots[q->count] = s; break;
+    case CF_PRIORITY: heap_push(q, s); break;
     }
     q->count++;
 }
@@ -209,12 +203,8 @@ static void *pop(cf_queue *q)
         item = q->slots[q->head].item;
         q->head = (q->head + 1) % q->cap;
         break;
-    case CF_LIFO:
-        item = q->slots[q->count - 1].item;
-        break;
-    case CF_PRIORITY:
-        item = heap_pop(q).item;
-        break;
+    case CF_LIFO: item = q->slots[q->count - 1].item; break;
+    case CF_PRIORITY: item = heap_pop(q).item; break;
     }
     q->count--;
     return item;

@@ -26,9 +26,9 @@
 
 struct cf_semaphore {
     pthread_mutex_t mu;
-    pthread_cond_t cv;     /* signalled when units are added */
+    pthread_cond_t cv; /* signalled when units are added */
     unsigned long long value;
-    unsigned initial;      /* the start value: the bound, when bounded */
+    unsigned initial; /* the start value: the bound, when bounded */
     bool bounded;
     unsigned long sleepers; /* threads waiting on cv */
 };
@@ -95,8 +95,7 @@ int cf_semaphore_release(cf_semaphore *s, unsigned n)
         return CF_EINVAL;
     int rc = 0;
     pthread_mutex_lock(&s->mu);
-    if (s->bounded ? s->value + n > s->initial
-                   : s->value > ~0ULL - n) {
+    if (s->bounded ? s->value + n > s->initial : s->value > ~0ULL - n) {
         rc = CF_EOVERFLOW;
     } else {
         s->value += n;

@@ -35,8 +35,8 @@ struct cf_timer {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* signalled on cancel, broadcast when finished */
     enum state state;
-    bool finished;     /* the thread is done with fn and with the record */
-    int refs;          /* the handle and the thread */
+    bool finished; /* the thread is done with fn and with the record */
+    int refs;      /* the handle and the thread */
     cf__deadline due;
     cf_fn fn;
     void *arg;
@@ -111,7 +111,9 @@ cf_timer *cf_timer_start(double interval, cf_fn fn, void *arg)
     t->refs = 2;
     t->fn = fn;
     t->arg = arg;
-    cf_thread_options opts = { .name = NULL, .stack_size = 0, .detached = true };
+    cf_thread_options opts = { .name = NULL,
+                               .stack_size = 0,
+                               .detached = true };
     rc = cf_thread_start(NULL, timer_main, t, &opts);
     if (rc) {
         destroy(t);
