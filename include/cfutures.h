@@ -544,7 +544,7 @@ void cf_group_cancel(cf_group *g);
 void cf_group_free(cf_group *g);
 
 /* ------------------------------------------------------------------------
- * Lifecycle, progress and failures (issue 13)
+ * Lifecycle, progress, failures and tracing
  * ------------------------------------------------------------------------ */
 
 /* The arg the task was submitted with (cf_submit, cf_map); for a bytes task
