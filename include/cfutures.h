@@ -511,9 +511,10 @@ int cf_map_bytes_next(cf_map *m, const void **data, size_t *len);
  * are done: 0, or the first failure code (a cf_fail in either). Results go
  * to *res_a and *res_b (either may be NULL). Inside a worker of ex it runs a
  * itself and leaves b for a thief, allocating nothing, then runs b itself
- * unless it was stolen (then it blocks and the pool compensates); from any
- * other thread, or with its stack running low, it hands the pair to ex and
- * waits. CF_EINVAL, CF_ESHUTDOWN, CF_ENOMEM. */
+ * unless it was stolen (then it runs only what the thief pushed while
+ * running b, else blocks and the pool compensates); from any other thread,
+ * or with its stack running low, it hands the pair to ex and waits.
+ * CF_EINVAL, CF_ESHUTDOWN, CF_ENOMEM. */
 int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
             void *arg_b, void **res_b);
 
@@ -544,7 +545,7 @@ void cf_group_cancel(cf_group *g);
 void cf_group_free(cf_group *g);
 
 /* ------------------------------------------------------------------------
- * Lifecycle, progress and failures (issue 13)
+ * Lifecycle, progress, failures and tracing
  * ------------------------------------------------------------------------ */
 
 /* The arg the task was submitted with (cf_submit, cf_map); for a bytes task
