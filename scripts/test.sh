@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The project's test command. From a fresh clone it installs what is missing
-# (scripts/install-deps.sh; Open MPI with mpi4py: scripts/install-mpi.sh;
+# (scripts/install-deps.sh; Open MPI, MPICH and mpi4py: scripts/install-mpi.sh;
 # the packaging tools: scripts/install-pkg-deps.sh; the benchmark peers:
 # scripts/install-bench-deps.sh, bench/cli/install.sh), then, stopping at
 # the first failure (the MPI executor's tests, ctest -R mpi, run under
