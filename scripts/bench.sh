@@ -10,6 +10,7 @@
 #
 # Usage: scripts/bench.sh [--reps N] [--quick] [--only B2[,B5]] [--no-build]
 #                         [--out DIR] [--scaling[=1,2,4,8,16]]
+#                         [--baseline DIR]
 #   --reps N    repetitions of each benchmark (default 5)
 #   --quick     one repetition of smaller sizes: a smoke run (under a minute)
 #   --only LIST run only these benchmarks (B1..B7, comma-separated)
@@ -19,6 +20,8 @@
 #               (default 1,2,4,8,16) for cfutures and every peer, as
 #               speedups over 1 worker (latest-scaling.md); more workers
 #               than CPUs makes it an oversubscribed smoke test
+#   --baseline DIR  also run the cfutures programs of an older build in DIR,
+#               interleaved, as IMPL@before rows (bench/run.py)
 # Environment: JOBS (build parallelism, default nproc).
 set -euo pipefail
 
@@ -30,12 +33,12 @@ args=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --no-build) build=0 ;;
-    --reps | --only | --out)
+    --reps | --only | --out | --baseline)
         [ $# -ge 2 ] || { echo "bench.sh: $1 needs a value" >&2; exit 2; }
         args+=("$1" "$2")
         shift
         ;;
-    --reps=* | --only=* | --out=* | --quick | --scaling | --scaling=*)
+    --reps=* | --only=* | --out=* | --baseline=* | --quick | --scaling | --scaling=*)
         args+=("$1")
         ;;
     -h | --help)
