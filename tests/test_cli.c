@@ -78,6 +78,9 @@ static child start(const char *input, const char *const *args)
             dup2(null, 0);
         }
         alarm(0);
+        /* Jobs run in the same shell wherever the test runs. */
+        setenv("SHELL", "/bin/sh", 1);
+        unsetenv("PARALLEL_SHELL");
         execv(CFUTURES_BIN, (char *const *)argv);
         _exit(127);
     }
@@ -504,7 +507,7 @@ static void quoted_inside_substitutions_and_escapes(void)
         { "printf '[%s]\\n' \"$(printf %s {})\"", "[", "]" },
         { "printf '[%s]\\n' \"`printf %s {}`\"", "[", "]" },
         { "printf '[%s]\\n' \"$(printf %s \"{}\")\"", "[", "]" },
-        { "printf '[%s]\\n' \"$(echo \"$(printf %s '{}')\")\"", "[", "]" },
+        { "printf '[%s]\\n' \"$(printf %s \"$(printf %s '{}')\")\"", "[", "]" },
         { "printf '[%s]\\n' \"$(case x in x) printf %s {};; esac)\"", "[",
           "]" },
         { "printf '[%s]\\n' \"$( (printf %s {}) )\"", "[", "]" },
@@ -851,6 +854,8 @@ static result sh_run(const char *script)
         for (int fd = 3; fd < 64; fd++)
             close(fd);
         setenv("CF", CFUTURES_BIN, 1);
+        setenv("SHELL", "/bin/sh", 1);
+        unsetenv("PARALLEL_SHELL");
         alarm(0);
         execl("/bin/sh", "sh", "-c", script, (char *)NULL);
         _exit(127);
@@ -1218,6 +1223,9 @@ static terminal terminal_start(const char *const *args)
         for (int i = 0; args[i] && i < 62; i++)
             argv[i + 1] = args[i];
         alarm(0);
+        /* Jobs run in the same shell wherever the test runs. */
+        setenv("SHELL", "/bin/sh", 1);
+        unsetenv("PARALLEL_SHELL");
         execv(CFUTURES_BIN, (char *const *)argv);
         _exit(127);
     }
