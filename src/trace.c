@@ -27,6 +27,8 @@
  */
 #include "trace.h"
 
+#include "platform/utf8.h"
+
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -281,24 +283,6 @@ static void put_u64(FILE *f, uint64_t v)
     fwrite_unlocked(b + i, 1, sizeof b - i, f);
 }
 
-/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
- * forms, no surrogates, at most U+10FFFF), or 0. */
-static size_t utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
-               : s[0] >= 0xe0 && s[0] <= 0xef ? 3
-               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
-                                              : 0;
-    unsigned lo = s[0] == 0xe0 ? 0xa0 : s[0] == 0xf0 ? 0x90 : 0x80;
-    unsigned hi = s[0] == 0xed ? 0x9f : s[0] == 0xf4 ? 0x8f : 0xbf;
-    for (size_t i = 1; i < n; i++)
-        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
-            return 0; /* also stops at the terminating NUL */
-    return n;
-}
-
 /* s as a JSON string. Names are bytes the library does not choose (a
  * pool's name_prefix, a module's file name) and JSON text is UTF-8: each
  * byte that does not start a well-formed sequence is written as U+FFFD. */
@@ -307,7 +291,7 @@ static void put_json_string(FILE *f, const char *s)
     fputc_unlocked('"', f);
     while (*s) {
         unsigned char ch = (unsigned char)*s;
-        size_t n = utf8_len((const unsigned char *)s);
+        size_t n = cf__utf8_len(s);
         if (n == 0) {
             put(f, "\\ufffd");
             s++;

@@ -26,30 +26,13 @@ enum {
     HEADER = 70
 };
 
-size_t svg_utf8_len(const char *text)
-{
-    const unsigned char *s = (const unsigned char *)text;
-    if (s[0] < 0x80)
-        return 1;
-    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
-               : s[0] >= 0xe0 && s[0] <= 0xef ? 3
-               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
-                                              : 0;
-    unsigned lo = s[0] == 0xe0 ? 0xa0 : s[0] == 0xf0 ? 0x90 : 0x80;
-    unsigned hi = s[0] == 0xed ? 0x9f : s[0] == 0xf4 ? 0x8f : 0xbf;
-    for (size_t i = 1; i < n; i++)
-        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
-            return 0;
-    return n;
-}
-
 /* Text for XML: the markup characters escaped, and what XML 1.0 forbids
  * (control characters, bytes that are not UTF-8: a file name, a label from
  * a hostile trace) written as '?', so the document always parses. */
 static void put_xml(FILE *f, const char *s)
 {
     while (s && *s) {
-        size_t n = svg_utf8_len(s);
+        size_t n = cf__utf8_len(s);
         switch (n == 1 ? *s : '\0') {
         case '&': fputs("&amp;", f); break;
         case '<': fputs("&lt;", f); break;

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../src/platform/utf8.h"
+
 typedef struct svg_bar {
     const char *label;      /* left of the bar */
     double value;           /* the bar's length; <= 0 draws no bar */
@@ -25,11 +27,6 @@ typedef struct svg_panel {
     const svg_bar *bars;
     size_t n;
 } svg_panel;
-
-/* The length of the well-formed UTF-8 sequence that starts text (RFC 3629:
- * no overlong forms, no surrogates, at most U+10FFFF), or 0 (and 0 for a
- * sequence cut by the terminating NUL). The writers replace what is not. */
-size_t svg_utf8_len(const char *text);
 
 /* Writes the chart to path: 0, or -1 with errno set. subtitle may be
  * NULL. Each panel has its own scale and axis. */

@@ -372,7 +372,7 @@ static bool file_event(tr_trace *t, const tev *e)
 static void clean_name(char *s)
 {
     while (*s) {
-        size_t n = svg_utf8_len(s);
+        size_t n = cf__utf8_len(s);
         if (n == 0 || (unsigned char)*s < 0x20 || *s == 0x7f) {
             *s++ = '?';
             continue;
