@@ -49,6 +49,19 @@ static int add_seg(tmpl *t, size_t *cap, tmpl_seg s)
     return 0;
 }
 
+/* The literal [lit, end) as a segment, if not empty: blanks between words
+ * (word -1) or part of word `word`. */
+static int add_lit(tmpl *t, size_t *cap, const char *lit, const char *end,
+                   bool blank, int word)
+{
+    if (end == lit)
+        return 0;
+    return add_seg(t, cap,
+                   (tmpl_seg){ .lit = lit,
+                               .len = (size_t)(end - lit),
+                               .word = blank ? -1 : word });
+}
+
 /* A positional replacement string at p: {n}, {-n}, {n.}, {n/}, {n//},
  * {n/.}. Returns its length, 0 when there is none. */
 static size_t match_positional(const char *p, long *pos, tmpl_mod *mod)
@@ -474,10 +487,7 @@ static int cut(tmpl *t, const char *const *names)
         if (len == 0) {
             if (p > lit && blank != in_blank) {
                 /* A change between blanks and the rest: a new segment. */
-                if (add_seg(t, &cap,
-                            (tmpl_seg){ .lit = lit,
-                                        .len = (size_t)(p - lit),
-                                        .word = in_blank ? -1 : word }) != 0)
+                if (add_lit(t, &cap, lit, p, in_blank, word) != 0)
                     return -1;
                 if (in_blank)
                     word++;
@@ -490,10 +500,7 @@ static int cut(tmpl *t, const char *const *names)
             p += n;
             continue;
         }
-        if (p > lit && add_seg(t, &cap,
-                               (tmpl_seg){ .lit = lit,
-                                           .len = (size_t)(p - lit),
-                                           .word = in_blank ? -1 : word }) != 0)
+        if (add_lit(t, &cap, lit, p, in_blank, word) != 0)
             return -1;
         if (in_blank)
             word++;
@@ -514,10 +521,7 @@ static int cut(tmpl *t, const char *const *names)
         p += len;
         lit = p;
     }
-    if (p > lit && add_seg(t, &cap,
-                           (tmpl_seg){ .lit = lit,
-                                       .len = (size_t)(p - lit),
-                                       .word = in_blank ? -1 : word }) != 0)
+    if (add_lit(t, &cap, lit, p, in_blank, word) != 0)
         return -1;
     t->n_words = word + 1;
     return 0;
