@@ -170,75 +170,48 @@ static int reply_frame(cf__replier *r, int code, const char *msg,
     return 0;
 }
 
-/* Runs one task here and frames its answer. */
-static int run_one(cf__replier *r, cf__fn_cache *c, const cf__frame *h,
-                   const unsigned char *p)
+/* Answers task i of a batch: runs it here, or (fs: isolated) waits for its
+ * future from the rank's process pool (NULL: the pool refused it). The
+ * time it took counts from *mark (isolated: the last answer) to now. */
+static int answer(cf__replier *r, cf__fn_cache *c, const cf__frame *h,
+                  const unsigned char *p, cf_future **fs, uint32_t i,
+                  double *mark)
 {
-    cf__task_ctx ctx;
-    double t0 = cf__now();
-    cf__bytes *out = cf__serve_task(c, h, p, &ctx, NULL, NULL);
-    r->busy_ns += (uint64_t)((cf__now() - t0) * 1e9);
-    int rc = reply_frame(r, ctx.code, ctx.message, out ? out->data : NULL,
-                         out ? out->len : 0);
-    cf__free(out);
-    cf__free(ctx.message);
-    return rc;
-}
-
-/* An isolated rank's answer for one task: what its process pool's future
- * says (f NULL: the pool refused it; why it did is in h's resolution). */
-static int collect(cf__replier *r, cf_future *f, cf__fn_cache *c,
-                   const cf__frame *h, const unsigned char *p, double *mark)
-{
+    double t0 = fs ? *mark : cf__now();
+    cf__task_ctx ctx = { 0, NULL };
+    cf__bytes *out = NULL;
     const void *data = NULL;
     size_t len = 0;
     const char *msg = NULL;
-    cf__task_ctx ctx = { 0, NULL };
-    int code = CF_EINVAL;
-    if (f) {
-        code = cf_future_bytes(f, CF_FOREVER, &data, &len);
-        if (code)
-            cf_future_exception(f, 0, &msg);
-    } else if (cf__serve_fn(c, h, p, &data, &len, &ctx)) {
-        msg = "the rank's process pool refused the task";
-    } else {
-        code = ctx.code;
+    if (!fs) {
+        out = cf__serve_task(c, h, p, &ctx, NULL, NULL);
         msg = ctx.message;
+    } else if (!fs[i]) {
+        ctx.code = CF_EINVAL;
+        msg = "the rank's process pool refused the task";
+    } else if ((ctx.code = cf_future_bytes(fs[i], CF_FOREVER, &data, &len))) {
+        cf_future_exception(fs[i], 0, &msg);
     }
-    double now = cf__now();
-    r->busy_ns += (uint64_t)((now - *mark) * 1e9);
-    *mark = now;
-    int rc = reply_frame(r, code, msg, code ? NULL : data, code ? 0 : len);
+    if (out) {
+        data = out->data;
+        len = out->len;
+    }
+    *mark = cf__now();
+    r->busy_ns += (uint64_t)((*mark - t0) * 1e9);
+    int rc = reply_frame(r, ctx.code, msg, data, len);
+    cf__free(out);
     cf__free(ctx.message);
-    if (f)
-        cf_future_release(f);
+    if (fs) {
+        cf_future_release(fs[i]);
+        fs[i] = NULL;
+    }
     return rc;
 }
 
-/* Isolated: hands every well-formed task of the batch to the rank's
- * process pool pp first, so they stream through its worker. */
-static void submit_all(cf_executor *pp, cf__rd in, uint32_t n, cf__fn_cache *c,
-                       cf_future **fs)
+/* Answers the n task frames in `in`, in order: 0, or a send's error. */
+static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf_future **fs)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        cf__frame h;
-        const unsigned char *p;
-        const void *data;
-        size_t len;
-        cf__task_ctx ctx;
-        if (cf__rd_frame(&in, &h, &p))
-            break;
-        cf_bytes_fn fn = cf__serve_fn(c, &h, p, &data, &len, &ctx);
-        if (fn)
-            cf_submit_bytes(pp, fn, data, len, &fs[i]);
-        cf__free(ctx.message);
-    }
-}
-
-/* Answers the n task frames in `in`, in order. 0, or a send's error. */
-static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf_future **fs,
-                       cf__fn_cache *c)
-{
+    cf__fn_cache cache = { .fn = NULL };
     int rc = 0;
     double mark = cf__now();
     for (uint32_t i = 0; i < n && rc == 0; i++) {
@@ -252,12 +225,7 @@ static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf_future **fs,
                                  i, n, why);
             return rc;
         }
-        if (fs) {
-            rc = collect(r, fs[i], c, &h, p, &mark);
-            fs[i] = NULL;
-        } else {
-            rc = run_one(r, c, &h, p);
-        }
+        rc = answer(r, &cache, &h, p, fs, i, &mark);
         if (rc == CF_ENOMEM)
             rc = reply_error(r, r->first + r->count, CF_ENOMEM,
                              "out of memory on the worker");
@@ -267,9 +235,6 @@ static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf_future **fs,
     return n == 0 ? reply_flush(r, true, SIZE_MAX) : rc;
 }
 
-/* Serves one TASKS message: runs its tasks in order (in this process, or
- * on the isolated rank's process pool pp) and answers. Returns 0, or the
- * error of a send (an MPI failure: stop serving). */
 int cf__mpi_serve_batch(const unsigned char *msg, size_t len, cf__replier *r,
                         cf_executor *pp)
 {
@@ -285,21 +250,24 @@ int cf__mpi_serve_batch(const unsigned char *msg, size_t len, cf__replier *r,
     r->seq = b.id;
     if (in.left > b.len)
         in.left = (size_t)b.len;
-    if (reply_begin(r, 0))
-        return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
-    /* A frame holds at least its header, which bounds the count a
-     * malformed batch may claim. */
+    /* A frame holds at least its header: that bounds a claimed count. */
     uint32_t n = (uint32_t)b.aux, most = (uint32_t)(in.left / CF__FRAME_HDR);
-    cf_future **fs = NULL;
-    cf__fn_cache cache = { .fn = NULL };
-    if (pp && (n < most ? n : most)) {
-        if (!(fs = cf__calloc(n < most ? n : most, sizeof *fs)))
-            return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
-        submit_all(pp, in, n < most ? n : most, &cache, fs);
+    uint32_t k = n < most ? n : most;
+    cf_future **fs = pp && k ? cf__calloc(k, sizeof *fs) : NULL;
+    if (reply_begin(r, 0) || (pp && k && !fs)) {
+        cf__free(fs);
+        return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
     }
-    int rc = serve_tasks(r, in, n, fs, &cache);
-    for (uint32_t k = 0; fs && k < (n < most ? n : most); k++)
-        cf_future_release(fs[k]); /* left by an early stop */
+    /* Isolated: the whole batch goes to the process pool first, so that it
+     * streams through its worker. */
+    cf__rd ahead = in;
+    cf__frame h;
+    const unsigned char *p;
+    for (uint32_t i = 0; fs && i < k && !cf__rd_frame(&ahead, &h, &p); i++)
+        cf__remote_submit_frame(pp, &h, p, &fs[i]);
+    int rc = serve_tasks(r, in, n, fs);
+    for (uint32_t i = 0; fs && i < k; i++)
+        cf_future_release(fs[i]); /* left by an early stop */
     cf__free(fs);
     return rc;
 }

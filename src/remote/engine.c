@@ -275,6 +275,8 @@ int cf__remote_submit_frame(cf_executor *ex, const cf__frame *h,
                             const unsigned char *payload, cf_future **out)
 {
     cf__remote *r = (cf__remote *)ex;
+    if (h->type != CF__FR_TASK)
+        return CF_EINVAL;
     cf__rtask *t = cf__malloc(sizeof *t + sizeof *h + (size_t)h->len);
     cf_future *f = t ? cf__future_alloc(2) : NULL;
     if (!f) {
