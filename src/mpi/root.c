@@ -1,9 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * root.c - the root side of the MPI transport of the remote engine
- * (remote/engine.h, transport.h): bytes tasks run on the other ranks of a
- * communicator; the root's futures get the results (cfutures/mpi.h,
- * docs/mpi.md).
+ * root.c - the root's side of the MPI transport of the remote engine
+ * (remote/engine.h, transport.h; docs/mpi.md): bytes tasks run on the
+ * other ranks of a communicator, and the root's futures get the results.
+ *
+ * cf_mpi_pool_new duplicates the communicator; the other ranks serve in
+ * the calling thread until STOP (rank.c). On the root, the manager's round
+ * (mp_round) makes every MPI call (MPI_THREAD_SERIALIZED is enough): it
+ * hands batches to whichever rank has room, the emptiest first, keeps a
+ * window in flight per rank (two batches, or the bandwidth-delay product),
+ * sizes batches to about BATCH_TARGET_S of that rank's measured task time,
+ * and reads answers with MPI_Iprobe and MPI_Recv. A watchdog fails the
+ * tasks of a rank that holds work and stops answering (or ends the job).
+ * With one rank the manager serves the batches itself (rank.c's code).
+ * Open MPI's blocking calls spin, so the manager polls and backs off
+ * (SPIN_ROUNDS quick tries, then sleeps doubling to BACKOFF_MAX_S) and a
+ * submission cuts its sleep short. A bad or truncated answer fails its
+ * task (and the rest of its message when that cannot be trusted).
  */
 #include "transport.h"
 
@@ -14,18 +27,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char *mpi_errstr(int rc, const char *what, char *buf, size_t size)
-{
-    char s[MPI_MAX_ERROR_STRING];
-    int n = 0;
-    if (MPI_Error_string(rc, s, &n) != MPI_SUCCESS)
-        snprintf(s, sizeof s, "MPI error %d", rc);
-    snprintf(buf, size, "%s failed: %s", what, s);
-    return buf;
-}
-/* ======================================================================== *
- * The root side: the transport under the engine's manager thread.
- * ======================================================================== */
 
 typedef struct batch {
     struct batch *next;
@@ -97,15 +98,13 @@ static void add(_Atomic size_t *c, long n)
 
 /* ---- completing batches ----------------------------------------------- */
 
-/* Completes b's next task: a result (data) or a failure (code, message
- * msg, taken over). */
+/* Completes b's next task: a result (data) or a failure (code, msg taken
+ * over). */
 static void finish_task(mpool *p, batch *b, int code, char *msg,
                         const void *data, size_t len)
 {
     cf__rtask *t = b->ts[b->done++];
-    /* Counted before the future is done, so that whoever sees it done
-     * sees it counted. */
-    add(&p->r.st_running, -1);
+    add(&p->r.st_running, -1); /* before the future is done */
     cf__task_ctx ctx = { code, msg };
     cf__bytes *out = NULL;
     if (!code && (out = cf__malloc(sizeof *out + len)) != NULL) {
@@ -197,8 +196,8 @@ static void take_answers(mpool *p, mworker *w, batch *b, cf__rd *in,
     }
 }
 
-/* The worker could not read tasks [first, n) of w's oldest batch: the FAIL
- * frame in `in` says why. */
+/* The worker could not read the rest of w's oldest batch: the FAIL frame
+ * in `in` says why. */
 static void rest_failed(mpool *p, mworker *w, cf__rd *in)
 {
     cf__frame f;
@@ -231,8 +230,7 @@ static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
     }
 }
 
-/* Handles a RESULTS message from worker w (see the file comment for what
- * a malformed one fails). */
+/* Handles a RESULTS message from worker w. */
 static void on_results(mpool *p, mworker *w, const unsigned char *msg,
                        size_t len)
 {
@@ -283,9 +281,8 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     drop_batch(p, w, CF_EBROKEN, why); /* fails none if all answered */
 }
 
-/* A hello's payload is the rank's host name, a NUL, then the failure's
- * message: keeps the name in w->host, moves *m to the message and returns
- * its length. */
+/* A hello's payload: the host name (kept in w->host), a NUL, the failure's
+ * message (*m moves to it; its length is returned). */
 static size_t hello_host(mworker *w, const unsigned char **m, size_t len)
 {
     size_t hl = len ? strnlen((const char *)*m, len) : 0;
@@ -395,9 +392,8 @@ static size_t batch_size(const mpool *p, mworker *w)
     return n;
 }
 
-/* Takes up to `want` pending tasks (and `most` bytes of frames, but at
- * least one) into a new batch, moving them to RUNNING; NULL when none is
- * left. Cancelled ones are counted and freed here. */
+/* Takes up to `want` pending tasks (`most` bytes, but at least one) into
+ * a new batch, moving them to RUNNING: NULL when none is left. */
 static batch *take_batch(mpool *p, size_t want, size_t most)
 {
     batch *b = cf__malloc(sizeof *b + want * sizeof(cf__rtask *));
@@ -424,8 +420,8 @@ static batch *take_batch(mpool *p, size_t want, size_t most)
     return NULL;
 }
 
-/* Encodes b's tasks into b->msg: the BATCH frame, then each task's frame.
- * The message length, or 0 when out of memory. */
+/* Encodes b into b->msg (a BATCH frame, then the tasks' frames): its
+ * length, or 0 when out of memory. */
 static size_t encode_batch(mpool *p, batch *b)
 {
     size_t len = CF__FRAME_HDR;
@@ -464,8 +460,7 @@ static int send_local(void *ctx, const void *msg, size_t len)
 
 static void mpi_failed(mpool *p, int rc, const char *what);
 
-/* Hands b to w: appends it to w's list, then sends it (or, with one rank,
- * serves it here). */
+/* Hands b to w and sends it (with one rank, serves it here). */
 static void send_batch(mpool *p, mworker *w, batch *b)
 {
     size_t len = encode_batch(p, b);
@@ -506,9 +501,8 @@ static void send_batch(mpool *p, mworker *w, batch *b)
     }
 }
 
-/* Fills the workers that have room, the emptiest first (a second batch
- * never waits behind a first while a worker is idle), one batch each per
- * pass. True if anything was sent. */
+/* Fills the workers that have room, the emptiest first, one batch each per
+ * pass: true if anything was sent. */
 static bool dispatch(mpool *p)
 {
     bool sent = false;
@@ -543,10 +537,11 @@ static bool dispatch(mpool *p)
 /* An MPI call failed: the pool is broken; every task in flight fails. */
 static void mpi_failed(mpool *p, int rc, const char *what)
 {
-    char why[MPI_MAX_ERROR_STRING + 128];
-    char err[MPI_MAX_ERROR_STRING + 64];
-    snprintf(why, sizeof why, "pool broken: %s",
-             mpi_errstr(rc, what, err, sizeof err));
+    char err[MPI_MAX_ERROR_STRING], why[MPI_MAX_ERROR_STRING + 128];
+    int n = 0;
+    if (MPI_Error_string(rc, err, &n) != MPI_SUCCESS)
+        snprintf(err, sizeof err, "MPI error %d", rc);
+    snprintf(why, sizeof why, "pool broken: %s failed: %s", what, err);
     cf__remote_break(&p->r, why);
     for (size_t i = 0; i < p->nworkers; i++) {
         mworker *w = &p->workers[i];
@@ -649,34 +644,19 @@ static bool poll_messages(mpool *p)
  * that no message is left unreceived), then frees the communicator. */
 static void stop_workers(mpool *p)
 {
-    if (p->offline)
-        return;
-    size_t n = p->nworkers;
-    MPI_Request *reqs = cf__calloc(n ? n : 1, sizeof *reqs);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < p->nworkers && !p->offline; i++) {
         mworker *w = &p->workers[i];
-        if (reqs)
-            reqs[i] = MPI_REQUEST_NULL;
-        if (w->state == W_LOST)
-            continue; /* never touched again */
         while (w->state == W_STARTING && !p->offline) {
             MPI_Status st;
-            if (cf__mpi_probe(p->comm, w->rank, &st) != MPI_SUCCESS) {
+            if (cf__mpi_probe(p->comm, w->rank, &st) != MPI_SUCCESS)
                 p->offline = true;
-                break;
-            }
-            poll_messages(p);
+            else
+                poll_messages(p);
         }
-        if (p->offline)
-            break;
-        if (reqs)
-            MPI_Isend(NULL, 0, MPI_BYTE, w->rank, TAG_STOP, p->comm, &reqs[i]);
-        else
+        /* A lost rank is never touched again; a 0-byte send is eager. */
+        if (!p->offline && w->state != W_LOST)
             MPI_Send(NULL, 0, MPI_BYTE, w->rank, TAG_STOP, p->comm);
     }
-    if (reqs && !p->offline)
-        MPI_Waitall((int)n, reqs, MPI_STATUSES_IGNORE);
-    cf__free(reqs);
     if (p->offline)
         return;
     MPI_Comm_free(&p->comm);
@@ -726,9 +706,9 @@ static double rank_timeout_env(void)
     return t;
 }
 
-/* w held tasks and said nothing for `silent` seconds: says so, then
- * ends the job (CFUTURES_MPI_RANK_LOST=abort), or fails w's tasks with
- * CF_EBROKEN and never touches w again (docs/mpi.md). */
+/* w held tasks and said nothing for `silent` seconds: ends the job
+ * (CFUTURES_MPI_RANK_LOST=abort), or fails w's tasks and never touches w
+ * again (docs/mpi.md). */
 static void rank_lost(mpool *p, mworker *w, double silent)
 {
     char why[MPI_MAX_PROCESSOR_NAME + 128];
@@ -761,8 +741,7 @@ static void rank_lost(mpool *p, mworker *w, double silent)
         cf__remote_break(&p->r, why); /* nobody left to run the rest */
 }
 
-/* Every WATCH_EVERY_S: a rank holding tasks, silent past the limit, is
- * lost. */
+/* Every WATCH_EVERY_S: a rank holding tasks, silent too long, is lost. */
 static void watch(mpool *p)
 {
     double now = cf__now(), limit = rank_limit(p);
@@ -787,8 +766,7 @@ static bool in_flight(const mpool *p)
     return false;
 }
 
-/* Sleeps until a submission, a shutdown, or (with work in flight) the
- * next poll. */
+/* Sleeps until a submission, a shutdown, or (busy) the next poll. */
 static void manager_wait(mpool *p, bool busy)
 {
     pthread_mutex_lock(&p->r.mu);
@@ -949,21 +927,6 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
     return p;
 }
 
-/* cf_mpi_pool_new and its variants. spawn_inter is the intercommunicator
- * to the workers cf_mpi_pool_spawn started (comm is then its merged
- * intracommunicator): the manager frees both once the workers stopped. */
-/* The calling rank serves as a worker until the root stops it: NULL with
- * errno 0, or EIO after an MPI failure. */
-static cf_executor *serve_rank(MPI_Comm dup, int root, const cf_options *opts,
-                               bool isolated)
-{
-    int rc = cf__mpi_serve(dup, root, opts, isolated);
-    if (rc == 0)
-        MPI_Comm_free(&dup);
-    errno = rc ? EIO : 0;
-    return NULL;
-}
-
 /* The root's pool on dup, its manager running: the executor, or NULL with
  * errno (the workers, serving already, are sent home). */
 static cf_executor *root_pool(MPI_Comm dup, int root, int size,
@@ -1030,8 +993,14 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
      * pool rather than an abort of the job. */
     if (size > 1)
         MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
-    if (rank != root)
-        return serve_rank(dup, root, opts, isolated);
+    if (rank != root) {
+        /* A worker until the root stops it: NULL, errno 0 (EIO: MPI failed). */
+        int rc = cf__mpi_serve(dup, root, opts, isolated);
+        if (rc == 0)
+            MPI_Comm_free(&dup);
+        errno = rc ? EIO : 0;
+        return NULL;
+    }
     return root_pool(dup, root, size, opts, isolated, comm, spawn_inter);
 }
 
