@@ -101,20 +101,6 @@ static int reply_error(cf__replier *r, uint32_t first, int code,
     return r->send(r->ctx, &m, len);
 }
 
-/* Appends one RESULT or FAIL frame: 0 or CF_ENOMEM. */
-static int append_frame(cf__replier *r, int code, const void *p, size_t len)
-{
-    cf__frame h;
-    cf__frame_set(&h, code ? CF__FR_FAIL : CF__FR_RESULT, r->first + r->count,
-                  len, code);
-    int rc = cf_buffer_reserve(&r->buf, sizeof h + len);
-    if (!rc)
-        rc = cf_buffer_append(&r->buf, &h, sizeof h);
-    if (!rc && len)
-        rc = cf_buffer_append(&r->buf, p, len);
-    return rc;
-}
-
 /* Test hooks (mpi_pool.h): corrupts the frame at mark, and sends it at
  * once so that only its task is hit. relaxed: armed by this thread's task.
  * 1: no hook was armed. */
@@ -136,33 +122,23 @@ static int reply_hook(cf__replier *r, size_t mark)
     return rc ? rc : reply_begin(r, r->first + r->count);
 }
 
-/* Appends the answer to one task. A result too large for a message, or
- * for memory, becomes a failure of its task. */
-static int reply_frame(cf__replier *r, int code, const char *msg,
-                       const void *data, size_t len)
+/* The answer to task `id` was appended at mark (rc: 0 or CF_ENOMEM): one
+ * too large for a message, or for memory, becomes a failure; then the test
+ * hooks, and a flush past REPLY_FLUSH_BYTES. */
+static int reply_added(cf__replier *r, uint64_t id, size_t mark, int rc)
 {
-    if (code == 0 && len > MSG_MAX - ANS_HEAD - CF__FRAME_HDR) {
-        code = CF_ENOMEM;
-        msg = "the task's result is too large for one MPI message (2 GiB)";
-    }
-    if (code) {
-        data = msg;
-        len = msg ? strnlen(msg, 4096) : 0;
-    }
-    if (r->buf.b->len + CF__FRAME_HDR + len > MSG_MAX) {
-        int rc = reply_flush(r, false, SIZE_MAX);
-        if (rc)
-            return rc;
-    }
-    size_t mark = r->buf.b->len;
-    if (append_frame(r, code, data, len)) {
-        static const char oom[] = "out of memory for the task's result";
+    const char *why =
+        rc ? "out of memory for the task's result"
+        : r->buf.b->len > MSG_MAX
+            ? "the task's result is too large for one MPI message (2 GiB)"
+            : NULL;
+    if (why) {
         r->buf.b->len = mark;
-        if (append_frame(r, CF_ENOMEM, oom, sizeof oom - 1))
+        if (cf__serve_answer(&r->buf, id, CF_ENOMEM, why, NULL, 0))
             return CF_ENOMEM;
     }
     r->count++;
-    int rc = reply_hook(r, mark);
+    rc = reply_hook(r, mark);
     if (rc != 1)
         return rc;
     if (r->buf.b->len >= REPLY_FLUSH_BYTES)
@@ -170,42 +146,37 @@ static int reply_frame(cf__replier *r, int code, const char *msg,
     return 0;
 }
 
-/* Answers task i of a batch: runs it here, or (fs: isolated) waits for its
- * future from the rank's process pool (NULL: the pool refused it). The
- * time it took counts from *mark (isolated: the last answer) to now. */
+/* Answers task i of a batch: runs it here, or (fs: isolated) takes what
+ * its future from the rank's process pool says (NULL: the pool refused
+ * it). Its time counts from *mark (isolated: the last answer) to now. */
 static int answer(cf__replier *r, cf__fn_cache *c, const cf__frame *h,
                   const unsigned char *p, cf_future **fs, uint32_t i,
                   double *mark)
 {
     double t0 = fs ? *mark : cf__now();
-    cf__task_ctx ctx = { 0, NULL };
-    cf__bytes *out = NULL;
-    const void *data = NULL;
-    size_t len = 0;
-    const char *msg = NULL;
+    uint64_t id = r->first + r->count;
+    size_t at = r->buf.b->len;
+    int rc;
     if (!fs) {
-        out = cf__serve_task(c, h, p, &ctx, NULL, NULL);
-        msg = ctx.message;
+        rc = cf__serve_task(c, h, p, &r->buf, id, NULL, NULL);
     } else if (!fs[i]) {
-        ctx.code = CF_EINVAL;
-        msg = "the rank's process pool refused the task";
-    } else if ((ctx.code = cf_future_bytes(fs[i], CF_FOREVER, &data, &len))) {
-        cf_future_exception(fs[i], 0, &msg);
-    }
-    if (out) {
-        data = out->data;
-        len = out->len;
-    }
-    *mark = cf__now();
-    r->busy_ns += (uint64_t)((*mark - t0) * 1e9);
-    int rc = reply_frame(r, ctx.code, msg, data, len);
-    cf__free(out);
-    cf__free(ctx.message);
-    if (fs) {
+        rc = cf__serve_answer(&r->buf, id, CF_EINVAL,
+                              "the rank's process pool refused the task", NULL,
+                              0);
+    } else {
+        const void *data = NULL;
+        size_t len = 0;
+        const char *msg = NULL;
+        int code = cf_future_bytes(fs[i], CF_FOREVER, &data, &len);
+        if (code)
+            cf_future_exception(fs[i], 0, &msg);
+        rc = cf__serve_answer(&r->buf, id, code, msg, data, len);
         cf_future_release(fs[i]);
         fs[i] = NULL;
     }
-    return rc;
+    *mark = cf__now();
+    r->busy_ns += (uint64_t)((*mark - t0) * 1e9);
+    return reply_added(r, id, at, rc);
 }
 
 /* Answers the n task frames in `in`, in order: 0, or a send's error. */

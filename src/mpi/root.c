@@ -27,7 +27,6 @@
 #include <string.h>
 #include <unistd.h>
 
-
 typedef struct batch {
     struct batch *next;
     uint64_t seq;

@@ -1,19 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * worker.c - the worker process side of a process pool: read a frame, run
- * it, answer, until the pool closes the socket; then _exit. It never
- * returns to the program it runs inside (for the spawn start method that
- * program's main never starts; for fork it is a copy of the parent).
- *
- * Order matters to the parent's crash accounting: the answer to a task is
- * written in full before the next task starts, and the state page (wire.h)
- * says which task runs and which has finished, so when the worker dies the
- * parent blames the task that ran and nothing else.
- *
- * Input arrives through a 64 KiB read buffer, so a burst of small frames
- * costs one read; a payload that fits is used in place, a larger one is
- * read into its own allocation. The worker trusts its parent's frames only
- * as far as the checks here: a malformed one ends the process.
+ * it, answer, until the pool closes the socket; then _exit (it never
+ * returns to the program it runs inside). Each answer is written in full
+ * before the next task starts, and the state page (wire.h) says which task
+ * runs and which has finished, so the pool blames only the task that ran.
+ * Input comes through a 64 KiB buffer (a burst of small frames is one
+ * read); a larger payload is read into its own allocation. A malformed
+ * frame from the pool ends the process.
  */
 #include "../bytes.h"
 #include "../fnid.h"
@@ -112,10 +106,7 @@ static void send_frame(uint16_t type, uint64_t id, int32_t aux,
 static void send_failure(uint16_t type, uint64_t id, const cf__task_ctx *ctx)
 {
     const char *msg = ctx->message ? ctx->message : "";
-    size_t n = strlen(msg);
-    if (n > CF__MAX_MESSAGE)
-        n = CF__MAX_MESSAGE;
-    send_frame(type, id, ctx->code, msg, n);
+    send_frame(type, id, ctx->code, msg, strnlen(msg, CF__MAX_MESSAGE));
 }
 
 /* A module name from the wire, as a C string (callers check len). */
@@ -183,18 +174,25 @@ static void started(uint64_t id, void *arg)
 static void run_task(const cf__frame *h, const unsigned char *p)
 {
     static cf__fn_cache cache;
-    cf__task_ctx ctx;
-    cf__bytes *out = cf__serve_task(&cache, h, p, &ctx, started, NULL);
+    static cf_buffer out;
+    if (out.b)
+        out.b->len = 0;
+    int rc = cf__serve_task(&cache, h, p, &out, h->id, started, NULL);
     /* release: pairs with the pool's acquire load; from here on the
      * task's time limit no longer applies, only the transfer's */
     atomic_store_explicit(&state->done, h->id, memory_order_release);
     flush_stdio(); /* what the task printed comes out before its result */
-    if (out)
-        send_frame(CF__FR_RESULT, h->id, 0, out->data, out->len);
-    else
-        send_failure(CF__FR_FAIL, h->id, &ctx);
-    cf__free(out);
-    cf__free(ctx.message);
+    if (rc) {
+        send_frame(CF__FR_FAIL, h->id, CF_ENOMEM, NULL, 0);
+        return;
+    }
+    struct iovec iov = { out.b->data, out.b->len };
+    if (cf__send_all(CF__PP_FD, &iov, 1))
+        _exit(0);         /* the pool is gone */
+    if (out.cap > RBUF) { /* no large buffer kept between tasks */
+        cf__free(out.b);
+        out = (cf_buffer){ NULL, 0 };
+    }
 }
 
 _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
@@ -239,8 +237,7 @@ _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
                 _exit(0);
             if (h.type == CF__FR_INIT)
                 _exit(1);
-            cf__task_ctx ctx = { CF_ENOMEM, NULL };
-            send_failure(CF__FR_FAIL, h.id, &ctx);
+            send_frame(CF__FR_FAIL, h.id, CF_ENOMEM, NULL, 0);
             continue;
         }
         if (h.type == CF__FR_INIT) {
