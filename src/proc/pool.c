@@ -66,7 +66,6 @@ typedef struct pp_worker {
     cf__pp_proc proc;       /* fd -1 once it is dying */
     bool ready;             /* its READY arrived */
     unsigned assigned;      /* tasks ever given (max_tasks_per_child) */
-    size_t init_off;        /* bytes of the INIT frame written */
     /* In flight, oldest first; [head, unsent) were written in full. */
     cf__rtask *head, *tail, *unsent;
     size_t unsent_off; /* bytes of unsent's frame written */
@@ -324,41 +323,37 @@ static void break_pool(pp_pool *p, const char *msg, double now)
 
 /* ---- workers: starting, sending ---------------------------------------- */
 
+/* Starts a worker and writes its INIT frame (a fresh socket's buffer
+ * holds it whole): 0, or why it could not start. */
 static int start_worker(pp_pool *p, double now)
 {
     pp_worker *w = cf__calloc(1, sizeof *w);
-    unsigned char *rx = cf__malloc(RXBUF);
-    if (!w || !rx) {
-        cf__free(w);
-        cf__free(rx);
-        return CF_ENOMEM;
-    }
-    int rc = p->method == CF_START_FORK ? cf__pp_fork(&w->proc)
-                                        : cf__pp_spawn(&w->proc, p->envp);
+    int rc = !w || !(w->rx = cf__malloc(RXBUF)) ? CF_ENOMEM
+             : p->method == CF_START_FORK       ? cf__pp_fork(&w->proc)
+                                          : cf__pp_spawn(&w->proc, p->envp);
     if (rc) {
+        cf__free(w ? w->rx : NULL);
         cf__free(w);
-        cf__free(rx);
         return rc;
     }
     cf__trace(CF__TR_PROC_START, NULL, (uint64_t)w->proc.pid);
-    w->rx = rx;
     w->head_since = now;
     w->next = p->live;
     p->live = w;
     p->n_live++;
+    struct iovec iov = { p->init_frame, p->init_len };
+    if (cf__send_all(w->proc.fd, &iov, 1))
+        kill(w->proc.pid, SIGKILL); /* the next poll sees a failed start */
     return 0;
 }
 
 /* Writes what is queued for w until the socket is full: 0, or -1 when the
  * worker is gone. */
-static int flush_worker(pp_pool *p, pp_worker *w, double now)
+static int flush_worker(pp_worker *w, double now)
 {
     for (;;) {
         struct iovec iov[MAX_IOV];
         int n = 0;
-        if (w->init_off < p->init_len)
-            iov[n++] = (struct iovec){ p->init_frame + w->init_off,
-                                       p->init_len - w->init_off };
         size_t off = w->unsent_off;
         for (cf__rtask *t = w->unsent; t && n < MAX_IOV; t = t->next) {
             iov[n++] = (struct iovec){ t->frame + off, t->len - off };
@@ -368,19 +363,9 @@ static int flush_worker(pp_pool *p, pp_worker *w, double now)
             return 0;
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
         ssize_t k = sendmsg(w->proc.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-        }
-        size_t left = (size_t)k;
-        if (w->init_off < p->init_len) {
-            size_t c = p->init_len - w->init_off;
-            c = c < left ? c : left;
-            w->init_off += c;
-            left -= c;
-        }
-        while (left > 0 && w->unsent) {
+        if (k < 0 && errno != EINTR)
+            return errno == EAGAIN ? 0 : -1;
+        for (size_t left = k > 0 ? (size_t)k : 0; left > 0 && w->unsent;) {
             size_t rem = w->unsent->len - w->unsent_off;
             if (left < rem) {
                 w->unsent_off += left;
@@ -392,11 +377,6 @@ static int flush_worker(pp_pool *p, pp_worker *w, double now)
             w->unsent_off = 0;
         }
     }
-}
-
-static bool wants_out(const pp_pool *p, const pp_worker *w)
-{
-    return w->unsent || w->init_off < p->init_len;
 }
 
 static bool read_worker(pp_pool *p, pp_worker *w, double now, bool drain);
@@ -631,7 +611,7 @@ static void flush_all(pp_pool *p, double now)
 {
 again:
     for (pp_worker *w = p->live; w; w = w->next) {
-        if (wants_out(p, w) && flush_worker(p, w, now)) {
+        if (w->unsent && flush_worker(w, now)) {
             worker_gone(p, w, now);
             goto again;
         }
@@ -757,7 +737,7 @@ static size_t poll_set(pp_pool *p, double now, double *next,
     p->pfds[0] = (struct pollfd){ p->wakefd, POLLIN, 0 };
     p->pws[0] = NULL;
     for (pp_worker *w = p->live; w; w = w->next) {
-        short ev = POLLIN | (wants_out(p, w) ? POLLOUT : 0);
+        short ev = POLLIN | (w->unsent ? POLLOUT : 0);
         p->pfds[n] = (struct pollfd){ w->proc.fd, ev, 0 };
         p->pws[n++] = w;
         if (w->proc.pidfd >= 0) {
@@ -837,7 +817,7 @@ static void wait_and_serve(pp_pool *p)
         if ((re & (POLLIN | POLLHUP | POLLERR)) &&
             !read_worker(p, w, now, false))
             continue;
-        if ((re & POLLOUT) && flush_worker(p, w, now))
+        if ((re & POLLOUT) && flush_worker(w, now))
             worker_gone(p, w, now);
     }
     /* Readable pidfds need nothing here: reap() runs next. */
