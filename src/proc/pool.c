@@ -328,9 +328,9 @@ static void break_pool(pp_pool *p, const char *msg, double now)
 static int start_worker(pp_pool *p, double now)
 {
     pp_worker *w = cf__calloc(1, sizeof *w);
-    int rc = !w || !(w->rx = cf__malloc(RXBUF)) ? CF_ENOMEM
-             : p->method == CF_START_FORK       ? cf__pp_fork(&w->proc)
-                                          : cf__pp_spawn(&w->proc, p->envp);
+    int rc = !w || !(w->rx = cf__malloc(RXBUF))
+                 ? CF_ENOMEM
+                 : cf__pp_start(&w->proc, p->envp); /* NULL: fork */
     if (rc) {
         cf__free(w ? w->rx : NULL);
         cf__free(w);
