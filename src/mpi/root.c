@@ -124,12 +124,6 @@ static void fail_tasks(mpool *p, batch *b, size_t upto, int code,
         finish_task(p, b, code, cf__strdup(msg), NULL, 0);
 }
 
-static void batch_free(batch *b)
-{
-    cf__free(b->msg);
-    cf__free(b);
-}
-
 /* The oldest batch of w is answered in full: learn its cost, drop it. */
 static void retire_batch(mpool *p, mworker *w)
 {
@@ -151,7 +145,8 @@ static void retire_batch(mpool *p, mworker *w)
     w->bytes -= b->bytes;
     if (w->nbatches == 0 && w->state == W_READY)
         add(&p->r.st_idle, 1);
-    batch_free(b);
+    cf__free(b->msg);
+    cf__free(b);
 }
 
 /* Fails the rest of w's oldest batch with `why` and drops it. */
@@ -280,20 +275,8 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     drop_batch(p, w, CF_EBROKEN, why); /* fails none if all answered */
 }
 
-/* A hello's payload: the host name (kept in w->host), a NUL, the failure's
- * message (*m moves to it; its length is returned). */
-static size_t hello_host(mworker *w, const unsigned char **m, size_t len)
-{
-    size_t hl = len ? strnlen((const char *)*m, len) : 0;
-    size_t keep = hl < sizeof w->host ? hl : sizeof w->host - 1;
-    if (keep)
-        memcpy(w->host, *m, keep);
-    w->host[keep] = '\0';
-    hl += hl < len; /* the NUL */
-    *m = len ? *m + hl : *m;
-    return len - hl;
-}
-
+/* A rank's HELLO: its host name, a NUL, and (aux: a failure code) its
+ * initializer's message. */
 static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
 {
     cf__rd in = { msg, len };
@@ -303,22 +286,23 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
     if (w->state != W_STARTING)
         return;
     w->state = W_DOWN;
-    const char *bad = cf__rd_frame(&in, &h, &m);
-    if (bad || h.type != CF__FR_HELLO) {
+    if (cf__rd_frame(&in, &h, &m) || h.type != CF__FR_HELLO) {
         snprintf(why, sizeof why,
                  "pool broken: malformed hello message from MPI rank %d",
                  w->rank);
         cf__remote_break(&p->r, why);
         return;
     }
-    size_t ml = hello_host(w, &m, (size_t)h.len);
+    size_t hl = strnlen((const char *)m, (size_t)h.len);
+    size_t ml = hl < h.len ? (size_t)h.len - hl - 1 : 0;
+    snprintf(w->host, sizeof w->host, "%.*s", (int)hl, (const char *)m);
     if (h.aux != 0) {
-        const char *text = ml ? (const char *)m : cf_strerror(h.aux);
-        int n = ml ? (int)(ml < 400 ? ml : 400) : (int)strlen(text);
+        const char *text = ml ? (const char *)m + hl + 1 : cf_strerror(h.aux);
         snprintf(why, sizeof why,
                  "pool broken: a worker's initializer failed on MPI rank %d: "
                  "%.*s",
-                 w->rank, n, text);
+                 w->rank, ml ? (int)(ml < 400 ? ml : 400) : (int)strlen(text),
+                 text);
         cf__remote_break(&p->r, why);
         return;
     }
