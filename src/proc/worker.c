@@ -33,55 +33,47 @@ static cf__pp_state *state;
 typedef struct reader {
     int fd;
     unsigned char *buf;
-    size_t beg, end;
+    size_t beg, end, cap;
 } reader;
 
-/* Makes n <= RBUF bytes available at buf + beg: false at EOF or error. */
-static bool fill(reader *r, size_t n)
+/* Makes the next n bytes available at buf + beg, the buffer grown for a
+ * large frame: 1, 0 at EOF or error, -1 when out of memory. */
+static int fill(reader *r, size_t n)
 {
     if (r->end - r->beg >= n)
-        return true;
-    if (r->beg + n > RBUF) {
+        return 1;
+    if (r->beg + n > r->cap) {
         memmove(r->buf, r->buf + r->beg, r->end - r->beg);
         r->end -= r->beg;
         r->beg = 0;
     }
+    if (n > r->cap) {
+        unsigned char *b = realloc(r->buf, n);
+        if (!b)
+            return -1;
+        r->buf = b;
+        r->cap = n;
+    }
     while (r->end - r->beg < n) {
-        ssize_t k = read(r->fd, r->buf + r->end, RBUF - r->end);
+        ssize_t k = read(r->fd, r->buf + r->end, r->cap - r->end);
         if (k > 0)
             r->end += (size_t)k;
-        else if (k < 0 && errno == EINTR)
-            continue;
-        else
-            return false;
+        else if (!(k < 0 && errno == EINTR))
+            return 0;
     }
-    return true;
+    return 1;
 }
 
-/* Moves the next n bytes to dst (NULL: drops them): false at EOF. */
-static bool take(reader *r, unsigned char *dst, size_t n)
+/* Drops the next n bytes: false at EOF. */
+static bool skip(reader *r, size_t n)
 {
-    size_t have = r->end - r->beg < n ? r->end - r->beg : n;
-    if (dst)
-        memcpy(dst, r->buf + r->beg, have);
-    r->beg += have;
-    n -= have;
-    if (dst)
-        dst += have;
     while (n > 0) {
-        unsigned char *to = dst ? dst : r->buf;
-        size_t want = dst ? n : (n < RBUF ? n : RBUF);
-        ssize_t k = read(r->fd, to, want);
-        if (k > 0) {
-            n -= (size_t)k;
-            if (dst)
-                dst += k;
-        } else if (!(k < 0 && errno == EINTR)) {
+        if (r->beg == r->end && fill(r, 1) <= 0)
             return false;
-        }
+        size_t c = r->end - r->beg < n ? r->end - r->beg : n;
+        r->beg += c;
+        n -= c;
     }
-    if (!dst)
-        r->beg = r->end = 0; /* the buffer was scratch space */
     return true;
 }
 
@@ -207,45 +199,38 @@ _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
         _exit(1);
     /* Programs a task starts must not inherit the pool's socket. */
     fcntl(CF__PP_FD, F_SETFD, FD_CLOEXEC);
-    reader r = { CF__PP_FD, malloc(RBUF), 0, 0 };
+    reader r = { CF__PP_FD, malloc(RBUF), 0, 0, RBUF };
     if (!r.buf)
         _exit(1);
     bool ready = false;
     for (;;) {
         cf__frame h;
-        if (!fill(&r, sizeof h))
+        if (fill(&r, sizeof h) <= 0)
             _exit(0); /* the pool closed the socket: we are done */
         memcpy(&h, r.buf + r.beg, sizeof h);
         r.beg += sizeof h;
         if (cf__frame_bad(&h) || h.type != (ready ? CF__FR_TASK : CF__FR_INIT))
             _exit(2);
-        size_t len = (size_t)h.len;
-        unsigned char *own = NULL;
-        const unsigned char *p;
-        if (len <= RBUF) {
-            if (!fill(&r, len))
-                _exit(0);
-            p = r.buf + r.beg;
-            r.beg += len; /* the bytes stay put until the next fill */
-        } else if ((own = malloc(len)) != NULL) {
-            if (!take(&r, own, len))
-                _exit(0);
-            p = own;
-        } else {
-            /* No room for the input: drop it and say so. */
-            if (!take(&r, NULL, len))
-                _exit(0);
-            if (h.type == CF__FR_INIT)
+        int got = fill(&r, (size_t)h.len);
+        if (got == 0)
+            _exit(0);
+        if (got < 0) { /* no room for the input: drop it and say so */
+            if (h.type == CF__FR_INIT || !skip(&r, (size_t)h.len))
                 _exit(1);
             send_frame(CF__FR_FAIL, h.id, CF_ENOMEM, NULL, 0);
             continue;
         }
-        if (h.type == CF__FR_INIT) {
-            run_init(&h, p, len);
-            ready = true;
-        } else {
+        const unsigned char *p = r.buf + r.beg;
+        r.beg += (size_t)h.len; /* the bytes stay put until the next fill */
+        if (h.type == CF__FR_INIT)
+            run_init(&h, p, (size_t)h.len);
+        else
             run_task(&h, p);
+        ready = true;
+        unsigned char *small;
+        if (r.cap > RBUF && r.beg == r.end &&
+            (small = realloc(r.buf, RBUF)) != NULL) {
+            r = (reader){ CF__PP_FD, small, 0, 0, RBUF };
         }
-        free(own);
     }
 }
