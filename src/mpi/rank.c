@@ -101,9 +101,8 @@ static int reply_error(cf__replier *r, uint32_t first, int code,
     return r->send(r->ctx, &m, len);
 }
 
-/* Test hooks (mpi_pool.h): corrupts the frame at mark, and sends it at
- * once so that only its task is hit. relaxed: armed by this thread's task.
- * 1: no hook was armed. */
+/* Test hooks (transport.h): corrupts the frame at mark and sends it at
+ * once, so that only its task is hit. 1: no hook was armed. */
 static int reply_hook(cf__replier *r, size_t mark)
 {
     int hook = atomic_exchange_explicit(&corrupt_result, CF__MPI_CORRUPT_NONE,

@@ -63,14 +63,13 @@ enum {
  * check that a bad frame fails its task and nothing else. */
 enum {
     CF__MPI_CORRUPT_NONE = 0,
-    /* Called inside a task on a worker: its own result frame is sent with a
-     * bad magic / cut short / replaced (with the whole message header) by
-     * garbage. */
+    /* Armed by a task on a worker: its result frame gets a bad magic / is
+     * cut short / is garbage (its whole message with it). */
     CF__MPI_CORRUPT_RESULT_MAGIC,
     CF__MPI_CORRUPT_RESULT_TRUNCATE,
     CF__MPI_CORRUPT_RESULT_GARBAGE,
-    /* Called on the root: the next task batch it sends has a first task
-     * frame with a bad magic / a bad batch header / is cut short. */
+    /* Armed on the root: its next batch has a first task frame with a bad
+     * magic / a bad batch header / is cut short. */
     CF__MPI_CORRUPT_TASK_MAGIC,
     CF__MPI_CORRUPT_BATCH_HEADER,
     CF__MPI_CORRUPT_BATCH_TRUNCATE,
