@@ -274,11 +274,15 @@ int cf__mpi_probe(MPI_Comm comm, int source, MPI_Status *st)
     }
 }
 
-/* The process pool an isolated rank runs its tasks on: one worker
- * process, with opts' initializer and process-pool settings. NULL with
- * errno. */
-static cf_executor *isolation_pool(const cf_options *opts)
+int cf__mpi_prepare(const cf_options *opts, bool isolated, cf_executor **pp,
+                    char **msg)
 {
+    *pp = NULL;
+    *msg = NULL;
+    if (!isolated)
+        return cf__serve_init(opts ? opts->initializer : NULL,
+                              opts ? opts->initarg : NULL, msg);
+    /* One worker process, with opts' initializer and process settings. */
     cf_options po = { .max_workers = 1 };
     if (opts) {
         po.name_prefix = opts->name_prefix;
@@ -288,21 +292,7 @@ static cf_executor *isolation_pool(const cf_options *opts)
         po.task_timeout = opts->task_timeout;
         po.start_method = opts->start_method;
     }
-    return cf_process_pool_new(&po);
-}
-
-/* Gets a rank ready to run tasks: runs the initializer here, or (isolated)
- * starts the process pool *pp whose worker runs it. 0, or a failure code
- * with a message in *msg (caller frees). */
-int cf__mpi_prepare(const cf_options *opts, bool isolated, cf_executor **pp,
-                    char **msg)
-{
-    *pp = NULL;
-    *msg = NULL;
-    if (!isolated)
-        return cf__serve_init(opts ? opts->initializer : NULL,
-                              opts ? opts->initarg : NULL, msg);
-    if ((*pp = isolation_pool(opts)) != NULL)
+    if ((*pp = cf_process_pool_new(&po)) != NULL)
         return 0;
     char text[160];
     snprintf(text, sizeof text, "could not start the rank's process pool: %s",
