@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: MIT
 # cmake/mpi.cmake - the MPI executor, included from the root CMakeLists.txt.
 #
-#   cfutures_mpi          static library: src/mpi_pool.c (the core library
-#                         compiles that file to nothing, so it never needs
-#                         MPI); links cfutures_static and MPI::MPI_C and
-#                         defines CFUTURES_HAVE_MPI for its users
+#   cfutures_mpi          static library: src/mpi/ (root.c the root's side,
+#                         rank.c the serving side; the core library's glob
+#                         leaves the folder out, so it never needs MPI);
+#                         links cfutures_static and MPI::MPI_C and defines
+#                         CFUTURES_HAVE_MPI for its users
 #   test_mpi_pool         tests/mpi, run by ctest under mpiexec with 3 ranks
 #                         (mpi_pool_n3) and 1 rank (mpi_pool_n1), and on
 #                         three namespace "hosts" (mpi_multihost, with
@@ -87,9 +88,10 @@ endif()
 
 # ---- the library -----------------------------------------------------------
 if(cf_mpi_found)
-  add_library(cfutures_mpi STATIC ${PROJECT_SOURCE_DIR}/src/mpi_pool.c)
+  add_library(cfutures_mpi STATIC ${PROJECT_SOURCE_DIR}/src/mpi/root.c
+            ${PROJECT_SOURCE_DIR}/src/mpi/rank.c)
   target_compile_options(cfutures_mpi PRIVATE ${CF_WARNINGS})
-  target_compile_definitions(cfutures_mpi PRIVATE _GNU_SOURCE CF_BUILDING CF_BUILDING_MPI
+  target_compile_definitions(cfutures_mpi PRIVATE _GNU_SOURCE CF_BUILDING
                              INTERFACE CFUTURES_HAVE_MPI)
   target_include_directories(cfutures_mpi
     PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>

@@ -66,37 +66,6 @@ static int malformed(const char *what)
     return CF_EINVAL;
 }
 
-/* Runs one item of a chunk, its frame and result appended to out. The
- * result goes straight into out (no buffer of its own); success is decided
- * as cf__run_bytes does: a cf_fail, else the return code. 0, or CF_ENOMEM
- * when out cannot grow. */
-static int run_item(cf_bytes_fn fn, const void *in, size_t len, cf_buffer *out)
-{
-    cf__frame h = { 0 };
-    int rc = cf_buffer_append(out, &h, sizeof h);
-    if (rc)
-        return rc;
-    size_t at = out->b->len; /* the result starts here */
-    cf__task_ctx item = { 0, NULL };
-    cf__task_ctx *outer = cf__task_ctx_swap(&item);
-    int code = fn(in, len, out);
-    cf__task_ctx_swap(outer);
-    if (item.code)
-        code = item.code;
-    if (code) {
-        const char *msg = item.message ? item.message : cf_strerror(code);
-        out->b->len = at; /* drop what it appended */
-        rc = cf_buffer_append(out, msg, strlen(msg) + 1);
-        cf__free(item.message);
-        if (rc)
-            return rc;
-    }
-    cf__frame_set(&h, code ? CF__FR_FAIL : CF__FR_RESULT, 0, out->b->len - at,
-                  code);
-    memcpy(out->b->data + at - sizeof h, &h, sizeof h);
-    return 0;
-}
-
 static int run_chunk(const void *in, size_t len, cf_buffer *out)
 {
     cf__rd rd = { in, len };
@@ -116,7 +85,7 @@ static int run_chunk(const void *in, size_t len, cf_buffer *out)
     while (rd.left) {
         if (cf__rd_frame(&rd, &h, &p) || h.type != CF__FR_ITEM)
             return malformed("malformed chunk");
-        int rc = run_item(fn, p, (size_t)h.len, out);
+        int rc = cf__serve_run(out, 0, fn, p, (size_t)h.len);
         if (rc)
             return rc;
     }

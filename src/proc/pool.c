@@ -1,52 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * pool.c - the process transport of the remote engine (remote/engine.h):
- * cf_process_pool_new's workers are processes, one AF_UNIX socket each,
- * driven by the engine's manager thread. docs/process_pool.md is the long
- * form; remote/codec.h has the frames, wire.h the process-side protocol.
+ * cf_process_pool_new's workers are processes, one AF_UNIX socket each
+ * (wire.h), driven by the engine's manager thread (docs/process_pool.md).
  *
- * Who owns what:
- *   - The engine owns the pending queue: submitters build a task's whole
- *     TASK frame and append it under the engine's `mu`, and write the wake
- *     eventfd only when the manager sleeps with room for more work
- *     (`listening`), so a burst of submits to a busy pool costs no system
- *     call each.
- *   - The manager's round (pp_round) owns the workers: it starts them
- *     (spawn or fork), pipelines tasks into them, reads answers and
- *     completes futures, reaps them (waitpid on their own pid, WNOHANG,
- *     woken by a pidfd), kills and replaces them. It never blocks but in
- *     poll(2); every socket is non-blocking and writes use MSG_NOSIGNAL, so
- *     a dead worker shows up as EOF, EPIPE or its pidfd turning readable
- *     (the last even when a process the task started keeps the socket
- *     open), never as a hang or a SIGPIPE.
+ * The round (pp_round) starts workers (spawn or fork), keeps up to
+ * `depth` tasks in flight in each (about DEPTH_WINDOW_S of work by the
+ * running average), reads answers and completes futures, and reaps, kills
+ * and replaces workers. It blocks only in poll(2); sockets are
+ * non-blocking and writes never raise SIGPIPE, so a dead worker shows up
+ * as EOF, EPIPE or its pidfd turning readable, never as a hang.
  *
- * Invariants (docs/design.md, "Blame"):
- *   - A worker answers its tasks in the order it got them, writes each
- *     answer in full before starting the next task, and records in its
- *     state page (wire.h) which task it started last and whether that one
- *     returned. When it dies, the tasks written to it go with it to the
- *     dying list; once it is reaped, the engine's cf__remote_blame fails
- *     the one that ran (CF_EBROKEN naming the signal or exit status;
- *     CF_ETIME when we killed it for task_timeout) and puts those behind it
- *     back at the front of the queue.
- *   - Every frame read is checked (magic, version, header check, type, the
- *     id of the oldest task in flight, length limits); a worker that fails
- *     a check is killed as crashed.
- *   - A worker that dies before its READY is a failed start, as is a start
- *     that fails outright (no descriptors, no processes): the engine's
- *     backoff says when to retry, and when to give up. An initializer that
- *     reports a failure (INIT_FAIL) breaks the pool, as in Python.
- *   - Workers are freed only in reap(), at the top of the round, never
- *     while a poll round may still hold a pointer to one.
- *   - The manager exits only after every worker process it started has
- *     been reaped; cf_executor_free joins it, so no process, zombie or
- *     descriptor outlives the pool.
- *
- * Cost: a task is one allocation (its frame) plus its future. The manager
- * keeps up to `depth` tasks in flight per worker, sized from a running
- * average of task time so that about DEPTH_WINDOW_S of work is queued in
- * each worker: tiny tasks go out many per write(2) and their answers come
- * back many per read(2); long tasks keep one queued behind the running one.
+ * Blame (docs/design.md): a dying worker's tasks written to it in full are
+ * held until it is reaped; then its state page says which one it started
+ * last, and cf__remote_blame fails that one (and those before it) and
+ * requeues the rest. A worker that dies before READY is a failed start
+ * (the engine backs off); INIT_FAIL breaks the pool. Every frame read is
+ * checked; a worker that sends a bad one is killed as crashed. Workers are
+ * freed only in reap(), and the manager exits only once all are reaped.
  */
 #include "../fnid.h"
 #include "../remote/engine.h"
@@ -95,7 +66,6 @@ typedef struct pp_worker {
     cf__pp_proc proc;       /* fd -1 once it is dying */
     bool ready;             /* its READY arrived */
     unsigned assigned;      /* tasks ever given (max_tasks_per_child) */
-    size_t init_off;        /* bytes of the INIT frame written */
     /* In flight, oldest first; [head, unsent) were written in full. */
     cf__rtask *head, *tail, *unsent;
     size_t unsent_off; /* bytes of unsent's frame written */
@@ -140,8 +110,8 @@ typedef struct pp_pool {
     pp_worker **pws;
 } pp_pool;
 
-/* A formatted message from the allocator, or NULL (then the future's text
- * is cf_strerror(code)). */
+/* A formatted message on the heap, or NULL (the future says
+ * cf_strerror(code) then). */
 static char *fmt_msg(const char *fmt, ...)
 {
     char buf[512];
@@ -205,12 +175,9 @@ static void hold_inflight(pp_pool *p, pp_worker *w)
     cf__remote_requeue(&p->r, unsent);
 }
 
-/*
- * Takes w out of service: closes its socket, kills it unless it is
- * expected to exit by itself, and holds what it was given for when it has
- * been reaped (worker_reaped). w moves to the dying list; it is freed only
- * by reap().
- */
+/* Takes w out of service: closes its socket, kills it unless it should
+ * exit by itself, holds its tasks until it is reaped, moves it to the
+ * dying list. */
 static void lose_worker(pp_pool *p, pp_worker *w, pp_why why,
                         const char *detail, double now)
 {
@@ -239,11 +206,21 @@ static double stall_limit(const pp_pool *p)
     return fmax(TRANSFER_STALL_MIN_S, p->timeout);
 }
 
-/* Why the tasks that ran on the dead worker w failed; sets *code. how is
- * its exit status in words; finished: the last task it ran had returned. */
-static char *blame_message(const pp_pool *p, const pp_worker *w,
-                           const char *how, bool finished, int *code)
+/* A dead worker, for cf__remote_blame's message: how it ended, in words;
+ * finished: the task it ran last had returned. */
+typedef struct pp_death {
+    const pp_pool *p;
+    const pp_worker *w;
+    const char *how;
+    bool finished;
+} pp_death;
+
+/* Why the task that ran on the dead worker failed; sets *code. */
+static char *death_message(void *arg, int *code)
 {
+    const pp_death *d = arg;
+    const pp_pool *p = d->p;
+    const pp_worker *w = d->w;
     int pid = (int)w->proc.pid;
     *code = CF_EBROKEN;
     switch (w->why) {
@@ -268,9 +245,9 @@ static char *blame_message(const pp_pool *p, const pp_worker *w,
                        w->detail, pid);
     default: break;
     }
-    const char *when = finished ? "after this task returned, before its "
-                                  "result arrived"
-                                : "while running this task";
+    const char *when = d->finished ? "after this task returned, before its "
+                                     "result arrived"
+                                   : "while running this task";
     char note[sizeof w->detail + 4] = "";
     if (w->detail[0])
         snprintf(note, sizeof note, " (%s)", w->detail);
@@ -279,28 +256,11 @@ static char *blame_message(const pp_pool *p, const pp_worker *w,
         return fmt_msg("worker process %d closed its connection %s%s and "
                        "was killed",
                        pid, when, note);
-    return fmt_msg("worker process %d %s %s%s", pid, how, when, note);
+    return fmt_msg("worker process %d %s %s%s", pid, d->how, when, note);
 }
 
-/* What cf__remote_blame needs to word a dead worker's failure. */
-typedef struct pp_death {
-    const pp_pool *p;
-    const pp_worker *w;
-    const char *how;
-    bool finished;
-} pp_death;
-
-static char *death_message(void *arg, int *code)
-{
-    pp_death *d = arg;
-    return blame_message(d->p, d->w, d->how, d->finished, code);
-}
-
-/*
- * The end of a dying worker. Its state page says which task it started
- * last (docs/design.md, "Blame"); a worker that died before READY is a
- * failed start.
- */
+/* The end of a dying worker: blame by its state page; before READY it is
+ * a failed start. */
 static void worker_reaped(pp_pool *p, pp_worker *w, int status, bool got,
                           double now)
 {
@@ -346,9 +306,8 @@ static void reap(pp_pool *p, double now)
     }
 }
 
-/* Breaks the pool (an initializer reported a failure): pending work, the
- * work in every worker, and every later submit fail with CF_EBROKEN; every
- * worker is killed. */
+/* Breaks the pool (an initializer failed): all work fails, every worker
+ * is killed. */
 static void break_pool(pp_pool *p, const char *msg, double now)
 {
     cf__remote_break(&p->r, msg);
@@ -364,41 +323,37 @@ static void break_pool(pp_pool *p, const char *msg, double now)
 
 /* ---- workers: starting, sending ---------------------------------------- */
 
+/* Starts a worker and writes its INIT frame (a fresh socket's buffer
+ * holds it whole): 0, or why it could not start. */
 static int start_worker(pp_pool *p, double now)
 {
     pp_worker *w = cf__calloc(1, sizeof *w);
-    unsigned char *rx = cf__malloc(RXBUF);
-    if (!w || !rx) {
-        cf__free(w);
-        cf__free(rx);
-        return CF_ENOMEM;
-    }
-    int rc = p->method == CF_START_FORK ? cf__pp_fork(&w->proc)
-                                        : cf__pp_spawn(&w->proc, p->envp);
+    int rc = !w || !(w->rx = cf__malloc(RXBUF))
+                 ? CF_ENOMEM
+                 : cf__pp_start(&w->proc, p->envp); /* NULL: fork */
     if (rc) {
+        cf__free(w ? w->rx : NULL);
         cf__free(w);
-        cf__free(rx);
         return rc;
     }
     cf__trace(CF__TR_PROC_START, NULL, (uint64_t)w->proc.pid);
-    w->rx = rx;
     w->head_since = now;
     w->next = p->live;
     p->live = w;
     p->n_live++;
+    struct iovec iov = { p->init_frame, p->init_len };
+    if (cf__send_all(w->proc.fd, &iov, 1))
+        kill(w->proc.pid, SIGKILL); /* the next poll sees a failed start */
     return 0;
 }
 
 /* Writes what is queued for w until the socket is full: 0, or -1 when the
- * worker is gone (EPIPE, ECONNRESET). */
-static int flush_worker(pp_pool *p, pp_worker *w, double now)
+ * worker is gone. */
+static int flush_worker(pp_worker *w, double now)
 {
     for (;;) {
         struct iovec iov[MAX_IOV];
         int n = 0;
-        if (w->init_off < p->init_len)
-            iov[n++] = (struct iovec){ p->init_frame + w->init_off,
-                                       p->init_len - w->init_off };
         size_t off = w->unsent_off;
         for (cf__rtask *t = w->unsent; t && n < MAX_IOV; t = t->next) {
             iov[n++] = (struct iovec){ t->frame + off, t->len - off };
@@ -408,19 +363,9 @@ static int flush_worker(pp_pool *p, pp_worker *w, double now)
             return 0;
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
         ssize_t k = sendmsg(w->proc.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-        }
-        size_t left = (size_t)k;
-        if (w->init_off < p->init_len) {
-            size_t c = p->init_len - w->init_off;
-            c = c < left ? c : left;
-            w->init_off += c;
-            left -= c;
-        }
-        while (left > 0 && w->unsent) {
+        if (k < 0 && errno != EINTR)
+            return errno == EAGAIN ? 0 : -1;
+        for (size_t left = k > 0 ? (size_t)k : 0; left > 0 && w->unsent;) {
             size_t rem = w->unsent->len - w->unsent_off;
             if (left < rem) {
                 w->unsent_off += left;
@@ -434,17 +379,10 @@ static int flush_worker(pp_pool *p, pp_worker *w, double now)
     }
 }
 
-static bool wants_out(const pp_pool *p, const pp_worker *w)
-{
-    return w->unsent || w->init_off < p->init_len;
-}
-
 static bool read_worker(pp_pool *p, pp_worker *w, double now, bool drain);
 
-/* A write failed, or the process exited: read what the worker left (its
- * answers, maybe EOF); if it is still counted live, it is lost now. A
- * process the task started may hold the socket open, so EOF may never
- * come: the pidfd is what tells us the worker is gone. */
+/* A write failed, or the pidfd says the process exited (a process the
+ * task started may keep the socket open): read what it left, then lose it. */
 static void worker_gone(pp_pool *p, pp_worker *w, double now)
 {
     if (read_worker(p, w, now, true))
@@ -483,62 +421,43 @@ static const char *frame_bad(const pp_worker *w, const cf__frame *h)
     return NULL;
 }
 
-/* Pops w's oldest task after its answer, and feeds its time (from when it
- * could start: written in full and first in line) to the average. */
-static cf__rtask *pop_answered(pp_pool *p, pp_worker *w, double now)
-{
-    cf__rtask *t = w->head;
-    double start = t->sent_at > w->head_since ? t->sent_at : w->head_since;
-    double sample = now - start;
-    cf__remote_ewma(&p->ewma, sample, 0.125);
-    w->head = t->next;
-    if (!w->head)
-        w->tail = NULL;
-    w->n_inflight--;
-    w->head_since = now;
-    return t;
-}
-
 /* Handles the complete frame in w->hdr / w->body: false once w is lost. */
 static bool on_frame(pp_pool *p, pp_worker *w, double now)
 {
     const cf__frame *h = &w->hdr;
-    char *text = NULL;
-    if (h->type != CF__FR_RESULT) {
-        text = w->body;
+    char *text = h->type == CF__FR_RESULT ? NULL : w->body;
+    cf__bytes *b = text ? NULL : w->body;
+    w->body = NULL;
+    w->in_body = false;
+    if (text)
         text[h->len] = '\0';
-        w->body = NULL;
+    if (h->type == CF__FR_INIT_FAIL) {
+        char msg[512];
+        snprintf(msg, sizeof msg,
+                 "pool broken: a worker's initializer failed: %s",
+                 text[0] ? text : cf_strerror(h->aux));
+        cf__free(text);
+        break_pool(p, msg, now);
+        return false;
     }
-    switch (h->type) {
-    case CF__FR_READY:
+    if (h->type == CF__FR_READY) {
+        cf__free(text);
         w->ready = true;
         w->head_since = now;
         cf__remote_start_ok(&p->r);
-        cf__free(text);
         return true;
-    case CF__FR_INIT_FAIL: {
-        char *msg = fmt_msg("pool broken: a worker's initializer failed: %s",
-                            text[0] ? text : cf_strerror(h->aux));
+    }
+    /* The task's time counts from when it could start: written in full and
+     * first in line. */
+    cf__rtask *t = w->head;
+    cf__remote_ewma(&p->ewma, now - fmax(t->sent_at, w->head_since), 0.125);
+    if (!(w->head = t->next))
+        w->tail = NULL;
+    w->n_inflight--;
+    w->head_since = now;
+    cf__task_ctx ctx = { text ? h->aux : 0, text && text[0] ? text : NULL };
+    if (!ctx.message)
         cf__free(text);
-        break_pool(p, msg ? msg : "pool broken: a worker's initializer failed",
-                   now);
-        cf__free(msg);
-        return false;
-    }
-    default: break;
-    }
-    cf__rtask *t = pop_answered(p, w, now);
-    cf__task_ctx ctx = { 0, NULL };
-    cf__bytes *b = NULL;
-    if (h->type == CF__FR_RESULT) {
-        b = w->body;
-        w->body = NULL;
-    } else {
-        ctx.code = h->aux;
-        ctx.message = text[0] ? text : NULL;
-        if (!ctx.message)
-            cf__free(text);
-    }
     cf__remote_finish(&p->r, t, b, &ctx);
     if (p->max_tasks && w->assigned >= p->max_tasks && !w->head) {
         lose_worker(p, w, WHY_STOP, NULL, now);
@@ -547,52 +466,53 @@ static bool on_frame(pp_pool *p, pp_worker *w, double now)
     return true;
 }
 
-/* Parses what w->rx holds: false once w is lost. */
+/* Checks the header just read into w->hdr and makes room for its body:
+ * false once w is lost. */
+static bool begin_body(pp_pool *p, pp_worker *w, double now)
+{
+    const char *bad = frame_bad(w, &w->hdr);
+    if (bad) {
+        lose_worker(p, w, WHY_CORRUPT, bad, now);
+        return false;
+    }
+    size_t len = (size_t)w->hdr.len;
+    if (w->hdr.type != CF__FR_RESULT) {
+        w->body = w->body_data = cf__malloc(len + 1);
+    } else if (len <= SIZE_MAX - sizeof(cf__bytes) &&
+               (w->body = cf__malloc(sizeof(cf__bytes) + len)) != NULL) {
+        ((cf__bytes *)w->body)->len = len;
+        w->body_data = ((cf__bytes *)w->body)->data;
+    }
+    if (!w->body) {
+        char what[64];
+        snprintf(what, sizeof what, "%zu bytes", len);
+        lose_worker(p, w, WHY_NOMEM, what, now);
+        return false;
+    }
+    w->in_body = true;
+    w->body_have = 0;
+    return true;
+}
+
+/* Handles the frames w->rx and w->body hold: false once w is lost. */
 static bool parse(pp_pool *p, pp_worker *w, double now)
 {
     for (;;) {
         size_t avail = w->rx_end - w->rx_beg;
-        if (!w->in_body) {
-            if (avail < sizeof w->hdr) {
-                /* Stray bytes are caught as soon as they cannot be the
-                 * start of a header, even if nothing follows them. */
-                uint32_t magic = CF__FRAME_MAGIC;
-                if (memcmp(w->rx + w->rx_beg, &magic, avail < 4 ? avail : 4) !=
-                    0) {
-                    lose_worker(p, w, WHY_CORRUPT, "bad magic", now);
-                    return false;
-                }
+        if (!w->in_body && avail < sizeof w->hdr) {
+            /* Stray bytes are caught once they cannot start a header. */
+            uint32_t magic = CF__FRAME_MAGIC;
+            if (memcmp(w->rx + w->rx_beg, &magic, avail < 4 ? avail : 4) == 0)
                 return true;
-            }
+            lose_worker(p, w, WHY_CORRUPT, "bad magic", now);
+            return false;
+        }
+        if (!w->in_body) {
             memcpy(&w->hdr, w->rx + w->rx_beg, sizeof w->hdr);
             w->rx_beg += sizeof w->hdr;
-            const char *bad = frame_bad(w, &w->hdr);
-            if (bad) {
-                lose_worker(p, w, WHY_CORRUPT, bad, now);
+            avail -= sizeof w->hdr;
+            if (!begin_body(p, w, now))
                 return false;
-            }
-            size_t len = (size_t)w->hdr.len;
-            if (w->hdr.type == CF__FR_RESULT) {
-                cf__bytes *b = len <= SIZE_MAX - sizeof *b
-                                   ? cf__malloc(sizeof *b + len)
-                                   : NULL;
-                if (b) {
-                    b->len = len;
-                    w->body_data = b->data;
-                }
-                w->body = b;
-            } else {
-                w->body = w->body_data = cf__malloc(len + 1);
-            }
-            if (!w->body) {
-                char what[64];
-                snprintf(what, sizeof what, "%zu bytes", len);
-                lose_worker(p, w, WHY_NOMEM, what, now);
-                return false;
-            }
-            w->in_body = true;
-            w->body_have = 0;
-            avail = w->rx_end - w->rx_beg;
         }
         size_t need = (size_t)w->hdr.len - w->body_have;
         size_t c = need < avail ? need : avail;
@@ -601,7 +521,6 @@ static bool parse(pp_pool *p, pp_worker *w, double now)
         w->rx_beg += c;
         if (w->body_have < w->hdr.len)
             return true;
-        w->in_body = false;
         if (!on_frame(p, w, now))
             return false;
     }
@@ -612,65 +531,46 @@ static bool parse(pp_pool *p, pp_worker *w, double now)
 static bool read_worker(pp_pool *p, pp_worker *w, double now, bool drain)
 {
     for (size_t got = 0; drain || got < RX_PER_CALL;) {
-        size_t need = w->in_body ? (size_t)w->hdr.len - w->body_have : 0;
-        ssize_t k;
         if (w->rx_beg == w->rx_end)
             w->rx_beg = w->rx_end = 0;
-        if (need >= RXBUF / 4 && w->rx_beg == w->rx_end) {
-            /* A large payload: straight into its buffer. */
-            k = recv(w->proc.fd, w->body_data + w->body_have, need,
-                     MSG_DONTWAIT);
-            if (k > 0) {
-                w->progress_at = now;
-                w->body_have += (size_t)k;
-                got += (size_t)k;
-                if (w->body_have == w->hdr.len) {
-                    w->in_body = false;
-                    if (!on_frame(p, w, now))
-                        return false;
-                }
-                continue;
-            }
-        } else {
-            if (w->rx_end == RXBUF) {
-                memmove(w->rx, w->rx + w->rx_beg, w->rx_end - w->rx_beg);
-                w->rx_end -= w->rx_beg;
-                w->rx_beg = 0;
-            }
-            k = recv(w->proc.fd, w->rx + w->rx_end, RXBUF - w->rx_end,
-                     MSG_DONTWAIT);
-            if (k > 0) {
-                w->progress_at = now;
-                w->rx_end += (size_t)k;
-                got += (size_t)k;
-                if (!parse(p, w, now))
-                    return false;
-                continue;
-            }
+        size_t need = w->in_body ? (size_t)w->hdr.len - w->body_have : 0;
+        /* A large payload goes straight into its buffer. */
+        bool direct = need >= RXBUF / 4 && w->rx_beg == w->rx_end;
+        if (!direct && w->rx_end == RXBUF) {
+            memmove(w->rx, w->rx + w->rx_beg, w->rx_end - w->rx_beg);
+            w->rx_end -= w->rx_beg;
+            w->rx_beg = 0;
         }
-        if (k == 0) {
+        ssize_t k =
+            recv(w->proc.fd,
+                 direct ? w->body_data + w->body_have : w->rx + w->rx_end,
+                 direct ? need : RXBUF - w->rx_end, MSG_DONTWAIT);
+        if (k > 0) {
+            w->progress_at = now;
+            got += (size_t)k;
+            *(direct ? &w->body_have : &w->rx_end) += (size_t)k;
+            if (!parse(p, w, now))
+                return false;
+        } else if (k == 0) {
             bool mid = w->in_body || w->rx_end > w->rx_beg;
             lose_worker(p, w, WHY_CRASH, mid ? "it left a truncated frame" : "",
                         now);
             return false;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
+        } else if (errno == EAGAIN) {
             return true;
-        lose_worker(p, w, WHY_CRASH, "", now);
-        return false;
+        } else if (errno != EINTR) {
+            lose_worker(p, w, WHY_CRASH, "", now);
+            return false;
+        }
     }
     return true;
 }
 
 /* ---- the manager ------------------------------------------------------- */
 
-/* Tasks to keep in flight per worker: the running one, plus about
- * DEPTH_WINDOW_S of work queued behind it so the worker never waits for a
- * round trip. Until a task time is measured, and for long tasks, only the
- * running one: a task queued behind a long one would wait while another
- * worker idles (tasks are pushed to a worker, not pulled). */
+/* Tasks in flight per worker: the running one plus about DEPTH_WINDOW_S
+ * of work behind it; only the one for long or unmeasured tasks (a task
+ * queued behind a long one would wait while another worker idles). */
 static size_t depth(const pp_pool *p)
 {
     if (p->ewma <= 0)
@@ -705,13 +605,13 @@ static void assign(pp_worker *w, cf__rtask *t, double now)
     cf__trace(CF__TR_DISPATCH, t, (uint64_t)w->proc.pid);
 }
 
-/* Writes what is queued for every worker. Losing one can break the pool
- * and take the others out of the live list: start over after each loss. */
+/* Writes what is queued for every worker; a loss can break the pool and
+ * change the live list, so start over after each. */
 static void flush_all(pp_pool *p, double now)
 {
 again:
     for (pp_worker *w = p->live; w; w = w->next) {
-        if (wants_out(p, w) && flush_worker(p, w, now)) {
+        if (w->unsent && flush_worker(w, now)) {
             worker_gone(p, w, now);
             goto again;
         }
@@ -763,13 +663,9 @@ static void dispatch(pp_pool *p, double now)
     flush_all(p, now);
 }
 
-/*
- * When w's oldest task passes its limit, and which (*why): task_timeout
- * from when it started to run, by its worker's state page; once it has
- * returned, the transfer's limit from when its answer last made progress.
- * A task written but not yet started is looked at again soon (*why
- * WHY_STOP: nothing to enforce). INFINITY: no limit applies.
- */
+/* When w's oldest task passes its limit, and which (*why): task_timeout
+ * from its start by the state page; once it returned, the transfer's limit
+ * from the last progress; not started yet: look again soon (WHY_STOP). */
 static double deadline(const pp_pool *p, const pp_worker *w, double now,
                        pp_why *why)
 {
@@ -803,8 +699,8 @@ static void check_timeouts(pp_pool *p, double now)
     }
 }
 
-/* Once shut down with nothing left to run: retires idle workers. True
- * when every worker has been reaped and the manager may exit. */
+/* Once shut down and drained, retires idle workers: true when all are
+ * reaped. */
 static bool wind_down(pp_pool *p, double now)
 {
     if (!cf__remote_drained(&p->r))
@@ -832,9 +728,8 @@ static void publish(pp_pool *p)
     atomic_store_explicit(&p->r.st_running, running, memory_order_relaxed);
 }
 
-/* Fills the poll set: the wake eventfd, each live worker's socket and
- * pidfd, and some dying workers' pidfds. Returns its size; *next gets the
- * earliest deadline among them, *first_dying the first dying slot. */
+/* Fills the poll set (the wake eventfd, live workers' sockets and pidfds,
+ * some dying workers' pidfds): its size; *next the earliest deadline. */
 static size_t poll_set(pp_pool *p, double now, double *next,
                        size_t *first_dying)
 {
@@ -842,7 +737,7 @@ static size_t poll_set(pp_pool *p, double now, double *next,
     p->pfds[0] = (struct pollfd){ p->wakefd, POLLIN, 0 };
     p->pws[0] = NULL;
     for (pp_worker *w = p->live; w; w = w->next) {
-        short ev = POLLIN | (wants_out(p, w) ? POLLOUT : 0);
+        short ev = POLLIN | (w->unsent ? POLLOUT : 0);
         p->pfds[n] = (struct pollfd){ w->proc.fd, ev, 0 };
         p->pws[n++] = w;
         if (w->proc.pidfd >= 0) {
@@ -867,8 +762,7 @@ static size_t poll_set(pp_pool *p, double now, double *next,
     return n;
 }
 
-/* When the manager must look again at the latest (next so far), and
- * whether a submit should wake it before; mu is taken here. */
+/* When the manager must look again, and whether a submit wakes it. */
 static double next_look(pp_pool *p, double now, double next)
 {
     bool may_grow = p->n_live < p->max_workers;
@@ -887,8 +781,8 @@ static double next_look(pp_pool *p, double now, double next)
     return next;
 }
 
-/* Sleeps in poll until a worker speaks, a worker exits, a deadline, or a
- * submit or shutdown wakes us; then serves what happened. */
+/* Polls until a worker speaks or exits, a deadline, or a wake-up; then
+ * serves what happened. */
 static void wait_and_serve(pp_pool *p)
 {
     double now = cf__now(), next = INFINITY;
@@ -923,7 +817,7 @@ static void wait_and_serve(pp_pool *p)
         if ((re & (POLLIN | POLLHUP | POLLERR)) &&
             !read_worker(p, w, now, false))
             continue;
-        if ((re & POLLOUT) && flush_worker(p, w, now))
+        if ((re & POLLOUT) && flush_worker(w, now))
             worker_gone(p, w, now);
     }
     /* Readable pidfds need nothing here: reap() runs next. */
@@ -981,7 +875,7 @@ static const cf__remote_ops pp_ops = {
 /* ---- creation ---------------------------------------------------------- */
 
 /* The INIT frame every worker gets first: 0, CF_EINVAL (an initializer or
- * initarg that cannot be named in another process), CF_ENOMEM. */
+ * initarg with no name in another process), CF_ENOMEM. */
 static int build_init(pp_pool *p, const cf_options *o)
 {
     cf__pp_init in = { 0 };
@@ -1028,8 +922,8 @@ static bool is_worker_var(const char *e)
            (strncmp(e, CF__PP_ENV_PARENT, b) == 0 && e[b] == '=');
 }
 
-/* The spawned workers' environment: this process's, as it is now, plus
- * the two variables that make the program image serve the pool. */
+/* The spawned workers' environment: ours plus the two variables that make
+ * the program serve the pool. */
 static int build_env(pp_pool *p)
 {
     size_t n = 0;
@@ -1098,14 +992,9 @@ cf_executor *cf_process_pool_new(const cf_options *opts)
     return &p->r.base;
 }
 
-/*
- * The worker side's entry: a spawned worker is this program started again
- * with CF__PP_ENV_FD set. This constructor sits in the same object file as
- * cf_process_pool_new, so every program that can make a pool has it; in a
- * worker it serves the pool and exits before main (or, with the shared
- * library, the program's own constructors) would run. Anywhere else it
- * returns at once.
- */
+/* A spawned worker is this program started again with CF__PP_ENV_FD set:
+ * this constructor, beside cf_process_pool_new so that every program that
+ * can make a pool has it, serves the pool before main would run. */
 __attribute__((constructor)) static void serve_if_worker(void)
 {
     const char *fd = getenv(CF__PP_ENV_FD);

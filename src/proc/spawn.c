@@ -1,26 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * spawn.c - starting a worker process, the only place that creates
- * processes (wire.h).
- *
- * Spawn: posix_spawn of /proc/self/exe, a fresh image of the running
- * program. The worker's end of a socketpair becomes CF__PP_FD, stdin reads
- * /dev/null, every other descriptor is closed (close-from action), the
- * signal mask is empty and every signal has its default action. The
- * environment names the descriptor and the parent; the constructor in
- * proc/pool.c sees it and serves the pool before main would run. Nothing
- * of the (possibly multi-threaded) parent runs in the child between the
- * clone and the exec but glibc's own spawn code.
- *
- * Fork: fork(), then in the child the same descriptor layout and straight
- * into the worker loop. The child is a copy of a process that runs threads;
- * docs/process_pool.md says what that allows.
- *
- * Both return the pid, the parent's end (non-blocking, close-on-exec), a
- * pidfd for waiting on the exit with poll, and the worker's state page
- * (wire.h): a memfd mapped shared by the parent before the child starts;
- * a forked child inherits the mapping, a spawned one finds the memfd on
- * CF__PP_STATE_FD. The parent keeps only the mapping.
+ * processes (wire.h). Spawn: posix_spawn of /proc/self/exe with the
+ * worker's socket on CF__PP_FD, stdin from /dev/null, every other
+ * descriptor closed, an empty signal mask and default actions; the
+ * constructor in pool.c serves the pool before main would run. Fork: the
+ * same layout in a copy of the parent (docs/process_pool.md says what that
+ * allows). The state page is a memfd the parent maps before the child
+ * starts: a forked child inherits the mapping, a spawned one finds the
+ * memfd on CF__PP_STATE_FD.
  */
 #include "wire.h"
 
@@ -82,16 +70,6 @@ static int make_channel(int sv[2], int *memfd, cf__pp_state **st)
     return rc;
 }
 
-/* Undoes make_channel after a failed start: -err. */
-static int drop_channel(int sv[2], int memfd, cf__pp_state *st, int err)
-{
-    close(sv[0]);
-    close(sv[1]);
-    close(memfd);
-    munmap(st, sizeof *st);
-    return -err;
-}
-
 cf__pp_state *cf__pp_state_attach(void)
 {
     void *st = mmap(NULL, sizeof(cf__pp_state), PROT_READ | PROT_WRITE,
@@ -106,32 +84,11 @@ void cf__pp_state_unmap(cf__pp_state *st)
         munmap(st, sizeof *st);
 }
 
-/* Completes *out in the parent once the child runs. */
-static int finish(cf__pp_proc *out, pid_t pid, int sv[2], int memfd,
-                  cf__pp_state *st)
+/* The child's end of the socket on CF__PP_FD, the state page's memfd on
+ * CF__PP_STATE_FD, stdin from /dev/null, nothing else open, no signal
+ * blocked or caught: 0 or an error number. */
+static int spawn(pid_t *pid, int sv[2], int memfd, char *const *envp)
 {
-    close(sv[1]);
-    close(memfd);
-    out->state = st;
-    int flags = fcntl(sv[0], F_GETFL);
-    fcntl(sv[0], F_SETFL, flags | O_NONBLOCK);
-    out->pid = pid;
-    out->fd = sv[0];
-#ifdef SYS_pidfd_open
-    out->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec */
-#else
-    out->pidfd = -1;
-#endif
-    return 0;
-}
-
-int cf__pp_spawn(cf__pp_proc *out, char *const *envp)
-{
-    int sv[2], memfd;
-    cf__pp_state *st;
-    int rc = make_channel(sv, &memfd, &st);
-    if (rc)
-        return rc;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
     posix_spawn_file_actions_init(&fa);
@@ -139,7 +96,7 @@ int cf__pp_spawn(cf__pp_proc *out, char *const *envp)
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);
-    rc = posix_spawn_file_actions_adddup2(&fa, sv[1], CF__PP_FD);
+    int rc = posix_spawn_file_actions_adddup2(&fa, sv[1], CF__PP_FD);
     if (!rc)
         rc = posix_spawn_file_actions_adddup2(&fa, memfd, CF__PP_STATE_FD);
     if (!rc)
@@ -153,44 +110,59 @@ int cf__pp_spawn(cf__pp_proc *out, char *const *envp)
         rc = posix_spawnattr_setsigmask(&attr, &none);
     if (!rc)
         rc = posix_spawnattr_setsigdefault(&attr, &all);
-    pid_t pid = -1;
     char *argv[] = { program_invocation_name, NULL };
     if (!rc)
-        rc = posix_spawn(&pid, "/proc/self/exe", &fa, &attr, argv, envp);
+        rc = posix_spawn(pid, "/proc/self/exe", &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
-    if (rc)
-        return drop_channel(sv, memfd, st, rc);
-    return finish(out, pid, sv, memfd, st);
+    return rc;
 }
 
-int cf__pp_fork(cf__pp_proc *out)
+/* The same layout in a forked child, which then serves the pool. */
+static int fork_worker(pid_t *pid, int sv[2], cf__pp_state *st)
+{
+    pid_t parent = getpid();
+    if ((*pid = fork()) < 0)
+        return errno;
+    if (*pid > 0)
+        return 0;
+    if (dup2(sv[1], CF__PP_FD) < 0)
+        _exit(1);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null > 0) {
+        dup2(null, 0);
+        close(null);
+    }
+    close_range(CF__PP_FD + 1, ~0U, 0);
+    /* Output the parent had buffered is the parent's to write. */
+    __fpurge(stdout);
+    __fpurge(stderr);
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    cf__pp_worker_main(parent, st);
+}
+
+int cf__pp_start(cf__pp_proc *out, char *const *envp)
 {
     int sv[2], memfd;
     cf__pp_state *st;
     int rc = make_channel(sv, &memfd, &st);
     if (rc)
         return rc;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        return drop_channel(sv, memfd, st, errno);
-    if (pid == 0) {
-        if (dup2(sv[1], CF__PP_FD) < 0)
-            _exit(1);
-        int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (null > 0) {
-            dup2(null, 0);
-            close(null);
-        }
-        close_range(CF__PP_FD + 1, ~0U, 0);
-        /* Output the parent had buffered is the parent's to write. */
-        __fpurge(stdout);
-        __fpurge(stderr);
-        sigset_t none;
-        sigemptyset(&none);
-        pthread_sigmask(SIG_SETMASK, &none, NULL);
-        cf__pp_worker_main(parent, st);
+    pid_t pid = -1;
+    rc = envp ? spawn(&pid, sv, memfd, envp) : fork_worker(&pid, sv, st);
+    close(sv[1]);
+    close(memfd);
+    if (rc) {
+        close(sv[0]);
+        munmap(st, sizeof *st);
+        return -rc;
     }
-    return finish(out, pid, sv, memfd, st);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    *out = (cf__pp_proc){ .pid = pid, .fd = sv[0], .pidfd = -1, .state = st };
+#ifdef SYS_pidfd_open
+    out->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec */
+#endif
+    return 0;
 }

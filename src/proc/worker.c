@@ -1,19 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * worker.c - the worker process side of a process pool: read a frame, run
- * it, answer, until the pool closes the socket; then _exit. It never
- * returns to the program it runs inside (for the spawn start method that
- * program's main never starts; for fork it is a copy of the parent).
- *
- * Order matters to the parent's crash accounting: the answer to a task is
- * written in full before the next task starts, and the state page (wire.h)
- * says which task runs and which has finished, so when the worker dies the
- * parent blames the task that ran and nothing else.
- *
- * Input arrives through a 64 KiB read buffer, so a burst of small frames
- * costs one read; a payload that fits is used in place, a larger one is
- * read into its own allocation. The worker trusts its parent's frames only
- * as far as the checks here: a malformed one ends the process.
+ * it, answer, until the pool closes the socket; then _exit (it never
+ * returns to the program it runs inside). Each answer is written in full
+ * before the next task starts, and the state page (wire.h) says which task
+ * runs and which has finished, so the pool blames only the task that ran.
+ * Input comes through a 64 KiB buffer (a burst of small frames is one
+ * read); a larger payload is read into its own allocation. A malformed
+ * frame from the pool ends the process.
  */
 #include "../bytes.h"
 #include "../fnid.h"
@@ -39,55 +33,47 @@ static cf__pp_state *state;
 typedef struct reader {
     int fd;
     unsigned char *buf;
-    size_t beg, end;
+    size_t beg, end, cap;
 } reader;
 
-/* Makes n <= RBUF bytes available at buf + beg: false at EOF or error. */
-static bool fill(reader *r, size_t n)
+/* Makes the next n bytes available at buf + beg, the buffer grown for a
+ * large frame: 1, 0 at EOF or error, -1 when out of memory. */
+static int fill(reader *r, size_t n)
 {
     if (r->end - r->beg >= n)
-        return true;
-    if (r->beg + n > RBUF) {
+        return 1;
+    if (r->beg + n > r->cap) {
         memmove(r->buf, r->buf + r->beg, r->end - r->beg);
         r->end -= r->beg;
         r->beg = 0;
     }
+    if (n > r->cap) {
+        unsigned char *b = realloc(r->buf, n);
+        if (!b)
+            return -1;
+        r->buf = b;
+        r->cap = n;
+    }
     while (r->end - r->beg < n) {
-        ssize_t k = read(r->fd, r->buf + r->end, RBUF - r->end);
+        ssize_t k = read(r->fd, r->buf + r->end, r->cap - r->end);
         if (k > 0)
             r->end += (size_t)k;
-        else if (k < 0 && errno == EINTR)
-            continue;
-        else
-            return false;
+        else if (!(k < 0 && errno == EINTR))
+            return 0;
     }
-    return true;
+    return 1;
 }
 
-/* Moves the next n bytes to dst (NULL: drops them): false at EOF. */
-static bool take(reader *r, unsigned char *dst, size_t n)
+/* Drops the next n bytes: false at EOF. */
+static bool skip(reader *r, size_t n)
 {
-    size_t have = r->end - r->beg < n ? r->end - r->beg : n;
-    if (dst)
-        memcpy(dst, r->buf + r->beg, have);
-    r->beg += have;
-    n -= have;
-    if (dst)
-        dst += have;
     while (n > 0) {
-        unsigned char *to = dst ? dst : r->buf;
-        size_t want = dst ? n : (n < RBUF ? n : RBUF);
-        ssize_t k = read(r->fd, to, want);
-        if (k > 0) {
-            n -= (size_t)k;
-            if (dst)
-                dst += k;
-        } else if (!(k < 0 && errno == EINTR)) {
+        if (r->beg == r->end && fill(r, 1) <= 0)
             return false;
-        }
+        size_t c = r->end - r->beg < n ? r->end - r->beg : n;
+        r->beg += c;
+        n -= c;
     }
-    if (!dst)
-        r->beg = r->end = 0; /* the buffer was scratch space */
     return true;
 }
 
@@ -112,10 +98,7 @@ static void send_frame(uint16_t type, uint64_t id, int32_t aux,
 static void send_failure(uint16_t type, uint64_t id, const cf__task_ctx *ctx)
 {
     const char *msg = ctx->message ? ctx->message : "";
-    size_t n = strlen(msg);
-    if (n > CF__MAX_MESSAGE)
-        n = CF__MAX_MESSAGE;
-    send_frame(type, id, ctx->code, msg, n);
+    send_frame(type, id, ctx->code, msg, strnlen(msg, CF__MAX_MESSAGE));
 }
 
 /* A module name from the wire, as a C string (callers check len). */
@@ -183,18 +166,25 @@ static void started(uint64_t id, void *arg)
 static void run_task(const cf__frame *h, const unsigned char *p)
 {
     static cf__fn_cache cache;
-    cf__task_ctx ctx;
-    cf__bytes *out = cf__serve_task(&cache, h, p, &ctx, started, NULL);
+    static cf_buffer out;
+    if (out.b)
+        out.b->len = 0;
+    int rc = cf__serve_task(&cache, h, p, &out, h->id, started, NULL);
     /* release: pairs with the pool's acquire load; from here on the
      * task's time limit no longer applies, only the transfer's */
     atomic_store_explicit(&state->done, h->id, memory_order_release);
     flush_stdio(); /* what the task printed comes out before its result */
-    if (out)
-        send_frame(CF__FR_RESULT, h->id, 0, out->data, out->len);
-    else
-        send_failure(CF__FR_FAIL, h->id, &ctx);
-    cf__free(out);
-    cf__free(ctx.message);
+    if (rc) {
+        send_frame(CF__FR_FAIL, h->id, CF_ENOMEM, NULL, 0);
+        return;
+    }
+    struct iovec iov = { out.b->data, out.b->len };
+    if (cf__send_all(CF__PP_FD, &iov, 1))
+        _exit(0);         /* the pool is gone */
+    if (out.cap > RBUF) { /* no large buffer kept between tasks */
+        cf__free(out.b);
+        out = (cf_buffer){ NULL, 0 };
+    }
 }
 
 _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
@@ -209,46 +199,38 @@ _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
         _exit(1);
     /* Programs a task starts must not inherit the pool's socket. */
     fcntl(CF__PP_FD, F_SETFD, FD_CLOEXEC);
-    reader r = { CF__PP_FD, malloc(RBUF), 0, 0 };
+    reader r = { CF__PP_FD, malloc(RBUF), 0, 0, RBUF };
     if (!r.buf)
         _exit(1);
     bool ready = false;
     for (;;) {
         cf__frame h;
-        if (!fill(&r, sizeof h))
+        if (fill(&r, sizeof h) <= 0)
             _exit(0); /* the pool closed the socket: we are done */
         memcpy(&h, r.buf + r.beg, sizeof h);
         r.beg += sizeof h;
         if (cf__frame_bad(&h) || h.type != (ready ? CF__FR_TASK : CF__FR_INIT))
             _exit(2);
-        size_t len = (size_t)h.len;
-        unsigned char *own = NULL;
-        const unsigned char *p;
-        if (len <= RBUF) {
-            if (!fill(&r, len))
-                _exit(0);
-            p = r.buf + r.beg;
-            r.beg += len; /* the bytes stay put until the next fill */
-        } else if ((own = malloc(len)) != NULL) {
-            if (!take(&r, own, len))
-                _exit(0);
-            p = own;
-        } else {
-            /* No room for the input: drop it and say so. */
-            if (!take(&r, NULL, len))
-                _exit(0);
-            if (h.type == CF__FR_INIT)
+        int got = fill(&r, (size_t)h.len);
+        if (got == 0)
+            _exit(0);
+        if (got < 0) { /* no room for the input: drop it and say so */
+            if (h.type == CF__FR_INIT || !skip(&r, (size_t)h.len))
                 _exit(1);
-            cf__task_ctx ctx = { CF_ENOMEM, NULL };
-            send_failure(CF__FR_FAIL, h.id, &ctx);
+            send_frame(CF__FR_FAIL, h.id, CF_ENOMEM, NULL, 0);
             continue;
         }
-        if (h.type == CF__FR_INIT) {
-            run_init(&h, p, len);
-            ready = true;
-        } else {
+        const unsigned char *p = r.buf + r.beg;
+        r.beg += (size_t)h.len; /* the bytes stay put until the next fill */
+        if (h.type == CF__FR_INIT)
+            run_init(&h, p, (size_t)h.len);
+        else
             run_task(&h, p);
+        ready = true;
+        unsigned char *small;
+        if (r.cap > RBUF && r.beg == r.end &&
+            (small = realloc(r.buf, RBUF)) != NULL) {
+            r = (reader){ CF__PP_FD, small, 0, 0, RBUF };
         }
-        free(own);
     }
 }

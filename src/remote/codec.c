@@ -11,10 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-/* The header's check: its first 28 bytes, as three 64-bit words and one
- * 32-bit word, through a multiply-xorshift mix. A few cycles (a frame
- * header is checked per item of a chunked map), and enough to tell a
- * header from stray bytes a task wrote to its pool's socket. */
+/* A multiply-xorshift hash of the first 28 bytes: cheap (it is checked per
+ * item of a chunked map), and enough to tell a header from stray bytes. */
 static uint32_t check_of(const cf__frame *h)
 {
     const unsigned char *p = (const unsigned char *)h;

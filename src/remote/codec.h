@@ -58,14 +58,12 @@ _Static_assert(sizeof(cf__frame) == CF__FRAME_HDR, "the header is 32 bytes");
 /* Fills in a header, its check included. */
 void cf__frame_set(cf__frame *h, uint16_t type, uint64_t id, uint64_t len,
                    int32_t aux);
-/* NULL when the header is well formed (magic, version, check, a known
- * type, len within CF__MAX_PAYLOAD), else what is wrong with it. */
+/* NULL when the header is well formed, else what is wrong with it. */
 const char *cf__frame_bad(const cf__frame *h);
 
-/* A TASK frame for fn over in[0..len) with the given id, in one allocation
- * of `extra` bytes before the frame (the caller's record); *flen gets the
- * frame's length. NULL: CF_EINVAL in *rc (fn cannot be named, or too
- * large) or CF_ENOMEM. The frame starts at the returned pointer + extra. */
+/* A TASK frame for fn over in[0..len), at `extra` bytes into one new
+ * allocation (the caller's record first); *flen its length. NULL: *rc is
+ * CF_EINVAL (fn cannot be named, or too large) or CF_ENOMEM. */
 void *cf__frame_task_new(size_t extra, cf_bytes_fn fn, const void *in,
                          size_t len, uint64_t id, size_t *flen, int *rc);
 
@@ -76,13 +74,11 @@ typedef struct cf__rd {
 } cf__rd;
 /* The next n bytes (n from the wire, so 64-bit), or NULL if cut short. */
 const unsigned char *cf__rd_skip(cf__rd *r, uint64_t n);
-/* The next frame: its checked header in *h and payload in *payload; NULL,
- * or what is wrong ("cut short", or cf__frame_bad's answer). */
+/* The next frame, checked, in *h and *payload: NULL, or what is wrong. */
 const char *cf__rd_frame(cf__rd *r, cf__frame *h,
                          const unsigned char **payload);
 
-/* Writes all of iov[0..n) to a blocking socket, never raising SIGPIPE:
- * 0, or -1 once the peer is gone. */
+/* Writes iov[0..n) to a blocking socket (no SIGPIPE): 0, or -1. */
 int cf__send_all(int fd, struct iovec *iov, int n);
 
 #endif /* CF_REMOTE_CODEC_H */

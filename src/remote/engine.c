@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * engine.c - the remote engine (engine.h): the executor operations, the
- * pending queue, completing tasks, the manager thread and its lifetime,
- * and the fault accounting both transports share (docs/design.md, "The
- * remote engine").
+ * pending queue, completing tasks, the manager thread and the fault
+ * accounting both transports share.
  */
 #include "engine.h"
+
+#include "../future.h"
 
 #include <errno.h>
 #include <math.h>
@@ -17,26 +18,30 @@
 
 /* ---- completing tasks (manager; never with mu held) -------------------- */
 
-/* relaxed: the counters are a snapshot for cf_executor_stats */
 static void count(_Atomic size_t *c, size_t n)
 {
-    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed); /* a snapshot */
+}
+
+static void drop(cf__rtask *t, _Atomic size_t *counter)
+{
+    count(counter, 1);
+    cf_future_release(t->f);
+    cf__free(t);
 }
 
 bool cf__remote_set_running(cf__remote *r, cf__rtask *t)
 {
     if (t->started || cf_future_set_running_or_notify_cancel(t->f))
         return t->started = true;
-    count(&r->st_cancelled, 1);
-    cf_future_release(t->f);
-    cf__free(t);
+    drop(t, &r->st_cancelled);
     return false;
 }
 
 void cf__remote_finish(cf__remote *r, cf__rtask *t, cf__bytes *b,
                        cf__task_ctx *ctx)
 {
-    count(b ? &r->st_completed : &r->st_failed, 1);
+    count(b ? &r->st_completed : &r->st_failed, 1); /* seen once it is done */
     cf__future_finish(t->f, b, ctx);
     cf_future_release(t->f);
     cf__free(t);
@@ -47,12 +52,8 @@ void cf__remote_fail_list(cf__remote *r, cf__rtask *list, int code,
 {
     for (cf__rtask *t = list, *next; t; t = next) {
         next = t->next;
-        if (!t->started && !cf_future_set_running_or_notify_cancel(t->f)) {
-            count(&r->st_cancelled, 1);
-            cf_future_release(t->f);
-            cf__free(t);
+        if (!cf__remote_set_running(r, t))
             continue;
-        }
         cf__task_ctx ctx = { code, cf__strdup(msg) };
         cf__remote_finish(r, t, NULL, &ctx);
     }
@@ -87,10 +88,9 @@ cf__rtask *cf__remote_take(cf__remote *r, size_t max)
     pthread_mutex_lock(&r->mu);
     cf__rtask *list = r->pend_head, *t = list, *last = NULL;
     size_t n = 0;
-    while (t && n < max) {
+    for (; t && n < max; n++) {
         last = t;
         t = t->next;
-        n++;
     }
     if (last) {
         last->next = NULL;
@@ -192,8 +192,7 @@ void cf__remote_init(cf__remote *r, const cf__remote_ops *ops)
     r->base.ops = &cf__remote_executor_ops;
     r->ops = ops;
     pthread_mutex_init(&r->mu, NULL);
-    /* Monotonic: cf_executor_wait's deadline (remote_wait) is. */
-    pthread_condattr_t ca;
+    pthread_condattr_t ca; /* monotonic, as cf_executor_wait's deadline */
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&r->exited_cv, &ca);
@@ -202,9 +201,8 @@ void cf__remote_init(cf__remote *r, const cf__remote_ops *ops)
 
 int cf__remote_start(cf__remote *r, const char *name)
 {
-    /* The manager runs with every signal blocked: the program's handlers
-     * never run on it, and its children start from a clean mask (spawn
-     * sets one; fork clears it). */
+    /* No handler of the program runs on the manager, and its children
+     * start from a clean mask (spawn sets one; fork clears it). */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -223,7 +221,6 @@ void cf__remote_fini(cf__remote *r)
 
 /* ---- the executor operations ------------------------------------------- */
 
-/* Tasks with a pointer argument cannot cross a process boundary. */
 static int remote_submit(cf_executor *ex, cf_future *f)
 {
     (void)ex;
@@ -231,23 +228,13 @@ static int remote_submit(cf_executor *ex, cf_future *f)
     return CF_EINVAL;
 }
 
-static int remote_submit_bytes(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
-                               const void *in, size_t len)
+/* Queues t (its frame built, id set): 0, or why not (t is then freed). */
+static int enqueue(cf__remote *r, cf__rtask *t, cf_future *f)
 {
-    cf__remote *r = (cf__remote *)ex;
-    uint64_t id =
-        atomic_fetch_add_explicit(&r->next_id, 1, memory_order_relaxed) + 1;
-    size_t flen;
-    int rc;
-    cf__rtask *t = cf__frame_task_new(sizeof *t, fn, in, len, id, &flen, &rc);
-    if (!t)
-        return rc;
-    memset(t, 0, sizeof *t);
     t->f = f;
-    t->len = flen;
-    bool wake = false;
     pthread_mutex_lock(&r->mu);
-    rc = r->broken ? CF_EBROKEN : r->shutdown ? CF_ESHUTDOWN : 0;
+    int rc = r->broken ? CF_EBROKEN : r->shutdown ? CF_ESHUTDOWN : 0;
+    bool wake = !rc && r->listening;
     if (!rc) {
         if (r->pend_tail)
             r->pend_tail->next = t;
@@ -255,7 +242,6 @@ static int remote_submit_bytes(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
             r->pend_head = t;
         r->pend_tail = t;
         r->n_pending++;
-        wake = r->listening;
         r->listening = false;
     }
     pthread_mutex_unlock(&r->mu);
@@ -263,6 +249,50 @@ static int remote_submit_bytes(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
         cf__free(t);
     else if (wake)
         r->ops->wake(r);
+    return rc;
+}
+
+static uint64_t new_id(cf__remote *r)
+{
+    return atomic_fetch_add_explicit(&r->next_id, 1, memory_order_relaxed) + 1;
+}
+
+static int remote_submit_bytes(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
+                               const void *in, size_t len)
+{
+    cf__remote *r = (cf__remote *)ex;
+    size_t flen;
+    int rc;
+    cf__rtask *t =
+        cf__frame_task_new(sizeof *t, fn, in, len, new_id(r), &flen, &rc);
+    if (!t)
+        return rc;
+    *t = (cf__rtask){ .len = flen };
+    return enqueue(r, t, f);
+}
+
+int cf__remote_submit_frame(cf_executor *ex, const cf__frame *h,
+                            const unsigned char *payload, cf_future **out)
+{
+    cf__remote *r = (cf__remote *)ex;
+    if (h->type != CF__FR_TASK)
+        return CF_EINVAL;
+    cf__rtask *t = cf__malloc(sizeof *t + sizeof *h + (size_t)h->len);
+    cf_future *f = t ? cf__future_alloc(2) : NULL;
+    if (!f) {
+        cf__free(t);
+        return CF_ENOMEM;
+    }
+    *t = (cf__rtask){ .len = sizeof *h + (size_t)h->len };
+    cf__frame fresh;
+    cf__frame_set(&fresh, h->type, new_id(r), h->len, h->aux);
+    memcpy(t->frame, &fresh, sizeof fresh);
+    memcpy(t->frame + sizeof fresh, payload, (size_t)h->len);
+    f->is_bytes = true;
+    int rc = enqueue(r, t, f);
+    if (rc)
+        cf__cache_free(f);
+    *out = rc ? NULL : f;
     return rc;
 }
 
@@ -304,21 +334,17 @@ static int remote_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     for (cf__rtask *t = cancel, *next; t; t = next) {
         next = t->next;
         cf_future_cancel(t->f);
-        count(&r->st_cancelled, 1);
-        cf_future_release(t->f);
-        cf__free(t);
+        drop(t, &r->st_cancelled);
     }
-    if (wait) {
-        pthread_mutex_lock(&r->mu);
-        while (!r->exited)
-            pthread_cond_wait(&r->exited_cv, &r->mu);
-        pthread_mutex_unlock(&r->mu);
-    }
+    pthread_mutex_lock(&r->mu);
+    while (wait && !r->exited)
+        pthread_cond_wait(&r->exited_cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
     return 0;
 }
 
-/* cf_executor_wait: the manager exits once the accepted work is done and
- * its workers are gone. From the manager (a done callback) it never would. */
+/* The manager exits once the accepted work is done and its workers are
+ * gone; from the manager (a done callback) it never would. */
 static int remote_wait(cf_executor *ex, const cf__deadline *deadline)
 {
     cf__remote *r = (cf__remote *)ex;
@@ -352,21 +378,24 @@ static void remote_free(cf_executor *ex)
     r->ops->destroy(r);
 }
 
+static size_t load(_Atomic size_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
 static int remote_stats(cf_executor *ex, cf_stats *out)
 {
     cf__remote *r = (cf__remote *)ex;
     pthread_mutex_lock(&r->mu);
     out->queued = r->n_pending;
     pthread_mutex_unlock(&r->mu);
-    out->workers = atomic_load_explicit(&r->st_workers, memory_order_relaxed);
-    out->idle = atomic_load_explicit(&r->st_idle, memory_order_relaxed);
-    out->running = atomic_load_explicit(&r->st_running, memory_order_relaxed);
-    out->completed =
-        atomic_load_explicit(&r->st_completed, memory_order_relaxed);
-    out->failed = atomic_load_explicit(&r->st_failed, memory_order_relaxed);
-    out->cancelled =
-        atomic_load_explicit(&r->st_cancelled, memory_order_relaxed);
-    out->stalled = atomic_load_explicit(&r->st_stalled, memory_order_relaxed);
+    out->workers = load(&r->st_workers);
+    out->idle = load(&r->st_idle);
+    out->running = load(&r->st_running);
+    out->completed = load(&r->st_completed);
+    out->failed = load(&r->st_failed);
+    out->cancelled = load(&r->st_cancelled);
+    out->stalled = load(&r->st_stalled);
     return 0;
 }
 

@@ -61,23 +61,68 @@ cf_bytes_fn cf__serve_fn(cf__fn_cache *c, const cf__frame *h,
     return fn;
 }
 
-cf__bytes *cf__serve_task(cf__fn_cache *c, const cf__frame *h,
-                          const unsigned char *p, cf__task_ctx *ctx,
-                          void (*started)(uint64_t id, void *arg), void *arg)
+int cf__serve_answer(cf_buffer *out, uint64_t id, int code, const char *msg,
+                     const void *data, size_t len)
+{
+    if (code) {
+        data = msg ? msg : cf_strerror(code);
+        len = strnlen(data, CF__MAX_MESSAGE - 1);
+    }
+    cf__frame h;
+    cf__frame_set(&h, code ? CF__FR_FAIL : CF__FR_RESULT, id, len + (code != 0),
+                  code);
+    int rc = cf_buffer_reserve(out, sizeof h + len + 1);
+    if (!rc)
+        rc = cf_buffer_append(out, &h, sizeof h);
+    if (!rc && len)
+        rc = cf_buffer_append(out, data, len);
+    if (!rc && code)
+        rc = cf_buffer_append(out, "", 1);
+    return rc;
+}
+
+int cf__serve_run(cf_buffer *out, uint64_t id, cf_bytes_fn fn, const void *in,
+                  size_t len)
+{
+    cf__frame h = { 0 };
+    int rc = cf_buffer_append(out, &h, sizeof h);
+    if (rc)
+        return rc;
+    size_t at = out->b->len; /* the result starts here */
+    cf__task_ctx ctx = { 0, NULL };
+    cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
+    int code = fn(in, len, out);
+    cf__task_ctx_swap(outer);
+    if (ctx.code || code) {
+        out->b->len = at - sizeof h; /* drop what it appended */
+        rc = cf__serve_answer(out, id, ctx.code ? ctx.code : code, ctx.message,
+                              NULL, 0);
+        cf__free(ctx.message);
+        return rc;
+    }
+    cf__frame_set(&h, CF__FR_RESULT, id, out->b->len - at, 0);
+    memcpy(out->b->data + at - sizeof h, &h, sizeof h);
+    return 0;
+}
+
+int cf__serve_task(cf__fn_cache *c, const cf__frame *h, const unsigned char *p,
+                   cf_buffer *out, uint64_t id,
+                   void (*started)(uint64_t id, void *arg), void *arg)
 {
     const void *in;
     size_t len;
-    cf_bytes_fn fn = cf__serve_fn(c, h, p, &in, &len, ctx);
-    if (!fn)
-        return NULL;
-    cf__task_ctx *outer = cf__task_ctx_swap(ctx);
+    cf__task_ctx ctx;
+    cf_bytes_fn fn = cf__serve_fn(c, h, p, &in, &len, &ctx);
+    if (!fn) {
+        int rc = cf__serve_answer(out, id, ctx.code, ctx.message, NULL, 0);
+        cf__free(ctx.message);
+        return rc;
+    }
     /* The mark comes last: a death before it is one of a task that never
      * started (run again elsewhere), one after it blames this task. */
     if (started)
         started(h->id, arg);
-    cf__bytes *out = cf__run_bytes(fn, in, len);
-    cf__task_ctx_swap(outer);
-    return out;
+    return cf__serve_run(out, id, fn, in, len);
 }
 
 int cf__serve_init(cf_fn initializer, void *arg, char **msg)

@@ -13,7 +13,7 @@
  * alarm bounds every case on every rank. `test_mpi_pool NAME...` runs some.
  */
 #include "harness.h"
-#include "mpi_pool.h"
+#include "mpi/transport.h"
 
 #include <cfutures/mpi.h>
 #include <dirent.h>

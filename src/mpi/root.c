@@ -1,580 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mpi_pool.c - the MPI transport of the remote engine (remote/engine.h):
- * bytes tasks run on the other ranks of a communicator; the root's futures
- * get the results (include/cfutures/mpi.h, docs/mpi.md).
+ * root.c - the root's side of the MPI transport of the remote engine
+ * (remote/engine.h, transport.h; docs/mpi.md): bytes tasks run on the
+ * other ranks of a communicator, and the root's futures get the results.
  *
- * This file is the cfutures_mpi library (cmake/mpi.cmake compiles it with
- * CF_BUILDING_MPI). The core library's source glob sees it too, and there it
- * compiles to nothing, so the core never depends on MPI.
- *
- * How it works. cf_mpi_pool_new duplicates the communicator (our messages
- * never meet the program's). On the root, the engine owns the executor:
- * the pending queue of TASK frames, shutdown, stats, the manager thread.
- * This file's round (mp_round) makes every MPI call (so
- * MPI_THREAD_SERIALIZED is enough): it hands batches of tasks to whichever
- * worker rank has room (dynamic load balancing), keeps enough in flight
- * per worker that it never waits for the next batch (two batches, or the
- * bandwidth-delay product when the measured round trip needs more), and
- * reads answers back with MPI_Iprobe/MPI_Recv. Batch sizes adapt: each
- * worker reports how long its tasks took, and a batch is sized to about
- * BATCH_TARGET_S of that worker's time (slow start while unknown), so many
- * tiny tasks share one message and a slow rank holds little work. The
- * emptiest workers are served first; long tasks go one per batch, and
- * more only while enough waits for every worker to get one, so the tail
- * is not queued behind a running task. A watchdog fails the tasks of a
- * rank that holds work and stops answering (or ends the job). Worker ranks serve in the thread that
- * called cf_mpi_pool_new until the root sends STOP. With one rank the
- * manager runs the batches itself, through the same codec. Isolated pools
- * (cf_mpi_pool_new_isolated) hand each rank's tasks to a process pool of
- * one worker, whose blame rules then apply to its tasks.
- *
- * Waiting: Open MPI's blocking calls spin, which starves busy ranks when
- * ranks outnumber cores. So both sides poll with MPI_Iprobe and back off
- * (a few quick tries, then sleeps doubling up to BACKOFF_MAX_S); the
- * manager's sleep is also cut short by a submission. A manager with
- * nothing in flight sleeps until a submission or shutdown.
- *
- * Messages are frames (remote/codec.h): a TASKS message is a BATCH frame
- * (id: the batch; aux: its task count) followed by the tasks' own TASK
- * frames, as submitted. A worker answers each batch, in order, with one or
- * more RESULTS messages: an ANSWERS frame (id: the batch; aux: the first
- * task it answers) whose payload is an `answers` head and one RESULT or
- * FAIL frame per task; the last has ANS_FINAL. Every frame is checked: a
- * bad or truncated one fails its task with CF_EBROKEN (and, when the rest
- * cannot be trusted, the tasks after it in that message); nothing is ever
- * read out of bounds or waited for in vain.
+ * cf_mpi_pool_new duplicates the communicator; the other ranks serve in
+ * the calling thread until STOP (rank.c). On the root, the manager's round
+ * (mp_round) makes every MPI call (MPI_THREAD_SERIALIZED is enough): it
+ * hands batches to whichever rank has room, the emptiest first, keeps a
+ * window in flight per rank (two batches, or the bandwidth-delay product),
+ * sizes batches to about BATCH_TARGET_S of that rank's measured task time,
+ * and reads answers with MPI_Iprobe and MPI_Recv. A watchdog fails the
+ * tasks of a rank that holds work and stops answering (or ends the job).
+ * With one rank the manager serves the batches itself (rank.c's code).
+ * Open MPI's blocking calls spin, so the manager polls and backs off
+ * (SPIN_ROUNDS quick tries, then sleeps doubling to BACKOFF_MAX_S) and a
+ * submission cuts its sleep short. A bad or truncated answer fails its
+ * task (and the rest of its message when that cannot be trusted).
  */
-#ifdef CF_BUILDING_MPI
-
-#include "cfutures/mpi.h"
-
-#include "mpi_pool.h"
-#include "remote/engine.h"
-#include "remote/serve.h"
+#include "transport.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-/* ---- tuning ------------------------------------------------------------- */
-
-#define BATCH_TARGET_S 0.004 /* a batch's work on its worker */
-#define BATCH_MAX_TASKS 1024 /* tasks in one batch */
-#define BATCH_MAX_BYTES                                                        \
-    (1u << 20)                            /* frame bytes in one batch (1 task \
-                                      larger than this goes alone) */
-#define MAX_BATCHES 64                    /* batches in flight per worker */
-#define WINDOW_MAX_TASKS 65536            /* tasks in flight per worker */
-#define WINDOW_MAX_BYTES (64u << 20)      /* task bytes in flight per worker */
-#define EAGER_BYTES (48u << 10)           /* a batch's bytes past 1 ms of rtt */
-#define WATCH_EVERY_S 0.1                 /* the watchdog's period */
-#define REPLY_FLUSH_BYTES (8u << 20)      /* a worker sends results past this */
-#define MSG_MAX ((size_t)INT_MAX - 65536) /* one MPI message (int count) */
-#define SPIN_ROUNDS 32                    /* quick polls before sleeping */
-#define BACKOFF_MIN_S 2e-6
-#define BACKOFF_MAX_S 1e-3
-
-enum { TAG_TASKS = 1, TAG_RESULTS = 2, TAG_HELLO = 3, TAG_STOP = 4 };
-
-/* The head of an ANSWERS frame's payload. */
-typedef struct answers {
-    uint32_t count; /* RESULT or FAIL frames that follow */
-    uint32_t flags;
-    uint64_t busy_ns; /* time the answered tasks took */
-} answers;
-enum {
-    ANS_FINAL = 1,       /* the batch is answered in full */
-    ANS_REST_FAILED = 2, /* one FAIL frame follows: tasks [first, end of
-                            the batch) failed with it (the worker could
-                            not read them) */
-};
-#define ANS_HEAD (CF__FRAME_HDR + sizeof(answers))
-
-/* ---- test hooks (mpi_pool.h) ---------------------------------------------- */
-
-/* Process-wide on purpose: a hook armed inside a task must reach the code
- * that frames that task's result, whatever thread that is. */
-static _Atomic int corrupt_result; /* armed by a task on a worker */
-static _Atomic int corrupt_batch;  /* armed on the root */
-
-void cf__mpi_test_corrupt(int what)
-{
-    bool result_side = what >= CF__MPI_CORRUPT_RESULT_MAGIC &&
-                       what <= CF__MPI_CORRUPT_RESULT_GARBAGE;
-    /* relaxed: read back by the same thread (worker), or by the manager
-     * after the submit that follows (ordered by the pending mutex) */
-    atomic_store_explicit(result_side ? &corrupt_result : &corrupt_batch, what,
-                          memory_order_relaxed);
-}
-
-/* ---- small helpers -------------------------------------------------------- */
-
-static void sleep_s(double s)
-{
-    struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
-    nanosleep(&ts, NULL);
-}
-
-/* Makes room for n bytes in b, from its start (contents not kept). */
-static int room(cf_buffer *b, size_t n)
-{
-    if (b->b)
-        b->b->len = 0;
-    return cf_buffer_reserve(b, n);
-}
-
-static char *mpi_errstr(int rc, const char *what, char *buf, size_t size)
-{
-    char s[MPI_MAX_ERROR_STRING];
-    int n = 0;
-    if (MPI_Error_string(rc, s, &n) != MPI_SUCCESS)
-        snprintf(s, sizeof s, "MPI error %d", rc);
-    snprintf(buf, size, "%s failed: %s", what, s);
-    return buf;
-}
-
-/* ======================================================================== *
- * The worker side: serving batches (on worker ranks, or on the manager
- * thread when there is one rank).
- * ======================================================================== */
-
-typedef int (*send_fn)(void *ctx, const void *msg, size_t len);
-
-/* The answer to one batch, built frame by frame and sent in one or more
- * messages. */
-typedef struct replier {
-    cf_buffer buf;
-    uint64_t seq;
-    uint32_t first;   /* index of the first frame in buf */
-    uint32_t count;   /* frames in buf */
-    uint64_t busy_ns; /* time the frames in buf took */
-    send_fn send;
-    void *ctx;
-} replier;
-
-static void answers_head(void *at, uint64_t seq, uint32_t first, size_t len,
-                         answers a)
-{
-    cf__frame h;
-    cf__frame_set(&h, CF__FR_ANSWERS, seq, len - CF__FRAME_HDR, (int32_t)first);
-    memcpy(at, &h, sizeof h);
-    memcpy((unsigned char *)at + sizeof h, &a, sizeof a);
-}
-
-/* Starts a message whose first frame is task `first`. */
-static int reply_begin(replier *r, uint32_t first)
-{
-    r->first = first;
-    r->count = 0;
-    r->busy_ns = 0;
-    if (room(&r->buf, ANS_HEAD))
-        return CF_ENOMEM;
-    r->buf.b->len = ANS_HEAD;
-    return 0;
-}
-
-/* Sends what buf holds (cut to `keep` bytes when keep is smaller). */
-static int reply_flush(replier *r, bool final, size_t keep)
-{
-    size_t len = r->buf.b->len < keep ? r->buf.b->len : keep;
-    answers_head(r->buf.b->data, r->seq, r->first, len,
-                 (answers){ r->count, final ? ANS_FINAL : 0, r->busy_ns });
-    int rc = r->send(r->ctx, r->buf.b->data, len);
-    if (rc == 0 && !final)
-        rc = reply_begin(r, r->first + r->count);
-    return rc;
-}
-
-/* Sends, without allocating, that tasks [first, end of batch) failed. */
-static int reply_error(replier *r, uint32_t first, int code, const char *fmt,
-                       ...)
-{
-    struct {
-        unsigned char head[ANS_HEAD];
-        cf__frame fail;
-        char msg[256];
-    } m;
-    _Static_assert(offsetof(__typeof__(m), fail) == ANS_HEAD, "packed");
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(m.msg, sizeof m.msg, fmt, ap);
-    va_end(ap);
-    n = n < 0 ? 0 : (size_t)n >= sizeof m.msg ? (int)sizeof m.msg - 1 : n;
-    cf__frame_set(&m.fail, CF__FR_FAIL, 0, (uint64_t)n, code);
-    size_t len = offsetof(__typeof__(m), msg) + (size_t)n;
-    answers_head(m.head, r->seq, first, len,
-                 (answers){ 0, ANS_FINAL | ANS_REST_FAILED, 0 });
-    return r->send(r->ctx, &m, len);
-}
-
-/* Appends one RESULT or FAIL frame: 0 or CF_ENOMEM. */
-static int append_frame(replier *r, int code, const void *p, size_t len)
-{
-    cf__frame h;
-    cf__frame_set(&h, code ? CF__FR_FAIL : CF__FR_RESULT, r->first + r->count,
-                  len, code);
-    int rc = cf_buffer_reserve(&r->buf, sizeof h + len);
-    if (!rc)
-        rc = cf_buffer_append(&r->buf, &h, sizeof h);
-    if (!rc && len)
-        rc = cf_buffer_append(&r->buf, p, len);
-    return rc;
-}
-
-/* Test hooks (mpi_pool.h): corrupts the frame at mark, and sends it at
- * once so that only its task is hit. relaxed: armed by this thread's task.
- * 1: no hook was armed. */
-static int reply_hook(replier *r, size_t mark)
-{
-    int hook = atomic_exchange_explicit(&corrupt_result, CF__MPI_CORRUPT_NONE,
-                                        memory_order_relaxed);
-    if (hook == CF__MPI_CORRUPT_RESULT_MAGIC) {
-        r->buf.b->data[mark] ^= 0xff;
-        return reply_flush(r, false, SIZE_MAX);
-    }
-    if (hook == CF__MPI_CORRUPT_RESULT_TRUNCATE)
-        return reply_flush(r, false, mark + CF__FRAME_HDR / 2);
-    if (hook != CF__MPI_CORRUPT_RESULT_GARBAGE)
-        return 1;
-    for (size_t i = 0; i < r->buf.b->len; i++)
-        r->buf.b->data[i] = (unsigned char)(i * 131 + 7);
-    int rc = r->send(r->ctx, r->buf.b->data, r->buf.b->len);
-    return rc ? rc : reply_begin(r, r->first + r->count);
-}
-
-/* Appends the answer to one task. A result too large for a message, or
- * for memory, becomes a failure of its task. */
-static int reply_frame(replier *r, int code, const char *msg, const void *data,
-                       size_t len)
-{
-    if (code == 0 && len > MSG_MAX - ANS_HEAD - CF__FRAME_HDR) {
-        code = CF_ENOMEM;
-        msg = "the task's result is too large for one MPI message (2 GiB)";
-    }
-    if (code) {
-        data = msg;
-        len = msg ? strnlen(msg, 4096) : 0;
-    }
-    if (r->buf.b->len + CF__FRAME_HDR + len > MSG_MAX) {
-        int rc = reply_flush(r, false, SIZE_MAX);
-        if (rc)
-            return rc;
-    }
-    size_t mark = r->buf.b->len;
-    if (append_frame(r, code, data, len)) {
-        static const char oom[] = "out of memory for the task's result";
-        r->buf.b->len = mark;
-        if (append_frame(r, CF_ENOMEM, oom, sizeof oom - 1))
-            return CF_ENOMEM;
-    }
-    r->count++;
-    int rc = reply_hook(r, mark);
-    if (rc != 1)
-        return rc;
-    if (r->buf.b->len >= REPLY_FLUSH_BYTES)
-        return reply_flush(r, false, SIZE_MAX);
-    return 0;
-}
-
-/* Runs one task here and frames its answer. */
-static int run_one(replier *r, cf__fn_cache *c, const cf__frame *h,
-                   const unsigned char *p)
-{
-    cf__task_ctx ctx;
-    double t0 = cf__now();
-    cf__bytes *out = cf__serve_task(c, h, p, &ctx, NULL, NULL);
-    r->busy_ns += (uint64_t)((cf__now() - t0) * 1e9);
-    int rc = reply_frame(r, ctx.code, ctx.message, out ? out->data : NULL,
-                         out ? out->len : 0);
-    cf__free(out);
-    cf__free(ctx.message);
-    return rc;
-}
-
-/* An isolated rank's answer for one task: what its process pool's future
- * says (f NULL: the pool refused it; why it did is in h's resolution). */
-static int collect(replier *r, cf_future *f, cf__fn_cache *c,
-                   const cf__frame *h, const unsigned char *p, double *mark)
-{
-    const void *data = NULL;
-    size_t len = 0;
-    const char *msg = NULL;
-    cf__task_ctx ctx = { 0, NULL };
-    int code = CF_EINVAL;
-    if (f) {
-        code = cf_future_bytes(f, CF_FOREVER, &data, &len);
-        if (code)
-            cf_future_exception(f, 0, &msg);
-    } else if (cf__serve_fn(c, h, p, &data, &len, &ctx)) {
-        msg = "the rank's process pool refused the task";
-    } else {
-        code = ctx.code;
-        msg = ctx.message;
-    }
-    double now = cf__now();
-    r->busy_ns += (uint64_t)((now - *mark) * 1e9);
-    *mark = now;
-    int rc = reply_frame(r, code, msg, code ? NULL : data, code ? 0 : len);
-    cf__free(ctx.message);
-    if (f)
-        cf_future_release(f);
-    return rc;
-}
-
-/* Isolated: hands every well-formed task of the batch to the rank's
- * process pool pp first, so they stream through its worker. */
-static void submit_all(cf_executor *pp, cf__rd in, uint32_t n, cf__fn_cache *c,
-                       cf_future **fs)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        cf__frame h;
-        const unsigned char *p;
-        const void *data;
-        size_t len;
-        cf__task_ctx ctx;
-        if (cf__rd_frame(&in, &h, &p))
-            break;
-        cf_bytes_fn fn = cf__serve_fn(c, &h, p, &data, &len, &ctx);
-        if (fn)
-            cf_submit_bytes(pp, fn, data, len, &fs[i]);
-        cf__free(ctx.message);
-    }
-}
-
-/* Answers the n task frames in `in`, in order. 0, or a send's error. */
-static int serve_tasks(replier *r, cf__rd in, uint32_t n, cf_future **fs,
-                       cf__fn_cache *c)
-{
-    int rc = 0;
-    double mark = cf__now();
-    for (uint32_t i = 0; i < n && rc == 0; i++) {
-        cf__frame h;
-        const unsigned char *p;
-        const char *why = cf__rd_frame(&in, &h, &p);
-        if (why) {
-            if (!r->count || (rc = reply_flush(r, false, SIZE_MAX)) == 0)
-                rc = reply_error(r, i, CF_EBROKEN,
-                                 "malformed task frame %u of %u received (%s)",
-                                 i, n, why);
-            return rc;
-        }
-        if (fs) {
-            rc = collect(r, fs[i], c, &h, p, &mark);
-            fs[i] = NULL;
-        } else {
-            rc = run_one(r, c, &h, p);
-        }
-        if (rc == CF_ENOMEM)
-            rc = reply_error(r, r->first + r->count, CF_ENOMEM,
-                             "out of memory on the worker");
-        if (rc == 0 && i + 1 == n)
-            rc = reply_flush(r, true, SIZE_MAX);
-    }
-    return n == 0 ? reply_flush(r, true, SIZE_MAX) : rc;
-}
-
-/* Serves one TASKS message: runs its tasks in order (in this process, or
- * on the isolated rank's process pool pp) and answers. Returns 0, or the
- * error of a send (an MPI failure: stop serving). */
-static int serve_batch(const unsigned char *msg, size_t len, replier *r,
-                       cf_executor *pp)
-{
-    cf__rd in = { msg, len };
-    const unsigned char *at = cf__rd_skip(&in, CF__FRAME_HDR);
-    cf__frame b;
-    r->seq = 0;
-    if (at)
-        memcpy(&b, at, sizeof b);
-    if (!at || cf__frame_bad(&b) || b.type != CF__FR_BATCH || b.aux < 0)
-        return reply_error(r, 0, CF_EBROKEN,
-                           "malformed task batch (bad header) received");
-    r->seq = b.id;
-    if (in.left > b.len)
-        in.left = (size_t)b.len;
-    if (reply_begin(r, 0))
-        return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
-    /* A frame holds at least its header, which bounds the count a
-     * malformed batch may claim. */
-    uint32_t n = (uint32_t)b.aux, most = (uint32_t)(in.left / CF__FRAME_HDR);
-    cf_future **fs = NULL;
-    cf__fn_cache cache = { .fn = NULL };
-    if (pp && (n < most ? n : most)) {
-        if (!(fs = cf__calloc(n < most ? n : most, sizeof *fs)))
-            return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
-        submit_all(pp, in, n < most ? n : most, &cache, fs);
-    }
-    int rc = serve_tasks(r, in, n, fs, &cache);
-    for (uint32_t k = 0; fs && k < (n < most ? n : most); k++)
-        cf_future_release(fs[k]); /* left by an early stop */
-    cf__free(fs);
-    return rc;
-}
-
-/* Where a worker rank sends its answers. */
-typedef struct dest {
-    MPI_Comm comm;
-    int root;
-} dest;
-
-static int mpi_send_results(void *ctx, const void *msg, size_t len)
-{
-    dest *d = ctx;
-    return MPI_Send(msg, (int)len, MPI_BYTE, d->root, TAG_RESULTS, d->comm) ==
-                   MPI_SUCCESS
-               ? 0
-               : CF_EBROKEN;
-}
-
-/* Waits for the next message from the root without spinning for long:
- * 0 with *st, or an MPI error code. */
-static int probe_backoff(MPI_Comm comm, int source, MPI_Status *st)
-{
-    double pause = BACKOFF_MIN_S;
-    for (int round = 0;; round++) {
-        int flag = 0;
-        int rc = MPI_Iprobe(source, MPI_ANY_TAG, comm, &flag, st);
-        if (rc != MPI_SUCCESS || flag)
-            return rc;
-        if (round >= SPIN_ROUNDS) {
-            sleep_s(pause);
-            pause = pause * 2 < BACKOFF_MAX_S ? pause * 2 : BACKOFF_MAX_S;
-        }
-    }
-}
-
-/* The process pool an isolated rank runs its tasks on: one worker
- * process, with opts' initializer and process-pool settings. NULL with
- * errno. */
-static cf_executor *isolation_pool(const cf_options *opts)
-{
-    cf_options po = { .max_workers = 1 };
-    if (opts) {
-        po.name_prefix = opts->name_prefix;
-        po.initializer = opts->initializer;
-        po.initarg = opts->initarg;
-        po.max_tasks_per_child = opts->max_tasks_per_child;
-        po.task_timeout = opts->task_timeout;
-        po.start_method = opts->start_method;
-    }
-    return cf_process_pool_new(&po);
-}
-
-/* Gets a rank ready to run tasks: runs the initializer here, or (isolated)
- * starts the process pool *pp whose worker runs it. 0, or a failure code
- * with a message in *msg (caller frees). */
-static int prepare(const cf_options *opts, bool isolated, cf_executor **pp,
-                   char **msg)
-{
-    *pp = NULL;
-    *msg = NULL;
-    if (!isolated)
-        return cf__serve_init(opts ? opts->initializer : NULL,
-                              opts ? opts->initarg : NULL, msg);
-    if ((*pp = isolation_pool(opts)) != NULL)
-        return 0;
-    char text[160];
-    snprintf(text, sizeof text, "could not start the rank's process pool: %s",
-             strerror(errno));
-    *msg = cf__strdup(text);
-    return CF_EBROKEN;
-}
-
-/* Sends the HELLO frame (code: prepare's outcome); its payload is the
- * rank's host name, a NUL, and msg (the failure's message, if any). */
-static int say_hello(dest *to, int code, char *msg)
-{
-    char host[MPI_MAX_PROCESSOR_NAME + 1] = { 0 };
-    int hn = 0;
-    if (MPI_Get_processor_name(host, &hn) != MPI_SUCCESS || hn < 0)
-        hn = 0;
-    size_t hl = strnlen(host, MPI_MAX_PROCESSOR_NAME) + 1;
-    size_t n = msg ? strnlen(msg, 4096) : 0;
-    unsigned char hello[CF__FRAME_HDR + MPI_MAX_PROCESSOR_NAME + 1 + 4096];
-    cf__frame h;
-    cf__frame_set(&h, CF__FR_HELLO, 0, hl + n, code);
-    memcpy(hello, &h, sizeof h);
-    memcpy(hello + sizeof h, host, hl);
-    if (n)
-        memcpy(hello + sizeof h + hl, msg, n);
-    cf__free(msg);
-    n += hl;
-    return MPI_Send(hello, (int)(sizeof h + n), MPI_BYTE, to->root, TAG_HELLO,
-                    to->comm) == MPI_SUCCESS
-               ? 0
-               : CF_EBROKEN;
-}
-
-/* Receives the next message from the root into in: its tag, or -1 on an
- * MPI failure. *data is NULL when there was no memory for it. */
-static int receive(MPI_Comm comm, int root, cf_buffer *in, void **data,
-                   int *count)
-{
-    MPI_Status st;
-    if (probe_backoff(comm, root, &st) != MPI_SUCCESS ||
-        MPI_Get_count(&st, MPI_BYTE, count) != MPI_SUCCESS ||
-        *count == MPI_UNDEFINED)
-        return -1;
-    *data = room(in, (size_t)*count) == 0 ? in->b->data : NULL;
-    /* Out of memory: receive into nothing (truncated); the caller answers
-     * with an error. */
-    int rc = MPI_Recv(*data, *data ? *count : 0, MPI_BYTE, root, st.MPI_TAG,
-                      comm, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS)
-        *data = NULL;
-    return st.MPI_TAG;
-}
-
-/* A worker rank: says hello (with the outcome of prepare), then serves
- * batches until STOP. 0, or CF_EBROKEN on an MPI failure. */
-static int serve(MPI_Comm comm, int root, const cf_options *opts, bool isolated)
-{
-    dest to = { comm, root };
-    char *msg;
-    cf_executor *pp;
-    int code = prepare(opts, isolated, &pp, &msg);
-    if (say_hello(&to, code, msg)) {
-        cf_executor_free(pp);
-        return CF_EBROKEN;
-    }
-    cf_buffer in = { NULL, 0 };
-    replier r = { .send = mpi_send_results, .ctx = &to };
-    int rc = 0, tag, count;
-    void *data;
-    while ((tag = receive(comm, root, &in, &data, &count)) != TAG_STOP) {
-        if (tag < 0) {
-            rc = CF_EBROKEN;
-            break;
-        }
-        if (tag != TAG_TASKS)
-            continue;
-        if (!data) {
-            r.seq = 0;
-            rc = reply_error(&r, 0, CF_ENOMEM,
-                             "out of memory on the worker for a %d-byte batch",
-                             count);
-        } else {
-            rc = serve_batch(data, (size_t)count, &r, pp);
-        }
-        if (rc && rc != CF_ENOMEM)
-            break;
-        rc = 0;
-    }
-    cf__free(in.b);
-    cf__free(r.buf.b);
-    cf_executor_free(pp);
-    return rc;
-}
-
-/* ======================================================================== *
- * The root side: the transport under the engine's manager thread.
- * ======================================================================== */
 
 typedef struct batch {
     struct batch *next;
@@ -629,7 +80,7 @@ typedef struct mpool {
     int spins;           /* rounds without progress */
     double pause;        /* the next sleep while work is in flight */
     cf_buffer rbuf;      /* receive buffer */
-    replier local_reply;
+    cf__replier local_reply;
     cf_options opts; /* for the local initializer */
     cf__parker parker;
 } mpool;
@@ -646,15 +97,13 @@ static void add(_Atomic size_t *c, long n)
 
 /* ---- completing batches ----------------------------------------------- */
 
-/* Completes b's next task: a result (data) or a failure (code, message
- * msg, taken over). */
+/* Completes b's next task: a result (data) or a failure (code, msg taken
+ * over). */
 static void finish_task(mpool *p, batch *b, int code, char *msg,
                         const void *data, size_t len)
 {
     cf__rtask *t = b->ts[b->done++];
-    /* Counted before the future is done, so that whoever sees it done
-     * sees it counted. */
-    add(&p->r.st_running, -1);
+    add(&p->r.st_running, -1); /* before the future is done */
     cf__task_ctx ctx = { code, msg };
     cf__bytes *out = NULL;
     if (!code && (out = cf__malloc(sizeof *out + len)) != NULL) {
@@ -673,12 +122,6 @@ static void fail_tasks(mpool *p, batch *b, size_t upto, int code,
 {
     while (b->done < upto)
         finish_task(p, b, code, cf__strdup(msg), NULL, 0);
-}
-
-static void batch_free(batch *b)
-{
-    cf__free(b->msg);
-    cf__free(b);
 }
 
 /* The oldest batch of w is answered in full: learn its cost, drop it. */
@@ -702,7 +145,8 @@ static void retire_batch(mpool *p, mworker *w)
     w->bytes -= b->bytes;
     if (w->nbatches == 0 && w->state == W_READY)
         add(&p->r.st_idle, 1);
-    batch_free(b);
+    cf__free(b->msg);
+    cf__free(b);
 }
 
 /* Fails the rest of w's oldest batch with `why` and drops it. */
@@ -746,8 +190,8 @@ static void take_answers(mpool *p, mworker *w, batch *b, cf__rd *in,
     }
 }
 
-/* The worker could not read tasks [first, n) of w's oldest batch: the FAIL
- * frame in `in` says why. */
+/* The worker could not read the rest of w's oldest batch: the FAIL frame
+ * in `in` says why. */
 static void rest_failed(mpool *p, mworker *w, cf__rd *in)
 {
     cf__frame f;
@@ -780,8 +224,7 @@ static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
     }
 }
 
-/* Handles a RESULTS message from worker w (see the file comment for what
- * a malformed one fails). */
+/* Handles a RESULTS message from worker w. */
 static void on_results(mpool *p, mworker *w, const unsigned char *msg,
                        size_t len)
 {
@@ -792,7 +235,7 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     cf__rd in = { msg, len };
     cf__frame h;
     const unsigned char *pl = NULL;
-    answers a;
+    cf__answers a;
     const char *bad = cf__rd_frame(&in, &h, &pl);
     if (!bad && (h.type != CF__FR_ANSWERS || h.len < sizeof a || h.aux < 0))
         bad = "not an answer";
@@ -832,21 +275,8 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     drop_batch(p, w, CF_EBROKEN, why); /* fails none if all answered */
 }
 
-/* A hello's payload is the rank's host name, a NUL, then the failure's
- * message: keeps the name in w->host, moves *m to the message and returns
- * its length. */
-static size_t hello_host(mworker *w, const unsigned char **m, size_t len)
-{
-    size_t hl = len ? strnlen((const char *)*m, len) : 0;
-    size_t keep = hl < sizeof w->host ? hl : sizeof w->host - 1;
-    if (keep)
-        memcpy(w->host, *m, keep);
-    w->host[keep] = '\0';
-    hl += hl < len; /* the NUL */
-    *m = len ? *m + hl : *m;
-    return len - hl;
-}
-
+/* A rank's HELLO: its host name, a NUL, and (aux: a failure code) its
+ * initializer's message. */
 static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
 {
     cf__rd in = { msg, len };
@@ -856,22 +286,23 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
     if (w->state != W_STARTING)
         return;
     w->state = W_DOWN;
-    const char *bad = cf__rd_frame(&in, &h, &m);
-    if (bad || h.type != CF__FR_HELLO) {
+    if (cf__rd_frame(&in, &h, &m) || h.type != CF__FR_HELLO) {
         snprintf(why, sizeof why,
                  "pool broken: malformed hello message from MPI rank %d",
                  w->rank);
         cf__remote_break(&p->r, why);
         return;
     }
-    size_t ml = hello_host(w, &m, (size_t)h.len);
+    size_t hl = strnlen((const char *)m, (size_t)h.len);
+    size_t ml = hl < h.len ? (size_t)h.len - hl - 1 : 0;
+    snprintf(w->host, sizeof w->host, "%.*s", (int)hl, (const char *)m);
     if (h.aux != 0) {
-        const char *text = ml ? (const char *)m : cf_strerror(h.aux);
-        int n = ml ? (int)(ml < 400 ? ml : 400) : (int)strlen(text);
+        const char *text = ml ? (const char *)m + hl + 1 : cf_strerror(h.aux);
         snprintf(why, sizeof why,
                  "pool broken: a worker's initializer failed on MPI rank %d: "
                  "%.*s",
-                 w->rank, n, text);
+                 w->rank, ml ? (int)(ml < 400 ? ml : 400) : (int)strlen(text),
+                 text);
         cf__remote_break(&p->r, why);
         return;
     }
@@ -944,9 +375,8 @@ static size_t batch_size(const mpool *p, mworker *w)
     return n;
 }
 
-/* Takes up to `want` pending tasks (and `most` bytes of frames, but at
- * least one) into a new batch, moving them to RUNNING; NULL when none is
- * left. Cancelled ones are counted and freed here. */
+/* Takes up to `want` pending tasks (`most` bytes, but at least one) into
+ * a new batch, moving them to RUNNING: NULL when none is left. */
 static batch *take_batch(mpool *p, size_t want, size_t most)
 {
     batch *b = cf__malloc(sizeof *b + want * sizeof(cf__rtask *));
@@ -973,8 +403,8 @@ static batch *take_batch(mpool *p, size_t want, size_t most)
     return NULL;
 }
 
-/* Encodes b's tasks into b->msg: the BATCH frame, then each task's frame.
- * The message length, or 0 when out of memory. */
+/* Encodes b into b->msg (a BATCH frame, then the tasks' frames): its
+ * length, or 0 when out of memory. */
 static size_t encode_batch(mpool *p, batch *b)
 {
     size_t len = CF__FRAME_HDR;
@@ -992,9 +422,8 @@ static size_t encode_batch(mpool *p, batch *b)
         memcpy(m + at, b->ts[i]->frame, b->ts[i]->len);
         at += b->ts[i]->len;
     }
-    /* Test hooks (mpi_pool.h). relaxed: armed before the submit. */
-    int hook = atomic_exchange_explicit(&corrupt_batch, CF__MPI_CORRUPT_NONE,
-                                        memory_order_relaxed);
+    /* Test hooks (transport.h). */
+    int hook = cf__mpi_batch_hook();
     if (hook == CF__MPI_CORRUPT_TASK_MAGIC)
         m[sizeof h] ^= 0xff;
     else if (hook == CF__MPI_CORRUPT_BATCH_HEADER)
@@ -1014,8 +443,7 @@ static int send_local(void *ctx, const void *msg, size_t len)
 
 static void mpi_failed(mpool *p, int rc, const char *what);
 
-/* Hands b to w: appends it to w's list, then sends it (or, with one rank,
- * serves it here). */
+/* Hands b to w and sends it (with one rank, serves it here). */
 static void send_batch(mpool *p, mworker *w, batch *b)
 {
     size_t len = encode_batch(p, b);
@@ -1043,7 +471,7 @@ static void send_batch(mpool *p, mworker *w, batch *b)
     if (p->local) {
         unsigned char *msg = b->msg;
         b->msg = NULL;
-        serve_batch(msg, len, &p->local_reply, p->pp); /* retires b */
+        cf__mpi_serve_batch(msg, len, &p->local_reply, p->pp); /* retires b */
         cf__free(msg);
         return;
     }
@@ -1056,9 +484,8 @@ static void send_batch(mpool *p, mworker *w, batch *b)
     }
 }
 
-/* Fills the workers that have room, the emptiest first (a second batch
- * never waits behind a first while a worker is idle), one batch each per
- * pass. True if anything was sent. */
+/* Fills the workers that have room, the emptiest first, one batch each per
+ * pass: true if anything was sent. */
 static bool dispatch(mpool *p)
 {
     bool sent = false;
@@ -1093,10 +520,11 @@ static bool dispatch(mpool *p)
 /* An MPI call failed: the pool is broken; every task in flight fails. */
 static void mpi_failed(mpool *p, int rc, const char *what)
 {
-    char why[MPI_MAX_ERROR_STRING + 128];
-    char err[MPI_MAX_ERROR_STRING + 64];
-    snprintf(why, sizeof why, "pool broken: %s",
-             mpi_errstr(rc, what, err, sizeof err));
+    char err[MPI_MAX_ERROR_STRING], why[MPI_MAX_ERROR_STRING + 128];
+    int n = 0;
+    if (MPI_Error_string(rc, err, &n) != MPI_SUCCESS)
+        snprintf(err, sizeof err, "MPI error %d", rc);
+    snprintf(why, sizeof why, "pool broken: %s failed: %s", what, err);
     cf__remote_break(&p->r, why);
     for (size_t i = 0; i < p->nworkers; i++) {
         mworker *w = &p->workers[i];
@@ -1181,7 +609,8 @@ static bool poll_messages(mpool *p)
             mpi_failed(p, rc, "MPI_Iprobe");
             return true;
         }
-        void *buf = room(&p->rbuf, (size_t)n) == 0 ? p->rbuf.b->data : NULL;
+        void *buf =
+            cf__mpi_room(&p->rbuf, (size_t)n) == 0 ? p->rbuf.b->data : NULL;
         rc = MPI_Recv(buf, buf ? n : 0, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
                       p->comm, MPI_STATUS_IGNORE);
         any = true;
@@ -1198,34 +627,19 @@ static bool poll_messages(mpool *p)
  * that no message is left unreceived), then frees the communicator. */
 static void stop_workers(mpool *p)
 {
-    if (p->offline)
-        return;
-    size_t n = p->nworkers;
-    MPI_Request *reqs = cf__calloc(n ? n : 1, sizeof *reqs);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < p->nworkers && !p->offline; i++) {
         mworker *w = &p->workers[i];
-        if (reqs)
-            reqs[i] = MPI_REQUEST_NULL;
-        if (w->state == W_LOST)
-            continue; /* never touched again */
         while (w->state == W_STARTING && !p->offline) {
             MPI_Status st;
-            if (probe_backoff(p->comm, w->rank, &st) != MPI_SUCCESS) {
+            if (cf__mpi_probe(p->comm, w->rank, &st) != MPI_SUCCESS)
                 p->offline = true;
-                break;
-            }
-            poll_messages(p);
+            else
+                poll_messages(p);
         }
-        if (p->offline)
-            break;
-        if (reqs)
-            MPI_Isend(NULL, 0, MPI_BYTE, w->rank, TAG_STOP, p->comm, &reqs[i]);
-        else
+        /* A lost rank is never touched again; a 0-byte send is eager. */
+        if (!p->offline && w->state != W_LOST)
             MPI_Send(NULL, 0, MPI_BYTE, w->rank, TAG_STOP, p->comm);
     }
-    if (reqs && !p->offline)
-        MPI_Waitall((int)n, reqs, MPI_STATUSES_IGNORE);
-    cf__free(reqs);
     if (p->offline)
         return;
     MPI_Comm_free(&p->comm);
@@ -1275,9 +689,9 @@ static double rank_timeout_env(void)
     return t;
 }
 
-/* w held tasks and said nothing for `silent` seconds: says so, then
- * ends the job (CFUTURES_MPI_RANK_LOST=abort), or fails w's tasks with
- * CF_EBROKEN and never touches w again (docs/mpi.md). */
+/* w held tasks and said nothing for `silent` seconds: ends the job
+ * (CFUTURES_MPI_RANK_LOST=abort), or fails w's tasks and never touches w
+ * again (docs/mpi.md). */
 static void rank_lost(mpool *p, mworker *w, double silent)
 {
     char why[MPI_MAX_PROCESSOR_NAME + 128];
@@ -1310,8 +724,7 @@ static void rank_lost(mpool *p, mworker *w, double silent)
         cf__remote_break(&p->r, why); /* nobody left to run the rest */
 }
 
-/* Every WATCH_EVERY_S: a rank holding tasks, silent past the limit, is
- * lost. */
+/* Every WATCH_EVERY_S: a rank holding tasks, silent too long, is lost. */
 static void watch(mpool *p)
 {
     double now = cf__now(), limit = rank_limit(p);
@@ -1336,8 +749,7 @@ static bool in_flight(const mpool *p)
     return false;
 }
 
-/* Sleeps until a submission, a shutdown, or (with work in flight) the
- * next poll. */
+/* Sleeps until a submission, a shutdown, or (busy) the next poll. */
 static void manager_wait(mpool *p, bool busy)
 {
     pthread_mutex_lock(&p->r.mu);
@@ -1366,7 +778,7 @@ static void begin(mpool *p)
     if (!p->local)
         return;
     char *msg;
-    int code = prepare(&p->opts, p->isolated, &p->pp, &msg);
+    int code = cf__mpi_prepare(&p->opts, p->isolated, &p->pp, &msg);
     if (code) {
         char why[512];
         snprintf(why, sizeof why,
@@ -1498,21 +910,6 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
     return p;
 }
 
-/* cf_mpi_pool_new and its variants. spawn_inter is the intercommunicator
- * to the workers cf_mpi_pool_spawn started (comm is then its merged
- * intracommunicator): the manager frees both once the workers stopped. */
-/* The calling rank serves as a worker until the root stops it: NULL with
- * errno 0, or EIO after an MPI failure. */
-static cf_executor *serve_rank(MPI_Comm dup, int root, const cf_options *opts,
-                               bool isolated)
-{
-    int rc = serve(dup, root, opts, isolated);
-    if (rc == 0)
-        MPI_Comm_free(&dup);
-    errno = rc ? EIO : 0;
-    return NULL;
-}
-
 /* The root's pool on dup, its manager running: the executor, or NULL with
  * errno (the workers, serving already, are sent home). */
 static cf_executor *root_pool(MPI_Comm dup, int root, int size,
@@ -1579,8 +976,14 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
      * pool rather than an abort of the job. */
     if (size > 1)
         MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
-    if (rank != root)
-        return serve_rank(dup, root, opts, isolated);
+    if (rank != root) {
+        /* A worker until the root stops it: NULL, errno 0 (EIO: MPI failed). */
+        int rc = cf__mpi_serve(dup, root, opts, isolated);
+        if (rc == 0)
+            MPI_Comm_free(&dup);
+        errno = rc ? EIO : 0;
+        return NULL;
+    }
     return root_pool(dup, root, size, opts, isolated, comm, spawn_inter);
 }
 
@@ -1694,8 +1097,3 @@ cf_executor *cf_mpi_pool_spawn(const cf_options *opts)
     }
     return ex;
 }
-
-#else
-/* Built without MPI (the core library): nothing here. */
-typedef int cf__mpi_pool_not_built;
-#endif /* CF_BUILDING_MPI */

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * transport.h - what the two sides of the MPI transport share: the tuning,
+ * the message tags, the head of an answer, the test hooks, and what the
+ * serving side (rank.c) lends the root side (root.c): a one-rank pool's
+ * manager serves its own batches through the same code.
+ *
+ * Messages are frames (remote/codec.h). TASKS: a BATCH frame (id: the
+ * batch; aux: its task count) followed by the tasks' TASK frames. A rank
+ * answers each batch, in order, with one or more RESULTS messages: an
+ * ANSWERS frame (id: the batch; aux: the first task it answers) whose
+ * payload is an `answers` head and one RESULT or FAIL frame per task; the
+ * last has ANS_FINAL. HELLO (once, first): the rank's host and the outcome
+ * of its initializer. STOP: the root is done with the rank.
+ */
+#ifndef CF_MPI_TRANSPORT_H
+#define CF_MPI_TRANSPORT_H
+
+#include "cfutures/mpi.h"
+
+#include "../remote/engine.h"
+#include "../remote/serve.h"
+
+#include <limits.h>
+
+/* ---- tuning ------------------------------------------------------------- */
+
+#define BATCH_TARGET_S 0.004 /* a batch's work on its worker */
+#define BATCH_MAX_TASKS 1024 /* tasks in one batch */
+#define BATCH_MAX_BYTES                                                        \
+    (1u << 20)                            /* frame bytes in one batch (1 task \
+                                      larger than this goes alone) */
+#define MAX_BATCHES 64                    /* batches in flight per worker */
+#define WINDOW_MAX_TASKS 65536            /* tasks in flight per worker */
+#define WINDOW_MAX_BYTES (64u << 20)      /* task bytes in flight per worker */
+#define EAGER_BYTES (48u << 10)           /* a batch's bytes past 1 ms of rtt */
+#define WATCH_EVERY_S 0.1                 /* the watchdog's period */
+#define REPLY_FLUSH_BYTES (8u << 20)      /* a worker sends results past this */
+#define MSG_MAX ((size_t)INT_MAX - 65536) /* one MPI message (int count) */
+#define SPIN_ROUNDS 32                    /* quick polls before sleeping */
+#define BACKOFF_MIN_S 2e-6
+#define BACKOFF_MAX_S 1e-3
+
+enum { TAG_TASKS = 1, TAG_RESULTS = 2, TAG_HELLO = 3, TAG_STOP = 4 };
+
+/* The head of an ANSWERS frame's payload. */
+typedef struct cf__answers {
+    uint32_t count; /* RESULT or FAIL frames that follow */
+    uint32_t flags;
+    uint64_t busy_ns; /* time the answered tasks took */
+} cf__answers;
+enum {
+    ANS_FINAL = 1,       /* the batch is answered in full */
+    ANS_REST_FAILED = 2, /* one FAIL frame follows: tasks [first, end of
+                            the batch) failed with it (the worker could
+                            not read them) */
+};
+#define ANS_HEAD (CF__FRAME_HDR + sizeof(cf__answers))
+
+/* ---- test hooks (tests/mpi) --------------------------------------------- */
+
+/* Each makes the next message in one direction malformed, so the tests can
+ * check that a bad frame fails its task and nothing else. */
+enum {
+    CF__MPI_CORRUPT_NONE = 0,
+    /* Armed by a task on a worker: its result frame gets a bad magic / is
+     * cut short / is garbage (its whole message with it). */
+    CF__MPI_CORRUPT_RESULT_MAGIC,
+    CF__MPI_CORRUPT_RESULT_TRUNCATE,
+    CF__MPI_CORRUPT_RESULT_GARBAGE,
+    /* Armed on the root: its next batch has a first task frame with a bad
+     * magic / a bad batch header / is cut short. */
+    CF__MPI_CORRUPT_TASK_MAGIC,
+    CF__MPI_CORRUPT_BATCH_HEADER,
+    CF__MPI_CORRUPT_BATCH_TRUNCATE,
+};
+/* Arms one corruption (CF__MPI_CORRUPT_*) in this process. */
+void cf__mpi_test_corrupt(int what);
+/* Disarms and returns the armed root-side (batch) hook. */
+int cf__mpi_batch_hook(void);
+
+/* ---- the serving side (rank.c) ------------------------------------------ */
+
+/* The answer to one batch, built frame by frame and sent in one or more
+ * messages through send. */
+typedef struct cf__replier {
+    cf_buffer buf;
+    uint64_t seq;
+    uint32_t first;   /* index of the first frame in buf */
+    uint32_t count;   /* frames in buf */
+    uint64_t busy_ns; /* time the frames in buf took */
+    int (*send)(void *ctx, const void *msg, size_t len);
+    void *ctx;
+} cf__replier;
+
+/* Serves one TASKS message: runs its tasks in order (here, or on an
+ * isolated rank's process pool pp) and answers through r. 0, or the error
+ * of a send (an MPI failure: stop serving). */
+int cf__mpi_serve_batch(const unsigned char *msg, size_t len, cf__replier *r,
+                        cf_executor *pp);
+/* Gets a rank ready to run tasks: runs the initializer here, or (isolated)
+ * starts the process pool *pp whose worker runs it. 0, or a failure code
+ * with a message in *msg (caller frees). */
+int cf__mpi_prepare(const cf_options *opts, bool isolated, cf_executor **pp,
+                    char **msg);
+/* A worker rank: says hello, then serves batches until STOP. 0, or
+ * CF_EBROKEN on an MPI failure. */
+int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
+                  bool isolated);
+/* Waits for the next message from source, polling with backoff (Open MPI's
+ * blocking calls spin): 0 with *st, or an MPI error code. */
+int cf__mpi_probe(MPI_Comm comm, int source, MPI_Status *st);
+
+/* Makes room for n bytes in b, from its start (contents not kept). */
+static inline int cf__mpi_room(cf_buffer *b, size_t n)
+{
+    if (b->b)
+        b->b->len = 0;
+    return cf_buffer_reserve(b, n);
+}
+
+#endif /* CF_MPI_TRANSPORT_H */
