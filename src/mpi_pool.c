@@ -937,15 +937,18 @@ static size_t batch_size(const mpool *p, mworker *w, size_t held)
     } else {
         n = cf__remote_window(cost, batch_s(w), 1, BATCH_MAX_TASKS);
     }
-    /* At most w's fair share of all the work, what waits and what the
-     * ready workers hold, so that every worker gets some and all end
-     * together. */
+    /* A fair share of what waits, so every worker gets some, and no more
+     * than w's share of all the work (what waits and what the ready
+     * workers hold) less what it holds, so that all end together. */
     size_t ready = ready_workers(p);
     if (ready > 1) {
-        size_t share = (p->pending + held + ready - 1) / ready;
-        share = share > w->tasks ? share - w->tasks : 1;
+        size_t share = (p->pending + ready - 1) / ready;
+        size_t fair = (p->pending + held + ready - 1) / ready;
+        fair = fair > w->tasks ? fair - w->tasks : 1;
+        if (share > fair)
+            share = fair;
         if (n > share)
-            n = share;
+            n = share ? share : 1;
     }
     return n;
 }
