@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * relay.c - a user-space Ethernet switch that delays every frame: the link
- * between the namespace "hosts" of bench/mpi/latency.sh, which needs a
+ * between the namespace "hosts" of bench/mpi/hosts.sh, which needs a
  * round trip of tens of milliseconds on a kernel without netem.
  *
  *   relay DELAY_MS IFACE IFACE...
