@@ -40,8 +40,8 @@
 #   defaults: R=3, MS=25, DIR=build/bench-mpi
 #   --baseline DIR  also runs DIR/cf_mpi_bench (another build of cfutures,
 #                   e.g. of the commit before a change) in every round,
-#                   right after this build's runs, and prints the two
-#                   side by side
+#                   before this build's runs in even rounds and after
+#                   them in odd ones, and prints the two side by side
 # Environment: N_TINY (10000), N_TINY_PY (500), N_STREAM (100000),
 # N_CPU (64), ITERS_C
 # (10000000), ITERS_PY (100000), PYTHON (/usr/bin/python3), MPIEXEC
@@ -127,20 +127,33 @@ measure() {
     echo "$setup $name $(echo "$line" | awk '{ print $3, $4, $5 }')" >>"$out"
 }
 
-# all SETUP MPIEXEC-WORDS...: every measurement in one setup.
+# baseline_runs SETUP MPIEXEC-WORDS...: the baseline build's measurements.
+baseline_runs() {
+    local setup=$1
+    shift
+    measure "$setup" base_tiny "$@" "$baseline/cf_mpi_bench" tiny "$n_tiny"
+    measure "$setup" base_stream "$@" "$baseline/cf_mpi_bench" tiny "$n_stream"
+    measure "$setup" base_cpu "$@" "$baseline/cf_mpi_bench" cpu "$n_cpu" "$iters_c"
+}
+
+# all SETUP MPIEXEC-WORDS...: every measurement in one setup (the
+# baseline's first in even rounds, last in odd ones, so that neither
+# build always runs first after the relay starts).
 all() {
     local setup=$1
     shift
+    if [ -n "$baseline" ] && [ $((r % 2)) = 0 ]; then
+        baseline_runs "$setup" "$@"
+    fi
     measure "$setup" cf_tiny "$@" "$bench" tiny "$n_tiny"
     measure "$setup" py_tiny "$@" "$python" "$py" tiny "$n_tiny_py"
     measure "$setup" py_map100 "$@" "$python" "$py" tiny "$n_tiny" 100
     measure "$setup" cf_stream "$@" "$bench" tiny "$n_stream"
     measure "$setup" cf_cpu "$@" "$bench" cpu "$n_cpu" "$iters_c"
     measure "$setup" py_cpu "$@" "$python" "$py" cpu "$n_cpu" "$iters_py"
-    [ -n "$baseline" ] || return 0
-    measure "$setup" base_tiny "$@" "$baseline/cf_mpi_bench" tiny "$n_tiny"
-    measure "$setup" base_stream "$@" "$baseline/cf_mpi_bench" tiny "$n_stream"
-    measure "$setup" base_cpu "$@" "$baseline/cf_mpi_bench" cpu "$n_cpu" "$iters_c"
+    if [ -n "$baseline" ] && [ $((r % 2)) = 1 ]; then
+        baseline_runs "$setup" "$@"
+    fi
 }
 
 echo "bench/mpi/hosts.sh: $runs rounds, $(nproc) cores," \
