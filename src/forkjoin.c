@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 
 /* ---- cf_failure_message -------------------------------------------------- */
 
@@ -127,29 +128,50 @@ static void exec_stolen(cf__task *t, cf__worker *w, const cf__drop *drop)
     cf__unpark(waiter);
 }
 
+static bool frame_done(void *p)
+{
+    join_frame *fr = p;
+    return atomic_load_explicit(&fr->done, memory_order_acquire) != 0;
+}
+
+/* Rounds a joiner whose b was stolen keeps looking for b's subtree (or b's
+ * end) before it blocks: a thief's deque is empty only for moments while
+ * it runs a subtree that spawns, and one block costs the joiner's CPU for
+ * the rest of b (a parked joiner is not woken by the thief's pushes) plus
+ * two system calls, and may start a spare thread. The last half of the
+ * rounds yield the CPU. */
+#define LEAPFROG_SPINS 128
+
 /* The joiner of a stolen frame runs what the thief pushed while it runs
- * the frame - b's own subtree - stealing it back (leapfrogging). */
+ * the frame - b's own subtree - stealing it back (leapfrogging); true when
+ * it ran something or b is done, false (block) when a while of looking
+ * found neither. */
 static bool leapfrog(void *p, cf__helper *h)
 {
     join_frame *fr = p;
     cf__worker *w = cf__worker_current();
     (void)h;
-    /* acquire: pairs with the release store of thief in exec_stolen */
-    cf__worker *thief = atomic_load_explicit(&fr->thief, memory_order_acquire);
-    if (!thief || !cf__worker_stack_room(w))
+    if (!cf__worker_stack_room(w))
         return false;
-    cf__task *t =
-        cf__worker_steal_back(w, thief, fr->thief_base, fr->thief_epoch);
-    if (!t)
-        return false;
-    cf__worker_run_inline(w, t, NULL);
-    return true;
-}
-
-static bool frame_done(void *p)
-{
-    join_frame *fr = p;
-    return atomic_load_explicit(&fr->done, memory_order_acquire) != 0;
+    for (int i = 0; i < LEAPFROG_SPINS; i++) {
+        /* acquire: pairs with the release store of thief in exec_stolen */
+        cf__worker *thief =
+            atomic_load_explicit(&fr->thief, memory_order_acquire);
+        cf__task *t = thief ? cf__worker_steal_back(w, thief, fr->thief_base,
+                                                    fr->thief_epoch)
+                            : NULL;
+        if (t) {
+            cf__worker_run_inline(w, t, NULL);
+            return true;
+        }
+        if (frame_done(fr))
+            return true;
+        if (i >= LEAPFROG_SPINS / 2)
+            sched_yield();
+        else
+            cf__cpu_relax();
+    }
+    return false;
 }
 
 /* The first failure of a join; its message goes to *message (when wanted
@@ -293,8 +315,10 @@ static __attribute__((noinline)) int join_via_pool(cf__sched *s, cf_fn a,
     return oj.rc;
 }
 
-/* cf_join; the failure's message goes to *message (NULL: freed). */
-static int join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
+/* cf_join; the failure's message goes to *message (NULL: freed). Inlined
+ * into each caller: as a call of its own it costs a prologue that saves
+ * every callee-saved register, which is a tenth of a spawn. */
+static inline __attribute__((always_inline)) int join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
                 void *arg_b, void **res_b, char **message)
 {
     cf__sched *s = cf__executor_sched(ex);

@@ -55,12 +55,6 @@ static inline uint32_t n_sleeping(uint64_t idle)
 
 _Thread_local cf__worker *cf__tls_worker;
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
 
 /* ---- the injection queue (Vyukov's intrusive MPSC) ---------------------- */
 
@@ -331,7 +325,7 @@ static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
 }
 
 /* After making work visible: make sure someone will look at it. */
-static void notify(cf__sched *s)
+static inline void notify(cf__sched *s)
 {
     /* seq_cst: our push before the idle load (the Dekker pairing with a
      * worker's idle update and re-scan in go_to_sleep) */
@@ -341,8 +335,10 @@ static void notify(cf__sched *s)
         return;
     if (n_sleeping(idle) > 0)
         wake_one(s);
-    else
-        maybe_spawn(s, worker_cap(s), true);
+    else if (atomic_load_explicit(&s->live, memory_order_relaxed) <
+                 s->max_workers ||
+             atomic_load_explicit(&s->blocked_now, memory_order_seq_cst) > 0)
+        maybe_spawn(s, worker_cap(s), true); /* else live >= worker_cap */
 }
 
 /* More shared work is visible and nobody searches for it: wake a sleeper,
@@ -561,7 +557,7 @@ cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
     return t;
 }
 
-/* Records the bounds of the calling thread's stack in w. */
+/* Records where the calling thread's stack runs low in w. */
 static void find_stack(cf__worker *w)
 {
     pthread_attr_t attr;
@@ -574,8 +570,9 @@ static void find_stack(cf__worker *w)
     }
     uintptr_t here = (uintptr_t)__builtin_frame_address(0);
     /* Unknown: assume the size we asked for, less a margin. */
-    w->stack_lo =
+    uintptr_t stack_lo =
         lo ? (uintptr_t)lo : here - (CF__WORKER_STACK - ((size_t)64 << 10));
+    w->stack_limit = stack_lo + CF__STACK_RESERVE;
 }
 
 /* ---- workers ------------------------------------------------------------- */
@@ -622,7 +619,7 @@ static void *worker_main(void *arg)
             if (!t && i > SPIN_ROUNDS / 2)
                 sched_yield();
             else if (!t)
-                cpu_relax();
+                cf__cpu_relax();
         }
         if (t) {
             begin_task(w);

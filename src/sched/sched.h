@@ -55,7 +55,9 @@ struct cf__worker {
     cf_thread *thread;
     size_t index;
     uint32_t rng;
-    uintptr_t stack_lo; /* the lowest usable address of the thread's stack */
+    /* The lowest usable address of the thread's stack plus
+     * CF__STACK_RESERVE: below it a wait runs nothing inline. */
+    uintptr_t stack_limit;
     char pad[64];       /* in_task and the counters away from the deque */
     _Atomic uint32_t in_task; /* 1 while inside a task (see sched.c) */
     _Atomic uint32_t in_wait; /* 1 while blocked in a wait */
@@ -175,8 +177,8 @@ static inline void cf__worker_leave(cf__worker *w)
  * CF__STACK_RESERVE of stack left below the current frame. */
 static inline bool cf__worker_stack_room(const cf__worker *w)
 {
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    return sp > w->stack_lo && sp - w->stack_lo > CF__STACK_RESERVE;
+    /* One compare: this is on the path of every cf_join. */
+    return (uintptr_t)__builtin_frame_address(0) > w->stack_limit;
 }
 
 /* Runs t on w inside a wait of the task w is running (t is something that
@@ -185,6 +187,14 @@ static inline bool cf__worker_stack_room(const cf__worker *w)
  * is still running when t returns. */
 static inline void cf__worker_run_inline(cf__worker *w, cf__task *t,
                                          const cf__drop *how);
+
+/* A spin-wait hint to the CPU. */
+static inline void cf__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 /* Bumps a worker's own counter (no read-modify-write: one writer). */
 static inline void cf__count(_Atomic size_t *c)
