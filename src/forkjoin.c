@@ -318,8 +318,9 @@ static __attribute__((noinline)) int join_via_pool(cf__sched *s, cf_fn a,
 /* cf_join; the failure's message goes to *message (NULL: freed). Inlined
  * into each caller: as a call of its own it costs a prologue that saves
  * every callee-saved register, which is a tenth of a spawn. */
-static inline __attribute__((always_inline)) int join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
-                void *arg_b, void **res_b, char **message)
+static inline __attribute__((always_inline)) int
+join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b, void *arg_b,
+     void **res_b, char **message)
 {
     cf__sched *s = cf__executor_sched(ex);
     if (!s || !a || !b)

@@ -55,7 +55,6 @@ static inline uint32_t n_sleeping(uint64_t idle)
 
 _Thread_local cf__worker *cf__tls_worker;
 
-
 /* ---- the injection queue (Vyukov's intrusive MPSC) ---------------------- */
 
 static void inject_push(cf__sched *s, cf__task *t)

@@ -58,7 +58,7 @@ struct cf__worker {
     /* The lowest usable address of the thread's stack plus
      * CF__STACK_RESERVE: below it a wait runs nothing inline. */
     uintptr_t stack_limit;
-    char pad[64];       /* in_task and the counters away from the deque */
+    char pad[64];             /* in_task and the counters away from the deque */
     _Atomic uint32_t in_task; /* 1 while inside a task (see sched.c) */
     _Atomic uint32_t in_wait; /* 1 while blocked in a wait */
     _Atomic uint64_t epoch;   /* stolen join frames finished (owner only) */
