@@ -475,7 +475,7 @@ static void group_task_done(cf_future *f, void *ctx)
         if (atomic_compare_exchange_strong_explicit(&g->failure, &zero, f->code,
                                                     memory_order_relaxed,
                                                     memory_order_relaxed))
-            g->message = cf__strdup(f->message);
+            g->message = cf__strdup(cf__future_message(f));
         atomic_store_explicit(&g->cancelled, true, memory_order_relaxed);
     }
     cf__mutex_lock(&g->mu);

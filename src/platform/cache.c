@@ -8,7 +8,7 @@
  * no malloc on the steady state.
  *
  * Blocks are carved from slabs mapped by the cache itself: no per-block
- * header, so a 112-byte future costs 112 bytes, and no malloc on a miss. A
+ * header, so an 88-byte future costs 88 bytes, and no malloc on a miss. A
  * thread's slabs grow from SLAB_MIN to SLAB_MAX; a SLAB_MAX slab is aligned
  * and advised as a transparent huge page, so a burst of a million futures
  * takes about 50 page faults instead of 25,000. Slabs are never unmapped: a
