@@ -57,6 +57,27 @@ _Thread_local cf__worker *cf__tls_worker;
 
 /* ---- the injection queue (Vyukov's intrusive MPSC) ---------------------- */
 
+/* How many injected tasks are queued: popped is read first, so the
+ * difference never goes below the truth by a pop it raced with; a push
+ * counts once it is linked and counted, and then its pusher notifies. */
+static inline size_t inj_queued(cf__sched *s, memory_order mo)
+{
+    size_t popped = atomic_load_explicit(&s->inj_popped, memory_order_acquire);
+    size_t pushed = atomic_load_explicit(&s->inj_pushed, mo);
+    /* a task linked and taken before its pusher counted it: below 0 */
+    return pushed > popped ? pushed - popped : 0;
+}
+
+/* The consumer (inj_lock held) took one. */
+static inline void inj_count_pop(cf__sched *s)
+{
+    /* release: a reader that sees the new count sees the pop */
+    atomic_store_explicit(
+        &s->inj_popped,
+        atomic_load_explicit(&s->inj_popped, memory_order_relaxed) + 1,
+        memory_order_release);
+}
+
 static void inject_push(cf__sched *s, cf__task *t)
 {
     atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
@@ -99,14 +120,14 @@ static cf__task *inject_pop_locked(cf__sched *s)
  * cancel every one of them at once.) */
 static cf__task *inject_pop(cf__sched *s)
 {
-    if (atomic_load_explicit(&s->inj_count, memory_order_relaxed) == 0)
+    if (inj_queued(s, memory_order_relaxed) == 0)
         return NULL;
     /* acquire: pairs with the release in atomic_flag_clear below */
     if (atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
         return NULL;
     cf__task *t = inject_pop_locked(s);
     if (t)
-        atomic_fetch_sub_explicit(&s->inj_count, 1, memory_order_seq_cst);
+        inj_count_pop(s);
     atomic_flag_clear_explicit(&s->inj_lock, memory_order_release);
     return t;
 }
@@ -122,13 +143,13 @@ cf__task *cf__sched_drain(cf__sched *s)
         if (!t) {
             if (atomic_load_explicit(&s->inj_tail, memory_order_acquire) !=
                     s->inj_head &&
-                atomic_load_explicit(&s->inj_count, memory_order_relaxed) > 0) {
+                inj_queued(s, memory_order_relaxed) > 0) {
                 sched_yield(); /* a producer is mid-push */
                 continue;
             }
             break;
         }
-        atomic_fetch_sub_explicit(&s->inj_count, 1, memory_order_relaxed);
+        inj_count_pop(s);
         atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
         *tail = t;
         tail = (cf__task **)&t->next;
@@ -219,7 +240,7 @@ static cf__task *find_work(cf__worker *w, bool *shared)
 /* True when some queue holds work (a racy scan: see the wake protocol). */
 static bool work_visible(cf__sched *s)
 {
-    if (atomic_load_explicit(&s->inj_count, memory_order_seq_cst) > 0)
+    if (inj_queued(s, memory_order_seq_cst) > 0)
         return true;
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++)
@@ -258,8 +279,10 @@ static bool all_busy(cf__sched *s, cf__worker *self)
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];
+        /* seq_cst: pairs with begin_task's store when notify had no
+         * fence (an injection) */
         if (w != self && !w->exited &&
-            !atomic_load_explicit(&w->in_task, memory_order_relaxed))
+            !atomic_load_explicit(&w->in_task, memory_order_seq_cst))
             return false;
     }
     return true;
@@ -309,8 +332,7 @@ static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
     if ((!atomic_load_explicit(&s->shutdown, memory_order_relaxed) ||
          atomic_load_explicit(&s->blocked_now, memory_order_relaxed) > 0) &&
         (!only_if_all_busy || all_busy(s, NULL))) {
-        size_t queued =
-            atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+        size_t queued = inj_queued(s, memory_order_relaxed);
         size_t want = queued < 1             ? 1
                       : queued < SPAWN_BURST ? queued
                                              : SPAWN_BURST;
@@ -323,12 +345,18 @@ static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
     pthread_mutex_unlock(&s->spawn_mu);
 }
 
-/* After making work visible: make sure someone will look at it. */
-static inline void notify(cf__sched *s)
+/* After making work visible: make sure someone will look at it. fenced:
+ * the work was made visible by a plain store (a deque push), so a seq_cst
+ * fence must order it before the idle load; an injection made it visible
+ * with a seq_cst read-modify-write of inj_pushed, which the seq_cst load of
+ * idle cannot pass: no fence (the sleeper's side reads inj_pushed seq_cst
+ * after its seq_cst update of idle, so one of the two sees the other). */
+static inline void notify(cf__sched *s, bool fenced)
 {
     /* seq_cst: our push before the idle load (the Dekker pairing with a
      * worker's idle update and re-scan in go_to_sleep) */
-    cf__fence_seq_cst();
+    if (fenced)
+        cf__fence_seq_cst();
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
     if (n_searching(idle) > 0)
         return;
@@ -547,8 +575,8 @@ cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
     if (atomic_load_explicit(&thief->epoch, memory_order_acquire) != epoch) {
         cf__sched *s = w->sched;
         inject_push(s, t);
-        atomic_fetch_add_explicit(&s->inj_count, 1, memory_order_seq_cst);
-        notify(s);
+        atomic_fetch_add_explicit(&s->inj_pushed, 1, memory_order_seq_cst);
+        notify(s, false);
         return NULL;
     }
     cf__trace(CF__TR_STEAL, t, thief->index);
@@ -808,7 +836,7 @@ int cf__worker_push(cf__worker *w, cf__task *t)
 {
     if (cf__deque_push(&w->deque, t))
         return CF_ENOMEM;
-    notify(w->sched);
+    notify(w->sched, true);
     return 0;
 }
 
@@ -835,8 +863,8 @@ int cf__sched_push(cf__sched *s, cf__task *t)
         }
     }
     inject_push(s, t);
-    atomic_fetch_add_explicit(&s->inj_count, 1, memory_order_seq_cst);
-    notify(s);
+    atomic_fetch_add_explicit(&s->inj_pushed, 1, memory_order_seq_cst);
+    notify(s, false);
     /* release: a worker that sees 0 in may_exit sees our task queued */
     atomic_fetch_sub_explicit(&s->submitting, 1, memory_order_seq_cst);
     return 0;
@@ -907,7 +935,7 @@ void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_relaxed);
     out->workers = atomic_load_explicit(&s->live, memory_order_relaxed);
     out->idle = n_searching(idle) + n_sleeping(idle);
-    size_t queued = atomic_load_explicit(&s->inj_count, memory_order_seq_cst);
+    size_t queued = inj_queued(s, memory_order_seq_cst);
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];

@@ -86,15 +86,22 @@ struct cf__sched {
     /* The injection queue: Vyukov's intrusive MPSC queue. Producers swap
      * the tail (no lock); one consumer at a time holds inj_lock. */
     _Atomic(cf__task *) inj_tail;
-    _Atomic size_t inj_count;
+    /* Tasks ever injected (producers) and ever taken off (the consumer
+     * holding inj_lock): each on its own side's line, so that a push and a
+     * pop do not fight over one counter. What is queued is the difference
+     * (inj_queued in sched.c). */
+    _Atomic size_t inj_pushed;
+    /* External pushes in flight: on the producers' line, away from idle,
+     * which searching workers update all the time. */
+    _Atomic int64_t submitting;
     char pad1[64]; /* producers' lines apart from the consumer's */
     cf__task *inj_head;
     atomic_flag inj_lock;
+    _Atomic size_t inj_popped;
     cf__task inj_stub;
     /* searching workers (low 32 bits) and sleeping ones (high 32 bits) */
     char pad2[64];
     _Atomic uint64_t idle;
-    _Atomic int64_t submitting; /* external pushes in flight */
     _Atomic bool shutdown;
     pthread_mutex_t sleep_mu;
     cf__worker *sleepers;
