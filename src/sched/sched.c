@@ -345,27 +345,19 @@ static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
     pthread_mutex_unlock(&s->spawn_mu);
 }
 
-/* After making work visible: make sure someone will look at it. fenced:
- * the work was made visible by a plain store (a deque push), so a seq_cst
- * fence must order it before the idle load; an injection made it visible
- * with a seq_cst read-modify-write of inj_pushed, which the seq_cst load of
- * idle cannot pass: no fence (the sleeper's side reads inj_pushed seq_cst
- * after its seq_cst update of idle, so one of the two sees the other). */
-static inline void notify(cf__sched *s, bool fenced)
+/* The part of cf__sched_notify (sched.h) that wakes or starts a worker:
+ * nobody searches, and a sleeper or room for a worker may be there. */
+void cf__sched_notify_slow(cf__sched *s, uint64_t idle)
 {
-    /* seq_cst: our push before the idle load (the Dekker pairing with a
-     * worker's idle update and re-scan in go_to_sleep) */
-    if (fenced)
-        cf__fence_seq_cst();
-    uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
-    if (n_searching(idle) > 0)
-        return;
     if (n_sleeping(idle) > 0)
         wake_one(s);
-    else if (atomic_load_explicit(&s->live, memory_order_relaxed) <
-                 s->max_workers ||
-             atomic_load_explicit(&s->blocked_now, memory_order_seq_cst) > 0)
-        maybe_spawn(s, worker_cap(s), true); /* else live >= worker_cap */
+    else
+        maybe_spawn(s, worker_cap(s), true); /* no-op if live >= the cap */
+}
+
+static inline void notify(cf__sched *s, bool fenced)
+{
+    cf__sched_notify(s, fenced);
 }
 
 /* More shared work is visible and nobody searches for it: wake a sleeper,
@@ -830,14 +822,6 @@ void cf__sched_destroy(cf__sched *s)
     pthread_mutex_destroy(&s->sleep_mu);
     pthread_mutex_destroy(&s->spawn_mu);
     pthread_cond_destroy(&s->exit_cv);
-}
-
-int cf__worker_push(cf__worker *w, cf__task *t)
-{
-    if (cf__deque_push(&w->deque, t))
-        return CF_ENOMEM;
-    notify(w->sched, true);
-    return 0;
 }
 
 int cf__sched_push(cf__sched *s, cf__task *t)

@@ -147,9 +147,41 @@ static inline cf__worker *cf__worker_current(void)
  * 0, CF_ESHUTDOWN, CF_ENOMEM. */
 int cf__sched_push(cf__sched *s, cf__task *t);
 
+void cf__sched_notify_slow(cf__sched *s, uint64_t idle);
+
+/* After making work visible: makes sure someone will look at it (wakes a
+ * sleeper or starts a worker when nobody searches). fenced: the work was
+ * made visible by a plain store (a deque push), so a seq_cst fence must
+ * order it before the idle load (the Dekker pairing with a worker's idle
+ * update and re-scan in go_to_sleep); an injection made it visible with a
+ * seq_cst read-modify-write of inj_pushed, which the seq_cst load of idle
+ * cannot pass: no fence (the sleeper's side reads inj_pushed seq_cst after
+ * its seq_cst update of idle, so one of the two sees the other). Inline:
+ * while every worker is busy it is one fence and a few loads. */
+static inline void cf__sched_notify(cf__sched *s, bool fenced)
+{
+    if (fenced)
+        cf__fence_seq_cst();
+    uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
+    if ((uint32_t)idle > 0) /* a searcher will find it */
+        return;
+    if ((idle >> 32) > 0 ||
+        atomic_load_explicit(&s->live, memory_order_relaxed) < s->max_workers ||
+        atomic_load_explicit(&s->blocked_now, memory_order_seq_cst) > 0)
+        cf__sched_notify_slow(s, idle);
+    /* else every live worker is busy and no more may start */
+}
+
 /* Pushes t on worker w's own deque (w is the calling thread's worker) and
- * wakes or starts a worker if none is looking: 0 or CF_ENOMEM. */
-int cf__worker_push(cf__worker *w, cf__task *t);
+ * wakes or starts a worker if none is looking: 0 or CF_ENOMEM. Inline: it
+ * is half of every cf_join. */
+static inline int cf__worker_push(cf__worker *w, cf__task *t)
+{
+    if (cf__deque_push(&w->deque, t))
+        return CF_ENOMEM;
+    cf__sched_notify(w->sched, true);
+    return 0;
+}
 
 /* Leapfrogging (docs/design.md, "The wait protocol"): from worker w,
  * steals a task of the deque of worker thief at index base or above while
