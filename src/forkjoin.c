@@ -194,6 +194,32 @@ static int first_failure(cf__task_ctx *a, cf__task_ctx *b, char **message)
 static int join_via_pool(cf__sched *s, cf_fn a, void *arg_a, void **res_a,
                          cf_fn b, void *arg_b, void **res_b, char **message);
 
+/* The rest of a join after a, unless b simply came back (join_in_worker):
+ * t is what the first take found. Tasks pushed above b by a (futures it
+ * did not wait for: a's own work) come off first and run here while the
+ * stack has room; without room they go back for a thief, as b does then.
+ * Out of line: the fast path keeps fewer registers. */
+static __attribute__((noinline)) void join_rest(cf__worker *w, join_frame *fb,
+                                                cf__task *t)
+{
+    for (;; t = cf__deque_take(&w->deque)) {
+        if (t == &fb->task) {
+            run_branch(fb);
+            return;
+        }
+        if (t && cf__worker_stack_room(w)) {
+            cf__worker_run_inline(w, t, NULL);
+            continue;
+        }
+        if (t) /* just taken: no growth; wakes a thief */
+            (void)cf__worker_push(w, t);
+        /* Stolen, or left for a thief: steal back from the thief what b
+         * spawned, and block when there is none, until b is done. */
+        cf__block_until(frame_done, fb, leapfrog, NULL);
+        return;
+    }
+}
+
 /* The join on a worker of its pool. Inlined into cf_join: the fast path
  * passes nothing on the stack. */
 static inline __attribute__((always_inline)) int
@@ -222,28 +248,18 @@ join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a, cf_fn b,
     cf__task_ctx ctx_a = { 0, NULL };
     cf__task_ctx *outer = cf__task_ctx_swap(&ctx_a);
     void *result_a = a(arg_a);
-    cf__task_ctx_swap(outer);
-    /* Take b back; tasks pushed above it by a (futures it did not wait
-     * for: a's own work) come off first and run here while the stack has
-     * room; without room they go back for a thief, as b does then. */
-    for (;;) {
-        cf__task *t = cf__deque_take(&w->deque);
-        if (t == &fb.task) {
-            run_branch(&fb);
-            break;
-        }
-        if (t && cf__worker_stack_room(w)) {
-            cf__worker_run_inline(w, t, NULL);
-            continue;
-        }
-        if (t)
-            (void)cf__worker_push(w,
-                                  t); /* just taken: no growth; wakes a thief */
-        /* Stolen, or left for a thief: steal back from the thief what b
-         * spawned, and block when there is none, until b is done. */
-        cf__block_until(frame_done, &fb, leapfrog, NULL);
-        break;
+    cf__task *t = cf__deque_take(&w->deque);
+    if (__builtin_expect(t == &fb.task, 1)) {
+        /* The usual case: b is still here. It runs under a context of its
+         * own (its failure and its lock identity are its own), installed
+         * straight over a's, without the outer one in between. */
+        (void)cf__task_ctx_swap(&fb.ctx);
+        fb.result = b(arg_b);
+    } else {
+        cf__task_ctx_swap(outer);
+        join_rest(w, &fb, t);
     }
+    cf__task_ctx_swap(outer);
     if (res_a)
         *res_a = result_a;
     if (res_b)
