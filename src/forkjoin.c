@@ -494,9 +494,22 @@ static void group_task_done(cf_future *f, void *ctx)
             g->message = cf__strdup(cf__future_message(f));
         atomic_store_explicit(&g->cancelled, true, memory_order_relaxed);
     }
+    /* Not the last one: count down with no lock. pending reaches 0 only
+     * under mu (below), so cf_group_free, which takes mu after it sees 0,
+     * never frees g under a callback still using it, and a task that is
+     * not the last touches g no more after its decrement. */
+    size_t n = atomic_load_explicit(&g->pending, memory_order_relaxed);
+    /* release: the waiter that sees 0 sees every task's effects (the
+     * last one's acquire-release chain carries the others') */
+    while (n > 1 && !atomic_compare_exchange_weak_explicit(
+                        &g->pending, &n, n - 1, memory_order_release,
+                        memory_order_relaxed)) {
+    }
+    if (n > 1)
+        return;
     cf__mutex_lock(&g->mu);
     /* release: the waiter that sees 0 sees every task's effects */
-    if (atomic_fetch_sub_explicit(&g->pending, 1, memory_order_release) == 1)
+    if (atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
         for (size_t i = 0; i < g->nwaiters; i++)
             cf__unpark(g->waiters[i]);
     cf__mutex_unlock(&g->mu);
