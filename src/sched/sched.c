@@ -488,18 +488,35 @@ static bool rest(cf__sched *s, cf__worker *w)
 }
 
 /* A surplus worker that rested RETIRE_AFTER, or (idle) any worker that
- * slept the pool's idle_timeout through: true if it may leave. It stops
- * counting as searching first and then looks once more, so a push that
- * relied on it as a searcher is seen here (the pairing of notify). */
-static bool retire(cf__sched *s, bool idle)
+ * slept the pool's idle_timeout through: true if it may leave (then it is
+ * already out of live and marked exited: worker_main does not count it
+ * out again). Under spawn_mu it leaves tentatively - out of live, marked
+ * exited, no longer searching - and then looks once more; if work is
+ * visible it comes back. So a push that relied on it as a searcher is seen
+ * here (the pairing of notify), and a push that saw it no longer searching
+ * also sees it out of live (both seq_cst, live first) and out of all_busy
+ * (exited, under spawn_mu): that pusher starts a worker in its place. (It
+ * used to stay in live and not exited until it was gone, so such a push
+ * started nobody and relied on a worker that was leaving: its task waited
+ * for the next push.) */
+static bool retire(cf__sched *s, cf__worker *w, bool idle)
 {
     if (atomic_load_explicit(&s->shutdown, memory_order_relaxed) ||
         (!idle && !surplus(s)))
         return false;
+    pthread_mutex_lock(&s->spawn_mu);
+    bool may = idle || surplus(s);
+    w->exited = true;
+    atomic_fetch_sub_explicit(&s->live, 1, memory_order_seq_cst);
     atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
-    if (!work_visible(s) && (idle || surplus(s)))
+    if (may && !work_visible(s)) {
+        pthread_mutex_unlock(&s->spawn_mu);
         return true;
+    }
     atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&s->live, 1, memory_order_seq_cst);
+    w->exited = false;
+    pthread_mutex_unlock(&s->spawn_mu);
     return false;
 }
 
@@ -620,7 +637,7 @@ static void *worker_main(void *arg)
          * meant for this worker's search (a pusher woke the top sleeper),
          * and the work seen by a refused retirement must get a worker. */
         if (!rested && should_rest(s)) {
-            if (rest(s, w) && (retiring = retire(s, false)))
+            if (rest(s, w) && (retiring = retire(s, w, false)))
                 break;
             rested = true;
             continue;
@@ -664,7 +681,7 @@ static void *worker_main(void *arg)
         }
         if (may_exit(s))
             break;
-        if (go_to_sleep(s, w) && (retiring = retire(s, true)))
+        if (go_to_sleep(s, w) && (retiring = retire(s, w, true)))
             break;
     }
     cf__trace(CF__TR_WORKER_EXIT, NULL, w->index);
@@ -681,7 +698,10 @@ static void *worker_main(void *arg)
         w->joined = w->retired = detach = true;
     }
     atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
-    if (atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed) == 1)
+    /* A retiring worker left live in retire already. */
+    if (retiring
+            ? atomic_load_explicit(&s->live, memory_order_relaxed) == 0
+            : atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed) == 1)
         pthread_cond_broadcast(&s->exit_cv);
     pthread_mutex_unlock(&s->spawn_mu);
     cf__helper_swap(outer);

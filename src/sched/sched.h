@@ -165,8 +165,11 @@ static inline void cf__sched_notify(cf__sched *s, bool fenced)
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
     if ((uint32_t)idle > 0) /* a searcher will find it */
         return;
+    /* seq_cst: a worker that retires leaves live before it stops
+     * searching (retire in sched.c); having seen it not searching, we see
+     * it out of live */
     if ((idle >> 32) > 0 ||
-        atomic_load_explicit(&s->live, memory_order_relaxed) < s->max_workers ||
+        atomic_load_explicit(&s->live, memory_order_seq_cst) < s->max_workers ||
         atomic_load_explicit(&s->blocked_now, memory_order_seq_cst) > 0)
         cf__sched_notify_slow(s, idle);
     /* else every live worker is busy and no more may start */
