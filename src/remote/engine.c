@@ -288,7 +288,7 @@ int cf__remote_submit_frame(cf_executor *ex, const cf__frame *h,
     cf__frame_set(&fresh, h->type, new_id(r), h->len, h->aux);
     memcpy(t->frame, &fresh, sizeof fresh);
     memcpy(t->frame + sizeof fresh, payload, (size_t)h->len);
-    f->is_bytes = true;
+    cf__future_mark_bytes(f);
     int rc = enqueue(r, t, f);
     if (rc)
         cf__cache_free(f);
