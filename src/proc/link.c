@@ -76,44 +76,28 @@ bool cf__starts_give_up(cf__starts *s, size_t live, double now)
 
 /* ---- the spec: INIT frame and environment ------------------------------ */
 
-/* The INIT frame every worker gets first. */
+/* The INIT frame that names the initializer (wire.h); none without one. */
 static int build_init(cf__pp_spec *s, const cf_options *o)
 {
-    cf__pp_init in = { 0 };
-    int32_t flags = 0;
-    const char *fn_mod = "", *arg_mod = "";
-    if (o->initializer) {
-        if (cf__fnid_of((const void *)o->initializer, &fn_mod, &in.fn_offset))
-            return CF_EINVAL;
-        flags |= CF__PP_INIT_FN;
-        if (o->initarg && o->start_method == CF_START_FORK) {
-            in.arg = (uint64_t)(uintptr_t)o->initarg;
-            flags |= CF__PP_INIT_ARG_RAW;
-        } else if (o->initarg) {
-            /* A fresh image has the program's static data, nothing else. */
-            if (cf__fnid_of(o->initarg, &arg_mod, &in.arg))
-                return CF_EINVAL;
-            flags |= CF__PP_INIT_ARG_ID;
-        }
-    }
-    size_t fl = strlen(fn_mod), al = strlen(arg_mod);
-    if (fl > CF__MAX_MODULE || al > CF__MAX_MODULE)
+    if (!o->initializer)
+        return 0;
+    unsigned char arg[9 + CF__MAX_MODULE];
+    const char *mod = "";
+    uint64_t v = (uint64_t)(uintptr_t)o->initarg;
+    bool raw = o->start_method == CF_START_FORK;
+    /* A fresh image has the program's static data, nothing else. */
+    if (o->initarg && !raw && cf__fnid_of(o->initarg, &mod, &v))
         return CF_EINVAL;
-    in.fn_module_len = (uint32_t)fl;
-    in.arg_module_len = (uint32_t)al;
-    size_t len = sizeof in + fl + al;
-    unsigned char *f = cf__malloc(CF__FRAME_HDR + len);
-    if (!f)
-        return CF_ENOMEM;
-    cf__frame h;
-    cf__frame_set(&h, CF__FR_INIT, 0, len, flags);
-    memcpy(f, &h, sizeof h);
-    memcpy(f + CF__FRAME_HDR, &in, sizeof in);
-    memcpy(f + CF__FRAME_HDR + sizeof in, fn_mod, fl);
-    memcpy(f + CF__FRAME_HDR + sizeof in + fl, arg_mod, al);
-    s->init = f;
-    s->init_len = CF__FRAME_HDR + len;
-    return 0;
+    size_t alen = o->initarg ? 9 + strlen(mod) : 0;
+    if (alen > sizeof arg)
+        return CF_EINVAL;
+    arg[0] = raw ? CF__PP_ARG_RAW : CF__PP_ARG_NAMED;
+    memcpy(arg + 1, &v, 8);
+    memcpy(arg + 9, mod, alen ? alen - 9 : 0);
+    int rc;
+    s->init = cf__frame_task_new(0, CF__FR_INIT, (const void *)o->initializer,
+                                 arg, alen, 0, &s->init_len, &rc);
+    return s->init ? 0 : rc;
 }
 
 static bool is_worker_var(const char *e)
@@ -359,7 +343,10 @@ cf__pp_link *cf__pp_link_start(const cf__pp_spec *s, const cf__pp_owner *ow,
     w->ewma = ewma;
     w->head_since = now;
     /* A fresh socket's buffer holds INIT whole. */
-    struct iovec iov = { s->init, s->init_len };
+    cf__frame none;
+    cf__frame_set(&none, CF__FR_INIT, 0, 0, 0);
+    struct iovec iov = s->init ? (struct iovec){ s->init, s->init_len }
+                               : (struct iovec){ &none, sizeof none };
     if (cf__send_all(w->proc.fd, &iov, 1))
         kill(w->proc.pid, SIGKILL); /* the next poll sees a failed start */
     return w;

@@ -23,20 +23,10 @@
 #define CF__PP_ENV_FD "CFUTURES_WORKER_FD"
 #define CF__PP_ENV_PARENT "CFUTURES_WORKER_PARENT"
 
-/* INIT's flags and payload: the initializer and its argument, named as a
- * function is (module + offset; the two names follow), or the argument as
- * a pointer value (fork only). */
-enum {
-    CF__PP_INIT_FN = 1,      /* there is an initializer */
-    CF__PP_INIT_ARG_ID = 2,  /* initarg is (arg_module, arg) */
-    CF__PP_INIT_ARG_RAW = 4, /* initarg is the pointer value arg */
-};
-typedef struct cf__pp_init {
-    uint64_t fn_offset;
-    uint64_t arg; /* an offset, or a pointer value */
-    uint32_t fn_module_len;
-    uint32_t arg_module_len;
-} cf__pp_init;
+/* INIT is TASK-shaped (codec.h), naming the initializer; its input names
+ * initarg: empty (NULL), or one of these bytes, a u64 and a module name:
+ * initarg as (module, offset), or as the pointer value (fork only). */
+enum { CF__PP_ARG_NAMED = 1, CF__PP_ARG_RAW = 2 };
 
 /*
  * A worker's state page, shared memory it writes and the pool reads
@@ -78,7 +68,7 @@ int cf__pp_start(cf__pp_proc *out, char *const *envp);
  * the options, read-only after. */
 typedef struct cf__pp_spec {
     char **envp;         /* spawn: the workers' environment; NULL: fork */
-    unsigned char *init; /* the INIT frame */
+    unsigned char *init; /* the INIT frame; NULL: an empty one */
     size_t init_len;
     double timeout;     /* task_timeout; 0: none */
     unsigned max_tasks; /* max_tasks_per_child; 0: none */

@@ -209,8 +209,8 @@ static int remote_submit_bytes(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
     cf__remote *r = (cf__remote *)ex;
     size_t flen;
     int rc;
-    cf__rtask *t =
-        cf__frame_task_new(sizeof *t, fn, in, len, new_id(r), &flen, &rc);
+    cf__rtask *t = cf__frame_task_new(sizeof *t, CF__FR_TASK, (const void *)fn,
+                                      in, len, new_id(r), &flen, &rc);
     if (!t)
         return rc;
     *t = (cf__rtask){ .len = flen };
