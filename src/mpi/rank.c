@@ -158,11 +158,9 @@ static int reply_added(cf__replier *r, uint64_t id, size_t mark, int rc,
  * order, one batch at a time, and come back in that order, answered,
  * blamed or requeued; a lost worker is reaped before the next starts. */
 struct cf__mpi_iso {
-    cf__pp_spec spec;
-    cf__starts starts;
+    cf__pp_team team;
     cf__pp_link *w;         /* the worker process, or NULL */
     cf__rtask *head, *tail; /* not given to w yet, in order */
-    double ewma;
     uint64_t next_id;
     char broken[384]; /* why the initializer failed, or "" */
     cf__replier *r;   /* the batch being answered; NULL: none */
@@ -186,12 +184,7 @@ static void iso_answer(cf__mpi_iso *s, int code, const char *msg,
 
 static void iso_answered(void *o, cf__rtask *t, cf__bytes *b, cf__task_ctx *ctx)
 {
-    cf__mpi_iso *s = o;
-    if (!t) {
-        cf__starts_ok(&s->starts);
-        return;
-    }
-    iso_answer(s, ctx->code, ctx->message, b ? b->data : NULL, b ? b->len : 0);
+    iso_answer(o, ctx->code, ctx->message, b ? b->data : NULL, b ? b->len : 0);
     cf__free(ctx->message);
     cf__free(b);
     cf__free(t);
@@ -226,17 +219,11 @@ static void iso_broken(void *o, const char *msg)
     cf__pp_link_lose(s->w, CF__PP_KILL, NULL, cf__now());
 }
 
-static void iso_start_failed(void *o, const char *why, double now)
-{
-    cf__starts_failed(&((cf__mpi_iso *)o)->starts, why, now);
-}
-
 static const cf__pp_owner iso_owner = {
     .answered = iso_answered,
     .requeue = iso_requeue,
     .fail = iso_fail,
     .broken = iso_broken,
-    .start_failed = iso_start_failed,
 };
 
 /* Queues a copy of the TASK frame (h, p) under a fresh id: 0 or
@@ -273,14 +260,14 @@ static void iso_reap(cf__mpi_iso *s)
  * it is up. */
 static bool iso_start(cf__mpi_iso *s, double now)
 {
-    if (now < s->starts.retry_at) {
-        sleep_s(s->starts.retry_at - now);
+    if (now < s->team.starts.retry_at) {
+        sleep_s(s->team.starts.retry_at - now);
         return false;
     }
     int rc;
-    s->w = cf__pp_link_start(&s->spec, &iso_owner, s, &s->ewma, now, &rc);
+    s->w = cf__pp_link_start(&s->team, now, &rc);
     if (!s->w)
-        cf__starts_failed(&s->starts, cf_strerror(rc), now);
+        cf__starts_failed(&s->team.starts, cf_strerror(rc), now);
     return s->w != NULL;
 }
 
@@ -320,11 +307,12 @@ static int iso_run(cf__mpi_iso *s, cf__replier *r)
     s->mark = cf__now();
     while (!s->rc && (s->head || (s->w && s->w->head))) {
         double now = cf__now();
-        if (!s->w && (s->broken[0] || cf__starts_give_up(&s->starts, 0, now))) {
+        if (!s->w &&
+            (s->broken[0] || cf__starts_give_up(&s->team.starts, 0, now))) {
             cf__rtask *list = s->head;
             s->head = s->tail = NULL;
             iso_fail(s, list, CF_EBROKEN,
-                     s->broken[0] ? s->broken : s->starts.error);
+                     s->broken[0] ? s->broken : s->team.starts.error);
         } else if (s->w || iso_start(s, now)) {
             iso_step(s, now);
             if (s->w && s->w->proc.fd < 0)
@@ -357,7 +345,7 @@ void cf__mpi_iso_free(cf__mpi_iso *s)
     if (!s)
         return;
     iso_drop(s, CF__PP_STOP);
-    cf__pp_spec_fini(&s->spec);
+    cf__pp_spec_fini(&s->team.spec);
     cf__free(s);
 }
 
@@ -472,7 +460,9 @@ int cf__mpi_prepare(const cf_options *opts, bool isolated, cf__mpi_iso **iso,
     cf_options o = opts ? *opts : (cf_options){ 0 };
     int rc = CF_ENOMEM;
     cf__mpi_iso *s = cf__calloc(1, sizeof *s);
-    if (s && (rc = cf__pp_spec_init(&s->spec, &o)) == 0) {
+    if (s && (rc = cf__pp_spec_init(&s->team.spec, &o)) == 0) {
+        s->team.owner = &iso_owner;
+        s->team.o = s;
         *iso = s;
         return 0;
     }

@@ -193,12 +193,12 @@ void cf__pp_link_lose(cf__pp_link *w, cf__pp_why why, const char *detail,
     }
     cf__pp_link_take(w);
     if (unsent)
-        w->owner->requeue(w->o, unsent);
+        w->team->owner->requeue(w->team->o, unsent);
 }
 
 static double stall_limit(const cf__pp_link *w)
 {
-    return fmax(TRANSFER_STALL_MIN_S, w->spec->timeout);
+    return fmax(TRANSFER_STALL_MIN_S, w->team->spec.timeout);
 }
 
 /* A formatted message on the heap, or NULL (the future says
@@ -226,7 +226,7 @@ static char *death_message(const cf__pp_link *w, const char *how, bool finished,
     case CF__PP_TIMEOUT:
         return fmt_msg("task ran past its task_timeout of %g s; worker "
                        "process %d was killed",
-                       w->spec->timeout, pid);
+                       w->team->spec.timeout, pid);
     case CF__PP_STALL:
         return fmt_msg("task finished, but its result made no progress for "
                        "%g s; worker process %d was killed",
@@ -279,13 +279,13 @@ static void blame(cf__pp_link *w, uint64_t ran, const char *how, bool finished)
         if (ran && cf__rtask_id(t) == ran)
             cut = t;
     if (cut ? cut->next : w->held)
-        w->owner->requeue(w->o, cut ? cut->next : w->held);
+        w->team->owner->requeue(w->team->o, cut ? cut->next : w->held);
     if (!cut)
         return;
     cut->next = NULL;
     int code;
     char *text = death_message(w, how, finished, &code);
-    w->owner->fail(w->o, w->held, code, text);
+    w->team->owner->fail(w->team->o, w->held, code, text);
     cf__free(text);
 }
 
@@ -316,7 +316,7 @@ bool cf__pp_link_reap(cf__pp_link *w, double now)
         char why[sizeof how + sizeof w->detail + 40];
         snprintf(why, sizeof why, "worker process %d %s%s%s", (int)w->proc.pid,
                  how, w->detail[0] ? "; " : "", w->detail);
-        w->owner->start_failed(w->o, why, now);
+        cf__starts_failed(&w->team->starts, why, now);
     }
     cf__free(w);
     return true;
@@ -324,9 +324,9 @@ bool cf__pp_link_reap(cf__pp_link *w, double now)
 
 /* ---- starting, sending ------------------------------------------------- */
 
-cf__pp_link *cf__pp_link_start(const cf__pp_spec *s, const cf__pp_owner *ow,
-                               void *o, double *ewma, double now, int *rc)
+cf__pp_link *cf__pp_link_start(cf__pp_team *team, double now, int *rc)
 {
+    const cf__pp_spec *s = &team->spec;
     cf__pp_link *w = cf__calloc(1, sizeof *w);
     *rc = !w || !(w->rx = cf__malloc(RXBUF))
               ? CF_ENOMEM
@@ -337,10 +337,7 @@ cf__pp_link *cf__pp_link_start(const cf__pp_spec *s, const cf__pp_owner *ow,
         return NULL;
     }
     cf__trace(CF__TR_PROC_START, NULL, (uint64_t)w->proc.pid);
-    w->spec = s;
-    w->owner = ow;
-    w->o = o;
-    w->ewma = ewma;
+    w->team = team;
     w->head_since = now;
     /* A fresh socket's buffer holds INIT whole. */
     cf__frame none;
@@ -357,11 +354,12 @@ size_t cf__pp_link_room(const cf__pp_link *w)
     /* The running task plus about DEPTH_WINDOW_S of work behind it; only
      * the one for long or unmeasured tasks (a task queued behind a long
      * one would wait while another worker idles). */
-    size_t d = *w->ewma <= 0 ? 1
-                             : 1 + cf__remote_window(*w->ewma, DEPTH_WINDOW_S,
-                                                     0, MAX_DEPTH - 1);
+    double ewma = w->team->ewma;
+    size_t d = ewma <= 0 ? 1
+                         : 1 + cf__remote_window(ewma, DEPTH_WINDOW_S, 0,
+                                                 MAX_DEPTH - 1);
     size_t r = w->n_inflight < d ? d - w->n_inflight : 0;
-    unsigned max = w->spec->max_tasks;
+    unsigned max = w->team->spec.max_tasks;
     if (max && w->assigned + r > max)
         r = w->assigned < max ? max - w->assigned : 0;
     return r;
@@ -481,27 +479,31 @@ static bool on_frame(cf__pp_link *w, double now)
                  "pool broken: a worker's initializer failed: %s",
                  text[0] ? text : cf_strerror(h->aux));
         cf__free(text);
-        w->owner->broken(w->o, msg);
+        w->team->owner->broken(w->team->o, msg);
         return false;
     }
-    cf__rtask *t = NULL;
+    if (h->type == CF__FR_READY) {
+        cf__free(text);
+        w->ready = true;
+        w->head_since = now;
+        cf__starts_ok(&w->team->starts);
+        return true;
+    }
     cf__task_ctx ctx = { text ? h->aux : 0, text && text[0] ? text : NULL };
     if (!ctx.message)
         cf__free(text);
-    if (h->type == CF__FR_READY) {
-        w->ready = true;
-    } else {
-        /* The task's time counts from when it could start: written in
-         * full and first in line. */
-        t = w->head;
-        cf__remote_ewma(w->ewma, now - fmax(t->sent_at, w->head_since), 0.125);
-        if (!(w->head = t->next))
-            w->tail = NULL;
-        w->n_inflight--;
-    }
+    /* The task's time counts from when it could start: written in full
+     * and first in line. */
+    cf__rtask *t = w->head;
+    cf__remote_ewma(&w->team->ewma, now - fmax(t->sent_at, w->head_since),
+                    0.125);
+    if (!(w->head = t->next))
+        w->tail = NULL;
+    w->n_inflight--;
     w->head_since = now;
-    w->owner->answered(w->o, t, b, &ctx);
-    if (w->spec->max_tasks && w->assigned >= w->spec->max_tasks && !w->head) {
+    w->team->owner->answered(w->team->o, t, b, &ctx);
+    unsigned max = w->team->spec.max_tasks;
+    if (max && w->assigned >= max && !w->head) {
         cf__pp_link_lose(w, CF__PP_STOP, NULL, now);
         return false;
     }
@@ -611,7 +613,7 @@ bool cf__pp_link_read(cf__pp_link *w, double now, bool drain)
 static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
 {
     *why = CF__PP_STOP;
-    double timeout = w->spec->timeout;
+    double timeout = w->team->spec.timeout;
     if (timeout <= 0 || !w->ready || !w->head || w->head == w->unsent)
         return INFINITY;
     const cf__pp_state *st = w->proc.state;

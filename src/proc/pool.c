@@ -29,13 +29,11 @@ typedef struct pp_pool {
     cf__remote r; /* first: the engine */
     /* Set at creation, read-only after. */
     size_t max_workers;
-    cf__pp_spec spec;
     int wakefd;
-    /* The manager's own. */
+    /* The manager's own (team.spec: set at creation). */
+    cf__pp_team team;
     cf__pp_link *workers; /* live, and lost ones not yet reaped */
-    cf__starts starts;
-    bool can_take; /* room in some worker, or a worker may be started */
-    double ewma;   /* seconds per task, 0 until measured */
+    bool can_take;        /* room in some worker, or a worker may start */
     struct pollfd *pfds;
     cf__pp_link **pws;
 } pp_pool;
@@ -61,11 +59,7 @@ static size_t count(const pp_pool *p, size_t *lost)
 static void pool_answered(void *o, cf__rtask *t, cf__bytes *b,
                           cf__task_ctx *ctx)
 {
-    pp_pool *p = o;
-    if (t)
-        cf__remote_finish(&p->r, t, b, ctx);
-    else
-        cf__starts_ok(&p->starts);
+    cf__remote_finish(&((pp_pool *)o)->r, t, b, ctx);
 }
 
 static void pool_requeue(void *o, cf__rtask *list)
@@ -92,17 +86,11 @@ static void pool_broken(void *o, const char *msg)
     }
 }
 
-static void pool_start_failed(void *o, const char *why, double now)
-{
-    cf__starts_failed(&((pp_pool *)o)->starts, why, now);
-}
-
 static const cf__pp_owner pool_owner = {
     .answered = pool_answered,
     .requeue = pool_requeue,
     .fail = pool_fail,
     .broken = pool_broken,
-    .start_failed = pool_start_failed,
 };
 
 /* ---- the manager ------------------------------------------------------- */
@@ -147,12 +135,11 @@ static void dispatch(pp_pool *p, double now)
         idle += r && !w->head;
         n += live(w);
     }
-    bool may_start = now >= p->starts.retry_at;
+    bool may_start = now >= p->team.starts.retry_at;
     for (int rc; may_start && pending > idle && n < p->max_workers; n++) {
-        cf__pp_link *w =
-            cf__pp_link_start(&p->spec, &pool_owner, p, &p->ewma, now, &rc);
+        cf__pp_link *w = cf__pp_link_start(&p->team, now, &rc);
         if (!w) { /* go on with the workers we have; try again later */
-            cf__starts_failed(&p->starts, cf_strerror(rc), now);
+            cf__starts_failed(&p->team.starts, cf_strerror(rc), now);
             may_start = false;
             break;
         }
@@ -238,7 +225,7 @@ static double next_look(pp_pool *p, double now, double next)
     if (p->r.n_pending && p->can_take)
         next = now;
     else if (p->r.n_pending && may_grow)
-        next = fmin(next, p->starts.retry_at); /* retry a failed start */
+        next = fmin(next, p->team.starts.retry_at); /* retry a failed start */
     /* Submits wake us only when we could take their task (now, or once a
      * failed start may be retried); a shutdown always does. */
     p->r.listening = p->can_take || may_grow;
@@ -289,7 +276,7 @@ static void destroy(cf__remote *r)
     pp_pool *p = (pp_pool *)r;
     if (p->wakefd >= 0)
         close(p->wakefd);
-    cf__pp_spec_fini(&p->spec);
+    cf__pp_spec_fini(&p->team.spec);
     cf__free(p->pfds);
     cf__free(p->pws);
     cf__remote_fini(r);
@@ -302,9 +289,9 @@ static bool pp_round(cf__remote *r)
     pp_pool *p = (pp_pool *)r;
     double now = cf__now();
     reap(p, now);
-    if (cf__starts_give_up(&p->starts, count(p, NULL), now))
+    if (cf__starts_give_up(&p->team.starts, count(p, NULL), now))
         cf__remote_fail_list(r, cf__remote_take(r, SIZE_MAX), CF_EBROKEN,
-                             p->starts.error);
+                             p->team.starts.error);
     for (cf__pp_link *w = p->workers; w; w = w->next)
         if (live(w))
             cf__pp_link_check(w, now);
@@ -352,7 +339,9 @@ cf_executor *cf_process_pool_new(const cf_options *opts)
     p->max_workers =
         o.max_workers ? (size_t)o.max_workers : (size_t)cf_cpu_count();
     size_t slots = 1 + 2 * p->max_workers + MAX_POLLED_DYING;
-    int rc = cf__pp_spec_init(&p->spec, &o);
+    p->team.owner = &pool_owner;
+    p->team.o = p;
+    int rc = cf__pp_spec_init(&p->team.spec, &o);
     if (!rc) {
         p->pfds = cf__calloc(slots, sizeof *p->pfds);
         p->pws = cf__calloc(slots, sizeof *p->pws);

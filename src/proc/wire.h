@@ -107,7 +107,7 @@ typedef struct cf__pp_link cf__pp_link;
 /* How a link hands tasks back to its owner (o). Each callback takes over
  * the tasks (and b, ctx->message) it is given. */
 typedef struct cf__pp_owner {
-    /* t was answered: b (a RESULT), or ctx's failure. t NULL: READY. */
+    /* t was answered: b (a RESULT), or ctx's failure. */
     void (*answered)(void *o, cf__rtask *t, cf__bytes *b, cf__task_ctx *ctx);
     /* Tasks that never started: they run next. */
     void (*requeue)(void *o, cf__rtask *list);
@@ -115,9 +115,16 @@ typedef struct cf__pp_owner {
     void (*fail)(void *o, cf__rtask *list, int code, const char *msg);
     /* An initializer failed: the owner breaks (and loses this link). */
     void (*broken)(void *o, const char *msg);
-    /* A worker died before READY (why): a failed start. */
-    void (*start_failed)(void *o, const char *why, double now);
 } cf__pp_owner;
+
+/* What an owner's workers share. */
+typedef struct cf__pp_team {
+    cf__pp_spec spec;
+    cf__starts starts; /* a worker dead before READY is a failed start */
+    double ewma;       /* seconds per task, 0 until measured */
+    const cf__pp_owner *owner;
+    void *o;
+} cf__pp_team;
 
 struct cf__pp_link {
     cf__pp_link *next; /* the owner's list */
@@ -145,19 +152,14 @@ struct cf__pp_link {
     cf__rtask *held; /* written to it in full; judged once it is reaped */
     bool killed;
     double kill_at;
-    /* The owner's. */
-    const cf__pp_spec *spec;
-    const cf__pp_owner *owner;
-    void *o;
-    double *ewma; /* the owner's seconds per task, 0 until measured */
+    cf__pp_team *team;
 };
 
 /* Starts a worker and writes its INIT frame: the link, or NULL with *rc
  * why it could not start. */
-cf__pp_link *cf__pp_link_start(const cf__pp_spec *s, const cf__pp_owner *ow,
-                               void *o, double *ewma, double now, int *rc);
-/* Tasks w may take now: about 2 ms of work in flight by *ewma (only one
- * while unmeasured), within max_tasks_per_child. */
+cf__pp_link *cf__pp_link_start(cf__pp_team *team, double now, int *rc);
+/* Tasks w may take now: about 2 ms of work in flight by the team's ewma
+ * (only one while unmeasured), within max_tasks_per_child. */
 size_t cf__pp_link_room(const cf__pp_link *w);
 /* Gives t to w (written by the next flush). */
 void cf__pp_link_push(cf__pp_link *w, cf__rtask *t, double now);
