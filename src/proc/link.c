@@ -148,15 +148,6 @@ void cf__pp_spec_fini(cf__pp_spec *s)
 
 /* ---- losing a worker --------------------------------------------------- */
 
-static void free_rx(cf__pp_link *w)
-{
-    cf__free(w->rx);
-    cf__free(w->body);
-    w->rx = NULL;
-    w->body = NULL;
-    w->in_body = false;
-}
-
 cf__rtask *cf__pp_link_take(cf__pp_link *w)
 {
     cf__rtask *list = w->head;
@@ -172,7 +163,9 @@ void cf__pp_link_lose(cf__pp_link *w, cf__pp_why why, const char *detail,
               (uint64_t)w->proc.pid);
     close(w->proc.fd);
     w->proc.fd = -1;
-    free_rx(w);
+    cf__free(w->rx);
+    cf__free(w->body);
+    w->rx = w->body = NULL;
     w->why = why;
     snprintf(w->detail, sizeof w->detail, "%s", detail ? detail : "");
     if (why != CF__PP_CRASH && why != CF__PP_STOP) {

@@ -95,12 +95,6 @@ static void send_frame(uint16_t type, uint64_t id, int32_t aux,
         _exit(0); /* the pool is gone */
 }
 
-static void send_failure(uint16_t type, uint64_t id, const cf__task_ctx *ctx)
-{
-    const char *msg = ctx->message ? ctx->message : "";
-    send_frame(type, id, ctx->code, msg, strnlen(msg, CF__MAX_MESSAGE));
-}
-
 /* Runs the initializer INIT names, if any (wire.h), and answers. */
 static void run_init(const cf__frame *h, const unsigned char *p)
 {
@@ -133,7 +127,9 @@ static void run_init(const cf__frame *h, const unsigned char *p)
         ctx.code = cf__serve_init(fn, arg, &ctx.message);
     flush_stdio();
     if (ctx.code) {
-        send_failure(CF__FR_INIT_FAIL, 0, &ctx);
+        const char *msg = ctx.message ? ctx.message : "";
+        send_frame(CF__FR_INIT_FAIL, 0, ctx.code, msg,
+                   strnlen(msg, CF__MAX_MESSAGE));
         _exit(0);
     }
     send_frame(CF__FR_READY, 0, 0, NULL, 0);
