@@ -5,7 +5,9 @@
  * cf_join comes from the main thread (it hands the pair to the pool); all
  * the others run inside workers. A fib(20) warms the pool first.
  * Prints time_s and ns_per_spawn (spawns = internal calls = fib(n+1) - 1).
- * Usage: bench_cf_b2 [workers=ncpu] [n=32]
+ * stats=1 also prints the pool's counters (steals, inlined, blocked,
+ * spares) to stderr after the timed run.
+ * Usage: bench_cf_b2 [workers=ncpu] [n=32] [stats=0]
  */
 #include "bench.h"
 
@@ -59,6 +61,14 @@ int main(int argc, char **argv)
     bench_result("B2", "cfutures", workers, "time_s", (t1 - t0) / 1e9);
     bench_result("B2", "cfutures", workers, "ns_per_spawn",
                  (double)(t1 - t0) / spawns);
+    if (bench_arg(argc, argv, "stats", 0)) {
+        cf_stats st;
+        if (cf_executor_stats(pool, &st) == 0)
+            fprintf(stderr,
+                    "stats: workers %zu steals %zu inlined %zu blocked %zu "
+                    "spares %zu\n",
+                    st.workers, st.steals, st.inlined, st.blocked, st.spares);
+    }
     cf_executor_free(pool);
     return 0;
 }

@@ -97,7 +97,7 @@ int cf_submit_bytes(cf_executor *ex, cf_bytes_fn fn, const void *in, size_t len,
     cf_future *f = cf__future_alloc(out ? 2 : 1);
     if (!f)
         return CF_ENOMEM;
-    f->is_bytes = true;
+    cf__future_mark_bytes(f);
     int rc;
     if (ex->ops->submit_bytes) {
         f->input = in;
@@ -135,7 +135,7 @@ int cf_future_bytes(cf_future *f, double timeout, const void **data,
     int rc = cf_future_result(f, timeout, NULL);
     if (rc)
         return rc;
-    if (!f->is_bytes || !f->bytes)
+    if (!cf__future_is_bytes(f) || !f->bytes)
         return CF_EINVAL; /* not a bytes task */
     if (data)
         *data = f->bytes->data;

@@ -30,6 +30,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 
 /* ---- cf_failure_message -------------------------------------------------- */
 
@@ -127,29 +128,50 @@ static void exec_stolen(cf__task *t, cf__worker *w, const cf__drop *drop)
     cf__unpark(waiter);
 }
 
+static bool frame_done(void *p)
+{
+    join_frame *fr = p;
+    return atomic_load_explicit(&fr->done, memory_order_acquire) != 0;
+}
+
+/* Rounds a joiner whose b was stolen keeps looking for b's subtree (or b's
+ * end) before it blocks: a thief's deque is empty only for moments while
+ * it runs a subtree that spawns, and one block costs the joiner's CPU for
+ * the rest of b (a parked joiner is not woken by the thief's pushes) plus
+ * two system calls, and may start a spare thread. The last half of the
+ * rounds yield the CPU. */
+#define LEAPFROG_SPINS 128
+
 /* The joiner of a stolen frame runs what the thief pushed while it runs
- * the frame - b's own subtree - stealing it back (leapfrogging). */
+ * the frame - b's own subtree - stealing it back (leapfrogging); true when
+ * it ran something or b is done, false (block) when a while of looking
+ * found neither. */
 static bool leapfrog(void *p, cf__helper *h)
 {
     join_frame *fr = p;
     cf__worker *w = cf__worker_current();
     (void)h;
-    /* acquire: pairs with the release store of thief in exec_stolen */
-    cf__worker *thief = atomic_load_explicit(&fr->thief, memory_order_acquire);
-    if (!thief || !cf__worker_stack_room(w))
+    if (!cf__worker_stack_room(w))
         return false;
-    cf__task *t =
-        cf__worker_steal_back(w, thief, fr->thief_base, fr->thief_epoch);
-    if (!t)
-        return false;
-    cf__worker_run_inline(w, t, NULL);
-    return true;
-}
-
-static bool frame_done(void *p)
-{
-    join_frame *fr = p;
-    return atomic_load_explicit(&fr->done, memory_order_acquire) != 0;
+    for (int i = 0; i < LEAPFROG_SPINS; i++) {
+        /* acquire: pairs with the release store of thief in exec_stolen */
+        cf__worker *thief =
+            atomic_load_explicit(&fr->thief, memory_order_acquire);
+        cf__task *t = thief ? cf__worker_steal_back(w, thief, fr->thief_base,
+                                                    fr->thief_epoch)
+                            : NULL;
+        if (t) {
+            cf__worker_run_inline(w, t, NULL);
+            return true;
+        }
+        if (frame_done(fr))
+            return true;
+        if (i >= LEAPFROG_SPINS / 2)
+            sched_yield();
+        else
+            cf__cpu_relax();
+    }
+    return false;
 }
 
 /* The first failure of a join; its message goes to *message (when wanted
@@ -171,6 +193,32 @@ static int first_failure(cf__task_ctx *a, cf__task_ctx *b, char **message)
 
 static int join_via_pool(cf__sched *s, cf_fn a, void *arg_a, void **res_a,
                          cf_fn b, void *arg_b, void **res_b, char **message);
+
+/* The rest of a join after a, unless b simply came back (join_in_worker):
+ * t is what the first take found. Tasks pushed above b by a (futures it
+ * did not wait for: a's own work) come off first and run here while the
+ * stack has room; without room they go back for a thief, as b does then.
+ * Out of line: the fast path keeps fewer registers. */
+static __attribute__((noinline)) void join_rest(cf__worker *w, join_frame *fb,
+                                                cf__task *t)
+{
+    for (;; t = cf__deque_take(&w->deque)) {
+        if (t == &fb->task) {
+            run_branch(fb);
+            return;
+        }
+        if (t && cf__worker_stack_room(w)) {
+            cf__worker_run_inline(w, t, NULL);
+            continue;
+        }
+        if (t) /* just taken: no growth; wakes a thief */
+            (void)cf__worker_push(w, t);
+        /* Stolen, or left for a thief: steal back from the thief what b
+         * spawned, and block when there is none, until b is done. */
+        cf__block_until(frame_done, fb, leapfrog, NULL);
+        return;
+    }
+}
 
 /* The join on a worker of its pool. Inlined into cf_join: the fast path
  * passes nothing on the stack. */
@@ -200,28 +248,18 @@ join_in_worker(cf__worker *w, cf_fn a, void *arg_a, void **res_a, cf_fn b,
     cf__task_ctx ctx_a = { 0, NULL };
     cf__task_ctx *outer = cf__task_ctx_swap(&ctx_a);
     void *result_a = a(arg_a);
-    cf__task_ctx_swap(outer);
-    /* Take b back; tasks pushed above it by a (futures it did not wait
-     * for: a's own work) come off first and run here while the stack has
-     * room; without room they go back for a thief, as b does then. */
-    for (;;) {
-        cf__task *t = cf__deque_take(&w->deque);
-        if (t == &fb.task) {
-            run_branch(&fb);
-            break;
-        }
-        if (t && cf__worker_stack_room(w)) {
-            cf__worker_run_inline(w, t, NULL);
-            continue;
-        }
-        if (t)
-            (void)cf__worker_push(w,
-                                  t); /* just taken: no growth; wakes a thief */
-        /* Stolen, or left for a thief: steal back from the thief what b
-         * spawned, and block when there is none, until b is done. */
-        cf__block_until(frame_done, &fb, leapfrog, NULL);
-        break;
+    cf__task *t = cf__deque_take(&w->deque);
+    if (__builtin_expect(t == &fb.task, 1)) {
+        /* The usual case: b is still here. It runs under a context of its
+         * own (its failure and its lock identity are its own), installed
+         * straight over a's, without the outer one in between. */
+        (void)cf__task_ctx_swap(&fb.ctx);
+        fb.result = b(arg_b);
+    } else {
+        cf__task_ctx_swap(outer);
+        join_rest(w, &fb, t);
     }
+    cf__task_ctx_swap(outer);
     if (res_a)
         *res_a = result_a;
     if (res_b)
@@ -293,9 +331,12 @@ static __attribute__((noinline)) int join_via_pool(cf__sched *s, cf_fn a,
     return oj.rc;
 }
 
-/* cf_join; the failure's message goes to *message (NULL: freed). */
-static int join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
-                void *arg_b, void **res_b, char **message)
+/* cf_join; the failure's message goes to *message (NULL: freed). Inlined
+ * into each caller: as a call of its own it costs a prologue that saves
+ * every callee-saved register, which is a tenth of a spawn. */
+static inline __attribute__((always_inline)) int
+join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b, void *arg_b,
+     void **res_b, char **message)
 {
     cf__sched *s = cf__executor_sched(ex);
     if (!s || !a || !b)
@@ -450,12 +491,25 @@ static void group_task_done(cf_future *f, void *ctx)
         if (atomic_compare_exchange_strong_explicit(&g->failure, &zero, f->code,
                                                     memory_order_relaxed,
                                                     memory_order_relaxed))
-            g->message = cf__strdup(f->message);
+            g->message = cf__strdup(cf__future_message(f));
         atomic_store_explicit(&g->cancelled, true, memory_order_relaxed);
     }
+    /* Not the last one: count down with no lock. pending reaches 0 only
+     * under mu (below), so cf_group_free, which takes mu after it sees 0,
+     * never frees g under a callback still using it, and a task that is
+     * not the last touches g no more after its decrement. */
+    size_t n = atomic_load_explicit(&g->pending, memory_order_relaxed);
+    /* release: the waiter that sees 0 sees every task's effects (the
+     * last one's acquire-release chain carries the others') */
+    while (n > 1 && !atomic_compare_exchange_weak_explicit(
+                        &g->pending, &n, n - 1, memory_order_release,
+                        memory_order_relaxed)) {
+    }
+    if (n > 1)
+        return;
     cf__mutex_lock(&g->mu);
     /* release: the waiter that sees 0 sees every task's effects */
-    if (atomic_fetch_sub_explicit(&g->pending, 1, memory_order_release) == 1)
+    if (atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
         for (size_t i = 0; i < g->nwaiters; i++)
             cf__unpark(g->waiters[i]);
     cf__mutex_unlock(&g->mu);

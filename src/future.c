@@ -41,6 +41,26 @@ cf_future *cf_future_new(void)
     return f;
 }
 
+/* Callbacks after the first: first_cb becomes run_callbacks over a list
+ * that starts with the first one, so the record keeps one inline slot and
+ * no list head of its own (a pending task costs 88 bytes). */
+static void run_callbacks(cf_future *f, void *list)
+{
+    for (cf__callback *cb = list, *next; cb; cb = next) {
+        next = cb->next;
+        cb->fn(f, cb->ctx);
+        cf__free(cb);
+    }
+}
+
+static void free_callbacks(void *list)
+{
+    for (cf__callback *cb = list, *next; cb; cb = next) {
+        next = cb->next;
+        cf__free(cb);
+    }
+}
+
 void cf_future_retain(cf_future *f)
 {
     if (f)
@@ -54,13 +74,14 @@ void cf_future_release(cf_future *f)
     /* acq_rel: the last owner sees every other owner's writes */
     if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
-    for (cf__callback *cb = f->cbs, *next; cb; cb = next) {
-        next = cb->next;
-        cf__free(cb);
-    }
-    cf__free(f->message);
-    if (f->is_bytes) {
-        cf__free(f->bytes);
+    if (f->first_cb.fn == run_callbacks &&
+        !cf__state_done(cf__future_state(f))) /* never ran */
+        free_callbacks(f->first_cb.ctx);
+    if (f->code)
+        cf__free(f->message);
+    if (cf__future_is_bytes(f)) {
+        if (!f->code)
+            cf__free(f->bytes);
         cf__free(f->arg);
     }
     cf__cache_free(f);
@@ -70,7 +91,7 @@ void *cf_future_arg(const cf_future *f)
 {
     if (!f)
         return NULL;
-    return f->is_bytes ? (void *)cf__bytes_input(f) : f->arg;
+    return cf__future_is_bytes(f) ? (void *)cf__bytes_input(f) : f->arg;
 }
 
 bool cf__future_failed(const cf_future *f)
@@ -96,11 +117,11 @@ bool cf_future_done(cf_future *f)
 /*
  * Moves f to `to` (a done state) with mu held. from_pending: only from
  * PENDING (cancel), else from PENDING or RUNNING. Returns false, changing
- * nothing, when f is not in such a state. On success *cbs and *wake say
- * what must happen after unlocking (after_complete).
+ * nothing, when f is not in such a state. On success *wake says whether
+ * sleepers must be woken after unlocking (after_complete).
  */
 static bool complete_locked(cf_future *f, uint32_t to, bool from_pending,
-                            cf__callback **cbs, bool *wake)
+                            bool *wake)
 {
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
     do {
@@ -111,7 +132,8 @@ static bool complete_locked(cf_future *f, uint32_t to, bool from_pending,
          * readers that acquire-load a done state. A failed CAS means the
          * RUNNING CAS or a sleeper's WAITBIT raced in: look again. */
     } while (!atomic_compare_exchange_weak_explicit(
-        &f->state, &s, to, memory_order_acq_rel, memory_order_relaxed));
+        &f->state, &s, to | (s & CF__BYTESBIT), memory_order_acq_rel,
+        memory_order_relaxed));
     *wake = (s & CF__WAITBIT) != 0;
     for (cf__watch *w = f->watches, *next; w; w = next) {
         next = w->next;
@@ -120,29 +142,23 @@ static bool complete_locked(cf_future *f, uint32_t to, bool from_pending,
         w->notify(w, f);
     }
     f->watches = NULL;
-    *cbs = f->cbs;
-    f->cbs = NULL;
     return true;
 }
 
-/* After unlocking: wake sleepers, run the callbacks in order. first_cb is
- * stable: nothing writes it once the future is done. Callbacks run outside
+/* After unlocking: wake sleepers, run the callbacks in order (first_cb,
+ * which may run the list of them). first_cb is stable: nothing writes it
+ * once the future is done. Callbacks run outside
  * any task: a cf_fail in one is CF_EINVAL, never the failure of the task
  * that happened to complete the future (nor of the task whose wait ran
  * that one inline), and locks taken there belong to the thread. */
-static void after_complete(cf_future *f, cf__callback *cbs, bool wake)
+static void after_complete(cf_future *f, bool wake)
 {
     if (wake)
         cf__futex_wake(&f->state, -1);
     if (!f->first_cb.fn)
-        return; /* then there are no others: the first one is inline */
+        return;
     cf__task_ctx *task = cf__task_ctx_swap(NULL);
     f->first_cb.fn(f, f->first_cb.ctx);
-    for (cf__callback *cb = cbs, *next; cb; cb = next) {
-        next = cb->next;
-        cb->fn(f, cb->ctx);
-        cf__free(cb);
-    }
     cf__task_ctx_swap(task);
 }
 
@@ -151,7 +167,6 @@ static void after_complete(cf_future *f, cf__callback *cbs, bool wake)
 static int complete(cf_future *f, uint32_t to, void *result, int code,
                     char *message)
 {
-    cf__callback *cbs;
     bool wake;
     cf__mutex_lock(&f->mu);
     uint32_t s = atomic_load_explicit(&f->state, memory_order_relaxed);
@@ -162,21 +177,26 @@ static int complete(cf_future *f, uint32_t to, void *result, int code,
         return CF_EINVAL;
     }
     /* The fields are ours: every completer holds mu, and none got here. A
-     * bytes future's result slot holds its bytes, filed before. */
-    if (!f->is_bytes)
+     * bytes future's result slot may hold its bytes, filed before: they
+     * stay on success; a failure's message takes the slot, and they go. */
+    void *before = f->result;
+    if (code)
+        f->message = message;
+    else if (!(s & CF__BYTESBIT))
         f->result = result;
     f->code = code;
-    f->message = message;
-    if (!complete_locked(f, to, to == CF__CANCELLED, &cbs, &wake)) {
+    if (!complete_locked(f, to, to == CF__CANCELLED, &wake)) {
         /* Only a cancel can lose, to the RUNNING CAS. */
         f->code = 0;
-        f->message = NULL;
+        f->result = before;
         cf__mutex_unlock(&f->mu);
         cf__free(message);
         return CF_EINVAL;
     }
     cf__mutex_unlock(&f->mu);
-    after_complete(f, cbs, wake);
+    if (code && (s & CF__BYTESBIT))
+        cf__free(before); /* bytes of a future that failed after all */
+    after_complete(f, wake);
     return 0;
 }
 
@@ -239,7 +259,7 @@ bool cf_future_set_running_or_notify_cancel(cf_future *f)
     while ((s & CF__STATE_MASK) == CF__PENDING) {
         /* acquire: the runner sees what the submitter wrote (fn, arg) */
         if (atomic_compare_exchange_weak_explicit(
-                &f->state, &s, (s & CF__WAITBIT) | CF__RUNNING,
+                &f->state, &s, (s & (CF__WAITBIT | CF__BYTESBIT)) | CF__RUNNING,
                 memory_order_acquire, memory_order_relaxed))
             return true;
     }
@@ -258,18 +278,32 @@ int cf_future_add_done_callback(cf_future *f,
             f->first_cb.fn = fn;
             f->first_cb.ctx = ctx;
         } else {
+            /* The second one: the first moves into a list that
+             * run_callbacks runs in order. */
+            bool second = f->first_cb.fn != run_callbacks;
             cf__callback *cb = cf__malloc(sizeof *cb);
-            if (!cb) {
+            cf__callback *first = second ? cf__malloc(sizeof *first) : NULL;
+            if (!cb || (second && !first)) {
                 cf__mutex_unlock(&f->mu);
+                cf__free(cb);
+                cf__free(first);
                 return CF_ENOMEM;
             }
             cb->fn = fn;
             cb->ctx = ctx;
             cb->next = NULL;
-            cf__callback **tail = &f->cbs;
-            while (*tail)
-                tail = &(*tail)->next;
-            *tail = cb;
+            if (second) {
+                first->fn = f->first_cb.fn;
+                first->ctx = f->first_cb.ctx;
+                first->next = cb;
+                f->first_cb.fn = run_callbacks;
+                f->first_cb.ctx = first;
+            } else {
+                cf__callback **tail = (cf__callback **)&f->first_cb.ctx;
+                while (*tail)
+                    tail = &(*tail)->next;
+                *tail = cb;
+            }
         }
         cf__mutex_unlock(&f->mu);
         return 0;
@@ -329,7 +363,7 @@ void *cf__future_call(cf_future *f, cf__task_ctx *ctx)
 
 void cf__future_finish(cf_future *f, void *result, cf__task_ctx *ctx)
 {
-    if (f->is_bytes) {
+    if (cf__future_is_bytes(f)) {
         /* A bytes task's trampoline returns its cf__bytes result. */
         if (ctx->code)
             cf__free(result);
@@ -438,9 +472,10 @@ int cf_future_exception(cf_future *f, double timeout, const char **message)
 {
     int rc = outcome(f, timeout);
     if (message)
-        *message = rc == 0                           ? NULL
-                   : cf_future_done(f) && f->message ? f->message
-                                                     : cf_strerror(rc);
+        *message = rc == 0 ? NULL
+                   : cf_future_done(f) && cf__future_message(f)
+                       ? cf__future_message(f)
+                       : cf_strerror(rc);
     return rc;
 }
 
@@ -448,6 +483,6 @@ int cf_future_result(cf_future *f, double timeout, void **result)
 {
     int rc = outcome(f, timeout);
     if (rc == 0 && result)
-        *result = f->is_bytes ? NULL : f->result;
+        *result = cf__future_is_bytes(f) ? NULL : f->result;
     return rc;
 }

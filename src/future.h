@@ -17,7 +17,9 @@ enum {
     CF__FINISHED = 2,
     CF__CANCELLED = 3,
     CF__STATE_MASK = 3,
-    CF__WAITBIT = 4, /* a thread sleeps on the state word (futex) */
+    CF__WAITBIT = 4,  /* a thread sleeps on the state word (futex) */
+    CF__BYTESBIT = 8, /* a bytes task: set once, before the future is
+                         shared; every state change keeps it */
 };
 
 typedef struct cf__callback {
@@ -46,19 +48,24 @@ typedef struct cf__watch {
     bool linked;
 } cf__watch;
 
+/* 88 bytes (B6 counts them: docs/benchmarks.md). What is only written at
+ * completion shares a word: result, bytes and message (code says which);
+ * callbacks after the first hang off first_cb (cf__future_add_done_callback
+ * in future.c); the bytes flag is a bit of the state word. */
 struct cf_future {
-    _Atomic uint32_t state; /* CF__* state | CF__WAITBIT */
+    _Atomic uint32_t state; /* CF__* state | CF__WAITBIT | CF__BYTESBIT */
     _Atomic uint32_t refs;
-    cf__mutex mu;  /* guards callbacks, watches, and completion */
-    int code;      /* failure code; written before done (release) */
-    bool is_bytes; /* a bytes task: result in bytes, input in arg */
+    cf__mutex mu; /* guards callbacks, watches, and completion */
+    int code;     /* failure code; written before done (release) */
     union {
-        void *result;     /* a plain task's result */
-        cf__bytes *bytes; /* the owned result of a bytes task */
+        void *result;     /* code 0: a plain task's result */
+        cf__bytes *bytes; /* code 0: the owned result of a bytes task, which
+                             it may hold before it is done */
+        char *message;    /* code != 0: owned; NULL means cf_strerror(code) */
     };
-    char *message;                /* owned; NULL means cf_strerror(code) */
-    cf__inline_callback first_cb; /* first callback inline: no allocation */
-    cf__callback *cbs;            /* later callbacks, in order */
+    /* The first callback inline: no allocation. With more than one, fn is
+     * a runner of the list at ctx (future.c). */
+    cf__inline_callback first_cb;
     cf__watch *watches;
     /* the task part, used by executors */
     cf__task task;
@@ -74,6 +81,25 @@ struct cf_future {
 
 /* A fresh pending future with refs references. NULL on ENOMEM. */
 cf_future *cf__future_alloc(uint32_t refs);
+
+/* A bytes task: its result is bytes, and arg or input its input. */
+static inline bool cf__future_is_bytes(const cf_future *f)
+{
+    return (atomic_load_explicit(&((cf_future *)f)->state,
+                                 memory_order_relaxed) &
+            CF__BYTESBIT) != 0;
+}
+/* Marks a fresh future, not yet shared, as a bytes task. */
+static inline void cf__future_mark_bytes(cf_future *f)
+{
+    atomic_store_explicit(&f->state, CF__BYTESBIT, memory_order_relaxed);
+}
+
+/* The message of a done future that failed, or NULL. */
+static inline const char *cf__future_message(const cf_future *f)
+{
+    return f->code ? f->message : NULL;
+}
 
 static inline uint32_t cf__future_state(const cf_future *f)
 {
@@ -114,5 +140,8 @@ void cf__future_drop(cf_future *f, const cf__drop *drop);
 /* Watches: link w to f; returns false (w not linked) if f is done already. */
 bool cf__future_watch(cf_future *f, cf__watch *w);
 void cf__future_unwatch(cf_future *f, cf__watch *w);
+
+_Static_assert(sizeof(cf_future) <= 88 || sizeof(void *) != 8,
+               "the future record is 88 bytes on 64-bit targets (B6)");
 
 #endif /* CF_FUTURE_H */

@@ -16,7 +16,12 @@
  * The root prints one line: "RESULT <mode> <seconds> <tasks per second>
  * [occupancy]". For cpu, occupancy is the time the workers spent inside
  * tasks over (wall time x workers): 1.0 means no worker ever waited for
- * the executor, whatever share of the cores the machine gave them.
+ * the executor, whatever share of the cores the machine gave them. A
+ * second line, "IDLE lead L gaps G tail T", says where the rest went, as
+ * shares of (wall time x workers) that add up to 1 with the occupancy:
+ * before each worker's first task (the round trip's first half), between
+ * its tasks (the executor let it wait), and after its last one (the
+ * answer's way back, and one worker done before another).
  * Timing starts once the pool exists and a warm-up round has run (as in
  * the Python twin), so it measures the executor, not MPI start-up; for
  * tiny tasks the warm-up is the same round, which across hosts opens
@@ -31,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now_s(void)
 {
@@ -59,19 +65,61 @@ static uint64_t spin(uint64_t iters, uint64_t x)
 }
 
 /* Returns the task's start and end (CLOCK_MONOTONIC is one clock for all
- * the ranks of one machine) and the chain's value. */
+ * the ranks of one machine), the process that ran it, and the chain's
+ * value. */
 static int cpu(const void *in, size_t len, cf_buffer *out)
 {
     uint64_t iters = 0;
     memcpy(&iters, in, len < sizeof iters ? len : sizeof iters);
-    double t[3] = { now_s(), 0, 0 };
+    double t[4] = { now_s(), 0, (double)getpid(), 0 };
     uint64_t x = spin(iters, iters);
     t[1] = now_s();
-    t[2] = (double)(x & 0xff);
+    t[3] = (double)(x & 0xff);
     return cf_buffer_append(out, t, sizeof t);
 }
 
-static double busy_s; /* time inside cpu tasks, summed by run_tasks */
+static double busy_s;   /* time inside cpu tasks, summed by run_tasks */
+static double round_t0; /* when run_tasks' last round began */
+
+/* Per process that ran cpu tasks: its first start, last end, time inside. */
+enum { MAX_PROCS = 64 };
+typedef struct proc_times {
+    double pid, first, last, busy;
+} proc_times;
+static proc_times procs[MAX_PROCS];
+static size_t nprocs;
+
+static void note_task(const double t[4])
+{
+    size_t i = 0;
+    while (i < nprocs && procs[i].pid != t[2])
+        i++;
+    if (i == nprocs) {
+        if (nprocs == MAX_PROCS)
+            return;
+        procs[nprocs++] = (proc_times){ t[2], t[0], t[1], 0 };
+    }
+    procs[i].first = t[0] < procs[i].first ? t[0] : procs[i].first;
+    procs[i].last = t[1] > procs[i].last ? t[1] : procs[i].last;
+    procs[i].busy += t[1] - t[0];
+}
+
+/* Prints the IDLE line for a round that ran from t0 to t1 on `workers`. */
+static void print_idle(double t0, double t1, size_t workers)
+{
+    double lead = 0, gaps = 0, tail = 0;
+    for (size_t i = 0; i < nprocs; i++) {
+        lead += procs[i].first - t0;
+        gaps += procs[i].last - procs[i].first - procs[i].busy;
+        tail += t1 - procs[i].last;
+    }
+    /* A worker that ran nothing waited all along. */
+    if (workers > nprocs)
+        tail += (double)(workers - nprocs) * (t1 - t0);
+    double all = (t1 - t0) * (double)(workers ? workers : 1);
+    printf("IDLE lead %.4f gaps %.4f tail %.4f\n", lead / all, gaps / all,
+           tail / all);
+}
 
 /* Submits n tasks of fn over in (8 bytes each: i, or arg when nonzero) and
  * reads every result: the seconds it took. */
@@ -97,10 +145,11 @@ static double run_tasks(cf_executor *ex, cf_bytes_fn fn, size_t n, int64_t arg)
             fprintf(stderr, "task: %s\n", cf_strerror(rc));
             exit(1);
         }
-        if (arg && len == 3 * sizeof(double)) {
-            double t[3];
+        if (arg && len == 4 * sizeof(double)) {
+            double t[4];
             memcpy(t, data, sizeof t);
             busy_s += t[1] - t[0];
+            note_task(t);
         } else if (!arg) {
             int64_t y;
             memcpy(&y, data, sizeof y);
@@ -113,6 +162,7 @@ static double run_tasks(cf_executor *ex, cf_bytes_fn fn, size_t n, int64_t arg)
     }
     double dt = now_s() - t0;
     free(fs);
+    round_t0 = t0;
     return dt;
 }
 
@@ -156,6 +206,7 @@ int main(int argc, char **argv)
     } else {
         run_tasks(ex, cpu, 2, iters); /* warm-up */
         busy_s = 0;
+        nprocs = 0;
         dt = run_tasks(ex, cpu, n, iters);
     }
     cf_stats st;
@@ -164,6 +215,8 @@ int main(int argc, char **argv)
     printf("RESULT %s%s %.6f %.1f %.4f\n", mode, isolated ? "-isolated" : "",
            dt, (double)n / dt,
            busy_s / (dt * (double)(st.workers ? st.workers : 1)));
+    if (strcmp(mode, "cpu") == 0)
+        print_idle(round_t0, round_t0 + dt, st.workers);
     MPI_Finalize();
     return 0;
 }

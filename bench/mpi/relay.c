@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * relay.c - a user-space Ethernet switch that delays every frame: the link
- * between the namespace "hosts" of bench/mpi/latency.sh, which needs a
+ * between the namespace "hosts" of bench/mpi/hosts.sh, which needs a
  * round trip of tens of milliseconds on a kernel without netem.
  *
  *   relay DELAY_MS IFACE IFACE...
@@ -92,6 +92,15 @@ static int open_port(const char *name)
         close(s);
         return -1;
     }
+    /* Bursts of a whole congestion window arrive faster than this loop
+     * reads them: the default receive buffer (about 200 KiB, 90 frames at
+     * their kernel size) overflows and the kernel drops frames, which
+     * TCP takes for congestion. Room for QUEUE_CAP. */
+    int big = (int)QUEUE_CAP;
+    if (setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big))
+        setsockopt(s, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+    if (setsockopt(s, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big))
+        setsockopt(s, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
 #ifdef PACKET_IGNORE_OUTGOING
     setsockopt(s, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one);
 #endif
@@ -223,6 +232,15 @@ int main(int argc, char **argv)
             if (pfd[p].revents & POLLIN)
                 receive(p, buf);
     }
-    printf("relay: %llu frames forwarded, %llu dropped\n", forwarded, dropped);
+    unsigned long long kdrops = 0;
+    for (int p = 0; p < nports; p++) {
+        struct tpacket_stats st;
+        socklen_t sl = sizeof st;
+        if (getsockopt(socks[p], SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0)
+            kdrops += st.tp_drops;
+    }
+    printf("relay: %llu frames forwarded, %llu dropped, %llu dropped by the "
+           "kernel\n",
+           forwarded, dropped, kdrops);
     return 0;
 }

@@ -337,7 +337,9 @@ static size_t window(const mworker *w, double cost)
 /* Whether w gets another batch now: a second one always (it hides the
  * round trip behind the first), more while the window allows. Long tasks
  * beyond the first only while enough waits for every worker to get one
- * more, so the tail is not queued behind a running task. */
+ * more, so the tail is not queued behind a running task, or while w holds
+ * less than a round trip of work: another rank could not ask for the task
+ * and get it sooner. */
 static bool can_take(const mpool *p, const mworker *w)
 {
     if (w->state != W_READY || !w->enabled)
@@ -349,12 +351,13 @@ static bool can_take(const mpool *p, const mworker *w)
     double cost = w->cost >= 0 ? w->cost : p->cost;
     if (w->nbatches >= 2 && (cost < 0 || w->tasks >= window(w, cost)))
         return false;
-    if (cost < BATCH_TARGET_S)
+    if (cost < BATCH_TARGET_S || (double)w->tasks * cost <= w->rtt)
         return true;
     return p->pending >= (w->nbatches < 2 ? 2 : 1) * ready_workers(p);
 }
 
-static size_t batch_size(const mpool *p, mworker *w)
+/* The tasks w's next batch gets; held: what the ready workers hold. */
+static size_t batch_size(const mpool *p, mworker *w, size_t held)
 {
     double cost = w->cost >= 0 ? w->cost : p->cost;
     size_t n;
@@ -365,10 +368,16 @@ static size_t batch_size(const mpool *p, mworker *w)
     } else {
         n = cf__remote_window(cost, batch_s(w), 1, BATCH_MAX_TASKS);
     }
-    /* A fair share of what waits, so every worker gets some. */
+    /* A fair share of what waits, so every worker gets some, and no more
+     * than w's share of all the work (what waits and what the ready
+     * workers hold) less what it holds, so that all end together. */
     size_t ready = ready_workers(p);
     if (ready > 1) {
         size_t share = (p->pending + ready - 1) / ready;
+        size_t fair = (p->pending + held + ready - 1) / ready;
+        fair = fair > w->tasks ? fair - w->tasks : 1;
+        if (share > fair)
+            share = fair;
         if (n > share)
             n = share ? share : 1;
     }
@@ -489,6 +498,10 @@ static void send_batch(mpool *p, mworker *w, batch *b)
 static bool dispatch(mpool *p)
 {
     bool sent = false;
+    size_t held = 0; /* tasks the ready workers hold */
+    for (size_t i = 0; i < p->nworkers; i++)
+        if (p->workers[i].state == W_READY && p->workers[i].enabled)
+            held += p->workers[i].tasks;
     for (unsigned depth = 0; depth < MAX_BATCHES && p->pending;) {
         unsigned next = MAX_BATCHES; /* the next fullness to serve */
         for (size_t k = 0; k < p->nworkers && p->pending; k++) {
@@ -500,11 +513,12 @@ static bool dispatch(mpool *p)
             /* Past a round trip of 1 ms, batches stay small enough for
              * MPI to send them at once (no rendezvous round trip). */
             size_t most = w->rtt > 1e-3 ? EAGER_BYTES : BATCH_MAX_BYTES;
-            batch *b = take_batch(p, batch_size(p, w), most);
+            batch *b = take_batch(p, batch_size(p, w, held), most);
             if (!b) {
                 sent = true; /* cancelled tasks, or one failed */
                 break;
             }
+            held += b->n;
             send_batch(p, w, b);
             sent = true;
             next = depth + 1 < next ? depth + 1 : next;

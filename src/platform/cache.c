@@ -8,13 +8,17 @@
  * no malloc on the steady state.
  *
  * Blocks are carved from slabs mapped by the cache itself: no per-block
- * header, so a 112-byte future costs 112 bytes, and no malloc on a miss. A
+ * header, so an 88-byte future costs 88 bytes, and no malloc on a miss. A
  * thread's slabs grow from SLAB_MIN to SLAB_MAX; a SLAB_MAX slab is aligned
- * and advised as a transparent huge page, so a burst of a million futures
- * takes about 50 page faults instead of 25,000. Slabs are never unmapped: a
- * freed block goes back to a cache or the depot and is reused, so the memory
- * kept is the high-water mark of live blocks (plus what the last slab of
- * each thread has not carved yet), and a second burst maps nothing new.
+ * to its size. Built with -DCF_CACHE_THP, it is also advised as a
+ * transparent huge page (a burst of a million futures then takes about 45
+ * page faults instead of 21,500); the default leaves that to the system:
+ * on the benchmarks' virtual machine fresh huge pages made B1 bimodal and
+ * its median 1.5-2.3x slower (docs/design.md, "Memory"). Slabs are never
+ * unmapped: a freed block goes back to a cache or the depot and is reused,
+ * so the memory kept is the high-water mark of live blocks (plus what the
+ * last slab of each thread has not carved yet), and a second burst maps
+ * nothing new.
  *
  * Caching is on only with the libc allocator: a replaced allocator (tests,
  * users) sees every allocation, as cf_replace_allocator promises. A thread's
@@ -113,8 +117,8 @@ static void hold_blocks(tcache *c)
     }
 }
 
-/* Maps a slab of bytes (SLAB_MAX ones aligned to SLAB_MAX and advised as a
- * huge page); NULL if the kernel refuses. */
+/* Maps a slab of bytes (SLAB_MAX ones aligned to SLAB_MAX, and advised as a
+ * huge page with CF_CACHE_THP); NULL if the kernel refuses. */
 static char *map_slab(size_t bytes)
 {
     size_t len = bytes == SLAB_MAX ? 2 * bytes : bytes;
@@ -130,7 +134,7 @@ static char *map_slab(size_t bytes)
         if (a + bytes < p + len)
             munmap(a + bytes, (size_t)(p + len - (a + bytes)));
         p = a;
-#if defined MADV_HUGEPAGE && !defined CF_CACHE_NOTHP
+#if defined MADV_HUGEPAGE && defined CF_CACHE_THP
         madvise(p, bytes, MADV_HUGEPAGE);
 #endif
     }

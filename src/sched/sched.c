@@ -55,14 +55,28 @@ static inline uint32_t n_sleeping(uint64_t idle)
 
 _Thread_local cf__worker *cf__tls_worker;
 
-static inline void cpu_relax(void)
+/* ---- the injection queue (Vyukov's intrusive MPSC) ---------------------- */
+
+/* How many injected tasks are queued: popped is read first, so the
+ * difference never goes below the truth by a pop it raced with; a push
+ * counts once it is linked and counted, and then its pusher notifies. */
+static inline size_t inj_queued(cf__sched *s, memory_order mo)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+    size_t popped = atomic_load_explicit(&s->inj_popped, memory_order_acquire);
+    size_t pushed = atomic_load_explicit(&s->inj_pushed, mo);
+    /* a task linked and taken before its pusher counted it: below 0 */
+    return pushed > popped ? pushed - popped : 0;
 }
 
-/* ---- the injection queue (Vyukov's intrusive MPSC) ---------------------- */
+/* The consumer (inj_lock held) took one. */
+static inline void inj_count_pop(cf__sched *s)
+{
+    /* release: a reader that sees the new count sees the pop */
+    atomic_store_explicit(
+        &s->inj_popped,
+        atomic_load_explicit(&s->inj_popped, memory_order_relaxed) + 1,
+        memory_order_release);
+}
 
 static void inject_push(cf__sched *s, cf__task *t)
 {
@@ -106,14 +120,14 @@ static cf__task *inject_pop_locked(cf__sched *s)
  * cancel every one of them at once.) */
 static cf__task *inject_pop(cf__sched *s)
 {
-    if (atomic_load_explicit(&s->inj_count, memory_order_relaxed) == 0)
+    if (inj_queued(s, memory_order_relaxed) == 0)
         return NULL;
     /* acquire: pairs with the release in atomic_flag_clear below */
     if (atomic_flag_test_and_set_explicit(&s->inj_lock, memory_order_acquire))
         return NULL;
     cf__task *t = inject_pop_locked(s);
     if (t)
-        atomic_fetch_sub_explicit(&s->inj_count, 1, memory_order_seq_cst);
+        inj_count_pop(s);
     atomic_flag_clear_explicit(&s->inj_lock, memory_order_release);
     return t;
 }
@@ -129,13 +143,13 @@ cf__task *cf__sched_drain(cf__sched *s)
         if (!t) {
             if (atomic_load_explicit(&s->inj_tail, memory_order_acquire) !=
                     s->inj_head &&
-                atomic_load_explicit(&s->inj_count, memory_order_relaxed) > 0) {
+                inj_queued(s, memory_order_relaxed) > 0) {
                 sched_yield(); /* a producer is mid-push */
                 continue;
             }
             break;
         }
-        atomic_fetch_sub_explicit(&s->inj_count, 1, memory_order_relaxed);
+        inj_count_pop(s);
         atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
         *tail = t;
         tail = (cf__task **)&t->next;
@@ -226,7 +240,7 @@ static cf__task *find_work(cf__worker *w, bool *shared)
 /* True when some queue holds work (a racy scan: see the wake protocol). */
 static bool work_visible(cf__sched *s)
 {
-    if (atomic_load_explicit(&s->inj_count, memory_order_seq_cst) > 0)
+    if (inj_queued(s, memory_order_seq_cst) > 0)
         return true;
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++)
@@ -265,8 +279,10 @@ static bool all_busy(cf__sched *s, cf__worker *self)
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];
+        /* seq_cst: pairs with begin_task's store when notify had no
+         * fence (an injection) */
         if (w != self && !w->exited &&
-            !atomic_load_explicit(&w->in_task, memory_order_relaxed))
+            !atomic_load_explicit(&w->in_task, memory_order_seq_cst))
             return false;
     }
     return true;
@@ -316,8 +332,7 @@ static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
     if ((!atomic_load_explicit(&s->shutdown, memory_order_relaxed) ||
          atomic_load_explicit(&s->blocked_now, memory_order_relaxed) > 0) &&
         (!only_if_all_busy || all_busy(s, NULL))) {
-        size_t queued =
-            atomic_load_explicit(&s->inj_count, memory_order_relaxed);
+        size_t queued = inj_queued(s, memory_order_relaxed);
         size_t want = queued < 1             ? 1
                       : queued < SPAWN_BURST ? queued
                                              : SPAWN_BURST;
@@ -330,19 +345,19 @@ static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
     pthread_mutex_unlock(&s->spawn_mu);
 }
 
-/* After making work visible: make sure someone will look at it. */
-static void notify(cf__sched *s)
+/* The part of cf__sched_notify (sched.h) that wakes or starts a worker:
+ * nobody searches, and a sleeper or room for a worker may be there. */
+void cf__sched_notify_slow(cf__sched *s, uint64_t idle)
 {
-    /* seq_cst: our push before the idle load (the Dekker pairing with a
-     * worker's idle update and re-scan in go_to_sleep) */
-    cf__fence_seq_cst();
-    uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
-    if (n_searching(idle) > 0)
-        return;
     if (n_sleeping(idle) > 0)
         wake_one(s);
     else
-        maybe_spawn(s, worker_cap(s), true);
+        maybe_spawn(s, worker_cap(s), true); /* no-op if live >= the cap */
+}
+
+static inline void notify(cf__sched *s, bool fenced)
+{
+    cf__sched_notify(s, fenced);
 }
 
 /* More shared work is visible and nobody searches for it: wake a sleeper,
@@ -473,18 +488,35 @@ static bool rest(cf__sched *s, cf__worker *w)
 }
 
 /* A surplus worker that rested RETIRE_AFTER, or (idle) any worker that
- * slept the pool's idle_timeout through: true if it may leave. It stops
- * counting as searching first and then looks once more, so a push that
- * relied on it as a searcher is seen here (the pairing of notify). */
-static bool retire(cf__sched *s, bool idle)
+ * slept the pool's idle_timeout through: true if it may leave (then it is
+ * already out of live and marked exited: worker_main does not count it
+ * out again). Under spawn_mu it leaves tentatively - out of live, marked
+ * exited, no longer searching - and then looks once more; if work is
+ * visible it comes back. So a push that relied on it as a searcher is seen
+ * here (the pairing of notify), and a push that saw it no longer searching
+ * also sees it out of live (both seq_cst, live first) and out of all_busy
+ * (exited, under spawn_mu): that pusher starts a worker in its place. (It
+ * used to stay in live and not exited until it was gone, so such a push
+ * started nobody and relied on a worker that was leaving: its task waited
+ * for the next push.) */
+static bool retire(cf__sched *s, cf__worker *w, bool idle)
 {
     if (atomic_load_explicit(&s->shutdown, memory_order_relaxed) ||
         (!idle && !surplus(s)))
         return false;
+    pthread_mutex_lock(&s->spawn_mu);
+    bool may = idle || surplus(s);
+    w->exited = true;
+    atomic_fetch_sub_explicit(&s->live, 1, memory_order_seq_cst);
     atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
-    if (!work_visible(s) && (idle || surplus(s)))
+    if (may && !work_visible(s)) {
+        pthread_mutex_unlock(&s->spawn_mu);
         return true;
+    }
     atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&s->live, 1, memory_order_seq_cst);
+    w->exited = false;
+    pthread_mutex_unlock(&s->spawn_mu);
     return false;
 }
 
@@ -552,8 +584,8 @@ cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
     if (atomic_load_explicit(&thief->epoch, memory_order_acquire) != epoch) {
         cf__sched *s = w->sched;
         inject_push(s, t);
-        atomic_fetch_add_explicit(&s->inj_count, 1, memory_order_seq_cst);
-        notify(s);
+        atomic_fetch_add_explicit(&s->inj_pushed, 1, memory_order_seq_cst);
+        notify(s, false);
         return NULL;
     }
     cf__trace(CF__TR_STEAL, t, thief->index);
@@ -561,7 +593,7 @@ cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
     return t;
 }
 
-/* Records the bounds of the calling thread's stack in w. */
+/* Records where the calling thread's stack runs low in w. */
 static void find_stack(cf__worker *w)
 {
     pthread_attr_t attr;
@@ -574,8 +606,9 @@ static void find_stack(cf__worker *w)
     }
     uintptr_t here = (uintptr_t)__builtin_frame_address(0);
     /* Unknown: assume the size we asked for, less a margin. */
-    w->stack_lo =
+    uintptr_t stack_lo =
         lo ? (uintptr_t)lo : here - (CF__WORKER_STACK - ((size_t)64 << 10));
+    w->stack_limit = stack_lo + CF__STACK_RESERVE;
 }
 
 /* ---- workers ------------------------------------------------------------- */
@@ -604,7 +637,7 @@ static void *worker_main(void *arg)
          * meant for this worker's search (a pusher woke the top sleeper),
          * and the work seen by a refused retirement must get a worker. */
         if (!rested && should_rest(s)) {
-            if (rest(s, w) && (retiring = retire(s, false)))
+            if (rest(s, w) && (retiring = retire(s, w, false)))
                 break;
             rested = true;
             continue;
@@ -622,7 +655,7 @@ static void *worker_main(void *arg)
             if (!t && i > SPIN_ROUNDS / 2)
                 sched_yield();
             else if (!t)
-                cpu_relax();
+                cf__cpu_relax();
         }
         if (t) {
             begin_task(w);
@@ -648,7 +681,7 @@ static void *worker_main(void *arg)
         }
         if (may_exit(s))
             break;
-        if (go_to_sleep(s, w) && (retiring = retire(s, true)))
+        if (go_to_sleep(s, w) && (retiring = retire(s, w, true)))
             break;
     }
     cf__trace(CF__TR_WORKER_EXIT, NULL, w->index);
@@ -665,7 +698,10 @@ static void *worker_main(void *arg)
         w->joined = w->retired = detach = true;
     }
     atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
-    if (atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed) == 1)
+    /* A retiring worker left live in retire already. */
+    if (retiring
+            ? atomic_load_explicit(&s->live, memory_order_relaxed) == 0
+            : atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed) == 1)
         pthread_cond_broadcast(&s->exit_cv);
     pthread_mutex_unlock(&s->spawn_mu);
     cf__helper_swap(outer);
@@ -808,14 +844,6 @@ void cf__sched_destroy(cf__sched *s)
     pthread_cond_destroy(&s->exit_cv);
 }
 
-int cf__worker_push(cf__worker *w, cf__task *t)
-{
-    if (cf__deque_push(&w->deque, t))
-        return CF_ENOMEM;
-    notify(w->sched);
-    return 0;
-}
-
 int cf__sched_push(cf__sched *s, cf__task *t)
 {
     cf__worker *w = cf__tls_worker;
@@ -839,8 +867,8 @@ int cf__sched_push(cf__sched *s, cf__task *t)
         }
     }
     inject_push(s, t);
-    atomic_fetch_add_explicit(&s->inj_count, 1, memory_order_seq_cst);
-    notify(s);
+    atomic_fetch_add_explicit(&s->inj_pushed, 1, memory_order_seq_cst);
+    notify(s, false);
     /* release: a worker that sees 0 in may_exit sees our task queued */
     atomic_fetch_sub_explicit(&s->submitting, 1, memory_order_seq_cst);
     return 0;
@@ -911,7 +939,7 @@ void cf__sched_stats_get(cf__sched *s, cf__sched_stats *out)
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_relaxed);
     out->workers = atomic_load_explicit(&s->live, memory_order_relaxed);
     out->idle = n_searching(idle) + n_sleeping(idle);
-    size_t queued = atomic_load_explicit(&s->inj_count, memory_order_seq_cst);
+    size_t queued = inj_queued(s, memory_order_seq_cst);
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];

@@ -55,8 +55,10 @@ struct cf__worker {
     cf_thread *thread;
     size_t index;
     uint32_t rng;
-    uintptr_t stack_lo; /* the lowest usable address of the thread's stack */
-    char pad[64];       /* in_task and the counters away from the deque */
+    /* The lowest usable address of the thread's stack plus
+     * CF__STACK_RESERVE: below it a wait runs nothing inline. */
+    uintptr_t stack_limit;
+    char pad[64];             /* in_task and the counters away from the deque */
     _Atomic uint32_t in_task; /* 1 while inside a task (see sched.c) */
     _Atomic uint32_t in_wait; /* 1 while blocked in a wait */
     _Atomic uint64_t epoch;   /* stolen join frames finished (owner only) */
@@ -84,15 +86,22 @@ struct cf__sched {
     /* The injection queue: Vyukov's intrusive MPSC queue. Producers swap
      * the tail (no lock); one consumer at a time holds inj_lock. */
     _Atomic(cf__task *) inj_tail;
-    _Atomic size_t inj_count;
+    /* Tasks ever injected (producers) and ever taken off (the consumer
+     * holding inj_lock): each on its own side's line, so that a push and a
+     * pop do not fight over one counter. What is queued is the difference
+     * (inj_queued in sched.c). */
+    _Atomic size_t inj_pushed;
+    /* External pushes in flight: on the producers' line, away from idle,
+     * which searching workers update all the time. */
+    _Atomic int64_t submitting;
     char pad1[64]; /* producers' lines apart from the consumer's */
     cf__task *inj_head;
     atomic_flag inj_lock;
+    _Atomic size_t inj_popped;
     cf__task inj_stub;
     /* searching workers (low 32 bits) and sleeping ones (high 32 bits) */
     char pad2[64];
     _Atomic uint64_t idle;
-    _Atomic int64_t submitting; /* external pushes in flight */
     _Atomic bool shutdown;
     pthread_mutex_t sleep_mu;
     cf__worker *sleepers;
@@ -138,9 +147,44 @@ static inline cf__worker *cf__worker_current(void)
  * 0, CF_ESHUTDOWN, CF_ENOMEM. */
 int cf__sched_push(cf__sched *s, cf__task *t);
 
+void cf__sched_notify_slow(cf__sched *s, uint64_t idle);
+
+/* After making work visible: makes sure someone will look at it (wakes a
+ * sleeper or starts a worker when nobody searches). fenced: the work was
+ * made visible by a plain store (a deque push), so a seq_cst fence must
+ * order it before the idle load (the Dekker pairing with a worker's idle
+ * update and re-scan in go_to_sleep); an injection made it visible with a
+ * seq_cst read-modify-write of inj_pushed, which the seq_cst load of idle
+ * cannot pass: no fence (the sleeper's side reads inj_pushed seq_cst after
+ * its seq_cst update of idle, so one of the two sees the other). Inline:
+ * while every worker is busy it is one fence and a few loads. */
+static inline void cf__sched_notify(cf__sched *s, bool fenced)
+{
+    if (fenced)
+        cf__fence_seq_cst();
+    uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
+    if ((uint32_t)idle > 0) /* a searcher will find it */
+        return;
+    /* seq_cst: a worker that retires leaves live before it stops
+     * searching (retire in sched.c); having seen it not searching, we see
+     * it out of live */
+    if ((idle >> 32) > 0 ||
+        atomic_load_explicit(&s->live, memory_order_seq_cst) < s->max_workers ||
+        atomic_load_explicit(&s->blocked_now, memory_order_seq_cst) > 0)
+        cf__sched_notify_slow(s, idle);
+    /* else every live worker is busy and no more may start */
+}
+
 /* Pushes t on worker w's own deque (w is the calling thread's worker) and
- * wakes or starts a worker if none is looking: 0 or CF_ENOMEM. */
-int cf__worker_push(cf__worker *w, cf__task *t);
+ * wakes or starts a worker if none is looking: 0 or CF_ENOMEM. Inline: it
+ * is half of every cf_join. */
+static inline int cf__worker_push(cf__worker *w, cf__task *t)
+{
+    if (cf__deque_push(&w->deque, t))
+        return CF_ENOMEM;
+    cf__sched_notify(w->sched, true);
+    return 0;
+}
 
 /* Leapfrogging (docs/design.md, "The wait protocol"): from worker w,
  * steals a task of the deque of worker thief at index base or above while
@@ -175,8 +219,8 @@ static inline void cf__worker_leave(cf__worker *w)
  * CF__STACK_RESERVE of stack left below the current frame. */
 static inline bool cf__worker_stack_room(const cf__worker *w)
 {
-    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
-    return sp > w->stack_lo && sp - w->stack_lo > CF__STACK_RESERVE;
+    /* One compare: this is on the path of every cf_join. */
+    return (uintptr_t)__builtin_frame_address(0) > w->stack_limit;
 }
 
 /* Runs t on w inside a wait of the task w is running (t is something that
@@ -185,6 +229,14 @@ static inline bool cf__worker_stack_room(const cf__worker *w)
  * is still running when t returns. */
 static inline void cf__worker_run_inline(cf__worker *w, cf__task *t,
                                          const cf__drop *how);
+
+/* A spin-wait hint to the CPU. */
+static inline void cf__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 /* Bumps a worker's own counter (no read-modify-write: one writer). */
 static inline void cf__count(_Atomic size_t *c)
