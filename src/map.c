@@ -100,7 +100,8 @@ static int submit_bytes_task(cf_map *m, size_t i, cf_future **f)
         return cf_submit_bytes(m->ex, m->bfn, m->ins[lo], m->lens[lo], f);
     size_t hi = lo + m->chunk < m->n_in ? lo + m->chunk : m->n_in, len;
     int rc;
-    unsigned char *fn = cf__frame_task_new(0, m->bfn, NULL, 0, 0, &len, &rc);
+    unsigned char *fn = cf__frame_task_new(0, CF__FR_TASK, (const void *)m->bfn,
+                                           NULL, 0, 0, &len, &rc);
     size_t at = len;
     for (size_t k = lo; k < hi && fn; k++) {
         if (m->lens[k] > SIZE_MAX / 2 - len)

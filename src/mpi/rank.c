@@ -4,13 +4,18 @@
  * rank says hello, then runs the batches the root sends, in order, and
  * answers each with RESULTS messages, until STOP. A one-rank pool's
  * manager serves its own batches through cf__mpi_serve_batch. An isolated
- * rank hands its tasks to a process pool of one worker, whose blame rules
- * then apply to them. Every frame is checked: a malformed one fails its
- * task (and, when the rest cannot be trusted, the rest of the batch).
+ * rank runs its tasks in one worker process that it drives through the
+ * process transport's link (proc/wire.h), whose blame rules then apply to
+ * them. Every frame is checked: a malformed one fails its task (and, when
+ * the rest cannot be trusted, the rest of the batch).
  */
 #include "transport.h"
 
+#include "../proc/wire.h"
+
 #include <errno.h>
+#include <math.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -121,11 +126,13 @@ static int reply_hook(cf__replier *r, size_t mark)
     return rc ? rc : reply_begin(r, r->first + r->count);
 }
 
-/* The answer to task `id` was appended at mark (rc: 0 or CF_ENOMEM): one
- * too large for a message, or for memory, becomes a failure; then the test
- * hooks, and a flush past REPLY_FLUSH_BYTES. */
-static int reply_added(cf__replier *r, uint64_t id, size_t mark, int rc)
+/* The answer to task `id` was appended at mark (rc: 0 or CF_ENOMEM) and
+ * took since t0: one too large for a message, or for memory, becomes a
+ * failure; then the test hooks, and a flush past REPLY_FLUSH_BYTES. */
+static int reply_added(cf__replier *r, uint64_t id, size_t mark, int rc,
+                       double t0)
 {
+    r->busy_ns += (uint64_t)((cf__now() - t0) * 1e9);
     const char *why =
         rc ? "out of memory for the task's result"
         : r->buf.b->len > MSG_MAX
@@ -145,68 +152,251 @@ static int reply_added(cf__replier *r, uint64_t id, size_t mark, int rc)
     return 0;
 }
 
-/* Answers task i of a batch: runs it here, or (fs: isolated) takes what
- * its future from the rank's process pool says (NULL: the pool refused
- * it). Its time counts from *mark (isolated: the last answer) to now. */
-static int answer(cf__replier *r, cf__fn_cache *c, const cf__frame *h,
-                  const unsigned char *p, cf_future **fs, uint32_t i,
-                  double *mark)
+/* ---- an isolated rank's worker process ---------------------------------- */
+
+/* The owner of one link (proc/wire.h): tasks go to the worker in batch
+ * order, one batch at a time, and come back in that order, answered,
+ * blamed or requeued; a lost worker is reaped before the next starts. */
+struct cf__mpi_iso {
+    cf__pp_team team;
+    cf__pp_link *w;         /* the worker process, or NULL */
+    cf__rtask *head, *tail; /* not given to w yet, in order */
+    uint64_t next_id;
+    char broken[384]; /* why the initializer failed, or "" */
+    cf__replier *r;   /* the batch being answered; NULL: none */
+    double mark;      /* when its last answer came */
+    int rc;           /* a send's error: answer nothing more */
+};
+
+/* Answers the next task of the batch. */
+static void iso_answer(cf__mpi_iso *s, int code, const char *msg,
+                       const void *data, size_t len)
 {
-    double t0 = fs ? *mark : cf__now();
+    cf__replier *r = s->r;
+    if (s->rc || !r)
+        return;
     uint64_t id = r->first + r->count;
     size_t at = r->buf.b->len;
-    int rc;
-    if (!fs) {
-        rc = cf__serve_task(c, h, p, &r->buf, id, NULL, NULL);
-    } else if (!fs[i]) {
-        rc = cf__serve_answer(&r->buf, id, CF_EINVAL,
-                              "the rank's process pool refused the task", NULL,
-                              0);
-    } else {
-        const void *data = NULL;
-        size_t len = 0;
-        const char *msg = NULL;
-        int code = cf_future_bytes(fs[i], CF_FOREVER, &data, &len);
-        if (code)
-            cf_future_exception(fs[i], 0, &msg);
-        rc = cf__serve_answer(&r->buf, id, code, msg, data, len);
-        cf_future_release(fs[i]);
-        fs[i] = NULL;
-    }
-    *mark = cf__now();
-    r->busy_ns += (uint64_t)((*mark - t0) * 1e9);
-    return reply_added(r, id, at, rc);
+    int rc = cf__serve_answer(&r->buf, id, code, msg, data, len);
+    s->rc = reply_added(r, id, at, rc, s->mark);
+    s->mark = cf__now();
 }
 
-/* Answers the n task frames in `in`, in order: 0, or a send's error. */
-static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf_future **fs)
+static void iso_answered(void *o, cf__rtask *t, cf__bytes *b, cf__task_ctx *ctx)
+{
+    iso_answer(o, ctx->code, ctx->message, b ? b->data : NULL, b ? b->len : 0);
+    cf__free(ctx->message);
+    cf__free(b);
+    cf__free(t);
+}
+
+static void iso_requeue(void *o, cf__rtask *list)
+{
+    cf__mpi_iso *s = o;
+    cf__rtask *last = list;
+    while (last->next)
+        last = last->next;
+    if (!(last->next = s->head))
+        s->tail = last;
+    s->head = list;
+}
+
+static void iso_fail(void *o, cf__rtask *list, int code, const char *msg)
+{
+    for (cf__rtask *t = list, *next; t; t = next) {
+        next = t->next;
+        iso_answer(o, code, msg, NULL, 0);
+        cf__free(t);
+    }
+}
+
+/* The initializer failed: this task and every later one fail. */
+static void iso_broken(void *o, const char *msg)
+{
+    cf__mpi_iso *s = o;
+    snprintf(s->broken, sizeof s->broken, "%s", msg);
+    iso_fail(s, cf__pp_link_take(s->w), CF_EBROKEN, msg);
+    cf__pp_link_lose(s->w, CF__PP_KILL, NULL, cf__now());
+}
+
+static const cf__pp_owner iso_owner = {
+    .answered = iso_answered,
+    .requeue = iso_requeue,
+    .fail = iso_fail,
+    .broken = iso_broken,
+};
+
+/* Queues a copy of the TASK frame (h, p) under a fresh id: 0 or
+ * CF_ENOMEM. */
+static int iso_add(cf__mpi_iso *s, const cf__frame *h, const unsigned char *p)
+{
+    cf__rtask *t = cf__malloc(sizeof *t + sizeof *h + (size_t)h->len);
+    if (!t)
+        return CF_ENOMEM;
+    *t = (cf__rtask){ .len = sizeof *h + (size_t)h->len };
+    cf__frame fresh;
+    cf__frame_set(&fresh, h->type, ++s->next_id, h->len, h->aux);
+    memcpy(t->frame, &fresh, sizeof fresh);
+    memcpy(t->frame + sizeof fresh, p, (size_t)h->len);
+    if (s->tail)
+        s->tail->next = t;
+    else
+        s->head = t;
+    s->tail = t;
+    return 0;
+}
+
+/* Waits for the lost worker to end, then judges its tasks. */
+static void iso_reap(cf__mpi_iso *s)
+{
+    while (!cf__pp_link_reap(s->w, cf__now())) {
+        struct pollfd pf = { s->w->proc.pidfd, POLLIN, 0 };
+        poll(&pf, pf.fd >= 0, 10);
+    }
+    s->w = NULL;
+}
+
+/* Starts the worker process once a failed start may be retried: whether
+ * it is up. */
+static bool iso_start(cf__mpi_iso *s, double now)
+{
+    if (now < s->team.starts.retry_at) {
+        sleep_s(s->team.starts.retry_at - now);
+        return false;
+    }
+    int rc;
+    s->w = cf__pp_link_start(&s->team, now, &rc);
+    if (!s->w)
+        cf__starts_failed(&s->team.starts, cf_strerror(rc), now);
+    return s->w != NULL;
+}
+
+/* Feeds the worker, waits for its news or its deadline, and serves it. */
+static void iso_step(cf__mpi_iso *s, double now)
+{
+    cf__pp_link *w = s->w;
+    while (s->head && cf__pp_link_room(w)) {
+        cf__rtask *t = s->head;
+        if (!(s->head = t->next))
+            s->tail = NULL;
+        cf__pp_link_push(w, t, now);
+    }
+    if (!cf__pp_link_flush(w, now))
+        return;
+    struct pollfd pf[2] = {
+        { w->proc.fd, POLLIN | (w->unsent ? POLLOUT : 0), 0 },
+        { w->proc.pidfd, POLLIN, 0 },
+    };
+    int ms = cf__pp_poll_ms(cf__pp_link_deadline(w, now), now);
+    int rc = poll(pf, w->proc.pidfd >= 0 ? 2 : 1, ms);
+    now = cf__now();
+    if (rc > 0 && pf[1].revents)
+        cf__pp_link_gone(w, now);
+    else if (!(rc > 0 && (pf[0].revents & (POLLIN | POLLHUP | POLLERR))) ||
+             cf__pp_link_read(w, now, false))
+        cf__pp_link_check(w, now);
+}
+
+/* Runs the queued tasks on the worker process, answering each through r
+ * in order: 0, or a send's error. */
+static int iso_run(cf__mpi_iso *s, cf__replier *r)
+{
+    if (!s)
+        return 0;
+    s->r = r;
+    s->mark = cf__now();
+    while (!s->rc && (s->head || (s->w && s->w->head))) {
+        double now = cf__now();
+        if (!s->w &&
+            (s->broken[0] || cf__starts_give_up(&s->team.starts, 0, now))) {
+            cf__rtask *list = s->head;
+            s->head = s->tail = NULL;
+            iso_fail(s, list, CF_EBROKEN,
+                     s->broken[0] ? s->broken : s->team.starts.error);
+        } else if (s->w || iso_start(s, now)) {
+            iso_step(s, now);
+            if (s->w && s->w->proc.fd < 0)
+                iso_reap(s);
+        }
+    }
+    int rc = s->rc;
+    s->rc = 0;
+    s->r = NULL;
+    return rc;
+}
+
+/* Drops what is left of a batch, unanswered: its queued tasks, and the
+ * worker process if it holds some of them (why: how it goes). */
+static void iso_drop(cf__mpi_iso *s, cf__pp_why why)
+{
+    if (!s)
+        return;
+    s->r = NULL;
+    if (s->w && (s->w->head || why == CF__PP_STOP)) {
+        cf__pp_link_lose(s->w, why, NULL, cf__now());
+        iso_reap(s);
+    }
+    iso_fail(s, s->head, 0, NULL);
+    s->head = s->tail = NULL;
+}
+
+void cf__mpi_iso_free(cf__mpi_iso *s)
+{
+    if (!s)
+        return;
+    iso_drop(s, CF__PP_STOP);
+    cf__pp_spec_fini(&s->team.spec);
+    cf__free(s);
+}
+
+/* ---- serving batches ---------------------------------------------------- */
+
+/* Runs the task of the frame (h, p) here and answers it. */
+static int answer(cf__replier *r, cf__fn_cache *c, const cf__frame *h,
+                  const unsigned char *p)
+{
+    uint64_t id = r->first + r->count;
+    size_t at = r->buf.b->len;
+    double t0 = cf__now();
+    int rc = cf__serve_task(c, h, p, &r->buf, id, NULL, NULL);
+    return reply_added(r, id, at, rc, t0);
+}
+
+/* Answers the n task frames in `in`, in order (isolated: TASK frames in
+ * the worker process): 0, or a send's error. */
+static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf__mpi_iso *s)
 {
     cf__fn_cache cache = { .fn = NULL };
+    const char *why = NULL;
+    uint32_t i = 0;
     int rc = 0;
-    double mark = cf__now();
-    for (uint32_t i = 0; i < n && rc == 0; i++) {
+    for (; i < n && rc == 0; i++) {
         cf__frame h;
         const unsigned char *p;
-        const char *why = cf__rd_frame(&in, &h, &p);
-        if (why) {
-            if (!r->count || (rc = reply_flush(r, false, SIZE_MAX)) == 0)
-                rc = reply_error(r, i, CF_EBROKEN,
-                                 "malformed task frame %u of %u received (%s)",
-                                 i, n, why);
-            return rc;
-        }
-        rc = answer(r, &cache, &h, p, fs, i, &mark);
-        if (rc == CF_ENOMEM)
-            rc = reply_error(r, r->first + r->count, CF_ENOMEM,
-                             "out of memory on the worker");
-        if (rc == 0 && i + 1 == n)
-            rc = reply_flush(r, true, SIZE_MAX);
+        if ((why = cf__rd_frame(&in, &h, &p)) != NULL)
+            break;
+        if (s && h.type == CF__FR_TASK)
+            rc = iso_add(s, &h, p);
+        else if ((rc = iso_run(s, r)) == 0)
+            rc = answer(r, &cache, &h, p);
     }
-    return n == 0 ? reply_flush(r, true, SIZE_MAX) : rc;
+    if (rc == 0)
+        rc = iso_run(s, r);
+    iso_drop(s, CF__PP_KILL); /* after a failure */
+    if (rc == CF_ENOMEM)
+        return reply_error(r, r->first + r->count, CF_ENOMEM,
+                           "out of memory on the worker");
+    if (rc || !why)
+        return rc ? rc : reply_flush(r, true, SIZE_MAX);
+    if (r->count && (rc = reply_flush(r, false, SIZE_MAX)) != 0)
+        return rc;
+    return reply_error(r, i, CF_EBROKEN,
+                       "malformed task frame %u of %u received (%s)", i, n,
+                       why);
 }
 
 int cf__mpi_serve_batch(const unsigned char *msg, size_t len, cf__replier *r,
-                        cf_executor *pp)
+                        cf__mpi_iso *iso)
 {
     cf__rd in = { msg, len };
     const unsigned char *at = cf__rd_skip(&in, CF__FRAME_HDR);
@@ -220,26 +410,9 @@ int cf__mpi_serve_batch(const unsigned char *msg, size_t len, cf__replier *r,
     r->seq = b.id;
     if (in.left > b.len)
         in.left = (size_t)b.len;
-    /* A frame holds at least its header: that bounds a claimed count. */
-    uint32_t n = (uint32_t)b.aux, most = (uint32_t)(in.left / CF__FRAME_HDR);
-    uint32_t k = n < most ? n : most;
-    cf_future **fs = pp && k ? cf__calloc(k, sizeof *fs) : NULL;
-    if (reply_begin(r, 0) || (pp && k && !fs)) {
-        cf__free(fs);
+    if (reply_begin(r, 0))
         return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
-    }
-    /* Isolated: the whole batch goes to the process pool first, so that it
-     * streams through its worker. */
-    cf__rd ahead = in;
-    cf__frame h;
-    const unsigned char *p;
-    for (uint32_t i = 0; fs && i < k && !cf__rd_frame(&ahead, &h, &p); i++)
-        cf__remote_submit_frame(pp, &h, p, &fs[i]);
-    int rc = serve_tasks(r, in, n, fs);
-    for (uint32_t i = 0; fs && i < k; i++)
-        cf_future_release(fs[i]); /* left by an early stop */
-    cf__free(fs);
-    return rc;
+    return serve_tasks(r, in, (uint32_t)b.aux, iso);
 }
 
 /* Where a worker rank sends its answers. */
@@ -274,29 +447,29 @@ int cf__mpi_probe(MPI_Comm comm, int source, MPI_Status *st)
     }
 }
 
-int cf__mpi_prepare(const cf_options *opts, bool isolated, cf_executor **pp,
+int cf__mpi_prepare(const cf_options *opts, bool isolated, cf__mpi_iso **iso,
                     char **msg)
 {
-    *pp = NULL;
+    *iso = NULL;
     *msg = NULL;
     if (!isolated)
         return cf__serve_init(opts ? opts->initializer : NULL,
                               opts ? opts->initarg : NULL, msg);
-    /* One worker process, with opts' initializer and process settings. */
-    cf_options po = { .max_workers = 1 };
-    if (opts) {
-        po.name_prefix = opts->name_prefix;
-        po.initializer = opts->initializer;
-        po.initarg = opts->initarg;
-        po.max_tasks_per_child = opts->max_tasks_per_child;
-        po.task_timeout = opts->task_timeout;
-        po.start_method = opts->start_method;
-    }
-    if ((*pp = cf_process_pool_new(&po)) != NULL)
+    /* The worker process runs the initializer; it starts with the first
+     * task. */
+    cf_options o = opts ? *opts : (cf_options){ 0 };
+    int rc = CF_ENOMEM;
+    cf__mpi_iso *s = cf__calloc(1, sizeof *s);
+    if (s && (rc = cf__pp_spec_init(&s->team.spec, &o)) == 0) {
+        s->team.owner = &iso_owner;
+        s->team.o = s;
+        *iso = s;
         return 0;
+    }
+    cf__mpi_iso_free(s);
     char text[160];
-    snprintf(text, sizeof text, "could not start the rank's process pool: %s",
-             strerror(errno));
+    snprintf(text, sizeof text,
+             "could not set up the rank's worker process: %s", cf_strerror(rc));
     *msg = cf__strdup(text);
     return CF_EBROKEN;
 }
@@ -353,10 +526,10 @@ int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
 {
     dest to = { comm, root };
     char *msg;
-    cf_executor *pp;
-    int code = cf__mpi_prepare(opts, isolated, &pp, &msg);
+    cf__mpi_iso *iso;
+    int code = cf__mpi_prepare(opts, isolated, &iso, &msg);
     if (say_hello(&to, code, msg)) {
-        cf_executor_free(pp);
+        cf__mpi_iso_free(iso);
         return CF_EBROKEN;
     }
     cf_buffer in = { NULL, 0 };
@@ -376,7 +549,7 @@ int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
                              "out of memory on the worker for a %d-byte batch",
                              count);
         } else {
-            rc = cf__mpi_serve_batch(data, (size_t)count, &r, pp);
+            rc = cf__mpi_serve_batch(data, (size_t)count, &r, iso);
         }
         if (rc && rc != CF_ENOMEM)
             break;
@@ -384,6 +557,6 @@ int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
     }
     cf__free(in.b);
     cf__free(r.buf.b);
-    cf_executor_free(pp);
+    cf__mpi_iso_free(iso);
     return rc;
 }

@@ -63,7 +63,7 @@ typedef struct mpool {
     bool offline;  /* no MPI calls on comm: one rank, or MPI failed */
     bool isolated; /* tasks run in a process pool on each rank */
     MPI_Comm spawn_intra, spawn_inter; /* cf_mpi_pool_spawn's, or NULL */
-    cf_executor *pp; /* with one rank and isolated: the manager's */
+    cf__mpi_iso *pp; /* with one rank and isolated: the manager's */
     mworker *workers;
     size_t nworkers;
     /* The manager's. */
@@ -825,7 +825,7 @@ static bool mp_round(cf__remote *r)
     bool busy = in_flight(p);
     if (!busy && cf__remote_drained(r)) {
         stop_workers(p);
-        cf_executor_free(p->pp);
+        cf__mpi_iso_free(p->pp);
         p->pp = NULL;
         return true;
     }

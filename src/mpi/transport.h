@@ -93,16 +93,20 @@ typedef struct cf__replier {
     void *ctx;
 } cf__replier;
 
-/* Serves one TASKS message: runs its tasks in order (here, or on an
- * isolated rank's process pool pp) and answers through r. 0, or the error
+/* An isolated rank's worker process (rank.c). */
+typedef struct cf__mpi_iso cf__mpi_iso;
+/* Serves one TASKS message: runs its tasks in order (here, or in an
+ * isolated rank's worker process) and answers through r. 0, or the error
  * of a send (an MPI failure: stop serving). */
 int cf__mpi_serve_batch(const unsigned char *msg, size_t len, cf__replier *r,
-                        cf_executor *pp);
+                        cf__mpi_iso *iso);
 /* Gets a rank ready to run tasks: runs the initializer here, or (isolated)
- * starts the process pool *pp whose worker runs it. 0, or a failure code
- * with a message in *msg (caller frees). */
-int cf__mpi_prepare(const cf_options *opts, bool isolated, cf_executor **pp,
+ * sets up *iso, whose worker process runs it. 0, or a failure code with a
+ * message in *msg (caller frees). */
+int cf__mpi_prepare(const cf_options *opts, bool isolated, cf__mpi_iso **iso,
                     char **msg);
+/* Stops the worker process, then frees iso (NULL: nothing). */
+void cf__mpi_iso_free(cf__mpi_iso *iso);
 /* A worker rank: says hello, then serves batches until STOP. 0, or
  * CF_EBROKEN on an MPI failure. */
 int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,

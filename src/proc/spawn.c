@@ -4,7 +4,7 @@
  * processes (wire.h). Spawn: posix_spawn of /proc/self/exe with the
  * worker's socket on CF__PP_FD, stdin from /dev/null, every other
  * descriptor closed, an empty signal mask and default actions; the
- * constructor in pool.c serves the pool before main would run. Fork: the
+ * constructor below serves the pool before main would run. Fork: the
  * same layout in a copy of the parent (docs/process_pool.md says what that
  * allows). The state page is a memfd the parent maps before the child
  * starts: a forked child inherits the mapping, a spawned one finds the
@@ -18,8 +18,10 @@
 #include <spawn.h>
 #include <stdio.h>
 #include <stdio_ext.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -165,4 +167,25 @@ int cf__pp_start(cf__pp_proc *out, char *const *envp)
     out->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec */
 #endif
     return 0;
+}
+
+/* A spawned worker is this program started again with CF__PP_ENV_FD set:
+ * this constructor, beside what starts workers so that every program that
+ * can start one has it, serves the pool before main would run. */
+__attribute__((constructor)) static void serve_if_worker(void)
+{
+    const char *fd = getenv(CF__PP_ENV_FD);
+    if (!fd)
+        return;
+    const char *parent = getenv(CF__PP_ENV_PARENT);
+    long n = strtol(fd, NULL, 10);
+    long ppid = parent ? strtol(parent, NULL, 10) : 0;
+    /* Programs the worker's tasks start are not workers. */
+    unsetenv(CF__PP_ENV_FD);
+    unsetenv(CF__PP_ENV_PARENT);
+    struct stat st;
+    if (n != CF__PP_FD || ppid <= 0 || fstat(CF__PP_FD, &st) != 0 ||
+        !S_ISSOCK(st.st_mode))
+        return;
+    cf__pp_worker_main((pid_t)ppid, cf__pp_state_attach());
 }

@@ -95,57 +95,41 @@ static void send_frame(uint16_t type, uint64_t id, int32_t aux,
         _exit(0); /* the pool is gone */
 }
 
-static void send_failure(uint16_t type, uint64_t id, const cf__task_ctx *ctx)
+/* Runs the initializer INIT names, if any (wire.h), and answers. */
+static void run_init(const cf__frame *h, const unsigned char *p)
 {
-    const char *msg = ctx->message ? ctx->message : "";
-    send_frame(type, id, ctx->code, msg, strnlen(msg, CF__MAX_MESSAGE));
-}
-
-/* A module name from the wire, as a C string (callers check len). */
-static void copy_name(char *dst, const unsigned char *src, size_t len)
-{
-    memcpy(dst, src, len);
-    dst[len] = '\0';
-}
-
-static void run_init(const cf__frame *h, const unsigned char *p, size_t len)
-{
-    cf__pp_init in;
-    if (len < sizeof in)
-        _exit(2);
-    memcpy(&in, p, sizeof in);
-    if (in.fn_module_len > CF__MAX_MODULE ||
-        in.arg_module_len > CF__MAX_MODULE ||
-        len != sizeof in + in.fn_module_len + in.arg_module_len)
-        _exit(2);
-    char fn_name[CF__MAX_MODULE + 1], arg_name[CF__MAX_MODULE + 1];
-    copy_name(fn_name, p + sizeof in, in.fn_module_len);
-    copy_name(arg_name, p + sizeof in + in.fn_module_len, in.arg_module_len);
+    static cf__fn_cache cache;
     cf__task_ctx ctx = { 0, NULL };
-    if (h->aux & CF__PP_INIT_FN) {
-        cf_fn fn = (cf_fn)cf__fnid_resolve(fn_name, in.fn_offset);
-        void *arg = NULL;
-        if (h->aux & CF__PP_INIT_ARG_RAW)
-            arg = (void *)(uintptr_t)in.arg;
-        else if (h->aux & CF__PP_INIT_ARG_ID)
-            arg = cf__fnid_resolve(arg_name, in.arg);
-        if (!fn) {
-            cf__serve_fail(&ctx, CF_EINVAL,
-                           "the worker cannot find the initializer (in %s at "
-                           "offset %#llx)",
-                           fn_name, in.fn_offset);
-        } else if ((h->aux & CF__PP_INIT_ARG_ID) && !arg) {
-            cf__serve_fail(
-                &ctx, CF_EINVAL,
-                "the worker cannot find initarg (in %s at offset %#llx)",
-                arg_name, in.arg);
-        } else {
-            ctx.code = cf__serve_init(fn, arg, &ctx.message);
-        }
+    const void *in = NULL;
+    size_t len = 0;
+    cf_fn fn = NULL;
+    if (h->len) /* the cast: an initializer has the other shape */
+        fn = (cf_fn)(void (*)(void))cf__serve_fn(&cache, h, p, &in, &len, &ctx);
+    const unsigned char *a = in;
+    char name[CF__MAX_MODULE + 1];
+    uint64_t v = 0;
+    void *arg = NULL;
+    if (fn && len) {
+        if (len < 9 || len - 9 > CF__MAX_MODULE)
+            _exit(2);
+        memcpy(&v, a + 1, 8);
+        memcpy(name, a + 9, len - 9);
+        name[len - 9] = '\0';
+        arg = a[0] == CF__PP_ARG_RAW ? (void *)(uintptr_t)v
+                                     : cf__fnid_resolve(name, v);
     }
+    if (fn && len && !arg)
+        cf__serve_fail(&ctx, CF_EINVAL,
+                       "the worker cannot find initarg (in %s at offset "
+                       "%#llx)",
+                       name, v);
+    else if (fn)
+        ctx.code = cf__serve_init(fn, arg, &ctx.message);
     flush_stdio();
     if (ctx.code) {
-        send_failure(CF__FR_INIT_FAIL, 0, &ctx);
+        const char *msg = ctx.message ? ctx.message : "";
+        send_frame(CF__FR_INIT_FAIL, 0, ctx.code, msg,
+                   strnlen(msg, CF__MAX_MESSAGE));
         _exit(0);
     }
     send_frame(CF__FR_READY, 0, 0, NULL, 0);
@@ -223,7 +207,7 @@ _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
         const unsigned char *p = r.buf + r.beg;
         r.beg += (size_t)h.len; /* the bytes stay put until the next fill */
         if (h.type == CF__FR_INIT)
-            run_init(&h, p, (size_t)h.len);
+            run_init(&h, p);
         else
             run_task(&h, p);
         ready = true;

@@ -55,13 +55,14 @@ const char *cf__frame_bad(const cf__frame *h)
     return NULL;
 }
 
-void *cf__frame_task_new(size_t extra, cf_bytes_fn fn, const void *in,
-                         size_t len, uint64_t id, size_t *flen, int *rc)
+void *cf__frame_task_new(size_t extra, uint16_t type, const void *fn,
+                         const void *in, size_t len, uint64_t id, size_t *flen,
+                         int *rc)
 {
     const char *module;
     uint64_t offset;
     *rc = CF_EINVAL;
-    if (cf__fnid_of((const void *)fn, &module, &offset))
+    if (cf__fnid_of(fn, &module, &offset))
         return NULL;
     size_t mlen = strlen(module);
     if (mlen > CF__MAX_MODULE || len > CF__MAX_PAYLOAD - 8 - mlen)
@@ -73,7 +74,7 @@ void *cf__frame_task_new(size_t extra, cf_bytes_fn fn, const void *in,
         return NULL;
     unsigned char *at = rec + extra;
     cf__frame h;
-    cf__frame_set(&h, CF__FR_TASK, id, 8 + mlen + len, (int32_t)mlen);
+    cf__frame_set(&h, type, id, 8 + mlen + len, (int32_t)mlen);
     memcpy(at, &h, sizeof h);
     memcpy(at += sizeof h, &offset, 8);
     memcpy(at += 8, module, mlen);

@@ -29,7 +29,8 @@
 #define CF__MAX_PAYLOAD ((uint64_t)1 << 40)
 
 enum {
-    CF__FR_INIT = 1,      /* pool: aux flags; payload cf__pp_init + names */
+    CF__FR_INIT = 1,      /* pool: as TASK, naming the initializer (its
+                             input names initarg), or empty: none */
     CF__FR_TASK = 2,      /* pool: aux module length; payload u64 offset,
                              module, input bytes */
     CF__FR_READY = 3,     /* worker: initializer done; no payload */
@@ -61,11 +62,12 @@ void cf__frame_set(cf__frame *h, uint16_t type, uint64_t id, uint64_t len,
 /* NULL when the header is well formed, else what is wrong with it. */
 const char *cf__frame_bad(const cf__frame *h);
 
-/* A TASK frame for fn over in[0..len), at `extra` bytes into one new
- * allocation (the caller's record first); *flen its length. NULL: *rc is
- * CF_EINVAL (fn cannot be named, or too large) or CF_ENOMEM. */
-void *cf__frame_task_new(size_t extra, cf_bytes_fn fn, const void *in,
-                         size_t len, uint64_t id, size_t *flen, int *rc);
+/* A TASK (or INIT) frame for fn over in[0..len), at `extra` bytes into
+ * one new allocation (the caller's record first); *flen its length. NULL:
+ * *rc is CF_EINVAL (fn cannot be named, or too large) or CF_ENOMEM. */
+void *cf__frame_task_new(size_t extra, uint16_t type, const void *fn,
+                         const void *in, size_t len, uint64_t id, size_t *flen,
+                         int *rc);
 
 /* A bounds-checked reader over one buffer. */
 typedef struct cf__rd {

@@ -1,20 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * engine.c - the remote engine (engine.h): the executor operations, the
- * pending queue, completing tasks, the manager thread and the fault
- * accounting both transports share.
+ * pending queue, completing tasks and the manager thread both transports
+ * share.
  */
 #include "engine.h"
 
 #include "../future.h"
 
 #include <errno.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
-
-#define START_BACKOFF_MIN_S 0.01
-#define START_BACKOFF_MAX_S 0.5
 
 /* ---- completing tasks (manager; never with mu held) -------------------- */
 
@@ -120,56 +116,6 @@ bool cf__remote_drained(cf__remote *r)
     return done;
 }
 
-/* ---- fault accounting -------------------------------------------------- */
-
-void cf__remote_blame(cf__remote *r, cf__rtask *held, uint64_t ran,
-                      char *(*msg)(void *arg, int *code), void *arg)
-{
-    cf__rtask *cut = NULL;
-    for (cf__rtask *t = held; t; t = t->next)
-        if (ran && cf__rtask_id(t) == ran)
-            cut = t;
-    cf__remote_requeue(r, cut ? cut->next : held);
-    if (!cut)
-        return;
-    cut->next = NULL;
-    int code = CF_EBROKEN;
-    char *text = msg(arg, &code);
-    cf__remote_fail_list(r, held, code, text);
-    cf__free(text);
-}
-
-void cf__remote_start_failed(cf__remote *r, const char *why, double now)
-{
-    cf__starts *s = &r->starts;
-    if (s->tries++ == 0)
-        s->since = now;
-    s->fresh = true;
-    s->backoff = s->backoff > 0 ? fmin(2 * s->backoff, START_BACKOFF_MAX_S)
-                                : START_BACKOFF_MIN_S;
-    s->retry_at = now + s->backoff;
-    snprintf(s->error, sizeof s->error, "cannot start a worker process: %s",
-             why);
-}
-
-void cf__remote_start_ok(cf__remote *r)
-{
-    r->starts.tries = 0;
-    r->starts.backoff = 0;
-    r->starts.retry_at = 0;
-}
-
-void cf__remote_give_up(cf__remote *r, size_t live, double now)
-{
-    cf__starts *s = &r->starts;
-    bool fresh = s->fresh;
-    s->fresh = false;
-    if (!fresh || live || s->tries < CF__START_GIVE_UP_TRIES ||
-        now - s->since < CF__START_GIVE_UP_S)
-        return;
-    cf__remote_fail_list(r, cf__remote_take(r, SIZE_MAX), CF_EBROKEN, s->error);
-}
-
 /* ---- the manager thread ------------------------------------------------ */
 
 static void *manager_main(void *arg)
@@ -263,37 +209,12 @@ static int remote_submit_bytes(cf_executor *ex, cf_future *f, cf_bytes_fn fn,
     cf__remote *r = (cf__remote *)ex;
     size_t flen;
     int rc;
-    cf__rtask *t =
-        cf__frame_task_new(sizeof *t, fn, in, len, new_id(r), &flen, &rc);
+    cf__rtask *t = cf__frame_task_new(sizeof *t, CF__FR_TASK, (const void *)fn,
+                                      in, len, new_id(r), &flen, &rc);
     if (!t)
         return rc;
     *t = (cf__rtask){ .len = flen };
     return enqueue(r, t, f);
-}
-
-int cf__remote_submit_frame(cf_executor *ex, const cf__frame *h,
-                            const unsigned char *payload, cf_future **out)
-{
-    cf__remote *r = (cf__remote *)ex;
-    if (h->type != CF__FR_TASK)
-        return CF_EINVAL;
-    cf__rtask *t = cf__malloc(sizeof *t + sizeof *h + (size_t)h->len);
-    cf_future *f = t ? cf__future_alloc(2) : NULL;
-    if (!f) {
-        cf__free(t);
-        return CF_ENOMEM;
-    }
-    *t = (cf__rtask){ .len = sizeof *h + (size_t)h->len };
-    cf__frame fresh;
-    cf__frame_set(&fresh, h->type, new_id(r), h->len, h->aux);
-    memcpy(t->frame, &fresh, sizeof fresh);
-    memcpy(t->frame + sizeof fresh, payload, (size_t)h->len);
-    cf__future_mark_bytes(f);
-    int rc = enqueue(r, t, f);
-    if (rc)
-        cf__cache_free(f);
-    *out = rc ? NULL : f;
-    return rc;
 }
 
 static bool on_manager(cf__remote *r)

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * engine.h - the remote engine under process and MPI pools: the executor
- * operations, the pending queue of TASK frames, shutdown, breaking, stats,
- * the manager thread and the fault accounting (docs/design.md, "The remote
- * engine"). A transport owns its workers and implements one round of the
- * manager (serve what happened, feed workers, wait) and a wake-up.
+ * operations, the pending queue of TASK frames, shutdown, breaking, stats
+ * and the manager thread (docs/design.md, "The remote engine"). A
+ * transport owns its workers and implements one round of the manager
+ * (serve what happened, feed workers, wait) and a wake-up.
  *
  * Locking: the queue and the flags are under `mu`; the rest is the
  * manager's. Futures complete without `mu` held, so a done callback may
@@ -39,14 +39,6 @@ typedef struct cf__remote_ops {
     void (*destroy)(cf__remote *r); /* frees the transport and r */
 } cf__remote_ops;
 
-/* Failed starts since the last good one (manager only). */
-typedef struct cf__starts {
-    double since, retry_at, backoff;
-    unsigned tries;
-    bool fresh;      /* one failed since cf__remote_give_up last ran */
-    char error[256]; /* why the last one failed */
-} cf__starts;
-
 struct cf__remote {
     cf_executor base;
     const cf__remote_ops *ops;
@@ -58,7 +50,6 @@ struct cf__remote {
     bool shutdown, broken, exited, orphaned;
     bool listening; /* the manager wants a wake-up on submit */
     char broken_msg[384];
-    cf__starts starts;
     /* cf_executor_stats' snapshot, written by the manager: relaxed. */
     _Atomic size_t st_workers, st_idle, st_running, st_completed, st_failed,
         st_cancelled, st_stalled;
@@ -110,27 +101,6 @@ void cf__remote_fail_list(cf__remote *r, cf__rtask *list, int code,
 void cf__remote_break(cf__remote *r, const char *msg);
 /* Whether the pool is shut down with nothing pending. */
 bool cf__remote_drained(cf__remote *r);
-
-/* ---- fault accounting (manager; docs/design.md, "Blame") -------------- */
-
-/* A dead worker held `held` (written to it in full, in order) and started
- * the task with id `ran` last: that one and those before it fail with
- * msg()'s code and text (freed here); those after it are requeued. */
-void cf__remote_blame(cf__remote *r, cf__rtask *held, uint64_t ran,
-                      char *(*msg)(void *arg, int *code), void *arg);
-/* A worker failed to start (why): back off. A start succeeded: reset. */
-void cf__remote_start_failed(cf__remote *r, const char *why, double now);
-void cf__remote_start_ok(cf__remote *r);
-/* With no worker alive (live == 0) and none started for CF__START_GIVE_UP_S
- * over CF__START_GIVE_UP_TRIES tries, the pending tasks fail. */
-void cf__remote_give_up(cf__remote *r, size_t live, double now);
-#define CF__START_GIVE_UP_S 2.0
-#define CF__START_GIVE_UP_TRIES 3
-
-/* Submits a TASK frame (h and its payload) as it is, under a fresh id: how
- * one transport hands its tasks to another (isolated MPI ranks). */
-int cf__remote_submit_frame(cf_executor *ex, const cf__frame *h,
-                            const unsigned char *payload, cf_future **out);
 
 /* The operations of a remote pool (submit: CF_EINVAL, pointer tasks cannot
  * cross), submit_bytes, shutdown, free, stats, wait. */

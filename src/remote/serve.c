@@ -39,8 +39,8 @@ cf_bytes_fn cf__serve_fn(cf__fn_cache *c, const cf__frame *h,
 {
     size_t mlen = (size_t)h->aux;
     *ctx = (cf__task_ctx){ 0, NULL };
-    if (h->type != CF__FR_TASK || h->aux < 0 || mlen > CF__MAX_MODULE ||
-        h->len < 8 + mlen) {
+    if ((h->type != CF__FR_TASK && h->type != CF__FR_INIT) || h->aux < 0 ||
+        mlen > CF__MAX_MODULE || h->len < 8 + mlen) {
         ctx->code = CF_EINVAL;
         ctx->message = cf__strdup("malformed task frame");
         return NULL;
@@ -53,8 +53,11 @@ cf_bytes_fn cf__serve_fn(cf__fn_cache *c, const cf__frame *h,
     cf_bytes_fn fn = (cf_bytes_fn)resolve(c, name, offset);
     if (!fn)
         cf__serve_fail(ctx, CF_EINVAL,
-                       "the worker cannot find the task function (in %s at "
-                       "offset %#llx)",
+                       h->type == CF__FR_INIT
+                           ? "the worker cannot find the initializer (in %s "
+                             "at offset %#llx)"
+                           : "the worker cannot find the task function (in "
+                             "%s at offset %#llx)",
                        name, offset);
     *in = p + 8 + mlen;
     *len = (size_t)h->len - 8 - mlen;

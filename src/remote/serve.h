@@ -19,8 +19,9 @@ typedef struct cf__fn_cache {
     void *fn;
 } cf__fn_cache;
 
-/* The function a TASK frame (h, payload p) names, its input in *in, *len;
- * or NULL with ctx's code (CF_EINVAL) and message (caller frees). */
+/* The function a TASK or INIT frame (h, payload p) names, its input in
+ * *in, *len; or NULL with ctx's code (CF_EINVAL) and message (caller
+ * frees). */
 cf_bytes_fn cf__serve_fn(cf__fn_cache *c, const cf__frame *h,
                          const unsigned char *p, const void **in, size_t *len,
                          cf__task_ctx *ctx);
