@@ -801,8 +801,21 @@ static void map_bytes(void)
     cf_executor_free(ex);
 }
 
+/* gcc says __SANITIZE_ADDRESS__, clang __has_feature(address_sanitizer). */
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN_BUILD 1
+#endif
+#endif
+#ifndef ASAN_BUILD
+#define ASAN_BUILD 0
+#endif
+
 /* Isolated ranks: a crash or a hang fails its own task, the rank goes on;
  * everything else works as on a plain MPI pool. */
+
 static void isolated_crash_and_timeout(void)
 {
     cf_options o = { .task_timeout = 1.0 };
@@ -815,7 +828,7 @@ static void isolated_crash_and_timeout(void)
             fs[i] = submit_i64(ex, square, i);
         const char *msg = NULL;
         CHECK_EQ(cf_future_exception(boom, 30.0, &msg), CF_EBROKEN);
-#if defined(__SANITIZE_ADDRESS__)
+#if ASAN_BUILD
         /* ASan catches the signal and exits the worker process with 1. */
         CHECK(msg && strstr(msg, "worker process"));
 #else
@@ -898,41 +911,89 @@ static void isolated_initializer(void)
 
 /* ---- the kill loop on isolated ranks ---------------------------------------- */
 
-/* A logged task: its input names the root (whose log it writes), its id and
- * how long it sleeps; it logs "started id", works, logs "done id" (one
- * 8-byte O_APPEND write each), and returns its id. */
+/* The kill loop's log: a page in /dev/shm that every rank maps at start
+ * (main) and every spawned worker maps in a constructor that runs before
+ * the library's (which serves and never returns), with a start and a done
+ * counter per task id. A task's first action is one atomic add, no system
+ * call and no page fault (the worker touches the page and the task's code
+ * first): the pool marks a task running as the last step before calling
+ * it, so a SIGKILL can make it rightly blame a task the log says never
+ * started only in the few instructions between that mark and the add
+ * (tests/test_remote_faults.c argues this at length). */
+enum { LOG_IDS = 512 };
+typedef struct log_page {
+    _Atomic unsigned char started[LOG_IDS], done[LOG_IDS];
+} log_page;
+static log_page *log_map;
+#define LOG_ENV "CF_TEST_MPI_FAULT_LOG"
+
+static log_page *log_open(const char *path, int flags)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC | flags, 0600);
+    if (fd < 0)
+        return NULL;
+    if ((flags & O_CREAT) && ftruncate(fd, sizeof(log_page)) != 0) {
+        close(fd);
+        return NULL;
+    }
+    void *m =
+        mmap(NULL, sizeof(log_page), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return m == MAP_FAILED ? NULL : m;
+}
+
+static void log_add(bool done, int64_t id)
+{
+    if (log_map && id >= 0 && id < LOG_IDS)
+        atomic_fetch_add_explicit(done ? &log_map->done[id]
+                                       : &log_map->started[id],
+                                  1, memory_order_relaxed);
+}
+
 typedef struct logged_job {
-    int64_t root_pid, id, sleep_us;
+    int64_t id, sleep_us;
 } logged_job;
 
-static void log_path(char *buf, size_t n, int64_t root_pid)
-{
-    snprintf(buf, n, "/tmp/cf_mpi_faults.%lld.log", (long long)root_pid);
-}
-
-static void log_record(int64_t root_pid, uint64_t rec)
-{
-    char path[64];
-    log_path(path, sizeof path, root_pid);
-    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    if (write(fd, &rec, sizeof rec) != (ssize_t)sizeof rec)
-        _exit(9);
-    close(fd);
-}
-
+/* A logged task: logs "started id", sleeps, logs "done id", returns id. */
 static int logged(const void *in, size_t len, cf_buffer *out)
 {
     logged_job j;
     if (len != sizeof j)
         return CF_EINVAL;
     memcpy(&j, in, sizeof j);
-    log_record(j.root_pid, (uint64_t)j.id << 1);
+    log_add(false, j.id); /* before anything else */
     if (j.sleep_us)
         sleep_s((double)j.sleep_us * 1e-6);
-    log_record(j.root_pid, (uint64_t)j.id << 1 | 1);
+    log_add(true, j.id);
     return put_i64(out, j.id);
+}
+
+/* In a spawned worker: map the log and touch it and the task's code (the
+ * scratch id LOG_IDS - 1 is never used by a test). */
+__attribute__((constructor(101))) static void log_attach(void)
+{
+    const char *path = getenv(LOG_ENV);
+    if (!getenv("CFUTURES_WORKER_FD") || !path)
+        return;
+    log_map = log_open(path, 0);
+    log_add(false, LOG_IDS - 1);
+    logged(NULL, 0, NULL);
+}
+
+/* On every rank, at start: the root makes the log, every rank maps it and
+ * names it to the workers it will spawn. */
+static void log_setup(void)
+{
+    long long root_pid = getpid();
+    MPI_Bcast(&root_pid, 1, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
+    char path[64];
+    snprintf(path, sizeof path, "/dev/shm/cf_mpi_faults.%lld", root_pid);
+    if (world_rank == 0)
+        CHECK((log_map = log_open(path, O_CREAT | O_TRUNC)) != NULL);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (world_rank != 0)
+        CHECK((log_map = log_open(path, 0)) != NULL);
+    setenv(LOG_ENV, path, 1);
 }
 
 /* The parent pid and state of process pid, from /proc: false if gone. */
@@ -1005,18 +1066,12 @@ static void *rank_killer_main(void *arg)
 static void isolated_kill_loop(void)
 {
     enum { N = 300 };
-    char path[64];
-    int64_t me = getpid();
-    log_path(path, sizeof path, me);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    CHECK(fd >= 0);
-    close(fd);
     cf_executor *ex = make_isolated_pool(NULL);
     rank_killer k = { .seed = 99 };
     CHECK_EQ(pthread_create(&k.th, NULL, rank_killer_main, &k), 0);
     static cf_future *fs[N];
     for (int i = 0; i < N; i++) {
-        logged_job j = { me, i, i % 2 ? 0 : 3000 };
+        logged_job j = { i, i % 2 ? 0 : 3000 };
         CHECK_EQ(cf_submit_bytes(ex, logged, &j, sizeof j, &fs[i]), 0);
     }
     for (int i = 0; i < N; i++)
@@ -1024,15 +1079,11 @@ static void isolated_kill_loop(void)
               CF_ETIMEDOUT);
     atomic_store(&k.stop, true);
     pthread_join(k.th, NULL);
-    unsigned char started[N] = { 0 }, done[N] = { 0 };
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    CHECK(fd >= 0);
-    for (uint64_t rec; read(fd, &rec, sizeof rec) == (ssize_t)sizeof rec;) {
-        CHECK((rec >> 1) < N);
-        (rec & 1 ? done : started)[rec >> 1]++;
+    unsigned char started[N], done[N];
+    for (int i = 0; i < N; i++) {
+        started[i] = atomic_load(&log_map->started[i]);
+        done[i] = atomic_load(&log_map->done[i]);
     }
-    close(fd);
-    unlink(path);
     int failed = 0;
     for (int i = 0; i < N; i++) {
         const char *msg = NULL;
@@ -1180,6 +1231,7 @@ int main(int argc, char **argv)
     MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+    log_setup();
     int ran = 0;
     double t0 = now_s();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1213,6 +1265,8 @@ int main(int argc, char **argv)
     if (world_rank == 0)
         printf("%d of %d cases passed in %.2fs on %d rank(s)\n", ran, ran,
                now_s() - t0, world_size);
+    if (world_rank == 0)
+        unlink(getenv(LOG_ENV));
     MPI_Finalize();
     return 0;
 }
