@@ -130,6 +130,36 @@ static inline void gate_wait(gate *g)
     pthread_mutex_unlock(&g->mu);
 }
 
+/* ---- bytes tasks of one int64 (process and remote pools) ---------------- */
+
+/* Submits fn over the 8 bytes of x; the future (the submit must succeed). */
+static inline cf_future *submit_i64(cf_executor *ex, cf_bytes_fn fn, int64_t x)
+{
+    cf_future *f = NULL;
+    CHECK_EQ(cf_submit_bytes(ex, fn, &x, sizeof x, &f), 0);
+    return f;
+}
+
+/* The int64 that f's result starts with; f must succeed within 30 s
+ * (scaled). */
+static inline int64_t i64_of(cf_future *f)
+{
+    const void *data;
+    size_t len;
+    int rc = cf_future_bytes(f, 30.0 * test_scale(), &data, &len);
+    if (rc) {
+        const char *msg = NULL;
+        cf_future_exception(f, 0, &msg);
+        fprintf(stderr, "task failed: %s: %s\n", cf_strerror(rc),
+                msg ? msg : "(no message)");
+    }
+    CHECK_EQ(rc, 0);
+    CHECK(len >= sizeof(int64_t));
+    int64_t v;
+    memcpy(&v, data, sizeof v);
+    return v;
+}
+
 /* ---- the failing allocator ------------------------------------------- */
 
 static atomic_long oom_countdown = -1; /* allocations left before failing */

@@ -28,31 +28,6 @@ static cf_executor *pool(int workers)
     return ex;
 }
 
-static cf_future *submit_i64(cf_executor *ex, cf_bytes_fn fn, int64_t x)
-{
-    cf_future *f = NULL;
-    CHECK_EQ(cf_submit_bytes(ex, fn, &x, sizeof x, &f), 0);
-    return f;
-}
-
-/* The int64 result of f (which must succeed). */
-static int64_t i64_of(cf_future *f)
-{
-    const void *data;
-    size_t len;
-    int rc = cf_future_bytes(f, 30.0 * test_scale(), &data, &len);
-    if (rc) {
-        const char *msg;
-        cf_future_exception(f, 0, &msg);
-        fprintf(stderr, "task failed: %s: %s\n", cf_strerror(rc), msg);
-    }
-    CHECK_EQ(rc, 0);
-    CHECK_EQ(len, sizeof(int64_t));
-    int64_t v;
-    memcpy(&v, data, sizeof v);
-    return v;
-}
-
 /* Waits for f to fail; checks the code and that the message contains
  * `needle` (any of the '|'-separated alternatives). */
 static void check_fails(cf_future *f, int code, const char *needle)

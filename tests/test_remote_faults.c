@@ -296,28 +296,6 @@ static int t_crash(const void *in, size_t len, cf_buffer *out)
     return 0;
 }
 
-static cf_future *submit_i64(cf_executor *ex, cf_bytes_fn fn, int64_t x)
-{
-    cf_future *f = NULL;
-    CHECK_EQ(cf_submit_bytes(ex, fn, &x, sizeof x, &f), 0);
-    return f;
-}
-
-static int64_t i64_of(cf_future *f)
-{
-    const void *data;
-    size_t len;
-    int rc = cf_future_bytes(f, 30.0 * test_scale(), &data, &len);
-    if (rc)
-        fprintf(stderr, "task failed: %s: %s\n", cf_strerror(rc),
-                message_of(f));
-    CHECK_EQ(rc, 0);
-    CHECK(len >= sizeof(int64_t));
-    int64_t v;
-    memcpy(&v, data, sizeof v);
-    return v;
-}
-
 /* Initializers. The fork start method lets initarg be a pointer into
  * shared memory: a counter every worker's start bumps. */
 static void *init_sleep(void *arg)

@@ -159,33 +159,6 @@ static int read_init(const void *in, size_t len, cf_buffer *out)
 
 /* ---- helpers on the root ---------------------------------------------------- */
 
-static cf_future *submit_i64(cf_executor *ex, cf_bytes_fn fn, int64_t x)
-{
-    cf_future *f = NULL;
-    int rc = cf_submit_bytes(ex, fn, &x, sizeof x, &f);
-    if (rc) {
-        fprintf(stderr, "cf_submit_bytes: %s\n", cf_strerror(rc));
-        exit(1);
-    }
-    return f;
-}
-
-/* The result of a future that returned an int64_t: checks success. */
-static int64_t result_i64(cf_future *f)
-{
-    const void *data;
-    size_t len;
-    int rc = cf_future_bytes(f, 30.0 * test_scale(), &data, &len);
-    if (rc) {
-        const char *msg = NULL;
-        cf_future_exception(f, 0, &msg);
-        fprintf(stderr, "task failed: %s (%s)\n", cf_strerror(rc), msg);
-        exit(1);
-    }
-    CHECK_EQ(len, sizeof(int64_t));
-    return get_i64(data, len);
-}
-
 static int n_workers(void)
 {
     return world_size > 1 ? world_size - 1 : 1;
@@ -230,7 +203,7 @@ static void results(void)
     for (int i = 0; i < N; i++)
         fs[i] = submit_i64(ex, square, i - 100);
     for (int i = 0; i < N; i++) {
-        CHECK_EQ(result_i64(fs[i]), (int64_t)(i - 100) * (i - 100));
+        CHECK_EQ(i64_of(fs[i]), (int64_t)(i - 100) * (i - 100));
         cf_future_release(fs[i]);
     }
     /* Fire and forget, an empty input, an empty result. */
@@ -284,7 +257,7 @@ static void map_order(void)
     for (int i = 0; i < N; i++)
         fs[i] = submit_i64(ex, i % 3 ? square : nap, i % 3 ? i : 0);
     for (int i = 0; i < N; i++) {
-        int64_t v = result_i64(fs[i]);
+        int64_t v = i64_of(fs[i]);
         if (i % 3)
             CHECK_EQ(v, (int64_t)i * i);
         cf_future_release(fs[i]);
@@ -306,7 +279,7 @@ static void failures_carry_messages(void)
     CHECK_EQ(cf_future_exception(even, CF_FOREVER, &msg), CF_ETIMEDOUT);
     CHECK(msg && strcmp(msg, cf_strerror(CF_ETIMEDOUT)) == 0);
     CHECK_EQ(cf_future_bytes(even, 0, NULL, NULL), CF_ETIMEDOUT);
-    CHECK_EQ(result_i64(ok), 81);
+    CHECK_EQ(i64_of(ok), 81);
     cf_future_release(odd);
     cf_future_release(even);
     cf_future_release(ok);
@@ -347,7 +320,7 @@ static void occupy(cf_executor *ex, int ms, cf_future **gates)
     for (int i = 0; i < w; i++)
         gates[i] = submit_i64(ex, nap, 50);
     for (int i = 0; i < w; i++) {
-        result_i64(gates[i]);
+        i64_of(gates[i]);
         cf_future_release(gates[i]);
     }
     for (int i = 0; i < w; i++)
@@ -374,10 +347,10 @@ static void cancel_pending(void)
         CHECK_EQ(cf_future_result(fs[i], 0, NULL), CF_ECANCELED);
     }
     for (int i = 0; i < N / 2; i++)
-        CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+        CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
     for (int i = 0; i < w; i++) {
         CHECK(!cf_future_cancel(gates[i])); /* running or done */
-        result_i64(gates[i]);
+        i64_of(gates[i]);
         cf_future_release(gates[i]);
     }
     CHECK_EQ(cf_shutdown(ex, true, false), 0);
@@ -402,7 +375,7 @@ static void shutdown_wait(void)
     CHECK_EQ(cf_shutdown(ex, true, false), 0);
     for (int i = 0; i < N; i++) {
         CHECK(cf_future_done(fs[i]));
-        result_i64(fs[i]);
+        i64_of(fs[i]);
         cf_future_release(fs[i]);
     }
     cf_future *f = NULL;
@@ -426,7 +399,7 @@ static void shutdown_nowait(void)
     int64_t x = 1;
     CHECK_EQ(cf_submit_bytes(ex, square, &x, sizeof x, NULL), CF_ESHUTDOWN);
     for (int i = 0; i < w; i++) {
-        result_i64(fs[i]);
+        i64_of(fs[i]);
         cf_future_release(fs[i]);
     }
     free(fs);
@@ -449,11 +422,11 @@ static void shutdown_cancel_futures(void)
         if (cf_future_cancelled(fs[i]))
             cancelled++;
         else
-            CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+            CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
     }
     CHECK(cancelled >= N - (size_t)w); /* a second batch each, at most */
     for (int i = 0; i < w; i++) {
-        result_i64(gates[i]);
+        i64_of(gates[i]);
         cf_future_release(gates[i]);
     }
     CHECK_EQ(cf_shutdown(ex, true, false), 0);
@@ -477,7 +450,7 @@ static void free_runs_pending(void)
     cf_executor_free(ex);
     for (int i = 0; i < N; i++) {
         CHECK(cf_future_done(fs[i]));
-        CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+        CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
         cf_future_release(fs[i]);
     }
 }
@@ -549,7 +522,7 @@ static void check_still_works(cf_executor *ex)
     for (int i = 0; i < 50; i++)
         fs[i] = submit_i64(ex, square, i);
     for (int i = 0; i < 50; i++) {
-        CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+        CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
         cf_future_release(fs[i]);
     }
 }
@@ -583,12 +556,12 @@ static void malformed_results(void)
                  * too, but never hang, and never with a wrong value. */
                 int rc = cf_future_result(fs[i], 30.0, NULL);
                 if (rc == 0)
-                    CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+                    CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
                 else
                     CHECK_EQ(rc, CF_EBROKEN);
                 cf_future_release(fs[i]);
             } else {
-                CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+                CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
                 cf_future_release(fs[i]);
             }
         }
@@ -633,7 +606,7 @@ static void many_small(void)
         fs[i] = submit_i64(ex, square, i);
     int64_t sum = 0, want = 0;
     for (int i = 0; i < N; i++) {
-        sum += result_i64(fs[i]);
+        sum += i64_of(fs[i]);
         want += (int64_t)i * i;
         cf_future_release(fs[i]);
     }
@@ -655,7 +628,7 @@ static void slow_rank_balanced(void)
         fs[i] = submit_i64(ex, slow_on_rank1, i);
     int64_t pids[N];
     for (int i = 0; i < N; i++) {
-        pids[i] = result_i64(fs[i]);
+        pids[i] = i64_of(fs[i]);
         cf_future_release(fs[i]);
     }
     if (world_size == 3) {
@@ -686,7 +659,7 @@ static void initializer_runs(void)
     for (int i = 0; i < 10; i++)
         fs[i] = submit_i64(ex, read_init, 0);
     for (int i = 0; i < 10; i++) {
-        CHECK_EQ(result_i64(fs[i]), 42);
+        CHECK_EQ(i64_of(fs[i]), 42);
         cf_future_release(fs[i]);
     }
     cf_executor_free(ex);
@@ -728,9 +701,9 @@ static void max_workers_one(void)
     cf_future *fs[N];
     for (int i = 0; i < N; i++)
         fs[i] = submit_i64(ex, nap, 1);
-    int64_t first = result_i64(fs[0]);
+    int64_t first = i64_of(fs[0]);
     for (int i = 0; i < N; i++) {
-        CHECK_EQ(result_i64(fs[i]), first);
+        CHECK_EQ(i64_of(fs[i]), first);
         cf_future_release(fs[i]);
     }
     cf_stats st;
@@ -745,7 +718,7 @@ static void pools_in_sequence(void)
     for (int k = 0; k < 3; k++) {
         cf_executor *ex = make_pool(NULL);
         cf_future *f = submit_i64(ex, square, k);
-        CHECK_EQ(result_i64(f), k * k);
+        CHECK_EQ(i64_of(f), k * k);
         cf_future_release(f);
         cf_executor_free(ex);
     }
@@ -836,7 +809,7 @@ static void isolated_crash_and_timeout(void)
 #endif
         CHECK_EQ(cf_future_exception(hang, 30.0, &msg), CF_ETIME);
         for (int i = 0; i < 40; i++) {
-            CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+            CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
             cf_future_release(fs[i]);
         }
         cf_future_release(boom);
@@ -873,7 +846,7 @@ static void isolated_crashes_blame_only_their_task(void)
                 CHECK(msg && strstr(msg, "SIGKILL"));
                 crashed++;
             } else {
-                CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+                CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
             }
             cf_future_release(fs[i]);
         }
@@ -894,7 +867,7 @@ static void isolated_initializer_crash_retried(void)
     for (int i = 0; i < 20; i++)
         fs[i] = submit_i64(ex, read_init, 0);
     for (int i = 0; i < 20; i++) {
-        CHECK_EQ(result_i64(fs[i]), 42);
+        CHECK_EQ(i64_of(fs[i]), 42);
         cf_future_release(fs[i]);
     }
     cf_executor_free(ex);
@@ -904,7 +877,7 @@ static void isolated_initializer(void)
 {
     cf_executor *ex = make_isolated_pool(&opts_init_mark);
     cf_future *f = submit_i64(ex, read_init, 0);
-    CHECK_EQ(result_i64(f), 42);
+    CHECK_EQ(i64_of(f), 42);
     cf_future_release(f);
     cf_executor_free(ex);
 }
@@ -1090,7 +1063,7 @@ static void isolated_kill_loop(void)
         int rc = cf_future_exception(fs[i], 0, &msg);
         CHECK(started[i] <= 1); /* nothing ran twice */
         if (rc == 0) {
-            CHECK_EQ(result_i64(fs[i]), i);
+            CHECK_EQ(i64_of(fs[i]), i);
             CHECK(started[i] == 1 && done[i] == 1);
         } else {
             failed++;
@@ -1121,7 +1094,7 @@ static void shutdown_from_callback(void)
     cf_executor *ex = make_pool(NULL);
     cf_future *f = submit_i64(ex, nap, 20);
     CHECK_EQ(cf_future_add_done_callback(f, shutdown_in_callback, ex), 0);
-    result_i64(f);
+    i64_of(f);
     double t0 = now_s();
     while (atomic_load(&callback_rc) == 1 && now_s() - t0 < 10)
         sleep_s(0.001);
@@ -1141,7 +1114,7 @@ static void *submitter(void *arg)
     for (int i = 0; i < PER_SUBMITTER; i++)
         fs[i] = submit_i64(ex, square, i);
     for (int i = 0; i < PER_SUBMITTER; i++) {
-        CHECK_EQ(result_i64(fs[i]), (int64_t)i * i);
+        CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
         cf_future_release(fs[i]);
     }
     free(fs);
