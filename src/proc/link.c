@@ -55,7 +55,7 @@ void cf__starts_failed(cf__starts *s, const char *why, double now)
     s->backoff = s->backoff > 0 ? fmin(2 * s->backoff, START_BACKOFF_MAX_S)
                                 : START_BACKOFF_MIN_S;
     s->retry_at = now + s->backoff;
-    snprintf(s->error, sizeof s->error, "cannot start a worker process: %s",
+    snprintf(s->error, sizeof s->error, "cannot start a worker process: %.200s",
              why);
 }
 
