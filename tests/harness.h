@@ -15,6 +15,7 @@
 #include <cfutures.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -128,6 +130,23 @@ static inline void gate_wait(gate *g)
         pthread_mutex_lock(&g->mu);
     }
     pthread_mutex_unlock(&g->mu);
+}
+
+/* Maps size bytes of the file at path, shared (with O_CREAT in flags:
+ * made, or emptied with O_TRUNC, and sized): the mapping, or NULL. For logs
+ * that worker processes write and the test reads. */
+static inline void *test_shm_map(const char *path, int flags, size_t size)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC | flags, 0600);
+    if (fd < 0)
+        return NULL;
+    if ((flags & O_CREAT) && ftruncate(fd, (off_t)size) != 0) {
+        close(fd);
+        return NULL;
+    }
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return m == MAP_FAILED ? NULL : m;
 }
 
 /* ---- bytes tasks of one int64 (process and remote pools) ---------------- */

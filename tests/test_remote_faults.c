@@ -158,17 +158,7 @@ static log_page *log_map_of(pid_t owner, int flags)
 {
     char path[64];
     log_path(path, sizeof path, owner);
-    int fd = open(path, O_RDWR | O_CLOEXEC | flags, 0600);
-    if (fd < 0)
-        return NULL;
-    if ((flags & O_CREAT) && ftruncate(fd, sizeof(log_page)) != 0) {
-        close(fd);
-        return NULL;
-    }
-    void *m =
-        mmap(NULL, sizeof(log_page), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    return m == MAP_FAILED ? NULL : m;
+    return test_shm_map(path, flags, sizeof(log_page));
 }
 
 static int t_job(const void *in, size_t len, cf_buffer *out);

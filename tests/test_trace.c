@@ -32,23 +32,27 @@ static void ws(json *j)
 
 static bool value(json *j);
 
-/* The length of the well-formed UTF-8 sequence at s (RFC 3629: no
- * overlong forms, no surrogates, at most U+10FFFF), or 0. */
+/* The length of the well-formed UTF-8 sequence at s, or 0: decoded, then
+ * checked (RFC 3629: no overlong form, no surrogate, at most U+10FFFF),
+ * which is not how the library checks it. */
 static size_t utf8_len(const unsigned char *s)
 {
-    if (s[0] < 0x80)
-        return 1;
-    size_t n = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
-               : s[0] >= 0xe0 && s[0] <= 0xef ? 3
-               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
-                                              : 0;
-    unsigned lo = s[0] == 0xe0 ? 0xa0 : s[0] == 0xf0 ? 0x90 : 0x80;
-    unsigned hi = s[0] == 0xed ? 0x9f : s[0] == 0xf4 ? 0x8f : 0xbf;
+    static const uint32_t least[] = { 0, 0, 0x80, 0x800, 0x10000 };
+    size_t n = s[0] < 0x80             ? 1
+               : (s[0] & 0xe0) == 0xc0 ? 2
+               : (s[0] & 0xf0) == 0xe0 ? 3
+               : (s[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
+    if (n <= 1)
+        return n;
+    uint32_t cp = s[0] & (0x7fu >> n);
     for (size_t i = 1; i < n; i++) {
-        if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+        if ((s[i] & 0xc0) != 0x80)
             return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
     }
-    return n;
+    bool bad = cp < least[n] || (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff;
+    return bad ? 0 : n;
 }
 
 static bool string(json *j)

@@ -900,21 +900,6 @@ typedef struct log_page {
 static log_page *log_map;
 #define LOG_ENV "CF_TEST_MPI_FAULT_LOG"
 
-static log_page *log_open(const char *path, int flags)
-{
-    int fd = open(path, O_RDWR | O_CLOEXEC | flags, 0600);
-    if (fd < 0)
-        return NULL;
-    if ((flags & O_CREAT) && ftruncate(fd, sizeof(log_page)) != 0) {
-        close(fd);
-        return NULL;
-    }
-    void *m =
-        mmap(NULL, sizeof(log_page), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    return m == MAP_FAILED ? NULL : m;
-}
-
 static void log_add(bool done, int64_t id)
 {
     if (log_map && id >= 0 && id < LOG_IDS)
@@ -948,7 +933,7 @@ __attribute__((constructor(101))) static void log_attach(void)
     const char *path = getenv(LOG_ENV);
     if (!getenv("CFUTURES_WORKER_FD") || !path)
         return;
-    log_map = log_open(path, 0);
+    log_map = test_shm_map(path, 0, sizeof(log_page));
     log_add(false, LOG_IDS - 1);
     logged(NULL, 0, NULL);
 }
@@ -962,10 +947,11 @@ static void log_setup(void)
     char path[64];
     snprintf(path, sizeof path, "/dev/shm/cf_mpi_faults.%lld", root_pid);
     if (world_rank == 0)
-        CHECK((log_map = log_open(path, O_CREAT | O_TRUNC)) != NULL);
+        CHECK((log_map = test_shm_map(path, O_CREAT | O_TRUNC,
+                                      sizeof(log_page))) != NULL);
     MPI_Barrier(MPI_COMM_WORLD);
     if (world_rank != 0)
-        CHECK((log_map = log_open(path, 0)) != NULL);
+        CHECK((log_map = test_shm_map(path, 0, sizeof(log_page))) != NULL);
     setenv(LOG_ENV, path, 1);
 }
 
