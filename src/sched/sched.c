@@ -697,6 +697,10 @@ static void *worker_main(void *arg)
          * free for the next spare (spawn_locked). */
         w->joined = w->retired = detach = true;
     }
+    /* Detached: nobody may join it. An orphaning release_workers that
+     * dropped spawn_mu to join another worker comes back to this one. */
+    if (detach)
+        w->joined = true;
     atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
     /* A retiring worker left live in retire already. */
     if (retiring
