@@ -482,6 +482,17 @@ cf_group *cf_group_new(cf_executor *ex)
     return g;
 }
 
+/* A count-down that may reach 0: under mu, waking the waiters at 0. */
+static void group_count_down_last(cf_group *g)
+{
+    cf__mutex_lock(&g->mu);
+    /* release: the waiter that sees 0 sees every task's effects */
+    if (atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
+        for (size_t i = 0; i < g->nwaiters; i++)
+            cf__unpark(g->waiters[i]);
+    cf__mutex_unlock(&g->mu);
+}
+
 static void group_task_done(cf_future *f, void *ctx)
 {
     cf_group *g = ctx;
@@ -507,12 +518,7 @@ static void group_task_done(cf_future *f, void *ctx)
     }
     if (n > 1)
         return;
-    cf__mutex_lock(&g->mu);
-    /* release: the waiter that sees 0 sees every task's effects */
-    if (atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
-        for (size_t i = 0; i < g->nwaiters; i++)
-            cf__unpark(g->waiters[i]);
-    cf__mutex_unlock(&g->mu);
+    group_count_down_last(g);
 }
 
 /* Exec of a group task: skipped (cancelled) once the group is cancelled.
@@ -556,7 +562,9 @@ int cf_group_submit(cf_group *g, cf_fn fn, void *arg)
     atomic_fetch_add_explicit(&g->pending, 1, memory_order_relaxed);
     int rc = cf__sched_push(g->sched, &f->task);
     if (rc) {
-        atomic_fetch_sub_explicit(&g->pending, 1, memory_order_relaxed);
+        /* Under mu, waking the waiters: a task that ended meanwhile saw
+         * our count and left the decrement to 0 (and the wake-up) to us. */
+        group_count_down_last(g);
         cf__cache_free(f);
     }
     return rc;

@@ -364,11 +364,23 @@ void *cf__future_call(cf_future *f, cf__task_ctx *ctx)
 void cf__future_finish(cf_future *f, void *result, cf__task_ctx *ctx)
 {
     if (cf__future_is_bytes(f)) {
-        /* A bytes task's trampoline returns its cf__bytes result. */
-        if (ctx->code)
+        /* A bytes task's trampoline returns its cf__bytes result. It is
+         * filed under mu, and only while f is not done: the slot is the
+         * message's once user code failed f (cf_future_set_exception on a
+         * running task), and a cancel that loses to the RUNNING CAS puts
+         * back what it found there under mu. */
+        bool filed = false;
+        if (!ctx->code) {
+            cf__mutex_lock(&f->mu);
+            if (!cf__state_done(
+                    atomic_load_explicit(&f->state, memory_order_relaxed))) {
+                f->bytes = result; /* published by complete's release */
+                filed = true;
+            }
+            cf__mutex_unlock(&f->mu);
+        }
+        if (!filed)
             cf__free(result);
-        else
-            f->bytes = result; /* published by complete's release */
         result = NULL;
     }
     if (ctx->code)

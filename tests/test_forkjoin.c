@@ -1891,6 +1891,60 @@ static void nesting_never_deadlocks(void)
     }
 }
 
+/* A submit whose push fails (a shutdown raced it) takes back its count.
+ * A task of the group that ended meanwhile saw that count and left the
+ * last decrement, and the waiters' wake-up, to the failed submit: the
+ * waiter must still wake (it used to sleep on with nothing pending). */
+static cf_executor *race_ex;
+static cf_group *race_group;
+
+static void *race_quick(void *p)
+{
+    return p;
+}
+
+static void *race_shutdown(void *p)
+{
+    (void)p;
+    cf_shutdown(race_ex, false, false);
+    return NULL;
+}
+
+static void *race_submitter(void *p)
+{
+    (void)p;
+    while (cf_group_submit(race_group, race_quick, NULL) == 0) {
+    }
+    return NULL;
+}
+
+static void *race_waiter(void *p)
+{
+    (void)p;
+    CHECK_EQ(cf_group_wait(race_group, CF_FOREVER), 0);
+    return NULL;
+}
+
+static void group_submit_failing_at_shutdown_wakes_waiter(void)
+{
+    for (int i = 0; i < 200; i++) {
+        cf_options o = { .max_workers = 2 };
+        race_ex = cf_thread_pool_new(&o);
+        CHECK(race_ex != NULL);
+        race_group = cf_group_new(race_ex);
+        CHECK(race_group != NULL);
+        pthread_t s, w;
+        CHECK_EQ(pthread_create(&s, NULL, race_submitter, NULL), 0);
+        usleep(50);
+        (void)cf_group_submit(race_group, race_shutdown, NULL);
+        CHECK_EQ(pthread_create(&w, NULL, race_waiter, NULL), 0);
+        CHECK_EQ(pthread_join(s, NULL), 0);
+        CHECK_EQ(pthread_join(w, NULL), 0); /* hangs without the fix */
+        cf_group_free(race_group);
+        cf_executor_free(race_ex);
+    }
+}
+
 static const test_case cases[] = {
     TEST_CASE(join_outside_results),
     TEST_CASE(join_outside_many_threads),
@@ -1940,6 +1994,7 @@ static const test_case cases[] = {
     TEST_CASE(group_bad_input),
     TEST_CASE(group_after_shutdown),
     TEST_CASE(group_enomem),
+    TEST_CASE(group_submit_failing_at_shutdown_wakes_waiter),
     TEST_CASE(forkjoin_outside_enomem),
     TEST_CASE(nesting_never_deadlocks),
 };

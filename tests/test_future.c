@@ -1115,6 +1115,43 @@ static void set_exception_enomem(void)
     CHECK_EQ(oom_live_count(), live0);
 }
 
+/* User code fails a running bytes task (set_exception is allowed on any
+ * future not done); when the task then returns its bytes, they must not
+ * take the slot the message now holds (the record shares one word). */
+static atomic_int bytes_started, bytes_go;
+
+static int slow_bytes_task(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    atomic_store(&bytes_started, 1);
+    while (!atomic_load(&bytes_go))
+        usleep(100);
+    return cf_buffer_append(out, "result bytes, not a message", 27);
+}
+
+static void set_exception_on_running_bytes_task(void)
+{
+    cf_options o = { .max_workers = 1 };
+    cf_executor *ex = cf_thread_pool_new(&o);
+    CHECK(ex != NULL);
+    cf_future *f = NULL;
+    CHECK_EQ(cf_submit_bytes(ex, slow_bytes_task, "x", 1, &f), 0);
+    while (!atomic_load(&bytes_started))
+        usleep(100);
+    CHECK_EQ(cf_future_set_exception(f, CF_EBROKEN, "set by user"), 0);
+    atomic_store(&bytes_go, 1);
+    CHECK_EQ(cf_shutdown(ex, true, false), 0);
+    const char *m = NULL;
+    CHECK_EQ(cf_future_exception(f, CF_FOREVER, &m), CF_EBROKEN);
+    CHECK(m != NULL && strcmp(m, "set by user") == 0);
+    const void *data = NULL;
+    size_t len = 0;
+    CHECK_EQ(cf_future_bytes(f, CF_FOREVER, &data, &len), CF_EBROKEN);
+    cf_future_release(f);
+    cf_executor_free(ex);
+}
+
 static const test_case cases[] = {
     TEST_CASE(states_of_each_kind),
     TEST_CASE(running_then_finished),
@@ -1158,6 +1195,7 @@ static const test_case cases[] = {
     TEST_CASE(future_new_enomem),
     TEST_CASE(add_callback_enomem),
     TEST_CASE(set_exception_enomem),
+    TEST_CASE(set_exception_on_running_bytes_task),
 };
 
 TEST_MAIN(cases)

@@ -540,6 +540,37 @@ static void idle_timeout_tiny_shutdown_race(void)
     }
 }
 
+/* cf_executor_free from a task orphans the pool while other workers
+ * retire on a nanosecond idle_timeout. A retiring worker is marked exited
+ * before it leaves (retire in sched.c) and detaches itself once it sees
+ * the pool orphaned: the orphaning free must not also join it (it used to,
+ * and then waited forever on a thread record the worker had freed), nor
+ * one that detached itself while the free was joining another. Plainly
+ * the window is rarely hit; under TSan it was in 8 of 10 runs. */
+static cf_executor *orphan_ex;
+static atomic_int orphan_freed;
+
+static void *free_own_pool(void *arg)
+{
+    (void)arg;
+    cf_executor_free(orphan_ex);
+    atomic_store(&orphan_freed, 1);
+    return NULL;
+}
+
+static void idle_timeout_free_from_task_while_retiring(void)
+{
+    for (int i = 0; i < 400; i++) {
+        orphan_ex = thread_pool(4, 1e-9);
+        atomic_store(&orphan_freed, 0);
+        for (int k = 0; k < i % 6; k++)
+            CHECK_EQ(cf_submit(orphan_ex, identity, NULL, NULL), 0);
+        CHECK_EQ(cf_submit(orphan_ex, free_own_pool, NULL, NULL), 0);
+        while (!atomic_load(&orphan_freed)) /* the case's alarm: a hang */
+            sleep_s(1e-4);
+    }
+}
+
 /* Fork-join and nested waits keep working while workers come and go. */
 static cf_executor *fj_pool;
 static void *fib(void *arg)
@@ -1082,6 +1113,7 @@ static const test_case cases[] = {
     TEST_CASE(idle_timeout_zero_keeps_threads),
     TEST_CASE(idle_timeout_race),
     TEST_CASE(idle_timeout_tiny_shutdown_race),
+    TEST_CASE(idle_timeout_free_from_task_while_retiring),
     TEST_CASE(idle_timeout_fork_join),
     TEST_CASE(signal_storm_never_hits_a_pool_thread),
     TEST_CASE(signal_storm_every_pool_kind),

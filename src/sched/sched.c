@@ -690,13 +690,17 @@ static void *worker_main(void *arg)
                                   memory_order_seq_cst);
 
     pthread_mutex_lock(&s->spawn_mu);
-    w->exited = true;
+    w->exited = w->left = true;
     bool detach = s->orphaned;
     if (retiring && !w->joined) {
         /* Nobody joins a retired spare: it detaches, and its record is
          * free for the next spare (spawn_locked). */
         w->joined = w->retired = detach = true;
     }
+    /* Detached: nobody may join it. An orphaning release_workers that
+     * dropped spawn_mu to join another worker comes back to this one. */
+    if (detach)
+        w->joined = true;
     atomic_store_explicit(&w->in_task, 0, memory_order_relaxed);
     /* A retiring worker left live in retire already. */
     if (retiring
@@ -759,7 +763,7 @@ static int spawn_locked(cf__sched *s)
     snprintf(name, len, "%s_%zu", s->prefix, idx);
     bool spare =
         atomic_load_explicit(&s->live, memory_order_relaxed) >= s->max_workers;
-    w->exited = w->joined = w->retired = false;
+    w->exited = w->joined = w->retired = w->left = false;
     if (fresh)
         s->workers[idx] = w; /* published below, by nworkers */
     atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
@@ -787,7 +791,7 @@ static int spawn_locked(cf__sched *s)
             cf__deque_destroy(&w->deque);
             cf__free(w);
         } else {
-            w->exited = w->joined = w->retired = true;
+            w->exited = w->joined = w->retired = w->left = true;
         }
         return rc;
     }
@@ -896,7 +900,9 @@ static void release_workers(cf__sched *s, bool orphan)
         if (w->joined)
             continue;
         w->joined = true;
-        if (orphan && !w->exited)
+        /* Not exited: a retiring worker is marked exited in retire, before
+         * it leaves, and it detaches itself once it sees orphaned. */
+        if (orphan && !w->left)
             continue;
         pthread_mutex_unlock(&s->spawn_mu);
         cf_thread_join(w->thread, CF_FOREVER, NULL);

@@ -70,6 +70,7 @@ struct cf__worker {
     /* spawn_mu */
     bool exited, joined;
     bool retired; /* a spare that left: the record is free for reuse */
+    bool left;    /* past its last use of spawn_mu: joinable, or detached */
 };
 
 typedef struct cf__sched_hooks {
