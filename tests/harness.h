@@ -14,6 +14,7 @@
 
 #include <cfutures.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -27,6 +28,29 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Which sanitizer the test is built with (gcc says __SANITIZE_THREAD__ and
+ * __SANITIZE_ADDRESS__, clang __has_feature): 1 or 0. */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
+#ifndef TEST_ASAN
+#define TEST_ASAN 0
+#endif
 
 typedef struct test_case {
     const char *name;
@@ -132,6 +156,35 @@ static inline void gate_wait(gate *g)
     pthread_mutex_unlock(&g->mu);
 }
 
+/* ---- worker processes -------------------------------------------------- */
+
+/* The descriptors this process has open (plus the one reading them). */
+static inline int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d != NULL);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Sanitizer runtimes turn a deadly signal into a report and exit(1); the
+ * crash cases want the signal itself, so spawned workers are told to leave
+ * SIGSEGV and SIGABRT alone. (No effect in plain builds.) */
+static inline void let_workers_die_by_signal(void)
+{
+    const char *vars[] = { "ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS" };
+    for (size_t i = 0; i < 3; i++) {
+        const char *old = getenv(vars[i]);
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s%shandle_segv=0:handle_abort=0",
+                 old ? old : "", old && old[0] ? ":" : "");
+        setenv(vars[i], buf, 1);
+    }
+}
+
 /* Maps size bytes of the file at path, shared (with O_CREAT in flags:
  * made, or emptied with O_TRUNC, and sized): the mapping, or NULL. For logs
  * that worker processes write and the test reads. */
@@ -177,6 +230,21 @@ static inline int64_t i64_of(cf_future *f)
     int64_t v;
     memcpy(&v, data, sizeof v);
     return v;
+}
+
+/* Submits fn(i) for i in [0, n) and checks each result is i * i: the pool
+ * works (fn squares an int64). */
+static inline void check_squares(cf_executor *ex, cf_bytes_fn fn, int n)
+{
+    cf_future **fs = calloc((size_t)n, sizeof *fs);
+    CHECK(fs != NULL);
+    for (int i = 0; i < n; i++)
+        fs[i] = submit_i64(ex, fn, i);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
+        cf_future_release(fs[i]);
+    }
+    free(fs);
 }
 
 /* ---- the failing allocator ------------------------------------------- */

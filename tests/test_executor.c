@@ -1234,19 +1234,6 @@ static void no_stale_references(void)
     cf_executor_free(ex);
 }
 
-/* ThreadSanitizer cannot start threads in the child of a multi-threaded
- * fork; under it the child only exits. */
-#if defined(__SANITIZE_THREAD__)
-#define TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TEST_TSAN 1
-#endif
-#endif
-#ifndef TEST_TSAN
-#define TEST_TSAN 0
-#endif
-
 /* test_process_fork_from_a_threadpool: fork() from inside a task; the
  * child starts a pool of its own, uses it, and exits cleanly. */
 static void *fork_and_use_pool(void *arg)
@@ -1254,6 +1241,8 @@ static void *fork_and_use_pool(void *arg)
     (void)arg;
     pid_t pid = fork();
     if (pid == 0) {
+        /* ThreadSanitizer cannot start threads in the child of a
+         * multi-threaded fork; under it the child only exits. */
         if (TEST_TSAN)
             _exit(0);
         cf_executor *ex = cf_thread_pool_new(NULL);

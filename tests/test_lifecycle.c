@@ -699,21 +699,6 @@ static void signal_storm_never_hits_a_pool_thread(void)
  * pool whose worker crashes and is replaced, and a cf_executor_wait. The
  * handler records the kernel thread id it runs on: always one of the
  * program's own three threads, never a thread of the library. */
-/* ThreadSanitizer runs handlers itself (deferred to its own safe points),
- * and its runtime deadlocks when a storm of them meets threads that start
- * and end all the time (a handler waits in SlotAttachAndLock, as does a
- * starting thread): the case runs in the other builds only. */
-#if defined(__SANITIZE_THREAD__)
-#define TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TEST_TSAN 1
-#endif
-#endif
-#ifndef TEST_TSAN
-#define TEST_TSAN 0
-#endif
-
 enum { MAX_TIDS = 8192 };
 static long storm_tids[MAX_TIDS];
 static atomic_int n_storm;
@@ -772,6 +757,10 @@ static void add_one(size_t lo, size_t hi, void *ctx)
 
 static void signal_storm_every_pool_kind(void)
 {
+    /* ThreadSanitizer runs handlers itself (deferred to its own safe
+     * points), and its runtime deadlocks when a storm of them meets threads
+     * that start and end all the time (a handler waits in SlotAttachAndLock,
+     * as does a starting thread): the case runs in the other builds only. */
     if (TEST_TSAN)
         return;
     struct sigaction sa = { .sa_handler = record_tid };

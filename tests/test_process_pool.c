@@ -50,32 +50,6 @@ static void check_fails(cf_future *f, int code, const char *needle)
     CHECK(found);
 }
 
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    CHECK(d != NULL);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-/* Sanitizer runtimes turn a deadly signal into a report and exit(1); the
- * crash cases want the signal itself, so spawned workers are told to leave
- * SIGSEGV and SIGABRT alone. (No effect in plain builds.) */
-static void let_workers_die_by_signal(void)
-{
-    const char *vars[] = { "ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS" };
-    for (size_t i = 0; i < 3; i++) {
-        const char *old = getenv(vars[i]);
-        char buf[1024];
-        snprintf(buf, sizeof buf, "%s%shandle_segv=0:handle_abort=0",
-                 old ? old : "", old && old[0] ? ":" : "");
-        setenv(vars[i], buf, 1);
-    }
-}
-
 /* ---- tasks (they run in worker processes) ------------------------------ */
 
 static int64_t in_i64(const void *in, size_t len)
@@ -251,14 +225,7 @@ static int t_echo(const void *in, size_t len, cf_buffer *out)
 static void results(void)
 {
     cf_executor *ex = pool(2);
-    enum { N = 100 };
-    cf_future *fs[N];
-    for (int i = 0; i < N; i++)
-        fs[i] = submit_i64(ex, t_square, i);
-    for (int i = 0; i < N; i++) {
-        CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
-        cf_future_release(fs[i]);
-    }
+    check_squares(ex, t_square, 100);
     /* Empty input, empty result. */
     cf_future *f;
     CHECK_EQ(cf_submit_bytes(ex, t_echo, NULL, 0, &f), 0);
@@ -767,13 +734,7 @@ static void threaded_parent(void)
     sleep_s(0.02);
     for (int round = 0; round < 3; round++) {
         cf_executor *ex = pool(2);
-        cf_future *fs[50];
-        for (int i = 0; i < 50; i++)
-            fs[i] = submit_i64(ex, t_square, i);
-        for (int i = 0; i < 50; i++) {
-            CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
-            cf_future_release(fs[i]);
-        }
+        check_squares(ex, t_square, 50);
         cf_executor_free(ex);
     }
     atomic_store(&busy_stop, true);
@@ -796,13 +757,7 @@ static void fork_method(void)
                      .initarg = heap };
     cf_executor *ex = cf_process_pool_new(&o);
     CHECK(ex != NULL);
-    cf_future *fs[40];
-    for (int i = 0; i < 40; i++)
-        fs[i] = submit_i64(ex, t_square, i);
-    for (int i = 0; i < 40; i++) {
-        CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
-        cf_future_release(fs[i]);
-    }
+    check_squares(ex, t_square, 40);
     cf_future *f;
     CHECK_EQ(cf_submit_bytes(ex, t_init_seen, NULL, 0, &f), 0);
     check_text(f, heap);

@@ -26,29 +26,6 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-static void let_workers_die_by_signal(void)
-{
-    const char *vars[] = { "ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS" };
-    for (size_t i = 0; i < 3; i++) {
-        const char *old = getenv(vars[i]);
-        char buf[1024];
-        snprintf(buf, sizeof buf, "%s%shandle_segv=0:handle_abort=0",
-                 old ? old : "", old && old[0] ? ":" : "");
-        setenv(vars[i], buf, 1);
-    }
-}
-
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    CHECK(d != NULL);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* The pids of this process's children (any thread's), up to max. */
 static int children(pid_t *out, int max)
 {
@@ -328,13 +305,7 @@ static void initializer_crash_is_a_failed_start(void)
                          .initarg = (void *)c };
         cf_executor *ex = cf_process_pool_new(&o);
         CHECK(ex != NULL);
-        cf_future *fs[8];
-        for (int i = 0; i < 8; i++)
-            fs[i] = submit_i64(ex, t_square, i);
-        for (int i = 0; i < 8; i++) {
-            CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
-            cf_future_release(fs[i]);
-        }
+        check_squares(ex, t_square, 8);
         cf_executor_free(ex);
         CHECK(atomic_load(&c[0]) >= 4);
         munmap((void *)c, 4096);
@@ -401,14 +372,7 @@ static void kill_starting_replacements(void)
         cf_future_release(f);
     }
     CHECK(kills > 0);
-    enum { N = 50 };
-    cf_future *fs[N];
-    for (int i = 0; i < N; i++)
-        fs[i] = submit_i64(ex, t_square, i);
-    for (int i = 0; i < N; i++) {
-        CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
-        cf_future_release(fs[i]);
-    }
+    check_squares(ex, t_square, 50);
     cf_executor_free(ex);
     no_children_left();
 }

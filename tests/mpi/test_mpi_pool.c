@@ -774,18 +774,6 @@ static void map_bytes(void)
     cf_executor_free(ex);
 }
 
-/* gcc says __SANITIZE_ADDRESS__, clang __has_feature(address_sanitizer). */
-#if defined(__SANITIZE_ADDRESS__)
-#define ASAN_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ASAN_BUILD 1
-#endif
-#endif
-#ifndef ASAN_BUILD
-#define ASAN_BUILD 0
-#endif
-
 /* Isolated ranks: a crash or a hang fails its own task, the rank goes on;
  * everything else works as on a plain MPI pool. */
 
@@ -801,7 +789,7 @@ static void isolated_crash_and_timeout(void)
             fs[i] = submit_i64(ex, square, i);
         const char *msg = NULL;
         CHECK_EQ(cf_future_exception(boom, 30.0, &msg), CF_EBROKEN);
-#if ASAN_BUILD
+#if TEST_ASAN
         /* ASan catches the signal and exits the worker process with 1. */
         CHECK(msg && strstr(msg, "worker process"));
 #else
