@@ -176,13 +176,13 @@ static int complete(cf_future *f, uint32_t to, void *result, int code,
         cf__free(message);
         return CF_EINVAL;
     }
-    /* The fields are ours: every completer holds mu, and none got here. A
-     * bytes future's result slot may hold its bytes, filed before: they
-     * stay on success; a failure's message takes the slot, and they go. */
+    /* The fields are ours: every completer holds mu, and none got here.
+     * result is a bytes future's cf__bytes (the same slot); on CF_EINVAL
+     * the caller still owns it. */
     void *before = f->result;
     if (code)
         f->message = message;
-    else if (!(s & CF__BYTESBIT))
+    else
         f->result = result;
     f->code = code;
     if (!complete_locked(f, to, to == CF__CANCELLED, &wake)) {
@@ -194,8 +194,6 @@ static int complete(cf_future *f, uint32_t to, void *result, int code,
         return CF_EINVAL;
     }
     cf__mutex_unlock(&f->mu);
-    if (code && (s & CF__BYTESBIT))
-        cf__free(before); /* bytes of a future that failed after all */
     after_complete(f, wake);
     return 0;
 }
@@ -204,7 +202,9 @@ int cf_future_set_result(cf_future *f, void *result)
 {
     if (!f)
         return CF_EINVAL;
-    return complete(f, CF__FINISHED, result, 0, NULL);
+    /* A bytes future's result is its bytes, which a pointer is not. */
+    return complete(f, CF__FINISHED, cf__future_is_bytes(f) ? NULL : result, 0,
+                    NULL);
 }
 
 int cf_future_set_exception(cf_future *f, int code, const char *message)
@@ -363,30 +363,17 @@ void *cf__future_call(cf_future *f, cf__task_ctx *ctx)
 
 void cf__future_finish(cf_future *f, void *result, cf__task_ctx *ctx)
 {
-    if (cf__future_is_bytes(f)) {
-        /* A bytes task's trampoline returns its cf__bytes result. It is
-         * filed under mu, and only while f is not done: the slot is the
-         * message's once user code failed f (cf_future_set_exception on a
-         * running task), and a cancel that loses to the RUNNING CAS puts
-         * back what it found there under mu. */
-        bool filed = false;
-        if (!ctx->code) {
-            cf__mutex_lock(&f->mu);
-            if (!cf__state_done(
-                    atomic_load_explicit(&f->state, memory_order_relaxed))) {
-                f->bytes = result; /* published by complete's release */
-                filed = true;
-            }
-            cf__mutex_unlock(&f->mu);
-        }
-        if (!filed)
+    /* A bytes task's trampoline returns its cf__bytes result: filed with
+     * the completion, under mu, or freed when f is done already (user code
+     * failed it while it ran). */
+    bool bytes = cf__future_is_bytes(f);
+    if (ctx->code) {
+        if (bytes)
             cf__free(result);
-        result = NULL;
-    }
-    if (ctx->code)
         complete(f, CF__FINISHED, NULL, ctx->code, ctx->message);
-    else
-        complete(f, CF__FINISHED, result, 0, NULL);
+    } else if (complete(f, CF__FINISHED, result, 0, NULL) != 0 && bytes) {
+        cf__free(result);
+    }
 }
 
 int cf__future_set_bytes(cf_future *f, const void *data, size_t len)
@@ -399,17 +386,10 @@ int cf__future_set_bytes(cf_future *f, const void *data, size_t len)
     b->len = len;
     if (len)
         memcpy(b->data, data, len);
-    cf__mutex_lock(&f->mu);
-    bool done =
-        cf__state_done(atomic_load_explicit(&f->state, memory_order_relaxed));
-    if (!done)
-        f->bytes = b; /* published by complete's release */
-    cf__mutex_unlock(&f->mu);
-    if (done) {
+    int rc = complete(f, CF__FINISHED, b, 0, NULL);
+    if (rc)
         cf__free(b);
-        return CF_EINVAL;
-    }
-    return complete(f, CF__FINISHED, NULL, 0, NULL);
+    return rc;
 }
 
 /* ---- waiting on one future ------------------------------------------- */
