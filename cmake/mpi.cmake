@@ -199,7 +199,8 @@ endif()
 # ---- across hosts: network namespaces (tests/mpi/multihost.sh) ---------------
 # mpi_multihost: test_mpi_pool and the engines example on three "hosts"
 # (namespaces on a bridge of their own), one and two ranks per host, TCP
-# only. mpi_partition: a host's link cut mid-run ends the job within 15 s.
+# only. mpi_partition: a host's link cut mid-run is reported within 15 s
+# and the job ends with an error.
 # Both need root and ip netns, and report "skipped" (exit 77) without them;
 # they run alone (RUN_SERIAL), since they start up to six ranks each.
 # Not in sanitizer builds: they test placement and the network, not memory.

