@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,8 +65,6 @@ typedef struct mpool {
     bool isolated; /* tasks run in a process pool on each rank */
     MPI_Comm spawn_intra, spawn_inter; /* cf_mpi_pool_spawn's, or NULL */
     cf__mpi_iso *pp; /* with one rank and isolated: the manager's */
-    mworker *workers;
-    size_t nworkers;
     /* The manager's. */
     bool begun;     /* the first round ran */
     size_t pending; /* the queue's length when dispatch began */
@@ -83,6 +82,8 @@ typedef struct mpool {
     cf__replier local_reply;
     cf_options opts; /* for the local initializer */
     cf__parker parker;
+    size_t nworkers;
+    mworker workers[];
 } mpool;
 
 static size_t ready_workers(const mpool *p)
@@ -97,31 +98,25 @@ static void add(_Atomic size_t *c, long n)
 
 /* ---- completing batches ----------------------------------------------- */
 
-/* Completes b's next task: a result (data) or a failure (code, msg taken
- * over). */
-static void finish_task(mpool *p, batch *b, int code, char *msg,
-                        const void *data, size_t len)
+/* Completes b's next task: with the result data[0..len) (code 0), or
+ * failed with code and the message data[0..len) (none when empty). */
+static void finish_task(mpool *p, batch *b, int code, const void *data,
+                        size_t len)
 {
     cf__rtask *t = b->ts[b->done++];
     add(&p->r.st_running, -1); /* before the future is done */
-    cf__task_ctx ctx = { code, msg };
+    cf__task_ctx ctx = { code, NULL };
     cf__bytes *out = NULL;
-    if (!code && (out = cf__malloc(sizeof *out + len)) != NULL) {
+    if (code && len && (ctx.message = cf__malloc(len + 1)) != NULL) {
+        memcpy(ctx.message, data, len);
+        ctx.message[len] = '\0';
+    } else if (!code && (out = cf__malloc(sizeof *out + len)) != NULL) {
         out->len = len;
-        if (len)
-            memcpy(out->data, data, len);
+        memcpy(out->data, data, len);
     } else if (!code) {
         ctx.code = CF_ENOMEM;
     }
     cf__remote_finish(&p->r, t, out, &ctx);
-}
-
-/* Fails tasks [b->done, upto) with code and a message. */
-static void fail_tasks(mpool *p, batch *b, size_t upto, int code,
-                       const char *msg)
-{
-    while (b->done < upto)
-        finish_task(p, b, code, cf__strdup(msg), NULL, 0);
 }
 
 /* The oldest batch of w is answered in full: learn its cost, drop it. */
@@ -137,8 +132,7 @@ static void retire_batch(mpool *p, mworker *w)
         /* Answered before its send was seen complete: finish the send. */
         MPI_Wait(&b->req, MPI_STATUS_IGNORE);
     }
-    w->head = b->next;
-    if (!w->head)
+    if (!(w->head = b->next))
         w->tail = NULL;
     w->nbatches--;
     w->tasks -= b->n;
@@ -149,17 +143,59 @@ static void retire_batch(mpool *p, mworker *w)
     cf__free(b);
 }
 
-/* Fails the rest of w's oldest batch with `why` and drops it. */
-static void drop_batch(mpool *p, mworker *w, int code, const char *why)
+/* Fails the tasks of w's oldest batch from its next one to `upto` with
+ * code and fmt's message; upto SIZE_MAX: all, and the batch is dropped. */
+__attribute__((format(printf, 5, 6))) static void
+fail_tasks(mpool *p, mworker *w, size_t upto, int code, const char *fmt, ...)
 {
-    fail_tasks(p, w->head, w->head->n, code, why);
-    retire_batch(p, w);
+    char why[MPI_MAX_ERROR_STRING + 512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    batch *b = w->head;
+    while (b->done < (upto < b->n ? upto : b->n))
+        finish_task(p, b, code, why, strlen(why));
+    if (upto == SIZE_MAX)
+        retire_batch(p, w);
 }
 
-/* Completes the `count` answers in `in` for batch b. */
-static void take_answers(mpool *p, mworker *w, batch *b, cf__rd *in,
-                         uint32_t count)
+/* Takes w out of service as `state` (W_DOWN, W_LOST): its tasks fail with
+ * why. */
+static void worker_down(mpool *p, mworker *w, int state, const char *why)
 {
+    if (w->state == W_READY && w->enabled) {
+        add(&p->r.st_workers, -1);
+        add(&p->r.st_idle, w->nbatches ? 0 : -1);
+    }
+    w->state = state;
+    while (w->head) {
+        /* A lost rank's send may never complete: MPI may still read the
+         * buffer, which is left allocated for good. */
+        if (state == W_LOST)
+            w->head->msg = NULL;
+        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN, "%s", why);
+    }
+}
+
+/* An MPI call failed: the pool is broken; every task in flight fails. */
+static void mpi_failed(mpool *p, int rc, const char *what)
+{
+    char err[MPI_MAX_ERROR_STRING], why[MPI_MAX_ERROR_STRING + 128];
+    int n = 0;
+    if (MPI_Error_string(rc, err, &n) != MPI_SUCCESS)
+        snprintf(err, sizeof err, "MPI error %d", rc);
+    snprintf(why, sizeof why, "pool broken: %s failed: %s", what, err);
+    cf__remote_break(&p->r, why);
+    p->offline = true; /* no more MPI calls, nor waits on broken sends */
+    for (size_t i = 0; i < p->nworkers; i++)
+        worker_down(p, &p->workers[i], W_DOWN, why);
+}
+
+/* Completes the `count` answers in `in` for w's oldest batch. */
+static void take_answers(mpool *p, mworker *w, cf__rd *in, uint32_t count)
+{
+    batch *b = w->head;
     size_t end = b->done + count;
     while (b->done < end) {
         cf__frame f;
@@ -169,39 +205,14 @@ static void take_answers(mpool *p, mworker *w, batch *b, cf__rd *in,
             (f.type != CF__FR_FAIL || f.aux == 0 || f.len > CF__MAX_MESSAGE))
             bad = "not an answer";
         if (bad) {
-            char why[256];
-            snprintf(why, sizeof why,
-                     "malformed result frame from MPI rank %d (task %zu of "
-                     "its batch: %s)",
-                     w->rank, b->done, bad);
-            fail_tasks(p, b, end, CF_EBROKEN, why);
+            fail_tasks(p, w, end, CF_EBROKEN,
+                       "malformed result frame from MPI rank %d (task %zu of "
+                       "its batch: %s)",
+                       w->rank, b->done, bad);
             return;
         }
-        if (f.type == CF__FR_RESULT) {
-            finish_task(p, b, 0, NULL, m, (size_t)f.len);
-            continue;
-        }
-        char *text = f.len ? cf__malloc((size_t)f.len + 1) : NULL;
-        if (text) {
-            memcpy(text, m, (size_t)f.len);
-            text[f.len] = '\0';
-        }
-        finish_task(p, b, f.aux, text, NULL, 0);
+        finish_task(p, b, f.type == CF__FR_FAIL ? f.aux : 0, m, (size_t)f.len);
     }
-}
-
-/* The worker could not read the rest of w's oldest batch: the FAIL frame
- * in `in` says why. */
-static void rest_failed(mpool *p, mworker *w, cf__rd *in)
-{
-    cf__frame f;
-    const unsigned char *m = NULL;
-    const char *bad = cf__rd_frame(in, &f, &m);
-    int n = bad ? 0 : (int)(f.len < 400 ? f.len : 400);
-    char why[512];
-    snprintf(why, sizeof why, "MPI rank %d: %.*s", w->rank, n,
-             n ? (const char *)m : "malformed failure");
-    drop_batch(p, w, bad || f.aux == 0 ? CF_EBROKEN : f.aux, why);
 }
 
 /* What an answer says about timing: the longest work between two answers
@@ -224,6 +235,19 @@ static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
     }
 }
 
+/* The worker could not read the rest of w's oldest batch: the FAIL frame
+ * in `in` says why. */
+static void rest_failed(mpool *p, mworker *w, cf__rd *in)
+{
+    cf__frame f;
+    const unsigned char *m = NULL;
+    const char *bad = cf__rd_frame(in, &f, &m);
+    int n = bad ? 0 : (int)(f.len < 400 ? f.len : 400);
+    fail_tasks(p, w, SIZE_MAX, bad || f.aux == 0 ? CF_EBROKEN : f.aux,
+               "MPI rank %d: %.*s", w->rank, n,
+               n ? (const char *)m : "malformed failure");
+}
+
 /* Handles a RESULTS message from worker w. */
 static void on_results(mpool *p, mworker *w, const unsigned char *msg,
                        size_t len)
@@ -231,7 +255,6 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     batch *b = w->head;
     if (!b)
         return; /* nothing asked of w: a stray answer */
-    char why[512];
     cf__rd in = { msg, len };
     cf__frame h;
     const unsigned char *pl = NULL;
@@ -240,10 +263,9 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     if (!bad && (h.type != CF__FR_ANSWERS || h.len < sizeof a || h.aux < 0))
         bad = "not an answer";
     if (bad) {
-        snprintf(why, sizeof why,
-                 "malformed result message from MPI rank %d (%s)", w->rank,
-                 bad);
-        drop_batch(p, w, CF_EBROKEN, why);
+        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
+                   "malformed result message from MPI rank %d (%s)", w->rank,
+                   bad);
         return;
     }
     memcpy(&a, pl, sizeof a);
@@ -256,23 +278,20 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
         return; /* the rest of a batch already failed as malformed */
     if (h.id != b->seq || (size_t)h.aux != b->done ||
         a.count > b->n - b->done) {
-        snprintf(why, sizeof why,
-                 "malformed result message from MPI rank %d (batch %llu, "
-                 "tasks %d+%u, expected batch %llu from task %zu of %zu)",
-                 w->rank, (unsigned long long)h.id, h.aux, a.count,
-                 (unsigned long long)b->seq, b->done, b->n);
-        drop_batch(p, w, CF_EBROKEN, why);
+        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
+                   "malformed result message from MPI rank %d (batch %llu, "
+                   "tasks %d+%u, expected batch %llu from task %zu of %zu)",
+                   w->rank, (unsigned long long)h.id, h.aux, a.count,
+                   (unsigned long long)b->seq, b->done, b->n);
         return;
     }
     b->busy_ns += a.busy_ns;
     learn_timing(p, w, b, h.aux, a.busy_ns);
-    take_answers(p, w, b, &in, a.count);
-    if (!(a.flags & ANS_FINAL))
-        return;
-    snprintf(why, sizeof why,
-             "MPI rank %d answered %zu of the %zu tasks of a batch", w->rank,
-             b->done, b->n);
-    drop_batch(p, w, CF_EBROKEN, why); /* fails none if all answered */
+    take_answers(p, w, &in, a.count);
+    if (a.flags & ANS_FINAL) /* fails none if all were answered */
+        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
+                   "MPI rank %d answered %zu of the %zu tasks of a batch",
+                   w->rank, b->done, b->n);
 }
 
 /* A rank's HELLO: its host name, a NUL, and (aux: a failure code) its
@@ -315,11 +334,13 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
 
 /* ---- dispatching ------------------------------------------------------- */
 
-/* The work in one batch of w, in seconds: BATCH_TARGET_S, or an eighth
- * of the round trip when that is more (fewer messages per window). */
-static double batch_s(const mworker *w)
+/* The tasks of one batch of w at cost seconds each: BATCH_TARGET_S of
+ * work, or an eighth of the round trip when that is more (fewer messages
+ * per window). */
+static size_t batch_tasks(const mworker *w, double cost)
 {
-    return w->rtt / 8 > BATCH_TARGET_S ? w->rtt / 8 : BATCH_TARGET_S;
+    double s = w->rtt / 8 > BATCH_TARGET_S ? w->rtt / 8 : BATCH_TARGET_S;
+    return cf__remote_window(cost, s, 1, BATCH_MAX_TASKS);
 }
 
 /* The tasks w may hold at cost seconds each: the bandwidth-delay product.
@@ -330,8 +351,8 @@ static size_t window(const mworker *w, double cost)
 {
     double rtt = w->rtt > 0 ? w->rtt : 0;
     double k = ceil(1.25 * rtt / (cost > 1e-9 ? cost : 1e-9));
-    size_t batch = cf__remote_window(cost, batch_s(w), 1, BATCH_MAX_TASKS);
-    return k >= WINDOW_MAX_TASKS ? WINDOW_MAX_TASKS : (size_t)k + batch;
+    return k >= WINDOW_MAX_TASKS ? WINDOW_MAX_TASKS
+                                 : (size_t)k + batch_tasks(w, cost);
 }
 
 /* Whether w gets another batch now: a second one always (it hides the
@@ -360,14 +381,9 @@ static bool can_take(const mpool *p, const mworker *w)
 static size_t batch_size(const mpool *p, mworker *w, size_t held)
 {
     double cost = w->cost >= 0 ? w->cost : p->cost;
-    size_t n;
-    if (cost < 0) {
-        n = w->slow_start;
-        if (w->slow_start < BATCH_MAX_TASKS)
-            w->slow_start *= 2;
-    } else {
-        n = cf__remote_window(cost, batch_s(w), 1, BATCH_MAX_TASKS);
-    }
+    size_t n = cost >= 0 ? batch_tasks(w, cost) : w->slow_start;
+    if (cost < 0 && w->slow_start < BATCH_MAX_TASKS)
+        w->slow_start *= 2;
     /* A fair share of what waits, so every worker gets some, and no more
      * than w's share of all the work (what waits and what the ready
      * workers hold) less what it holds, so that all end together. */
@@ -450,8 +466,6 @@ static int send_local(void *ctx, const void *msg, size_t len)
     return 0;
 }
 
-static void mpi_failed(mpool *p, int rc, const char *what);
-
 /* Hands b to w and sends it (with one rank, serves it here). */
 static void send_batch(mpool *p, mworker *w, batch *b)
 {
@@ -472,9 +486,9 @@ static void send_batch(mpool *p, mworker *w, batch *b)
         w->head = b;
     w->tail = b;
     if (!len) {
-        drop_batch(p, w, CF_ENOMEM,
-                   "no memory for a task batch, or one "
-                   "larger than an MPI message (2 GiB)");
+        fail_tasks(p, w, SIZE_MAX, CF_ENOMEM,
+                   "no memory for a task batch, or one larger than an MPI "
+                   "message (2 GiB)");
         return;
     }
     if (p->local) {
@@ -514,13 +528,11 @@ static bool dispatch(mpool *p)
              * MPI to send them at once (no rendezvous round trip). */
             size_t most = w->rtt > 1e-3 ? EAGER_BYTES : BATCH_MAX_BYTES;
             batch *b = take_batch(p, batch_size(p, w, held), most);
-            if (!b) {
-                sent = true; /* cancelled tasks, or one failed */
+            sent = true; /* or cancelled tasks, or one failed */
+            if (!b)
                 break;
-            }
             held += b->n;
             send_batch(p, w, b);
-            sent = true;
             next = depth + 1 < next ? depth + 1 : next;
         }
         depth = next;
@@ -530,31 +542,6 @@ static bool dispatch(mpool *p)
 }
 
 /* ---- the manager's MPI side -------------------------------------------- */
-
-/* An MPI call failed: the pool is broken; every task in flight fails. */
-static void mpi_failed(mpool *p, int rc, const char *what)
-{
-    char err[MPI_MAX_ERROR_STRING], why[MPI_MAX_ERROR_STRING + 128];
-    int n = 0;
-    if (MPI_Error_string(rc, err, &n) != MPI_SUCCESS)
-        snprintf(err, sizeof err, "MPI error %d", rc);
-    snprintf(why, sizeof why, "pool broken: %s failed: %s", what, err);
-    cf__remote_break(&p->r, why);
-    for (size_t i = 0; i < p->nworkers; i++) {
-        mworker *w = &p->workers[i];
-        while (w->head) {
-            cf__free(w->head->msg);
-            w->head->msg = NULL; /* never wait on a broken send */
-            drop_batch(p, w, CF_EBROKEN, why);
-        }
-        if (w->state == W_READY && w->enabled) {
-            add(&p->r.st_workers, -1);
-            add(&p->r.st_idle, -1);
-        }
-        w->state = W_DOWN;
-    }
-    p->offline = true; /* no more MPI calls on this communicator */
-}
 
 static mworker *worker_of(mpool *p, int rank)
 {
@@ -595,15 +582,12 @@ static void on_message(mpool *p, const MPI_Status *st, void *buf, int n)
     if (!w)
         return;
     w->heard = cf__now();
-    if (!buf) {
-        /* Out of memory for the message: its tasks fail. */
-        if (st->MPI_TAG == TAG_RESULTS && w->head)
-            drop_batch(p, w, CF_ENOMEM, "out of memory for a result message");
-        return;
-    }
-    if (st->MPI_TAG == TAG_RESULTS)
+    if (st->MPI_TAG == TAG_RESULTS && !buf && w->head)
+        fail_tasks(p, w, SIZE_MAX, CF_ENOMEM,
+                   "out of memory for a result message");
+    else if (st->MPI_TAG == TAG_RESULTS && buf)
         on_results(p, w, buf, (size_t)n);
-    else if (st->MPI_TAG == TAG_HELLO)
+    else if (st->MPI_TAG == TAG_HELLO && buf)
         on_hello(p, w, buf, (size_t)n);
 }
 
@@ -664,7 +648,14 @@ static void stop_workers(mpool *p)
     }
 }
 
-static bool in_flight(const mpool *p);
+static bool in_flight(const mpool *p)
+{
+    for (size_t i = 0; i < p->nworkers; i++)
+        if (p->workers[i].head ||
+            (p->workers[i].state == W_STARTING && !p->offline))
+            return true;
+    return false;
+}
 
 /* ---- the watchdog (docs/mpi.md, "A rank that stops answering") ---------- */
 
@@ -724,16 +715,8 @@ static void rank_lost(mpool *p, mworker *w, double silent)
     if (p->abort_on_lost)
         MPI_Abort(p->spawn_inter != MPI_COMM_NULL ? p->comm : MPI_COMM_WORLD,
                   1);
-    if (w->enabled)
-        add(&p->r.st_workers, -1); /* not idle: it held work */
-    w->state = W_LOST;
     p->lost = true;
-    while (w->head) {
-        /* Its send may never complete: MPI may still read the buffer,
-         * which is left allocated for good. */
-        w->head->msg = NULL;
-        drop_batch(p, w, CF_EBROKEN, why);
-    }
+    worker_down(p, w, W_LOST, why);
     if (!in_flight(p) && ready_workers(p) == 0)
         cf__remote_break(&p->r, why); /* nobody left to run the rest */
 }
@@ -753,15 +736,6 @@ static void watch(mpool *p)
 }
 
 /* ---- the manager's round ----------------------------------------------- */
-
-static bool in_flight(const mpool *p)
-{
-    for (size_t i = 0; i < p->nworkers; i++)
-        if (p->workers[i].head ||
-            (p->workers[i].state == W_STARTING && !p->offline))
-            return true;
-    return false;
-}
 
 /* Sleeps until a submission, a shutdown, or (busy) the next poll. */
 static void manager_wait(mpool *p, bool busy)
@@ -791,10 +765,9 @@ static void begin(mpool *p)
     p->pause = BACKOFF_MIN_S;
     if (!p->local)
         return;
-    char *msg;
+    char *msg, why[512];
     int code = cf__mpi_prepare(&p->opts, p->isolated, &p->pp, &msg);
     if (code) {
-        char why[512];
         snprintf(why, sizeof why,
                  "pool broken: a worker's initializer failed: %s",
                  msg ? msg : cf_strerror(code));
@@ -848,7 +821,6 @@ static void mp_destroy(cf__remote *r)
     mpool *p = (mpool *)r;
     cf__free(p->rbuf.b);
     cf__free(p->local_reply.buf.b);
-    cf__free(p->workers);
     cf__remote_fini(r);
     cf__free(p);
 }
@@ -861,6 +833,12 @@ static const cf__remote_ops mp_ops = {
 
 /* ---- construction ------------------------------------------------------ */
 
+static cf_executor *fail_with(int err)
+{
+    errno = err;
+    return NULL;
+}
+
 static void finalize_at_exit(void)
 {
     int done = 0;
@@ -869,17 +847,17 @@ static void finalize_at_exit(void)
         MPI_Finalize();
 }
 
-/* Initialises MPI if the program has not: 0, or EINVAL once finalised. */
-static int ensure_mpi(void)
+/* Checks opts and initialises MPI if the program has not: 0, or EINVAL
+ * (bad options, or MPI finalised), or EIO. */
+static int ensure_mpi(const cf_options *opts)
 {
-    int inited = 0, finalized = 0;
+    int inited = 0, finalized = 0, provided;
     MPI_Finalized(&finalized);
-    if (finalized)
+    if (!cf__options_valid(opts) || finalized)
         return EINVAL;
     MPI_Initialized(&inited);
     if (inited)
         return 0;
-    int provided;
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) !=
         MPI_SUCCESS)
         return EIO;
@@ -887,29 +865,27 @@ static int ensure_mpi(void)
     return 0;
 }
 
-static mpool *pool_alloc(MPI_Comm comm, int root, int size,
+/* A pool for the root of dup (size ranks), its manager not started:
+ * NULL when out of memory. */
+static mpool *pool_alloc(MPI_Comm dup, int root, int size,
                          const cf_options *opts)
 {
-    mpool *p = cf__calloc(1, sizeof *p);
     size_t n = size > 1 ? (size_t)size - 1 : 1;
-    if (!p || !(p->workers = cf__calloc(n, sizeof *p->workers))) {
-        cf__free(p);
+    mpool *p = cf__calloc(1, sizeof *p + n * sizeof *p->workers);
+    if (!p)
         return NULL;
-    }
     cf__remote_init(&p->r, &mp_ops);
-    p->comm = comm;
+    p->comm = dup;
     p->spawn_intra = p->spawn_inter = MPI_COMM_NULL;
     p->root = root;
     p->local = p->offline = size == 1;
     p->nworkers = n;
-    p->cost = -1;
-    p->longest = -1;
+    p->cost = p->longest = -1;
     p->rank_timeout = rank_timeout_env();
     const char *lost = getenv("CFUTURES_MPI_RANK_LOST");
     p->abort_on_lost = lost && strcmp(lost, "abort") == 0;
     p->next_seq = 1;
-    if (opts)
-        p->opts = *opts;
+    p->opts = opts ? *opts : (cf_options){ 0 };
     size_t max = opts && opts->max_workers > 0 ? (size_t)opts->max_workers : n;
     for (size_t i = 0; i < n; i++) {
         mworker *w = &p->workers[i];
@@ -919,8 +895,7 @@ static mpool *pool_alloc(MPI_Comm comm, int root, int size,
         w->cost = -1;
         w->slow_start = 1;
     }
-    p->local_reply.send = send_local;
-    p->local_reply.ctx = p;
+    p->local_reply = (cf__replier){ .send = send_local, .ctx = p };
     return p;
 }
 
@@ -957,8 +932,7 @@ static cf_executor *root_pool(MPI_Comm dup, int root, int size,
                 MPI_Send(NULL, 0, MPI_BYTE, r, TAG_STOP, dup);
         MPI_Comm_free(&dup);
     }
-    errno = err;
-    return NULL;
+    return fail_with(err);
 }
 
 /* cf_mpi_pool_new and its variants. spawn_inter is the intercommunicator
@@ -967,12 +941,7 @@ static cf_executor *root_pool(MPI_Comm dup, int root, int size,
 static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
                              bool isolated, MPI_Comm spawn_inter)
 {
-    int size, rank;
-    if (comm == MPI_COMM_NULL || !cf__options_valid(opts)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    int err = ensure_mpi();
+    int size, rank, err = comm == MPI_COMM_NULL ? EINVAL : ensure_mpi(opts);
     if (!err &&
         (MPI_Comm_size(comm, &size) != MPI_SUCCESS ||
          MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || root < 0 || root >= size))
@@ -982,23 +951,19 @@ static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
     MPI_Comm dup = MPI_COMM_NULL;
     if (!err && size > 1 && MPI_Comm_dup(comm, &dup) != MPI_SUCCESS)
         err = EIO;
-    if (err) {
-        errno = err;
-        return NULL;
-    }
+    if (err)
+        return fail_with(err);
     /* Failures become return codes: the manager turns them into a broken
      * pool rather than an abort of the job. */
     if (size > 1)
         MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN);
-    if (rank != root) {
-        /* A worker until the root stops it: NULL, errno 0 (EIO: MPI failed). */
-        int rc = cf__mpi_serve(dup, root, opts, isolated);
-        if (rc == 0)
-            MPI_Comm_free(&dup);
-        errno = rc ? EIO : 0;
-        return NULL;
-    }
-    return root_pool(dup, root, size, opts, isolated, comm, spawn_inter);
+    if (rank == root)
+        return root_pool(dup, root, size, opts, isolated, comm, spawn_inter);
+    /* A worker until the root stops it: NULL, errno 0 (EIO: MPI failed). */
+    int rc = cf__mpi_serve(dup, root, opts, isolated);
+    if (rc == 0)
+        MPI_Comm_free(&dup);
+    return fail_with(rc ? EIO : 0);
 }
 
 cf_executor *cf_mpi_pool_new(MPI_Comm comm, int root, const cf_options *opts)
@@ -1031,15 +996,11 @@ static char **own_command(char *exe, size_t size)
     while (rc == 0 && (got = fread(chunk, 1, sizeof chunk, f)) > 0)
         rc = cf_buffer_append(&text, chunk, got);
     fclose(f);
-    if (rc || !text.b) {
-        cf__free(text.b);
-        return NULL;
-    }
-    size_t len = text.b->len, words = 0;
+    size_t len = !rc && text.b ? text.b->len : 0, words = 0;
     for (size_t i = 0; i < len; i++)
         words += text.b->data[i] == '\0';
     /* The vector, then a NUL-terminated copy of the text it points into. */
-    char **argv = cf__malloc((words + 1) * sizeof *argv + len + 1);
+    char **argv = len ? cf__malloc((words + 1) * sizeof *argv + len + 1) : NULL;
     if (argv) {
         char *copy = (char *)(argv + words + 1);
         memcpy(copy, text.b->data, len);
@@ -1054,60 +1015,54 @@ static char **own_command(char *exe, size_t size)
     return argv;
 }
 
+/* Starts max_workers (or one per CPU) copies of this program as workers:
+ * 0 with the intercommunicator to them in *inter, or an errno value. */
+static int spawn_workers(const cf_options *opts, MPI_Comm *inter)
+{
+    int n = opts && opts->max_workers > 0 ? opts->max_workers : cf_cpu_count();
+    char exe[4096];
+    char **args = own_command(exe, sizeof exe);
+    int *codes = cf__calloc((size_t)n, sizeof *codes);
+    MPI_Info info;
+    MPI_Info_create(&info);
+    /* Open MPI: the workers may share cores with this process (other MPI
+     * implementations ignore the key). */
+    MPI_Info_set(info, "map_by", ":OVERSUBSCRIBE");
+    int rc = args && codes ? MPI_Comm_spawn(exe, args, n, info, 0,
+                                            MPI_COMM_SELF, inter, codes)
+                           : MPI_ERR_NO_MEM;
+    MPI_Info_free(&info);
+    cf__free(codes);
+    cf__free(args);
+    return rc == MPI_SUCCESS ? 0 : rc == MPI_ERR_NO_MEM ? ENOMEM : EIO;
+}
+
 cf_executor *cf_mpi_pool_spawn(const cf_options *opts)
 {
-    if (!cf__options_valid(opts)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    int err = ensure_mpi();
-    if (err) {
-        errno = err;
-        return NULL;
-    }
     MPI_Comm parent, inter, intra;
-    MPI_Comm_get_parent(&parent);
-    inter = parent;
-    if (parent == MPI_COMM_NULL) {
-        int n =
-            opts && opts->max_workers > 0 ? opts->max_workers : cf_cpu_count();
-        char exe[4096];
-        char **args = own_command(exe, sizeof exe);
-        int *codes = cf__calloc((size_t)n, sizeof *codes);
-        MPI_Info info;
-        MPI_Info_create(&info);
-        /* Open MPI: the workers may share cores with this process (other
-         * MPI implementations ignore the key). */
-        MPI_Info_set(info, "map_by", ":OVERSUBSCRIBE");
-        int rc = args && codes ? MPI_Comm_spawn(exe, args, n, info, 0,
-                                                MPI_COMM_SELF, &inter, codes)
-                               : MPI_ERR_NO_MEM;
-        MPI_Info_free(&info);
-        cf__free(codes);
-        cf__free(args);
-        if (rc != MPI_SUCCESS) {
-            errno = rc == MPI_ERR_NO_MEM ? ENOMEM : EIO;
-            return NULL;
-        }
+    int err = ensure_mpi(opts);
+    if (!err) {
+        MPI_Comm_get_parent(&parent);
+        inter = parent;
+        if (parent == MPI_COMM_NULL)
+            err = spawn_workers(opts, &inter);
     }
     /* The spawning process is rank 0 of the merged communicator. */
-    if (MPI_Intercomm_merge(inter, parent != MPI_COMM_NULL, &intra) !=
-        MPI_SUCCESS) {
-        errno = EIO;
-        return NULL;
-    }
-    cf_options o = { 0 };
-    if (opts)
-        o = *opts;
+    if (!err && MPI_Intercomm_merge(inter, parent != MPI_COMM_NULL, &intra) !=
+                    MPI_SUCCESS)
+        err = EIO;
+    if (err)
+        return fail_with(err);
+    cf_options o = opts ? *opts : (cf_options){ 0 };
     o.max_workers = 0;
     cf_executor *ex = pool_new(intra, 0, &o, false, inter);
     if (parent != MPI_COMM_NULL || !ex) {
         /* A spawned worker that served to the end, or a failure: the
          * communicators are ours to free. */
-        int e = errno;
+        err = errno;
         MPI_Comm_free(&intra);
         MPI_Comm_disconnect(&inter);
-        errno = e;
+        errno = err;
     }
     return ex;
 }
