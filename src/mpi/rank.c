@@ -13,8 +13,6 @@
 
 #include "../proc/wire.h"
 
-#include <errno.h>
-#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -421,13 +419,15 @@ typedef struct dest {
     int root;
 } dest;
 
+static int send_to(const dest *d, int tag, const void *msg, size_t len)
+{
+    int rc = MPI_Send(msg, (int)len, MPI_BYTE, d->root, tag, d->comm);
+    return rc == MPI_SUCCESS ? 0 : CF_EBROKEN;
+}
+
 static int mpi_send_results(void *ctx, const void *msg, size_t len)
 {
-    dest *d = ctx;
-    return MPI_Send(msg, (int)len, MPI_BYTE, d->root, TAG_RESULTS, d->comm) ==
-                   MPI_SUCCESS
-               ? 0
-               : CF_EBROKEN;
+    return send_to(ctx, TAG_RESULTS, msg, len);
 }
 
 /* Waits for the next message from the root without spinning for long:
@@ -475,28 +475,23 @@ int cf__mpi_prepare(const cf_options *opts, bool isolated, cf__mpi_iso **iso,
 }
 
 /* Sends the HELLO frame (code: prepare's outcome); its payload is the
- * rank's host name, a NUL, and msg (the failure's message, if any). */
-static int say_hello(dest *to, int code, char *msg)
+ * rank's host name, a NUL, and msg (the failure's message, if any; freed). */
+static int say_hello(const dest *to, int code, char *msg)
 {
-    char host[MPI_MAX_PROCESSOR_NAME + 1] = { 0 };
-    int hn = 0;
-    if (MPI_Get_processor_name(host, &hn) != MPI_SUCCESS || hn < 0)
-        hn = 0;
+    unsigned char hello[CF__FRAME_HDR + MPI_MAX_PROCESSOR_NAME + 1 + 4096];
+    memset(hello, 0, sizeof hello);
+    char *host = (char *)hello + CF__FRAME_HDR;
+    int hn;
+    MPI_Get_processor_name(host, &hn);
     size_t hl = strnlen(host, MPI_MAX_PROCESSOR_NAME) + 1;
     size_t n = msg ? strnlen(msg, 4096) : 0;
-    unsigned char hello[CF__FRAME_HDR + MPI_MAX_PROCESSOR_NAME + 1 + 4096];
     cf__frame h;
     cf__frame_set(&h, CF__FR_HELLO, 0, hl + n, code);
     memcpy(hello, &h, sizeof h);
-    memcpy(hello + sizeof h, host, hl);
     if (n)
-        memcpy(hello + sizeof h + hl, msg, n);
+        memcpy(host + hl, msg, n);
     cf__free(msg);
-    n += hl;
-    return MPI_Send(hello, (int)(sizeof h + n), MPI_BYTE, to->root, TAG_HELLO,
-                    to->comm) == MPI_SUCCESS
-               ? 0
-               : CF_EBROKEN;
+    return send_to(to, TAG_HELLO, hello, sizeof h + hl + n);
 }
 
 /* Receives the next message from the root into in: its tag, or -1 on an

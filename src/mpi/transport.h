@@ -25,17 +25,15 @@
 
 /* ---- tuning ------------------------------------------------------------- */
 
-#define BATCH_TARGET_S 0.004 /* a batch's work on its worker */
-#define BATCH_MAX_TASKS 1024 /* tasks in one batch */
-#define BATCH_MAX_BYTES                                                        \
-    (1u << 20)                            /* frame bytes in one batch (1 task \
-                                      larger than this goes alone) */
-#define MAX_BATCHES 64                    /* batches in flight per worker */
-#define WINDOW_MAX_TASKS 65536            /* tasks in flight per worker */
-#define WINDOW_MAX_BYTES (64u << 20)      /* task bytes in flight per worker */
-#define EAGER_BYTES (48u << 10)           /* a batch's bytes past 1 ms of rtt */
-#define WATCH_EVERY_S 0.1                 /* the watchdog's period */
-#define REPLY_FLUSH_BYTES (8u << 20)      /* a worker sends results past this */
+#define BATCH_TARGET_S 0.004         /* a batch's work on its worker */
+#define BATCH_MAX_TASKS 1024         /* tasks in one batch */
+#define BATCH_MAX_BYTES (1u << 20)   /* bytes in a batch (1 task may pass) */
+#define MAX_BATCHES 64               /* batches in flight per worker */
+#define WINDOW_MAX_TASKS 65536       /* tasks in flight per worker */
+#define WINDOW_MAX_BYTES (64u << 20) /* task bytes in flight per worker */
+#define EAGER_BYTES (48u << 10)      /* a batch's bytes past 1 ms of rtt */
+#define WATCH_EVERY_S 0.1            /* the watchdog's period */
+#define REPLY_FLUSH_BYTES (8u << 20) /* a worker sends results past this */
 #define MSG_MAX ((size_t)INT_MAX - 65536) /* one MPI message (int count) */
 #define SPIN_ROUNDS 32                    /* quick polls before sleeping */
 #define BACKOFF_MIN_S 2e-6
