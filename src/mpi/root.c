@@ -243,9 +243,9 @@ static void rest_failed(mpool *p, mworker *w, cf__rd *in)
     const unsigned char *m = NULL;
     const char *bad = cf__rd_frame(in, &f, &m);
     int n = bad ? 0 : (int)(f.len < 400 ? f.len : 400);
+    const char *text = n ? (const char *)m : "malformed failure";
     fail_tasks(p, w, SIZE_MAX, bad || f.aux == 0 ? CF_EBROKEN : f.aux,
-               "MPI rank %d: %.*s", w->rank, n,
-               n ? (const char *)m : "malformed failure");
+               "MPI rank %d: %.*s", w->rank, n ? n : (int)strlen(text), text);
 }
 
 /* Handles a RESULTS message from worker w. */
@@ -471,6 +471,14 @@ static void send_batch(mpool *p, mworker *w, batch *b)
 {
     size_t len = encode_batch(p, b);
     add(&p->r.st_running, (long)b->n);
+    if (!len) { /* its own tasks fail, not those of a batch in flight */
+        const char *why = "no memory for a task batch, or one larger than an "
+                          "MPI message (2 GiB)";
+        while (b->done < b->n)
+            finish_task(p, b, CF_ENOMEM, why, strlen(why));
+        cf__free(b);
+        return;
+    }
     b->sent = cf__now();
     b->alone = w->nbatches == 0;
     b->bytes = len;
@@ -485,12 +493,6 @@ static void send_batch(mpool *p, mworker *w, batch *b)
     else
         w->head = b;
     w->tail = b;
-    if (!len) {
-        fail_tasks(p, w, SIZE_MAX, CF_ENOMEM,
-                   "no memory for a task batch, or one larger than an MPI "
-                   "message (2 GiB)");
-        return;
-    }
     if (p->local) {
         unsigned char *msg = b->msg;
         b->msg = NULL;
