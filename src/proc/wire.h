@@ -85,9 +85,8 @@ typedef struct cf__starts {
     bool fresh;      /* one failed since cf__starts_give_up last ran */
     char error[256]; /* "cannot start a worker process: " and why */
 } cf__starts;
-/* A start failed (why): back off. A start succeeded: reset. */
+/* A start failed (why): back off (a READY resets it). */
 void cf__starts_failed(cf__starts *s, const char *why, double now);
-void cf__starts_ok(cf__starts *s);
 /* With no worker alive (live == 0) and none started for 2 s over 3
  * tries: true, and the caller fails its pending tasks with s->error. */
 bool cf__starts_give_up(cf__starts *s, size_t live, double now);
@@ -137,13 +136,11 @@ struct cf__pp_link {
     size_t n_inflight;
     double head_since; /* when head became the oldest (or READY came) */
     /* Receiving: rx[rx_beg, rx_end) unparsed; a frame whose header was
-     * read is gathered into body (a cf__bytes for a RESULT, else text). */
+     * read (hdr) is gathered into body, body_have bytes so far. */
     unsigned char *rx;
     size_t rx_beg, rx_end;
     cf__frame hdr;
-    bool in_body;
-    void *body;
-    unsigned char *body_data;
+    cf__bytes *body;
     size_t body_have;
     double progress_at; /* when bytes last arrived */
     /* Lost. */
