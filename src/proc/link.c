@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -292,7 +293,7 @@ bool cf__pp_link_reap(cf__pp_link *w, double now)
         atomic_load_explicit(&w->proc.state->running, memory_order_acquire);
     uint64_t fin =
         atomic_load_explicit(&w->proc.state->done, memory_order_acquire);
-    cf__pp_state_unmap(w->proc.state);
+    munmap(w->proc.state, sizeof *w->proc.state);
     blame(w, ran, how, fin == ran);
     if (!w->ready && w->why != CF__PP_STOP && w->why != CF__PP_KILL) {
         char why[sizeof how + sizeof w->detail + 40];

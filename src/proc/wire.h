@@ -48,16 +48,13 @@ _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st);
 
 /* A started worker (spawn.c): its pid, the pool's end of the socket
  * (non-blocking, close-on-exec), a pidfd (-1 where the kernel has none)
- * and the state page (cf__pp_state_unmap releases it). */
+ * and the state page (munmap releases it). */
 typedef struct cf__pp_proc {
     pid_t pid;
     int fd;
     int pidfd;
     cf__pp_state *state;
 } cf__pp_proc;
-/* Maps a spawned worker's state page from CF__PP_STATE_FD: it, or NULL. */
-cf__pp_state *cf__pp_state_attach(void);
-void cf__pp_state_unmap(cf__pp_state *st);
 /* Starts /proc/self/exe with envp (CF__PP_ENV_FD and CF__PP_ENV_PARENT
  * set), or (envp NULL) forks a worker that serves at once: 0 or -errno. */
 int cf__pp_start(cf__pp_proc *out, char *const *envp);
