@@ -385,16 +385,11 @@ bool cf__pp_link_flush(cf__pp_link *w, double now)
             cf__pp_link_gone(w, now);
             return false;
         }
-        for (size_t left = k > 0 ? (size_t)k : 0; left > 0 && w->unsent;) {
-            size_t rem = w->unsent->len - w->unsent_off;
-            if (left < rem) {
-                w->unsent_off += left;
-                break;
-            }
-            left -= rem;
+        w->unsent_off += k > 0 ? (size_t)k : 0;
+        while (w->unsent && w->unsent_off >= w->unsent->len) {
+            w->unsent_off -= w->unsent->len;
             w->unsent->sent_at = now;
             w->unsent = w->unsent->next;
-            w->unsent_off = 0;
         }
     }
     return true;
