@@ -14,7 +14,6 @@
 #include "../remote/engine.h"
 
 #include <sys/types.h>
-#include <sys/uio.h>
 
 /* A worker's socket to its pool, and where a spawned one finds its state
  * page (then closes it). */
@@ -51,8 +50,7 @@ _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st);
  * and the state page (munmap releases it). */
 typedef struct cf__pp_proc {
     pid_t pid;
-    int fd;
-    int pidfd;
+    int fd, pidfd;
     cf__pp_state *state;
 } cf__pp_proc;
 /* Starts /proc/self/exe with envp (CF__PP_ENV_FD and CF__PP_ENV_PARENT
