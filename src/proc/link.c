@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,13 +58,6 @@ void cf__starts_failed(cf__starts *s, const char *why, double now)
     s->retry_at = now + s->backoff;
     snprintf(s->error, sizeof s->error, "cannot start a worker process: %.200s",
              why);
-}
-
-void cf__starts_ok(cf__starts *s)
-{
-    s->tries = 0;
-    s->backoff = 0;
-    s->retry_at = 0;
 }
 
 bool cf__starts_give_up(cf__starts *s, size_t live, double now)
@@ -100,34 +94,41 @@ static int build_init(cf__pp_spec *s, const cf_options *o)
     return s->init ? 0 : rc;
 }
 
-static bool is_worker_var(const char *e)
+/* A formatted string on the heap, or NULL (a failure's message is then
+ * cf_strerror(code)). */
+static char *fmt_msg(const char *fmt, ...)
 {
-    size_t a = strlen(CF__PP_ENV_FD), b = strlen(CF__PP_ENV_PARENT);
-    return (strncmp(e, CF__PP_ENV_FD, a) == 0 && e[a] == '=') ||
-           (strncmp(e, CF__PP_ENV_PARENT, b) == 0 && e[b] == '=');
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return cf__strdup(buf);
+}
+
+static bool is_var(const char *e, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(e, name, n) == 0 && e[n] == '=';
 }
 
 /* The spawned workers' environment: ours plus the two variables that make
  * the program serve its owner. */
 static int build_env(cf__pp_spec *s)
 {
-    size_t n = 0;
-    for (char **e = environ; e && *e; e++)
+    size_t n = 0, k = 0;
+    while (environ && environ[n])
         n++;
-    char **env = cf__calloc(n + 3, sizeof *env);
-    if (!env)
+    if (!(s->envp = cf__calloc(n + 3, sizeof *s->envp)))
         return CF_ENOMEM;
-    s->envp = env;
-    size_t k = 0;
     for (char **e = environ; e && *e; e++)
-        if (!is_worker_var(*e) && !(env[k++] = cf__strdup(*e)))
+        if (!is_var(*e, CF__PP_ENV_FD) && !is_var(*e, CF__PP_ENV_PARENT) &&
+            !(s->envp[k++] = cf__strdup(*e)))
             return CF_ENOMEM;
-    char buf[64];
-    snprintf(buf, sizeof buf, "%s=%d", CF__PP_ENV_FD, CF__PP_FD);
-    if (!(env[k++] = cf__strdup(buf)))
+    if (!(s->envp[k++] = fmt_msg("%s=%d", CF__PP_ENV_FD, CF__PP_FD)))
         return CF_ENOMEM;
-    snprintf(buf, sizeof buf, "%s=%d", CF__PP_ENV_PARENT, (int)getpid());
-    return (env[k] = cf__strdup(buf)) ? 0 : CF_ENOMEM;
+    s->envp[k] = fmt_msg("%s=%d", CF__PP_ENV_PARENT, (int)getpid());
+    return s->envp[k] ? 0 : CF_ENOMEM;
 }
 
 int cf__pp_spec_init(cf__pp_spec *s, const cf_options *o)
@@ -165,7 +166,8 @@ void cf__pp_link_lose(cf__pp_link *w, cf__pp_why why, const char *detail,
     w->proc.fd = -1;
     cf__free(w->rx);
     cf__free(w->body);
-    w->rx = w->body = NULL;
+    w->rx = NULL;
+    w->body = NULL;
     w->why = why;
     snprintf(w->detail, sizeof w->detail, "%s", detail ? detail : "");
     if (why != CF__PP_CRASH && why != CF__PP_STOP) {
@@ -192,18 +194,6 @@ void cf__pp_link_lose(cf__pp_link *w, cf__pp_why why, const char *detail,
 static double stall_limit(const cf__pp_link *w)
 {
     return fmax(TRANSFER_STALL_MIN_S, w->team->spec.timeout);
-}
-
-/* A formatted message on the heap, or NULL (the future says
- * cf_strerror(code) then). */
-static char *fmt_msg(const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return cf__strdup(buf);
 }
 
 /* Why the task that ran on the dead worker failed (how: its end in
@@ -303,7 +293,7 @@ bool cf__pp_link_reap(cf__pp_link *w, double now)
         atomic_load_explicit(&w->proc.state->running, memory_order_acquire);
     uint64_t fin =
         atomic_load_explicit(&w->proc.state->done, memory_order_acquire);
-    cf__pp_state_unmap(w->proc.state);
+    munmap(w->proc.state, sizeof *w->proc.state);
     blame(w, ran, how, fin == ran);
     if (!w->ready && w->why != CF__PP_STOP && w->why != CF__PP_KILL) {
         char why[sizeof how + sizeof w->detail + 40];
@@ -377,11 +367,9 @@ void cf__pp_link_push(cf__pp_link *w, cf__rtask *t, double now)
     cf__trace(CF__TR_DISPATCH, t, (uint64_t)w->proc.pid);
 }
 
-/* Writes what is queued until the socket is full: 0, or -1 when the
- * worker is gone. */
-static int write_some(cf__pp_link *w, double now)
+bool cf__pp_link_flush(cf__pp_link *w, double now)
 {
-    for (;;) {
+    while (w->unsent) {
         struct iovec iov[MAX_IOV];
         int n = 0;
         size_t off = w->unsent_off;
@@ -389,32 +377,22 @@ static int write_some(cf__pp_link *w, double now)
             iov[n++] = (struct iovec){ t->frame + off, t->len - off };
             off = 0;
         }
-        if (n == 0)
-            return 0;
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)n };
         ssize_t k = sendmsg(w->proc.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (k < 0 && errno != EINTR)
-            return errno == EAGAIN ? 0 : -1;
-        for (size_t left = k > 0 ? (size_t)k : 0; left > 0 && w->unsent;) {
-            size_t rem = w->unsent->len - w->unsent_off;
-            if (left < rem) {
-                w->unsent_off += left;
-                break;
-            }
-            left -= rem;
+        if (k < 0 && errno == EAGAIN)
+            return true;
+        if (k < 0 && errno != EINTR) {
+            cf__pp_link_gone(w, now);
+            return false;
+        }
+        w->unsent_off += k > 0 ? (size_t)k : 0;
+        while (w->unsent && w->unsent_off >= w->unsent->len) {
+            w->unsent_off -= w->unsent->len;
             w->unsent->sent_at = now;
             w->unsent = w->unsent->next;
-            w->unsent_off = 0;
         }
     }
-}
-
-bool cf__pp_link_flush(cf__pp_link *w, double now)
-{
-    if (!w->unsent || !write_some(w, now))
-        return true;
-    cf__pp_link_gone(w, now);
-    return false;
+    return true;
 }
 
 void cf__pp_link_gone(cf__pp_link *w, double now)
@@ -456,16 +434,18 @@ static const char *frame_bad(const cf__pp_link *w, const cf__frame *h)
     return NULL;
 }
 
-/* Handles the complete frame in w->hdr / w->body: false once w is lost. */
+/* Handles the complete frame in w->hdr and w->body: false once w is lost. */
 static bool on_frame(cf__pp_link *w, double now)
 {
     const cf__frame *h = &w->hdr;
-    char *text = h->type == CF__FR_RESULT ? NULL : w->body;
-    cf__bytes *b = text ? NULL : w->body;
+    cf__bytes *b = w->body;
+    char *text = NULL;
     w->body = NULL;
-    w->in_body = false;
-    if (text)
+    if (h->type != CF__FR_RESULT) { /* text: a string of its allocation */
+        text = memmove(b, b->data, (size_t)h->len);
         text[h->len] = '\0';
+        b = NULL;
+    }
     if (h->type == CF__FR_INIT_FAIL) {
         char msg[512];
         snprintf(msg, sizeof msg,
@@ -475,16 +455,16 @@ static bool on_frame(cf__pp_link *w, double now)
         w->team->owner->broken(w->team->o, msg);
         return false;
     }
-    if (h->type == CF__FR_READY) {
-        cf__free(text);
-        w->ready = true;
-        w->head_since = now;
-        cf__starts_ok(&w->team->starts);
-        return true;
-    }
     cf__task_ctx ctx = { text ? h->aux : 0, text && text[0] ? text : NULL };
     if (!ctx.message)
         cf__free(text);
+    if (h->type == CF__FR_READY) {
+        w->ready = true;
+        w->head_since = now;
+        w->team->starts.tries = 0;
+        w->team->starts.backoff = w->team->starts.retry_at = 0;
+        return true;
+    }
     /* The task's time counts from when it could start: written in full
      * and first in line. */
     cf__rtask *t = w->head;
@@ -503,8 +483,8 @@ static bool on_frame(cf__pp_link *w, double now)
     return true;
 }
 
-/* Checks the header just read into w->hdr and makes room for its body:
- * false once w is lost. */
+/* Checks the header just read into w->hdr and allocates its body (with
+ * room for a NUL): false once w is lost. */
 static bool begin_body(cf__pp_link *w, double now)
 {
     const char *bad = frame_bad(w, &w->hdr);
@@ -513,20 +493,15 @@ static bool begin_body(cf__pp_link *w, double now)
         return false;
     }
     size_t len = (size_t)w->hdr.len;
-    if (w->hdr.type != CF__FR_RESULT) {
-        w->body = w->body_data = cf__malloc(len + 1);
-    } else if (len <= SIZE_MAX - sizeof(cf__bytes) &&
-               (w->body = cf__malloc(sizeof(cf__bytes) + len)) != NULL) {
-        ((cf__bytes *)w->body)->len = len;
-        w->body_data = ((cf__bytes *)w->body)->data;
-    }
+    if (len < SIZE_MAX - sizeof(cf__bytes))
+        w->body = cf__malloc(sizeof(cf__bytes) + len + 1);
     if (!w->body) {
         char what[64];
         snprintf(what, sizeof what, "%zu bytes", len);
         cf__pp_link_lose(w, CF__PP_NOMEM, what, now);
         return false;
     }
-    w->in_body = true;
+    w->body->len = len;
     w->body_have = 0;
     return true;
 }
@@ -536,7 +511,7 @@ static bool parse(cf__pp_link *w, double now)
 {
     for (;;) {
         size_t avail = w->rx_end - w->rx_beg;
-        if (!w->in_body && avail < sizeof w->hdr) {
+        if (!w->body && avail < sizeof w->hdr) {
             /* Stray bytes are caught once they cannot start a header. */
             uint32_t magic = CF__FRAME_MAGIC;
             if (memcmp(w->rx + w->rx_beg, &magic, avail < 4 ? avail : 4) == 0)
@@ -544,19 +519,19 @@ static bool parse(cf__pp_link *w, double now)
             cf__pp_link_lose(w, CF__PP_CORRUPT, "bad magic", now);
             return false;
         }
-        if (!w->in_body) {
+        if (!w->body) {
             memcpy(&w->hdr, w->rx + w->rx_beg, sizeof w->hdr);
             w->rx_beg += sizeof w->hdr;
             avail -= sizeof w->hdr;
             if (!begin_body(w, now))
                 return false;
         }
-        size_t need = (size_t)w->hdr.len - w->body_have;
+        size_t need = w->body->len - w->body_have;
         size_t c = need < avail ? need : avail;
-        memcpy(w->body_data + w->body_have, w->rx + w->rx_beg, c);
+        memcpy(w->body->data + w->body_have, w->rx + w->rx_beg, c);
         w->body_have += c;
         w->rx_beg += c;
-        if (w->body_have < w->hdr.len)
+        if (w->body_have < w->body->len)
             return true;
         if (!on_frame(w, now))
             return false;
@@ -568,7 +543,7 @@ bool cf__pp_link_read(cf__pp_link *w, double now, bool drain)
     for (size_t got = 0; drain || got < RX_PER_CALL;) {
         if (w->rx_beg == w->rx_end)
             w->rx_beg = w->rx_end = 0;
-        size_t need = w->in_body ? (size_t)w->hdr.len - w->body_have : 0;
+        size_t need = w->body ? w->body->len - w->body_have : 0;
         /* A large payload goes straight into its buffer. */
         bool direct = need >= RXBUF / 4 && w->rx_beg == w->rx_end;
         if (!direct && w->rx_end == RXBUF) {
@@ -578,7 +553,7 @@ bool cf__pp_link_read(cf__pp_link *w, double now, bool drain)
         }
         ssize_t k =
             recv(w->proc.fd,
-                 direct ? w->body_data + w->body_have : w->rx + w->rx_end,
+                 direct ? w->body->data + w->body_have : w->rx + w->rx_end,
                  direct ? need : RXBUF - w->rx_end, MSG_DONTWAIT);
         if (k > 0) {
             w->progress_at = now;
@@ -589,7 +564,7 @@ bool cf__pp_link_read(cf__pp_link *w, double now, bool drain)
         } else if (k < 0 && errno == EAGAIN) {
             return true;
         } else if (k == 0 || errno != EINTR) {
-            bool mid = k == 0 && (w->in_body || w->rx_end > w->rx_beg);
+            bool mid = k == 0 && (w->body || w->rx_end > w->rx_beg);
             cf__pp_link_lose(w, CF__PP_CRASH,
                              mid ? "it left a truncated frame" : "", now);
             return false;

@@ -27,63 +27,16 @@
 
 /* Moves *fd above the descriptors the child's are dup'ed onto: a dup2
  * onto itself would keep close-on-exec set, and one onto the other's slot
- * would close it. 0 or -errno (*fd closed). */
+ * would close it. 0 or an error number (*fd closed). */
 static int above_slots(int *fd)
 {
     if (*fd > CF__PP_STATE_FD)
         return 0;
     int moved = fcntl(*fd, F_DUPFD_CLOEXEC, CF__PP_STATE_FD + 1);
-    int e = moved < 0 ? -errno : 0;
+    int e = moved < 0 ? errno : 0;
     close(*fd);
     *fd = moved;
     return e;
-}
-
-/* The socket pair (sv[1] the child's end) and the state page's memfd,
- * mapped into *st: 0 or -errno with nothing left open. */
-static int make_channel(int sv[2], int *memfd, cf__pp_state **st)
-{
-    *memfd = -1;
-    *st = MAP_FAILED;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
-        return -errno;
-    int rc = above_slots(&sv[1]);
-    if (!rc && (*memfd = memfd_create("cf-worker", MFD_CLOEXEC)) < 0)
-        rc = -errno;
-    if (!rc)
-        rc = above_slots(memfd);
-    if (!rc && ftruncate(*memfd, sizeof **st))
-        rc = -errno;
-    if (!rc) {
-        *st = mmap(NULL, sizeof **st, PROT_READ | PROT_WRITE, MAP_SHARED,
-                   *memfd, 0);
-        if (*st == MAP_FAILED)
-            rc = -errno;
-    }
-    if (rc) {
-        close(sv[0]);
-        if (sv[1] >= 0)
-            close(sv[1]);
-        if (*memfd >= 0)
-            close(*memfd);
-        if (*st != MAP_FAILED)
-            munmap(*st, sizeof **st);
-    }
-    return rc;
-}
-
-cf__pp_state *cf__pp_state_attach(void)
-{
-    void *st = mmap(NULL, sizeof(cf__pp_state), PROT_READ | PROT_WRITE,
-                    MAP_SHARED, CF__PP_STATE_FD, 0);
-    close(CF__PP_STATE_FD);
-    return st == MAP_FAILED ? NULL : st;
-}
-
-void cf__pp_state_unmap(cf__pp_state *st)
-{
-    if (st)
-        munmap(st, sizeof *st);
 }
 
 /* The child's end of the socket on CF__PP_FD, the state page's memfd on
@@ -147,18 +100,31 @@ static int fork_worker(pid_t *pid, int sv[2], cf__pp_state *st)
 
 int cf__pp_start(cf__pp_proc *out, char *const *envp)
 {
-    int sv[2], memfd;
-    cf__pp_state *st;
-    int rc = make_channel(sv, &memfd, &st);
-    if (rc)
-        return rc;
+    int sv[2], memfd = -1;
+    cf__pp_state *st = MAP_FAILED;
     pid_t pid = -1;
-    rc = envp ? spawn(&pid, sv, memfd, envp) : fork_worker(&pid, sv, st);
-    close(sv[1]);
-    close(memfd);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return -errno;
+    int rc = above_slots(&sv[1]);
+    if (!rc && (memfd = memfd_create("cf-worker", MFD_CLOEXEC)) < 0)
+        rc = errno;
+    if (!rc)
+        rc = above_slots(&memfd);
+    if (!rc && ftruncate(memfd, sizeof *st))
+        rc = errno;
+    if (!rc && (st = mmap(NULL, sizeof *st, PROT_READ | PROT_WRITE, MAP_SHARED,
+                          memfd, 0)) == MAP_FAILED)
+        rc = errno;
+    if (!rc)
+        rc = envp ? spawn(&pid, sv, memfd, envp) : fork_worker(&pid, sv, st);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    if (memfd >= 0)
+        close(memfd);
     if (rc) {
         close(sv[0]);
-        munmap(st, sizeof *st);
+        if (st != MAP_FAILED)
+            munmap(st, sizeof *st);
         return -rc;
     }
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
@@ -187,5 +153,8 @@ __attribute__((constructor)) static void serve_if_worker(void)
     if (n != CF__PP_FD || ppid <= 0 || fstat(CF__PP_FD, &st) != 0 ||
         !S_ISSOCK(st.st_mode))
         return;
-    cf__pp_worker_main((pid_t)ppid, cf__pp_state_attach());
+    void *page = mmap(NULL, sizeof(cf__pp_state), PROT_READ | PROT_WRITE,
+                      MAP_SHARED, CF__PP_STATE_FD, 0);
+    close(CF__PP_STATE_FD);
+    cf__pp_worker_main((pid_t)ppid, page == MAP_FAILED ? NULL : page);
 }

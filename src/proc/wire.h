@@ -14,7 +14,6 @@
 #include "../remote/engine.h"
 
 #include <sys/types.h>
-#include <sys/uio.h>
 
 /* A worker's socket to its pool, and where a spawned one finds its state
  * page (then closes it). */
@@ -48,16 +47,12 @@ _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st);
 
 /* A started worker (spawn.c): its pid, the pool's end of the socket
  * (non-blocking, close-on-exec), a pidfd (-1 where the kernel has none)
- * and the state page (cf__pp_state_unmap releases it). */
+ * and the state page (munmap releases it). */
 typedef struct cf__pp_proc {
     pid_t pid;
-    int fd;
-    int pidfd;
+    int fd, pidfd;
     cf__pp_state *state;
 } cf__pp_proc;
-/* Maps a spawned worker's state page from CF__PP_STATE_FD: it, or NULL. */
-cf__pp_state *cf__pp_state_attach(void);
-void cf__pp_state_unmap(cf__pp_state *st);
 /* Starts /proc/self/exe with envp (CF__PP_ENV_FD and CF__PP_ENV_PARENT
  * set), or (envp NULL) forks a worker that serves at once: 0 or -errno. */
 int cf__pp_start(cf__pp_proc *out, char *const *envp);
@@ -85,9 +80,8 @@ typedef struct cf__starts {
     bool fresh;      /* one failed since cf__starts_give_up last ran */
     char error[256]; /* "cannot start a worker process: " and why */
 } cf__starts;
-/* A start failed (why): back off. A start succeeded: reset. */
+/* A start failed (why): back off (a READY resets it). */
 void cf__starts_failed(cf__starts *s, const char *why, double now);
-void cf__starts_ok(cf__starts *s);
 /* With no worker alive (live == 0) and none started for 2 s over 3
  * tries: true, and the caller fails its pending tasks with s->error. */
 bool cf__starts_give_up(cf__starts *s, size_t live, double now);
@@ -137,13 +131,11 @@ struct cf__pp_link {
     size_t n_inflight;
     double head_since; /* when head became the oldest (or READY came) */
     /* Receiving: rx[rx_beg, rx_end) unparsed; a frame whose header was
-     * read is gathered into body (a cf__bytes for a RESULT, else text). */
+     * read (hdr) is gathered into body, body_have bytes so far. */
     unsigned char *rx;
     size_t rx_beg, rx_end;
     cf__frame hdr;
-    bool in_body;
-    void *body;
-    unsigned char *body_data;
+    cf__bytes *body;
     size_t body_have;
     double progress_at; /* when bytes last arrived */
     /* Lost. */

@@ -9,7 +9,6 @@
  * read); a larger payload is read into its own allocation. A malformed
  * frame from the pool ends the process.
  */
-#include "../bytes.h"
 #include "../fnid.h"
 #include "../remote/serve.h"
 #include "wire.h"
@@ -21,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,7 +29,6 @@
 static cf__pp_state *state;
 
 typedef struct reader {
-    int fd;
     unsigned char *buf;
     size_t beg, end, cap;
 } reader;
@@ -55,7 +52,7 @@ static int fill(reader *r, size_t n)
         r->cap = n;
     }
     while (r->end - r->beg < n) {
-        ssize_t k = read(r->fd, r->buf + r->end, r->cap - r->end);
+        ssize_t k = read(CF__PP_FD, r->buf + r->end, r->cap - r->end);
         if (k > 0)
             r->end += (size_t)k;
         else if (!(k < 0 && errno == EINTR))
@@ -67,13 +64,9 @@ static int fill(reader *r, size_t n)
 /* Drops the next n bytes: false at EOF. */
 static bool skip(reader *r, size_t n)
 {
-    while (n > 0) {
-        if (r->beg == r->end && fill(r, 1) <= 0)
+    for (size_t c; n > 0; n -= c, r->beg += c)
+        if (fill(r, c = n < r->cap ? n : r->cap) <= 0)
             return false;
-        size_t c = r->end - r->beg < n ? r->end - r->beg : n;
-        r->beg += c;
-        n -= c;
-    }
     return true;
 }
 
@@ -106,10 +99,10 @@ static void run_init(const cf__frame *h, const unsigned char *p)
     if (h->len) /* the cast: an initializer has the other shape */
         fn = (cf_fn)(void (*)(void))cf__serve_fn(&cache, h, p, &in, &len, &ctx);
     const unsigned char *a = in;
-    char name[CF__MAX_MODULE + 1];
-    uint64_t v = 0;
     void *arg = NULL;
     if (fn && len) {
+        char name[CF__MAX_MODULE + 1];
+        uint64_t v;
         if (len < 9 || len - 9 > CF__MAX_MODULE)
             _exit(2);
         memcpy(&v, a + 1, 8);
@@ -117,22 +110,20 @@ static void run_init(const cf__frame *h, const unsigned char *p)
         name[len - 9] = '\0';
         arg = a[0] == CF__PP_ARG_RAW ? (void *)(uintptr_t)v
                                      : cf__fnid_resolve(name, v);
+        if (!arg)
+            cf__serve_fail(&ctx, CF_EINVAL,
+                           "the worker cannot find initarg (in %s at offset "
+                           "%#llx)",
+                           name, v);
     }
-    if (fn && len && !arg)
-        cf__serve_fail(&ctx, CF_EINVAL,
-                       "the worker cannot find initarg (in %s at offset "
-                       "%#llx)",
-                       name, v);
-    else if (fn)
+    if (fn && !ctx.code)
         ctx.code = cf__serve_init(fn, arg, &ctx.message);
     flush_stdio();
-    if (ctx.code) {
-        const char *msg = ctx.message ? ctx.message : "";
-        send_frame(CF__FR_INIT_FAIL, 0, ctx.code, msg,
-                   strnlen(msg, CF__MAX_MESSAGE));
+    const char *msg = ctx.code && ctx.message ? ctx.message : "";
+    send_frame(ctx.code ? CF__FR_INIT_FAIL : CF__FR_READY, 0, ctx.code, msg,
+               strnlen(msg, CF__MAX_MESSAGE));
+    if (ctx.code)
         _exit(0);
-    }
-    send_frame(CF__FR_READY, 0, 0, NULL, 0);
 }
 
 static void started(uint64_t id, void *arg)
@@ -183,11 +174,10 @@ _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
         _exit(1);
     /* Programs a task starts must not inherit the pool's socket. */
     fcntl(CF__PP_FD, F_SETFD, FD_CLOEXEC);
-    reader r = { CF__PP_FD, malloc(RBUF), 0, 0, RBUF };
+    reader r = { malloc(RBUF), 0, 0, RBUF };
     if (!r.buf)
         _exit(1);
-    bool ready = false;
-    for (;;) {
+    for (bool ready = false;; ready = true) {
         cf__frame h;
         if (fill(&r, sizeof h) <= 0)
             _exit(0); /* the pool closed the socket: we are done */
@@ -210,11 +200,9 @@ _Noreturn void cf__pp_worker_main(pid_t parent, cf__pp_state *st)
             run_init(&h, p);
         else
             run_task(&h, p);
-        ready = true;
         unsigned char *small;
         if (r.cap > RBUF && r.beg == r.end &&
-            (small = realloc(r.buf, RBUF)) != NULL) {
-            r = (reader){ CF__PP_FD, small, 0, 0, RBUF };
-        }
+            (small = realloc(r.buf, RBUF)) != NULL)
+            r = (reader){ small, 0, 0, RBUF };
     }
 }
