@@ -161,6 +161,18 @@ static int t_truncated(const void *in, size_t len, cf_buffer *out)
     _exit(0);
 }
 
+/* Writes the first three bytes of a frame's magic, then returns: its
+ * answer, behind them, reads as a corrupt frame, found while the worker
+ * may have started the next task. */
+static int t_corrupt_answer(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    if (write(3, "CFP", 3) != 3)
+        return CF_EINVAL;
+    return out_i64(out, 1);
+}
+
 static uint64_t fnv64(const unsigned char *p, size_t n)
 {
     uint64_t h = 1469598103934665603ull;
@@ -423,6 +435,37 @@ static void corrupt_frame(void)
     cf_future_release(bad);
     cf_future_release(after);
     cf_executor_free(ex);
+}
+
+/* The worker killed for one task's corrupt answer has most often started
+ * the next task by then: that one fails (it ran) and is told the kill was
+ * for another task, not that it sent the frame; had it not started, it
+ * runs again and succeeds. */
+static void corrupt_answer_blames_its_own_task(void)
+{
+    int told = 0;
+    for (int round = 0; round < 8; round++) {
+        cf_executor *ex = pool(1);
+        check_squares(ex, t_square,
+                      20); /* measured: the next two go out together */
+        cf_future *bad = submit_i64(ex, t_corrupt_answer, 0);
+        cf_future *next = submit_i64(ex, t_sleep_ms, 200);
+        check_fails(bad, CF_EBROKEN, "corrupt frame");
+        const char *msg = NULL;
+        int rc = cf_future_exception(next, 30.0 * test_scale(), &msg);
+        if (rc) {
+            check_fails(next, CF_EBROKEN,
+                        "killed for another task (it sent a corrupt frame) "
+                        "while running this task");
+            told++;
+        } else {
+            CHECK(i64_of(next) > 0); /* its pid */
+        }
+        cf_future_release(bad);
+        cf_future_release(next);
+        cf_executor_free(ex);
+    }
+    printf("  the next task had started in %d of 8 rounds\n", told);
 }
 
 static void truncated_frame(void)
@@ -1073,6 +1116,7 @@ static const test_case cases[] = {
     TEST_CASE(crash_requeues_unstarted),
     TEST_CASE(crash_with_socket_held_open),
     TEST_CASE(corrupt_frame),
+    TEST_CASE(corrupt_answer_blames_its_own_task),
     TEST_CASE(truncated_frame),
     TEST_CASE(task_timeout),
     TEST_CASE(initializer_runs),

@@ -173,6 +173,7 @@ void cf__pp_link_lose(cf__pp_link *w, cf__pp_why why, const char *detail,
     if (why != CF__PP_CRASH && why != CF__PP_STOP) {
         kill(w->proc.pid, SIGKILL);
         w->killed = true;
+        w->culprit = w->head ? cf__rtask_id(w->head) : 0;
     }
     w->kill_at = now + GRACE_S;
     /* Those written in full are held until it is reaped; those it never
@@ -196,15 +197,38 @@ static double stall_limit(const cf__pp_link *w)
     return fmax(TRANSFER_STALL_MIN_S, w->team->spec.timeout);
 }
 
-/* Why the task that ran on the dead worker failed (how: its end in
- * words; finished: the task had returned); sets *code. */
-static char *death_message(const cf__pp_link *w, const char *how, bool finished,
-                           int *code)
+/* Why a worker was killed for a task's fault, in words. */
+static const char *why_words(cf__pp_why why)
+{
+    switch (why) {
+    case CF__PP_TIMEOUT: return "it ran past task_timeout";
+    case CF__PP_STALL: return "its result made no progress";
+    case CF__PP_CORRUPT: return "it sent a corrupt frame";
+    case CF__PP_NOMEM: return "no memory for its result";
+    default: return "it failed";
+    }
+}
+
+/* Why task t, which ran on the dead worker, failed (how: the worker's end
+ * in words; finished: t had returned); sets *code. A task killed for
+ * another's fault (it started, or its answer was on the way, as the
+ * worker was killed) is told so. */
+static char *death_message(const cf__pp_link *w, const cf__rtask *t,
+                           const char *how, bool finished, int *code)
 {
     int pid = (int)w->proc.pid;
-    *code = w->why == CF__PP_TIMEOUT || w->why == CF__PP_STALL ? CF_ETIME
-            : w->why == CF__PP_NOMEM                           ? CF_ENOMEM
-                                                               : CF_EBROKEN;
+    bool other = w->culprit && w->culprit != cf__rtask_id(t);
+    *code = other                                                ? CF_EBROKEN
+            : w->why == CF__PP_TIMEOUT || w->why == CF__PP_STALL ? CF_ETIME
+            : w->why == CF__PP_NOMEM                             ? CF_ENOMEM
+                                                                 : CF_EBROKEN;
+    const char *when = finished ? "after this task returned, before its "
+                                  "result arrived"
+                                : "while running this task";
+    if (other)
+        return fmt_msg("worker process %d was killed for another task (%s) "
+                       "%s",
+                       pid, why_words(w->why), when);
     switch (w->why) {
     case CF__PP_TIMEOUT:
         return fmt_msg("task ran past its task_timeout of %g s; worker "
@@ -224,9 +248,6 @@ static char *death_message(const cf__pp_link *w, const char *how, bool finished,
                        w->detail, pid);
     default: break;
     }
-    const char *when = finished ? "after this task returned, before its "
-                                  "result arrived"
-                                : "while running this task";
     char note[sizeof w->detail + 4] = "";
     if (w->detail[0])
         snprintf(note, sizeof note, " (%s)", w->detail);
@@ -266,10 +287,16 @@ static void blame(cf__pp_link *w, uint64_t ran, const char *how, bool finished)
     if (!cut)
         return;
     cut->next = NULL;
-    int code;
-    char *text = death_message(w, how, finished, &code);
-    w->team->owner->fail(w->team->o, w->held, code, text);
-    cf__free(text);
+    /* The tasks before the one started last had returned (a worker starts
+     * a task only after writing the last one's answer). */
+    for (cf__rtask *t = w->held, *next; t; t = next) {
+        next = t->next;
+        t->next = NULL;
+        int code;
+        char *text = death_message(w, t, how, t != cut || finished, &code);
+        w->team->owner->fail(w->team->o, t, code, text);
+        cf__free(text);
+    }
 }
 
 bool cf__pp_link_reap(cf__pp_link *w, double now)
@@ -610,6 +637,12 @@ double cf__pp_link_deadline(const cf__pp_link *w, double now)
 bool cf__pp_link_check(cf__pp_link *w, double now)
 {
     cf__pp_why why;
+    if (now < limit(w, now, &why) || why == CF__PP_STOP)
+        return true;
+    /* What it wrote already is read first: the task may have just ended
+     * (it is not killed then), or the one at fault may be a later one. */
+    if (!cf__pp_link_read(w, now, true))
+        return false;
     if (now < limit(w, now, &why) || why == CF__PP_STOP)
         return true;
     cf__pp_link_lose(w, why, NULL, now);

@@ -141,7 +141,8 @@ struct cf__pp_link {
     /* Lost. */
     cf__pp_why why;
     char detail[96];
-    cf__rtask *held; /* written to it in full; judged once it is reaped */
+    cf__rtask *held;  /* written to it in full; judged once it is reaped */
+    uint64_t culprit; /* killed for a fault of this task (id; 0: none) */
     bool killed;
     double kill_at;
     cf__pp_team *team;
