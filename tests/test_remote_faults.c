@@ -3,7 +3,8 @@
  * test_remote_faults.c - fault injection against the process pool: workers
  * killed before they are ready, while a task runs, while a result is on its
  * way, between tasks and during shutdown, in a loop; initializers that
- * crash; starts that fail under a lowered RLIMIT_NOFILE, and as a non-root
+ * crash; a worker stopped while writing a result (the transfer limit);
+ * starts that fail under a lowered RLIMIT_NOFILE, and as a non-root
  * user under a lowered RLIMIT_NPROC. What a user would check: every future
  * finishes, a task fails only if it ran (and then names the cause), no
  * success is reported twice or for a task that did not run, no descriptor,
@@ -97,6 +98,7 @@ static const char *message_of(cf_future *f)
 enum { LOG_IDS = 2048 };
 typedef struct log_page {
     _Atomic unsigned char started[LOG_IDS], done[LOG_IDS];
+    _Atomic int answering; /* pid of t_big_answer's worker */
 } log_page;
 
 /* This process's mapping of its pool owner's log (NULL: no log). */
@@ -441,6 +443,57 @@ static void timeout_spares_result_transfer(void)
     cf_executor_free(ex);
 }
 
+/* Answers with 16 MB of zeros; logs its worker's pid as it returns. */
+static int t_big_answer(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    int64_t zero[1024] = { 0 };
+    for (int i = 0; i < (16 << 20) / (int)sizeof zero; i++)
+        if (cf_buffer_append(out, zero, sizeof zero))
+            return CF_ENOMEM;
+    atomic_store(&log_map->answering, (int)getpid());
+    return 0;
+}
+
+/* The transfer of a finished task's result has its own limit, on progress:
+ * a worker stopped halfway through writing it (SIGSTOP, while the manager
+ * is held up so that the socket is full) is killed once no byte came for
+ * max(10 s, task_timeout), and the task fails with CF_ETIME, as
+ * docs/process_pool.md says; the pool goes on. */
+static void stalled_transfer_is_killed(void)
+{
+    double limit = 0.5 * test_scale(), hold = 2.0 * test_scale();
+    log_create();
+    cf_options o = { .max_workers = 1, .task_timeout = limit };
+    cf_executor *ex = cf_process_pool_new(&o);
+    CHECK(ex != NULL);
+    check_squares(ex, t_square, 4);
+    /* a holds the manager from 0.1 s on; b, queued behind it on the one
+     * worker, answers meanwhile. */
+    cf_future *a = submit_i64(ex, t_sleep_ms, 100), *b = NULL;
+    CHECK_EQ(cf_future_add_done_callback(a, hold_manager, &hold), 0);
+    CHECK_EQ(cf_submit_bytes(ex, t_big_answer, NULL, 0, &b), 0);
+    int pid;
+    for (int i = 0; (pid = atomic_load(&log_map->answering)) == 0; i++) {
+        CHECK(i < 10000);
+        sleep_s(0.001);
+    }
+    sleep_s(0.1 * test_scale()); /* it returned and fills the socket */
+    CHECK_EQ(kill(pid, SIGSTOP), 0);
+    i64_of(a);
+    const char *msg = NULL;
+    CHECK_EQ(cf_future_exception(b, 60.0 * test_scale(), &msg), CF_ETIME);
+    CHECK(msg && strstr(msg, "task finished, but its result made no progress"));
+    check_squares(ex, t_square, 4);
+    cf_future_release(a);
+    cf_future_release(b);
+    cf_executor_free(ex);
+    tlog l = log_read(1);
+    log_remove(&l);
+    no_children_left();
+}
+
 /* ---- start-up failures under resource limits --------------------------- */
 
 /* Lowers the soft descriptor limit and fills every free slot: no
@@ -723,6 +776,7 @@ static const test_case cases[] = {
     TEST_CASE(kill_starting_replacements),
     TEST_CASE(crashes_never_blame_queued_tasks),
     TEST_CASE(timeout_spares_result_transfer),
+    TEST_CASE(stalled_transfer_is_killed),
     TEST_CASE(no_descriptors_fails_pending_then_recovers),
     TEST_CASE(no_descriptors_for_a_moment),
     TEST_CASE(process_limit_as_nobody),
