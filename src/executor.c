@@ -44,7 +44,6 @@ int cf_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
 {
     if (!ex)
         return CF_EINVAL;
-    atomic_store_explicit(&ex->shut_down, true, memory_order_relaxed);
     return ex->ops->shutdown(ex, wait, cancel_futures);
 }
 

@@ -31,9 +31,15 @@ typedef struct cf__executor_ops {
 struct cf_executor {
     const cf__executor_ops *ops;
     struct cf__sched *sched; /* a thread pool's scheduler; NULL otherwise */
-    /* executor.c's own (engines leave it zero): */
-    _Atomic bool shut_down; /* cf_shutdown was called */
+    /* Set by the engine's shutdown once it goes ahead (not when it
+     * refuses with CF_EDEADLK): cf_executor_wait's precondition. */
+    _Atomic bool shut_down;
 };
+
+static inline void cf__executor_shut_down(cf_executor *ex)
+{
+    atomic_store_explicit(&ex->shut_down, true, memory_order_relaxed);
+}
 
 /* A task future for fn(arg) with refs references (one is the engine's).
  * NULL on ENOMEM. */

@@ -223,6 +223,7 @@ static int pool_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     pool *p = (pool *)ex;
     if (wait && is_own_worker(p))
         return CF_EDEADLK;
+    cf__executor_shut_down(ex);
     if (cancel_futures)
         atomic_store_explicit(&p->cancelling, true, memory_order_relaxed);
     cf__sched_shutdown(&p->sched);

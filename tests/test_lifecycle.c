@@ -357,6 +357,50 @@ static void executor_wait_from_done_callback(void)
     }
 }
 
+/* cf_shutdown(wait=true) from the pool's own thread (a done callback, a
+ * task) refuses with CF_EDEADLK and does nothing: the pool is not shut
+ * down, so cf_executor_wait says CF_EINVAL at once and submits work; a
+ * shutdown from outside then goes as usual. */
+static void shutdown_waiting_in_callback(cf_future *f, void *ctx)
+{
+    (void)f;
+    atomic_store((atomic_int *)ctx, cf_shutdown(cb_pool, true, false));
+}
+
+static void refused_shutdown_changes_nothing(void)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        cb_pool = kind ? process_pool(1) : thread_pool(2, 0);
+        atomic_store(&cb_rc[0], 1);
+        cf_future *f, *g;
+        int ms = 20;
+        if (kind)
+            CHECK_EQ(cf_submit_bytes(cb_pool, sleep_bytes, &ms, sizeof ms, &f),
+                     0);
+        else
+            CHECK_EQ(cf_submit(cb_pool, sleep_arg, (void *)(intptr_t)ms, &f),
+                     0);
+        CHECK_EQ(
+            cf_future_add_done_callback(f, shutdown_waiting_in_callback, cb_rc),
+            0);
+        WAIT_UNTIL(atomic_load(&cb_rc[0]) != 1, 30.0);
+        CHECK_EQ(atomic_load(&cb_rc[0]), CF_EDEADLK);
+        CHECK_EQ(cf_executor_wait(cb_pool, 0), CF_EINVAL);
+        if (kind)
+            CHECK_EQ(cf_submit_bytes(cb_pool, sleep_bytes, &ms, sizeof ms, &g),
+                     0);
+        else
+            CHECK_EQ(cf_submit(cb_pool, sleep_arg, (void *)(intptr_t)ms, &g),
+                     0);
+        CHECK_EQ(cf_future_exception(g, 30.0, NULL), 0);
+        CHECK_EQ(cf_shutdown(cb_pool, true, false), 0);
+        CHECK_EQ(cf_executor_wait(cb_pool, 0), 0);
+        cf_future_release(f);
+        cf_future_release(g);
+        cf_executor_free(cb_pool);
+    }
+}
+
 /* Many threads wait at once, with timeouts short and long, while the
  * work finishes, for each kind of pool: every long wait returns 0, no
  * short one returns 0 before the work is done, and free after them is
@@ -1097,6 +1141,7 @@ static const test_case cases[] = {
     TEST_CASE(executor_wait_process_pool),
     TEST_CASE(executor_wait_then_free),
     TEST_CASE(executor_wait_from_done_callback),
+    TEST_CASE(refused_shutdown_changes_nothing),
     TEST_CASE(executor_wait_many_threads),
     TEST_CASE(idle_threads_go_and_come_back),
     TEST_CASE(idle_timeout_zero_keeps_threads),

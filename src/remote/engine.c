@@ -247,6 +247,7 @@ static int remote_shutdown(cf_executor *ex, bool wait, bool cancel_futures)
     cf__remote *r = (cf__remote *)ex;
     if (wait && on_manager(r))
         return CF_EDEADLK; /* a done callback waiting for its own thread */
+    cf__executor_shut_down(ex);
     pthread_mutex_lock(&r->mu);
     r->shutdown = true;
     cf__rtask *cancel = cancel_futures ? take_unstarted_locked(r) : NULL;
