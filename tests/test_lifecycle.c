@@ -517,6 +517,33 @@ static void idle_threads_go_and_come_back(void)
     CHECK_THREADS(base);
 }
 
+/* Every worker retired idle; a submit must start one again, and when that
+ * fails (an allocation on the way fails) the submit fails: it never
+ * accepts a task that nobody will run. */
+static void idle_pool_submit_with_failing_allocations(void)
+{
+    oom_install();
+    for (long k = 0; k < 12; k++) {
+        cf_executor *ex = thread_pool(2, 0.01);
+        cf_future *f;
+        CHECK_EQ(cf_submit(ex, identity, (void *)1, &f), 0);
+        CHECK_EQ(cf_future_result(f, 30.0, NULL), 0);
+        cf_future_release(f);
+        WAIT_UNTIL(stats_of(ex).workers == 0, 30.0);
+        oom_fail_at(k);
+        int rc = cf_submit(ex, identity, (void *)2, &f);
+        oom_fail_at(-1);
+        CHECK(rc == 0 || rc == CF_ENOMEM);
+        if (rc == 0) {
+            void *r = NULL;
+            CHECK_EQ(cf_future_result(f, 30.0, &r), 0);
+            CHECK_EQ((intptr_t)r, 2);
+            cf_future_release(f);
+        }
+        cf_executor_free(ex);
+    }
+}
+
 static void idle_timeout_zero_keeps_threads(void)
 {
     cf_executor *ex = thread_pool(2, 0);
@@ -1145,6 +1172,7 @@ static const test_case cases[] = {
     TEST_CASE(executor_wait_many_threads),
     TEST_CASE(idle_threads_go_and_come_back),
     TEST_CASE(idle_timeout_zero_keeps_threads),
+    TEST_CASE(idle_pool_submit_with_failing_allocations),
     TEST_CASE(idle_timeout_race),
     TEST_CASE(idle_timeout_tiny_shutdown_race),
     TEST_CASE(idle_timeout_free_from_task_while_retiring),

@@ -859,9 +859,12 @@ int cf__sched_push(cf__sched *s, cf__task *t)
         atomic_fetch_sub_explicit(&s->submitting, 1, memory_order_seq_cst);
         return CF_ESHUTDOWN;
     }
-    if (atomic_load_explicit(&s->nworkers, memory_order_acquire) == 0) {
+    /* No worker alive (none started yet, or all retired idle): start one
+     * here, so that a failure to start fails this submit rather than
+     * leaving its task with nobody to run it. */
+    if (atomic_load_explicit(&s->live, memory_order_relaxed) == 0) {
         pthread_mutex_lock(&s->spawn_mu);
-        int rc = atomic_load_explicit(&s->nworkers, memory_order_relaxed) == 0
+        int rc = atomic_load_explicit(&s->live, memory_order_relaxed) == 0
                      ? spawn_locked(s)
                      : 0;
         pthread_mutex_unlock(&s->spawn_mu);
