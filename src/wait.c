@@ -50,11 +50,16 @@ int cf__block_until(bool (*done)(void *ctx), void *ctx,
     }
 }
 
-/* Runs the first awaited future of fs[0..n) that has not started. Any one
- * is a dependency: FIRST_COMPLETED ends with it, the others need it. */
-static bool run_one_of(cf_future *const *fs, size_t n, cf__helper *h)
+/* Runs the first awaited future of fs[*from..n) that has not started. Any
+ * one is a dependency: FIRST_COMPLETED ends with it, the others need it.
+ * A future that has started never is pending again, so *from moves past
+ * those at the front (a wait on many stays linear). */
+static bool run_one_of(cf_future *const *fs, size_t n, size_t *from,
+                       cf__helper *h)
 {
-    for (size_t i = 0; i < n; i++)
+    while (*from < n && cf__future_state(fs[*from]) != CF__PENDING)
+        ++*from;
+    for (size_t i = *from; i < n; i++)
         if (cf__future_state(fs[i]) == CF__PENDING && h->run_future(h, fs[i]))
             return true;
     return false;
@@ -67,6 +72,7 @@ typedef struct waiter {
     cf_future *const *fs;
     size_t n;
     cf_return_when when;
+    size_t from; /* run_one_of's start */
     _Atomic size_t ndone, nfailed;
 } waiter;
 
@@ -106,7 +112,7 @@ static bool wait_satisfied(void *p)
 static bool wait_help(void *p, cf__helper *h)
 {
     waiter *w = p;
-    return run_one_of(w->fs, w->n, h);
+    return run_one_of(w->fs, w->n, &w->from, h);
 }
 
 int cf_wait(cf_future *const *fs, size_t n, double timeout, cf_return_when when)

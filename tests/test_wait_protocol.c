@@ -540,6 +540,40 @@ static void deep_nested_chain(void)
     cf_executor_free(ex);
 }
 
+/* A task waits on 200,000 children of its own on one worker: it runs them
+ * all inline, one after the other (the search for the next one to run
+ * goes on from the last: linear, not quadratic, in the children). */
+enum { MANY_CHILDREN = 200000 };
+
+static void *noop(void *p);
+
+static void *wait_on_many(void *p)
+{
+    cf_executor *ex = p;
+    cf_future **fs = calloc(MANY_CHILDREN, sizeof *fs);
+    if (!fs)
+        return NULL;
+    size_t n = 0;
+    while (n < MANY_CHILDREN && cf_submit(ex, noop, NULL, &fs[n]) == 0)
+        n++;
+    int rc = cf_wait(fs, n, CF_FOREVER, CF_ALL_COMPLETED);
+    for (size_t i = 0; i < n; i++)
+        cf_future_release(fs[i]);
+    free(fs);
+    return rc == 0 && n == MANY_CHILDREN ? p : NULL;
+}
+
+static void wait_on_many_children(void)
+{
+    cf_executor *ex = new_pool(1, "wm");
+    cf_future *f = NULL;
+    CHECK_EQ(cf_submit(ex, wait_on_many, ex, &f), 0);
+    CHECK(result_of(f, 50.0) == ex);
+    cf_future_release(f);
+    CHECK(stats_of(ex).inlined >= MANY_CHILDREN);
+    cf_executor_free(ex);
+}
+
 #define OUTSIDE_CHAIN 10000
 
 typedef struct out_chain {
@@ -912,6 +946,7 @@ static const test_case cases[] = {
     TEST_CASE(timed_waits_keep_timeouts),
     TEST_CASE(callback_of_inline_task_is_outside_tasks),
     TEST_CASE(deep_nested_chain),
+    TEST_CASE(wait_on_many_children),
     TEST_CASE(outside_chain_1_worker),
     TEST_CASE(outside_chain_2_workers),
     TEST_CASE(storm_1_worker),
