@@ -546,6 +546,7 @@ static void deep_nested_chain(void)
 enum { MANY_CHILDREN = 200000 };
 
 static void *noop(void *p);
+static atomic_long spare_fail_at;
 
 static void *wait_on_many(void *p)
 {
@@ -572,6 +573,37 @@ static void wait_on_many_children(void)
     cf_future_release(f);
     CHECK(stats_of(ex).inlined >= MANY_CHILDREN);
     cf_executor_free(ex);
+}
+
+/* A timed wait in a task on one worker blocks and needs a spare to run
+ * the child; the spare's start fails once (an allocation), and is tried
+ * again: the child runs well within the wait's timeout. */
+static void *wait_child_timed(void *p)
+{
+    cf_executor *ex = p;
+    cf_future *f = NULL;
+    if (cf_submit(ex, noop, ex, &f))
+        return NULL;
+    oom_fail_at(atomic_load(&spare_fail_at));
+    void *r = NULL;
+    int rc = cf_future_result(f, 20.0, &r);
+    oom_fail_at(-1);
+    cf_future_release(f);
+    return rc == 0 && r == ex ? p : NULL;
+}
+
+static void spare_start_failure_is_retried(void)
+{
+    oom_install();
+    for (long k = 0; k < 6; k++) {
+        atomic_store(&spare_fail_at, k);
+        cf_executor *ex = new_pool(1, "sr");
+        cf_future *f = NULL;
+        CHECK_EQ(cf_submit(ex, wait_child_timed, ex, &f), 0);
+        CHECK(result_of(f, 50.0) == ex);
+        cf_future_release(f);
+        cf_executor_free(ex);
+    }
 }
 
 #define OUTSIDE_CHAIN 10000
@@ -947,6 +979,7 @@ static const test_case cases[] = {
     TEST_CASE(callback_of_inline_task_is_outside_tasks),
     TEST_CASE(deep_nested_chain),
     TEST_CASE(wait_on_many_children),
+    TEST_CASE(spare_start_failure_is_retried),
     TEST_CASE(outside_chain_1_worker),
     TEST_CASE(outside_chain_2_workers),
     TEST_CASE(storm_1_worker),

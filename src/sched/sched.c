@@ -316,16 +316,19 @@ static bool should_rest(cf__sched *s)
 }
 
 #define SPAWN_BURST 8
+#define SPARE_RETRY_S 0.01 /* a failed start of a spare is retried after */
 
 /* Starts workers if fewer than cap live (and, when only_if_all_busy, no
  * live worker is between tasks: that one will find the work): one per
  * queued task, at most SPAWN_BURST at a time - each new worker that finds
  * more work behind its own starts more - so that a burst of blocking tasks
- * reaches max_workers in a few rounds rather than one thread at a time. */
-static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
+ * reaches max_workers in a few rounds rather than one thread at a time.
+ * True when a start failed (no memory, no thread), not for the cap. */
+static bool maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
 {
     if (atomic_load_explicit(&s->live, memory_order_relaxed) >= cap)
-        return;
+        return false;
+    int rc = 0;
     pthread_mutex_lock(&s->spawn_mu);
     /* After shutdown only to stand in for blocked workers: the work
      * accepted before it must finish. */
@@ -338,11 +341,12 @@ static void maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
                                              : SPAWN_BURST;
         while (want-- > 0 &&
                atomic_load_explicit(&s->live, memory_order_relaxed) < cap &&
-               spawn_locked(s) == 0) {
+               (rc = spawn_locked(s)) == 0) {
         }
         /* on failure, the live workers get to the work */
     }
     pthread_mutex_unlock(&s->spawn_mu);
+    return rc != 0 && rc != CF_EINVAL;
 }
 
 /* The part of cf__sched_notify (sched.h) that wakes or starts a worker:
@@ -363,15 +367,17 @@ static inline void notify(cf__sched *s, bool fenced)
 /* More shared work is visible and nobody searches for it: wake a sleeper,
  * or start a worker. Pushes made while a worker was between tasks or
  * searching relied on that worker; this passes the work on, one worker at
- * a time, so a burst of blocking tasks still gets max_workers threads. */
-static void spread(cf__sched *s, uint64_t idle, size_t cap)
+ * a time, so a burst of blocking tasks still gets max_workers threads.
+ * True when a worker was wanted and could not be started. */
+static bool spread(cf__sched *s, uint64_t idle, size_t cap)
 {
     if (!work_visible(s))
-        return;
-    if (n_sleeping(idle) > 0)
+        return false;
+    if (n_sleeping(idle) > 0) {
         wake_one(s);
-    else
-        maybe_spawn(s, cap, false);
+        return false;
+    }
+    return maybe_spawn(s, cap, false);
 }
 
 /* A searcher found work: it stops searching, and the last one passes the
@@ -559,8 +565,14 @@ static void helper_block(cf__helper *h, const cf__deadline *deadline,
     atomic_store_explicit(&w->in_wait, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->blocked_now, 1, memory_order_seq_cst);
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
-    if (n_searching(idle) == 0)
-        spread(s, idle, worker_cap(s));
+    /* A spare that could not start (no memory, no thread) is tried again
+     * after a short sleep: the wait comes back here. */
+    cf__deadline retry;
+    if (n_searching(idle) == 0 && spread(s, idle, worker_cap(s)) &&
+        cf__deadline_from(SPARE_RETRY_S, &retry) == 0 &&
+        (cf__deadline_forever(deadline) ||
+         cf__deadline_left(&retry) < cf__deadline_left(deadline)))
+        deadline = &retry;
     cf__trace(CF__TR_WAIT_BEGIN, NULL, 0);
     cf__park(&w->parker, deadline);
     cf__trace(CF__TR_WAIT_END, NULL, 0);
