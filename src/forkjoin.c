@@ -8,9 +8,10 @@
  * b back and runs it inline - unless a thief stole it, in which case the
  * worker steals back from that thief only what b spawned (leapfrogging),
  * and blocks (the pool compensates) when there is none, until the thief
- * marks the frame done and unparks it. What a left on the deque above b is a's own work and
- * runs inline on the way down to b; nothing else does (docs/design.md, "The
- * wait protocol"). Outside a worker, or on a worker whose stack is running
+ * marks the frame done and unparks it. What a left on the deque above b
+ * (tasks it did not wait for) goes to the pool's queue on the way down to
+ * b, and leapfrogging runs only joins of b's subtree; nothing else runs
+ * inline (docs/design.md, "The wait protocol"). Outside a worker, or on a worker whose stack is running
  * low, the pair is handed to the pool as one frame on the caller's stack,
  * and the caller waits on its parker.
  *
@@ -160,7 +161,11 @@ static bool leapfrog(void *p, cf__helper *h)
         cf__task *t = thief ? cf__worker_steal_back(w, thief, fr->thief_base,
                                                     fr->thief_epoch)
                             : NULL;
-        if (t) {
+        if (t && t->exec != exec_stolen) {
+            /* Not a join of b's subtree (a task b did not wait for, or has
+             * not yet): the pool runs it, not this waiter. */
+            cf__sched_inject(w->sched, t);
+        } else if (t) {
             cf__worker_run_inline(w, t, NULL);
             return true;
         }
@@ -195,29 +200,23 @@ static int join_via_pool(cf__sched *s, cf_fn a, void *arg_a, void **res_a,
                          cf_fn b, void *arg_b, void **res_b, char **message);
 
 /* The rest of a join after a, unless b simply came back (join_in_worker):
- * t is what the first take found. Tasks pushed above b by a (futures it
- * did not wait for: a's own work) come off first and run here while the
- * stack has room; without room they go back for a thief, as b does then.
- * Out of line: the fast path keeps fewer registers. */
+ * t is what the first take found. Tasks pushed above b by a (futures or
+ * group tasks it did not wait for) come off first and go to the pool's
+ * queue: nothing waits on them here, so they do not run inline (a lock
+ * the joiner holds would be held over them). Out of line: the fast path
+ * keeps fewer registers. */
 static __attribute__((noinline)) void join_rest(cf__worker *w, join_frame *fb,
                                                 cf__task *t)
 {
-    for (;; t = cf__deque_take(&w->deque)) {
-        if (t == &fb->task) {
-            run_branch(fb);
-            return;
-        }
-        if (t && cf__worker_stack_room(w)) {
-            cf__worker_run_inline(w, t, NULL);
-            continue;
-        }
-        if (t) /* just taken: no growth; wakes a thief */
-            (void)cf__worker_push(w, t);
-        /* Stolen, or left for a thief: steal back from the thief what b
-         * spawned, and block when there is none, until b is done. */
-        cf__block_until(frame_done, fb, leapfrog, NULL);
+    for (; t && t != &fb->task; t = cf__deque_take(&w->deque))
+        cf__sched_inject(w->sched, t);
+    if (t) {
+        run_branch(fb);
         return;
     }
+    /* Stolen: steal back from the thief the joins of b's subtree, and
+     * block when there is none, until b is done. */
+    cf__block_until(frame_done, fb, leapfrog, NULL);
 }
 
 /* The join on a worker of its pool. Inlined into cf_join: the fast path

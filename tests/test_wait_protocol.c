@@ -540,6 +540,96 @@ static void deep_nested_chain(void)
     cf_executor_free(ex);
 }
 
+/* A task holding a lock joins a and b; one branch submits a task U it
+ * does not wait for, which takes the same lock. U is not what the join
+ * waits on: it must not run inline on the joiner's thread inside the
+ * critical section (it would block on the lock its own thread holds). In
+ * `stolen` rounds b is stolen (a spins first) and U comes from b, so the
+ * joiner leapfrogs on b's thief: only b's joins may run here. */
+typedef struct join_cs {
+    cf_executor *ex;
+    cf_lock *lock;
+    bool stolen;
+    atomic_int u_inside, u_failed, u_done;
+} join_cs;
+
+static _Thread_local bool in_cs;
+static join_cs *jcs;
+
+static void spin_ms(int ms)
+{
+    double end = now_s() + ms / 1000.0;
+    while (now_s() < end) {
+    }
+}
+
+static void *cs_u(void *p)
+{
+    (void)p;
+    if (in_cs)
+        atomic_fetch_add(&jcs->u_inside, 1);
+    if (cf_lock_acquire(jcs->lock, 10.0) == 0)
+        cf_lock_release(jcs->lock);
+    else
+        atomic_fetch_add(&jcs->u_failed, 1);
+    atomic_fetch_add(&jcs->u_done, 1);
+    return NULL;
+}
+
+static void *cs_a(void *p)
+{
+    (void)p;
+    if (jcs->stolen)
+        spin_ms(20);
+    else
+        CHECK_EQ(cf_submit(jcs->ex, cs_u, NULL, NULL), 0);
+    return NULL;
+}
+
+static void *cs_b(void *p)
+{
+    (void)p;
+    if (jcs->stolen) {
+        CHECK_EQ(cf_submit(jcs->ex, cs_u, NULL, NULL), 0);
+        spin_ms(40);
+    }
+    return NULL;
+}
+
+static void *cs_holder(void *p)
+{
+    (void)p;
+    CHECK_EQ(cf_lock_acquire(jcs->lock, CF_FOREVER), 0);
+    in_cs = true;
+    int rc = cf_join(jcs->ex, cs_a, NULL, NULL, cs_b, NULL, NULL);
+    in_cs = false;
+    cf_lock_release(jcs->lock);
+    return rc ? NULL : p;
+}
+
+static void join_runs_no_unawaited_task(void)
+{
+    join_cs c = { .lock = cf_lock_new() };
+    jcs = &c;
+    int rounds = 0;
+    for (int workers = 1; workers <= 4; workers *= 2) {
+        for (int i = 0; i < 10; i++, rounds++) {
+            c.stolen = workers > 1 && i % 2;
+            c.ex = new_pool(workers, "jc");
+            cf_future *f = NULL;
+            CHECK_EQ(cf_submit(c.ex, cs_holder, &c, &f), 0);
+            CHECK(result_of(f, 50.0) == &c);
+            cf_future_release(f);
+            WAIT_UNTIL(atomic_load(&c.u_done) == rounds + 1, 50.0);
+            cf_executor_free(c.ex);
+        }
+    }
+    CHECK_EQ(atomic_load(&c.u_inside), 0);
+    CHECK_EQ(atomic_load(&c.u_failed), 0);
+    CHECK_EQ(atomic_load(&c.u_done), rounds);
+    cf_lock_free(c.lock);
+}
+
 /* A task waits on 200,000 children of its own on one worker: it runs them
  * all inline, one after the other (the search for the next one to run
  * goes on from the last: linear, not quadratic, in the children). */
@@ -974,6 +1064,7 @@ static const test_case cases[] = {
     TEST_CASE(lock_owner_is_task_lock),
     TEST_CASE(lock_owner_is_task_rlock),
     TEST_CASE(lock_owner_is_task_condition),
+    TEST_CASE(join_runs_no_unawaited_task),
     TEST_CASE(condition_between_tasks),
     TEST_CASE(timed_waits_keep_timeouts),
     TEST_CASE(callback_of_inline_task_is_outside_tasks),

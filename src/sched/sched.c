@@ -580,6 +580,13 @@ static void helper_block(cf__helper *h, const cf__deadline *deadline,
     atomic_store_explicit(&w->in_wait, 0, memory_order_relaxed);
 }
 
+void cf__sched_inject(cf__sched *s, cf__task *t)
+{
+    inject_push(s, t);
+    atomic_fetch_add_explicit(&s->inj_pushed, 1, memory_order_seq_cst);
+    notify(s, false);
+}
+
 cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
                                 uint64_t epoch)
 {
@@ -594,10 +601,7 @@ cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
      * (our acquire of bottom in the steal orders that store before this
      * load): hand it to the pool instead of running it here. */
     if (atomic_load_explicit(&thief->epoch, memory_order_acquire) != epoch) {
-        cf__sched *s = w->sched;
-        inject_push(s, t);
-        atomic_fetch_add_explicit(&s->inj_pushed, 1, memory_order_seq_cst);
-        notify(s, false);
+        cf__sched_inject(w->sched, t);
         return NULL;
     }
     cf__trace(CF__TR_STEAL, t, thief->index);

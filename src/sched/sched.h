@@ -187,6 +187,10 @@ static inline int cf__worker_push(cf__worker *w, cf__task *t)
     return 0;
 }
 
+/* Hands t to the pool's shared queue (any worker may run it) and wakes or
+ * starts a worker for it: for work a waiter must not run inline. */
+void cf__sched_inject(cf__sched *s, cf__task *t);
+
 /* Leapfrogging (docs/design.md, "The wait protocol"): from worker w,
  * steals a task of the deque of worker thief at index base or above while
  * thief's epoch is still epoch - that is, a task thief pushed while it ran
