@@ -602,9 +602,22 @@ bool cf__pp_link_read(cf__pp_link *w, double now, bool drain)
 
 /* ---- time limits ------------------------------------------------------- */
 
+/* Whether id names a task in w's in-flight list after its oldest. */
+static bool after_head(const cf__pp_link *w, uint64_t id)
+{
+    for (const cf__rtask *t = w->head->next; t; t = t->next)
+        if (cf__rtask_id(t) == id)
+            return true;
+    return false;
+}
+
 /* When w's oldest task passes its limit, and which (*why): task_timeout
  * from its start by the state page; once it returned, the transfer's limit
- * from the last progress; not started yet: look again soon (STOP). */
+ * from the last progress; not started yet: look again soon (STOP). An
+ * honest worker stores `done` before it answers and starts the next task
+ * only after: a later task running means the oldest's run ended (its
+ * answer stalls); an answered task running but not done means it was
+ * answered before its run ended, a forgery (CORRUPT). */
 static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
 {
     *why = CF__PP_STOP;
@@ -614,16 +627,23 @@ static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
     const cf__pp_state *st = w->proc.state;
     uint64_t id = cf__rtask_id(w->head);
     double since = fmax(w->head->sent_at, w->head_since);
-    /* acquire: pairs with the worker's release stores (worker.c) */
-    if (atomic_load_explicit(&st->done, memory_order_acquire) == id) {
+    /* acquire: pairs with the worker's release stores (worker.c); done
+     * first, so a `running` read after it is at least as new */
+    uint64_t done = atomic_load_explicit(&st->done, memory_order_acquire);
+    uint64_t ran = atomic_load_explicit(&st->running, memory_order_acquire);
+    if (done == id || (ran && ran != id && after_head(w, ran))) {
         *why = CF__PP_STALL;
         return fmax(since, w->progress_at) + stall_limit(w);
     }
-    if (atomic_load_explicit(&st->running, memory_order_acquire) == id) {
+    if (ran == id) {
         *why = CF__PP_TIMEOUT;
         int64_t ns =
             atomic_load_explicit(&st->started_ns, memory_order_relaxed);
         return (double)ns * 1e-9 + timeout;
+    }
+    if (ran && done != ran) {
+        *why = CF__PP_CORRUPT;
+        return now;
     }
     return fmax(since + timeout, now + RECHECK_S);
 }
@@ -645,7 +665,16 @@ bool cf__pp_link_check(cf__pp_link *w, double now)
         return false;
     if (now < limit(w, now, &why) || why == CF__PP_STOP)
         return true;
-    cf__pp_link_lose(w, why, NULL, now);
+    /* CORRUPT: the task in `running` answered early; it is at fault */
+    uint64_t ran =
+        atomic_load_explicit(&w->proc.state->running, memory_order_acquire);
+    cf__pp_link_lose(w, why,
+                     why == CF__PP_CORRUPT ? "an answer to a task before its "
+                                             "run ended"
+                                           : NULL,
+                     now);
+    if (why == CF__PP_CORRUPT)
+        w->culprit = ran;
     return false;
 }
 
