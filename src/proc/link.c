@@ -11,9 +11,11 @@
  * Blame (docs/design.md): a lost worker's tasks written to it in full are
  * held until it is reaped; then its state page says which one it started
  * last: that one (and those before it) fail, the rest go back to the
- * owner. A worker that dies before READY is a failed start; INIT_FAIL
- * breaks the owner. Every frame read is checked; a worker that sends a
- * bad one is killed as crashed. A link is freed only once reaped.
+ * owner (but a task first in line at too many deaths of READY workers that
+ * started nothing fails alone). A worker that dies before READY is a
+ * failed start; INIT_FAIL breaks the owner. Every frame read is checked; a
+ * worker that sends a bad one is killed as crashed. A link is freed only
+ * once reaped.
  */
 #include "../fnid.h"
 #include "../trace.h"
@@ -45,6 +47,7 @@ extern char **environ;
 #define START_BACKOFF_MAX_S 0.5
 #define GIVE_UP_S 2.0
 #define GIVE_UP_TRIES 3
+#define EARLY_DEATHS_MAX 5 /* READY deaths with a task next, unstarted */
 
 /* ---- failed starts ----------------------------------------------------- */
 
@@ -274,14 +277,53 @@ static void describe_status(char *buf, size_t n, int status)
     }
 }
 
+/* How w ended, in words, for a task it never started (how: its status). */
+static void death_cause(const cf__pp_link *w, const char *how, char *buf,
+                        size_t n)
+{
+    bool d = w->detail[0];
+    if (w->why == CF__PP_CRASH && w->killed)
+        snprintf(buf, n, "closed its connection and was killed");
+    else if (w->why != CF__PP_CRASH)
+        snprintf(buf, n, "was killed (%s%s%s)", why_words(w->why),
+                 d ? ": " : "", w->detail);
+    else
+        snprintf(buf, n, "%s%s%s%s", how, d ? " (" : "", w->detail,
+                 d ? ")" : "");
+}
+
+/* w died READY and ran none of its held tasks: the first was next in line.
+ * A task next in line at EARLY_DEATHS_MAX such deaths (its function's
+ * library crashes the worker as it loads, say) fails alone; the others
+ * run again. Deaths before READY are failed starts and do not count. */
+static void blame_next(cf__pp_link *w, const char *how)
+{
+    cf__rtask *t = w->held;
+    if (!t || !w->ready || w->why == CF__PP_STOP || w->why == CF__PP_KILL ||
+        ++t->early < EARLY_DEATHS_MAX)
+        return;
+    w->held = t->next;
+    t->next = NULL;
+    char cause[sizeof w->detail + 200];
+    death_cause(w, how, cause, sizeof cause);
+    char *text = fmt_msg("worker processes died %u times with this task "
+                         "next in line, before it started; the last one, "
+                         "process %d, %s",
+                         (unsigned)t->early, (int)w->proc.pid, cause);
+    w->team->owner->fail(w->team->o, t, CF_EBROKEN, text);
+    cf__free(text);
+}
+
 /* The held tasks up to the one started last (ran) fail; the rest run
- * again. */
+ * again (but for one next in line too often: blame_next). */
 static void blame(cf__pp_link *w, uint64_t ran, const char *how, bool finished)
 {
     cf__rtask *cut = NULL;
     for (cf__rtask *t = w->held; t; t = t->next)
         if (ran && cf__rtask_id(t) == ran)
             cut = t;
+    if (!cut)
+        blame_next(w, how);
     if (cut ? cut->next : w->held)
         w->team->owner->requeue(w->team->o, cut ? cut->next : w->held);
     if (!cut)
