@@ -12,6 +12,7 @@
  * harness's main would run.
  */
 #include "harness.h"
+#include "remote/codec.h" /* cf__frame_set: forged answers */
 
 #include <dirent.h>
 #include <pthread.h>
@@ -171,6 +172,50 @@ static int t_corrupt_answer(const void *in, size_t len, cf_buffer *out)
     if (write(3, "CFP", 3) != 3)
         return CF_EINVAL;
     return out_i64(out, 1);
+}
+
+/* The id of the task this worker runs: the first field of its state page,
+ * the one memfd named cf-worker a spawned worker maps. */
+static uint64_t own_task_id(void)
+{
+    FILE *m = fopen("/proc/self/maps", "r");
+    char line[512];
+    unsigned long lo = 0;
+    while (m && !lo && fgets(line, sizeof line, m))
+        if (strstr(line, "cf-worker") && sscanf(line, "%lx", &lo) != 1)
+            lo = 0;
+    if (m)
+        fclose(m);
+    return lo ? atomic_load((_Atomic uint64_t *)lo) : 0;
+}
+
+/* Writes onto the pool's socket a valid header of a RESULT of len bytes
+ * for the task running here, then body (n bytes). */
+static bool forge_result(uint64_t len, const void *body, size_t n)
+{
+    cf__frame h;
+    cf__frame_set(&h, CF__FR_RESULT, own_task_id(), len, 0);
+    return write(3, &h, sizeof h) == (ssize_t)sizeof h &&
+           write(3, body, n) == (ssize_t)n;
+}
+
+/* Answers for itself with -1 at once, then runs on (it must be killed). */
+static int t_forged_answer(const void *in, size_t len, cf_buffer *out)
+{
+    int64_t v = -1;
+    if (!forge_result(sizeof v, &v, sizeof v))
+        return CF_EINVAL;
+    sleep_s(60.0);
+    return t_square(in, len, out);
+}
+
+/* Announces a result of 1 MiB for itself, then returns: its real answer
+ * and those of the tasks behind it read as that result's first bytes. */
+static int t_lying_length(const void *in, size_t len, cf_buffer *out)
+{
+    if (!forge_result(1u << 20, NULL, 0))
+        return CF_EINVAL;
+    return t_square(in, len, out);
 }
 
 static uint64_t fnv64(const unsigned char *p, size_t n)
@@ -466,6 +511,70 @@ static void corrupt_answer_blames_its_own_task(void)
         cf_executor_free(ex);
     }
     printf("  the next task had started in %d of 8 rounds\n", told);
+}
+
+/* A task that answers for itself and runs on (its answer is taken: the
+ * future is done) is caught once the page says it never ended: its worker
+ * is killed as corrupt at once, not at its task_timeout, and the task
+ * behind it, which never started, runs on another worker. */
+static void forged_answer_kills_worker(void)
+{
+    cf_options o = { .max_workers = 1, .task_timeout = 30.0 * test_scale() };
+    cf_executor *ex = cf_process_pool_new(&o);
+    CHECK(ex != NULL);
+    cf_future *first = submit_i64(ex, t_pid, 0);
+    int64_t pid = i64_of(first);
+    cf_future *forger = submit_i64(ex, t_forged_answer, 3);
+    cf_future *behind = submit_i64(ex, t_pid, 0);
+    const char *msg = NULL;
+    int rc = cf_future_exception(behind, 10.0 * test_scale(), &msg);
+    if (rc)
+        fprintf(stderr, "behind: %s: %s\n", cf_strerror(rc), msg);
+    CHECK_EQ(rc, 0);
+    CHECK(i64_of(behind) != pid); /* the forger's worker was replaced */
+    CHECK_EQ(i64_of(forger), -1); /* the forgery, taken before it was seen */
+    check_squares(ex, t_square, 8);
+    cf_future_release(first);
+    cf_future_release(forger);
+    cf_future_release(behind);
+    cf_executor_free(ex);
+    errno = 0;
+    CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+}
+
+/* A task that announces a result longer than what follows, with tasks
+ * queued behind it that then run (their answers swallowed): once the
+ * worker started a later task, the announced result counts as stalled and
+ * the worker is killed after the transfer's limit (10 s). The liar fails
+ * with CF_ETIME; the tasks that ran behind it are told they were killed
+ * for another task; the pool goes on. */
+static void lying_length_stalls(void)
+{
+    cf_options o = { .max_workers = 1, .task_timeout = 1.0 };
+    cf_executor *ex = cf_process_pool_new(&o);
+    CHECK(ex != NULL);
+    check_squares(ex, t_square, 20); /* measured: the next go out together */
+    enum { BEHIND = 4 };
+    cf_future *liar = submit_i64(ex, t_lying_length, 2), *behind[BEHIND];
+    for (int i = 0; i < BEHIND; i++)
+        behind[i] = submit_i64(ex, t_square, i);
+    check_fails(liar, CF_ETIME,
+                "task finished, but its result made no "
+                "progress for 10 s");
+    for (int i = 0; i < BEHIND; i++) {
+        if (cf_future_exception(behind[i], 30.0 * test_scale(), NULL))
+            check_fails(behind[i], CF_EBROKEN,
+                        "killed for another task (its result made no "
+                        "progress) after this task returned");
+        else
+            CHECK_EQ(i64_of(behind[i]), (int64_t)i * i);
+        cf_future_release(behind[i]);
+    }
+    check_squares(ex, t_square, 8);
+    cf_future_release(liar);
+    cf_executor_free(ex);
+    errno = 0;
+    CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
 }
 
 static void truncated_frame(void)
@@ -1118,6 +1227,8 @@ static const test_case cases[] = {
     TEST_CASE(corrupt_frame),
     TEST_CASE(corrupt_answer_blames_its_own_task),
     TEST_CASE(truncated_frame),
+    TEST_CASE(forged_answer_kills_worker),
+    TEST_CASE(lying_length_stalls),
     TEST_CASE(task_timeout),
     TEST_CASE(initializer_runs),
     TEST_CASE(initializer_failure_breaks),

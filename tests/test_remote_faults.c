@@ -16,6 +16,7 @@
  * This binary is also the worker image (spawned workers run it again).
  */
 #include "harness.h"
+#include "remote/codec.h" /* cf__frame_set: a forged READY */
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -292,6 +293,34 @@ static _Atomic int *shared_counters(void)
 }
 
 /* ---- bugs, one case each ----------------------------------------------- */
+/* While the doom file of the pool's owner exists, a worker's initializer
+ * says READY itself, so the worker counts as started, and aborts before it
+ * can start a task: as a worker does whose next task's function lives in a
+ * library whose constructor crashes it. */
+static void doom_path(char *buf, size_t n, pid_t owner)
+{
+    snprintf(buf, n, "/dev/shm/cf_remote_faults.%d.doom", (int)owner);
+}
+
+static void *init_doomed(void *arg)
+{
+    (void)arg;
+    char path[64];
+    doom_path(path, sizeof path, getppid());
+    if (access(path, F_OK) != 0)
+        return NULL;
+    cf__frame h;
+    cf__frame_set(&h, CF__FR_READY, 0, 0, 0);
+    if (write(3, &h, sizeof h) == (ssize_t)sizeof h)
+        abort();
+    _exit(1);
+}
+
+static void unlink_doom(cf_future *f, void *path)
+{
+    (void)f;
+    unlink(path);
+}
 
 /* A worker that dies before it is ready is a failed start: the parent
  * survives (this was a use-after-free), retries, and the tasks run. */
@@ -491,6 +520,47 @@ static void stalled_transfer_is_killed(void)
     cf_executor_free(ex);
     tlog l = log_read(1);
     log_remove(&l);
+    no_children_left();
+}
+
+/* Ready workers that die, again and again, before they start the task
+ * next in line (here: a doomed initializer that says READY and aborts)
+ * used to requeue it forever. After 5 such deaths that task fails alone,
+ * naming the last death's cause; the tasks behind it (it stayed first in
+ * line) run once the deaths stop, which its failure's callback arranges. */
+static void next_in_line_deaths_fail_the_task(void)
+{
+    let_workers_die_by_signal();
+    int fds = open_fds();
+    char path[64];
+    doom_path(path, sizeof path, getpid());
+    cf_options o = { .max_workers = 1,
+                     .max_tasks_per_child = 20,
+                     .initializer = init_doomed };
+    cf_executor *ex = cf_process_pool_new(&o);
+    CHECK(ex != NULL);
+    check_squares(ex, t_square, 20); /* measured; then its worker retires */
+    int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    CHECK(fd >= 0);
+    close(fd);
+    cf_future *next = submit_i64(ex, t_square, 3), *behind[3];
+    CHECK_EQ(cf_future_add_done_callback(next, unlink_doom, path), 0);
+    for (int i = 0; i < 3; i++)
+        behind[i] = submit_i64(ex, t_square, i);
+    const char *msg = NULL;
+    CHECK_EQ(cf_future_exception(next, 20.0 * test_scale(), &msg), CF_EBROKEN);
+    CHECK(strstr(msg, "worker processes died 5 times with this task next "
+                      "in line, before it started; the last one, process ") &&
+          strstr(msg, "was killed by signal 6 (SIGABRT"));
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ(i64_of(behind[i]), (int64_t)i * i);
+        cf_future_release(behind[i]);
+    }
+    check_squares(ex, t_square, 8);
+    cf_future_release(next);
+    cf_executor_free(ex);
+    CHECK(access(path, F_OK) != 0);
+    CHECK_EQ(open_fds(), fds);
     no_children_left();
 }
 
@@ -777,6 +847,7 @@ static const test_case cases[] = {
     TEST_CASE(crashes_never_blame_queued_tasks),
     TEST_CASE(timeout_spares_result_transfer),
     TEST_CASE(stalled_transfer_is_killed),
+    TEST_CASE(next_in_line_deaths_fail_the_task),
     TEST_CASE(no_descriptors_fails_pending_then_recovers),
     TEST_CASE(no_descriptors_for_a_moment),
     TEST_CASE(process_limit_as_nobody),

@@ -11,9 +11,11 @@
  * Blame (docs/design.md): a lost worker's tasks written to it in full are
  * held until it is reaped; then its state page says which one it started
  * last: that one (and those before it) fail, the rest go back to the
- * owner. A worker that dies before READY is a failed start; INIT_FAIL
- * breaks the owner. Every frame read is checked; a worker that sends a
- * bad one is killed as crashed. A link is freed only once reaped.
+ * owner (but a task first in line at too many deaths of READY workers that
+ * started nothing fails alone). A worker that dies before READY is a
+ * failed start; INIT_FAIL breaks the owner. Every frame read is checked; a
+ * worker that sends a bad one is killed as crashed. A link is freed only
+ * once reaped.
  */
 #include "../fnid.h"
 #include "../trace.h"
@@ -45,6 +47,7 @@ extern char **environ;
 #define START_BACKOFF_MAX_S 0.5
 #define GIVE_UP_S 2.0
 #define GIVE_UP_TRIES 3
+#define EARLY_DEATHS_MAX 5 /* READY deaths with a task next, unstarted */
 
 /* ---- failed starts ----------------------------------------------------- */
 
@@ -274,14 +277,53 @@ static void describe_status(char *buf, size_t n, int status)
     }
 }
 
+/* How w ended, in words, for a task it never started (how: its status). */
+static void death_cause(const cf__pp_link *w, const char *how, char *buf,
+                        size_t n)
+{
+    bool d = w->detail[0];
+    if (w->why == CF__PP_CRASH && w->killed)
+        snprintf(buf, n, "closed its connection and was killed");
+    else if (w->why != CF__PP_CRASH)
+        snprintf(buf, n, "was killed (%s%s%s)", why_words(w->why),
+                 d ? ": " : "", w->detail);
+    else
+        snprintf(buf, n, "%s%s%s%s", how, d ? " (" : "", w->detail,
+                 d ? ")" : "");
+}
+
+/* w died READY and ran none of its held tasks: the first was next in line.
+ * A task next in line at EARLY_DEATHS_MAX such deaths (its function's
+ * library crashes the worker as it loads, say) fails alone; the others
+ * run again. Deaths before READY are failed starts and do not count. */
+static void blame_next(cf__pp_link *w, const char *how)
+{
+    cf__rtask *t = w->held;
+    if (!t || !w->ready || w->why == CF__PP_STOP || w->why == CF__PP_KILL ||
+        ++t->early < EARLY_DEATHS_MAX)
+        return;
+    w->held = t->next;
+    t->next = NULL;
+    char cause[sizeof w->detail + 200];
+    death_cause(w, how, cause, sizeof cause);
+    char *text = fmt_msg("worker processes died %u times with this task "
+                         "next in line, before it started; the last one, "
+                         "process %d, %s",
+                         (unsigned)t->early, (int)w->proc.pid, cause);
+    w->team->owner->fail(w->team->o, t, CF_EBROKEN, text);
+    cf__free(text);
+}
+
 /* The held tasks up to the one started last (ran) fail; the rest run
- * again. */
+ * again (but for one next in line too often: blame_next). */
 static void blame(cf__pp_link *w, uint64_t ran, const char *how, bool finished)
 {
     cf__rtask *cut = NULL;
     for (cf__rtask *t = w->held; t; t = t->next)
         if (ran && cf__rtask_id(t) == ran)
             cut = t;
+    if (!cut)
+        blame_next(w, how);
     if (cut ? cut->next : w->held)
         w->team->owner->requeue(w->team->o, cut ? cut->next : w->held);
     if (!cut)
@@ -602,9 +644,22 @@ bool cf__pp_link_read(cf__pp_link *w, double now, bool drain)
 
 /* ---- time limits ------------------------------------------------------- */
 
+/* Whether id names a task in w's in-flight list after its oldest. */
+static bool after_head(const cf__pp_link *w, uint64_t id)
+{
+    for (const cf__rtask *t = w->head->next; t; t = t->next)
+        if (cf__rtask_id(t) == id)
+            return true;
+    return false;
+}
+
 /* When w's oldest task passes its limit, and which (*why): task_timeout
  * from its start by the state page; once it returned, the transfer's limit
- * from the last progress; not started yet: look again soon (STOP). */
+ * from the last progress; not started yet: look again soon (STOP). An
+ * honest worker stores `done` before it answers and starts the next task
+ * only after: a later task running means the oldest's run ended (its
+ * answer stalls); an answered task running but not done means it was
+ * answered before its run ended, a forgery (CORRUPT). */
 static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
 {
     *why = CF__PP_STOP;
@@ -614,16 +669,23 @@ static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
     const cf__pp_state *st = w->proc.state;
     uint64_t id = cf__rtask_id(w->head);
     double since = fmax(w->head->sent_at, w->head_since);
-    /* acquire: pairs with the worker's release stores (worker.c) */
-    if (atomic_load_explicit(&st->done, memory_order_acquire) == id) {
+    /* acquire: pairs with the worker's release stores (worker.c); done
+     * first, so a `running` read after it is at least as new */
+    uint64_t done = atomic_load_explicit(&st->done, memory_order_acquire);
+    uint64_t ran = atomic_load_explicit(&st->running, memory_order_acquire);
+    if (done == id || (ran && ran != id && after_head(w, ran))) {
         *why = CF__PP_STALL;
         return fmax(since, w->progress_at) + stall_limit(w);
     }
-    if (atomic_load_explicit(&st->running, memory_order_acquire) == id) {
+    if (ran == id) {
         *why = CF__PP_TIMEOUT;
         int64_t ns =
             atomic_load_explicit(&st->started_ns, memory_order_relaxed);
         return (double)ns * 1e-9 + timeout;
+    }
+    if (ran && done != ran) {
+        *why = CF__PP_CORRUPT;
+        return now;
     }
     return fmax(since + timeout, now + RECHECK_S);
 }
@@ -645,7 +707,16 @@ bool cf__pp_link_check(cf__pp_link *w, double now)
         return false;
     if (now < limit(w, now, &why) || why == CF__PP_STOP)
         return true;
-    cf__pp_link_lose(w, why, NULL, now);
+    /* CORRUPT: the task in `running` answered early; it is at fault */
+    uint64_t ran =
+        atomic_load_explicit(&w->proc.state->running, memory_order_acquire);
+    cf__pp_link_lose(w, why,
+                     why == CF__PP_CORRUPT ? "an answer to a task before its "
+                                             "run ended"
+                                           : NULL,
+                     now);
+    if (why == CF__PP_CORRUPT)
+        w->culprit = ran;
     return false;
 }
 

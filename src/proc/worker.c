@@ -145,6 +145,11 @@ static void run_task(const cf__frame *h, const unsigned char *p)
     if (out.b)
         out.b->len = 0;
     int rc = cf__serve_task(&cache, h, p, &out, h->id, started, NULL);
+    /* A task whose function was not found answers without a start mark:
+     * `done` must never name a task `running` does not (the pool kills a
+     * worker that answered a task before its run ended, link.c). */
+    if (atomic_load_explicit(&state->running, memory_order_relaxed) != h->id)
+        started(h->id, NULL);
     /* release: pairs with the pool's acquire load; from here on the
      * task's time limit no longer applies, only the transfer's */
     atomic_store_explicit(&state->done, h->id, memory_order_release);

@@ -25,6 +25,7 @@ typedef struct cf__rtask {
     cf_future *f;          /* the engine's reference */
     double sent_at;        /* when its frame was written in full; 0 before */
     bool started;          /* moved to RUNNING (dispatched at least once) */
+    unsigned char early;   /* worker deaths with it next, unstarted (proc) */
     size_t len;            /* frame bytes */
     unsigned char frame[]; /* header, u64 fn offset, module, input */
 } cf__rtask;
