@@ -420,7 +420,8 @@ cf_executor *cf_thread_pool_new(const cf_options *opts);
 
 /* Schedules fn(arg). With out, *out is a new future (the caller releases
  * it); out NULL is fire and forget. 0, CF_ESHUTDOWN, CF_EBROKEN, CF_EINVAL,
- * CF_ENOMEM. */
+ * CF_ENOMEM, or -errno (-EAGAIN) when the pool has no live thread and
+ * cannot start one. */
 int cf_submit(cf_executor *ex, cf_fn fn, void *arg, cf_future **out);
 
 /* Stops taking work (idempotent). cancel_futures cancels what has not
@@ -511,9 +512,10 @@ int cf_map_bytes_next(cf_map *m, const void **data, size_t *len);
  * are done: 0, or the first failure code (a cf_fail in either). Results go
  * to *res_a and *res_b (either may be NULL). Inside a worker of ex it runs a
  * itself and leaves b for a thief, allocating nothing, then runs b itself
- * unless it was stolen (then it runs only what the thief pushed while
- * running b, else blocks and the pool compensates); from any other thread,
- * or with its stack running low, it hands the pair to ex and waits.
+ * unless it was stolen (then it runs only the joins the thief pushed while
+ * running b, else blocks and the pool compensates); tasks a or b submitted
+ * and did not wait for go to the pool's queue, not run here. From any other
+ * thread, or with its stack running low, it hands the pair to ex and waits.
  * CF_EINVAL, CF_ESHUTDOWN, CF_ENOMEM. */
 int cf_join(cf_executor *ex, cf_fn a, void *arg_a, void **res_a, cf_fn b,
             void *arg_b, void **res_b);
@@ -536,7 +538,9 @@ int cf_group_submit(cf_group *g, cf_fn fn, void *arg);
 /* Waits for every task submitted so far: 0, the first failure code, or
  * CF_ETIMEDOUT. After a failure the group's tasks not yet started are
  * cancelled. In a task, untimed, it runs the group's own tasks it submitted
- * that have not started; else it blocks and the pool compensates. */
+ * that have not started (those still at the bottom of its worker's deque:
+ * not those a cf_join branch left, which go to the pool's queue); else it
+ * blocks and the pool compensates. */
 int cf_group_wait(cf_group *g, double timeout);
 /* Cancels the tasks of the group that have not started; later submits get
  * CF_ECANCELED. Running tasks finish. */

@@ -52,16 +52,17 @@ int cf__block_until(bool (*done)(void *ctx), void *ctx,
 
 /* Runs the first awaited future of fs[*from..n) that has not started. Any
  * one is a dependency: FIRST_COMPLETED ends with it, the others need it.
- * A future that has started never is pending again, so *from moves past
- * those at the front (a wait on many stays linear). */
+ * *from moves past each future looked at: one that has started is never
+ * pending again, and one this wait could not claim (another pool's, a
+ * promise) never becomes claimable by it. A wait on many stays linear. */
 static bool run_one_of(cf_future *const *fs, size_t n, size_t *from,
                        cf__helper *h)
 {
-    while (*from < n && cf__future_state(fs[*from]) != CF__PENDING)
-        ++*from;
-    for (size_t i = *from; i < n; i++)
-        if (cf__future_state(fs[i]) == CF__PENDING && h->run_future(h, fs[i]))
+    while (*from < n) {
+        cf_future *f = fs[(*from)++];
+        if (cf__future_state(f) == CF__PENDING && h->run_future(h, f))
             return true;
+    }
     return false;
 }
 

@@ -630,28 +630,38 @@ static void join_runs_no_unawaited_task(void)
     cf_lock_free(c.lock);
 }
 
-/* A task waits on 200,000 children of its own on one worker: it runs them
- * all inline, one after the other (the search for the next one to run
- * goes on from the last: linear, not quadratic, in the children). */
+/* A task waits on 200,000 children of its own on one worker, and first on
+ * a promise (cf_future_new) that the last child completes: it runs the
+ * children inline, one after the other. The search for the next one to
+ * run goes on from the last one looked at (past the promise, which it can
+ * never run): linear, not quadratic, in the children. */
 enum { MANY_CHILDREN = 200000 };
 
 static void *noop(void *p);
 static atomic_long spare_fail_at;
 
+static void *settle_promise(void *p)
+{
+    CHECK_EQ(cf_future_set_result(p, NULL), 0);
+    return NULL;
+}
+
 static void *wait_on_many(void *p)
 {
     cf_executor *ex = p;
-    cf_future **fs = calloc(MANY_CHILDREN, sizeof *fs);
-    if (!fs)
+    cf_future **fs = calloc(MANY_CHILDREN + 1, sizeof *fs);
+    if (!fs || !(fs[0] = cf_future_new()))
         return NULL;
-    size_t n = 0;
+    size_t n = 1;
     while (n < MANY_CHILDREN && cf_submit(ex, noop, NULL, &fs[n]) == 0)
+        n++;
+    if (cf_submit(ex, settle_promise, fs[0], &fs[n]) == 0)
         n++;
     int rc = cf_wait(fs, n, CF_FOREVER, CF_ALL_COMPLETED);
     for (size_t i = 0; i < n; i++)
         cf_future_release(fs[i]);
     free(fs);
-    return rc == 0 && n == MANY_CHILDREN ? p : NULL;
+    return rc == 0 && n == MANY_CHILDREN + 1 ? p : NULL;
 }
 
 static void wait_on_many_children(void)

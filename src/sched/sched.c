@@ -900,6 +900,11 @@ int cf__sched_push(cf__sched *s, cf__task *t)
 void cf__sched_shutdown(cf__sched *s)
 {
     atomic_store_explicit(&s->shutdown, true, memory_order_seq_cst);
+    /* A submit that came before is finished before we go on (its task
+     * queued, the worker it may start counted), so that a join or wait
+     * after this covers it; submitters hold no lock we take meanwhile. */
+    while (atomic_load_explicit(&s->submitting, memory_order_seq_cst) > 0)
+        sched_yield();
     wake_all(s);
 }
 
