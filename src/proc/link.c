@@ -282,11 +282,8 @@ static void death_cause(const cf__pp_link *w, const char *how, char *buf,
                         size_t n)
 {
     bool d = w->detail[0];
-    if (w->why == CF__PP_CRASH && w->killed)
+    if (w->killed) /* it closed the socket but did not exit */
         snprintf(buf, n, "closed its connection and was killed");
-    else if (w->why != CF__PP_CRASH)
-        snprintf(buf, n, "was killed (%s%s%s)", why_words(w->why),
-                 d ? ": " : "", w->detail);
     else
         snprintf(buf, n, "%s%s%s%s", how, d ? " (" : "", w->detail,
                  d ? ")" : "");
@@ -295,11 +292,12 @@ static void death_cause(const cf__pp_link *w, const char *how, char *buf,
 /* w died READY and ran none of its held tasks: the first was next in line.
  * A task next in line at EARLY_DEATHS_MAX such deaths (its function's
  * library crashes the worker as it loads, say) fails alone; the others
- * run again. Deaths before READY are failed starts and do not count. */
+ * run again. Deaths before READY are failed starts and do not count, nor
+ * do kills by the link (their culprit is known, or it was retired). */
 static void blame_next(cf__pp_link *w, const char *how)
 {
     cf__rtask *t = w->held;
-    if (!t || !w->ready || w->why == CF__PP_STOP || w->why == CF__PP_KILL ||
+    if (!t || !w->ready || w->why != CF__PP_CRASH ||
         ++t->early < EARLY_DEATHS_MAX)
         return;
     w->held = t->next;
