@@ -6,14 +6,13 @@
  * cf_join inside a worker: b goes on the worker's own deque as a frame on
  * the joiner's stack (no allocation), a runs inline, then the worker takes
  * b back and runs it inline - unless a thief stole it, in which case the
- * worker steals back from that thief only what b spawned (leapfrogging),
- * and blocks (the pool compensates) when there is none, until the thief
- * marks the frame done and unparks it. What a left on the deque above b
- * (tasks it did not wait for) goes to the pool's queue on the way down to
- * b, and leapfrogging runs only joins of b's subtree; nothing else runs
- * inline (docs/design.md, "The wait protocol"). Outside a worker, or on a worker whose stack is running
- * low, the pair is handed to the pool as one frame on the caller's stack,
- * and the caller waits on its parker.
+ * worker steals back from that thief the joins of b's subtree
+ * (leapfrogging), and blocks (the pool compensates) when there is none,
+ * until the thief marks the frame done and unparks it. Tasks a or b
+ * submitted and did not wait for go to the pool's queue, never run inline
+ * here (docs/design.md, "The wait protocol"). Outside a worker, or on a
+ * worker whose stack is running low, the pair is handed to the pool as one
+ * frame on the caller's stack, and the caller waits on its parker.
  *
  * A group counts its outstanding tasks; a wait runs the group's own tasks
  * it finds at the bottom of its deque, then blocks until the count is 0.
@@ -143,9 +142,9 @@ static bool frame_done(void *p)
  * rounds yield the CPU. */
 #define LEAPFROG_SPINS 128
 
-/* The joiner of a stolen frame runs what the thief pushed while it runs
- * the frame - b's own subtree - stealing it back (leapfrogging); true when
- * it ran something or b is done, false (block) when a while of looking
+/* The joiner of a stolen frame runs the joins the thief pushed while it
+ * runs the frame - b's own subtree - stealing them back (leapfrogging);
+ * true when it ran one or b is done, false (block) when a while of looking
  * found neither. */
 static bool leapfrog(void *p, cf__helper *h)
 {

@@ -158,6 +158,13 @@ static inline void gate_wait(gate *g)
 
 /* ---- worker processes -------------------------------------------------- */
 
+/* No child process is left, not even a zombie: every worker was reaped. */
+static inline void no_children_left(void)
+{
+    errno = 0;
+    CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
+}
+
 /* The descriptors this process has open (plus the one reading them). */
 static inline int open_fds(void)
 {

@@ -93,6 +93,17 @@ static int sleep_bytes(const void *in, size_t len, cf_buffer *out)
     return cf_buffer_append(out, &ms, sizeof ms);
 }
 
+/* Submits a task sleeping ms to a thread pool (kind 0) or a process pool. */
+static cf_future *submit_sleep(cf_executor *ex, int kind, int ms)
+{
+    cf_future *f = NULL;
+    if (kind)
+        CHECK_EQ(cf_submit_bytes(ex, sleep_bytes, &ms, sizeof ms, &f), 0);
+    else
+        CHECK_EQ(cf_submit(ex, sleep_arg, (void *)(intptr_t)ms, &f), 0);
+    return f;
+}
+
 static cf_executor *thread_pool(int workers, double idle_timeout)
 {
     cf_options o = { .max_workers = workers, .idle_timeout = idle_timeout };
@@ -296,12 +307,7 @@ static void executor_wait_then_free(void)
 {
     for (int kind = 0; kind < 2; kind++) {
         cf_executor *ex = kind ? process_pool(1) : thread_pool(1, 0);
-        cf_future *f;
-        int ms = 100;
-        if (kind)
-            CHECK_EQ(cf_submit_bytes(ex, sleep_bytes, &ms, sizeof ms, &f), 0);
-        else
-            CHECK_EQ(cf_submit(ex, sleep_arg, (void *)(intptr_t)ms, &f), 0);
+        cf_future *f = submit_sleep(ex, kind, 100);
         CHECK_EQ(cf_shutdown(ex, false, false), 0);
         CHECK_EQ(cf_executor_wait(ex, 0.001), CF_ETIMEDOUT);
         cf_executor_free(ex);
@@ -338,13 +344,7 @@ static void executor_wait_from_done_callback(void)
         cb_pool = kind ? process_pool(1) : thread_pool(2, 0);
         atomic_store(&cb_rc[0], 1);
         atomic_store(&cb_rc[1], 0);
-        cf_future *f;
-        int x = 1;
-        if (kind)
-            CHECK_EQ(cf_submit_bytes(cb_pool, echo_bytes, &x, sizeof x, &f), 0);
-        else
-            CHECK_EQ(cf_submit(cb_pool, sleep_arg, (void *)(intptr_t)10, &f),
-                     0);
+        cf_future *f = submit_sleep(cb_pool, kind, 10);
         CHECK_EQ(cf_future_add_done_callback(f, wait_in_callback, cb_rc), 0);
         CHECK_EQ(cf_future_result(f, 30.0, NULL), 0);
         WAIT_UNTIL(atomic_load(&cb_rc[0]) != 1, 30.0);
@@ -372,26 +372,14 @@ static void refused_shutdown_changes_nothing(void)
     for (int kind = 0; kind < 2; kind++) {
         cb_pool = kind ? process_pool(1) : thread_pool(2, 0);
         atomic_store(&cb_rc[0], 1);
-        cf_future *f, *g;
-        int ms = 20;
-        if (kind)
-            CHECK_EQ(cf_submit_bytes(cb_pool, sleep_bytes, &ms, sizeof ms, &f),
-                     0);
-        else
-            CHECK_EQ(cf_submit(cb_pool, sleep_arg, (void *)(intptr_t)ms, &f),
-                     0);
+        cf_future *f = submit_sleep(cb_pool, kind, 20);
         CHECK_EQ(
             cf_future_add_done_callback(f, shutdown_waiting_in_callback, cb_rc),
             0);
         WAIT_UNTIL(atomic_load(&cb_rc[0]) != 1, 30.0);
         CHECK_EQ(atomic_load(&cb_rc[0]), CF_EDEADLK);
         CHECK_EQ(cf_executor_wait(cb_pool, 0), CF_EINVAL);
-        if (kind)
-            CHECK_EQ(cf_submit_bytes(cb_pool, sleep_bytes, &ms, sizeof ms, &g),
-                     0);
-        else
-            CHECK_EQ(cf_submit(cb_pool, sleep_arg, (void *)(intptr_t)ms, &g),
-                     0);
+        cf_future *g = submit_sleep(cb_pool, kind, 20);
         CHECK_EQ(cf_future_exception(g, 30.0, NULL), 0);
         CHECK_EQ(cf_shutdown(cb_pool, true, false), 0);
         CHECK_EQ(cf_executor_wait(cb_pool, 0), 0);

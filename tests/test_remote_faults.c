@@ -59,12 +59,6 @@ static int children(pid_t *out, int max)
     return n;
 }
 
-static void no_children_left(void)
-{
-    errno = 0;
-    CHECK(waitpid(-1, NULL, WNOHANG) == -1 && errno == ECHILD);
-}
-
 static const char *message_of(cf_future *f)
 {
     const char *msg = NULL;

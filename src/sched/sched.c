@@ -359,11 +359,6 @@ void cf__sched_notify_slow(cf__sched *s, uint64_t idle)
         maybe_spawn(s, worker_cap(s), true); /* no-op if live >= the cap */
 }
 
-static inline void notify(cf__sched *s, bool fenced)
-{
-    cf__sched_notify(s, fenced);
-}
-
 /* More shared work is visible and nobody searches for it: wake a sleeper,
  * or start a worker. Pushes made while a worker was between tasks or
  * searching relied on that worker; this passes the work on, one worker at
@@ -584,7 +579,7 @@ void cf__sched_inject(cf__sched *s, cf__task *t)
 {
     inject_push(s, t);
     atomic_fetch_add_explicit(&s->inj_pushed, 1, memory_order_seq_cst);
-    notify(s, false);
+    cf__sched_notify(s, false);
 }
 
 cf__task *cf__worker_steal_back(cf__worker *w, cf__worker *thief, int64_t base,
@@ -891,7 +886,7 @@ int cf__sched_push(cf__sched *s, cf__task *t)
     }
     inject_push(s, t);
     atomic_fetch_add_explicit(&s->inj_pushed, 1, memory_order_seq_cst);
-    notify(s, false);
+    cf__sched_notify(s, false);
     /* release: a worker that sees 0 in may_exit sees our task queued */
     atomic_fetch_sub_explicit(&s->submitting, 1, memory_order_seq_cst);
     return 0;

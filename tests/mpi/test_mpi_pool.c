@@ -1083,15 +1083,7 @@ enum { SUBMITTERS = 4, PER_SUBMITTER = 3000 };
 
 static void *submitter(void *arg)
 {
-    cf_executor *ex = arg;
-    cf_future **fs = malloc(PER_SUBMITTER * sizeof *fs);
-    for (int i = 0; i < PER_SUBMITTER; i++)
-        fs[i] = submit_i64(ex, square, i);
-    for (int i = 0; i < PER_SUBMITTER; i++) {
-        CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
-        cf_future_release(fs[i]);
-    }
-    free(fs);
+    check_squares(arg, square, PER_SUBMITTER);
     return NULL;
 }
 
