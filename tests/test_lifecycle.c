@@ -505,6 +505,56 @@ static void idle_threads_go_and_come_back(void)
     CHECK_THREADS(base);
 }
 
+/* A submit to a pool whose workers all retired starts a worker itself;
+ * a shutdown(wait) racing it must not return before that task has run:
+ * once both calls returned 0, the future is done. A timing loop (the
+ * racing submit is accepted in most rounds). When the submit left the
+ * start to notify, shutdown forbade it and the task never ran: this fails
+ * at once then. */
+typedef struct racing_submit {
+    cf_executor *ex;
+    cf_future *f;
+    int rc;
+    atomic_int going;
+} racing_submit;
+
+static void *submit_racing(void *p)
+{
+    racing_submit *r = p;
+    atomic_store(&r->going, 1);
+    r->rc = cf_submit(r->ex, identity, (void *)3, &r->f);
+    return NULL;
+}
+
+static void shutdown_racing_submit_to_retired_pool(void)
+{
+    int accepted = 0;
+    for (int round = 0; round < 100; round++) {
+        racing_submit r = { thread_pool(1, 0.001), NULL, 1, 0 };
+        cf_future *f;
+        CHECK_EQ(cf_submit(r.ex, identity, NULL, &f), 0);
+        CHECK_EQ(cf_future_result(f, 30.0, NULL), 0);
+        cf_future_release(f);
+        WAIT_UNTIL(stats_of(r.ex).workers == 0, 30.0);
+        pthread_t th;
+        CHECK_EQ(pthread_create(&th, NULL, submit_racing, &r), 0);
+        while (!atomic_load(&r.going)) {
+        }
+        for (int spin = round % 64; spin > 0; spin--) /* vary the window */
+            atomic_signal_fence(memory_order_seq_cst);
+        CHECK_EQ(cf_shutdown(r.ex, true, false), 0);
+        pthread_join(th, NULL);
+        CHECK(r.rc == 0 || r.rc == CF_ESHUTDOWN);
+        if (r.rc == 0) {
+            accepted++;
+            CHECK(cf_future_done(r.f));
+            cf_future_release(r.f);
+        }
+        cf_executor_free(r.ex);
+    }
+    printf("  the racing submit was accepted in %d of 100 rounds\n", accepted);
+}
+
 /* Every worker retired idle; a submit must start one again, and when that
  * fails (an allocation on the way fails) the submit fails: it never
  * accepts a task that nobody will run. */
@@ -1161,6 +1211,7 @@ static const test_case cases[] = {
     TEST_CASE(idle_threads_go_and_come_back),
     TEST_CASE(idle_timeout_zero_keeps_threads),
     TEST_CASE(idle_pool_submit_with_failing_allocations),
+    TEST_CASE(shutdown_racing_submit_to_retired_pool),
     TEST_CASE(idle_timeout_race),
     TEST_CASE(idle_timeout_tiny_shutdown_race),
     TEST_CASE(idle_timeout_free_from_task_while_retiring),
