@@ -94,6 +94,7 @@ enum { LOG_IDS = 2048 };
 typedef struct log_page {
     _Atomic unsigned char started[LOG_IDS], done[LOG_IDS];
     _Atomic int answering; /* pid of t_big_answer's worker */
+    _Atomic int go;        /* t_big_answer may build its answer */
 } log_page;
 
 /* This process's mapping of its pool owner's log (NULL: no log). */
@@ -466,17 +467,27 @@ static void timeout_spares_result_transfer(void)
     cf_executor_free(ex);
 }
 
-/* Answers with 16 MB of zeros; logs its worker's pid as it returns. */
+/* Answers with 16 MB of zeros once log_map->go is set (at most 60 s on);
+ * logs its worker's pid as it returns. */
 static int t_big_answer(const void *in, size_t len, cf_buffer *out)
 {
     (void)in;
     (void)len;
+    for (int i = 0; !atomic_load(&log_map->go) && i < 60000; i++)
+        sleep_s(0.001);
     int64_t zero[1024] = { 0 };
     for (int i = 0; i < (16 << 20) / (int)sizeof zero; i++)
         if (cf_buffer_append(out, zero, sizeof zero))
             return CF_ENOMEM;
     atomic_store(&log_map->answering, (int)getpid());
     return 0;
+}
+
+/* Lets t_big_answer go on, then holds the manager up as hold_manager. */
+static void go_and_hold(cf_future *f, void *ctx)
+{
+    atomic_store(&log_map->go, 1);
+    hold_manager(f, ctx);
 }
 
 /* The transfer of a finished task's result has its own limit, on progress:
@@ -488,14 +499,16 @@ static void stalled_transfer_is_killed(void)
 {
     double limit = 0.5 * test_scale(), hold = 2.0 * test_scale();
     log_create();
-    cf_options o = { .max_workers = 1, .task_timeout = limit };
+    cf_options o = { .max_workers = 2, .task_timeout = limit };
     cf_executor *ex = cf_process_pool_new(&o);
     CHECK(ex != NULL);
     check_squares(ex, t_square, 4);
-    /* a holds the manager from 0.1 s on; b, queued behind it on the one
-     * worker, answers meanwhile. */
+    /* a's done callback holds the manager from 0.1 s on, and only then
+     * lets b build its answer: whether b waits behind a on a's worker or
+     * runs on the other one (that depends on the dispatch window, which
+     * follows measured task times), it answers while nobody reads. */
     cf_future *a = submit_i64(ex, t_sleep_ms, 100), *b = NULL;
-    CHECK_EQ(cf_future_add_done_callback(a, hold_manager, &hold), 0);
+    CHECK_EQ(cf_future_add_done_callback(a, go_and_hold, &hold), 0);
     CHECK_EQ(cf_submit_bytes(ex, t_big_answer, NULL, 0, &b), 0);
     int pid;
     for (int i = 0; (pid = atomic_load(&log_map->answering)) == 0; i++) {
