@@ -209,6 +209,20 @@ static int t_forged_answer(const void *in, size_t len, cf_buffer *out)
     return t_square(in, len, out);
 }
 
+/* Announces a result of CF__MAX_PAYLOAD (1 TiB) for itself, sends 3 MiB of
+ * it, then dies. */
+static int t_huge_length(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    (void)out;
+    static unsigned char zeros[3u << 20];
+    if (!forge_result(CF__MAX_PAYLOAD, zeros, sizeof zeros))
+        return CF_EINVAL;
+    raise(SIGSEGV);
+    return 0;
+}
+
 /* Announces a result of 1 MiB for itself, then returns: its real answer
  * and those of the tasks behind it read as that result's first bytes. */
 static int t_lying_length(const void *in, size_t len, cf_buffer *out)
@@ -569,6 +583,22 @@ static void lying_length_stalls(void)
             CHECK_EQ(i64_of(behind[i]), (int64_t)i * i);
         cf_future_release(behind[i]);
     }
+    check_squares(ex, t_square, 8);
+    cf_future_release(liar);
+    cf_executor_free(ex);
+    no_children_left();
+}
+
+/* A length read from the wire reserves only about what came: a worker
+ * announcing 1 TiB (the largest valid frame) and dying 3 MiB into it
+ * fails its own task as a crash with a truncated frame; the parent never
+ * tried to allocate the terabyte (under ASan that aborts the process) and
+ * the pool goes on. */
+static void huge_length_reserves_nothing(void)
+{
+    cf_executor *ex = pool(1);
+    cf_future *liar = submit_i64(ex, t_huge_length, 0);
+    check_fails(liar, CF_EBROKEN, "truncated frame");
     check_squares(ex, t_square, 8);
     cf_future_release(liar);
     cf_executor_free(ex);
@@ -1221,6 +1251,7 @@ static const test_case cases[] = {
     TEST_CASE(crash_with_socket_held_open),
     TEST_CASE(corrupt_frame),
     TEST_CASE(corrupt_answer_blames_its_own_task),
+    TEST_CASE(huge_length_reserves_nothing),
     TEST_CASE(truncated_frame),
     TEST_CASE(forged_answer_kills_worker),
     TEST_CASE(lying_length_stalls),

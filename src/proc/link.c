@@ -41,6 +41,7 @@ extern char **environ;
 #define MAX_IOV 64           /* frames per sendmsg */
 #define RXBUF (64u * 1024u)  /* per-worker receive buffer */
 #define RX_PER_CALL (4u << 20)    /* bytes read from one worker per wake-up */
+#define BODY_FIRST (1u << 20)     /* a payload's first buffer, at most */
 #define RECHECK_S 0.05            /* a task sent but not started: look again */
 #define TRANSFER_STALL_MIN_S 10.0 /* a result with no progress, at least */
 #define START_BACKOFF_MIN_S 0.01
@@ -550,8 +551,8 @@ static bool on_frame(cf__pp_link *w, double now)
     return true;
 }
 
-/* Checks the header just read into w->hdr and allocates its body (with
- * room for a NUL): false once w is lost. */
+/* Checks the header just read into w->hdr and allocates the start of its
+ * body (with room for a NUL): false once w is lost. */
 static bool begin_body(cf__pp_link *w, double now)
 {
     const char *bad = frame_bad(w, &w->hdr);
@@ -559,18 +560,37 @@ static bool begin_body(cf__pp_link *w, double now)
         cf__pp_link_lose(w, CF__PP_CORRUPT, bad, now);
         return false;
     }
-    size_t len = (size_t)w->hdr.len;
-    if (len < SIZE_MAX - sizeof(cf__bytes))
-        w->body = cf__malloc(sizeof(cf__bytes) + len + 1);
-    if (!w->body) {
-        char what[64];
-        snprintf(what, sizeof what, "%zu bytes", len);
-        cf__pp_link_lose(w, CF__PP_NOMEM, what, now);
+    size_t len = (size_t)w->hdr.len; /* <= CF__MAX_PAYLOAD */
+    size_t cap = len < BODY_FIRST ? len : BODY_FIRST;
+    if (!(w->body = cf__malloc(sizeof(cf__bytes) + cap + 1))) {
+        cf__pp_link_lose(w, CF__PP_NOMEM, "a result's first bytes", now);
         return false;
     }
     w->body->len = len;
     w->body_have = 0;
+    w->body_cap = cap;
     return true;
+}
+
+/* Bytes of w's body that fit in its buffer now, doubling it when full up
+ * to the length the header gave: a length read from the wire reserves no
+ * more than twice what came. 0 once w is lost (w->body is then NULL). */
+static size_t body_room(cf__pp_link *w, double now)
+{
+    size_t len = w->body->len;
+    if (w->body_have == w->body_cap && w->body_cap < len) {
+        size_t cap = w->body_cap > len / 2 ? len : 2 * w->body_cap;
+        cf__bytes *b = cf__realloc(w->body, sizeof *b + cap + 1);
+        if (!b) {
+            char what[64];
+            snprintf(what, sizeof what, "%zu bytes", cap);
+            cf__pp_link_lose(w, CF__PP_NOMEM, what, now);
+            return 0;
+        }
+        w->body = b;
+        w->body_cap = cap;
+    }
+    return w->body_cap - w->body_have;
 }
 
 /* Handles the frames w->rx and w->body hold: false once w is lost. */
@@ -593,15 +613,19 @@ static bool parse(cf__pp_link *w, double now)
             if (!begin_body(w, now))
                 return false;
         }
-        size_t need = w->body->len - w->body_have;
-        size_t c = need < avail ? need : avail;
+        size_t c = w->body_have < w->body->len ? body_room(w, now) : 0;
+        if (!w->body)
+            return false; /* lost */
+        c = c < avail ? c : avail;
         memcpy(w->body->data + w->body_have, w->rx + w->rx_beg, c);
         w->body_have += c;
         w->rx_beg += c;
-        if (w->body_have < w->body->len)
-            return true;
-        if (!on_frame(w, now))
+        if (w->body_have < w->body->len) {
+            if (w->rx_beg == w->rx_end)
+                return true; /* else: the buffer grows */
+        } else if (!on_frame(w, now)) {
             return false;
+        }
     }
 }
 
@@ -613,6 +637,8 @@ bool cf__pp_link_read(cf__pp_link *w, double now, bool drain)
         size_t need = w->body ? w->body->len - w->body_have : 0;
         /* A large payload goes straight into its buffer. */
         bool direct = need >= RXBUF / 4 && w->rx_beg == w->rx_end;
+        if (direct && !(need = body_room(w, now)))
+            return false; /* lost */
         if (!direct && w->rx_end == RXBUF) {
             memmove(w->rx, w->rx + w->rx_beg, w->rx_end - w->rx_beg);
             w->rx_end -= w->rx_beg;

@@ -131,12 +131,13 @@ struct cf__pp_link {
     size_t n_inflight;
     double head_since; /* when head became the oldest (or READY came) */
     /* Receiving: rx[rx_beg, rx_end) unparsed; a frame whose header was
-     * read (hdr) is gathered into body, body_have bytes so far. */
+     * read (hdr) is gathered into body, body_have bytes so far, in a
+     * buffer of body_cap bytes that grows as they come. */
     unsigned char *rx;
     size_t rx_beg, rx_end;
     cf__frame hdr;
     cf__bytes *body;
-    size_t body_have;
+    size_t body_have, body_cap;
     double progress_at; /* when bytes last arrived */
     /* Lost. */
     cf__pp_why why;
