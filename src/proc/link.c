@@ -574,7 +574,7 @@ static bool begin_body(cf__pp_link *w, double now)
 
 /* Bytes of w's body that fit in its buffer now, doubling it when full up
  * to the length the header gave: a length read from the wire reserves no
- * more than twice what came. 0 once w is lost (w->body is then NULL). */
+ * more than 1 MiB or twice what came. 0 once w is lost (body NULL). */
 static size_t body_room(cf__pp_link *w, double now)
 {
     size_t len = w->body->len;
