@@ -422,6 +422,46 @@ static void runs_each_input(void)
     result_free(&r);
 }
 
+static size_t count_of(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* A NUL byte in input read without -0: as in GNU parallel, it becomes \0
+ * and the rest of the record is kept, with three warnings for each record
+ * that held one. */
+static void nul_in_input_is_kept_with_a_warning(void)
+{
+    scratch s = scratch_new();
+    char names[128];
+    in_dir(&s, "names", names, sizeof names);
+    FILE *f = fopen(names, "w");
+    CHECK(f != NULL && fwrite("a\0b\nc\0d\0e\nf\n", 1, 12, f) == 12 &&
+          fclose(f) == 0);
+    const char *warn = "A NUL character in the input was replaced with \\0.";
+    result r = RUN(NULL, "run", "-k", "-a", names, "printf", "'[%s]\\n'");
+    CHECK_OUT(r, r.status == 0 &&
+                     strcmp(r.out, "[a\\0b]\n[c\\0d\\0e]\n[f]\n") == 0);
+    CHECK_OUT(r, count_of(r.err, warn) == 2);
+    CHECK_OUT(r,
+              count_of(r.err, "Did you mean to use the --null option?") == 2);
+    result_free(&r);
+    r = RUN(NULL, "run", "-k", "--colsep", "d", "printf", "'[%s]\\n'", "{2}",
+            "{1}", "::::", names);
+    CHECK_OUT(r, r.status == 0 &&
+                     strcmp(r.out, "[a\\0b]\n[\\0e]\n[c\\0]\n[f]\n") == 0);
+    CHECK_OUT(r, count_of(r.err, warn) == 2);
+    result_free(&r);
+    /* -0: the NUL ends the record, no warning. */
+    r = RUN(NULL, "run", "-k", "-0", "-a", names, "echo");
+    CHECK_OUT(r, r.status == 0 && r.err_len == 0);
+    result_free(&r);
+    scratch_free(&s);
+}
+
 static void inputs_with_spaces_and_quotes_pass_intact(void)
 {
     scratch s = scratch_new();
@@ -1497,6 +1537,7 @@ static const test_case cases[] = {
     TEST_CASE(bad_options_exit_2),
     TEST_CASE(unsupported_is_refused_before_anything_runs),
     TEST_CASE(runs_each_input),
+    TEST_CASE(nul_in_input_is_kept_with_a_warning),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),
     TEST_CASE(quoted_inside_substitutions_and_escapes),

@@ -126,6 +126,12 @@ def cases():
     add("-k", "echo", "x", stdin=b"a\n\nb c\n$HOME\n")
     add("-k", "echo", "x", stdin=b"no newline at end")
     add("-k", "echo", "x", stdin=b"")
+    # A NUL byte without -0 becomes \0; the record is kept whole.
+    add("-k", "echo", stdin=b"a\0b\nc\0d\0e\nf\n")
+    add("-k", "echo", "::::", "nul", files={"nul": "x\0y\nz\n"})
+    add("-k", "-a", "nul", "-X", "echo", files={"nul": "x\0y\nz\n"})
+    add("-k", "--colsep", " ", "echo", "{2}", "{1}", stdin=b"a\0b c\0d\n")
+    add("-k", "-d", ",", "echo", stdin=b"a\0b,c")
     add("-k", "-r", "echo", "x", stdin=b"a\n\nb\n")
     add("-r", "echo", "x", stdin=b"")
     add("-k", "-d", ",", "echo", stdin=b"a b,c\n,d")
