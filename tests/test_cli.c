@@ -55,6 +55,9 @@ typedef struct result {
     double seconds;
 } result;
 
+/* The shell jobs run in (SHELL): /bin/sh but where a case needs bash. */
+static const char *child_shell = "/bin/sh";
+
 /* Starts cfutures with args (NULL-terminated, without argv[0]) and input
  * on its standard input (NULL: /dev/null). */
 static child start(const char *input, const char *const *args)
@@ -79,7 +82,7 @@ static child start(const char *input, const char *const *args)
         }
         alarm(0);
         /* Jobs run in the same shell wherever the test runs. */
-        setenv("SHELL", "/bin/sh", 1);
+        setenv("SHELL", child_shell, 1);
         unsetenv("PARALLEL_SHELL");
         execv(CFUTURES_BIN, (char *const *)argv);
         _exit(127);
@@ -460,6 +463,23 @@ static void nul_in_input_is_kept_with_a_warning(void)
     CHECK_OUT(r, r.status == 0 && r.err_len == 0);
     result_free(&r);
     scratch_free(&s);
+}
+
+/* A command word that names an exported bash function runs the function
+ * (through the shell), as in GNU parallel, not the program of that name. */
+static void exported_function_wins_over_a_program(void)
+{
+    if (access("/bin/bash", X_OK) != 0) {
+        printf("  (no /bin/bash: skipped)\n");
+        return;
+    }
+    child_shell = "/bin/bash";
+    setenv("BASH_FUNC_id%%", "() {  echo \"my id $1\"\n}", 1);
+    result r = RUN(NULL, "run", "-k", "id", ":::", "a", "b c");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "my id a\nmy id b c\n") == 0);
+    result_free(&r);
+    unsetenv("BASH_FUNC_id%%");
+    child_shell = "/bin/sh";
 }
 
 static void inputs_with_spaces_and_quotes_pass_intact(void)
@@ -1538,6 +1558,7 @@ static const test_case cases[] = {
     TEST_CASE(unsupported_is_refused_before_anything_runs),
     TEST_CASE(runs_each_input),
     TEST_CASE(nul_in_input_is_kept_with_a_warning),
+    TEST_CASE(exported_function_wins_over_a_program),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),
     TEST_CASE(quoted_inside_substitutions_and_escapes),

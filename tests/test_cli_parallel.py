@@ -30,8 +30,9 @@ PATHS = ["dir/sub/f.tar.gz", "f", "x y/.z", "/a", ".b/", "a.b/c", "noext.",
 
 class Case:
     def __init__(self, args, stdin=None, files=None, ordered=None,
-                 joblogs=(), name=None):
+                 joblogs=(), name=None, env=None):
         self.args = args
+        self.env = env or {}
         self.stdin = stdin
         self.files = files or {}
         # Output order is fixed with -k, -j1, or --dry-run.
@@ -309,6 +310,10 @@ def cases():
     add("-k", "echo", "~", "#x", ":::", "a")
     add("-k", "printf", "%s-%s\\n", ":::", "a", "b", ":::", "1")
     add("-k", "echo", "a", ";", "echo", "b", ":::", "x")
+    # An exported bash function named as a program runs as the function.
+    add("-k", "id", ":::", "a", "b c",
+        env={"PARALLEL_SHELL": "/bin/bash",
+             "BASH_FUNC_id%%": '() {  echo "my id $1"\n}'})
     return c
 
 
@@ -349,6 +354,7 @@ def run_one(argv, case, home):
         env = dict(os.environ, PARALLEL_SHELL="/bin/sh", LC_ALL="C",
                    HOME=home)
         env.pop("PARALLEL", None)
+        env.update(case.env)
         try:
             p = subprocess.run(argv + case.args, cwd=d, env=env,
                                input=case.stdin if case.stdin is not None

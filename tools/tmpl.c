@@ -786,6 +786,24 @@ void tmpl_expand(const tmpl *t, strbuf *b, char *const *args, size_t n_args,
 
 /* ---- the fast path */
 
+/* True when the environment holds a bash function named w, exported with
+ * `export -f` (BASH_FUNC_w%%, or BASH_FUNC_w() from bash before 4.3's
+ * fixes): the shell runs the function, not the program of that name. */
+static bool exported_function(const char *w)
+{
+    size_t n = strlen(w);
+    if (n > 200)
+        return false;
+    char name[sizeof "BASH_FUNC_" + 200 + 2];
+    memcpy(name, "BASH_FUNC_", 10);
+    memcpy(name + 10, w, n);
+    memcpy(name + 10 + n, "%%", 3);
+    if (getenv(name) != NULL)
+        return true;
+    memcpy(name + 10 + n, "()", 3);
+    return getenv(name) != NULL;
+}
+
 static bool needs_shell_name(const char *w, char *const *argv, size_t argc)
 {
     static const char *const builtins[] = {
@@ -805,6 +823,8 @@ static bool needs_shell_name(const char *w, char *const *argv, size_t argc)
     };
     if (strchr(w, '=') != NULL)
         return true; /* an assignment */
+    if (exported_function(w))
+        return true;
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
         if (strcmp(w, builtins[i]) == 0)
             return true;
