@@ -859,12 +859,25 @@ static void halt_on_error_starts_no_more_jobs(void)
     CHECK_OUT(r, contains(r.err, "This job failed:\necho 4; exit 4"));
     CHECK_OUT(r, contains(r.err, "halted"));
     result_free(&r);
-    /* now: the running jobs are killed, and their output is not printed. */
-    r = RUN(NULL, "run", "-j", "2", "--halt", "now,fail=1", "--",
-            "sleep {}; echo {}; exit 1", ":::", "10", "0.2");
+    /* now: the running jobs are killed, and their output is not printed;
+     * nor are they logged (as in GNU parallel: --resume runs them). */
+    scratch s = scratch_new();
+    char log[128];
+    in_dir(&s, "jl", log, sizeof log);
+    r = RUN(NULL, "run", "-j", "2", "--halt", "now,fail=1", "--joblog", log,
+            "--", "sleep {}; echo {}; exit 1", ":::", "10", "0.2");
     CHECK_OUT(r, r.status == 1 && strcmp(r.out, "0.2\n") == 0);
     CHECK_OUT(r, r.seconds < 5 * test_scale());
     result_free(&r);
+    char *text = slurp(log);
+    CHECK(count_of(text, "\n") == 2 && contains(text, "echo 0.2; exit 1\n") &&
+          !contains(text, "sleep 10"));
+    free(text);
+    r = RUN(NULL, "run", "-k", "--resume", "--joblog", log, "echo", ":::", "10",
+            "0.2");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "10\n") == 0);
+    result_free(&r);
+    scratch_free(&s);
 }
 
 /* ---- big outputs */

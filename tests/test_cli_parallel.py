@@ -243,6 +243,9 @@ def cases():
     add("-j1", "--halt", "now,fail=1", "kill -9 $$", ":::", "1", "2")
     add("-j1", "--halt", "now,fail=1", "--timeout", "0.3", "sleep {}",
         ":::", "5", "0")
+    # Jobs that --halt now kills are not logged (--resume runs them).
+    add("-j2", "--halt", "now,fail=1", "--joblog", "jl",
+        "sleep {}; echo {}; exit 1", ":::", "0.1", "3", "4", joblogs=("jl",))
 
     # --retries: the tries leave their marks in a file.
     add("-j1", "--retries", "3", "echo try >> tries-{}; echo x; exit 1",

@@ -240,7 +240,10 @@ static void emit(runner *r, job *j)
         }
         if (cfg->results)
             write_results(r, j);
-        write_joblog(r, j);
+        /* A job --halt now killed is not logged (as in GNU parallel), so
+         * that --resume runs it again. */
+        if (!killed_by_halt)
+            write_joblog(r, j);
     }
     if (j->park_errno && !r->park_warned) {
         /* Kept where it was (memory, or a file of its own): not lost. */
