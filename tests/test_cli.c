@@ -482,6 +482,21 @@ static void exported_function_wins_over_a_program(void)
     child_shell = "/bin/sh";
 }
 
+/* -r skips records of only white space as well as empty ones (GNU
+ * parallel's \s*); with --pipe those records are left out of the data. */
+static void skip_blank_records(void)
+{
+    result r = RUN("a\n  \n\t\n\n b \n\r\n", "run", "-k", "-r", "echo", "x{}x");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "xax\nx b x\n") == 0);
+    result_free(&r);
+    r = RUN("a\n  \n\t\n\nb\n", "run", "-k", "--pipe", "-r", "cat");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "a\nb\n") == 0);
+    result_free(&r);
+    r = RUN(" \n\t\n", "run", "--pipe", "-r", "echo", "ran");
+    CHECK_OUT(r, r.status == 0 && r.out_len == 0);
+    result_free(&r);
+}
+
 static void inputs_with_spaces_and_quotes_pass_intact(void)
 {
     scratch s = scratch_new();
@@ -1572,6 +1587,7 @@ static const test_case cases[] = {
     TEST_CASE(runs_each_input),
     TEST_CASE(nul_in_input_is_kept_with_a_warning),
     TEST_CASE(exported_function_wins_over_a_program),
+    TEST_CASE(skip_blank_records),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),
     TEST_CASE(quoted_inside_substitutions_and_escapes),

@@ -135,6 +135,17 @@ def cases():
     add("-k", "-d", ",", "echo", stdin=b"a\0b,c")
     add("-k", "-r", "echo", "x", stdin=b"a\n\nb\n")
     add("-r", "echo", "x", stdin=b"")
+    # -r skips records of only white space too, and --pipe -r drops them.
+    add("-k", "-r", "echo", "x{}x", stdin=b"a\n  \n\t\n\nb\n \tc \n\r\n\f\n")
+    add("-k", "-r", "echo", "x{}x", ":::", "a", " ", "", "\t")
+    add("-k", "-r", "-d", ",", "echo", "x{}x", stdin=b"a,  ,\t,,b")
+    add("-k", "-r", "-0", "echo", "x{}x", stdin=b"a\0 \0\0")
+    add("-k", "-r", "--colsep", ",", "echo", "x{1}x{2}x", stdin=b"a b\n , \n")
+    add("-k", "-r", "echo", ":::", "1", "::::", "-", stdin=b"a\n \n")
+    add("-k", "--pipe", "-N2", "-r", "cat; echo --",
+        stdin=b"a\n  \n\t\n\nb\n\nc\n")
+    add("-k", "--pipe", "-r", "cat; echo --", stdin=b"  \n\t\n\n \n")
+    add("-k", "--pipe", "-r", "cat; echo --", stdin=b"a\n  ")
     add("-k", "-d", ",", "echo", stdin=b"a b,c\n,d")
     add("-k", "-d", "\\t", "echo", "[{}]", stdin=b"a\tb c\td")
     add("-k", "-d", ",", "echo", ":::", "a,b", "c")
