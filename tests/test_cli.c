@@ -497,6 +497,26 @@ static void skip_blank_records(void)
     result_free(&r);
 }
 
+/* --tagstring's escapes, as GNU parallel's: \t \n \r and octal ones in
+ * the string (not in the values); a NUL or a wide character is refused. */
+static void tagstring_escapes(void)
+{
+    result r = RUN(NULL, "run", "-k", "--tagstring", "{}\\t\\101\\\\t\\x",
+                   "printf", "'%s\\n'", "x", ":::", "a\\tb");
+    const char *tag = "a\\tb\tA\\\t\\x\t";
+    char want[128];
+    snprintf(want, sizeof want, "%sx\n%sa\\tb\n", tag, tag);
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
+    result_free(&r);
+    const char *bad[] = { "x\\0", "\\000", "\\400" };
+    for (size_t i = 0; i < 3; i++) {
+        r = RUN(NULL, "run", "--tagstring", bad[i], "echo", "ran", ":::", "a");
+        CHECK_OUT(r, r.status == 2 && r.out_len == 0 &&
+                         contains(r.err, "--tagstring"));
+        result_free(&r);
+    }
+}
+
 static void inputs_with_spaces_and_quotes_pass_intact(void)
 {
     scratch s = scratch_new();
@@ -1588,6 +1608,7 @@ static const test_case cases[] = {
     TEST_CASE(nul_in_input_is_kept_with_a_warning),
     TEST_CASE(exported_function_wins_over_a_program),
     TEST_CASE(skip_blank_records),
+    TEST_CASE(tagstring_escapes),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),
     TEST_CASE(quoted_inside_substitutions_and_escapes),

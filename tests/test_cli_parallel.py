@@ -204,6 +204,11 @@ def cases():
     add("-k", "--tag", "printf", "no-newline", ":::", "x")
     add("-k", "--tagstring", "{}-x", "echo", "hi", ":::", "a", "b")
     add("-k", "--tagstring", "[{#}:{/}]", "echo", "hi", ":::", "d/a", "e/b")
+    # --tagstring expands \t \n \r and octal escapes (GNU parallel's
+    # unquote_printf), in the string only, not in the values.
+    for t in ("{}\\t", "\\t{}\\n", "\\r|", "\\\\", "\\\\t", "a\\x41\\e\\a",
+              "\\101", "\\1", "\\12", "\\0123", "\\8", "\\189", "\\1345"):
+        add("-k", "--tagstring", t, "echo", "hi", ":::", "v\\tw", "x")
     add("--line-buffer", "echo", ":::", "a", "b", "c")
     add("--line-buffer", "--tag", "printf", "'1\\n2\\n'", ":::", "a", "b")
     add("-k", "-v", "echo", ":::", "a", "b c")

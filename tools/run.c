@@ -791,6 +791,73 @@ static int check(parse_state *ps, size_t n_words)
     return 0;
 }
 
+/* --tagstring's escapes, as GNU parallel's unquote_printf: \t \n \r, then
+ * \NNN (three digits) and \N (one digit) as Perl's octal escapes (up to
+ * three octal digits; \8 and \9 are the digits). A NUL, or a character
+ * past \377, which GNU parallel prints as UTF-8, is refused. Sets *out to
+ * a new string; 0, 2 after a usage error, or -1 when out of memory. */
+static int unquote_printf(const char *s, char **out)
+{
+    strbuf a = STRBUF_INIT;
+    for (; *s; s++) {
+        char e = s[0] == '\\' ? s[1] : '\0';
+        if (e == 't' || e == 'n' || e == 'r') {
+            sb_addc(&a, e == 't' ? '\t' : e == 'n' ? '\n' : '\r');
+            s++;
+        } else {
+            sb_addc(&a, *s);
+        }
+    }
+    char *t = sb_take(&a);
+    if (t == NULL)
+        return -1;
+    strbuf b = STRBUF_INIT;
+    int rc = 0;
+    /* Three digits first, over the whole string; then one. */
+    for (int pass = 3; pass >= 1 && rc == 0; pass -= 2) {
+        const char *p = t;
+        for (; *p; p++) {
+            size_t nd = 0;
+            while (nd < (size_t)pass && p[1 + nd] >= '0' && p[1 + nd] <= '9')
+                nd++;
+            if (p[0] != '\\' || nd != (size_t)pass) {
+                sb_addc(&b, *p);
+                continue;
+            }
+            const char *d = p + 1;
+            unsigned v = 0;
+            size_t k = 0;
+            while (k < nd && d[k] <= '7')
+                v = v * 8 + (unsigned)(d[k++] - '0');
+            if (k == 0) {
+                sb_addc(&b, d[0]); /* \8, \9: the digit */
+                k = 1;
+            } else if (v == 0 || v > 0377) {
+                rc = cli_usage_error("run",
+                                     "--tagstring: \\%.*s makes %s, which "
+                                     "cfutures cannot print in a tag",
+                                     (int)k, d,
+                                     v == 0 ? "a NUL" : "a wide character");
+                break;
+            } else {
+                sb_addc(&b, (char)v);
+            }
+            sb_add(&b, d + k, nd - k);
+            p += nd;
+        }
+        free(t);
+        t = sb_take(&b);
+        if (t == NULL)
+            return -1;
+    }
+    if (rc != 0) {
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
 static void free_config(run_config *c)
 {
     tmpl_free(&c->cmd);
@@ -840,13 +907,17 @@ int cmd_run(int argc, char **argv)
                     (cfg.pipe ? TMPL_NO_APPEND : 0);
         rc = tmpl_compile(&cfg.cmd, argv + first, n_words, flags, &ps.names);
     }
+    char *tagstring = NULL;
+    if (rc == 0 && ps.tagstring)
+        rc = unquote_printf(ps.tagstring, &tagstring);
     if (rc == 0 && cfg.tag) {
-        char *tag[] = { (char *)(ps.tagstring            ? ps.tagstring
-                                 : ps.names.name[TM_ALL] ? ps.names.name[TM_ALL]
-                                                         : "{}") };
+        char *tag[] = { tagstring               ? tagstring
+                        : ps.names.name[TM_ALL] ? (char *)ps.names.name[TM_ALL]
+                                                : "{}" };
         rc = tmpl_compile(&cfg.tagstr, tag, 1, TMPL_RAW | TMPL_NO_APPEND,
                           &ps.names);
     }
+    free(tagstring);
     if (rc < 0) {
         cli_error("run", "out of memory");
         rc = CLI_EXIT_ERROR;
