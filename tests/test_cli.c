@@ -517,6 +517,20 @@ static void tagstring_escapes(void)
     }
 }
 
+/* Positional strings are '{' N and the rest of a name that starts with
+ * '{', as in GNU parallel: -I @ leaves {1} as text, -I {x} makes {1x}. */
+static void positional_follows_the_names(void)
+{
+    result r = RUN(NULL, "run", "-k", "-I", "@", "echo", "@", "{1}", "{.}",
+                   "{#}", ":::", "a.b");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "a.b {1} a 1\n") == 0);
+    result_free(&r);
+    r = RUN(NULL, "run", "-k", "-I", "{x}", "echo", "{1x}", "{1}", "{1.}",
+            ":::", "a.b");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "a.b {1} a\n") == 0);
+    result_free(&r);
+}
+
 static void inputs_with_spaces_and_quotes_pass_intact(void)
 {
     scratch s = scratch_new();
@@ -1609,6 +1623,7 @@ static const test_case cases[] = {
     TEST_CASE(exported_function_wins_over_a_program),
     TEST_CASE(skip_blank_records),
     TEST_CASE(tagstring_escapes),
+    TEST_CASE(positional_follows_the_names),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),
     TEST_CASE(quoted_inside_substitutions_and_escapes),

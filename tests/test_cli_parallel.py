@@ -109,6 +109,17 @@ def cases():
     add("-k", "--er", "EXT", "echo", "EXT", "{.}", ":::", "a.b")
     add("-k", "--bnr", "BN", "--dnr", "DN", "echo", "BN", "DN", ":::", "d/e.f")
     add("-k", "--seqreplace", "SEQ", "echo", "SEQ", ":::", "x", "y")
+    # Positional strings exist only for names that start with '{' ({1} from
+    # {}, {1x} from -I {x}); -I @ leaves {1} as text, the others work.
+    add("-k", "-I", "@", "echo", "@", "{1}", "{}", "{.}", "{/}", "{//}", "{/.}",
+        "{#}", "{%}", "{1.}", "{-1}", "{0}", ":::", "a.b")
+    add("-k", "-I", "@", "echo", "@", "{1}", "{2}", ":::", "a.b", ":::", "c")
+    add("-k", "--er", "E", "echo", "E", "{.}", "{1.}", "{}", ":::", "a.b")
+    add("-k", "-I", "{}", "echo", "{}", "{1}", "{.}", ":::", "a.b")
+    add("-k", "-I", "{x}", "echo", "{x}", "{1}", "{.}", "{}", "{1x}", "{-1x}",
+        ":::", "a.b")
+    add("-k", "--bnr", "B", "echo", "B", "{/}", "{}", "{1/}", ":::", "d/a.b")
+    add("-k", "--er", "{y}", "echo", "{y}", "{1y}", ":::", "a.b")
 
     # Input sources.
     add("-k", "echo", ":::", "a", "b", ":::", "1", "2", ":::", "X", "Y")
