@@ -342,6 +342,9 @@ static void unsupported_is_refused_before_anything_runs(void)
     REFUSED("do not go with -n", "-X", "-n", "2");
     REFUSED("--results: a directory name with replacement", "--results",
             "out/{}");
+    REFUSED("--results: a name ending in .csv", "--results", "r.csv");
+    REFUSED("--results: a name ending in .csv", "--results", "r.TSV");
+    REFUSED("--results: a name ending in .csv", "--results", "d/r.json");
     REFUSED("-d wants a delimiter", "-d", "");
     REFUSED("--colsep: not a regular expression", "--colsep", "[");
     REFUSED("-n wants a number", "-n", "-1");

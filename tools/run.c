@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -749,6 +750,20 @@ static const char *pick_shell(void)
 }
 
 /* Checks what only makes sense together. */
+/* True when --results names one file that GNU parallel writes as CSV,
+ * TSV or JSON (by its ending, in any case) rather than a directory. */
+static bool results_file(const char *r)
+{
+    static const char *const ends[] = { ".csv", ".tsv", ".json" };
+    size_t n = strlen(r);
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        size_t k = strlen(ends[i]);
+        if (n >= k && strcasecmp(r + n - k, ends[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int check(parse_state *ps, size_t n_words)
 {
     run_config *c = ps->cfg;
@@ -780,6 +795,12 @@ static int check(parse_state *ps, size_t n_words)
                                "--results: a directory name with "
                                "replacement strings is not "
                                "supported: '%s'",
+                               c->results);
+    if (c->results && results_file(c->results))
+        return cli_usage_error("run",
+                               "--results: a name ending in .csv, .tsv or "
+                               ".json (GNU parallel's one-file results) "
+                               "is not supported: '%s'",
                                c->results);
     if (c->ungroup && (c->keep_order || c->tag || c->line_buffer))
         return cli_usage_error("run", "-u (--ungroup) does not go with -k, "
