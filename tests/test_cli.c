@@ -295,7 +295,11 @@ static void bad_options_exit_2(void)
     USAGE_ERROR("'-j' needs a value", "run", "-j");
     USAGE_ERROR("-j wants a number", "run", "-j", "many", "--", "true");
     USAGE_ERROR("-j wants a number", "run", "-j", "1.5", "--", "true");
-    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "0", "--",
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "-1", "--",
+                "true");
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "0s", "--",
+                "true");
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "0.0", "--",
                 "true");
     USAGE_ERROR("--timeout wants a duration", "run", "--timeout=nan", "--",
                 "true");
@@ -786,6 +790,12 @@ static void timeout_kills_the_process_group(void)
     scratch s = scratch_new();
     char pidfile[128];
     in_dir(&s, "bg.pid", pidfile, sizeof pidfile);
+    /* --timeout 0: no timeout, as in GNU parallel. */
+    result z = RUN(NULL, "run", "-k", "--timeout", "0", "--",
+                   "sleep 0.2; echo {}", ":::", "a", "b");
+    CHECK_OUT(z,
+              z.status == 0 && strcmp(z.out, "a\nb\n") == 0 && z.err_len == 0);
+    result_free(&z);
     /* The job starts a background child in its group, then waits. */
     result r =
         RUN(NULL, "run", "--timeout", "0.5", "--",

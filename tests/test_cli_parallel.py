@@ -283,6 +283,7 @@ def cases():
 
     # --timeout.
     add("-k", "--timeout", "0.5", "sleep {}; echo {}", ":::", "0.1", "3")
+    add("-k", "--timeout", "0", "sleep {}; echo {}", ":::", "0.1", "0.3")
     add("-k", "--timeout", "0.5", "--joblog", "jl", "sleep {}; echo {}",
         ":::", "0.1", "3", joblogs=("jl",))
 

@@ -63,7 +63,8 @@ static const char usage[] =
     "  -u, --ungroup         let the jobs write straight to the output\n"
     "  -v, -t                print each command on stdout / on stderr\n"
     "      --dry-run         print the commands, run nothing\n"
-    "      --timeout S       stop a job after S seconds (units s m h d)\n"
+    "      --timeout S       stop a job after S seconds (units s m h d; 0: "
+    "none)\n"
     "      --retries N       run a failing job up to N times in all\n"
     "      --delay S         wait S seconds between job starts\n"
     "      --halt WHEN,WHY=N now or soon, fail success or done, a count or\n"
@@ -583,10 +584,17 @@ static int apply(parse_state *ps, const opt_def *o, const char *shown,
                                    "%s: a percentage of the median run time "
                                    "('%s') is not supported",
                                    shown, v);
+        /* "0": no timeout, as in GNU parallel (--timeout ${T:-0}); other
+         * ways to write 0 (0s, 0.0) are a timeout of 0 s there, which
+         * kills jobs at a moment that varies: refused. */
+        if (strcmp(v, "0") == 0) {
+            c->timeout = 0;
+            return 0;
+        }
         if (!parse_duration(v, &c->timeout) || c->timeout <= 0)
             return bad_value(shown,
                              "a duration above 0 (seconds, or with "
-                             "units s m h d)",
+                             "units s m h d), or 0 for none",
                              v);
         return 0;
     case O_DELAY:
