@@ -538,6 +538,25 @@ static void positional_follows_the_names(void)
     result_free(&r);
 }
 
+/* --tag prefixes the -v and --dry-run lines too (every line of the
+ * command), as in GNU parallel. */
+static void tag_on_verbose_and_dry_run(void)
+{
+    result r =
+        RUN(NULL, "run", "-k", "--dry-run", "--tag", "echo", ":::", "a", "b c");
+    CHECK_OUT(r, r.status == 0 &&
+                     strcmp(r.out, "a\techo a\nb c\techo 'b c'\n") == 0);
+    result_free(&r);
+    r = RUN("x\ny", "run", "-k", "-v", "--tagstring", "<{}>", "-d", ";",
+            "echo {}; echo");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "<x\ny>\techo 'x\n"
+                                                "<x\ny>\ty'; echo\n"
+                                                "<x\ny>\tx\n"
+                                                "<x\ny>\ty\n"
+                                                "<x\ny>\t\n") == 0);
+    result_free(&r);
+}
+
 static void inputs_with_spaces_and_quotes_pass_intact(void)
 {
     scratch s = scratch_new();
@@ -1637,6 +1656,7 @@ static const test_case cases[] = {
     TEST_CASE(skip_blank_records),
     TEST_CASE(tagstring_escapes),
     TEST_CASE(positional_follows_the_names),
+    TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),
     TEST_CASE(quoted_inside_substitutions_and_escapes),

@@ -223,6 +223,11 @@ def cases():
     add("--line-buffer", "echo", ":::", "a", "b", "c")
     add("--line-buffer", "--tag", "printf", "'1\\n2\\n'", ":::", "a", "b")
     add("-k", "-v", "echo", ":::", "a", "b c")
+    # -v and --dry-run lines are tagged too (each line of the command).
+    add("-k", "-v", "--tag", "echo", ":::", "a", "b c")
+    add("-k", "-v", "--tagstring", "T{}", "echo {}; echo x", ":::", "a")
+    add("-k", "--lb", "-v", "--tag", "echo", ":::", "a", "b")
+    add("-k", "-0", "-v", "--tag", "echo {}; echo", stdin=b"a\nb\0c\0")
     add("-k", "--line-buffer", "echo", ":::", "a", "b", "c")
     add("-k", "--lb", "--tag", "printf", "'x\\ny\\n'", ":::", "a", "b")
     add("-u", "-j1", "echo", ":::", "a", "b")
@@ -244,6 +249,10 @@ def cases():
     add("--dry-run", "-X", "-j1", "echo", "x{}y", ":::", "a", "b c")
     add("--dry-run", "-q", "echo", "a b", "{}", ":::", "x y")
     add("--dry-run", "--pipe", "-N1", "wc", "-l", stdin=b"1\n2\n")
+    add("-k", "--dry-run", "--tag", "echo", ":::", "a", "b c")
+    add("-k", "--dry-run", "--tagstring", "T{#}", "echo", ":::", "a")
+    add("--dry-run", "--tag", "--pipe", "-N1", "cat", stdin=b"1\n2\n")
+    add("-k", "-0", "--dry-run", "--tag", "echo", stdin=b"a\nb\0c\0")
 
     # Exit status.
     add("exit {}", ":::", "0", "1", "2", "3")

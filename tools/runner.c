@@ -200,6 +200,23 @@ static void warn_lines(const char *first, const char *cmd)
     fprintf(stderr, "cfutures run: Warning: %s\n", cmd ? cmd : "");
 }
 
+/* -v, --dry-run: the job's command line on standard output, each of its
+ * lines tagged with --tag as GNU parallel does. 0, or -1 with errno. */
+static int write_command(const job *j)
+{
+    char *line = cli_format("%s\n", j->command);
+    if (line == NULL)
+        return 0;
+    bool bol = true;
+    const char *tag = j->tag;
+    int rc = outbuf_write_lines(STDOUT_FILENO, line, strlen(line), tag,
+                                tag ? strlen(tag) : 0, &bol);
+    int e = errno;
+    free(line);
+    errno = e;
+    return rc;
+}
+
 /* Prints a job's output whole (standard output, then standard error) and
  * logs it; a job that never ran prints and logs nothing. */
 static void emit(runner *r, job *j)
@@ -216,12 +233,8 @@ static void emit(runner *r, job *j)
         size_t tag_len = tag ? strlen(tag) : 0;
         if (!killed_by_halt && !output_dead(r)) {
             int rc = 0;
-            if (cfg->verbose && j->command) {
-                char *line = cli_format("%s\n", j->command);
-                rc =
-                    line ? cli_write_all(STDOUT_FILENO, line, strlen(line)) : 0;
-                free(line);
-            }
+            if (cfg->verbose && j->command)
+                rc = write_command(j);
             /* GNU parallel prints nothing of a job with --results. */
             bool print = !cfg->line_buffer && !cfg->ungroup && !cfg->results;
             if (rc == 0 && print)
@@ -457,9 +470,7 @@ static int dry_run(runner *r)
             cli_error("run", "out of memory");
             return CLI_EXIT_ERROR;
         }
-        char *line = cli_format("%s\n", j->command);
-        int rc = line ? cli_write_all(STDOUT_FILENO, line, strlen(line)) : -1;
-        free(line);
+        int rc = write_command(j);
         free(j->command);
         free(j->tag);
         j->command = j->tag = NULL;
