@@ -930,6 +930,34 @@ static void joblog_has_a_line_per_job(void)
     scratch_free(&s);
 }
 
+/* A newline in a job's command is written as a NUL in the job log, as
+ * GNU parallel does, so that each job is one line. */
+static void joblog_newline_in_the_command(void)
+{
+    scratch s = scratch_new();
+    char log[128];
+    in_dir(&s, "jl", log, sizeof log);
+    result r =
+        RUN("a\n5;b", "run", "-k", "-d", ";", "--joblog", log, "echo {}");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "a\n5\nb\n") == 0);
+    result_free(&r);
+    FILE *f = fopen(log, "r");
+    CHECK(f != NULL);
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += buf[i] == '\n';
+    CHECK_EQ(lines, 3);
+    static const char one[] = "\techo 'a\0"
+                              "5'\n",
+                      two[] = "\techo b\n";
+    CHECK(memmem(buf, n, one, sizeof one - 1) != NULL);
+    CHECK(memmem(buf, n, two, sizeof two - 1) != NULL);
+    scratch_free(&s);
+}
+
 static void halt_on_error_starts_no_more_jobs(void)
 {
     /* now,fail=1: the status is the failed job's, as in GNU parallel. */
@@ -1668,6 +1696,7 @@ static const test_case cases[] = {
     TEST_CASE(retries_until_success),
     TEST_CASE(joblog_has_a_line_per_job),
     TEST_CASE(joblog_to_output_and_after_a_cut),
+    TEST_CASE(joblog_newline_in_the_command),
     TEST_CASE(halt_on_error_starts_no_more_jobs),
     TEST_CASE(megabytes_of_output_stay_whole),
     TEST_CASE(keep_order_is_bounded),

@@ -301,6 +301,9 @@ def cases():
         joblogs=("jl",))
     add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE[:10],
         joblogs=("jl",))
+    # A newline in the command is a NUL in the log: one line per job.
+    add("-k", "-0", "--joblog", "jl", "echo {}", stdin=b"a\n5\0b\0c\r\td\0",
+        joblogs=("jl",))
     jl = ("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal"
           "\tCommand\n"
           "1\t:\t1.0\t0.1\t0\t2\t0\t0\techo 0; exit 0\n"

@@ -89,9 +89,14 @@ static void write_joblog(runner *r, const job *j)
 {
     if (r->joblog == NULL)
         return;
-    fprintf(r->joblog, "%zu\t:\t%.3f\t%10.3f\t%zu\t%zu\t%d\t%d\t%s\n", j->seq,
+    fprintf(r->joblog, "%zu\t:\t%.3f\t%10.3f\t%zu\t%zu\t%d\t%d\t", j->seq,
             j->start_wall, j->res.runtime, j->data_len, j->out.total,
-            j->res.exitval, j->res.sig, j->command ? j->command : "");
+            j->res.exitval, j->res.sig);
+    /* One line per job: a newline in the command is written as a NUL, as
+     * GNU parallel does. */
+    for (const char *c = j->command ? j->command : ""; *c; c++)
+        fputc(*c == '\n' ? '\0' : *c, r->joblog);
+    fputc('\n', r->joblog);
     if (fflush(r->joblog) != 0 && !r->lost) {
         cli_error("run", "cannot write the job log '%s': %s", r->cfg->joblog,
                   strerror(errno));
