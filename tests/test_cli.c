@@ -958,6 +958,30 @@ static void joblog_newline_in_the_command(void)
     scratch_free(&s);
 }
 
+/* --resume with a file that is no job log: refused with GNU parallel's
+ * message and status, before anything runs. */
+static void resume_refuses_a_wrong_log(void)
+{
+    scratch s = scratch_new();
+    char log[128];
+    in_dir(&s, "jl", log, sizeof log);
+    FILE *f = fopen(log, "w");
+    CHECK(f != NULL && fputs("garbage\nmore\n", f) >= 0 && fclose(f) == 0);
+    const char *opts[] = { "--resume", "--resume-failed" };
+    for (int i = 0; i < 2; i++) {
+        result r =
+            RUN(NULL, "run", "--joblog", log, opts[i], "echo", ":::", "a", "b");
+        CHECK_OUT(r, r.status == 255 && r.out_len == 0);
+        CHECK_OUT(r, contains(r.err, "Format of '") &&
+                         contains(r.err, "' is wrong: more"));
+        result_free(&r);
+    }
+    char *text = slurp(log);
+    CHECK(strcmp(text, "garbage\nmore\n") == 0);
+    free(text);
+    scratch_free(&s);
+}
+
 static void halt_on_error_starts_no_more_jobs(void)
 {
     /* now,fail=1: the status is the failed job's, as in GNU parallel. */
@@ -1697,6 +1721,7 @@ static const test_case cases[] = {
     TEST_CASE(joblog_has_a_line_per_job),
     TEST_CASE(joblog_to_output_and_after_a_cut),
     TEST_CASE(joblog_newline_in_the_command),
+    TEST_CASE(resume_refuses_a_wrong_log),
     TEST_CASE(halt_on_error_starts_no_more_jobs),
     TEST_CASE(megabytes_of_output_stay_whole),
     TEST_CASE(keep_order_is_bounded),

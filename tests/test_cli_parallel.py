@@ -314,6 +314,13 @@ def cases():
         "0", "1", "0", "0", files={"jl": jl}, joblogs=("jl",))
     add("-k", "--joblog", "jl", "--resume", "echo {}", ":::", "a", "b",
         joblogs=("jl",))
+    # A log in another format is refused (exit 255); the first line is
+    # the header whatever it holds; a line starting with a number marks it.
+    for text in ("garbage\nmore\n", "garbage\n", "h\n2\n", "h\n\n",
+                 jl + "bad\n"):
+        for resume in ("--resume", "--resume-failed"):
+            add("-k", "--joblog", "jl", resume, "echo {}", ":::", "0", "1",
+                "2", files={"jl": text}, joblogs=("jl",))
 
     # --results.
     # An empty value is as if the option was not given (and never the

@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -491,32 +492,65 @@ static int dry_run(runner *r)
 
 /* --resume, --resume-failed: marks the jobs the job log says are done
  * (that succeeded). */
+/* --resume, --resume-failed: marks the jobs the log has, as GNU parallel
+ * reads it: the first line is the header, whatever it holds; a line that
+ * starts with a job number marks that job (--resume-failed: only when its
+ * Exitval and Signal are 0); any other line that does not look like a job
+ * log line makes the log wrong. 0; -1 with errno when the log cannot be
+ * read; 1 when it is wrong (said on standard error). */
 static int read_joblog(runner *r)
 {
     FILE *f = fopen(r->cfg->joblog, "re");
     if (f == NULL)
         return errno == ENOENT ? 0 : -1;
+    regex_t ok, shape;
+    /* GNU parallel's ^(\d+)(?:\t[^\t]+){5}\t0\t0\t and
+     * \d+\s+[^\s]+\s+([-0-9.]+\s+){6}. */
+    if (regcomp(&ok, "^[0-9]+(\t[^\t]+){5}\t0\t0\t",
+                REG_EXTENDED | REG_NOSUB) != 0) {
+        fclose(f);
+        errno = ENOMEM;
+        return -1;
+    }
+    if (regcomp(&shape,
+                "[0-9]+[[:space:]]+[^[:space:]]+[[:space:]]+"
+                "([-0-9.]+[[:space:]]+){6}",
+                REG_EXTENDED | REG_NOSUB) != 0) {
+        regfree(&ok);
+        fclose(f);
+        errno = ENOMEM;
+        return -1;
+    }
     char *line = NULL;
     size_t cap = 0;
-    while (getline(&line, &cap, f) > 0) {
-        size_t seq;
-        int exitval = 0, sig = 0;
-        char host[64];
-        double start, runtime;
-        size_t send, recv;
-        if (sscanf(line, "%zu\t%63s\t%lf\t%lf\t%zu\t%zu\t%d\t%d", &seq, host,
-                   &start, &runtime, &send, &recv, &exitval, &sig) != 8)
-            continue; /* the header */
-        if (seq < 1 || seq > r->n)
+    bool header = true;
+    int rc = 0;
+    ssize_t len;
+    while (rc == 0 && (len = getline(&line, &cap, f)) > 0) {
+        if (header) {
+            header = false;
             continue;
-        if (r->cfg->resume_failed && (exitval != 0 || sig != 0))
-            r->jobs[seq - 1].done_before = false;
-        else
-            r->jobs[seq - 1].done_before = true;
+        }
+        bool mark = r->cfg->resume_failed ? regexec(&ok, line, 0, NULL, 0) == 0
+                                          : line[0] >= '0' && line[0] <= '9';
+        if (mark) {
+            errno = 0;
+            unsigned long long seq = strtoull(line, NULL, 10);
+            if (errno == 0 && seq >= 1 && seq <= r->n)
+                r->jobs[seq - 1].done_before = true;
+        } else if (regexec(&shape, line, 0, NULL, 0) != 0) {
+            if (line[len - 1] == '\n')
+                line[len - 1] = '\0';
+            cli_error("run", "Format of '%s' is wrong: %s", r->cfg->joblog,
+                      line);
+            rc = 1;
+        }
     }
     free(line);
     fclose(f);
-    return 0;
+    regfree(&ok);
+    regfree(&shape);
+    return rc;
 }
 
 static int open_joblog(runner *r)
@@ -525,11 +559,12 @@ static int open_joblog(runner *r)
     if (cfg->joblog == NULL)
         return 0;
     bool resume = cfg->resume || cfg->resume_failed;
-    if (resume && read_joblog(r) != 0) {
+    int rc = resume ? read_joblog(r) : 0;
+    if (rc < 0)
         cli_error("run", "cannot read the job log '%s': %s", cfg->joblog,
                   strerror(errno));
+    if (rc != 0)
         return -1;
-    }
     /* "-": standard output, as GNU parallel (each line flushed after the
      * output of its job). */
     bool out = strcmp(cfg->joblog, "-") == 0;
