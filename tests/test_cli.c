@@ -1010,6 +1010,17 @@ static void halt_on_error_starts_no_more_jobs(void)
             "0.2");
     CHECK_OUT(r, r.status == 0 && strcmp(r.out, "10\n") == 0);
     result_free(&r);
+    /* -k: the jobs after the killed one in order, done or not, are neither
+     * printed nor logged (GNU parallel prints nothing here). */
+    r = RUN(NULL, "run", "-k", "-j", "3", "--halt", "now,fail=1", "--joblog",
+            log, "--", "sleep {}; echo {}; [ {} != 0.3 ]", ":::", "10", "0.1",
+            "0.3", "10");
+    CHECK_OUT(r, r.status == 1 && r.out_len == 0);
+    CHECK_OUT(r, r.seconds < 5 * test_scale());
+    result_free(&r);
+    text = slurp(log);
+    CHECK(count_of(text, "\n") == 1);
+    free(text);
     scratch_free(&s);
 }
 

@@ -279,6 +279,13 @@ def cases():
     add("-j1", "--halt", "now,fail=1", "kill -9 $$", ":::", "1", "2")
     add("-j1", "--halt", "now,fail=1", "--timeout", "0.3", "sleep {}",
         ":::", "5", "0")
+    # -k: after a job --halt now killed, nothing more is printed or logged.
+    add("-k", "-j3", "--halt", "now,fail=1", "--joblog", "jl",
+        "sleep {}; echo {}; [ {} != 0.3 ]", ":::", "2", "0.1", "0.3", "3",
+        joblogs=("jl",))
+    add("-k", "-j3", "--halt", "now,fail=1", "--joblog", "jl",
+        "sleep {}; echo {}; [ {} != 0.3 ]", ":::", "0.1", "0.3", "3",
+        joblogs=("jl",))
     # Jobs that --halt now kills are not logged (--resume runs them).
     add("-j2", "--halt", "now,fail=1", "--joblog", "jl",
         "sleep {}; echo {}; exit 1", ":::", "0.1", "3", "4", joblogs=("jl",))

@@ -78,6 +78,7 @@ typedef struct runner {
     size_t not_run;    /* never started */
     size_t next_print; /* -k: the next job to print */
     bool halted;       /* --halt fired */
+    bool halt_cut;     /* -k: a job --halt now killed was reached */
     int halt_status;
     int write_errno; /* our own output failed (not EPIPE) */
     bool lost;       /* some output was lost */
@@ -233,8 +234,13 @@ static void emit(runner *r, job *j)
         if (j->res.timed_out)
             warn_lines("Warning: This job was killed because it timed out:",
                        j->command);
-        bool killed_by_halt = r->halted && cfg->halt == HALT_NOW &&
-                              j->res.stopped && stop_signal() == 0;
+        bool killed_by_halt =
+            r->halt_cut || (r->halted && cfg->halt == HALT_NOW &&
+                            j->res.stopped && stop_signal() == 0);
+        /* -k: after a job --halt now killed, the jobs after it in order
+         * are neither printed nor logged, as in GNU parallel. */
+        if (killed_by_halt && cfg->keep_order)
+            r->halt_cut = true;
         const char *tag = j->tag;
         size_t tag_len = tag ? strlen(tag) : 0;
         if (!killed_by_halt && !output_dead(r)) {
@@ -260,7 +266,7 @@ static void emit(runner *r, job *j)
         if (cfg->results)
             write_results(r, j);
         /* A job --halt now killed is not logged (as in GNU parallel), so
-         * that --resume runs it again. */
+         * that --resume runs it again; under -k, nor are those after it. */
         if (!killed_by_halt)
             write_joblog(r, j);
     }
