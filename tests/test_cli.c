@@ -55,6 +55,9 @@ typedef struct result {
     double seconds;
 } result;
 
+/* The shell jobs run in (SHELL): /bin/sh but where a case needs bash. */
+static const char *child_shell = "/bin/sh";
+
 /* Starts cfutures with args (NULL-terminated, without argv[0]) and input
  * on its standard input (NULL: /dev/null). */
 static child start(const char *input, const char *const *args)
@@ -79,7 +82,7 @@ static child start(const char *input, const char *const *args)
         }
         alarm(0);
         /* Jobs run in the same shell wherever the test runs. */
-        setenv("SHELL", "/bin/sh", 1);
+        setenv("SHELL", child_shell, 1);
         unsetenv("PARALLEL_SHELL");
         execv(CFUTURES_BIN, (char *const *)argv);
         _exit(127);
@@ -292,7 +295,11 @@ static void bad_options_exit_2(void)
     USAGE_ERROR("'-j' needs a value", "run", "-j");
     USAGE_ERROR("-j wants a number", "run", "-j", "many", "--", "true");
     USAGE_ERROR("-j wants a number", "run", "-j", "1.5", "--", "true");
-    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "0", "--",
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "-1", "--",
+                "true");
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "0s", "--",
+                "true");
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "0.0", "--",
                 "true");
     USAGE_ERROR("--timeout wants a duration", "run", "--timeout=nan", "--",
                 "true");
@@ -339,6 +346,9 @@ static void unsupported_is_refused_before_anything_runs(void)
     REFUSED("do not go with -n", "-X", "-n", "2");
     REFUSED("--results: a directory name with replacement", "--results",
             "out/{}");
+    REFUSED("--results: a name ending in .csv", "--results", "r.csv");
+    REFUSED("--results: a name ending in .csv", "--results", "r.TSV");
+    REFUSED("--results: a name ending in .csv", "--results", "d/r.json");
     REFUSED("-d wants a delimiter", "-d", "");
     REFUSED("--colsep: not a regular expression", "--colsep", "[");
     REFUSED("-n wants a number", "-n", "-1");
@@ -419,6 +429,131 @@ static void runs_each_input(void)
     /* No inputs at all: nothing to do. */
     r = RUN("", "run", "--", "echo");
     CHECK_OUT(r, r.status == 0 && r.out_len == 0 && r.err_len == 0);
+    result_free(&r);
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* A NUL byte in input read without -0: as in GNU parallel, it becomes \0
+ * and the rest of the record is kept, with three warnings for each record
+ * that held one. */
+static void nul_in_input_is_kept_with_a_warning(void)
+{
+    scratch s = scratch_new();
+    char names[128];
+    in_dir(&s, "names", names, sizeof names);
+    FILE *f = fopen(names, "w");
+    CHECK(f != NULL && fwrite("a\0b\nc\0d\0e\nf\n", 1, 12, f) == 12 &&
+          fclose(f) == 0);
+    const char *warn = "A NUL character in the input was replaced with \\0.";
+    result r = RUN(NULL, "run", "-k", "-a", names, "printf", "'[%s]\\n'");
+    CHECK_OUT(r, r.status == 0 &&
+                     strcmp(r.out, "[a\\0b]\n[c\\0d\\0e]\n[f]\n") == 0);
+    CHECK_OUT(r, count_of(r.err, warn) == 2);
+    CHECK_OUT(r,
+              count_of(r.err, "Did you mean to use the --null option?") == 2);
+    result_free(&r);
+    r = RUN(NULL, "run", "-k", "--colsep", "d", "printf", "'[%s]\\n'", "{2}",
+            "{1}", "::::", names);
+    CHECK_OUT(r, r.status == 0 &&
+                     strcmp(r.out, "[a\\0b]\n[\\0e]\n[c\\0]\n[f]\n") == 0);
+    CHECK_OUT(r, count_of(r.err, warn) == 2);
+    result_free(&r);
+    /* -0: the NUL ends the record, no warning. */
+    r = RUN(NULL, "run", "-k", "-0", "-a", names, "echo");
+    CHECK_OUT(r, r.status == 0 && r.err_len == 0);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+/* A command word that names an exported bash function runs the function
+ * (through the shell), as in GNU parallel, not the program of that name. */
+static void exported_function_wins_over_a_program(void)
+{
+    if (access("/bin/bash", X_OK) != 0) {
+        printf("  (no /bin/bash: skipped)\n");
+        return;
+    }
+    child_shell = "/bin/bash";
+    setenv("BASH_FUNC_id%%", "() {  echo \"my id $1\"\n}", 1);
+    result r = RUN(NULL, "run", "-k", "id", ":::", "a", "b c");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "my id a\nmy id b c\n") == 0);
+    result_free(&r);
+    unsetenv("BASH_FUNC_id%%");
+    child_shell = "/bin/sh";
+}
+
+/* -r skips records of only white space as well as empty ones (GNU
+ * parallel's \s*); with --pipe those records are left out of the data. */
+static void skip_blank_records(void)
+{
+    result r = RUN("a\n  \n\t\n\n b \n\r\n", "run", "-k", "-r", "echo", "x{}x");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "xax\nx b x\n") == 0);
+    result_free(&r);
+    r = RUN("a\n  \n\t\n\nb\n", "run", "-k", "--pipe", "-r", "cat");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "a\nb\n") == 0);
+    result_free(&r);
+    r = RUN(" \n\t\n", "run", "--pipe", "-r", "echo", "ran");
+    CHECK_OUT(r, r.status == 0 && r.out_len == 0);
+    result_free(&r);
+}
+
+/* --tagstring's escapes, as GNU parallel's: \t \n \r and octal ones in
+ * the string (not in the values); a NUL or a wide character is refused. */
+static void tagstring_escapes(void)
+{
+    result r = RUN(NULL, "run", "-k", "--tagstring", "{}\\t\\101\\\\t\\x",
+                   "printf", "'%s\\n'", "x", ":::", "a\\tb");
+    const char *tag = "a\\tb\tA\\\t\\x\t";
+    char want[128];
+    snprintf(want, sizeof want, "%sx\n%sa\\tb\n", tag, tag);
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
+    result_free(&r);
+    const char *bad[] = { "x\\0", "\\000", "\\400" };
+    for (size_t i = 0; i < 3; i++) {
+        r = RUN(NULL, "run", "--tagstring", bad[i], "echo", "ran", ":::", "a");
+        CHECK_OUT(r, r.status == 2 && r.out_len == 0 &&
+                         contains(r.err, "--tagstring"));
+        result_free(&r);
+    }
+}
+
+/* Positional strings are '{' N and the rest of a name that starts with
+ * '{', as in GNU parallel: -I @ leaves {1} as text, -I {x} makes {1x}. */
+static void positional_follows_the_names(void)
+{
+    result r = RUN(NULL, "run", "-k", "-I", "@", "echo", "@", "{1}", "{.}",
+                   "{#}", ":::", "a.b");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "a.b {1} a 1\n") == 0);
+    result_free(&r);
+    r = RUN(NULL, "run", "-k", "-I", "{x}", "echo", "{1x}", "{1}", "{1.}",
+            ":::", "a.b");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "a.b {1} a\n") == 0);
+    result_free(&r);
+}
+
+/* --tag prefixes the -v and --dry-run lines too (every line of the
+ * command), as in GNU parallel. */
+static void tag_on_verbose_and_dry_run(void)
+{
+    result r =
+        RUN(NULL, "run", "-k", "--dry-run", "--tag", "echo", ":::", "a", "b c");
+    CHECK_OUT(r, r.status == 0 &&
+                     strcmp(r.out, "a\techo a\nb c\techo 'b c'\n") == 0);
+    result_free(&r);
+    r = RUN("x\ny", "run", "-k", "-v", "--tagstring", "<{}>", "-d", ";",
+            "echo {}; echo");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "<x\ny>\techo 'x\n"
+                                                "<x\ny>\ty'; echo\n"
+                                                "<x\ny>\tx\n"
+                                                "<x\ny>\ty\n"
+                                                "<x\ny>\t\n") == 0);
     result_free(&r);
 }
 
@@ -674,6 +809,12 @@ static void timeout_kills_the_process_group(void)
     scratch s = scratch_new();
     char pidfile[128];
     in_dir(&s, "bg.pid", pidfile, sizeof pidfile);
+    /* --timeout 0: no timeout, as in GNU parallel. */
+    result z = RUN(NULL, "run", "-k", "--timeout", "0", "--",
+                   "sleep 0.2; echo {}", ":::", "a", "b");
+    CHECK_OUT(z,
+              z.status == 0 && strcmp(z.out, "a\nb\n") == 0 && z.err_len == 0);
+    result_free(&z);
     /* The job starts a background child in its group, then waits. */
     result r =
         RUN(NULL, "run", "--timeout", "0.5", "--",
@@ -789,6 +930,58 @@ static void joblog_has_a_line_per_job(void)
     scratch_free(&s);
 }
 
+/* A newline in a job's command is written as a NUL in the job log, as
+ * GNU parallel does, so that each job is one line. */
+static void joblog_newline_in_the_command(void)
+{
+    scratch s = scratch_new();
+    char log[128];
+    in_dir(&s, "jl", log, sizeof log);
+    result r =
+        RUN("a\n5;b", "run", "-k", "-d", ";", "--joblog", log, "echo {}");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "a\n5\nb\n") == 0);
+    result_free(&r);
+    FILE *f = fopen(log, "r");
+    CHECK(f != NULL);
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++)
+        lines += buf[i] == '\n';
+    CHECK_EQ(lines, 3);
+    static const char one[] = "\techo 'a\0"
+                              "5'\n",
+                      two[] = "\techo b\n";
+    CHECK(memmem(buf, n, one, sizeof one - 1) != NULL);
+    CHECK(memmem(buf, n, two, sizeof two - 1) != NULL);
+    scratch_free(&s);
+}
+
+/* --resume with a file that is no job log: refused with GNU parallel's
+ * message and status, before anything runs. */
+static void resume_refuses_a_wrong_log(void)
+{
+    scratch s = scratch_new();
+    char log[128];
+    in_dir(&s, "jl", log, sizeof log);
+    FILE *f = fopen(log, "w");
+    CHECK(f != NULL && fputs("garbage\nmore\n", f) >= 0 && fclose(f) == 0);
+    const char *opts[] = { "--resume", "--resume-failed" };
+    for (int i = 0; i < 2; i++) {
+        result r =
+            RUN(NULL, "run", "--joblog", log, opts[i], "echo", ":::", "a", "b");
+        CHECK_OUT(r, r.status == 255 && r.out_len == 0);
+        CHECK_OUT(r, contains(r.err, "Format of '") &&
+                         contains(r.err, "' is wrong: more"));
+        result_free(&r);
+    }
+    char *text = slurp(log);
+    CHECK(strcmp(text, "garbage\nmore\n") == 0);
+    free(text);
+    scratch_free(&s);
+}
+
 static void halt_on_error_starts_no_more_jobs(void)
 {
     /* now,fail=1: the status is the failed job's, as in GNU parallel. */
@@ -799,12 +992,36 @@ static void halt_on_error_starts_no_more_jobs(void)
     CHECK_OUT(r, contains(r.err, "This job failed:\necho 4; exit 4"));
     CHECK_OUT(r, contains(r.err, "halted"));
     result_free(&r);
-    /* now: the running jobs are killed, and their output is not printed. */
-    r = RUN(NULL, "run", "-j", "2", "--halt", "now,fail=1", "--",
-            "sleep {}; echo {}; exit 1", ":::", "10", "0.2");
+    /* now: the running jobs are killed, and their output is not printed;
+     * nor are they logged (as in GNU parallel: --resume runs them). */
+    scratch s = scratch_new();
+    char log[128];
+    in_dir(&s, "jl", log, sizeof log);
+    r = RUN(NULL, "run", "-j", "2", "--halt", "now,fail=1", "--joblog", log,
+            "--", "sleep {}; echo {}; exit 1", ":::", "10", "0.2");
     CHECK_OUT(r, r.status == 1 && strcmp(r.out, "0.2\n") == 0);
     CHECK_OUT(r, r.seconds < 5 * test_scale());
     result_free(&r);
+    char *text = slurp(log);
+    CHECK(count_of(text, "\n") == 2 && contains(text, "echo 0.2; exit 1\n") &&
+          !contains(text, "sleep 10"));
+    free(text);
+    r = RUN(NULL, "run", "-k", "--resume", "--joblog", log, "echo", ":::", "10",
+            "0.2");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "10\n") == 0);
+    result_free(&r);
+    /* -k: the jobs after the killed one in order, done or not, are neither
+     * printed nor logged (GNU parallel prints nothing here). */
+    r = RUN(NULL, "run", "-k", "-j", "3", "--halt", "now,fail=1", "--joblog",
+            log, "--", "sleep {}; echo {}; [ {} != 0.3 ]", ":::", "10", "0.1",
+            "0.3", "10");
+    CHECK_OUT(r, r.status == 1 && r.out_len == 0);
+    CHECK_OUT(r, r.seconds < 5 * test_scale());
+    result_free(&r);
+    text = slurp(log);
+    CHECK(count_of(text, "\n") == 1);
+    free(text);
+    scratch_free(&s);
 }
 
 /* ---- big outputs */
@@ -1497,6 +1714,12 @@ static const test_case cases[] = {
     TEST_CASE(bad_options_exit_2),
     TEST_CASE(unsupported_is_refused_before_anything_runs),
     TEST_CASE(runs_each_input),
+    TEST_CASE(nul_in_input_is_kept_with_a_warning),
+    TEST_CASE(exported_function_wins_over_a_program),
+    TEST_CASE(skip_blank_records),
+    TEST_CASE(tagstring_escapes),
+    TEST_CASE(positional_follows_the_names),
+    TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),
     TEST_CASE(quoted_inside_substitutions_and_escapes),
@@ -1508,6 +1731,8 @@ static const test_case cases[] = {
     TEST_CASE(retries_until_success),
     TEST_CASE(joblog_has_a_line_per_job),
     TEST_CASE(joblog_to_output_and_after_a_cut),
+    TEST_CASE(joblog_newline_in_the_command),
+    TEST_CASE(resume_refuses_a_wrong_log),
     TEST_CASE(halt_on_error_starts_no_more_jobs),
     TEST_CASE(megabytes_of_output_stay_whole),
     TEST_CASE(keep_order_is_bounded),

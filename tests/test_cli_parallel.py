@@ -30,8 +30,9 @@ PATHS = ["dir/sub/f.tar.gz", "f", "x y/.z", "/a", ".b/", "a.b/c", "noext.",
 
 class Case:
     def __init__(self, args, stdin=None, files=None, ordered=None,
-                 joblogs=(), name=None):
+                 joblogs=(), name=None, env=None):
         self.args = args
+        self.env = env or {}
         self.stdin = stdin
         self.files = files or {}
         # Output order is fixed with -k, -j1, or --dry-run.
@@ -108,6 +109,17 @@ def cases():
     add("-k", "--er", "EXT", "echo", "EXT", "{.}", ":::", "a.b")
     add("-k", "--bnr", "BN", "--dnr", "DN", "echo", "BN", "DN", ":::", "d/e.f")
     add("-k", "--seqreplace", "SEQ", "echo", "SEQ", ":::", "x", "y")
+    # Positional strings exist only for names that start with '{' ({1} from
+    # {}, {1x} from -I {x}); -I @ leaves {1} as text, the others work.
+    add("-k", "-I", "@", "echo", "@", "{1}", "{}", "{.}", "{/}", "{//}", "{/.}",
+        "{#}", "{%}", "{1.}", "{-1}", "{0}", ":::", "a.b")
+    add("-k", "-I", "@", "echo", "@", "{1}", "{2}", ":::", "a.b", ":::", "c")
+    add("-k", "--er", "E", "echo", "E", "{.}", "{1.}", "{}", ":::", "a.b")
+    add("-k", "-I", "{}", "echo", "{}", "{1}", "{.}", ":::", "a.b")
+    add("-k", "-I", "{x}", "echo", "{x}", "{1}", "{.}", "{}", "{1x}", "{-1x}",
+        ":::", "a.b")
+    add("-k", "--bnr", "B", "echo", "B", "{/}", "{}", "{1/}", ":::", "d/a.b")
+    add("-k", "--er", "{y}", "echo", "{y}", "{1y}", ":::", "a.b")
 
     # Input sources.
     add("-k", "echo", ":::", "a", "b", ":::", "1", "2", ":::", "X", "Y")
@@ -126,8 +138,25 @@ def cases():
     add("-k", "echo", "x", stdin=b"a\n\nb c\n$HOME\n")
     add("-k", "echo", "x", stdin=b"no newline at end")
     add("-k", "echo", "x", stdin=b"")
+    # A NUL byte without -0 becomes \0; the record is kept whole.
+    add("-k", "echo", stdin=b"a\0b\nc\0d\0e\nf\n")
+    add("-k", "echo", "::::", "nul", files={"nul": "x\0y\nz\n"})
+    add("-k", "-a", "nul", "-X", "echo", files={"nul": "x\0y\nz\n"})
+    add("-k", "--colsep", " ", "echo", "{2}", "{1}", stdin=b"a\0b c\0d\n")
+    add("-k", "-d", ",", "echo", stdin=b"a\0b,c")
     add("-k", "-r", "echo", "x", stdin=b"a\n\nb\n")
     add("-r", "echo", "x", stdin=b"")
+    # -r skips records of only white space too, and --pipe -r drops them.
+    add("-k", "-r", "echo", "x{}x", stdin=b"a\n  \n\t\n\nb\n \tc \n\r\n\f\n")
+    add("-k", "-r", "echo", "x{}x", ":::", "a", " ", "", "\t")
+    add("-k", "-r", "-d", ",", "echo", "x{}x", stdin=b"a,  ,\t,,b")
+    add("-k", "-r", "-0", "echo", "x{}x", stdin=b"a\0 \0\0")
+    add("-k", "-r", "--colsep", ",", "echo", "x{1}x{2}x", stdin=b"a b\n , \n")
+    add("-k", "-r", "echo", ":::", "1", "::::", "-", stdin=b"a\n \n")
+    add("-k", "--pipe", "-N2", "-r", "cat; echo --",
+        stdin=b"a\n  \n\t\n\nb\n\nc\n")
+    add("-k", "--pipe", "-r", "cat; echo --", stdin=b"  \n\t\n\n \n")
+    add("-k", "--pipe", "-r", "cat; echo --", stdin=b"a\n  ")
     add("-k", "-d", ",", "echo", stdin=b"a b,c\n,d")
     add("-k", "-d", "\\t", "echo", "[{}]", stdin=b"a\tb c\td")
     add("-k", "-d", ",", "echo", ":::", "a,b", "c")
@@ -186,9 +215,19 @@ def cases():
     add("-k", "--tag", "printf", "no-newline", ":::", "x")
     add("-k", "--tagstring", "{}-x", "echo", "hi", ":::", "a", "b")
     add("-k", "--tagstring", "[{#}:{/}]", "echo", "hi", ":::", "d/a", "e/b")
+    # --tagstring expands \t \n \r and octal escapes (GNU parallel's
+    # unquote_printf), in the string only, not in the values.
+    for t in ("{}\\t", "\\t{}\\n", "\\r|", "\\\\", "\\\\t", "a\\x41\\e\\a",
+              "\\101", "\\1", "\\12", "\\0123", "\\8", "\\189", "\\1345"):
+        add("-k", "--tagstring", t, "echo", "hi", ":::", "v\\tw", "x")
     add("--line-buffer", "echo", ":::", "a", "b", "c")
     add("--line-buffer", "--tag", "printf", "'1\\n2\\n'", ":::", "a", "b")
     add("-k", "-v", "echo", ":::", "a", "b c")
+    # -v and --dry-run lines are tagged too (each line of the command).
+    add("-k", "-v", "--tag", "echo", ":::", "a", "b c")
+    add("-k", "-v", "--tagstring", "T{}", "echo {}; echo x", ":::", "a")
+    add("-k", "--lb", "-v", "--tag", "echo", ":::", "a", "b")
+    add("-k", "-0", "-v", "--tag", "echo {}; echo", stdin=b"a\nb\0c\0")
     add("-k", "--line-buffer", "echo", ":::", "a", "b", "c")
     add("-k", "--lb", "--tag", "printf", "'x\\ny\\n'", ":::", "a", "b")
     add("-u", "-j1", "echo", ":::", "a", "b")
@@ -210,6 +249,10 @@ def cases():
     add("--dry-run", "-X", "-j1", "echo", "x{}y", ":::", "a", "b c")
     add("--dry-run", "-q", "echo", "a b", "{}", ":::", "x y")
     add("--dry-run", "--pipe", "-N1", "wc", "-l", stdin=b"1\n2\n")
+    add("-k", "--dry-run", "--tag", "echo", ":::", "a", "b c")
+    add("-k", "--dry-run", "--tagstring", "T{#}", "echo", ":::", "a")
+    add("--dry-run", "--tag", "--pipe", "-N1", "cat", stdin=b"1\n2\n")
+    add("-k", "-0", "--dry-run", "--tag", "echo", stdin=b"a\nb\0c\0")
 
     # Exit status.
     add("exit {}", ":::", "0", "1", "2", "3")
@@ -236,6 +279,16 @@ def cases():
     add("-j1", "--halt", "now,fail=1", "kill -9 $$", ":::", "1", "2")
     add("-j1", "--halt", "now,fail=1", "--timeout", "0.3", "sleep {}",
         ":::", "5", "0")
+    # -k: after a job --halt now killed, nothing more is printed or logged.
+    add("-k", "-j3", "--halt", "now,fail=1", "--joblog", "jl",
+        "sleep {}; echo {}; [ {} != 0.3 ]", ":::", "2", "0.1", "0.3", "3",
+        joblogs=("jl",))
+    add("-k", "-j3", "--halt", "now,fail=1", "--joblog", "jl",
+        "sleep {}; echo {}; [ {} != 0.3 ]", ":::", "0.1", "0.3", "3",
+        joblogs=("jl",))
+    # Jobs that --halt now kills are not logged (--resume runs them).
+    add("-j2", "--halt", "now,fail=1", "--joblog", "jl",
+        "sleep {}; echo {}; exit 1", ":::", "0.1", "3", "4", joblogs=("jl",))
 
     # --retries: the tries leave their marks in a file.
     add("-j1", "--retries", "3", "echo try >> tries-{}; echo x; exit 1",
@@ -246,6 +299,7 @@ def cases():
 
     # --timeout.
     add("-k", "--timeout", "0.5", "sleep {}; echo {}", ":::", "0.1", "3")
+    add("-k", "--timeout", "0", "sleep {}; echo {}", ":::", "0.1", "0.3")
     add("-k", "--timeout", "0.5", "--joblog", "jl", "sleep {}; echo {}",
         ":::", "0.1", "3", joblogs=("jl",))
 
@@ -253,6 +307,9 @@ def cases():
     add("-k", "--joblog", "jl", "echo {}; exit {}", ":::", "0", "1", "2",
         joblogs=("jl",))
     add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE[:10],
+        joblogs=("jl",))
+    # A newline in the command is a NUL in the log: one line per job.
+    add("-k", "-0", "--joblog", "jl", "echo {}", stdin=b"a\n5\0b\0c\r\td\0",
         joblogs=("jl",))
     jl = ("Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal"
           "\tCommand\n"
@@ -264,6 +321,13 @@ def cases():
         "0", "1", "0", "0", files={"jl": jl}, joblogs=("jl",))
     add("-k", "--joblog", "jl", "--resume", "echo {}", ":::", "a", "b",
         joblogs=("jl",))
+    # A log in another format is refused (exit 255); the first line is
+    # the header whatever it holds; a line starting with a number marks it.
+    for text in ("garbage\nmore\n", "garbage\n", "h\n2\n", "h\n\n",
+                 jl + "bad\n"):
+        for resume in ("--resume", "--resume-failed"):
+            add("-k", "--joblog", "jl", resume, "echo {}", ":::", "0", "1",
+                "2", files={"jl": text}, joblogs=("jl",))
 
     # --results.
     # An empty value is as if the option was not given (and never the
@@ -303,6 +367,10 @@ def cases():
     add("-k", "echo", "~", "#x", ":::", "a")
     add("-k", "printf", "%s-%s\\n", ":::", "a", "b", ":::", "1")
     add("-k", "echo", "a", ";", "echo", "b", ":::", "x")
+    # An exported bash function named as a program runs as the function.
+    add("-k", "id", ":::", "a", "b c",
+        env={"PARALLEL_SHELL": "/bin/bash",
+             "BASH_FUNC_id%%": '() {  echo "my id $1"\n}'})
     return c
 
 
@@ -343,6 +411,7 @@ def run_one(argv, case, home):
         env = dict(os.environ, PARALLEL_SHELL="/bin/sh", LC_ALL="C",
                    HOME=home)
         env.pop("PARALLEL", None)
+        env.update(case.env)
         try:
             p = subprocess.run(argv + case.args, cwd=d, env=env,
                                input=case.stdin if case.stdin is not None

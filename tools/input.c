@@ -98,6 +98,85 @@ int run_split_records(char *s, size_t len, const char *delim, size_t delim_len,
     return 0;
 }
 
+/* -r: a record of only white space (Perl's \s, as GNU parallel) is
+ * skipped like an empty one. */
+static bool blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\0' || !strchr(" \t\n\r\f\v", s[i]))
+            return false;
+    return true;
+}
+
+/* --pipe -r: leaves out of s the records of only white space, with their
+ * ends (a last record without an end stays, as in GNU parallel). Returns
+ * the new length. */
+static size_t drop_blank_records(char *s, size_t len, const char *d, size_t dl)
+{
+    size_t out = 0;
+    for (size_t pos = 0; pos < len;) {
+        char *hit = memmem(s + pos, len - pos, d, dl);
+        size_t end = hit ? (size_t)(hit - s) + dl : len;
+        if (hit == NULL || !blank(s + pos, (size_t)(hit - s) - pos)) {
+            memmove(s + out, s + pos, end - pos);
+            out += end - pos;
+        }
+        pos = end;
+    }
+    return out;
+}
+
+/* A NUL byte in input read without -0 cannot be passed in an argument:
+ * as GNU parallel, each one becomes the two characters \0 (the rest of the
+ * record is kept), with GNU parallel's three warnings for every record
+ * that held one. Returns the buffer to use (buf itself when it holds no
+ * NUL, else a new one and buf is freed), or NULL when out of memory. */
+static char *replace_nuls(const run_config *cfg, char *buf, size_t *len)
+{
+    if (memchr(cfg->delim, '\0', cfg->delim_len) != NULL ||
+        memchr(buf, '\0', *len) == NULL)
+        return buf;
+    size_t n = *len, nuls = 0, recs = 0;
+    for (size_t pos = 0; pos < n;) {
+        char *hit = memmem(buf + pos, n - pos, cfg->delim, cfg->delim_len);
+        size_t end = hit ? (size_t)(hit - buf) : n;
+        bool any = false;
+        for (size_t i = pos; i < end; i++)
+            if (buf[i] == '\0') {
+                nuls++;
+                any = true;
+            }
+        recs += any;
+        pos = hit ? end + cfg->delim_len : n;
+    }
+    char *out = malloc(n + nuls + 1);
+    if (out == NULL) {
+        free(buf);
+        return NULL;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (buf[i] == '\0') {
+            out[k++] = '\\';
+            out[k++] = '0';
+        } else {
+            out[k++] = buf[i];
+        }
+    }
+    out[k] = '\0';
+    free(buf);
+    *len = k;
+    for (size_t r = 0; r < recs; r++)
+        fputs("cfutures run: Warning: A NUL character in the input was "
+              "replaced with \\0.\n"
+              "cfutures run: Warning: NUL cannot be passed through in the "
+              "argument list.\n"
+              "cfutures run: Warning: Did you mean to use the --null "
+              "option?\n",
+              stderr);
+    return out;
+}
+
 /* --colsep: a compiled regular expression, or the literal text. */
 typedef struct colsep {
     bool regex;
@@ -225,6 +304,8 @@ static int source_records(const run_config *cfg, const run_source *src,
         }
         if (fd > STDIN_FILENO)
             close(fd);
+        if ((buf = replace_nuls(cfg, buf, &len)) == NULL)
+            return -1;
     }
     if (keep_buf(in, buf) != 0)
         return -1;
@@ -238,7 +319,7 @@ static int source_records(const run_config *cfg, const run_source *src,
     if (cfg->skip_empty) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
-            if (recs[i][0] != '\0')
+            if (!blank(recs[i], strlen(recs[i])))
                 recs[k++] = recs[i];
         n = k;
     }
@@ -336,6 +417,8 @@ static int read_pipe_chunks(const run_config *cfg, run_inputs *in)
         cli_error("run", "cannot read standard input: %s", strerror(errno));
         return CLI_EXIT_ERROR;
     }
+    if (cfg->skip_empty)
+        len = drop_blank_records(buf, len, cfg->delim, cfg->delim_len);
     in->pipe_data = buf;
     in->pipe_len = len;
     size_t cap = len / (cfg->block ? cfg->block : 1) + 16, n = 0;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -62,7 +63,8 @@ static const char usage[] =
     "  -u, --ungroup         let the jobs write straight to the output\n"
     "  -v, -t                print each command on stdout / on stderr\n"
     "      --dry-run         print the commands, run nothing\n"
-    "      --timeout S       stop a job after S seconds (units s m h d)\n"
+    "      --timeout S       stop a job after S seconds (units s m h d; 0: "
+    "none)\n"
     "      --retries N       run a failing job up to N times in all\n"
     "      --delay S         wait S seconds between job starts\n"
     "      --halt WHEN,WHY=N now or soon, fail success or done, a count or\n"
@@ -582,10 +584,17 @@ static int apply(parse_state *ps, const opt_def *o, const char *shown,
                                    "%s: a percentage of the median run time "
                                    "('%s') is not supported",
                                    shown, v);
+        /* "0": no timeout, as in GNU parallel (--timeout ${T:-0}); other
+         * ways to write 0 (0s, 0.0) are a timeout of 0 s there, which
+         * kills jobs at a moment that varies: refused. */
+        if (strcmp(v, "0") == 0) {
+            c->timeout = 0;
+            return 0;
+        }
         if (!parse_duration(v, &c->timeout) || c->timeout <= 0)
             return bad_value(shown,
                              "a duration above 0 (seconds, or with "
-                             "units s m h d)",
+                             "units s m h d), or 0 for none",
                              v);
         return 0;
     case O_DELAY:
@@ -749,6 +758,20 @@ static const char *pick_shell(void)
 }
 
 /* Checks what only makes sense together. */
+/* True when --results names one file that GNU parallel writes as CSV,
+ * TSV or JSON (by its ending, in any case) rather than a directory. */
+static bool results_file(const char *r)
+{
+    static const char *const ends[] = { ".csv", ".tsv", ".json" };
+    size_t n = strlen(r);
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        size_t k = strlen(ends[i]);
+        if (n >= k && strcasecmp(r + n - k, ends[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int check(parse_state *ps, size_t n_words)
 {
     run_config *c = ps->cfg;
@@ -781,6 +804,12 @@ static int check(parse_state *ps, size_t n_words)
                                "replacement strings is not "
                                "supported: '%s'",
                                c->results);
+    if (c->results && results_file(c->results))
+        return cli_usage_error("run",
+                               "--results: a name ending in .csv, .tsv or "
+                               ".json (GNU parallel's one-file results) "
+                               "is not supported: '%s'",
+                               c->results);
     if (c->ungroup && (c->keep_order || c->tag || c->line_buffer))
         return cli_usage_error("run", "-u (--ungroup) does not go with -k, "
                                       "--tag or --line-buffer");
@@ -788,6 +817,73 @@ static int check(parse_state *ps, size_t n_words)
         c->line_buffer = false; /* the same output, in order: grouped */
     if (c->block == 0)
         c->block = 1 << 20;
+    return 0;
+}
+
+/* --tagstring's escapes, as GNU parallel's unquote_printf: \t \n \r, then
+ * \NNN (three digits) and \N (one digit) as Perl's octal escapes (up to
+ * three octal digits; \8 and \9 are the digits). A NUL, or a character
+ * past \377, which GNU parallel prints as UTF-8, is refused. Sets *out to
+ * a new string; 0, 2 after a usage error, or -1 when out of memory. */
+static int unquote_printf(const char *s, char **out)
+{
+    strbuf a = STRBUF_INIT;
+    for (; *s; s++) {
+        char e = s[0] == '\\' ? s[1] : '\0';
+        if (e == 't' || e == 'n' || e == 'r') {
+            sb_addc(&a, e == 't' ? '\t' : e == 'n' ? '\n' : '\r');
+            s++;
+        } else {
+            sb_addc(&a, *s);
+        }
+    }
+    char *t = sb_take(&a);
+    if (t == NULL)
+        return -1;
+    strbuf b = STRBUF_INIT;
+    int rc = 0;
+    /* Three digits first, over the whole string; then one. */
+    for (int pass = 3; pass >= 1 && rc == 0; pass -= 2) {
+        const char *p = t;
+        for (; *p; p++) {
+            size_t nd = 0;
+            while (nd < (size_t)pass && p[1 + nd] >= '0' && p[1 + nd] <= '9')
+                nd++;
+            if (p[0] != '\\' || nd != (size_t)pass) {
+                sb_addc(&b, *p);
+                continue;
+            }
+            const char *d = p + 1;
+            unsigned v = 0;
+            size_t k = 0;
+            while (k < nd && d[k] <= '7')
+                v = v * 8 + (unsigned)(d[k++] - '0');
+            if (k == 0) {
+                sb_addc(&b, d[0]); /* \8, \9: the digit */
+                k = 1;
+            } else if (v == 0 || v > 0377) {
+                rc = cli_usage_error("run",
+                                     "--tagstring: \\%.*s makes %s, which "
+                                     "cfutures cannot print in a tag",
+                                     (int)k, d,
+                                     v == 0 ? "a NUL" : "a wide character");
+                break;
+            } else {
+                sb_addc(&b, (char)v);
+            }
+            sb_add(&b, d + k, nd - k);
+            p += nd;
+        }
+        free(t);
+        t = sb_take(&b);
+        if (t == NULL)
+            return -1;
+    }
+    if (rc != 0) {
+        free(t);
+        return rc;
+    }
+    *out = t;
     return 0;
 }
 
@@ -840,13 +936,17 @@ int cmd_run(int argc, char **argv)
                     (cfg.pipe ? TMPL_NO_APPEND : 0);
         rc = tmpl_compile(&cfg.cmd, argv + first, n_words, flags, &ps.names);
     }
+    char *tagstring = NULL;
+    if (rc == 0 && ps.tagstring)
+        rc = unquote_printf(ps.tagstring, &tagstring);
     if (rc == 0 && cfg.tag) {
-        char *tag[] = { (char *)(ps.tagstring            ? ps.tagstring
-                                 : ps.names.name[TM_ALL] ? ps.names.name[TM_ALL]
-                                                         : "{}") };
+        char *tag[] = { tagstring               ? tagstring
+                        : ps.names.name[TM_ALL] ? (char *)ps.names.name[TM_ALL]
+                                                : "{}" };
         rc = tmpl_compile(&cfg.tagstr, tag, 1, TMPL_RAW | TMPL_NO_APPEND,
                           &ps.names);
     }
+    free(tagstring);
     if (rc < 0) {
         cli_error("run", "out of memory");
         rc = CLI_EXIT_ERROR;

@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <regex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,7 @@ typedef struct runner {
     size_t not_run;    /* never started */
     size_t next_print; /* -k: the next job to print */
     bool halted;       /* --halt fired */
+    bool halt_cut;     /* -k: a job --halt now killed was reached */
     int halt_status;
     int write_errno; /* our own output failed (not EPIPE) */
     bool lost;       /* some output was lost */
@@ -89,9 +91,14 @@ static void write_joblog(runner *r, const job *j)
 {
     if (r->joblog == NULL)
         return;
-    fprintf(r->joblog, "%zu\t:\t%.3f\t%10.3f\t%zu\t%zu\t%d\t%d\t%s\n", j->seq,
+    fprintf(r->joblog, "%zu\t:\t%.3f\t%10.3f\t%zu\t%zu\t%d\t%d\t", j->seq,
             j->start_wall, j->res.runtime, j->data_len, j->out.total,
-            j->res.exitval, j->res.sig, j->command ? j->command : "");
+            j->res.exitval, j->res.sig);
+    /* One line per job: a newline in the command is written as a NUL, as
+     * GNU parallel does. */
+    for (const char *c = j->command ? j->command : ""; *c; c++)
+        fputc(*c == '\n' ? '\0' : *c, r->joblog);
+    fputc('\n', r->joblog);
     if (fflush(r->joblog) != 0 && !r->lost) {
         cli_error("run", "cannot write the job log '%s': %s", r->cfg->joblog,
                   strerror(errno));
@@ -200,6 +207,23 @@ static void warn_lines(const char *first, const char *cmd)
     fprintf(stderr, "cfutures run: Warning: %s\n", cmd ? cmd : "");
 }
 
+/* -v, --dry-run: the job's command line on standard output, each of its
+ * lines tagged with --tag as GNU parallel does. 0, or -1 with errno. */
+static int write_command(const job *j)
+{
+    char *line = cli_format("%s\n", j->command);
+    if (line == NULL)
+        return 0;
+    bool bol = true;
+    const char *tag = j->tag;
+    int rc = outbuf_write_lines(STDOUT_FILENO, line, strlen(line), tag,
+                                tag ? strlen(tag) : 0, &bol);
+    int e = errno;
+    free(line);
+    errno = e;
+    return rc;
+}
+
 /* Prints a job's output whole (standard output, then standard error) and
  * logs it; a job that never ran prints and logs nothing. */
 static void emit(runner *r, job *j)
@@ -210,18 +234,19 @@ static void emit(runner *r, job *j)
         if (j->res.timed_out)
             warn_lines("Warning: This job was killed because it timed out:",
                        j->command);
-        bool killed_by_halt = r->halted && cfg->halt == HALT_NOW &&
-                              j->res.stopped && stop_signal() == 0;
+        bool killed_by_halt =
+            r->halt_cut || (r->halted && cfg->halt == HALT_NOW &&
+                            j->res.stopped && stop_signal() == 0);
+        /* -k: after a job --halt now killed, the jobs after it in order
+         * are neither printed nor logged, as in GNU parallel. */
+        if (killed_by_halt && cfg->keep_order)
+            r->halt_cut = true;
         const char *tag = j->tag;
         size_t tag_len = tag ? strlen(tag) : 0;
         if (!killed_by_halt && !output_dead(r)) {
             int rc = 0;
-            if (cfg->verbose && j->command) {
-                char *line = cli_format("%s\n", j->command);
-                rc =
-                    line ? cli_write_all(STDOUT_FILENO, line, strlen(line)) : 0;
-                free(line);
-            }
+            if (cfg->verbose && j->command)
+                rc = write_command(j);
             /* GNU parallel prints nothing of a job with --results. */
             bool print = !cfg->line_buffer && !cfg->ungroup && !cfg->results;
             if (rc == 0 && print)
@@ -240,7 +265,10 @@ static void emit(runner *r, job *j)
         }
         if (cfg->results)
             write_results(r, j);
-        write_joblog(r, j);
+        /* A job --halt now killed is not logged (as in GNU parallel), so
+         * that --resume runs it again; under -k, nor are those after it. */
+        if (!killed_by_halt)
+            write_joblog(r, j);
     }
     if (j->park_errno && !r->park_warned) {
         /* Kept where it was (memory, or a file of its own): not lost. */
@@ -454,9 +482,7 @@ static int dry_run(runner *r)
             cli_error("run", "out of memory");
             return CLI_EXIT_ERROR;
         }
-        char *line = cli_format("%s\n", j->command);
-        int rc = line ? cli_write_all(STDOUT_FILENO, line, strlen(line)) : -1;
-        free(line);
+        int rc = write_command(j);
         free(j->command);
         free(j->tag);
         j->command = j->tag = NULL;
@@ -472,32 +498,65 @@ static int dry_run(runner *r)
 
 /* --resume, --resume-failed: marks the jobs the job log says are done
  * (that succeeded). */
+/* --resume, --resume-failed: marks the jobs the log has, as GNU parallel
+ * reads it: the first line is the header, whatever it holds; a line that
+ * starts with a job number marks that job (--resume-failed: only when its
+ * Exitval and Signal are 0); any other line that does not look like a job
+ * log line makes the log wrong. 0; -1 with errno when the log cannot be
+ * read; 1 when it is wrong (said on standard error). */
 static int read_joblog(runner *r)
 {
     FILE *f = fopen(r->cfg->joblog, "re");
     if (f == NULL)
         return errno == ENOENT ? 0 : -1;
+    regex_t ok, shape;
+    /* GNU parallel's ^(\d+)(?:\t[^\t]+){5}\t0\t0\t and
+     * \d+\s+[^\s]+\s+([-0-9.]+\s+){6}. */
+    if (regcomp(&ok, "^[0-9]+(\t[^\t]+){5}\t0\t0\t",
+                REG_EXTENDED | REG_NOSUB) != 0) {
+        fclose(f);
+        errno = ENOMEM;
+        return -1;
+    }
+    if (regcomp(&shape,
+                "[0-9]+[[:space:]]+[^[:space:]]+[[:space:]]+"
+                "([-0-9.]+[[:space:]]+){6}",
+                REG_EXTENDED | REG_NOSUB) != 0) {
+        regfree(&ok);
+        fclose(f);
+        errno = ENOMEM;
+        return -1;
+    }
     char *line = NULL;
     size_t cap = 0;
-    while (getline(&line, &cap, f) > 0) {
-        size_t seq;
-        int exitval = 0, sig = 0;
-        char host[64];
-        double start, runtime;
-        size_t send, recv;
-        if (sscanf(line, "%zu\t%63s\t%lf\t%lf\t%zu\t%zu\t%d\t%d", &seq, host,
-                   &start, &runtime, &send, &recv, &exitval, &sig) != 8)
-            continue; /* the header */
-        if (seq < 1 || seq > r->n)
+    bool header = true;
+    int rc = 0;
+    ssize_t len;
+    while (rc == 0 && (len = getline(&line, &cap, f)) > 0) {
+        if (header) {
+            header = false;
             continue;
-        if (r->cfg->resume_failed && (exitval != 0 || sig != 0))
-            r->jobs[seq - 1].done_before = false;
-        else
-            r->jobs[seq - 1].done_before = true;
+        }
+        bool mark = r->cfg->resume_failed ? regexec(&ok, line, 0, NULL, 0) == 0
+                                          : line[0] >= '0' && line[0] <= '9';
+        if (mark) {
+            errno = 0;
+            unsigned long long seq = strtoull(line, NULL, 10);
+            if (errno == 0 && seq >= 1 && seq <= r->n)
+                r->jobs[seq - 1].done_before = true;
+        } else if (regexec(&shape, line, 0, NULL, 0) != 0) {
+            if (line[len - 1] == '\n')
+                line[len - 1] = '\0';
+            cli_error("run", "Format of '%s' is wrong: %s", r->cfg->joblog,
+                      line);
+            rc = 1;
+        }
     }
     free(line);
     fclose(f);
-    return 0;
+    regfree(&ok);
+    regfree(&shape);
+    return rc;
 }
 
 static int open_joblog(runner *r)
@@ -506,11 +565,12 @@ static int open_joblog(runner *r)
     if (cfg->joblog == NULL)
         return 0;
     bool resume = cfg->resume || cfg->resume_failed;
-    if (resume && read_joblog(r) != 0) {
+    int rc = resume ? read_joblog(r) : 0;
+    if (rc < 0)
         cli_error("run", "cannot read the job log '%s': %s", cfg->joblog,
                   strerror(errno));
+    if (rc != 0)
         return -1;
-    }
     /* "-": standard output, as GNU parallel (each line flushed after the
      * output of its job). */
     bool out = strcmp(cfg->joblog, "-") == 0;

@@ -62,22 +62,23 @@ static int add_lit(tmpl *t, size_t *cap, const char *lit, const char *end,
                                .word = blank ? -1 : word });
 }
 
-/* A positional replacement string at p: {n}, {-n}, {n.}, {n/}, {n//},
- * {n/.}. Returns its length, 0 when there is none. */
-static size_t match_positional(const char *p, long *pos, tmpl_mod *mod)
+/* The positional form of the replacement strings, as GNU parallel makes
+ * it: for each of {}, {.}, {/}, {//}, {/.} whose name (default, or given
+ * with -I, --er...) starts with '{', '{' N and the rest of the name ({1},
+ * {-2.}; with -I {x}: {1x}). A name without '{' (-I @) has none. At p:
+ * the longest such string, its length (0: none); with zero, the position
+ * may start with 0 (which is refused). */
+static size_t positional_at(const char *p, const char *const *names, bool zero,
+                            long *pos, tmpl_mod *mod)
 {
-    static const struct {
-        const char *tail;
-        tmpl_mod mod;
-    } tails[] = { { "//}", TM_DIR },
-                  { "/.}", TM_BASENOEXT },
-                  { "/}", TM_BASE },
-                  { ".}", TM_NOEXT },
-                  { "}", TM_ALL } };
+    static const tmpl_mod mods[] = { TM_ALL, TM_NOEXT, TM_BASE, TM_DIR,
+                                     TM_BASENOEXT };
+    if (*p != '{')
+        return 0;
     const char *q = p + 1;
     bool neg = *q == '-';
     q += neg;
-    if (*q < '1' || *q > '9')
+    if (*q < (zero ? '0' : '1') || *q > '9')
         return 0;
     long v = 0;
     while (*q >= '0' && *q <= '9') {
@@ -85,31 +86,39 @@ static size_t match_positional(const char *p, long *pos, tmpl_mod *mod)
             return 0;
         v = v * 10 + (*q++ - '0');
     }
-    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
-        size_t n = strlen(tails[i].tail);
-        if (strncmp(q, tails[i].tail, n) == 0) {
+    size_t best = 0;
+    for (size_t i = 0; i < sizeof mods / sizeof mods[0]; i++) {
+        const char *nm = names[mods[i]];
+        if (nm[0] != '{' || nm[1] == '\0')
+            continue;
+        size_t n = strlen(nm + 1);
+        if (n > best && strncmp(q, nm + 1, n) == 0) {
+            best = n;
             *pos = neg ? -v : v;
-            *mod = tails[i].mod;
-            return (size_t)(q - p) + n;
+            *mod = mods[i];
         }
     }
-    return 0;
+    return best ? (size_t)(q - p) + best : 0;
+}
+
+/* A positional replacement string at p: its length, 0 when there is
+ * none. */
+static size_t match_positional(const char *p, const char *const *names,
+                               long *pos, tmpl_mod *mod)
+{
+    return positional_at(p, names, false, pos, mod);
 }
 
 /* GNU parallel's undocumented positions from 0 ({0}, {-0}, {01.}...) at
  * p: their length, else 0. */
-static size_t zero_positional(const char *p)
+static size_t zero_positional(const char *p, const char *const *names)
 {
+    long pos;
+    tmpl_mod mod;
     const char *q = p + 1 + (p[1] == '-');
     if (*p != '{' || *q != '0')
         return 0;
-    while (*q >= '0' && *q <= '9')
-        q++;
-    static const char *const tails[] = { "//}", "/.}", "/}", ".}", "}" };
-    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++)
-        if (strncmp(q, tails[i], strlen(tails[i])) == 0)
-            return (size_t)(q - p) + strlen(tails[i]);
-    return 0;
+    return positional_at(p, names, true, &pos, &mod);
 }
 
 /* The length of the replacement string at p, or 0. */
@@ -126,7 +135,7 @@ static size_t match_rpl(const char *p, const char *const *names, tmpl_mod *mod,
         }
     }
     if (len == 0 && *p == '{')
-        len = match_positional(p, pos, mod);
+        len = match_positional(p, names, pos, mod);
     return len;
 }
 
@@ -472,7 +481,7 @@ static int cut(tmpl *t, const char *const *names)
                             (int)(strstr(p + 2, "=}") + 2 - p), p);
             return 2;
         }
-        size_t zero = zero_positional(p);
+        size_t zero = zero_positional(p, names);
         if (zero != 0) {
             cli_usage_error("run",
                             "replacement string '%.*s' is not supported "
@@ -786,6 +795,24 @@ void tmpl_expand(const tmpl *t, strbuf *b, char *const *args, size_t n_args,
 
 /* ---- the fast path */
 
+/* True when the environment holds a bash function named w, exported with
+ * `export -f` (BASH_FUNC_w%%, or BASH_FUNC_w() from bash before 4.3's
+ * fixes): the shell runs the function, not the program of that name. */
+static bool exported_function(const char *w)
+{
+    size_t n = strlen(w);
+    if (n > 200)
+        return false;
+    char name[sizeof "BASH_FUNC_" + 200 + 2];
+    memcpy(name, "BASH_FUNC_", 10);
+    memcpy(name + 10, w, n);
+    memcpy(name + 10 + n, "%%", 3);
+    if (getenv(name) != NULL)
+        return true;
+    memcpy(name + 10 + n, "()", 3);
+    return getenv(name) != NULL;
+}
+
 static bool needs_shell_name(const char *w, char *const *argv, size_t argc)
 {
     static const char *const builtins[] = {
@@ -805,6 +832,8 @@ static bool needs_shell_name(const char *w, char *const *argv, size_t argc)
     };
     if (strchr(w, '=') != NULL)
         return true; /* an assignment */
+    if (exported_function(w))
+        return true;
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
         if (strcmp(w, builtins[i]) == 0)
             return true;
