@@ -34,6 +34,7 @@ typedef struct pp_pool {
     cf__pp_team team;
     cf__pp_link *workers; /* live, and lost ones not yet reaped */
     bool can_take;        /* room in some worker, or a worker may start */
+    bool limbo;           /* a lost worker not yet reaped holds tasks */
     struct pollfd *pfds;
     cf__pp_link **pws;
 } pp_pool;
@@ -129,11 +130,13 @@ static void dispatch(pp_pool *p, double now)
     if (broken)
         return;
     size_t total = 0, idle = 0, n = 0;
+    p->limbo = false;
     for (cf__pp_link *w = p->workers; w; w = w->next) {
         size_t r = live(w) ? cf__pp_link_room(w) : 0;
         total += r;
         idle += r && !w->head;
         n += live(w);
+        p->limbo |= !live(w) && w->held;
     }
     bool may_start = now >= p->team.starts.retry_at;
     for (int rc; may_start && pending > idle && n < p->max_workers; n++) {
@@ -149,7 +152,14 @@ static void dispatch(pp_pool *p, double now)
         total += r;
         idle += r > 0;
     }
-    p->can_take = total > 0 || (may_start && n < p->max_workers);
+    /* The tasks a lost worker holds go back to the front of the queue
+     * once it is reaped (those it did not start): until then none queued
+     * goes out, or one queued behind them would overtake them (and be
+     * first in line at the next worker's death, for one). Its pidfd wakes
+     * us. */
+    if (p->limbo)
+        total = 0;
+    p->can_take = total > 0 || (!p->limbo && may_start && n < p->max_workers);
     cf__rtask *list = total ? cf__remote_take(&p->r, total) : NULL;
     cf__pp_link *w = list ? next_live(p, NULL) : NULL;
     for (cf__rtask *t = list, *next; t; t = next) {
@@ -224,7 +234,7 @@ static double next_look(pp_pool *p, double now, double next)
     pthread_mutex_lock(&p->r.mu);
     if (p->r.n_pending && p->can_take)
         next = now;
-    else if (p->r.n_pending && may_grow)
+    else if (p->r.n_pending && may_grow && !p->limbo)
         next = fmin(next, p->team.starts.retry_at); /* retry a failed start */
     /* Submits wake us only when we could take their task (now, or once a
      * failed start may be retried); a shutdown always does. */
