@@ -84,8 +84,13 @@ int cf__serve_answer(cf_buffer *out, uint64_t id, int code, const char *msg,
     return rc;
 }
 
-int cf__serve_run(cf_buffer *out, uint64_t id, cf_bytes_fn fn, const void *in,
-                  size_t len)
+/* cf__serve_run, calling started(id, arg) (if any) right before fn: after
+ * the header's room is made (an allocation, maybe a system call), so that
+ * a death between the mark and the function's first instruction stays as
+ * unlikely as the docs say. */
+static int serve_run(cf_buffer *out, uint64_t id, cf_bytes_fn fn,
+                     const void *in, size_t len,
+                     void (*started)(uint64_t id, void *arg), void *arg)
 {
     cf__frame h = { 0 };
     int rc = cf_buffer_append(out, &h, sizeof h);
@@ -94,6 +99,8 @@ int cf__serve_run(cf_buffer *out, uint64_t id, cf_bytes_fn fn, const void *in,
     size_t at = out->b->len; /* the result starts here */
     cf__task_ctx ctx = { 0, NULL };
     cf__task_ctx *outer = cf__task_ctx_swap(&ctx);
+    if (started)
+        started(id, arg);
     int code = fn(in, len, out);
     cf__task_ctx_swap(outer);
     if (ctx.code || code) {
@@ -106,6 +113,12 @@ int cf__serve_run(cf_buffer *out, uint64_t id, cf_bytes_fn fn, const void *in,
     cf__frame_set(&h, CF__FR_RESULT, id, out->b->len - at, 0);
     memcpy(out->b->data + at - sizeof h, &h, sizeof h);
     return 0;
+}
+
+int cf__serve_run(cf_buffer *out, uint64_t id, cf_bytes_fn fn, const void *in,
+                  size_t len)
+{
+    return serve_run(out, id, fn, in, len, NULL, NULL);
 }
 
 int cf__serve_task(cf__fn_cache *c, const cf__frame *h, const unsigned char *p,
@@ -123,9 +136,7 @@ int cf__serve_task(cf__fn_cache *c, const cf__frame *h, const unsigned char *p,
     }
     /* The mark comes last: a death before it is one of a task that never
      * started (run again elsewhere), one after it blames this task. */
-    if (started)
-        started(h->id, arg);
-    return cf__serve_run(out, id, fn, in, len);
+    return serve_run(out, id, fn, in, len, started, arg);
 }
 
 int cf__serve_init(cf_fn initializer, void *arg, char **msg)
