@@ -63,13 +63,21 @@ static const int default_sigs[] = { SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,
 /* The child's side of spawn(), between vfork and exec: only system calls,
  * nothing that touches the parent's memory but *err. */
 static void child(char *const argv[], char *const envp[], int in_fd, int out_w,
-                  int err_w, bool pdeath, pid_t parent, int report_fd)
+                  int err_w, bool pdeath, pid_t parent, int report_fd,
+                  int group_fd)
 {
     struct sigaction dfl = { .sa_handler = SIG_DFL };
     for (size_t i = 0; i < sizeof default_sigs / sizeof default_sigs[0]; i++)
         sigaction(default_sigs[i], &dfl, NULL);
     if (setpgid(0, 0) != 0)
         goto fail;
+    /* The watcher knows of the group before the command can start
+     * anything: told after exec, it could miss one that a SIGKILL to
+     * cfutures caught in between (spawn undoes this if exec fails). */
+    if (group_fd > 0) {
+        pid_t self = getpid();
+        (void)send(group_fd, &self, sizeof self, MSG_NOSIGNAL);
+    }
     if (pdeath &&
         (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
         goto fail;
@@ -112,7 +120,7 @@ static int spawn(char *const argv[], const proc_options *o, int in_fd,
     pid_t p = vfork();
     if (p == 0)
         child(argv, envp, in_fd, out_w, err_w, o->die_with_parent, parent,
-              report[1]);
+              report[1], o->group_fd);
     int e = p < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(report[1]);
@@ -128,6 +136,10 @@ static int spawn(char *const argv[], const proc_options *o, int in_fd,
     if (p < 0)
         return e;
     if (e != 0) {
+        if (o->group_fd > 0) { /* the child may have told the watcher */
+            pid_t v = -p;
+            (void)send(o->group_fd, &v, sizeof v, MSG_NOSIGNAL);
+        }
         while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
         }
         return e;
@@ -468,7 +480,7 @@ int proc_run(char *const argv[], const proc_options *o, proc_result *r)
         r->spawn_error = rc;
         return 0;
     }
-    tell_watcher(o, s.pid);
+    /* (the child told the watcher of its group itself, before exec) */
     s.p[FD_OUT] = (struct pollfd){ .fd = out[0], .events = POLLIN };
     s.p[FD_ERR] = (struct pollfd){ .fd = err[0], .events = POLLIN };
     s.p[FD_PID] = (struct pollfd){ .fd = open_pidfd(s.pid), .events = POLLIN };
