@@ -104,6 +104,63 @@ static cf_future *submit_sleep(cf_executor *ex, int kind, int ms)
     return f;
 }
 
+/* A task held until the test lets it finish, so that a done callback is
+ * surely added while its future is pending (added to a done future, it
+ * would run at once on the calling thread): on a thread pool it waits on
+ * a gate, on a process pool (another process) until a file exists. */
+typedef struct held {
+    int kind;
+    gate g;
+    char path[64];
+} held;
+
+static int wait_file_bytes(const void *in, size_t len, cf_buffer *out)
+{
+    (void)out;
+    char path[64];
+    snprintf(path, sizeof path, "%.*s", (int)len, (const char *)in);
+    double end = now_s() + 20.0 * test_scale();
+    while (access(path, F_OK) != 0) {
+        if (now_s() > end)
+            return CF_ETIMEDOUT;
+        sleep_s(0.001);
+    }
+    return 0;
+}
+
+static cf_future *submit_held(cf_executor *ex, held *h)
+{
+    cf_future *f = NULL;
+    if (h->kind) {
+        snprintf(h->path, sizeof h->path, "/dev/shm/cf_lifecycle.%d.go",
+                 (int)getpid());
+        unlink(h->path);
+        CHECK_EQ(
+            cf_submit_bytes(ex, wait_file_bytes, h->path, strlen(h->path), &f),
+            0);
+    } else {
+        CHECK_EQ(cf_submit(ex, gate_task, &h->g, &f), 0);
+    }
+    return f;
+}
+
+static void held_release(held *h)
+{
+    if (h->kind) {
+        int fd = open(h->path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        CHECK(fd >= 0);
+        close(fd);
+    } else {
+        gate_open(&h->g);
+    }
+}
+
+static void held_fini(held *h)
+{
+    if (h->kind)
+        unlink(h->path);
+}
+
 static cf_executor *thread_pool(int workers, double idle_timeout)
 {
     cf_options o = { .max_workers = workers, .idle_timeout = idle_timeout };
@@ -344,9 +401,12 @@ static void executor_wait_from_done_callback(void)
         cb_pool = kind ? process_pool(1) : thread_pool(2, 0);
         atomic_store(&cb_rc[0], 1);
         atomic_store(&cb_rc[1], 0);
-        cf_future *f = submit_sleep(cb_pool, kind, 10);
+        held h = { .kind = kind, .g = GATE_INIT };
+        cf_future *f = submit_held(cb_pool, &h);
         CHECK_EQ(cf_future_add_done_callback(f, wait_in_callback, cb_rc), 0);
+        held_release(&h);
         CHECK_EQ(cf_future_result(f, 30.0, NULL), 0);
+        held_fini(&h);
         WAIT_UNTIL(atomic_load(&cb_rc[0]) != 1, 30.0);
         CHECK_EQ(atomic_load(&cb_rc[0]), CF_EDEADLK);
         CHECK_EQ(atomic_load(&cb_rc[1]), 1); /* at once, not at the timeout */
@@ -372,11 +432,14 @@ static void refused_shutdown_changes_nothing(void)
     for (int kind = 0; kind < 2; kind++) {
         cb_pool = kind ? process_pool(1) : thread_pool(2, 0);
         atomic_store(&cb_rc[0], 1);
-        cf_future *f = submit_sleep(cb_pool, kind, 20);
+        held h = { .kind = kind, .g = GATE_INIT };
+        cf_future *f = submit_held(cb_pool, &h);
         CHECK_EQ(
             cf_future_add_done_callback(f, shutdown_waiting_in_callback, cb_rc),
             0);
+        held_release(&h);
         WAIT_UNTIL(atomic_load(&cb_rc[0]) != 1, 30.0);
+        held_fini(&h);
         CHECK_EQ(atomic_load(&cb_rc[0]), CF_EDEADLK);
         CHECK_EQ(cf_executor_wait(cb_pool, 0), CF_EINVAL);
         cf_future *g = submit_sleep(cb_pool, kind, 20);
@@ -1185,15 +1248,18 @@ static void stats_count_blocked_waits(void)
             0);
     }
     /* A task waiting on a future that nobody in the pool can run blocks. */
+    size_t before = stats_of(ex).blocked;
     cf_future *pending = cf_future_new(), *w;
     CHECK_EQ(cf_submit(ex, blocks_on, pending, &w), 0);
-    sleep_s(0.05);
+    /* Completed only once the wait blocked (had the task started after
+     * that, its wait would not block at all). */
+    WAIT_UNTIL(stats_of(ex).blocked > before, 20.0);
     CHECK_EQ(cf_future_set_result(pending, NULL), 0);
     CHECK_EQ(cf_future_result(w, 30.0, NULL), 0);
     cf_future_release(w);
     cf_future_release(pending);
     cf_stats st = stats_of(ex);
-    CHECK(st.blocked >= 1);
+    CHECK(st.blocked > before);
     cf_executor_free(ex);
 }
 

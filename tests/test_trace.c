@@ -321,7 +321,10 @@ static void trace_known_workload(void)
     /* A task that blocks on a future nobody in the pool can run. */
     cf_future *pending = cf_future_new(), *w;
     CHECK_EQ(cf_submit(ex, traced_waiter, pending, &w), 0);
-    sleep_s(0.05);
+    /* Completed only once the wait blocked (had the task started after
+     * that, its wait would not block, and no "blocked" event is made). */
+    cf_stats st;
+    WAIT_UNTIL(cf_executor_stats(ex, &st) == 0 && st.blocked >= 1, 20.0);
     CHECK_EQ(cf_future_set_result(pending, NULL), 0);
     void *r;
     CHECK_EQ(cf_future_result(w, 20.0, &r), 0);
@@ -329,7 +332,6 @@ static void trace_known_workload(void)
     cf_future_release(w);
     cf_future_release(pending);
     /* The workers sleep, time out and leave. */
-    cf_stats st;
     WAIT_UNTIL(cf_executor_stats(ex, &st) == 0 && st.workers == 0, 10.0);
     CHECK_EQ(st.workers, 0);
     cf_executor_free(ex);
