@@ -101,6 +101,13 @@ fail:;
     _exit(127);
 }
 
+/* Tells the watcher of a group that starts (pgid > 0) or ends (< 0). */
+static void tell_watcher(const proc_options *o, pid_t v)
+{
+    if (o->group_fd > 0)
+        (void)send(o->group_fd, &v, sizeof v, MSG_NOSIGNAL);
+}
+
 /* vfork and exec into a new process group: 0 or an errno value. Every
  * signal is blocked around the vfork, so no handler of ours runs in the
  * child while it shares our memory. Why exec failed comes back through a
@@ -136,10 +143,7 @@ static int spawn(char *const argv[], const proc_options *o, int in_fd,
     if (p < 0)
         return e;
     if (e != 0) {
-        if (o->group_fd > 0) { /* the child may have told the watcher */
-            pid_t v = -p;
-            (void)send(o->group_fd, &v, sizeof v, MSG_NOSIGNAL);
-        }
+        tell_watcher(o, -p); /* the child may have told it */
         while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
         }
         return e;
@@ -240,13 +244,6 @@ void proc_watcher_stop(int fd, pid_t pid)
     close(fd);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
-}
-
-/* Tells the watcher of a group that starts (pgid > 0) or ends (< 0). */
-static void tell_watcher(const proc_options *o, pid_t v)
-{
-    if (o->group_fd > 0)
-        (void)send(o->group_fd, &v, sizeof v, MSG_NOSIGNAL);
 }
 
 static int open_pidfd(pid_t pid)
