@@ -526,6 +526,48 @@ static void tagstring_escapes(void)
 
 /* Positional strings are '{' N and the rest of a name that starts with
  * '{', as in GNU parallel: -I @ leaves {1} as text, -I {x} makes {1x}. */
+/* -n N with more arguments than a command line holds: the jobs take as
+ * many as fit, as in GNU parallel and xargs; one input too long for any
+ * command is refused before anything runs, with GNU parallel's message
+ * and exit status 255. */
+static void many_arguments_are_split_to_fit(void)
+{
+    char *input = NULL;
+    size_t len = 0;
+    for (int i = 1; i <= 100000; i++) {
+        char num[16];
+        append(&input, &len, num, (size_t)snprintf(num, sizeof num, "%d\n", i));
+    }
+    const char *opts[] = { "-n", "-N" };
+    for (int o = 0; o < 2; o++) {
+        result r = RUN(input, "run", "-k", opts[o], "100000",
+                       "printf '%s\\n' {} | wc -l");
+        CHECK_OUT(r, r.status == 0);
+        long total = 0, jobs = 0;
+        for (char *p = r.out; *p; p = strchr(p, '\n') + 1) {
+            long n = strtol(p, NULL, 10);
+            CHECK_OUT(r, n > 0 && n < 100000);
+            total += n;
+            jobs++;
+        }
+        CHECK_OUT(r, total == 100000 && jobs > 1);
+        result_free(&r);
+    }
+    free(input);
+
+    char *in2 = malloc(200004);
+    CHECK(in2 != NULL);
+    memcpy(in2, "x\n", 2);
+    memset(in2 + 2, 'a', 200000);
+    memcpy(in2 + 200002, "\n", 2);
+    result r = RUN(in2, "run", "echo", "{}");
+    CHECK_OUT(r, r.status == 255 && r.out_len == 0 &&
+                     contains(r.err, "Command line too long") &&
+                     contains(r.err, "at input 2"));
+    result_free(&r);
+    free(in2);
+}
+
 static void positional_follows_the_names(void)
 {
     result r = RUN(NULL, "run", "-k", "-I", "@", "echo", "@", "{1}", "{.}",
@@ -1719,6 +1761,7 @@ static const test_case cases[] = {
     TEST_CASE(skip_blank_records),
     TEST_CASE(tagstring_escapes),
     TEST_CASE(positional_follows_the_names),
+    TEST_CASE(many_arguments_are_split_to_fit),
     TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),

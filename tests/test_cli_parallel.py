@@ -83,6 +83,15 @@ def cases():
     add("-k", "echo", "{2}", "{1}", ":::", *HOSTILE[:12], ":::", *HOSTILE[12:])
     add("-k", "-j1", "-X", "printf", "'[%s]'", "x{}y", ":::", *HOSTILE)
     add("-k", "-n3", "printf", "'[%s]'", ":::", *HOSTILE)
+    # More arguments than a command line holds: jobs take as many as fit;
+    # an input too long alone is refused (exit 255, nothing runs).
+    many = "".join("%d\n" % i for i in range(1, 100001)).encode()
+    add("-k", "-n", "100000", "printf", "'%s\\n'", stdin=many,
+        name="-k -n 100000 printf (100000 inputs)")
+    add("-k", "-N", "100000", "printf", "'%s\\n'", "{}", stdin=many,
+        name="-k -N 100000 printf {} (100000 inputs)")
+    add("-k", "echo", stdin=b"a" * 200000 + b"\n",
+        name="-k echo (an input of 200000 bytes)")
     add("-k", "--colsep", ";", "echo", "{2}", "{1}",
         stdin="".join("%s;%s\n" % (a, b) for a, b in
                       zip(HOSTILE, reversed(HOSTILE))).encode())

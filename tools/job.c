@@ -286,7 +286,17 @@ static void attempt(job *j, char *const *argv, char *const *env)
              wait_for_resources(j, &alone_since));
     if (no_pipes)
         job_message(j, "cannot make pipes for", argv[0], j->res.spawn_error);
-    else if (j->res.spawn_error)
+    else if (j->res.spawn_error == E2BIG) {
+        /* Say which: the command with the environment is over the
+         * system's limit (the inputs were cut to fit). */
+        char *msg = cli_format("cfutures run: job %zu: the command (%zu "
+                               "bytes) and the environment are too long "
+                               "for the system: %s\n",
+                               j->seq, strlen(j->command), strerror(E2BIG));
+        if (msg)
+            outbuf_append(&j->err, msg, strlen(msg));
+        free(msg);
+    } else if (j->res.spawn_error)
         job_message(j, "cannot run", argv[0], j->res.spawn_error);
     if (j->res.spawn_error) /* as a shell reports it */
         j->res.exitval = j->res.spawn_error == ENOENT ? 127 : 126;
