@@ -969,6 +969,17 @@ static void joblog_has_a_line_per_job(void)
     }
     free(text);
     result_free(&r);
+
+    /* A job killed by a signal (not by cfutures): Exitval 0 and the
+     * signal, as GNU parallel logs it. */
+    r = RUN(NULL, "run", "-k", "-j", "1", "--joblog", log, "--", "kill -{} $$",
+            ":::", "9", "TERM");
+    CHECK_OUT(r, r.status == 2);
+    text = slurp(log);
+    CHECK_OUT(r, contains(text, "\n1\t") && contains(text, "\t0\t9\tkill") &&
+                     contains(text, "\t0\t15\tkill"));
+    free(text);
+    result_free(&r);
     scratch_free(&s);
 }
 

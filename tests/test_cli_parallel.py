@@ -315,6 +315,8 @@ def cases():
     # --joblog, --resume, --resume-failed.
     add("-k", "--joblog", "jl", "echo {}; exit {}", ":::", "0", "1", "2",
         joblogs=("jl",))
+    add("-k", "--joblog", "jl", "kill -{} $$", ":::", "9", "TERM", "0",
+        joblogs=("jl",))
     add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE[:10],
         joblogs=("jl",))
     # A newline in the command is a NUL in the log: one line per job.
