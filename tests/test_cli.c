@@ -568,6 +568,41 @@ static void many_arguments_are_split_to_fit(void)
     free(in2);
 }
 
+/* The variables GNU parallel sets for each job: PARALLEL_SEQ,
+ * PARALLEL_JOBSLOT, PARALLEL_JOBSLOT0, PARALLEL_PID and PARALLEL_TMP (a
+ * name of no file, removed after the job). */
+static void job_environment(void)
+{
+    result r = RUN(NULL, "run", "-k", "-j", "1", "--",
+                   "test -e \"$PARALLEL_TMP\" && echo exists; "
+                   "echo x > \"$PARALLEL_TMP\"; echo $PARALLEL_SEQ "
+                   "$PARALLEL_JOBSLOT $PARALLEL_JOBSLOT0 $PARALLEL_PID "
+                   "$PARALLEL_TMP {}",
+                   ":::", "a", "b");
+    CHECK_OUT(r, r.status == 0 && !contains(r.out, "exists"));
+    char *save = NULL, *tmps[2] = { 0 };
+    long pids[2] = { 0 };
+    int n = 0;
+    for (char *l = strtok_r(r.out, "\n", &save); l && n < 2;
+         l = strtok_r(NULL, "\n", &save), n++) {
+        int seq = 0, slot = -1, slot0 = -1;
+        char tmp[4096];
+        CHECK(sscanf(l, "%d %d %d %ld %4095s", &seq, &slot, &slot0, &pids[n],
+                     tmp) == 5);
+        CHECK_EQ(seq, n + 1);
+        CHECK(slot == 1 && slot0 == 0 && pids[n] > 1);
+        const char *base = strrchr(tmp, '/');
+        CHECK(base && strncmp(base, "/par", 4) == 0 && strlen(base) == 9);
+        CHECK(access(tmp, F_OK) != 0); /* removed after the job */
+        tmps[n] = strdup(tmp);
+    }
+    CHECK_EQ(n, 2);
+    CHECK(pids[0] == pids[1] && strcmp(tmps[0], tmps[1]) != 0);
+    free(tmps[0]);
+    free(tmps[1]);
+    result_free(&r);
+}
+
 static void positional_follows_the_names(void)
 {
     result r = RUN(NULL, "run", "-k", "-I", "@", "echo", "@", "{1}", "{.}",
@@ -1773,6 +1808,7 @@ static const test_case cases[] = {
     TEST_CASE(tagstring_escapes),
     TEST_CASE(positional_follows_the_names),
     TEST_CASE(many_arguments_are_split_to_fit),
+    TEST_CASE(job_environment),
     TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),

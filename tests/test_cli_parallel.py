@@ -317,6 +317,12 @@ def cases():
         joblogs=("jl",))
     add("-k", "--joblog", "jl", "kill -{} $$", ":::", "9", "TERM", "0",
         joblogs=("jl",))
+    # The variables each job gets; PARALLEL_TMP names no file (test_cli.c
+    # checks that one the job makes there is removed after it).
+    add("-k", "-j1", "echo $PARALLEL_SEQ $PARALLEL_JOBSLOT "
+        "$PARALLEL_JOBSLOT0; test -e \"$PARALLEL_TMP\" || echo no file; "
+        "touch \"$PARALLEL_TMP\"; "
+        "test \"$PARALLEL_PID\" -gt 1 && echo pid", ":::", "a", "b")
     add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE[:10],
         joblogs=("jl",))
     # A newline in the command is a NUL in the log: one line per job.

@@ -603,7 +603,7 @@ static int open_joblog(runner *r)
 }
 
 /* Our environment without what each job gets set (PARALLEL_SEQ,
- * PARALLEL_JOBSLOT). */
+ * PARALLEL_JOBSLOT, PARALLEL_JOBSLOT0, PARALLEL_PID, PARALLEL_TMP). */
 static int copy_env(run_shared *sh)
 {
     size_t n = 0;
@@ -614,7 +614,10 @@ static int copy_env(run_shared *sh)
         return -1;
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "PARALLEL_SEQ=", 13) != 0 &&
-            strncmp(environ[i], "PARALLEL_JOBSLOT=", 17) != 0)
+            strncmp(environ[i], "PARALLEL_JOBSLOT=", 17) != 0 &&
+            strncmp(environ[i], "PARALLEL_JOBSLOT0=", 18) != 0 &&
+            strncmp(environ[i], "PARALLEL_PID=", 13) != 0 &&
+            strncmp(environ[i], "PARALLEL_TMP=", 13) != 0)
             sh->env[sh->n_env++] = environ[i];
     return 0;
 }
