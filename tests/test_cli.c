@@ -57,6 +57,8 @@ typedef struct result {
 
 /* The shell jobs run in (SHELL): /bin/sh but where a case needs bash. */
 static const char *child_shell = "/bin/sh";
+/* PARALLEL_SHELL for cfutures, or NULL: unset. */
+static const char *child_parallel_shell = NULL;
 
 /* Starts cfutures with args (NULL-terminated, without argv[0]) and input
  * on its standard input (NULL: /dev/null). */
@@ -83,7 +85,10 @@ static child start(const char *input, const char *const *args)
         alarm(0);
         /* Jobs run in the same shell wherever the test runs. */
         setenv("SHELL", child_shell, 1);
-        unsetenv("PARALLEL_SHELL");
+        if (child_parallel_shell)
+            setenv("PARALLEL_SHELL", child_parallel_shell, 1);
+        else
+            unsetenv("PARALLEL_SHELL");
         execv(CFUTURES_BIN, (char *const *)argv);
         _exit(127);
     }
@@ -487,6 +492,34 @@ static void exported_function_wins_over_a_program(void)
     result_free(&r);
     unsetenv("BASH_FUNC_id%%");
     child_shell = "/bin/sh";
+}
+
+/* A SHELL that cannot run is passed over for /bin/sh (GNU parallel
+ * takes the shell it was started from, or /bin/sh); a PARALLEL_SHELL
+ * that cannot run is GNU parallel's error, exit 255, before anything
+ * runs. */
+static void a_shell_that_does_not_exist(void)
+{
+    const char *missing[] = { "/nonexistent/zsh", "/dev/null", "/tmp" };
+    for (int i = 0; i < 3; i++) {
+        child_shell = missing[i];
+        result r = RUN(NULL, "run", "-k", "echo $0 {}", ":::", "a", "b");
+        CHECK_OUT(r, r.status == 0 &&
+                         strcmp(r.out, "/bin/sh a\n/bin/sh b\n") == 0 &&
+                         r.err_len == 0);
+        result_free(&r);
+    }
+    child_shell = "/bin/sh";
+    child_parallel_shell = "/nonexistent/sh";
+    result r = RUN(NULL, "run", "echo ran {}", ":::", "a");
+    CHECK_OUT(r, r.status == 255 && r.out_len == 0 &&
+                     contains(r.err, "Shell '/nonexistent/sh' not found."));
+    result_free(&r);
+    child_parallel_shell = "sh"; /* found in PATH */
+    r = RUN(NULL, "run", "echo $0 {}", ":::", "a");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "sh a\n") == 0);
+    result_free(&r);
+    child_parallel_shell = NULL;
 }
 
 /* -r skips records of only white space as well as empty ones (GNU
@@ -1809,6 +1842,7 @@ static const test_case cases[] = {
     TEST_CASE(positional_follows_the_names),
     TEST_CASE(many_arguments_are_split_to_fit),
     TEST_CASE(job_environment),
+    TEST_CASE(a_shell_that_does_not_exist),
     TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),

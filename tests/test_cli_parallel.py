@@ -317,6 +317,15 @@ def cases():
         joblogs=("jl",))
     add("-k", "--joblog", "jl", "kill -{} $$", ":::", "9", "TERM", "0",
         joblogs=("jl",))
+    # A SHELL that cannot run is passed over (GNU parallel takes the shell
+    # it was started from, cfutures /bin/sh); a PARALLEL_SHELL that cannot
+    # is an error (255) before anything runs.
+    add("-k", "echo {}", ":::", "a", "b",
+        env={"PARALLEL_SHELL": None, "SHELL": "/nonexistent/zsh"},
+        name="SHELL=/nonexistent/zsh echo {} ::: a b")
+    add("-k", "echo {}", ":::", "a", "b",
+        env={"PARALLEL_SHELL": "/nonexistent/sh"},
+        name="PARALLEL_SHELL=/nonexistent/sh echo {} ::: a b")
     # The variables each job gets; PARALLEL_TMP names no file (test_cli.c
     # checks that one the job makes there is removed after it).
     add("-k", "-j1", "echo $PARALLEL_SEQ $PARALLEL_JOBSLOT "
@@ -429,6 +438,8 @@ def run_one(argv, case, home):
                    HOME=home)
         env.pop("PARALLEL", None)
         env.update(case.env)
+        for k in [k for k, v in env.items() if v is None]:
+            del env[k]
         try:
             p = subprocess.run(argv + case.args, cwd=d, env=env,
                                input=case.stdin if case.stdin is not None
