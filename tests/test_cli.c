@@ -522,6 +522,45 @@ static void a_shell_that_does_not_exist(void)
     child_parallel_shell = NULL;
 }
 
+/* --results: DIR/1/VALUE/..., a value too long for a file name cut to
+ * the longest one (255 bytes here), byte by byte after the escapes, as
+ * GNU parallel does. */
+static void results_with_a_long_input(void)
+{
+    scratch s = scratch_new();
+    char dir[128], value[600], path[1024];
+    in_dir(&s, "res", dir, sizeof dir);
+    /* 300 bytes: 100 two-byte characters, then 50 "b/" (\_ once escaped) */
+    size_t n = 0;
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(value + n, sizeof value - n, "\xc3\xa9");
+    for (int i = 0; i < 50; i++)
+        n += (size_t)snprintf(value + n, sizeof value - n, "b/");
+    result r =
+        RUN(NULL, "run", "-k", "--results", dir, "echo", ":::", value, "x");
+    CHECK_OUT(r, r.status == 0);
+    long max = pathconf(dir, _PC_NAME_MAX);
+    CHECK(max >= 100 && max < 255 + 100);
+    /* The escaped value is 350 bytes: the name is its first max bytes. */
+    char want[600];
+    size_t w = 0;
+    for (int i = 0; i < 100; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "\xc3\xa9");
+    for (int i = 0; i < 50; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "b\\_");
+    want[max] = '\0';
+    snprintf(path, sizeof path, "%s/1/%s/stdout", dir, want);
+    char *text = slurp(path);
+    CHECK(strlen(text) == n + 1 && strncmp(text, value, n) == 0);
+    free(text);
+    snprintf(path, sizeof path, "%s/1/x/seq", dir);
+    text = slurp(path);
+    CHECK(strcmp(text, "2") == 0);
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
 /* -r skips records of only white space as well as empty ones (GNU
  * parallel's \s*); with --pipe those records are left out of the data. */
 static void skip_blank_records(void)
@@ -1843,6 +1882,7 @@ static const test_case cases[] = {
     TEST_CASE(many_arguments_are_split_to_fit),
     TEST_CASE(job_environment),
     TEST_CASE(a_shell_that_does_not_exist),
+    TEST_CASE(results_with_a_long_input),
     TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),

@@ -95,6 +95,9 @@ def cases():
     add("-k", "--colsep", ";", "echo", "{2}", "{1}",
         stdin="".join("%s;%s\n" % (a, b) for a, b in
                       zip(HOSTILE, reversed(HOSTILE))).encode())
+    # A value too long for a file name: cut to 255 bytes once escaped.
+    add("-k", "--results", "out", "echo", ":::", "\u00e9" * 100 + "b/" * 100,
+        "x", "\\" * 300, name="--results out echo ::: (values of 400 bytes)")
     add("-k", "--results", "out", "echo", ":::", *[h for h in HOSTILE
                                                   if h not in ("", "--")])
     add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE, joblogs=("jl",))
