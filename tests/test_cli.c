@@ -587,6 +587,12 @@ static void tagstring_escapes(void)
     snprintf(want, sizeof want, "%sx\n%sa\\tb\n", tag, tag);
     CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
     result_free(&r);
+    /* A backslash before a replacement string stays, and the string is
+     * replaced (GNU parallel's tags are no shell text). */
+    r = RUN(NULL, "run", "-k", "--tagstring", "\\{}'{#}\\", "echo", "hi",
+            ":::", "v");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "\\v'1\\\thi v\n") == 0);
+    result_free(&r);
     const char *bad[] = { "x\\0", "\\000", "\\400" };
     for (size_t i = 0; i < 3; i++) {
         r = RUN(NULL, "run", "--tagstring", bad[i], "echo", "ran", ":::", "a");
@@ -596,8 +602,6 @@ static void tagstring_escapes(void)
     }
 }
 
-/* Positional strings are '{' N and the rest of a name that starts with
- * '{', as in GNU parallel: -I @ leaves {1} as text, -I {x} makes {1x}. */
 /* -n N with more arguments than a command line holds: the jobs take as
  * many as fit, as in GNU parallel and xargs; one input too long for any
  * command is refused before anything runs, with GNU parallel's message
@@ -675,6 +679,8 @@ static void job_environment(void)
     result_free(&r);
 }
 
+/* Positional strings are '{' N and the rest of a name that starts with
+ * '{', as in GNU parallel: -I @ leaves {1} as text, -I {x} makes {1x}. */
 static void positional_follows_the_names(void)
 {
     result r = RUN(NULL, "run", "-k", "-I", "@", "echo", "@", "{1}", "{.}",

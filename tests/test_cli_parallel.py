@@ -232,6 +232,11 @@ def cases():
     for t in ("{}\\t", "\\t{}\\n", "\\r|", "\\\\", "\\\\t", "a\\x41\\e\\a",
               "\\101", "\\1", "\\12", "\\0123", "\\8", "\\189", "\\1345"):
         add("-k", "--tagstring", t, "echo", "hi", ":::", "v\\tw", "x")
+    # A tag is no shell text: backslashes and quotes are characters, the
+    # replacement strings after them replaced.
+    for t in ("\\{}", "a\\{}b", "\\{#}", "\\\\\\{}", "it's {}", "$({})",
+              "`{}", "#{}", '"{}"', "$'{}'"):
+        add("-k", "--tagstring", t, "echo", "hi", ":::", "v", "x y")
     add("--line-buffer", "echo", ":::", "a", "b", "c")
     add("--line-buffer", "--tag", "printf", "'1\\n2\\n'", ":::", "a", "b")
     add("-k", "-v", "echo", ":::", "a", "b c")
