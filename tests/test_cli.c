@@ -561,6 +561,39 @@ static void results_with_a_long_input(void)
     scratch_free(&s);
 }
 
+/* --shuf shuffles the inputs before they make jobs, as GNU parallel
+ * does: {#} and -k follow the shuffled order. */
+static void shuf_numbers_in_shuffled_order(void)
+{
+    const char *args[40] = { "run", "--shuf", "-k",
+                             "-j",  "3",      "echo {#} $PARALLEL_SEQ {}",
+                             ":::" };
+    char vals[30][8];
+    for (int i = 0; i < 30; i++) {
+        snprintf(vals[i], sizeof vals[i], "v%d", i + 1);
+        args[7 + i] = vals[i];
+    }
+    result r = run_args(NULL, args);
+    CHECK_OUT(r, r.status == 0);
+    bool seen[31] = { false }, moved = false;
+    int n = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(r.out, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        int seq = 0, env_seq = 0, v = 0;
+        CHECK(sscanf(l, "%d %d v%d", &seq, &env_seq, &v) == 3);
+        CHECK_EQ(seq, n + 1); /* -k prints in {#} order */
+        CHECK_EQ(env_seq, seq);
+        CHECK(v >= 1 && v <= 30 && !seen[v]);
+        seen[v] = true;
+        moved |= v != seq;
+        n++;
+    }
+    CHECK_EQ(n, 30);
+    CHECK(moved); /* 1 in 30! that the order stays */
+    result_free(&r);
+}
+
 /* -r skips records of only white space as well as empty ones (GNU
  * parallel's \s*); with --pipe those records are left out of the data. */
 static void skip_blank_records(void)
@@ -1889,6 +1922,7 @@ static const test_case cases[] = {
     TEST_CASE(job_environment),
     TEST_CASE(a_shell_that_does_not_exist),
     TEST_CASE(results_with_a_long_input),
+    TEST_CASE(shuf_numbers_in_shuffled_order),
     TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),

@@ -250,6 +250,10 @@ def cases():
     add("-u", "-j1", "echo", ":::", "a", "b")
     add("--group", "-k", "echo", ":::", "a", "b")
     add("--shuf", "echo", ":::", *"abcdefgh")
+    # The inputs are shuffled before they make jobs: -k prints in {#}
+    # order, whatever input each job got.
+    add("--shuf", "-k", "echo", "{#}", ":::", *"abcdefgh")
+    add("--shuf", "-k", "-n", "3", "echo", "{#}", ":::", *"abcdefgh")
     add("-k", "--delay", "0.05", "echo", ":::", "a", "b", "c")
     add("-k", "--delay", "0.05s", "echo", ":::", "a", "b")
     add("-k", "-j", "+0", "echo", ":::", "a", "b")

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The most bytes of arguments -m/-X and -n/-N put in one command. */
@@ -544,6 +545,25 @@ static int read_pipe_chunks(const run_config *cfg, run_inputs *in)
     return 0;
 }
 
+/* --shuf: the records in random order, before they make jobs, as GNU
+ * parallel shuffles them: {#}, -k, the job log follow the new order. */
+static void shuffle_records(char **args, size_t n, size_t width)
+{
+    unsigned long long x =
+        (unsigned long long)time(NULL) * 2654435761u ^ (unsigned)getpid();
+    for (size_t i = n; i > 1; i--) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t k = (size_t)(x % i);
+        for (size_t f = 0; f < width; f++) {
+            char *t = args[(i - 1) * width + f];
+            args[(i - 1) * width + f] = args[k * width + f];
+            args[k * width + f] = t;
+        }
+    }
+}
+
 int run_read_inputs(const run_config *cfg, const run_source *src, size_t n_src,
                     run_inputs *in)
 {
@@ -617,6 +637,8 @@ int run_read_inputs(const run_config *cfg, const run_source *src, size_t n_src,
         put_record(lists, n_src, group_of, group_len, n_groups, k,
                    in->args + k * width);
     in->width = width;
+    if (rc == 0 && cfg->shuf)
+        shuffle_records(in->args, total, width);
     if (rc == 0)
         rc = make_jobs(cfg, in, total, width);
     for (size_t s = 0; s < n_src; s++)

@@ -742,7 +742,7 @@ static int setup(runner *r, run_inputs *in)
             r->order[r->n_run++] = i;
         else
             r->jobs[i].back = true;
-    if (cfg->shuf)
+    if (cfg->shuf && cfg->pipe) /* inputs are shuffled as they are read */
         shuffle(r->order, r->n_run);
     r->shared.order = r->order;
     r->shared.n = r->n_run;
