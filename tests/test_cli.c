@@ -57,6 +57,8 @@ typedef struct result {
 
 /* The shell jobs run in (SHELL): /bin/sh but where a case needs bash. */
 static const char *child_shell = "/bin/sh";
+/* PARALLEL_SHELL for cfutures, or NULL: unset. */
+static const char *child_parallel_shell = NULL;
 
 /* Starts cfutures with args (NULL-terminated, without argv[0]) and input
  * on its standard input (NULL: /dev/null). */
@@ -83,7 +85,10 @@ static child start(const char *input, const char *const *args)
         alarm(0);
         /* Jobs run in the same shell wherever the test runs. */
         setenv("SHELL", child_shell, 1);
-        unsetenv("PARALLEL_SHELL");
+        if (child_parallel_shell)
+            setenv("PARALLEL_SHELL", child_parallel_shell, 1);
+        else
+            unsetenv("PARALLEL_SHELL");
         execv(CFUTURES_BIN, (char *const *)argv);
         _exit(127);
     }
@@ -489,6 +494,106 @@ static void exported_function_wins_over_a_program(void)
     child_shell = "/bin/sh";
 }
 
+/* A SHELL that cannot run is passed over for /bin/sh (GNU parallel
+ * takes the shell it was started from, or /bin/sh); a PARALLEL_SHELL
+ * that cannot run is GNU parallel's error, exit 255, before anything
+ * runs. */
+static void a_shell_that_does_not_exist(void)
+{
+    const char *missing[] = { "/nonexistent/zsh", "/dev/null", "/tmp" };
+    for (int i = 0; i < 3; i++) {
+        child_shell = missing[i];
+        result r = RUN(NULL, "run", "-k", "echo $0 {}", ":::", "a", "b");
+        CHECK_OUT(r, r.status == 0 &&
+                         strcmp(r.out, "/bin/sh a\n/bin/sh b\n") == 0 &&
+                         r.err_len == 0);
+        result_free(&r);
+    }
+    child_shell = "/bin/sh";
+    child_parallel_shell = "/nonexistent/sh";
+    result r = RUN(NULL, "run", "echo ran {}", ":::", "a");
+    CHECK_OUT(r, r.status == 255 && r.out_len == 0 &&
+                     contains(r.err, "Shell '/nonexistent/sh' not found."));
+    result_free(&r);
+    child_parallel_shell = "sh"; /* found in PATH */
+    r = RUN(NULL, "run", "echo $0 {}", ":::", "a");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "sh a\n") == 0);
+    result_free(&r);
+    child_parallel_shell = NULL;
+}
+
+/* --results: DIR/1/VALUE/..., a value too long for a file name cut to
+ * the longest one (255 bytes here), byte by byte after the escapes, as
+ * GNU parallel does. */
+static void results_with_a_long_input(void)
+{
+    scratch s = scratch_new();
+    char dir[128], value[600], path[1024];
+    in_dir(&s, "res", dir, sizeof dir);
+    /* 300 bytes: 100 two-byte characters, then 50 "b/" (\_ once escaped) */
+    size_t n = 0;
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(value + n, sizeof value - n, "\xc3\xa9");
+    for (int i = 0; i < 50; i++)
+        n += (size_t)snprintf(value + n, sizeof value - n, "b/");
+    result r =
+        RUN(NULL, "run", "-k", "--results", dir, "echo", ":::", value, "x");
+    CHECK_OUT(r, r.status == 0);
+    long max = pathconf(dir, _PC_NAME_MAX);
+    CHECK(max >= 100 && max < 255 + 100);
+    /* The escaped value is 350 bytes: the name is its first max bytes. */
+    char want[600];
+    size_t w = 0;
+    for (int i = 0; i < 100; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "\xc3\xa9");
+    for (int i = 0; i < 50; i++)
+        w += (size_t)snprintf(want + w, sizeof want - w, "b\\_");
+    want[max] = '\0';
+    snprintf(path, sizeof path, "%s/1/%s/stdout", dir, want);
+    char *text = slurp(path);
+    CHECK(strlen(text) == n + 1 && strncmp(text, value, n) == 0);
+    free(text);
+    snprintf(path, sizeof path, "%s/1/x/seq", dir);
+    text = slurp(path);
+    CHECK(strcmp(text, "2") == 0);
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+/* --shuf shuffles the inputs before they make jobs, as GNU parallel
+ * does: {#} and -k follow the shuffled order. */
+static void shuf_numbers_in_shuffled_order(void)
+{
+    const char *args[40] = { "run", "--shuf", "-k",
+                             "-j",  "3",      "echo {#} $PARALLEL_SEQ {}",
+                             ":::" };
+    char vals[30][8];
+    for (int i = 0; i < 30; i++) {
+        snprintf(vals[i], sizeof vals[i], "v%d", i + 1);
+        args[7 + i] = vals[i];
+    }
+    result r = run_args(NULL, args);
+    CHECK_OUT(r, r.status == 0);
+    bool seen[31] = { false }, moved = false;
+    int n = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(r.out, "\n", &save); l;
+         l = strtok_r(NULL, "\n", &save)) {
+        int seq = 0, env_seq = 0, v = 0;
+        CHECK(sscanf(l, "%d %d v%d", &seq, &env_seq, &v) == 3);
+        CHECK_EQ(seq, n + 1); /* -k prints in {#} order */
+        CHECK_EQ(env_seq, seq);
+        CHECK(v >= 1 && v <= 30 && !seen[v]);
+        seen[v] = true;
+        moved |= v != seq;
+        n++;
+    }
+    CHECK_EQ(n, 30);
+    CHECK(moved); /* 1 in 30! that the order stays */
+    result_free(&r);
+}
+
 /* -r skips records of only white space as well as empty ones (GNU
  * parallel's \s*); with --pipe those records are left out of the data. */
 static void skip_blank_records(void)
@@ -515,6 +620,12 @@ static void tagstring_escapes(void)
     snprintf(want, sizeof want, "%sx\n%sa\\tb\n", tag, tag);
     CHECK_OUT(r, r.status == 0 && strcmp(r.out, want) == 0);
     result_free(&r);
+    /* A backslash before a replacement string stays, and the string is
+     * replaced (GNU parallel's tags are no shell text). */
+    r = RUN(NULL, "run", "-k", "--tagstring", "\\{}'{#}\\", "echo", "hi",
+            ":::", "v");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "\\v'1\\\thi v\n") == 0);
+    result_free(&r);
     const char *bad[] = { "x\\0", "\\000", "\\400" };
     for (size_t i = 0; i < 3; i++) {
         r = RUN(NULL, "run", "--tagstring", bad[i], "echo", "ran", ":::", "a");
@@ -522,6 +633,83 @@ static void tagstring_escapes(void)
                          contains(r.err, "--tagstring"));
         result_free(&r);
     }
+}
+
+/* -n N with more arguments than a command line holds: the jobs take as
+ * many as fit, as in GNU parallel and xargs; one input too long for any
+ * command is refused before anything runs, with GNU parallel's message
+ * and exit status 255. */
+static void many_arguments_are_split_to_fit(void)
+{
+    char *input = NULL;
+    size_t len = 0;
+    for (int i = 1; i <= 100000; i++) {
+        char num[16];
+        append(&input, &len, num, (size_t)snprintf(num, sizeof num, "%d\n", i));
+    }
+    const char *opts[] = { "-n", "-N" };
+    for (int o = 0; o < 2; o++) {
+        result r = RUN(input, "run", "-k", opts[o], "100000",
+                       "printf '%s\\n' {} | wc -l");
+        CHECK_OUT(r, r.status == 0);
+        long total = 0, jobs = 0;
+        for (char *p = r.out; *p; p = strchr(p, '\n') + 1) {
+            long n = strtol(p, NULL, 10);
+            CHECK_OUT(r, n > 0 && n < 100000);
+            total += n;
+            jobs++;
+        }
+        CHECK_OUT(r, total == 100000 && jobs > 1);
+        result_free(&r);
+    }
+    free(input);
+
+    char *in2 = malloc(200004);
+    CHECK(in2 != NULL);
+    memcpy(in2, "x\n", 2);
+    memset(in2 + 2, 'a', 200000);
+    memcpy(in2 + 200002, "\n", 2);
+    result r = RUN(in2, "run", "echo", "{}");
+    CHECK_OUT(r, r.status == 255 && r.out_len == 0 &&
+                     contains(r.err, "Command line too long") &&
+                     contains(r.err, "at input 2"));
+    result_free(&r);
+    free(in2);
+}
+
+/* The variables GNU parallel sets for each job: PARALLEL_SEQ,
+ * PARALLEL_JOBSLOT, PARALLEL_JOBSLOT0, PARALLEL_PID and PARALLEL_TMP (a
+ * name of no file, removed after the job). */
+static void job_environment(void)
+{
+    result r = RUN(NULL, "run", "-k", "-j", "1", "--",
+                   "test -e \"$PARALLEL_TMP\" && echo exists; "
+                   "echo x > \"$PARALLEL_TMP\"; echo $PARALLEL_SEQ "
+                   "$PARALLEL_JOBSLOT $PARALLEL_JOBSLOT0 $PARALLEL_PID "
+                   "$PARALLEL_TMP {}",
+                   ":::", "a", "b");
+    CHECK_OUT(r, r.status == 0 && !contains(r.out, "exists"));
+    char *save = NULL, *tmps[2] = { 0 };
+    long pids[2] = { 0 };
+    int n = 0;
+    for (char *l = strtok_r(r.out, "\n", &save); l && n < 2;
+         l = strtok_r(NULL, "\n", &save), n++) {
+        int seq = 0, slot = -1, slot0 = -1;
+        char tmp[4096];
+        CHECK(sscanf(l, "%d %d %d %ld %4095s", &seq, &slot, &slot0, &pids[n],
+                     tmp) == 5);
+        CHECK_EQ(seq, n + 1);
+        CHECK(slot == 1 && slot0 == 0 && pids[n] > 1);
+        const char *base = strrchr(tmp, '/');
+        CHECK(base && strncmp(base, "/par", 4) == 0 && strlen(base) == 9);
+        CHECK(access(tmp, F_OK) != 0); /* removed after the job */
+        tmps[n] = strdup(tmp);
+    }
+    CHECK_EQ(n, 2);
+    CHECK(pids[0] == pids[1] && strcmp(tmps[0], tmps[1]) != 0);
+    free(tmps[0]);
+    free(tmps[1]);
+    result_free(&r);
 }
 
 /* Positional strings are '{' N and the rest of a name that starts with
@@ -925,6 +1113,17 @@ static void joblog_has_a_line_per_job(void)
             fprintf(stderr, "command [%s], want [%s]\n", f[8], cmd);
         CHECK(strcmp(f[8], cmd) == 0);
     }
+    free(text);
+    result_free(&r);
+
+    /* A job killed by a signal (not by cfutures): Exitval 0 and the
+     * signal, as GNU parallel logs it. */
+    r = RUN(NULL, "run", "-k", "-j", "1", "--joblog", log, "--", "kill -{} $$",
+            ":::", "9", "TERM");
+    CHECK_OUT(r, r.status == 2);
+    text = slurp(log);
+    CHECK_OUT(r, contains(text, "\n1\t") && contains(text, "\t0\t9\tkill") &&
+                     contains(text, "\t0\t15\tkill"));
     free(text);
     result_free(&r);
     scratch_free(&s);
@@ -1719,6 +1918,11 @@ static const test_case cases[] = {
     TEST_CASE(skip_blank_records),
     TEST_CASE(tagstring_escapes),
     TEST_CASE(positional_follows_the_names),
+    TEST_CASE(many_arguments_are_split_to_fit),
+    TEST_CASE(job_environment),
+    TEST_CASE(a_shell_that_does_not_exist),
+    TEST_CASE(results_with_a_long_input),
+    TEST_CASE(shuf_numbers_in_shuffled_order),
     TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
     TEST_CASE(quoted_whatever_the_quotes_around_the_braces),

@@ -83,9 +83,21 @@ def cases():
     add("-k", "echo", "{2}", "{1}", ":::", *HOSTILE[:12], ":::", *HOSTILE[12:])
     add("-k", "-j1", "-X", "printf", "'[%s]'", "x{}y", ":::", *HOSTILE)
     add("-k", "-n3", "printf", "'[%s]'", ":::", *HOSTILE)
+    # More arguments than a command line holds: jobs take as many as fit;
+    # an input too long alone is refused (exit 255, nothing runs).
+    many = "".join("%d\n" % i for i in range(1, 100001)).encode()
+    add("-k", "-n", "100000", "printf", "'%s\\n'", stdin=many,
+        name="-k -n 100000 printf (100000 inputs)")
+    add("-k", "-N", "100000", "printf", "'%s\\n'", "{}", stdin=many,
+        name="-k -N 100000 printf {} (100000 inputs)")
+    add("-k", "echo", stdin=b"a" * 200000 + b"\n",
+        name="-k echo (an input of 200000 bytes)")
     add("-k", "--colsep", ";", "echo", "{2}", "{1}",
         stdin="".join("%s;%s\n" % (a, b) for a, b in
                       zip(HOSTILE, reversed(HOSTILE))).encode())
+    # A value too long for a file name: cut to 255 bytes once escaped.
+    add("-k", "--results", "out", "echo", ":::", "\u00e9" * 100 + "b/" * 100,
+        "x", "\\" * 300, name="--results out echo ::: (values of 400 bytes)")
     add("-k", "--results", "out", "echo", ":::", *[h for h in HOSTILE
                                                   if h not in ("", "--")])
     add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE, joblogs=("jl",))
@@ -220,6 +232,11 @@ def cases():
     for t in ("{}\\t", "\\t{}\\n", "\\r|", "\\\\", "\\\\t", "a\\x41\\e\\a",
               "\\101", "\\1", "\\12", "\\0123", "\\8", "\\189", "\\1345"):
         add("-k", "--tagstring", t, "echo", "hi", ":::", "v\\tw", "x")
+    # A tag is no shell text: backslashes and quotes are characters, the
+    # replacement strings after them replaced.
+    for t in ("\\{}", "a\\{}b", "\\{#}", "\\\\\\{}", "it's {}", "$({})",
+              "`{}", "#{}", '"{}"', "$'{}'"):
+        add("-k", "--tagstring", t, "echo", "hi", ":::", "v", "x y")
     add("--line-buffer", "echo", ":::", "a", "b", "c")
     add("--line-buffer", "--tag", "printf", "'1\\n2\\n'", ":::", "a", "b")
     add("-k", "-v", "echo", ":::", "a", "b c")
@@ -233,6 +250,10 @@ def cases():
     add("-u", "-j1", "echo", ":::", "a", "b")
     add("--group", "-k", "echo", ":::", "a", "b")
     add("--shuf", "echo", ":::", *"abcdefgh")
+    # The inputs are shuffled before they make jobs: -k prints in {#}
+    # order, whatever input each job got.
+    add("--shuf", "-k", "echo", "{#}", ":::", *"abcdefgh")
+    add("--shuf", "-k", "-n", "3", "echo", "{#}", ":::", *"abcdefgh")
     add("-k", "--delay", "0.05", "echo", ":::", "a", "b", "c")
     add("-k", "--delay", "0.05s", "echo", ":::", "a", "b")
     add("-k", "-j", "+0", "echo", ":::", "a", "b")
@@ -306,6 +327,23 @@ def cases():
     # --joblog, --resume, --resume-failed.
     add("-k", "--joblog", "jl", "echo {}; exit {}", ":::", "0", "1", "2",
         joblogs=("jl",))
+    add("-k", "--joblog", "jl", "kill -{} $$", ":::", "9", "TERM", "0",
+        joblogs=("jl",))
+    # A SHELL that cannot run is passed over (GNU parallel takes the shell
+    # it was started from, cfutures /bin/sh); a PARALLEL_SHELL that cannot
+    # is an error (255) before anything runs.
+    add("-k", "echo {}", ":::", "a", "b",
+        env={"PARALLEL_SHELL": None, "SHELL": "/nonexistent/zsh"},
+        name="SHELL=/nonexistent/zsh echo {} ::: a b")
+    add("-k", "echo {}", ":::", "a", "b",
+        env={"PARALLEL_SHELL": "/nonexistent/sh"},
+        name="PARALLEL_SHELL=/nonexistent/sh echo {} ::: a b")
+    # The variables each job gets; PARALLEL_TMP names no file (test_cli.c
+    # checks that one the job makes there is removed after it).
+    add("-k", "-j1", "echo $PARALLEL_SEQ $PARALLEL_JOBSLOT "
+        "$PARALLEL_JOBSLOT0; test -e \"$PARALLEL_TMP\" || echo no file; "
+        "touch \"$PARALLEL_TMP\"; "
+        "test \"$PARALLEL_PID\" -gt 1 && echo pid", ":::", "a", "b")
     add("-k", "--joblog", "jl", "echo", ":::", *HOSTILE[:10],
         joblogs=("jl",))
     # A newline in the command is a NUL in the log: one line per job.
@@ -412,6 +450,8 @@ def run_one(argv, case, home):
                    HOME=home)
         env.pop("PARALLEL", None)
         env.update(case.env)
+        for k in [k for k, v in env.items() if v is None]:
+            del env[k]
         try:
             p = subprocess.run(argv + case.args, cwd=d, env=env,
                                input=case.stdin if case.stdin is not None

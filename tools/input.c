@@ -24,10 +24,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-/* The most bytes of arguments -m/-X put in one command. */
+/* The most bytes of arguments -m/-X and -n/-N put in one command. */
 #define RUN_MAX_LINE 131072
+/* The longest command that can run: Linux takes at most 128 KiB (with its
+ * NUL) in one argument, and `sh -c COMMAND` passes it as one. */
+#define RUN_MAX_COMMAND 131071
 
 typedef struct rec_list {
     char **fields; /* n_recs * width, record after record */
@@ -373,6 +377,46 @@ static void put_record(const rec_list *lists, size_t n_lists,
     }
 }
 
+/* The length of the command for args[0..n) (job number seq). */
+static size_t command_len(const run_config *cfg, char *const *args, size_t n,
+                          size_t seq)
+{
+    strbuf b = STRBUF_INIT;
+    size_t slot = cfg->jobs > 0 ? (size_t)cfg->jobs : 1;
+    tmpl_expand(&cfg->cmd, &b, args, n, seq, slot, cfg->context);
+    size_t len = b.len;
+    free(sb_take(&b));
+    return len;
+}
+
+/* A record too long to run in any command: refused before anything runs,
+ * as GNU parallel does (with its message and exit status). */
+static int too_long(const run_config *cfg, run_inputs *in, size_t rec,
+                    size_t width, size_t len)
+{
+    strbuf b = STRBUF_INIT;
+    for (size_t k = 0; k < width; k++) {
+        const char *f = in->args[rec * width + k];
+        if (f == tmpl_missing)
+            continue;
+        if (k > 0)
+            sb_addc(&b, ' ');
+        sb_adds(&b, f);
+    }
+    char *s = sb_take(&b);
+    bool cut = s && strlen(s) > 50;
+    if (cut)
+        s[50] = '\0';
+    cli_error("run",
+              "Command line too long (%zu >= %d) at input %zu: %s%s "
+              "(a command can be at most %d bytes long)",
+              len, RUN_MAX_COMMAND + 1, rec + 1, s ? s : "", cut ? "..." : "",
+              RUN_MAX_COMMAND);
+    free(s);
+    (void)cfg;
+    return CLI_EXIT_ERROR;
+}
+
 static int make_jobs(const run_config *cfg, run_inputs *in, size_t n_recs,
                      size_t width)
 {
@@ -385,11 +429,13 @@ static int make_jobs(const run_config *cfg, run_inputs *in, size_t n_recs,
     }
     if (per == 0)
         per = 1;
-    size_t max_jobs = n_recs; /* -m/-X may cut more often than per says */
+    size_t max_jobs = n_recs; /* -m/-X and -n may cut more often than per */
     in->job_first = calloc(max_jobs ? max_jobs : 1, sizeof *in->job_first);
     in->job_count = calloc(max_jobs ? max_jobs : 1, sizeof *in->job_count);
     if (in->job_first == NULL || in->job_count == NULL)
         return -1;
+    /* The longest a job number gets, for {#} in the lengths. */
+    size_t seq_max = n_recs ? n_recs : 1;
     size_t r = 0;
     while (r < n_recs) {
         size_t first = r, bytes = 0;
@@ -397,13 +443,38 @@ static int make_jobs(const run_config *cfg, run_inputs *in, size_t n_recs,
             size_t rb = 0;
             for (size_t k = 0; k < width; k++)
                 rb += strlen(in->args[r * width + k]) + 3;
-            if (cfg->multi && r > first && bytes + rb > RUN_MAX_LINE)
+            /* Several records to a job (-m/-X, -n/-N): as many as fit, as
+             * GNU parallel and xargs do. */
+            if (per > 1 && r > first && bytes + rb > RUN_MAX_LINE)
                 break;
             bytes += rb;
             r++;
         }
+        size_t count = cfg->no_args ? 0 : (r - first) * width;
+        /* The command itself must fit: a record too long alone is
+         * refused; a job of several that is too long (quoting, the words
+         * around the arguments) gives back records until it fits. Short
+         * jobs need no look. */
+        if (count > 0 && (per > 1 || 5 * bytes + 32 * cfg->cmd.n_segs +
+                                             strlen(cfg->cmd.text) >
+                                         RUN_MAX_COMMAND)) {
+            for (;;) {
+                size_t len =
+                    command_len(cfg, in->args + first * width, count, seq_max);
+                if (len <= RUN_MAX_COMMAND)
+                    break;
+                size_t n = r - first;
+                if (n == 1)
+                    return too_long(cfg, in, first, width, len);
+                /* About as many as fit, then one by one. */
+                size_t fit = (size_t)((double)n * RUN_MAX_COMMAND / len);
+                n = fit >= 1 && fit < n - 1 ? fit : n - 1;
+                r = first + n;
+                count = n * width;
+            }
+        }
         in->job_first[in->n_jobs] = first * width;
-        in->job_count[in->n_jobs] = cfg->no_args ? 0 : (r - first) * width;
+        in->job_count[in->n_jobs] = count;
         in->n_jobs++;
     }
     return 0;
@@ -472,6 +543,25 @@ static int read_pipe_chunks(const run_config *cfg, run_inputs *in)
     }
     in->n_jobs = n;
     return 0;
+}
+
+/* --shuf: the records in random order, before they make jobs, as GNU
+ * parallel shuffles them: {#}, -k, the job log follow the new order. */
+static void shuffle_records(char **args, size_t n, size_t width)
+{
+    unsigned long long x =
+        (unsigned long long)time(NULL) * 2654435761u ^ (unsigned)getpid();
+    for (size_t i = n; i > 1; i--) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t k = (size_t)(x % i);
+        for (size_t f = 0; f < width; f++) {
+            char *t = args[(i - 1) * width + f];
+            args[(i - 1) * width + f] = args[k * width + f];
+            args[k * width + f] = t;
+        }
+    }
 }
 
 int run_read_inputs(const run_config *cfg, const run_source *src, size_t n_src,
@@ -547,6 +637,8 @@ int run_read_inputs(const run_config *cfg, const run_source *src, size_t n_src,
         put_record(lists, n_src, group_of, group_len, n_groups, k,
                    in->args + k * width);
     in->width = width;
+    if (rc == 0 && cfg->shuf)
+        shuffle_records(in->args, total, width);
     if (rc == 0)
         rc = make_jobs(cfg, in, total, width);
     for (size_t s = 0; s < n_src; s++)

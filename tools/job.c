@@ -19,10 +19,12 @@
 #include "strbuf.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -165,21 +167,69 @@ static void job_message(job *j, const char *what, const char *name, int err)
 
 /* ---- running */
 
-/* The environment of the job: ours, with PARALLEL_SEQ and
- * PARALLEL_JOBSLOT as GNU parallel sets them. */
-static char **job_env(job *j, char *seq, size_t seq_size, char *slot,
-                      size_t slot_size)
+/* The variables each job gets set, as GNU parallel sets them. */
+typedef struct job_vars {
+    char seq[48], slot[48], slot0[48], pid[48];
+    char tmp[PATH_MAX + 16]; /* "PARALLEL_TMP=" and the name */
+} job_vars;
+
+#define TMP_VAR "PARALLEL_TMP="
+
+/* PARALLEL_TMP: a name in $TMPDIR (or /tmp) that nothing has, "par" and 5
+ * letters or digits, as GNU parallel makes it: not created, and removed
+ * after each attempt of the job if the job made it. The letters come from
+ * the job number (times a number prime to 62^5), after a start drawn once
+ * per run, so no two jobs of a run get the same name. */
+static void tmp_name(const job *j, char *buf, size_t size)
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz"
+                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    static atomic_ulong start;
+    unsigned long s = atomic_load(&start);
+    if (s == 0) {
+        unsigned long x = (unsigned long)time(NULL) * 2654435761u ^
+                          (unsigned long)getpid() * 40503u;
+        unsigned long want = x | 1;
+        atomic_compare_exchange_strong(&start, &s, want);
+        s = atomic_load(&start);
+    }
+    const char *dir = getenv("TMPDIR");
+    if (dir == NULL || *dir == '\0')
+        dir = "/tmp";
+    const unsigned long space = 62ul * 62 * 62 * 62 * 62;
+    for (unsigned long k = 0;; k++) {
+        unsigned long v = (s + (j->seq + k * 7919) * 104729ul) % space;
+        char letters[6];
+        for (int i = 0; i < 5; i++, v /= 62)
+            letters[i] = digits[v % 62];
+        letters[5] = '\0';
+        snprintf(buf, size, TMP_VAR "%s/par%s", dir, letters);
+        struct stat st;
+        if (k >= 16 || lstat(buf + strlen(TMP_VAR), &st) != 0)
+            return;
+    }
+}
+
+/* The environment of the job: ours, with PARALLEL_SEQ, PARALLEL_JOBSLOT,
+ * PARALLEL_JOBSLOT0 (the slot from 0), PARALLEL_PID (cfutures' process)
+ * and PARALLEL_TMP as GNU parallel sets them. */
+static char **job_env(job *j, job_vars *v)
 {
     run_shared *sh = j->shared;
-    char **env = malloc((sh->n_env + 3) * sizeof *env);
+    char **env = malloc((sh->n_env + 6) * sizeof *env);
     if (env == NULL)
         return NULL;
     memcpy(env, sh->env, sh->n_env * sizeof *env);
-    snprintf(seq, seq_size, "PARALLEL_SEQ=%zu", j->seq);
-    snprintf(slot, slot_size, "PARALLEL_JOBSLOT=%zu", j->slot);
-    env[sh->n_env] = seq;
-    env[sh->n_env + 1] = slot;
-    env[sh->n_env + 2] = NULL;
+    snprintf(v->seq, sizeof v->seq, "PARALLEL_SEQ=%zu", j->seq);
+    snprintf(v->slot, sizeof v->slot, "PARALLEL_JOBSLOT=%zu", j->slot);
+    snprintf(v->slot0, sizeof v->slot0, "PARALLEL_JOBSLOT0=%zu",
+             j->slot ? j->slot - 1 : 0);
+    snprintf(v->pid, sizeof v->pid, "PARALLEL_PID=%ld", (long)getpid());
+    tmp_name(j, v->tmp, sizeof v->tmp);
+    char *vars[] = { v->seq, v->slot, v->slot0, v->pid, v->tmp };
+    for (size_t i = 0; i < 5; i++)
+        env[sh->n_env + i] = vars[i];
+    env[sh->n_env + 5] = NULL;
     return env;
 }
 
@@ -286,7 +336,17 @@ static void attempt(job *j, char *const *argv, char *const *env)
              wait_for_resources(j, &alone_since));
     if (no_pipes)
         job_message(j, "cannot make pipes for", argv[0], j->res.spawn_error);
-    else if (j->res.spawn_error)
+    else if (j->res.spawn_error == E2BIG) {
+        /* Say which: the command with the environment is over the
+         * system's limit (the inputs were cut to fit). */
+        char *msg = cli_format("cfutures run: job %zu: the command (%zu "
+                               "bytes) and the environment are too long "
+                               "for the system: %s\n",
+                               j->seq, strlen(j->command), strerror(E2BIG));
+        if (msg)
+            outbuf_append(&j->err, msg, strlen(msg));
+        free(msg);
+    } else if (j->res.spawn_error)
         job_message(j, "cannot run", argv[0], j->res.spawn_error);
     if (j->res.spawn_error) /* as a shell reports it */
         j->res.exitval = j->res.spawn_error == ENOENT ? 127 : 126;
@@ -317,8 +377,8 @@ static void run_job(job *j)
         trace(j);
     char **simple = tmpl_split_simple(j->command);
     char *shell[] = { (char *)cfg->shell, "-c", j->command, NULL };
-    char seq[48], slot[48];
-    char **env = job_env(j, seq, sizeof seq, slot, sizeof slot);
+    job_vars *vars = malloc(sizeof *vars);
+    char **env = vars ? job_env(j, vars) : NULL;
     for (;;) {
         attempt(j, simple ? simple : shell, env);
         if (simple && j->res.spawn_error != 0 &&
@@ -328,6 +388,8 @@ static void run_job(job *j)
             simple = NULL;
             attempt(j, shell, env);
         }
+        if (env) /* the job's PARALLEL_TMP goes, as in GNU parallel */
+            (void)remove(vars->tmp + strlen(TMP_VAR));
         j->attempts++;
         j->failed = !proc_succeeded(&j->res);
         if (!j->failed || j->res.stopped || stopping(j) ||
@@ -336,6 +398,7 @@ static void run_job(job *j)
     }
     tmpl_free_argv(simple);
     free(env);
+    free(vars);
     if (cfg->line_buffer)
         job_flush_lines(j, true);
 }

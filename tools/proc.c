@@ -415,7 +415,9 @@ static void finish(run_state *s)
         if (WIFSIGNALED(st))
             s->r->sig = WTERMSIG(st);
     } else if (WIFSIGNALED(st)) {
-        s->r->exitval = -1;
+        /* Killed by another: GNU parallel logs Exitval 0 and the
+         * signal (-1 only for the jobs it kills itself). */
+        s->r->exitval = 0;
         s->r->sig = WTERMSIG(st);
     } else {
         s->r->exitval = WEXITSTATUS(st);

@@ -49,8 +49,8 @@ typedef struct proc_options {
 } proc_options;
 
 typedef struct proc_result {
-    int exitval;     /* exit status; -1 when a signal ended it or it never
-                        started */
+    int exitval;     /* exit status; 0 when a signal ended it, -1 when
+                        it was stopped (timeout, Ctrl-C) or never started */
     int sig;         /* the signal that ended it, or 0 */
     int spawn_error; /* errno from starting it (execvpe), or 0 */
     bool timed_out;  /* stopped by the timeout */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -738,13 +739,44 @@ static int parse_sources(parse_state *ps, int argc, char **argv, int i)
     return 0;
 }
 
+/* Whether the shell can be run: an executable file, or a name found in
+ * PATH, as GNU parallel checks it (-x or which). */
+static bool shell_found(const char *s)
+{
+    struct stat st;
+    if (strchr(s, '/'))
+        return access(s, X_OK) == 0 && stat(s, &st) == 0 && S_ISREG(st.st_mode);
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; p;) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char *full = cli_format("%.*s/%s", (int)n, n ? p : ".", s);
+        bool ok = full && access(full, X_OK) == 0 && stat(full, &st) == 0 &&
+                  S_ISREG(st.st_mode);
+        free(full);
+        if (ok)
+            return true;
+        p = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+/* The shell for commands: PARALLEL_SHELL (which must exist: GNU
+ * parallel's error and exit 255 otherwise), else SHELL when it is a
+ * Bourne shell that exists, else /bin/sh (GNU parallel takes the shell it
+ * was started from before SHELL, and falls back to /bin/sh too). NULL
+ * after the error. */
 static const char *pick_shell(void)
 {
     const char *s = getenv("PARALLEL_SHELL");
-    if (s && *s)
-        return s;
-    s = getenv("SHELL");
     if (s && *s) {
+        if (shell_found(s))
+            return s;
+        cli_error("run", "Shell '%s' not found.", s);
+        return NULL;
+    }
+    s = getenv("SHELL");
+    if (s && *s && shell_found(s)) {
         const char *base = strrchr(s, '/');
         base = base ? base + 1 : s;
         static const char *const bourne[] = { "sh",   "bash", "dash", "ksh",
@@ -955,7 +987,8 @@ int cmd_run(int argc, char **argv)
     memset(&in, 0, sizeof in);
     if (rc == 0) {
         cfg.shell = pick_shell();
-        rc = run_read_inputs(&cfg, ps.src, ps.n_src, &in);
+        rc = cfg.shell ? run_read_inputs(&cfg, ps.src, ps.n_src, &in)
+                       : CLI_EXIT_ERROR;
     }
     if (rc == 0)
         rc = run_jobs(&cfg, &in);

@@ -142,9 +142,10 @@ static int write_file(const char *dir, const char *name, outbuf *b,
     return rc;
 }
 
-/* --results DIR: DIR/1/VALUE/2/VALUE.../{seq,stdout,stderr}, values with
- * \ / tab and NUL written as \\ \_ \t \0, as GNU parallel does. */
-static void write_results(runner *r, job *j)
+/* The directory for a job's --results: DIR/1/VALUE/2/VALUE..., values
+ * with \ / and tab written as \\ \_ \t, each cut to max bytes (0: not
+ * cut). */
+static char *results_dir(runner *r, const job *j, size_t max)
 {
     strbuf b = STRBUF_INIT;
     sb_adds(&b, r->cfg->results);
@@ -155,6 +156,7 @@ static void write_results(runner *r, job *j)
         char num[32];
         snprintf(num, sizeof num, "/%zu/", i % width + 1);
         sb_adds(&b, num);
+        size_t start = b.len;
         for (const char *c = j->args[i]; *c; c++) {
             if (*c == '\\')
                 sb_adds(&b, "\\\\");
@@ -165,12 +167,29 @@ static void write_results(runner *r, job *j)
             else
                 sb_addc(&b, *c);
         }
+        if (max > 0 && b.len - start > max && b.s)
+            b.len = start + max;
     }
-    char *dir = sb_take(&b);
+    return sb_take(&b);
+}
+
+/* --results DIR: DIR/1/VALUE/2/VALUE.../{seq,stdout,stderr}, values with
+ * \ / tab and NUL written as \\ \_ \t \0, as GNU parallel does. A value
+ * too long for a file name is cut to the longest one (255 bytes on most
+ * file systems), as GNU parallel does (byte by byte, whatever it cuts). */
+static void write_results(runner *r, job *j)
+{
+    char *dir = results_dir(r, j, 0);
+    int rc = dir ? make_dirs(dir) : -1;
+    if (rc != 0 && errno == ENAMETOOLONG) {
+        long max = pathconf(r->cfg->results, _PC_NAME_MAX);
+        free(dir);
+        dir = results_dir(r, j, max > 0 ? (size_t)max : 255);
+        rc = dir ? make_dirs(dir) : -1;
+    }
     char seq[32];
     snprintf(seq, sizeof seq, "%zu", j->seq);
-    if (dir == NULL || make_dirs(dir) != 0 ||
-        write_file(dir, "seq", NULL, NULL, seq) != 0 ||
+    if (rc != 0 || write_file(dir, "seq", NULL, NULL, seq) != 0 ||
         write_file(dir, "stdout", &j->out, &r->shared.park, NULL) != 0 ||
         write_file(dir, "stderr", &j->err, &r->shared.park, NULL) != 0) {
         cli_error("run", "job %zu: cannot write its --results in '%s': %s",
@@ -603,7 +622,7 @@ static int open_joblog(runner *r)
 }
 
 /* Our environment without what each job gets set (PARALLEL_SEQ,
- * PARALLEL_JOBSLOT). */
+ * PARALLEL_JOBSLOT, PARALLEL_JOBSLOT0, PARALLEL_PID, PARALLEL_TMP). */
 static int copy_env(run_shared *sh)
 {
     size_t n = 0;
@@ -614,7 +633,10 @@ static int copy_env(run_shared *sh)
         return -1;
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "PARALLEL_SEQ=", 13) != 0 &&
-            strncmp(environ[i], "PARALLEL_JOBSLOT=", 17) != 0)
+            strncmp(environ[i], "PARALLEL_JOBSLOT=", 17) != 0 &&
+            strncmp(environ[i], "PARALLEL_JOBSLOT0=", 18) != 0 &&
+            strncmp(environ[i], "PARALLEL_PID=", 13) != 0 &&
+            strncmp(environ[i], "PARALLEL_TMP=", 13) != 0)
             sh->env[sh->n_env++] = environ[i];
     return 0;
 }
@@ -720,7 +742,7 @@ static int setup(runner *r, run_inputs *in)
             r->order[r->n_run++] = i;
         else
             r->jobs[i].back = true;
-    if (cfg->shuf)
+    if (cfg->shuf && cfg->pipe) /* inputs are shuffled as they are read */
         shuffle(r->order, r->n_run);
     r->shared.order = r->order;
     r->shared.n = r->n_run;

@@ -503,7 +503,9 @@ static int cut(tmpl *t, const char *const *names)
                 lit = p;
             }
             in_blank = blank;
-            size_t n = lex_step(&x, p, names);
+            /* --tagstring is no shell text: a backslash or a quote there
+             * is a character (GNU parallel replaces {} in '\{}'). */
+            size_t n = t->raw ? 1 : lex_step(&x, p, names);
             if (n == 0)
                 return 2;
             p += n;
@@ -544,6 +546,7 @@ int tmpl_compile(tmpl *t, char *const *words, size_t n_words, int flags,
         nm[m] = names && names->name[m] ? names->name[m] : default_names[m];
     memset(t, 0, sizeof *t);
     t->quote = n_words > 0 && !(flags & TMPL_RAW);
+    t->raw = (flags & TMPL_RAW) != 0;
     if (n_words == 0) {
         char *const all[] = { (char *)nm[TM_ALL] };
         t->text = join_words(all, 1, false, nm);

@@ -57,6 +57,7 @@ typedef struct tmpl {
     bool has_rpl;   /* any replacement string */
     bool uses_slot; /* {%} */
     bool quote;     /* quote values (false: the input is the command) */
+    bool raw;       /* TMPL_RAW: text, not shell (no quotes, escapes) */
 } tmpl;
 
 /* The names the replacement strings are written with; -I and friends
