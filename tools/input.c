@@ -545,17 +545,27 @@ static int read_pipe_chunks(const run_config *cfg, run_inputs *in)
     return 0;
 }
 
+/* A random k in [0, n) for --shuf (xorshift, seeded from the time and
+ * pid once). */
+size_t run_random_below(size_t n)
+{
+    static unsigned long long x;
+    if (!x)
+        x = ((unsigned long long)time(NULL) * 2654435761u ^
+             (unsigned)getpid()) |
+            1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return (size_t)(x % n);
+}
+
 /* --shuf: the records in random order, before they make jobs, as GNU
  * parallel shuffles them: {#}, -k, the job log follow the new order. */
 static void shuffle_records(char **args, size_t n, size_t width)
 {
-    unsigned long long x =
-        (unsigned long long)time(NULL) * 2654435761u ^ (unsigned)getpid();
     for (size_t i = n; i > 1; i--) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        size_t k = (size_t)(x % i);
+        size_t k = run_random_below(i);
         for (size_t f = 0; f < width; f++) {
             char *t = args[(i - 1) * width + f];
             args[(i - 1) * width + f] = args[k * width + f];

@@ -197,5 +197,7 @@ void job_flush_lines(job *j, bool final);
 /* Runs the jobs as the configuration says; returns the exit status of
  * `cfutures run`. */
 int run_jobs(const run_config *cfg, run_inputs *in);
+/* A random number in [0, n), n > 0, for --shuf. */
+size_t run_random_below(size_t n);
 
 #endif /* CF_TOOLS_RUN_H */

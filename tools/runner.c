@@ -643,13 +643,8 @@ static int copy_env(run_shared *sh)
 
 static void shuffle(size_t *a, size_t n)
 {
-    unsigned long long x =
-        (unsigned long long)time(NULL) * 2654435761u ^ (unsigned)getpid();
     for (size_t i = n; i > 1; i--) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        size_t k = (size_t)(x % i);
+        size_t k = run_random_below(i);
         size_t t = a[i - 1];
         a[i - 1] = a[k];
         a[k] = t;
