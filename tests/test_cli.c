@@ -101,9 +101,20 @@ static child start(const char *input, const char *const *args)
     return (child){ pid, out[0], err[0] };
 }
 
+/* The room append keeps for len bytes and a NUL: a power of two, so that
+ * appending n items costs O(n) (under ASan every realloc copies). */
+static size_t room_for(size_t len)
+{
+    size_t cap = 64;
+    while (cap < len + 1)
+        cap *= 2;
+    return cap;
+}
+
 static void append(char **buf, size_t *len, const char *data, size_t n)
 {
-    *buf = realloc(*buf, *len + n + 1);
+    if (!*buf || room_for(*len + n) > room_for(*len))
+        *buf = realloc(*buf, room_for(*len + n));
     CHECK(*buf != NULL);
     memcpy(*buf + *len, data, n);
     *len += n;
