@@ -96,6 +96,11 @@ def cases():
         name="-k -n 100000 printf (100000 inputs)")
     add("-k", "-N", "100000", "printf", "'%s\\n'", "{}", stdin=many,
         name="-k -N 100000 printf {} (100000 inputs)")
+    # Records the command does not hold do not count against its length
+    # (GNU parallel cuts such jobs at about 31,800 records: docs/cli.md).
+    add("-k", "-N", "30000", "echo {#}",
+        stdin="".join("%d\n" % i for i in range(1, 30001)).encode(),
+        name="-k -N 30000 'echo {#}' (30000 inputs)")
     add("-k", "echo", stdin=b"a" * 200000 + b"\n",
         name="-k echo (an input of 200000 bytes)")
     add("-k", "--colsep", ";", "echo", "{2}", "{1}",

@@ -417,9 +417,21 @@ static int too_long(const run_config *cfg, run_inputs *in, size_t rec,
     return CLI_EXIT_ERROR;
 }
 
+/* Whether the command holds input values (not only {#} and {%}): only
+ * then do a job's records count against the length of a command line. */
+static bool takes_inputs(const tmpl *t)
+{
+    for (size_t i = 0; i < t->n_segs; i++)
+        if (!t->segs[i].lit && t->segs[i].mod != TM_SEQ &&
+            t->segs[i].mod != TM_SLOT)
+            return true;
+    return false;
+}
+
 static int make_jobs(const run_config *cfg, run_inputs *in, size_t n_recs,
                      size_t width)
 {
+    bool sized = !cfg->no_args && takes_inputs(&cfg->cmd);
     size_t per = 1;
     if (cfg->max_args > 0)
         per = (size_t)cfg->max_args;
@@ -445,7 +457,7 @@ static int make_jobs(const run_config *cfg, run_inputs *in, size_t n_recs,
                 rb += strlen(in->args[r * width + k]) + 3;
             /* Several records to a job (-m/-X, -n/-N): as many as fit, as
              * GNU parallel and xargs do. */
-            if (per > 1 && r > first && bytes + rb > RUN_MAX_LINE)
+            if (sized && per > 1 && r > first && bytes + rb > RUN_MAX_LINE)
                 break;
             bytes += rb;
             r++;
