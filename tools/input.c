@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -557,15 +558,14 @@ static int read_pipe_chunks(const run_config *cfg, run_inputs *in)
     return 0;
 }
 
-/* A random k in [0, n) for --shuf (xorshift, seeded from the time and
- * pid once). */
+/* A random k in [0, n) for --shuf (xorshift, seeded once from the
+ * kernel's random bytes, or the time and pid without them). */
 size_t run_random_below(size_t n)
 {
     static unsigned long long x;
-    if (!x)
-        x = ((unsigned long long)time(NULL) * 2654435761u ^
-             (unsigned)getpid()) |
-            1;
+    if (!x && getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x)
+        x = (unsigned long long)time(NULL) * 2654435761u ^ (unsigned)getpid();
+    x |= !x;
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;

@@ -74,7 +74,7 @@ static const char usage[] =
     "      --resume, --resume-failed  skip the jobs in the job log (that\n"
     "                        succeeded)\n"
     "      --results DIR     each job's output in DIR/1/INPUT/stdout ...\n"
-    "      --shuf            start the jobs in random order\n"
+    "      --shuf            shuffle the inputs (jobs, {#}, -k follow)\n"
     "      --bar, --progress, --eta  a progress bar on standard error\n"
     "      --pipe            split standard input into the jobs' inputs:\n"
     "                        by --block SIZE (default 1M) or -N records\n"
