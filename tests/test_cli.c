@@ -721,6 +721,22 @@ static void job_environment(void)
     free(tmps[0]);
     free(tmps[1]);
     result_free(&r);
+    /* Each try of a job gets a name of its own, as in GNU parallel (only
+     * the last try's output is shown: the names go to a file). */
+    char log[64], cmd[128], names[3][64] = { { 0 } };
+    snprintf(log, sizeof log, "/tmp/cf_test_ptmp.%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "echo $PARALLEL_TMP >> %s; false", log);
+    r = RUN(NULL, "run", "--retries", "3", "--", cmd, ":::", "a");
+    CHECK_OUT(r, r.status == 1);
+    FILE *f = fopen(log, "r");
+    CHECK(f != NULL);
+    for (int i = 0; i < 3; i++)
+        CHECK(fscanf(f, "%63s", names[i]) == 1);
+    fclose(f);
+    unlink(log);
+    CHECK(strcmp(names[0], names[1]) != 0 && strcmp(names[1], names[2]) != 0 &&
+          strcmp(names[0], names[2]) != 0);
+    result_free(&r);
 }
 
 /* Positional strings are '{' N and the rest of a name that starts with

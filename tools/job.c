@@ -178,8 +178,9 @@ typedef struct job_vars {
 /* PARALLEL_TMP: a name in $TMPDIR (or /tmp) that nothing has, "par" and 5
  * letters or digits, as GNU parallel makes it: not created, and removed
  * after each attempt of the job if the job made it. The letters come from
- * the job number (times a number prime to 62^5), after a start drawn once
- * per run, so no two jobs of a run get the same name. */
+ * the job number and the attempt (times a number prime to 62^5), after a
+ * start drawn once per run, so no two jobs or attempts of a run get the
+ * same name. */
 static void tmp_name(const job *j, char *buf, size_t size)
 {
     static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -198,7 +199,8 @@ static void tmp_name(const job *j, char *buf, size_t size)
         dir = "/tmp";
     const unsigned long space = 62ul * 62 * 62 * 62 * 62;
     for (unsigned long k = 0;; k++) {
-        unsigned long v = (s + (j->seq + k * 7919) * 104729ul) % space;
+        unsigned long v =
+            (s + (j->seq + (k + 16ul * j->attempts) * 7919) * 104729ul) % space;
         char letters[6];
         for (int i = 0; i < 5; i++, v /= 62)
             letters[i] = digits[v % 62];
@@ -380,6 +382,8 @@ static void run_job(job *j)
     job_vars *vars = malloc(sizeof *vars);
     char **env = vars ? job_env(j, vars) : NULL;
     for (;;) {
+        if (env && j->attempts > 0) /* each try its own, as in GNU */
+            tmp_name(j, vars->tmp, sizeof vars->tmp);
         attempt(j, simple ? simple : shell, env);
         if (simple && j->res.spawn_error != 0 &&
             !lacks_resources(j->res.spawn_error)) {
