@@ -180,6 +180,10 @@ def cases():
         stdin=b"a\n  \n\t\n\nb\n\nc\n")
     add("-k", "--pipe", "-r", "cat; echo --", stdin=b"  \n\t\n\n \n")
     add("-k", "--pipe", "-r", "cat; echo --", stdin=b"a\n  ")
+    # --pipe -r drops blank lines whatever ends the records (-0, -d).
+    add("-k", "--pipe", "-r", "-0", "od -c", stdin=b"a\0\0b\0")
+    add("-k", "--pipe", "-r", "-0", "od -c", stdin=b"a\n\nb\0")
+    add("-k", "--pipe", "-r", "-d", ",", "od -c", stdin=b"a,,b\n\n  \nc,")
     add("-k", "-d", ",", "echo", stdin=b"a b,c\n,d")
     add("-k", "-d", "\\t", "echo", "[{}]", stdin=b"a\tb c\td")
     add("-k", "-d", ",", "echo", ":::", "a,b", "c")

@@ -502,7 +502,7 @@ static int read_pipe_chunks(const run_config *cfg, run_inputs *in)
         return CLI_EXIT_ERROR;
     }
     if (cfg->skip_empty)
-        len = drop_blank_records(buf, len, cfg->delim, cfg->delim_len);
+        len = drop_blank_records(buf, len, "\n", 1); /* lines, as GNU */
     in->pipe_data = buf;
     in->pipe_len = len;
     size_t cap = len / (cfg->block ? cfg->block : 1) + 16, n = 0;
