@@ -723,19 +723,18 @@ static void job_environment(void)
     result_free(&r);
     /* Each try of a job gets a name of its own, as in GNU parallel (only
      * the last try's output is shown: the names go to a file). */
-    char log[64], cmd[128], names[3][64] = { { 0 } };
-    snprintf(log, sizeof log, "/tmp/cf_test_ptmp.%d", (int)getpid());
+    scratch s = scratch_new();
+    char log[128], cmd[192];
+    in_dir(&s, "names", log, sizeof log);
     snprintf(cmd, sizeof cmd, "echo $PARALLEL_TMP >> %s; false", log);
     r = RUN(NULL, "run", "--retries", "3", "--", cmd, ":::", "a");
     CHECK_OUT(r, r.status == 1);
-    FILE *f = fopen(log, "r");
-    CHECK(f != NULL);
-    for (int i = 0; i < 3; i++)
-        CHECK(fscanf(f, "%63s", names[i]) == 1);
-    fclose(f);
-    unlink(log);
-    CHECK(strcmp(names[0], names[1]) != 0 && strcmp(names[1], names[2]) != 0 &&
-          strcmp(names[0], names[2]) != 0);
+    char *names = slurp(log), *a = strtok_r(names, "\n", &save),
+         *b = strtok_r(NULL, "\n", &save), *c = strtok_r(NULL, "\n", &save);
+    CHECK(a && b && c && strcmp(a, b) != 0 && strcmp(b, c) != 0 &&
+          strcmp(a, c) != 0);
+    free(names);
+    scratch_free(&s);
     result_free(&r);
 }
 

@@ -392,8 +392,7 @@ static size_t command_len(const run_config *cfg, char *const *args, size_t n,
 
 /* A record too long to run in any command: refused before anything runs,
  * as GNU parallel does (with its message and exit status). */
-static int too_long(const run_config *cfg, run_inputs *in, size_t rec,
-                    size_t width, size_t len)
+static int too_long(run_inputs *in, size_t rec, size_t width, size_t len)
 {
     strbuf b = STRBUF_INIT;
     for (size_t k = 0; k < width; k++) {
@@ -414,7 +413,6 @@ static int too_long(const run_config *cfg, run_inputs *in, size_t rec,
               len, RUN_MAX_COMMAND + 1, rec + 1, s ? s : "", cut ? "..." : "",
               RUN_MAX_COMMAND);
     free(s);
-    (void)cfg;
     return CLI_EXIT_ERROR;
 }
 
@@ -478,7 +476,7 @@ static int make_jobs(const run_config *cfg, run_inputs *in, size_t n_recs,
                     break;
                 size_t n = r - first;
                 if (n == 1)
-                    return too_long(cfg, in, first, width, len);
+                    return too_long(in, first, width, len);
                 /* About as many as fit, then one by one. */
                 size_t fit = (size_t)((double)n * RUN_MAX_COMMAND / len);
                 n = fit >= 1 && fit < n - 1 ? fit : n - 1;

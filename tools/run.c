@@ -739,20 +739,25 @@ static int parse_sources(parse_state *ps, int argc, char **argv, int i)
     return 0;
 }
 
+static bool executable(const char *path)
+{
+    struct stat st;
+    return access(path, X_OK) == 0 && stat(path, &st) == 0 &&
+           S_ISREG(st.st_mode);
+}
+
 /* Whether the shell can be run: an executable file, or a name found in
  * PATH, as GNU parallel checks it (-x or which). */
 static bool shell_found(const char *s)
 {
-    struct stat st;
     if (strchr(s, '/'))
-        return access(s, X_OK) == 0 && stat(s, &st) == 0 && S_ISREG(st.st_mode);
+        return executable(s);
     const char *path = getenv("PATH");
     for (const char *p = path ? path : "/usr/bin:/bin"; p;) {
         const char *end = strchr(p, ':');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         char *full = cli_format("%.*s/%s", (int)n, n ? p : ".", s);
-        bool ok = full && access(full, X_OK) == 0 && stat(full, &st) == 0 &&
-                  S_ISREG(st.st_mode);
+        bool ok = full && executable(full);
         free(full);
         if (ok)
             return true;
