@@ -43,6 +43,7 @@ extern char **environ;
 #define RX_PER_CALL (4u << 20)    /* bytes read from one worker per wake-up */
 #define BODY_FIRST (1u << 20)     /* a payload's first buffer, at most */
 #define RECHECK_S 0.05            /* a task sent but not started: look again */
+#define UNTIMED_RECHECK_S 1.0     /* the same, or running, with no timeout */
 #define TRANSFER_STALL_MIN_S 10.0 /* a result with no progress, at least */
 #define START_BACKOFF_MIN_S 0.01
 #define START_BACKOFF_MAX_S 0.5
@@ -679,28 +680,35 @@ static bool after_head(const cf__pp_link *w, uint64_t id)
 
 /* When w's oldest task passes its limit, and which (*why): task_timeout
  * from its start by the state page; once it returned, the transfer's limit
- * from the last progress; not started yet: look again soon (STOP). An
- * honest worker stores `done` before it answers and starts the next task
- * only after: a later task running means the oldest's run ended (its
- * answer stalls); an answered task running but not done means it was
- * answered before its run ended, a forgery (CORRUPT). */
+ * from the last progress; not started yet, or running with no timeout:
+ * look again later (STOP). Without task_timeout the page is read only once
+ * the transfer's limit could have passed. An honest worker stores `done`
+ * before it answers and starts the next task only after: a later task
+ * running means the oldest's run ended (its answer stalls); an answered
+ * task running but not done means it was answered before its run ended,
+ * a forgery (CORRUPT). */
 static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
 {
     *why = CF__PP_STOP;
     double timeout = w->team->spec.timeout;
-    if (timeout <= 0 || !w->ready || !w->head || w->head == w->unsent)
+    if (!w->ready || !w->head || w->head == w->unsent)
         return INFINITY;
     const cf__pp_state *st = w->proc.state;
     uint64_t id = cf__rtask_id(w->head);
     double since = fmax(w->head->sent_at, w->head_since);
+    double stalled = fmax(since, w->progress_at) + stall_limit(w);
+    if (timeout <= 0 && now < stalled)
+        return stalled;
     /* acquire: pairs with the worker's release stores (worker.c); done
      * first, so a `running` read after it is at least as new */
     uint64_t done = atomic_load_explicit(&st->done, memory_order_acquire);
     uint64_t ran = atomic_load_explicit(&st->running, memory_order_acquire);
     if (done == id || (ran && ran != id && after_head(w, ran))) {
         *why = CF__PP_STALL;
-        return fmax(since, w->progress_at) + stall_limit(w);
+        return stalled;
     }
+    if (ran == id && timeout <= 0)
+        return now + UNTIMED_RECHECK_S;
     if (ran == id) {
         *why = CF__PP_TIMEOUT;
         int64_t ns =
@@ -711,7 +719,8 @@ static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
         *why = CF__PP_CORRUPT;
         return now;
     }
-    return fmax(since + timeout, now + RECHECK_S);
+    return timeout > 0 ? fmax(since + timeout, now + RECHECK_S)
+                       : now + UNTIMED_RECHECK_S;
 }
 
 double cf__pp_link_deadline(const cf__pp_link *w, double now)
