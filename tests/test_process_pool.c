@@ -12,6 +12,7 @@
  * harness's main would run.
  */
 #include "harness.h"
+#include "proc/wire.h"    /* cf__pp_state: a scribbled state page */
 #include "remote/codec.h" /* cf__frame_set: forged answers */
 
 #include <dirent.h>
@@ -220,6 +221,29 @@ static int t_huge_length(const void *in, size_t len, cf_buffer *out)
     if (!forge_result(CF__MAX_PAYLOAD, zeros, sizeof zeros))
         return CF_EINVAL;
     raise(SIGSEGV);
+    return 0;
+}
+
+/* Finds its worker's state page (the memfd "cf-worker" in its maps), sets
+ * the start time there far into the future, and hangs. */
+static int t_scribble_start(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    (void)out;
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    unsigned long at = 0;
+    while (maps && !at && fgets(line, sizeof line, maps))
+        if (strstr(line, "/memfd:cf-worker") && sscanf(line, "%lx-", &at) != 1)
+            at = 0;
+    if (maps)
+        fclose(maps);
+    if (!at)
+        return CF_EINVAL;
+    int64_t far = INT64_MAX / 2;
+    memcpy((char *)at + offsetof(cf__pp_state, started_ns), &far, sizeof far);
+    sleep_s(60.0);
     return 0;
 }
 
@@ -585,6 +609,22 @@ static void lying_length_stalls(void)
     }
     check_squares(ex, t_square, 8);
     cf_future_release(liar);
+    cf_executor_free(ex);
+    no_children_left();
+}
+
+/* The start time on the state page is the worker's word: one in the
+ * future (a task overwrote it) does not put off task_timeout, which then
+ * counts from when the task was handed over. */
+static void scribbled_start_still_times_out(void)
+{
+    cf_options o = { .max_workers = 1, .task_timeout = 0.3 };
+    cf_executor *ex = cf_process_pool_new(&o);
+    CHECK(ex != NULL);
+    cf_future *f = submit_i64(ex, t_scribble_start, 0);
+    check_fails(f, CF_ETIME, "task ran past its task_timeout of 0.3 s");
+    check_squares(ex, t_square, 4);
+    cf_future_release(f);
     cf_executor_free(ex);
     no_children_left();
 }
@@ -1255,6 +1295,7 @@ static const test_case cases[] = {
     TEST_CASE(truncated_frame),
     TEST_CASE(forged_answer_kills_worker),
     TEST_CASE(lying_length_stalls),
+    TEST_CASE(scribbled_start_still_times_out),
     TEST_CASE(task_timeout),
     TEST_CASE(initializer_runs),
     TEST_CASE(initializer_failure_breaks),

@@ -711,9 +711,11 @@ static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
         return now + UNTIMED_RECHECK_S;
     if (ran == id) {
         *why = CF__PP_TIMEOUT;
-        int64_t ns =
-            atomic_load_explicit(&st->started_ns, memory_order_relaxed);
-        return (double)ns * 1e-9 + timeout;
+        /* A start after now is not one: the page was overwritten. */
+        double start = (double)atomic_load_explicit(&st->started_ns,
+                                                    memory_order_relaxed) *
+                       1e-9;
+        return (start <= now ? start : since) + timeout;
     }
     if (ran && done != ran) {
         *why = CF__PP_CORRUPT;
