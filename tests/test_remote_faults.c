@@ -252,6 +252,14 @@ static int t_sleep_ms(const void *in, size_t len, cf_buffer *out)
     return cf_buffer_append(out, &x, sizeof x);
 }
 
+static int t_pid(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    int64_t pid = getpid();
+    return cf_buffer_append(out, &pid, sizeof pid);
+}
+
 static int t_crash(const void *in, size_t len, cf_buffer *out)
 {
     (void)in;
@@ -528,6 +536,31 @@ static void stalled_transfer_is_killed(void)
     cf_executor_free(ex);
     tlog l = log_read(1);
     log_remove(&l);
+    no_children_left();
+}
+
+/* A worker stopped between tasks (SIGSTOP from outside, no task_timeout)
+ * starts none of the tasks handed to it: once the task next in line has
+ * waited the transfer's limit (10 s) unstarted, the worker is killed and
+ * the task, which never ran, runs on a new one. */
+static void stopped_idle_worker_is_replaced(void)
+{
+    cf_options o = { .max_workers = 1 };
+    cf_executor *ex = cf_process_pool_new(&o);
+    CHECK(ex != NULL);
+    cf_future *first = submit_i64(ex, t_pid, 0);
+    int64_t pid = i64_of(first);
+    CHECK_EQ(kill((pid_t)pid, SIGSTOP), 0);
+    cf_future *next = submit_i64(ex, t_pid, 0),
+              *sq = submit_i64(ex, t_square, 7);
+    CHECK_EQ(cf_future_exception(next, 60.0 * test_scale(), NULL), 0);
+    CHECK(i64_of(next) != pid);
+    CHECK_EQ(i64_of(sq), 49);
+    check_squares(ex, t_square, 4);
+    cf_future_release(first);
+    cf_future_release(next);
+    cf_future_release(sq);
+    cf_executor_free(ex);
     no_children_left();
 }
 
@@ -855,6 +888,7 @@ static const test_case cases[] = {
     TEST_CASE(crashes_never_blame_queued_tasks),
     TEST_CASE(timeout_spares_result_transfer),
     TEST_CASE(stalled_transfer_is_killed),
+    TEST_CASE(stopped_idle_worker_is_replaced),
     TEST_CASE(next_in_line_deaths_fail_the_task),
     TEST_CASE(no_descriptors_fails_pending_then_recovers),
     TEST_CASE(no_descriptors_for_a_moment),

@@ -210,6 +210,7 @@ static const char *why_words(cf__pp_why why)
     case CF__PP_STALL: return "its result made no progress";
     case CF__PP_CORRUPT: return "it sent a corrupt frame";
     case CF__PP_NOMEM: return "no memory for its result";
+    case CF__PP_IDLE: return "it did not start its next task";
     default: return "it failed";
     }
 }
@@ -284,7 +285,9 @@ static void death_cause(const cf__pp_link *w, const char *how, char *buf,
                         size_t n)
 {
     bool d = w->detail[0];
-    if (w->killed) /* it closed the socket but did not exit */
+    if (w->why == CF__PP_IDLE)
+        snprintf(buf, n, "was killed (%s)", w->detail);
+    else if (w->killed) /* it closed the socket but did not exit */
         snprintf(buf, n, "closed its connection and was killed");
     else
         snprintf(buf, n, "%s%s%s%s", how, d ? " (" : "", w->detail,
@@ -299,7 +302,7 @@ static void death_cause(const cf__pp_link *w, const char *how, char *buf,
 static void blame_next(cf__pp_link *w, const char *how)
 {
     cf__rtask *t = w->held;
-    if (!t || !w->ready || w->why != CF__PP_CRASH ||
+    if (!t || !w->ready || (w->why != CF__PP_CRASH && w->why != CF__PP_IDLE) ||
         ++t->early < EARLY_DEATHS_MAX)
         return;
     w->held = t->next;
@@ -681,8 +684,10 @@ static bool after_head(const cf__pp_link *w, uint64_t id)
 /* When w's oldest task passes its limit, and which (*why): task_timeout
  * from its start by the state page; once it returned, the transfer's limit
  * from the last progress; not started yet, or running with no timeout:
- * look again later (STOP). Without task_timeout the page is read only once
- * the transfer's limit could have passed. An honest worker stores `done`
+ * look again later (STOP), but a task not started within the transfer's
+ * limit means the worker is stuck between tasks (IDLE). Without
+ * task_timeout the page is read only once that limit could have passed.
+ * An honest worker stores `done`
  * before it answers and starts the next task only after: a later task
  * running means the oldest's run ended (its answer stalls); an answered
  * task running but not done means it was answered before its run ended,
@@ -721,8 +726,12 @@ static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
         *why = CF__PP_CORRUPT;
         return now;
     }
-    return timeout > 0 ? fmax(since + timeout, now + RECHECK_S)
-                       : now + UNTIMED_RECHECK_S;
+    if (now >= stalled) {
+        *why = CF__PP_IDLE;
+        return stalled;
+    }
+    return fmin(stalled, timeout > 0 ? fmax(since + timeout, now + RECHECK_S)
+                                     : now + UNTIMED_RECHECK_S);
 }
 
 double cf__pp_link_deadline(const cf__pp_link *w, double now)
@@ -745,9 +754,13 @@ bool cf__pp_link_check(cf__pp_link *w, double now)
     /* CORRUPT: the task in `running` answered early; it is at fault */
     uint64_t ran =
         atomic_load_explicit(&w->proc.state->running, memory_order_acquire);
+    char idle[64];
+    snprintf(idle, sizeof idle, "it did not start its next task for %g s",
+             stall_limit(w));
     cf__pp_link_lose(w, why,
                      why == CF__PP_CORRUPT ? "an answer to a task before its "
                                              "run ended"
+                     : why == CF__PP_IDLE  ? idle
                                            : NULL,
                      now);
     if (why == CF__PP_CORRUPT)

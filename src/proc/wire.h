@@ -91,6 +91,7 @@ typedef enum cf__pp_why {
     CF__PP_CORRUPT, /* a frame failed a check */
     CF__PP_TIMEOUT, /* its task ran past task_timeout */
     CF__PP_STALL,   /* a finished task's answer made no progress */
+    CF__PP_IDLE,    /* it did not start the task next in line */
     CF__PP_NOMEM,   /* no memory to hold its answer */
     CF__PP_STOP,    /* retired or shut down: it exits by itself */
     CF__PP_KILL,    /* the owner broke: killed */
