@@ -260,6 +260,14 @@ static int t_pid(const void *in, size_t len, cf_buffer *out)
     return cf_buffer_append(out, &pid, sizeof pid);
 }
 
+static int t_print(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    printf("a line the task printed\n"); /* buffered: flushed after it */
+    return cf_buffer_append(out, "done", 4);
+}
+
 static int t_crash(const void *in, size_t len, cf_buffer *out)
 {
     (void)in;
@@ -560,6 +568,45 @@ static void stopped_idle_worker_is_replaced(void)
     cf_future_release(first);
     cf_future_release(next);
     cf_future_release(sq);
+    cf_executor_free(ex);
+    no_children_left();
+}
+
+/* A task's output is flushed within its run: a worker whose stdout is a
+ * full pipe nobody reads (a paused pager) waits there, untimed without
+ * task_timeout, and is not killed for a stalled transfer when the pipe
+ * stays full past the transfer's limit (10 s). */
+static void full_stdout_is_not_a_stall(void)
+{
+    int pfd[2], saved = dup(STDOUT_FILENO);
+    CHECK(saved >= 0 && pipe2(pfd, O_NONBLOCK | O_CLOEXEC) == 0);
+    char junk[4096] = { 0 };
+    while (write(pfd[1], junk, sizeof junk) > 0) {
+    }
+    CHECK(fcntl(pfd[1], F_SETFL, 0) == 0); /* the worker's writes block */
+    fflush(stdout);
+    CHECK(dup2(pfd[1], STDOUT_FILENO) == STDOUT_FILENO);
+    cf_options o = { .max_workers = 1 };
+    cf_executor *ex = cf_process_pool_new(&o);
+    CHECK(ex != NULL);
+    cf_future *f = NULL;
+    CHECK_EQ(cf_submit_bytes(ex, t_print, NULL, 0, &f), 0);
+    sleep_s(11.0); /* past the transfer's limit, the pipe still full */
+    CHECK(dup2(saved, STDOUT_FILENO) == STDOUT_FILENO);
+    close(saved);
+    close(pfd[1]);
+    const char *msg = NULL;
+    int rc = CF_ETIMEDOUT;
+    for (int i = 0; rc == CF_ETIMEDOUT && i < 3000 * test_scale(); i++) {
+        while (read(pfd[0], junk, sizeof junk) > 0) { /* drain */
+        }
+        rc = cf_future_exception(f, 0.01, &msg);
+    }
+    close(pfd[0]);
+    if (rc)
+        fprintf(stderr, "%s: %s\n", cf_strerror(rc), msg ? msg : "");
+    CHECK_EQ(rc, 0);
+    cf_future_release(f);
     cf_executor_free(ex);
     no_children_left();
 }
@@ -889,6 +936,7 @@ static const test_case cases[] = {
     TEST_CASE(timeout_spares_result_transfer),
     TEST_CASE(stalled_transfer_is_killed),
     TEST_CASE(stopped_idle_worker_is_replaced),
+    TEST_CASE(full_stdout_is_not_a_stall),
     TEST_CASE(next_in_line_deaths_fail_the_task),
     TEST_CASE(no_descriptors_fails_pending_then_recovers),
     TEST_CASE(no_descriptors_for_a_moment),

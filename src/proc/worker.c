@@ -150,10 +150,12 @@ static void run_task(const cf__frame *h, const unsigned char *p)
      * worker that answered a task before its run ended, link.c). */
     if (atomic_load_explicit(&state->running, memory_order_relaxed) != h->id)
         started(h->id, NULL);
+    /* What the task printed comes out before its result, within its run:
+     * a pipe nobody reads (a paused pager) is not a stalled transfer. */
+    flush_stdio();
     /* release: pairs with the pool's acquire load; from here on the
      * task's time limit no longer applies, only the transfer's */
     atomic_store_explicit(&state->done, h->id, memory_order_release);
-    flush_stdio(); /* what the task printed comes out before its result */
     if (rc) {
         send_frame(CF__FR_FAIL, h->id, CF_ENOMEM, NULL, 0);
         return;
