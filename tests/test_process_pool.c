@@ -175,9 +175,9 @@ static int t_corrupt_answer(const void *in, size_t len, cf_buffer *out)
     return out_i64(out, 1);
 }
 
-/* The id of the task this worker runs: the first field of its state page,
- * the one memfd named cf-worker a spawned worker maps. */
-static uint64_t own_task_id(void)
+/* This worker's state page (proc/wire.h): the one memfd named cf-worker
+ * a spawned worker maps; NULL if none. */
+static cf__pp_state *own_state(void)
 {
     FILE *m = fopen("/proc/self/maps", "r");
     char line[512];
@@ -187,7 +187,14 @@ static uint64_t own_task_id(void)
             lo = 0;
     if (m)
         fclose(m);
-    return lo ? atomic_load((_Atomic uint64_t *)lo) : 0;
+    return (cf__pp_state *)lo;
+}
+
+/* The id of the task this worker runs. */
+static uint64_t own_task_id(void)
+{
+    cf__pp_state *st = own_state();
+    return st ? atomic_load(&st->running) : 0;
 }
 
 /* Writes onto the pool's socket a valid header of a RESULT of len bytes
@@ -224,25 +231,17 @@ static int t_huge_length(const void *in, size_t len, cf_buffer *out)
     return 0;
 }
 
-/* Finds its worker's state page (the memfd "cf-worker" in its maps), sets
- * the start time there far into the future, and hangs. */
+/* Sets the start time on its worker's state page far into the future, and
+ * hangs. */
 static int t_scribble_start(const void *in, size_t len, cf_buffer *out)
 {
     (void)in;
     (void)len;
     (void)out;
-    FILE *maps = fopen("/proc/self/maps", "r");
-    char line[512];
-    unsigned long at = 0;
-    while (maps && !at && fgets(line, sizeof line, maps))
-        if (strstr(line, "/memfd:cf-worker") && sscanf(line, "%lx-", &at) != 1)
-            at = 0;
-    if (maps)
-        fclose(maps);
-    if (!at)
+    cf__pp_state *st = own_state();
+    if (!st)
         return CF_EINVAL;
-    int64_t far = INT64_MAX / 2;
-    memcpy((char *)at + offsetof(cf__pp_state, started_ns), &far, sizeof far);
+    atomic_store(&st->started_ns, INT64_MAX / 2);
     sleep_s(60.0);
     return 0;
 }
