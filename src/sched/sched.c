@@ -349,14 +349,37 @@ static bool maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
     return rc != 0 && rc != CF_EINVAL;
 }
 
+/* A start failed on a path that does not retry it (a push, a searcher's
+ * hand-over): a worker blocked in a wait may have left its spare to this
+ * start (it saw a searcher, or woke a sleeper, and parked without a retry).
+ * Unpark every blocked worker but self: each goes round its wait once and,
+ * if its child is still queued with nobody to run it, starts a spare itself
+ * and retries that every SPARE_RETRY_S while it fails (helper_block). A
+ * waiter that blocks after this sees no searcher and starts one itself. */
+static void start_failed(cf__sched *s, cf__worker *self)
+{
+    /* seq_cst: a waiter that relied on us raised blocked_now before it read
+     * idle, and that read came before our update of idle; acquire: its
+     * in_wait store is visible */
+    if (atomic_load_explicit(&s->blocked_now, memory_order_seq_cst) == 0)
+        return;
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        cf__worker *w = s->workers[i];
+        if (w != self &&
+            atomic_load_explicit(&w->in_wait, memory_order_relaxed))
+            cf__unpark(&w->parker); /* records outlive threads: safe */
+    }
+}
+
 /* The part of cf__sched_notify (sched.h) that wakes or starts a worker:
  * nobody searches, and a sleeper or room for a worker may be there. */
 void cf__sched_notify_slow(cf__sched *s, uint64_t idle)
 {
     if (n_sleeping(idle) > 0)
         wake_one(s);
-    else
-        maybe_spawn(s, worker_cap(s), true); /* no-op if live >= the cap */
+    else if (maybe_spawn(s, worker_cap(s), true)) /* no-op: live >= cap */
+        start_failed(s, cf__tls_worker);
 }
 
 /* More shared work is visible and nobody searches for it: wake a sleeper,
@@ -381,8 +404,8 @@ static void stop_searching(cf__sched *s)
 {
     uint64_t old = atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
                                              memory_order_seq_cst);
-    if (n_searching(old) == 1)
-        spread(s, old - SEARCHING_ONE, worker_cap(s));
+    if (n_searching(old) == 1 && spread(s, old - SEARCHING_ONE, worker_cap(s)))
+        start_failed(s, cf__tls_worker);
 }
 
 /* Puts the sleeper on the stack and counts it sleeping (and no longer
@@ -692,8 +715,8 @@ static void *worker_main(void *arg)
                  * the rest of the work gets a worker. */
                 uint64_t idle =
                     atomic_load_explicit(&s->idle, memory_order_seq_cst);
-                if (n_searching(idle) == 0)
-                    spread(s, idle, worker_cap(s));
+                if (n_searching(idle) == 0 && spread(s, idle, worker_cap(s)))
+                    start_failed(s, w);
             }
             atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE,
                                       memory_order_seq_cst);
