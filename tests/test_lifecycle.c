@@ -651,8 +651,8 @@ static void idle_pool_submit_with_failing_allocations(void)
  * (CF_ENOMEM) or have their task run: the second must not count on the
  * worker that is failing to start (it used to see it live and searching,
  * queue its task and return 0, and the task waited for the next submit). */
-static atomic_long beside_countdown =
-    -1; /* allocations before the failing one */
+/* Allocations left before the failing one; -1: none fails. */
+static atomic_long beside_countdown = -1;
 
 typedef struct beside {
     cf_executor *ex;

@@ -711,29 +711,24 @@ static void spare_start_failure_is_retried(void)
 static atomic_bool starve;
 static atomic_long starved; /* allocations refused */
 
+static bool starving(void)
+{
+    if (!atomic_load(&starve))
+        return false;
+    atomic_fetch_add(&starved, 1);
+    return true;
+}
 static void *starve_malloc(size_t n)
 {
-    if (atomic_load(&starve)) {
-        atomic_fetch_add(&starved, 1);
-        return NULL;
-    }
-    return malloc(n);
+    return starving() ? NULL : malloc(n);
 }
 static void *starve_realloc(void *p, size_t n)
 {
-    if (atomic_load(&starve)) {
-        atomic_fetch_add(&starved, 1);
-        return NULL;
-    }
-    return realloc(p, n);
+    return starving() ? NULL : realloc(p, n);
 }
 static void *starve_calloc(size_t c, size_t n)
 {
-    if (atomic_load(&starve)) {
-        atomic_fetch_add(&starved, 1);
-        return NULL;
-    }
-    return calloc(c, n);
+    return starving() ? NULL : calloc(c, n);
 }
 
 /* Whether thread tid of this process sleeps in the kernel (state S). */
