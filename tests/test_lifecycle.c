@@ -645,6 +645,140 @@ static void idle_pool_submit_with_failing_allocations(void)
     }
 }
 
+/* A submit beside another submit whose start of the first worker fails:
+ * allocation k of the first submit fails, and while it is failing (inside
+ * the allocator) a second thread submits. Both submits either fail
+ * (CF_ENOMEM) or have their task run: the second must not count on the
+ * worker that is failing to start (it used to see it live and searching,
+ * queue its task and return 0, and the task waited for the next submit). */
+/* Allocations left before the failing one; -1: none fails. */
+static atomic_long beside_countdown = -1;
+
+typedef struct beside {
+    cf_executor *ex;
+    atomic_int go, entered, done;
+    int rc;
+    cf_future *f;
+} beside;
+
+static beside bs;
+
+static void *beside_submit(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&bs.go))
+        sched_yield();
+    atomic_store(&bs.entered, 1);
+    bs.rc = cf_submit(bs.ex, identity, (void *)2, &bs.f);
+    atomic_store(&bs.done, 1);
+    return NULL;
+}
+
+/* At the failing allocation: let the second submit go, and give it a
+ * bounded number of rounds to finish (it may instead wait for the pool's
+ * spawn lock, which the failing start holds). */
+static bool beside_fails(void)
+{
+    long left = atomic_load(&beside_countdown);
+    while (left >= 0) {
+        if (!atomic_compare_exchange_weak(&beside_countdown, &left, left - 1))
+            continue;
+        if (left > 0)
+            return false;
+        atomic_store(&bs.go, 1);
+        while (!atomic_load(&bs.entered))
+            sched_yield();
+        for (int i = 0; i < 100000 && !atomic_load(&bs.done); i++)
+            sched_yield();
+        return true;
+    }
+    return false;
+}
+
+static void *beside_malloc(size_t n)
+{
+    return beside_fails() ? NULL : malloc(n);
+}
+static void *beside_realloc(void *p, size_t n)
+{
+    return beside_fails() ? NULL : realloc(p, n);
+}
+static void *beside_calloc(size_t c, size_t n)
+{
+    return beside_fails() ? NULL : calloc(c, n);
+}
+
+static void submit_beside_a_failing_start(void)
+{
+    CHECK_EQ(cf_replace_allocator(beside_malloc, beside_realloc, beside_calloc,
+                                  free),
+             0);
+    for (long k = 0; k < 12; k++) {
+        cf_executor *ex = thread_pool(1, 0);
+        bs = (beside){ .ex = ex };
+        pthread_t th;
+        CHECK_EQ(pthread_create(&th, NULL, beside_submit, NULL), 0);
+        cf_future *f = NULL;
+        atomic_store(&beside_countdown, k);
+        int rc = cf_submit(ex, identity, (void *)1, &f);
+        atomic_store(&beside_countdown, -1);
+        atomic_store(&bs.go, 1); /* if nothing failed */
+        pthread_join(th, NULL);
+        CHECK(rc == 0 || rc == CF_ENOMEM);
+        CHECK(bs.rc == 0 || bs.rc == CF_ENOMEM);
+        void *r = NULL;
+        if (rc == 0) {
+            CHECK_EQ(cf_future_result(f, 30.0 * test_scale(), &r), 0);
+            CHECK_EQ((intptr_t)r, 1);
+            cf_future_release(f);
+        }
+        if (bs.rc == 0) {
+            CHECK_EQ(cf_future_result(bs.f, 30.0 * test_scale(), &r), 0);
+            CHECK_EQ((intptr_t)r, 2);
+            cf_future_release(bs.f);
+        }
+        cf_executor_free(ex);
+    }
+}
+
+/* Submits that land just as the only worker retires idle (a nanosecond
+ * idle_timeout), while every start of a worker fails: a submit that found
+ * the worker live must not queue its task behind it once it has gone (it
+ * used to, when the worker left between the submit's check and its push:
+ * the start in its place failed, and the task waited for the next submit).
+ * Each submit either fails (CF_ENOMEM) or has its task run. */
+static void submit_racing_retire_with_failing_starts(void)
+{
+    oom_install();
+    cf_executor *ex = thread_pool(1, 1e-9);
+    int failed = 0;
+    for (int round = 0; round < 2000; round++) {
+        cf_future *f;
+        CHECK_EQ(cf_submit(ex, identity, (void *)1, &f), 0);
+        CHECK_EQ(cf_future_result(f, 30.0 * test_scale(), NULL), 0);
+        cf_future_release(f);
+        /* 0 to 1 ms (scaled): across the worker's retirement */
+        double until = now_s() + (round % 1000) * 1e-6 * test_scale();
+        while (now_s() < until) {
+        }
+        oom_fail_at(1); /* the future is allocation 0; a start fails */
+        int rc = cf_submit(ex, identity, (void *)2, &f);
+        oom_fail_at(-1);
+        CHECK(rc == 0 || rc == CF_ENOMEM);
+        if (rc) {
+            failed++;
+            continue;
+        }
+        void *r = NULL;
+        CHECK_EQ(cf_future_result(f, 30.0 * test_scale(), &r), 0);
+        CHECK_EQ((intptr_t)r, 2);
+        cf_future_release(f);
+    }
+    printf("  %d of 2000 submits found no worker and could not start one\n",
+           failed);
+    cf_executor_free(ex);
+}
+
 static void idle_timeout_zero_keeps_threads(void)
 {
     cf_executor *ex = thread_pool(2, 0);
@@ -1277,6 +1411,8 @@ static const test_case cases[] = {
     TEST_CASE(idle_threads_go_and_come_back),
     TEST_CASE(idle_timeout_zero_keeps_threads),
     TEST_CASE(idle_pool_submit_with_failing_allocations),
+    TEST_CASE(submit_beside_a_failing_start),
+    TEST_CASE(submit_racing_retire_with_failing_starts),
     TEST_CASE(shutdown_racing_submit_to_retired_pool),
     TEST_CASE(idle_timeout_race),
     TEST_CASE(idle_timeout_tiny_shutdown_race),

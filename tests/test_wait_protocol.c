@@ -9,6 +9,7 @@
 #include "harness.h"
 
 #include <stdint.h>
+#include <sys/syscall.h>
 
 static cf_executor *new_pool(int workers, const char *prefix)
 {
@@ -706,6 +707,124 @@ static void spare_start_failure_is_retried(void)
     }
 }
 
+/* Every allocation fails while starve is set (a thread start, too). */
+static atomic_bool starve;
+static atomic_long starved; /* allocations refused */
+
+static bool starving(void)
+{
+    if (!atomic_load(&starve))
+        return false;
+    atomic_fetch_add(&starved, 1);
+    return true;
+}
+static void *starve_malloc(size_t n)
+{
+    return starving() ? NULL : malloc(n);
+}
+static void *starve_realloc(void *p, size_t n)
+{
+    return starving() ? NULL : realloc(p, n);
+}
+static void *starve_calloc(size_t c, size_t n)
+{
+    return starving() ? NULL : calloc(c, n);
+}
+
+/* Whether thread tid of this process sleeps in the kernel (state S). */
+static bool thread_sleeps(long tid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *end = strrchr(buf, ')'); /* the name may hold anything */
+    return end && end[1] == ' ' && end[2] == 'S';
+}
+
+/* A wait whose spare is started by someone else, and that start fails:
+ * the waiter W (one of 2 workers) blocks on its child C in a timed wait
+ * while the other worker S is counted searching (its initializer holds it
+ * at a gate), so W leaves the start of a spare to S. S, let go, takes the
+ * other task X (older on W's deque) and, the last searcher, hands a spare
+ * start on for C - which fails: no memory. X waits for C at a gate the pool
+ * cannot see. Memory comes back; C must still run (W, woken by the failed
+ * hand-over, retries the start as it retries its own). */
+typedef struct handover {
+    cf_executor *ex;
+    gate hold_s; /* the second worker's initializer waits here */
+    gate c_ran;  /* C opens it; X waits on it */
+    atomic_int starts;
+    atomic_long waiter_tid;
+} handover;
+
+static handover ho = { NULL, GATE_INIT, GATE_INIT, 0, 0 };
+
+static void *ho_init(void *arg)
+{
+    if (atomic_fetch_add(&ho.starts, 1) == 1)
+        gate_wait(&ho.hold_s);
+    return arg;
+}
+
+static void *ho_child(void *p)
+{
+    gate_open(&ho.c_ran);
+    return p;
+}
+
+static void *ho_other(void *p)
+{
+    gate_wait(&ho.c_ran);
+    return p;
+}
+
+static void *ho_waiter(void *p)
+{
+    atomic_store(&ho.waiter_tid, (long)syscall(SYS_gettid));
+    cf_future *x = NULL, *c = NULL;
+    /* X starts S (W is busy), C finds S searching */
+    if (cf_submit(ho.ex, ho_other, p, &x) || cf_submit(ho.ex, ho_child, p, &c))
+        return NULL;
+    atomic_store(&starve, true);
+    void *r = NULL;
+    int rc = cf_future_result(c, 30.0 * test_scale(), &r);
+    cf_future_release(c);
+    cf_future_release(x);
+    return rc == 0 && r == p ? p : NULL;
+}
+
+static void spare_handover_failure_is_retried(void)
+{
+    CHECK_EQ(cf_replace_allocator(starve_malloc, starve_realloc, starve_calloc,
+                                  free),
+             0);
+    cf_options o = { .max_workers = 2,
+                     .name_prefix = "ho",
+                     .initializer = ho_init };
+    ho.ex = cf_thread_pool_new(&o);
+    CHECK(ho.ex != NULL);
+    cf_future *f = NULL;
+    CHECK_EQ(cf_submit(ho.ex, ho_waiter, ho.ex, &f), 0);
+    /* W blocked, past its look at the searchers: parked */
+    WAIT_UNTIL(stats_of(ho.ex).blocked >= 1 &&
+                   thread_sleeps(atomic_load(&ho.waiter_tid)),
+               20.0);
+    CHECK(stats_of(ho.ex).blocked >= 1);
+    CHECK(thread_sleeps(atomic_load(&ho.waiter_tid)));
+    gate_open(&ho.hold_s);
+    WAIT_UNTIL(atomic_load(&starved) >= 1, 20.0);
+    CHECK(atomic_load(&starved) >= 1); /* S's hand-over could not start one */
+    atomic_store(&starve, false);
+    CHECK(result_of(f, 50.0) == ho.ex);
+    cf_future_release(f);
+    cf_executor_free(ho.ex);
+}
+
 #define OUTSIDE_CHAIN 10000
 
 typedef struct out_chain {
@@ -1081,6 +1200,7 @@ static const test_case cases[] = {
     TEST_CASE(deep_nested_chain),
     TEST_CASE(wait_on_many_children),
     TEST_CASE(spare_start_failure_is_retried),
+    TEST_CASE(spare_handover_failure_is_retried),
     TEST_CASE(outside_chain_1_worker),
     TEST_CASE(outside_chain_2_workers),
     TEST_CASE(storm_1_worker),

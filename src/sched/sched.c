@@ -349,14 +349,37 @@ static bool maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
     return rc != 0 && rc != CF_EINVAL;
 }
 
+/* A start failed on a path that does not retry it (a push, a searcher's
+ * hand-over): a worker blocked in a wait may have left its spare to this
+ * start (it saw a searcher, or woke a sleeper, and parked without a retry).
+ * Unpark every blocked worker but self: each goes round its wait once and,
+ * if its child is still queued with nobody to run it, starts a spare itself
+ * and retries that every SPARE_RETRY_S while it fails (helper_block). A
+ * waiter that blocks after this sees no searcher and starts one itself. */
+static void start_failed(cf__sched *s, cf__worker *self)
+{
+    /* seq_cst: a waiter that relied on us raised blocked_now before it read
+     * idle, and that read came before our update of idle; acquire: its
+     * in_wait store is visible */
+    if (atomic_load_explicit(&s->blocked_now, memory_order_seq_cst) == 0)
+        return;
+    size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
+    for (size_t i = 0; i < n; i++) {
+        cf__worker *w = s->workers[i];
+        if (w != self &&
+            atomic_load_explicit(&w->in_wait, memory_order_relaxed))
+            cf__unpark(&w->parker); /* records outlive threads: safe */
+    }
+}
+
 /* The part of cf__sched_notify (sched.h) that wakes or starts a worker:
  * nobody searches, and a sleeper or room for a worker may be there. */
 void cf__sched_notify_slow(cf__sched *s, uint64_t idle)
 {
     if (n_sleeping(idle) > 0)
         wake_one(s);
-    else
-        maybe_spawn(s, worker_cap(s), true); /* no-op if live >= the cap */
+    else if (maybe_spawn(s, worker_cap(s), true)) /* no-op: live >= cap */
+        start_failed(s, cf__tls_worker);
 }
 
 /* More shared work is visible and nobody searches for it: wake a sleeper,
@@ -381,8 +404,8 @@ static void stop_searching(cf__sched *s)
 {
     uint64_t old = atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
                                              memory_order_seq_cst);
-    if (n_searching(old) == 1)
-        spread(s, old - SEARCHING_ONE, worker_cap(s));
+    if (n_searching(old) == 1 && spread(s, old - SEARCHING_ONE, worker_cap(s)))
+        start_failed(s, cf__tls_worker);
 }
 
 /* Puts the sleeper on the stack and counts it sleeping (and no longer
@@ -493,13 +516,16 @@ static bool rest(cf__sched *s, cf__worker *w)
  * already out of live and marked exited: worker_main does not count it
  * out again). Under spawn_mu it leaves tentatively - out of live, marked
  * exited, no longer searching - and then looks once more; if work is
- * visible it comes back. So a push that relied on it as a searcher is seen
- * here (the pairing of notify), and a push that saw it no longer searching
- * also sees it out of live (both seq_cst, live first) and out of all_busy
- * (exited, under spawn_mu): that pusher starts a worker in its place. (It
- * used to stay in live and not exited until it was gone, so such a push
- * started nobody and relied on a worker that was leaving: its task waited
- * for the next push.) */
+ * visible, or an external submit is in flight, it comes back. So a push
+ * that relied on it as a searcher is seen here (the pairing of notify), and
+ * a push that saw it no longer searching also sees it out of live (both
+ * seq_cst, live first) and out of all_busy (exited, under spawn_mu): that
+ * pusher starts a worker in its place. (It used to stay in live and not
+ * exited until it was gone, so such a push started nobody and relied on a
+ * worker that was leaving: its task waited for the next push.) A submit
+ * that found it live skipped starting a worker itself (cf__sched_push): if
+ * the start the submit's notify then tries fails, nobody is left for its
+ * task, so the worker stays while any submit is in flight. */
 static bool retire(cf__sched *s, cf__worker *w, bool idle)
 {
     if (atomic_load_explicit(&s->shutdown, memory_order_relaxed) ||
@@ -510,7 +536,13 @@ static bool retire(cf__sched *s, cf__worker *w, bool idle)
     w->exited = true;
     atomic_fetch_sub_explicit(&s->live, 1, memory_order_seq_cst);
     atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
-    if (may && !work_visible(s)) {
+    /* seq_cst, after leaving live: a submit that found us live is counted
+     * in submitting already (its pairing in cf__sched_push). Read before
+     * the look: a submit that has finished meanwhile queued its task
+     * first, and the look sees it. */
+    if (may &&
+        atomic_load_explicit(&s->submitting, memory_order_seq_cst) == 0 &&
+        !work_visible(s)) {
         pthread_mutex_unlock(&s->spawn_mu);
         return true;
     }
@@ -683,8 +715,8 @@ static void *worker_main(void *arg)
                  * the rest of the work gets a worker. */
                 uint64_t idle =
                     atomic_load_explicit(&s->idle, memory_order_seq_cst);
-                if (n_searching(idle) == 0)
-                    spread(s, idle, worker_cap(s));
+                if (n_searching(idle) == 0 && spread(s, idle, worker_cap(s)))
+                    start_failed(s, w);
             }
             atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE,
                                       memory_order_seq_cst);
@@ -777,8 +809,6 @@ static int spawn_locked(cf__sched *s)
     w->exited = w->joined = w->retired = w->left = false;
     if (fresh)
         s->workers[idx] = w; /* published below, by nworkers */
-    atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
-    atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
     cf_thread_options o = { .name = name, .stack_size = CF__WORKER_STACK };
     if (s->hooks.retain)
         s->hooks.retain(s->hooks.ctx);
@@ -793,10 +823,6 @@ static int spawn_locked(cf__sched *s)
         /* The spawner holds a reference of its own: this is not the last. */
         if (s->hooks.release)
             s->hooks.release(s->hooks.ctx);
-        if (atomic_fetch_sub_explicit(&s->live, 1, memory_order_relaxed) == 1)
-            pthread_cond_broadcast(&s->exit_cv);
-        atomic_fetch_sub_explicit(&s->idle, SEARCHING_ONE,
-                                  memory_order_seq_cst);
         if (fresh) {
             s->workers[idx] = NULL;
             cf__deque_destroy(&w->deque);
@@ -806,6 +832,12 @@ static int spawn_locked(cf__sched *s)
         }
         return rc;
     }
+    /* Counted live and searching only now that it runs: a submit that
+     * finds it live counts on it (cf__sched_push), so a start that may
+     * still fail must not be seen. The thread waits for spawn_mu before it
+     * reads or changes anything. */
+    atomic_fetch_add_explicit(&s->idle, SEARCHING_ONE, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&s->live, 1, memory_order_relaxed);
     if (spare)
         atomic_fetch_add_explicit(&s->spares, 1, memory_order_relaxed);
     /* release: thieves that read nworkers see the record */
@@ -872,8 +904,11 @@ int cf__sched_push(cf__sched *s, cf__task *t)
     }
     /* No worker alive (none started yet, or all retired idle): start one
      * here, so that a failure to start fails this submit rather than
-     * leaving its task with nobody to run it. */
-    if (atomic_load_explicit(&s->live, memory_order_relaxed) == 0) {
+     * leaving its task with nobody to run it. seq_cst: a worker that we
+     * find live does not retire until we are done (it reads submitting
+     * after it leaves live: retire), and one that starts is counted live
+     * only once it runs (spawn_locked). */
+    if (atomic_load_explicit(&s->live, memory_order_seq_cst) == 0) {
         pthread_mutex_lock(&s->spawn_mu);
         int rc = atomic_load_explicit(&s->live, memory_order_relaxed) == 0
                      ? spawn_locked(s)
