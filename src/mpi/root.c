@@ -33,8 +33,8 @@ typedef struct batch {
     uint64_t seq;
     size_t n, done, bytes;
     uint64_t busy_ns;
-    double sent;        /* when it was sent (cf__now) */
-    bool alone;         /* sent to a rank that held nothing: it times the rtt */
+    double sent; /* when it went to a rank that held nothing (it times the
+                    rtt; cf__now), else 0 */
     unsigned char *msg; /* the TASKS message until its send completed */
     MPI_Request req;
     cf__rtask *ts[];
@@ -192,7 +192,8 @@ static void mpi_failed(mpool *p, int rc, const char *what)
         worker_down(p, &p->workers[i], W_DOWN, why);
 }
 
-/* Completes the `count` answers in `in` for w's oldest batch. */
+/* Completes the `count` answers in `in` for w's oldest batch; a malformed
+ * one fails the rest of them (and `in` is not read further). */
 static void take_answers(mpool *p, mworker *w, cf__rd *in, uint32_t count)
 {
     batch *b = w->head;
@@ -205,6 +206,7 @@ static void take_answers(mpool *p, mworker *w, cf__rd *in, uint32_t count)
             (f.type != CF__FR_FAIL || f.aux == 0 || f.len > CF__MAX_MESSAGE))
             bad = "not an answer";
         if (bad) {
+            in->left = 0;
             fail_tasks(p, w, end, CF_EBROKEN,
                        "malformed result frame from MPI rank %d (task %zu of "
                        "its batch: %s)",
@@ -224,7 +226,7 @@ static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
     double busy = (double)busy_ns * 1e-9;
     if (busy > p->longest)
         p->longest = busy;
-    if (first == 0 && b->alone) {
+    if (first == 0 && b->sent > 0) {
         /* The smallest sample wins at once (a first message may pay for
          * setting up the connection); larger ones raise it slowly. */
         double rtt = cf__now() - b->sent - busy;
@@ -235,20 +237,24 @@ static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
     }
 }
 
-/* The worker could not read the rest of w's oldest batch: the FAIL frame
- * in `in` says why. */
-static void rest_failed(mpool *p, mworker *w, cf__rd *in)
+/* The final answer to w's oldest batch came: the tasks left fail (with the
+ * FAIL frame in `in`, when one follows), and the batch is dropped. */
+static void end_batch(mpool *p, mworker *w, cf__rd *in)
 {
+    batch *b = w->head;
     cf__frame f;
     const unsigned char *m = NULL;
-    const char *bad = cf__rd_frame(in, &f, &m);
-    int n = bad ? 0 : (int)(f.len < 400 ? f.len : 400);
-    const char *text = n ? (const char *)m : "malformed failure";
-    fail_tasks(p, w, SIZE_MAX, bad || f.aux == 0 ? CF_EBROKEN : f.aux,
-               "MPI rank %d: %.*s", w->rank, n ? n : (int)strlen(text), text);
+    if (b->done < b->n && in->left && !cf__rd_frame(in, &f, &m) &&
+        f.type == CF__FR_FAIL && f.aux != 0)
+        fail_tasks(p, w, SIZE_MAX, f.aux, "MPI rank %d: %.*s", w->rank,
+                   (int)(f.len < 400 ? f.len : 400), (const char *)m);
+    else
+        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
+                   "MPI rank %d answered %zu of the %zu tasks of a batch",
+                   w->rank, b->done, b->n);
 }
 
-/* Handles a RESULTS message from worker w. */
+/* Handles a RESULTS message from worker w (transport.h). */
 static void on_results(mpool *p, mworker *w, const unsigned char *msg,
                        size_t len)
 {
@@ -262,36 +268,25 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     const char *bad = cf__rd_frame(&in, &h, &pl);
     if (!bad && (h.type != CF__FR_ANSWERS || h.len < sizeof a || h.aux < 0))
         bad = "not an answer";
+    if (!bad && h.id && h.id < b->seq)
+        return; /* the rest of a batch already failed as malformed */
+    if (!bad)
+        memcpy(&a, pl, sizeof a);
+    if (!bad && ((h.id && h.id != b->seq) || (size_t)h.aux != b->done ||
+                 a.count > b->n - b->done))
+        bad = "not the next answers to its oldest batch";
     if (bad) {
         fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
                    "malformed result message from MPI rank %d (%s)", w->rank,
                    bad);
         return;
     }
-    memcpy(&a, pl, sizeof a);
-    in = (cf__rd){ pl + sizeof a, (size_t)h.len - sizeof a };
-    if (a.flags & ANS_REST_FAILED) {
-        rest_failed(p, w, &in);
-        return;
-    }
-    if (h.id < b->seq)
-        return; /* the rest of a batch already failed as malformed */
-    if (h.id != b->seq || (size_t)h.aux != b->done ||
-        a.count > b->n - b->done) {
-        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
-                   "malformed result message from MPI rank %d (batch %llu, "
-                   "tasks %d+%u, expected batch %llu from task %zu of %zu)",
-                   w->rank, (unsigned long long)h.id, h.aux, a.count,
-                   (unsigned long long)b->seq, b->done, b->n);
-        return;
-    }
     b->busy_ns += a.busy_ns;
     learn_timing(p, w, b, h.aux, a.busy_ns);
+    in = (cf__rd){ pl + sizeof a, (size_t)h.len - sizeof a };
     take_answers(p, w, &in, a.count);
-    if (a.flags & ANS_FINAL) /* fails none if all were answered */
-        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
-                   "MPI rank %d answered %zu of the %zu tasks of a batch",
-                   w->rank, b->done, b->n);
+    if (a.final)
+        end_batch(p, w, &in);
 }
 
 /* A rank's HELLO: its host name, a NUL, and (aux: a failure code) its
@@ -479,14 +474,12 @@ static void send_batch(mpool *p, mworker *w, batch *b)
         cf__free(b);
         return;
     }
-    b->sent = cf__now();
-    b->alone = w->nbatches == 0;
     b->bytes = len;
     w->tasks += b->n;
     w->bytes += len;
     if (w->nbatches++ == 0) {
         add(&p->r.st_idle, -1);
-        w->heard = b->sent; /* silence counts from here */
+        w->heard = b->sent = cf__now(); /* silence counts from here */
     }
     if (w->tail)
         w->tail->next = b;
