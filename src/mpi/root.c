@@ -4,19 +4,13 @@
  * (remote/engine.h, transport.h; docs/mpi.md): bytes tasks run on the
  * other ranks of a communicator, and the root's futures get the results.
  *
- * cf_mpi_pool_new duplicates the communicator; the other ranks serve in
- * the calling thread until STOP (rank.c). On the root, the manager's round
- * (mp_round) makes every MPI call (MPI_THREAD_SERIALIZED is enough): it
- * hands batches to whichever rank has room, the emptiest first, keeps a
- * window in flight per rank (two batches, or the bandwidth-delay product),
- * sizes batches to about BATCH_TARGET_S of that rank's measured task time,
- * and reads answers with MPI_Iprobe and MPI_Recv. A watchdog fails the
- * tasks of a rank that holds work and stops answering (or ends the job).
- * With one rank the manager serves the batches itself (rank.c's code).
- * Open MPI's blocking calls spin, so the manager polls and backs off
- * (SPIN_ROUNDS quick tries, then sleeps doubling to BACKOFF_MAX_S) and a
- * submission cuts its sleep short. A bad or truncated answer fails its
- * task (and the rest of its message when that cannot be trusted).
+ * The manager's round (mp_round) makes every MPI call on the root, so
+ * MPI_THREAD_SERIALIZED is enough: it hands batches to the ranks with
+ * room, the emptiest first, within a window sized from each rank's round
+ * trip and task time, and reads the answers. It polls and backs off, as
+ * Open MPI's blocking calls spin; a submission cuts its sleep short. A
+ * watchdog fails the tasks of a rank that stops answering. With one rank
+ * the manager serves its batches itself (rank.c).
  */
 #include "transport.h"
 
@@ -33,8 +27,7 @@ typedef struct batch {
     uint64_t seq;
     size_t n, done, bytes;
     uint64_t busy_ns;
-    double sent; /* when it went to a rank that held nothing (it times the
-                    rtt; cf__now), else 0 */
+    double sent;        /* sent to an idle rank at (it times the rtt), or 0 */
     unsigned char *msg; /* the TASKS message until its send completed */
     MPI_Request req;
     cf__rtask *ts[];
@@ -74,7 +67,6 @@ typedef struct mpool {
     double longest;      /* longest work between two answers, < 0 none yet */
     double rank_timeout; /* CFUTURES_MPI_RANK_TIMEOUT; < 0 the default */
     bool abort_on_lost;  /* CFUTURES_MPI_RANK_LOST=abort */
-    bool lost;           /* a rank stopped answering */
     double next_watch;   /* when the watchdog looks next */
     int spins;           /* rounds without progress */
     double pause;        /* the next sleep while work is in flight */
@@ -289,34 +281,19 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
         end_batch(p, w, &in);
 }
 
-/* A rank's HELLO: its host name, a NUL, and (aux: a failure code) its
- * initializer's message. */
-static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
+/* w's initializer ran (code 0), or failed with text[0..len): w is ready,
+ * or the pool is broken. */
+static void worker_ready(mpool *p, mworker *w, int code, const char *text,
+                         size_t len)
 {
-    cf__rd in = { msg, len };
-    cf__frame h;
-    const unsigned char *m = NULL;
     char why[512];
-    if (w->state != W_STARTING)
-        return;
-    w->state = W_DOWN;
-    if (cf__rd_frame(&in, &h, &m) || h.type != CF__FR_HELLO) {
-        snprintf(why, sizeof why,
-                 "pool broken: malformed hello message from MPI rank %d",
-                 w->rank);
-        cf__remote_break(&p->r, why);
-        return;
-    }
-    size_t hl = strnlen((const char *)m, (size_t)h.len);
-    size_t ml = hl < h.len ? (size_t)h.len - hl - 1 : 0;
-    snprintf(w->host, sizeof w->host, "%.*s", (int)hl, (const char *)m);
-    if (h.aux != 0) {
-        const char *text = ml ? (const char *)m + hl + 1 : cf_strerror(h.aux);
+    if (code) {
+        if (!len)
+            len = strlen(text = cf_strerror(code));
         snprintf(why, sizeof why,
                  "pool broken: a worker's initializer failed on MPI rank %d: "
                  "%.*s",
-                 w->rank, ml ? (int)(ml < 400 ? ml : 400) : (int)strlen(text),
-                 text);
+                 w->rank, (int)(len < 400 ? len : 400), text);
         cf__remote_break(&p->r, why);
         return;
     }
@@ -325,6 +302,30 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
         add(&p->r.st_workers, 1);
         add(&p->r.st_idle, 1);
     }
+}
+
+/* A rank's HELLO: its host name, a NUL, and (aux: a failure code) its
+ * initializer's message. */
+static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
+{
+    cf__rd in = { msg, len };
+    cf__frame h;
+    const unsigned char *m = NULL;
+    if (w->state != W_STARTING)
+        return;
+    w->state = W_DOWN;
+    if (cf__rd_frame(&in, &h, &m) || h.type != CF__FR_HELLO) {
+        char why[128];
+        snprintf(why, sizeof why,
+                 "pool broken: malformed hello message from MPI rank %d",
+                 w->rank);
+        cf__remote_break(&p->r, why);
+        return;
+    }
+    size_t hl = strnlen((const char *)m, (size_t)h.len);
+    snprintf(w->host, sizeof w->host, "%.*s", (int)hl, (const char *)m);
+    size_t ml = hl < h.len ? (size_t)h.len - hl - 1 : 0;
+    worker_ready(p, w, h.aux, ml ? (const char *)m + hl + 1 : NULL, ml);
 }
 
 /* ---- dispatching ------------------------------------------------------- */
@@ -570,22 +571,6 @@ static bool poll_sends(mpool *p)
     return any;
 }
 
-/* Handles one received message (buf NULL: no memory for it). */
-static void on_message(mpool *p, const MPI_Status *st, void *buf, int n)
-{
-    mworker *w = worker_of(p, st->MPI_SOURCE);
-    if (!w)
-        return;
-    w->heard = cf__now();
-    if (st->MPI_TAG == TAG_RESULTS && !buf && w->head)
-        fail_tasks(p, w, SIZE_MAX, CF_ENOMEM,
-                   "out of memory for a result message");
-    else if (st->MPI_TAG == TAG_RESULTS && buf)
-        on_results(p, w, buf, (size_t)n);
-    else if (st->MPI_TAG == TAG_HELLO && buf)
-        on_hello(p, w, buf, (size_t)n);
-}
-
 /* Receives and handles the messages that arrived: true if any did. */
 static bool poll_messages(mpool *p)
 {
@@ -602,6 +587,7 @@ static bool poll_messages(mpool *p)
             mpi_failed(p, rc, "MPI_Iprobe");
             return true;
         }
+        /* Out of memory: receive into nothing (truncated). */
         void *buf =
             cf__mpi_room(&p->rbuf, (size_t)n) == 0 ? p->rbuf.b->data : NULL;
         rc = MPI_Recv(buf, buf ? n : 0, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
@@ -611,7 +597,16 @@ static bool poll_messages(mpool *p)
             mpi_failed(p, rc, "MPI_Recv");
             return true;
         }
-        on_message(p, &st, buf, n);
+        mworker *w = worker_of(p, st.MPI_SOURCE);
+        if (w)
+            w->heard = cf__now();
+        if (w && st.MPI_TAG == TAG_RESULTS && !buf && w->head)
+            fail_tasks(p, w, SIZE_MAX, CF_ENOMEM,
+                       "out of memory for a result message");
+        else if (w && buf && st.MPI_TAG == TAG_RESULTS)
+            on_results(p, w, buf, (size_t)n);
+        else if (w && buf && st.MPI_TAG == TAG_HELLO)
+            on_hello(p, w, buf, (size_t)n);
     }
     return any;
 }
@@ -620,6 +615,7 @@ static bool poll_messages(mpool *p)
  * that no message is left unreceived), then frees the communicator. */
 static void stop_workers(mpool *p)
 {
+    bool lost = false;
     for (size_t i = 0; i < p->nworkers && !p->offline; i++) {
         mworker *w = &p->workers[i];
         while (w->state == W_STARTING && !p->offline) {
@@ -630,13 +626,14 @@ static void stop_workers(mpool *p)
                 poll_messages(p);
         }
         /* A lost rank is never touched again; a 0-byte send is eager. */
+        lost |= w->state == W_LOST;
         if (!p->offline && w->state != W_LOST)
             MPI_Send(NULL, 0, MPI_BYTE, w->rank, TAG_STOP, p->comm);
     }
     if (p->offline)
         return;
     MPI_Comm_free(&p->comm);
-    if (p->spawn_inter != MPI_COMM_NULL && !p->lost) {
+    if (p->spawn_inter != MPI_COMM_NULL && !lost) {
         /* In step with the spawned workers (cf_mpi_pool_spawn). */
         MPI_Comm_free(&p->spawn_intra);
         MPI_Comm_disconnect(&p->spawn_inter);
@@ -710,7 +707,6 @@ static void rank_lost(mpool *p, mworker *w, double silent)
     if (p->abort_on_lost)
         MPI_Abort(p->spawn_inter != MPI_COMM_NULL ? p->comm : MPI_COMM_WORLD,
                   1);
-    p->lost = true;
     worker_down(p, w, W_LOST, why);
     if (!in_flight(p) && ready_workers(p) == 0)
         cf__remote_break(&p->r, why); /* nobody left to run the rest */
@@ -760,18 +756,9 @@ static void begin(mpool *p)
     p->pause = BACKOFF_MIN_S;
     if (!p->local)
         return;
-    char *msg, why[512];
+    char *msg;
     int code = cf__mpi_prepare(&p->opts, p->isolated, &p->pp, &msg);
-    if (code) {
-        snprintf(why, sizeof why,
-                 "pool broken: a worker's initializer failed: %s",
-                 msg ? msg : cf_strerror(code));
-        cf__remote_break(&p->r, why);
-    } else {
-        p->workers[0].state = W_READY;
-        add(&p->r.st_workers, 1);
-        add(&p->r.st_idle, 1);
-    }
+    worker_ready(p, &p->workers[0], code, msg, msg ? strlen(msg) : 0);
     cf__free(msg);
 }
 
