@@ -396,8 +396,10 @@ static size_t batch_size(const mpool *p, mworker *w, size_t held)
     return n;
 }
 
-/* Takes up to `want` pending tasks (`most` bytes, but at least one) into
- * a new batch, moving them to RUNNING: NULL when none is left. */
+/* A new batch of up to `want` pending tasks (`most` bytes, but at least
+ * one), moved to RUNNING, and its TASKS message (a BATCH frame, then the
+ * tasks' frames) in b->msg, NULL when out of memory or past MSG_MAX: NULL
+ * when no task was left. */
 static batch *take_batch(mpool *p, size_t want, size_t most)
 {
     batch *b = cf__malloc(sizeof *b + want * sizeof(cf__rtask *));
@@ -407,42 +409,31 @@ static batch *take_batch(mpool *p, size_t want, size_t most)
         cf__remote_fail_list(&p->r, list, CF_ENOMEM, NULL);
         return NULL;
     }
-    size_t n = 0, bytes = 0;
+    size_t n = 0, bytes = 0, len = CF__FRAME_HDR;
     cf__rtask *t = list;
     for (cf__rtask *next; t && (!n || bytes + t->len <= most); t = next) {
         next = t->next;
         p->pending--;
         bytes += t->len;
-        if (cf__remote_set_running(&p->r, t))
+        if (cf__remote_set_running(&p->r, t)) {
             b->ts[n++] = t;
+            len += t->len;
+        }
     }
     cf__remote_requeue(&p->r, t); /* what did not fit */
-    *b = (batch){ .n = n };
-    if (n)
-        return b;
-    cf__free(b);
-    return NULL;
-}
-
-/* Encodes b into b->msg (a BATCH frame, then the tasks' frames): its
- * length, or 0 when out of memory. */
-static size_t encode_batch(mpool *p, batch *b)
-{
-    size_t len = CF__FRAME_HDR;
-    for (size_t i = 0; i < b->n; i++)
-        len += b->ts[i]->len;
+    *b = (batch){ .n = n, .seq = p->next_seq++ };
+    if (!n) {
+        cf__free(b);
+        return NULL;
+    }
     unsigned char *m = len <= MSG_MAX ? cf__malloc(len) : NULL;
     if (!m)
-        return 0;
-    b->seq = p->next_seq++;
+        return b; /* send_batch fails its tasks */
     cf__frame h;
-    cf__frame_set(&h, CF__FR_BATCH, b->seq, len - CF__FRAME_HDR, (int32_t)b->n);
+    cf__frame_set(&h, CF__FR_BATCH, b->seq, len - sizeof h, (int32_t)n);
     memcpy(m, &h, sizeof h);
-    size_t at = sizeof h;
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = 0, at = sizeof h; i < n; at += b->ts[i++]->len)
         memcpy(m + at, b->ts[i]->frame, b->ts[i]->len);
-        at += b->ts[i]->len;
-    }
     /* Test hooks (transport.h). */
     int hook = cf__mpi_batch_hook();
     if (hook == CF__MPI_CORRUPT_TASK_MAGIC)
@@ -452,7 +443,8 @@ static size_t encode_batch(mpool *p, batch *b)
     else if (hook == CF__MPI_CORRUPT_BATCH_TRUNCATE)
         len = sizeof h + CF__FRAME_HDR / 2;
     b->msg = m;
-    return len;
+    b->bytes = len;
+    return b;
 }
 
 static int send_local(void *ctx, const void *msg, size_t len)
@@ -465,9 +457,9 @@ static int send_local(void *ctx, const void *msg, size_t len)
 /* Hands b to w and sends it (with one rank, serves it here). */
 static void send_batch(mpool *p, mworker *w, batch *b)
 {
-    size_t len = encode_batch(p, b);
+    size_t len = b->bytes;
     add(&p->r.st_running, (long)b->n);
-    if (!len) { /* its own tasks fail, not those of a batch in flight */
+    if (!b->msg) { /* its own tasks fail, not those of a batch in flight */
         const char *why = "no memory for a task batch, or one larger than an "
                           "MPI message (2 GiB)";
         while (b->done < b->n)
@@ -475,7 +467,6 @@ static void send_batch(mpool *p, mworker *w, batch *b)
         cf__free(b);
         return;
     }
-    b->bytes = len;
     w->tasks += b->n;
     w->bytes += len;
     if (w->nbatches++ == 0) {
@@ -539,14 +530,6 @@ static bool dispatch(mpool *p)
 
 /* ---- the manager's MPI side -------------------------------------------- */
 
-static mworker *worker_of(mpool *p, int rank)
-{
-    if (rank < 0 || rank == p->root)
-        return NULL;
-    size_t i = (size_t)(rank < p->root ? rank : rank - 1);
-    return i < p->nworkers ? &p->workers[i] : NULL;
-}
-
 /* Frees the buffers of sends that completed: true if any did. */
 static bool poll_sends(mpool *p)
 {
@@ -597,7 +580,9 @@ static bool poll_messages(mpool *p)
             mpi_failed(p, rc, "MPI_Recv");
             return true;
         }
-        mworker *w = worker_of(p, st.MPI_SOURCE);
+        int k = st.MPI_SOURCE;
+        size_t i = (size_t)(k < p->root ? k : k - 1);
+        mworker *w = k != p->root && i < p->nworkers ? &p->workers[i] : NULL;
         if (w)
             w->heard = cf__now();
         if (w && st.MPI_TAG == TAG_RESULTS && !buf && w->head)
@@ -847,55 +832,43 @@ static int ensure_mpi(const cf_options *opts)
     return 0;
 }
 
-/* A pool for the root of dup (size ranks), its manager not started:
- * NULL when out of memory. */
-static mpool *pool_alloc(MPI_Comm dup, int root, int size,
-                         const cf_options *opts)
-{
-    size_t n = size > 1 ? (size_t)size - 1 : 1;
-    mpool *p = cf__calloc(1, sizeof *p + n * sizeof *p->workers);
-    if (!p)
-        return NULL;
-    cf__remote_init(&p->r, &mp_ops);
-    p->comm = dup;
-    p->spawn_intra = p->spawn_inter = MPI_COMM_NULL;
-    p->root = root;
-    p->local = p->offline = size == 1;
-    p->nworkers = n;
-    p->cost = p->longest = -1;
-    p->rank_timeout = rank_timeout_env();
-    const char *lost = getenv("CFUTURES_MPI_RANK_LOST");
-    p->abort_on_lost = lost && strcmp(lost, "abort") == 0;
-    p->next_seq = 1;
-    p->opts = opts ? *opts : (cf_options){ 0 };
-    size_t max = opts && opts->max_workers > 0 ? (size_t)opts->max_workers : n;
-    for (size_t i = 0; i < n; i++) {
-        mworker *w = &p->workers[i];
-        w->rank = p->local ? root : (int)i < root ? (int)i : (int)i + 1;
-        w->state = W_STARTING;
-        w->enabled = i < max;
-        w->cost = -1;
-        w->slow_start = 1;
-    }
-    p->local_reply = (cf__replier){ .send = send_local, .ctx = p };
-    return p;
-}
-
-/* The root's pool on dup, its manager running: the executor, or NULL with
- * errno (the workers, serving already, are sent home). */
+/* The root's pool on dup (size ranks), its manager running: the executor,
+ * or NULL with errno (the workers, serving already, are sent home). */
 static cf_executor *root_pool(MPI_Comm dup, int root, int size,
                               const cf_options *opts, bool isolated,
                               MPI_Comm comm, MPI_Comm spawn_inter)
 {
-    int level;
-    mpool *p = pool_alloc(dup, root, size, opts);
+    size_t n = size > 1 ? (size_t)size - 1 : 1;
+    size_t max = opts && opts->max_workers > 0 ? (size_t)opts->max_workers : n;
+    const char *lost = getenv("CFUTURES_MPI_RANK_LOST");
+    mpool *p = cf__calloc(1, sizeof *p + n * sizeof *p->workers);
     if (p) {
+        cf__remote_init(&p->r, &mp_ops);
+        p->comm = dup;
+        p->spawn_intra = spawn_inter != MPI_COMM_NULL ? comm : MPI_COMM_NULL;
+        p->spawn_inter = spawn_inter;
+        p->root = root;
+        p->local = p->offline = size == 1;
         p->isolated = isolated;
-        if (spawn_inter != MPI_COMM_NULL) {
-            p->spawn_intra = comm;
-            p->spawn_inter = spawn_inter;
-        }
+        p->nworkers = n;
+        p->cost = p->longest = -1;
+        p->rank_timeout = rank_timeout_env();
+        p->abort_on_lost = lost && strcmp(lost, "abort") == 0;
+        p->next_seq = 1;
+        p->opts = opts ? *opts : (cf_options){ 0 };
+        p->local_reply = (cf__replier){ .send = send_local, .ctx = p };
+        for (size_t i = 0; i < n; i++)
+            p->workers[i] = (mworker){
+                .rank = p->local        ? root
+                        : (int)i < root ? (int)i
+                                        : (int)i + 1,
+                .state = W_STARTING,
+                .enabled = i < max,
+                .cost = -1,
+                .slow_start = 1,
+            };
     }
+    int level;
     MPI_Query_thread(&level);
     int err = !p                                          ? ENOMEM
               : size > 1 && level < MPI_THREAD_SERIALIZED ? EINVAL
