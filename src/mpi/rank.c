@@ -1,13 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * rank.c - the serving side of the MPI transport (transport.h): a worker
- * rank says hello, then runs the batches the root sends, in order, and
- * answers each with RESULTS messages, until STOP. A one-rank pool's
- * manager serves its own batches through cf__mpi_serve_batch. An isolated
- * rank runs its tasks in one worker process that it drives through the
- * process transport's link (proc/wire.h), whose blame rules then apply to
- * them. Every frame is checked: a malformed one fails its task (and, when
- * the rest cannot be trusted, the rest of the batch).
+ * rank says hello, then runs the root's batches in order and answers each,
+ * until STOP; a one-rank pool's manager serves its own batches here. An
+ * isolated rank drives one worker process through the process transport's
+ * link (proc/wire.h), whose blame rules then apply. Every frame is checked:
+ * a malformed one fails its task (or the rest of the batch).
  */
 #include "transport.h"
 
@@ -408,18 +406,14 @@ int cf__mpi_serve_batch(const unsigned char *msg, size_t len, cf__replier *r,
 /* Where a worker rank sends its answers. */
 typedef struct dest {
     MPI_Comm comm;
-    int root;
+    int root, tag;
 } dest;
 
-static int send_to(const dest *d, int tag, const void *msg, size_t len)
+static int send_to(void *ctx, const void *msg, size_t len)
 {
-    int rc = MPI_Send(msg, (int)len, MPI_BYTE, d->root, tag, d->comm);
+    const dest *d = ctx;
+    int rc = MPI_Send(msg, (int)len, MPI_BYTE, d->root, d->tag, d->comm);
     return rc == MPI_SUCCESS ? 0 : CF_EBROKEN;
-}
-
-static int mpi_send_results(void *ctx, const void *msg, size_t len)
-{
-    return send_to(ctx, TAG_RESULTS, msg, len);
 }
 
 /* Waits for the next message from the root without spinning for long:
@@ -468,7 +462,7 @@ int cf__mpi_prepare(const cf_options *opts, bool isolated, cf__mpi_iso **iso,
 
 /* Sends the HELLO frame (code: prepare's outcome); its payload is the
  * rank's host name, a NUL, and msg (the failure's message, if any; freed). */
-static int say_hello(const dest *to, int code, char *msg)
+static int say_hello(dest *to, int code, char *msg)
 {
     unsigned char hello[CF__FRAME_HDR + MPI_MAX_PROCESSOR_NAME + 1 + 4096];
     memset(hello, 0, sizeof hello);
@@ -483,7 +477,7 @@ static int say_hello(const dest *to, int code, char *msg)
     if (n)
         memcpy(host + hl, msg, n);
     cf__free(msg);
-    return send_to(to, TAG_HELLO, hello, sizeof h + hl + n);
+    return send_to(to, hello, sizeof h + hl + n);
 }
 
 /* Receives the next message from the root into in: its tag, or -1 on an
@@ -511,13 +505,14 @@ static int receive(MPI_Comm comm, int root, cf_buffer *in, void **data,
 int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
                   bool isolated)
 {
-    dest to = { comm, root };
+    dest to = { comm, root, TAG_HELLO };
     char *msg;
     cf__mpi_iso *iso;
     int code = cf__mpi_prepare(opts, isolated, &iso, &msg);
     int rc = say_hello(&to, code, msg), tag, count;
+    to.tag = TAG_RESULTS;
     cf_buffer in = { NULL, 0 };
-    cf__replier r = { .send = mpi_send_results, .ctx = &to };
+    cf__replier r = { .send = send_to, .ctx = &to };
     void *data;
     while (!rc && (tag = receive(comm, root, &in, &data, &count)) != TAG_STOP)
         if (tag < 0 || (tag == TAG_TASKS &&

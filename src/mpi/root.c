@@ -37,9 +37,9 @@ enum { W_STARTING, W_READY, W_DOWN, W_LOST /* stopped answering */ };
 
 typedef struct mworker {
     int rank;
-    int state;          /* W_*; READY once its hello said the init ran */
-    bool enabled;       /* within max_workers */
-    batch *head, *tail; /* in flight, oldest first */
+    int state;    /* W_*; READY once its hello said the init ran */
+    bool enabled; /* within max_workers */
+    batch *head;  /* in flight, oldest first */
     unsigned nbatches;
     size_t tasks, bytes; /* in flight */
     double cost;         /* seconds per task (EWMA), < 0 unknown */
@@ -124,8 +124,7 @@ static void retire_batch(mpool *p, mworker *w)
         /* Answered before its send was seen complete: finish the send. */
         MPI_Wait(&b->req, MPI_STATUS_IGNORE);
     }
-    if (!(w->head = b->next))
-        w->tail = NULL;
+    w->head = b->next;
     w->nbatches--;
     w->tasks -= b->n;
     w->bytes -= b->bytes;
@@ -184,29 +183,42 @@ static void mpi_failed(mpool *p, int rc, const char *what)
         worker_down(p, &p->workers[i], W_DOWN, why);
 }
 
-/* Completes the `count` answers in `in` for w's oldest batch; a malformed
- * one fails the rest of them (and `in` is not read further). */
-static void take_answers(mpool *p, mworker *w, cf__rd *in, uint32_t count)
+/* Completes the `count` answers in `in` for w's oldest batch (a malformed
+ * one fails the rest of them). Final: then the tasks left fail, with the
+ * FAIL frame that follows if any, and the batch is dropped. */
+static void take_answers(mpool *p, mworker *w, cf__rd in, uint32_t count,
+                         bool final)
 {
     batch *b = w->head;
     size_t end = b->done + count;
+    cf__frame f;
+    const unsigned char *m = NULL;
     while (b->done < end) {
-        cf__frame f;
-        const unsigned char *m;
-        const char *bad = cf__rd_frame(in, &f, &m);
+        const char *bad = cf__rd_frame(&in, &f, &m);
         if (!bad && f.type != CF__FR_RESULT &&
             (f.type != CF__FR_FAIL || f.aux == 0 || f.len > CF__MAX_MESSAGE))
             bad = "not an answer";
-        if (bad) {
-            in->left = 0;
-            fail_tasks(p, w, end, CF_EBROKEN,
-                       "malformed result frame from MPI rank %d (task %zu of "
-                       "its batch: %s)",
-                       w->rank, b->done, bad);
-            return;
+        if (!bad) {
+            finish_task(p, b, f.type == CF__FR_FAIL ? f.aux : 0, m,
+                        (size_t)f.len);
+            continue;
         }
-        finish_task(p, b, f.type == CF__FR_FAIL ? f.aux : 0, m, (size_t)f.len);
+        in.left = 0; /* the rest cannot be trusted */
+        fail_tasks(p, w, end, CF_EBROKEN,
+                   "malformed result frame from MPI rank %d (task %zu of "
+                   "its batch: %s)",
+                   w->rank, b->done, bad);
     }
+    if (!final)
+        return;
+    if (b->done < b->n && in.left && !cf__rd_frame(&in, &f, &m) &&
+        f.type == CF__FR_FAIL && f.aux != 0)
+        fail_tasks(p, w, SIZE_MAX, f.aux, "MPI rank %d: %.*s", w->rank,
+                   (int)(f.len < 400 ? f.len : 400), (const char *)m);
+    else
+        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
+                   "MPI rank %d answered %zu of the %zu tasks of a batch",
+                   w->rank, b->done, b->n);
 }
 
 /* What an answer says about timing: the longest work between two answers
@@ -227,23 +239,6 @@ static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
         else if (rtt > 0)
             cf__remote_ewma(&w->rtt, rtt, 0.125);
     }
-}
-
-/* The final answer to w's oldest batch came: the tasks left fail (with the
- * FAIL frame in `in`, when one follows), and the batch is dropped. */
-static void end_batch(mpool *p, mworker *w, cf__rd *in)
-{
-    batch *b = w->head;
-    cf__frame f;
-    const unsigned char *m = NULL;
-    if (b->done < b->n && in->left && !cf__rd_frame(in, &f, &m) &&
-        f.type == CF__FR_FAIL && f.aux != 0)
-        fail_tasks(p, w, SIZE_MAX, f.aux, "MPI rank %d: %.*s", w->rank,
-                   (int)(f.len < 400 ? f.len : 400), (const char *)m);
-    else
-        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
-                   "MPI rank %d answered %zu of the %zu tasks of a batch",
-                   w->rank, b->done, b->n);
 }
 
 /* Handles a RESULTS message from worker w (transport.h). */
@@ -275,10 +270,8 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     }
     b->busy_ns += a.busy_ns;
     learn_timing(p, w, b, h.aux, a.busy_ns);
-    in = (cf__rd){ pl + sizeof a, (size_t)h.len - sizeof a };
-    take_answers(p, w, &in, a.count);
-    if (a.final)
-        end_batch(p, w, &in);
+    take_answers(p, w, (cf__rd){ pl + sizeof a, (size_t)h.len - sizeof a },
+                 a.count, a.final);
 }
 
 /* w's initializer ran (code 0), or failed with text[0..len): w is ready,
@@ -331,18 +324,15 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
 /* ---- dispatching ------------------------------------------------------- */
 
 /* The tasks of one batch of w at cost seconds each: BATCH_TARGET_S of
- * work, or an eighth of the round trip when that is more (fewer messages
- * per window). */
+ * work, or an eighth of the round trip when that is more. */
 static size_t batch_tasks(const mworker *w, double cost)
 {
     double s = w->rtt / 8 > BATCH_TARGET_S ? w->rtt / 8 : BATCH_TARGET_S;
     return cf__remote_window(cost, s, 1, BATCH_MAX_TASKS);
 }
 
-/* The tasks w may hold at cost seconds each: the bandwidth-delay product.
- * When a task ends, its answer takes a round trip to bring the next one,
- * so 1.25 round trips of work wait behind the running batch, plus one
- * batch (capped). */
+/* The tasks w may hold at cost seconds each: 1.25 round trips of work
+ * plus a batch, the bandwidth-delay product (docs/mpi.md, "The window"). */
 static size_t window(const mworker *w, double cost)
 {
     double rtt = w->rtt > 0 ? w->rtt : 0;
@@ -351,12 +341,8 @@ static size_t window(const mworker *w, double cost)
                                  : (size_t)k + batch_tasks(w, cost);
 }
 
-/* Whether w gets another batch now: a second one always (it hides the
- * round trip behind the first), more while the window allows. Long tasks
- * beyond the first only while enough waits for every worker to get one
- * more, so the tail is not queued behind a running task, or while w holds
- * less than a round trip of work: another rank could not ask for the task
- * and get it sooner. */
+/* Whether w gets another batch now: a second always, more within the
+ * window; long tasks as the tail rule allows (docs/mpi.md, "The window"). */
 static bool can_take(const mpool *p, const mworker *w)
 {
     if (w->state != W_READY || !w->enabled)
@@ -380,9 +366,8 @@ static size_t batch_size(const mpool *p, mworker *w, size_t held)
     size_t n = cost >= 0 ? batch_tasks(w, cost) : w->slow_start;
     if (cost < 0 && w->slow_start < BATCH_MAX_TASKS)
         w->slow_start *= 2;
-    /* A fair share of what waits, so every worker gets some, and no more
-     * than w's share of all the work (what waits and what the ready
-     * workers hold) less what it holds, so that all end together. */
+    /* Its share of what waits, and of all the work less what it holds,
+     * so that every worker gets some and all end together. */
     size_t ready = ready_workers(p);
     if (ready > 1) {
         size_t share = (p->pending + ready - 1) / ready;
@@ -473,11 +458,10 @@ static void send_batch(mpool *p, mworker *w, batch *b)
         add(&p->r.st_idle, -1);
         w->heard = b->sent = cf__now(); /* silence counts from here */
     }
-    if (w->tail)
-        w->tail->next = b;
-    else
-        w->head = b;
-    w->tail = b;
+    batch **end = &w->head;
+    while (*end)
+        end = &(*end)->next;
+    *end = b;
     if (p->local) {
         unsigned char *msg = b->msg;
         b->msg = NULL;
@@ -487,11 +471,8 @@ static void send_batch(mpool *p, mworker *w, batch *b)
     }
     int rc = MPI_Isend(b->msg, (int)len, MPI_BYTE, w->rank, TAG_TASKS, p->comm,
                        &b->req);
-    if (rc != MPI_SUCCESS) {
-        cf__free(b->msg);
-        b->msg = NULL;
-        mpi_failed(p, rc, "MPI_Isend");
-    }
+    if (rc != MPI_SUCCESS)
+        mpi_failed(p, rc, "MPI_Isend"); /* frees b->msg, offline */
 }
 
 /* Fills the workers that have room, the emptiest first, one batch each per
@@ -671,33 +652,9 @@ static double rank_timeout_env(void)
     return t;
 }
 
-/* w held tasks and said nothing for `silent` seconds: ends the job
- * (CFUTURES_MPI_RANK_LOST=abort), or fails w's tasks and never touches w
- * again (docs/mpi.md). */
-static void rank_lost(mpool *p, mworker *w, double silent)
-{
-    char why[MPI_MAX_PROCESSOR_NAME + 128];
-    snprintf(why, sizeof why,
-             "MPI rank %d on host %s stopped answering (nothing for %.1f s, "
-             "%zu tasks in flight)",
-             w->rank, w->host[0] ? w->host : "?", silent, w->tasks);
-    add(&p->r.st_stalled, 1);
-    fprintf(stderr, "cfutures: %s; %s\n", why,
-            p->abort_on_lost ? "ending the MPI job"
-                             : "its tasks fail, the others go on");
-    fflush(stderr);
-    /* MPICH 4.0 does not end the job on an abort of a duplicate of
-     * MPI_COMM_WORLD from this thread; a spawned pool's world is the root
-     * alone, so there the merged communicator, which spans the workers. */
-    if (p->abort_on_lost)
-        MPI_Abort(p->spawn_inter != MPI_COMM_NULL ? p->comm : MPI_COMM_WORLD,
-                  1);
-    worker_down(p, w, W_LOST, why);
-    if (!in_flight(p) && ready_workers(p) == 0)
-        cf__remote_break(&p->r, why); /* nobody left to run the rest */
-}
-
-/* Every WATCH_EVERY_S: a rank holding tasks, silent too long, is lost. */
+/* Every WATCH_EVERY_S: a rank that holds tasks and said nothing for too
+ * long is lost (docs/mpi.md): the job ends (CFUTURES_MPI_RANK_LOST=abort),
+ * or its tasks fail and it is never touched again. */
 static void watch(mpool *p)
 {
     double now = cf__now(), limit = rank_limit(p);
@@ -706,8 +663,28 @@ static void watch(mpool *p)
     p->next_watch = now + WATCH_EVERY_S;
     for (size_t i = 0; i < p->nworkers; i++) {
         mworker *w = &p->workers[i];
-        if (w->head && now - w->heard > limit)
-            rank_lost(p, w, now - w->heard);
+        if (!w->head || now - w->heard <= limit)
+            continue;
+        char why[MPI_MAX_PROCESSOR_NAME + 128];
+        snprintf(why, sizeof why,
+                 "MPI rank %d on host %s stopped answering (nothing for %.1f "
+                 "s, %zu tasks in flight)",
+                 w->rank, w->host[0] ? w->host : "?", now - w->heard, w->tasks);
+        add(&p->r.st_stalled, 1);
+        fprintf(stderr, "cfutures: %s; %s\n", why,
+                p->abort_on_lost ? "ending the MPI job"
+                                 : "its tasks fail, the others go on");
+        fflush(stderr);
+        /* MPICH 4.0 does not end the job on an abort of a duplicate of
+         * MPI_COMM_WORLD from this thread; a spawned pool's world is the
+         * root alone, so there the merged communicator, which spans the
+         * workers. */
+        if (p->abort_on_lost)
+            MPI_Abort(
+                p->spawn_inter != MPI_COMM_NULL ? p->comm : MPI_COMM_WORLD, 1);
+        worker_down(p, w, W_LOST, why);
+        if (!in_flight(p) && ready_workers(p) == 0)
+            cf__remote_break(&p->r, why); /* nobody left to run the rest */
     }
 }
 
