@@ -115,7 +115,7 @@ static void finish_task(mpool *p, batch *b, int code, const void *data,
 static void retire_batch(mpool *p, mworker *w)
 {
     batch *b = w->head;
-    if (b->n && b->busy_ns) {
+    if (b->busy_ns) {
         double c = (double)b->busy_ns * 1e-9 / (double)b->n;
         cf__remote_ewma(&w->cost, c, 0.5);
         cf__remote_ewma(&p->cost, c, 0.5);
@@ -221,26 +221,6 @@ static void take_answers(mpool *p, mworker *w, cf__rd in, uint32_t count,
                    w->rank, b->done, b->n);
 }
 
-/* What an answer says about timing: the longest work between two answers
- * of a rank (the watchdog's yardstick) and, from the first answer to a
- * batch sent to an idle rank, that rank's round trip. */
-static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
-                         uint64_t busy_ns)
-{
-    double busy = (double)busy_ns * 1e-9;
-    if (busy > p->longest)
-        p->longest = busy;
-    if (first == 0 && b->sent > 0) {
-        /* The smallest sample wins at once (a first message may pay for
-         * setting up the connection); larger ones raise it slowly. */
-        double rtt = cf__now() - b->sent - busy;
-        if (rtt > 0 && (w->rtt <= 0 || rtt < w->rtt))
-            w->rtt = rtt;
-        else if (rtt > 0)
-            cf__remote_ewma(&w->rtt, rtt, 0.125);
-    }
-}
-
 /* Handles a RESULTS message from worker w (transport.h). */
 static void on_results(mpool *p, mworker *w, const unsigned char *msg,
                        size_t len)
@@ -269,7 +249,17 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
         return;
     }
     b->busy_ns += a.busy_ns;
-    learn_timing(p, w, b, h.aux, a.busy_ns);
+    /* The longest work between two answers is the watchdog's yardstick.
+     * The first answer to a batch sent to an idle rank times its round
+     * trip: a smaller sample wins at once (a first message may pay for
+     * setting up the connection), a larger one raises it slowly. */
+    double busy = (double)a.busy_ns * 1e-9, rtt = cf__now() - b->sent - busy;
+    bool timed = h.aux == 0 && b->sent > 0 && rtt > 0;
+    p->longest = busy > p->longest ? busy : p->longest;
+    if (timed && (w->rtt <= 0 || rtt < w->rtt))
+        w->rtt = rtt;
+    else if (timed)
+        cf__remote_ewma(&w->rtt, rtt, 0.125);
     take_answers(p, w, (cf__rd){ pl + sizeof a, (size_t)h.len - sizeof a },
                  a.count, a.final);
 }
@@ -349,7 +339,7 @@ static bool can_take(const mpool *p, const mworker *w)
         return false;
     if (w->nbatches == 0)
         return true;
-    if (p->local || w->nbatches >= MAX_BATCHES || w->bytes >= WINDOW_MAX_BYTES)
+    if (w->nbatches >= MAX_BATCHES || w->bytes >= WINDOW_MAX_BYTES)
         return false;
     double cost = w->cost >= 0 ? w->cost : p->cost;
     if (w->nbatches >= 2 && (cost < 0 || w->tasks >= window(w, cost)))
@@ -954,17 +944,15 @@ static int spawn_workers(const cf_options *opts, MPI_Comm *inter)
     int n = opts && opts->max_workers > 0 ? opts->max_workers : cf_cpu_count();
     char exe[4096];
     char **args = own_command(exe, sizeof exe);
-    int *codes = cf__calloc((size_t)n, sizeof *codes);
     MPI_Info info;
     MPI_Info_create(&info);
     /* Open MPI: the workers may share cores with this process (other MPI
      * implementations ignore the key). */
     MPI_Info_set(info, "map_by", ":OVERSUBSCRIBE");
-    int rc = args && codes ? MPI_Comm_spawn(exe, args, n, info, 0,
-                                            MPI_COMM_SELF, inter, codes)
-                           : MPI_ERR_NO_MEM;
+    int rc = args ? MPI_Comm_spawn(exe, args, n, info, 0, MPI_COMM_SELF, inter,
+                                   MPI_ERRCODES_IGNORE)
+                  : MPI_ERR_NO_MEM;
     MPI_Info_free(&info);
-    cf__free(codes);
     cf__free(args);
     return rc == MPI_SUCCESS ? 0 : rc == MPI_ERR_NO_MEM ? ENOMEM : EIO;
 }
