@@ -61,11 +61,10 @@ static void answers_head(void *at, const cf__replier *r, size_t len, bool final)
 /* Starts a message of the answer to batch seq from its task `first`. */
 static int reply_begin(cf__replier *r, uint64_t seq, uint32_t first)
 {
-    *r = (cf__replier){ .buf = r->buf,
-                        .seq = seq,
-                        .first = first,
-                        .send = r->send,
-                        .ctx = r->ctx };
+    r->seq = seq;
+    r->first = first;
+    r->count = 0;
+    r->busy_ns = 0;
     if (cf__mpi_room(&r->buf, ANS_HEAD))
         return CF_ENOMEM;
     r->buf.b->len = ANS_HEAD;
@@ -480,26 +479,6 @@ static int say_hello(dest *to, int code, char *msg)
     return send_to(to, hello, sizeof h + hl + n);
 }
 
-/* Receives the next message from the root into in: its tag, or -1 on an
- * MPI failure. *data is NULL when there was no memory for it. */
-static int receive(MPI_Comm comm, int root, cf_buffer *in, void **data,
-                   int *count)
-{
-    MPI_Status st;
-    if (cf__mpi_probe(comm, root, &st) != MPI_SUCCESS ||
-        MPI_Get_count(&st, MPI_BYTE, count) != MPI_SUCCESS ||
-        *count == MPI_UNDEFINED)
-        return -1;
-    *data = cf__mpi_room(in, (size_t)*count) == 0 ? in->b->data : NULL;
-    /* Out of memory: receive into nothing (truncated); the batch's answer
-     * says so. */
-    int rc = MPI_Recv(*data, *data ? *count : 0, MPI_BYTE, root, st.MPI_TAG,
-                      comm, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS)
-        *data = NULL;
-    return st.MPI_TAG;
-}
-
 /* A worker rank: says hello (with the outcome of prepare), then serves
  * batches until STOP. 0, or CF_EBROKEN on an MPI failure. */
 int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
@@ -509,15 +488,29 @@ int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
     char *msg;
     cf__mpi_iso *iso;
     int code = cf__mpi_prepare(opts, isolated, &iso, &msg);
-    int rc = say_hello(&to, code, msg), tag, count;
-    to.tag = TAG_RESULTS;
+    int rc = say_hello(&to, code, msg), n;
     cf_buffer in = { NULL, 0 };
     cf__replier r = { .send = send_to, .ctx = &to };
-    void *data;
-    while (!rc && (tag = receive(comm, root, &in, &data, &count)) != TAG_STOP)
-        if (tag < 0 || (tag == TAG_TASKS &&
-                        cf__mpi_serve_batch(data, (size_t)count, &r, iso)))
+    to.tag = TAG_RESULTS;
+    for (MPI_Status st; !rc;) {
+        if (cf__mpi_probe(comm, root, &st) != MPI_SUCCESS ||
+            MPI_Get_count(&st, MPI_BYTE, &n) != MPI_SUCCESS ||
+            n == MPI_UNDEFINED) {
             rc = CF_EBROKEN;
+            break;
+        }
+        /* Out of memory: receive into nothing (truncated); the batch's
+         * answer says so. */
+        void *data = cf__mpi_room(&in, (size_t)n) == 0 ? in.b->data : NULL;
+        if (MPI_Recv(data, data ? n : 0, MPI_BYTE, root, st.MPI_TAG, comm,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            data = NULL;
+        if (st.MPI_TAG == TAG_STOP)
+            break;
+        if (st.MPI_TAG == TAG_TASKS &&
+            cf__mpi_serve_batch(data, (size_t)n, &r, iso))
+            rc = CF_EBROKEN;
+    }
     cf__free(in.b);
     cf__free(r.buf.b);
     cf__mpi_iso_free(iso);
