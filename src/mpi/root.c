@@ -33,13 +33,13 @@ typedef struct batch {
     cf__rtask *ts[];
 } batch;
 
+/* A rank past max_workers is DOWN once it said hello: it is never used. */
 enum { W_STARTING, W_READY, W_DOWN, W_LOST /* stopped answering */ };
 
 typedef struct mworker {
     int rank;
-    int state;    /* W_*; READY once its hello said the init ran */
-    bool enabled; /* within max_workers */
-    batch *head;  /* in flight, oldest first */
+    int state;   /* W_*; READY once its hello said the init ran */
+    batch *head; /* in flight, oldest first */
     unsigned nbatches;
     size_t tasks, bytes; /* in flight */
     double cost;         /* seconds per task (EWMA), < 0 unknown */
@@ -155,7 +155,7 @@ fail_tasks(mpool *p, mworker *w, size_t upto, int code, const char *fmt, ...)
  * why. */
 static void worker_down(mpool *p, mworker *w, int state, const char *why)
 {
-    if (w->state == W_READY && w->enabled) {
+    if (w->state == W_READY) {
         add(&p->r.st_workers, -1);
         add(&p->r.st_idle, w->nbatches ? 0 : -1);
     }
@@ -280,11 +280,10 @@ static void worker_ready(mpool *p, mworker *w, int code, const char *text,
         cf__remote_break(&p->r, why);
         return;
     }
-    w->state = W_READY;
-    if (w->enabled) {
-        add(&p->r.st_workers, 1);
-        add(&p->r.st_idle, 1);
-    }
+    int max = p->opts.max_workers;
+    w->state = max > 0 && w - p->workers >= max ? W_DOWN : W_READY;
+    add(&p->r.st_workers, w->state == W_READY);
+    add(&p->r.st_idle, w->state == W_READY);
 }
 
 /* A rank's HELLO: its host name, a NUL, and (aux: a failure code) its
@@ -335,7 +334,7 @@ static size_t window(const mworker *w, double cost)
  * window; long tasks as the tail rule allows (docs/mpi.md, "The window"). */
 static bool can_take(const mpool *p, const mworker *w)
 {
-    if (w->state != W_READY || !w->enabled)
+    if (w->state != W_READY)
         return false;
     if (w->nbatches == 0)
         return true;
@@ -472,7 +471,7 @@ static bool dispatch(mpool *p)
     bool sent = false;
     size_t held = 0; /* tasks the ready workers hold */
     for (size_t i = 0; i < p->nworkers; i++)
-        if (p->workers[i].state == W_READY && p->workers[i].enabled)
+        if (p->workers[i].state == W_READY)
             held += p->workers[i].tasks;
     for (unsigned depth = 0; depth < MAX_BATCHES && p->pending;) {
         unsigned next = MAX_BATCHES; /* the next fullness to serve */
@@ -806,7 +805,6 @@ static cf_executor *root_pool(MPI_Comm dup, int root, int size,
                               MPI_Comm comm, MPI_Comm spawn_inter)
 {
     size_t n = size > 1 ? (size_t)size - 1 : 1;
-    size_t max = opts && opts->max_workers > 0 ? (size_t)opts->max_workers : n;
     const char *lost = getenv("CFUTURES_MPI_RANK_LOST");
     mpool *p = cf__calloc(1, sizeof *p + n * sizeof *p->workers);
     if (p) {
@@ -830,7 +828,6 @@ static cf_executor *root_pool(MPI_Comm dup, int root, int size,
                         : (int)i < root ? (int)i
                                         : (int)i + 1,
                 .state = W_STARTING,
-                .enabled = i < max,
                 .cost = -1,
                 .slow_start = 1,
             };
