@@ -106,10 +106,8 @@ reply_error(cf__replier *r, int code, const char *fmt, ...)
     return r->send(r->ctx, &m, len);
 }
 
-/* The next task's answer was appended at mark (rc: 0 or CF_ENOMEM) and
- * took since t0: one too large for a message, or for memory, becomes a
- * failure; a test hook (transport.h) corrupts it and sends it at once, so
- * that only its task is hit; past REPLY_FLUSH_BYTES the answers go. */
+/* Counts the answer appended at mark (rc: 0 or CF_ENOMEM) since t0, or a
+ * failure if too large; a test hook or a full buf sends it at once. */
 static int reply_added(cf__replier *r, size_t mark, int rc, double t0)
 {
     r->busy_ns += (uint64_t)((cf__now() - t0) * 1e9);
@@ -347,9 +345,8 @@ static int answer(cf__replier *r, cf__fn_cache *c, const cf__frame *h,
     return reply_added(r, at, rc, t0);
 }
 
-/* Answers the n task frames in `in`, in order (isolated: TASK frames in
- * the worker process); a malformed frame, or no memory, fails the rest. 0,
- * or a send's error. */
+/* Answers the n task frames in `in` in order (isolated: in the worker
+ * process); a bad frame or no memory fails the rest. 0 or a send's error. */
 static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf__mpi_iso *s)
 {
     cf__fn_cache cache = { .fn = NULL };

@@ -183,9 +183,8 @@ static void mpi_failed(mpool *p, int rc, const char *what)
         worker_down(p, &p->workers[i], W_DOWN, why);
 }
 
-/* Completes the `count` answers in `in` for w's oldest batch (a malformed
- * one fails the rest of them). Final: then the tasks left fail, with the
- * FAIL frame that follows if any, and the batch is dropped. */
+/* Completes the `count` answers in `in` to w's oldest batch (from a bad
+ * one on, they fail); final: the rest fail (by a FAIL frame after them). */
 static void take_answers(mpool *p, mworker *w, cf__rd in, uint32_t count,
                          bool final)
 {
@@ -370,10 +369,8 @@ static size_t batch_size(const mpool *p, mworker *w, size_t held)
     return n;
 }
 
-/* A new batch of up to `want` pending tasks (`most` bytes, but at least
- * one), moved to RUNNING, and its TASKS message (a BATCH frame, then the
- * tasks' frames) in b->msg, NULL when out of memory or past MSG_MAX: NULL
- * when no task was left. */
+/* A batch of up to `want` pending tasks (`most` bytes, at least one), in
+ * RUNNING, and its message (NULL: no memory): NULL if no task was left. */
 static batch *take_batch(mpool *p, size_t want, size_t most)
 {
     batch *b = cf__malloc(sizeof *b + want * sizeof(cf__rtask *));
@@ -641,9 +638,8 @@ static double rank_timeout_env(void)
     return t;
 }
 
-/* Every WATCH_EVERY_S: a rank that holds tasks and said nothing for too
- * long is lost (docs/mpi.md): the job ends (CFUTURES_MPI_RANK_LOST=abort),
- * or its tasks fail and it is never touched again. */
+/* Every WATCH_EVERY_S: a rank silent too long with tasks is lost: the job
+ * ends (CFUTURES_MPI_RANK_LOST=abort), or its tasks fail (docs/mpi.md). */
 static void watch(mpool *p)
 {
     double now = cf__now(), limit = rank_limit(p);
