@@ -240,21 +240,6 @@ static void iso_reap(cf__mpi_iso *s)
     s->w = NULL;
 }
 
-/* Starts the worker process once a failed start may be retried: whether
- * it is up. */
-static bool iso_start(cf__mpi_iso *s, double now)
-{
-    if (now < s->team.starts.retry_at) {
-        sleep_s(s->team.starts.retry_at - now);
-        return false;
-    }
-    int rc;
-    s->w = cf__pp_link_start(&s->team, now, &rc);
-    if (!s->w)
-        cf__starts_failed(&s->team.starts, cf_strerror(rc), now);
-    return s->w != NULL;
-}
-
 /* Feeds the worker, waits for its news or its deadline, and serves it. */
 static void iso_step(cf__mpi_iso *s, double now)
 {
@@ -291,13 +276,18 @@ static int iso_run(cf__mpi_iso *s, cf__replier *r)
     s->mark = cf__now();
     while (!s->rc && (s->head || (s->w && s->w->head))) {
         double now = cf__now();
+        int rc;
         if (!s->w &&
             (s->broken[0] || cf__starts_give_up(&s->team.starts, 0, now))) {
             cf__rtask *list = s->head;
             s->head = s->tail = NULL;
             iso_fail(s, list, CF_EBROKEN,
                      s->broken[0] ? s->broken : s->team.starts.error);
-        } else if (s->w || iso_start(s, now)) {
+        } else if (!s->w && now < s->team.starts.retry_at) {
+            sleep_s(s->team.starts.retry_at - now); /* a failed start */
+        } else if (!s->w && !(s->w = cf__pp_link_start(&s->team, now, &rc))) {
+            cf__starts_failed(&s->team.starts, cf_strerror(rc), now);
+        } else {
             iso_step(s, now);
             if (s->w && s->w->proc.fd < 0)
                 iso_reap(s);
