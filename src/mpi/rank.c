@@ -65,7 +65,9 @@ static int reply_begin(cf__replier *r, uint64_t seq, uint32_t first)
     r->first = first;
     r->count = 0;
     r->busy_ns = 0;
-    if (cf__mpi_room(&r->buf, ANS_HEAD))
+    if (r->buf.b)
+        r->buf.b->len = 0; /* the last message went */
+    if (cf_buffer_reserve(&r->buf, ANS_HEAD))
         return CF_ENOMEM;
     r->buf.b->len = ANS_HEAD;
     return 0;
@@ -488,7 +490,7 @@ int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
         }
         /* Out of memory: receive into nothing (truncated); the batch's
          * answer says so. */
-        void *data = cf__mpi_room(&in, (size_t)n) == 0 ? in.b->data : NULL;
+        void *data = cf_buffer_reserve(&in, (size_t)n) ? NULL : in.b->data;
         if (MPI_Recv(data, data ? n : 0, MPI_BYTE, root, st.MPI_TAG, comm,
                      MPI_STATUS_IGNORE) != MPI_SUCCESS)
             data = NULL;

@@ -539,7 +539,7 @@ static bool poll_messages(mpool *p)
         }
         /* Out of memory: receive into nothing (truncated). */
         void *buf =
-            cf__mpi_room(&p->rbuf, (size_t)n) == 0 ? p->rbuf.b->data : NULL;
+            cf_buffer_reserve(&p->rbuf, (size_t)n) ? NULL : p->rbuf.b->data;
         rc = MPI_Recv(buf, buf ? n : 0, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
                       p->comm, MPI_STATUS_IGNORE);
         any = true;

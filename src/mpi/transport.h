@@ -106,12 +106,4 @@ int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
  * blocking calls spin): 0 with *st, or an MPI error code. */
 int cf__mpi_probe(MPI_Comm comm, int source, MPI_Status *st);
 
-/* Makes room for n bytes in b, from its start (contents not kept). */
-static inline int cf__mpi_room(cf_buffer *b, size_t n)
-{
-    if (b->b)
-        b->b->len = 0;
-    return cf_buffer_reserve(b, n);
-}
-
 #endif /* CF_MPI_TRANSPORT_H */
