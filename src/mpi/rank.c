@@ -1,13 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * rank.c - the serving side of the MPI transport (transport.h): a worker
- * rank says hello, then runs the batches the root sends, in order, and
- * answers each with RESULTS messages, until STOP. A one-rank pool's
- * manager serves its own batches through cf__mpi_serve_batch. An isolated
- * rank runs its tasks in one worker process that it drives through the
- * process transport's link (proc/wire.h), whose blame rules then apply to
- * them. Every frame is checked: a malformed one fails its task (and, when
- * the rest cannot be trusted, the rest of the batch).
+ * rank says hello, then runs the root's batches in order and answers each,
+ * until STOP; a one-rank pool's manager serves its own batches here. An
+ * isolated rank drives one worker process through the process transport's
+ * link (proc/wire.h), whose blame rules then apply. Every frame is checked:
+ * a malformed one fails its task (or the rest of the batch).
  */
 #include "transport.h"
 
@@ -49,42 +47,49 @@ static void sleep_s(double s)
     nanosleep(&ts, NULL);
 }
 
-static void answers_head(void *at, uint64_t seq, uint32_t first, size_t len,
-                         cf__answers a)
+/* Writes at `at` the head of a message of len bytes with r's answers. */
+static void answers_head(void *at, const cf__replier *r, size_t len, bool final)
 {
     cf__frame h;
-    cf__frame_set(&h, CF__FR_ANSWERS, seq, len - CF__FRAME_HDR, (int32_t)first);
+    cf__answers a = { r->count, final, r->busy_ns };
+    cf__frame_set(&h, CF__FR_ANSWERS, r->seq, len - CF__FRAME_HDR,
+                  (int32_t)r->first);
     memcpy(at, &h, sizeof h);
     memcpy((unsigned char *)at + sizeof h, &a, sizeof a);
 }
 
-/* Starts a message whose first frame is task `first`. */
-static int reply_begin(cf__replier *r, uint32_t first)
+/* Starts a message of the answer to batch seq from its task `first`. */
+static int reply_begin(cf__replier *r, uint64_t seq, uint32_t first)
 {
+    r->seq = seq;
     r->first = first;
     r->count = 0;
     r->busy_ns = 0;
-    if (cf__mpi_room(&r->buf, ANS_HEAD))
+    if (r->buf.b)
+        r->buf.b->len = 0; /* the last message went */
+    if (cf_buffer_reserve(&r->buf, ANS_HEAD))
         return CF_ENOMEM;
     r->buf.b->len = ANS_HEAD;
     return 0;
 }
 
-/* Sends what buf holds (cut to `keep` bytes when keep is smaller). */
-static int reply_flush(cf__replier *r, bool final, size_t keep)
+/* Sends buf's first len bytes (garbled for a test hook), and unless final
+ * starts the next message. */
+static int reply_flush(cf__replier *r, bool final, size_t len, bool garble)
 {
-    size_t len = r->buf.b->len < keep ? r->buf.b->len : keep;
-    answers_head(r->buf.b->data, r->seq, r->first, len,
-                 (cf__answers){ r->count, final ? ANS_FINAL : 0, r->busy_ns });
-    int rc = r->send(r->ctx, r->buf.b->data, len);
-    if (rc == 0 && !final)
-        rc = reply_begin(r, r->first + r->count);
-    return rc;
+    unsigned char *d = r->buf.b->data;
+    len = len < r->buf.b->len ? len : r->buf.b->len;
+    answers_head(d, r, len, final);
+    for (size_t i = 0; garble && i < len; i++)
+        d[i] = (unsigned char)(i * 131 + 7);
+    int rc = r->send(r->ctx, d, len);
+    return rc || final ? rc : reply_begin(r, r->seq, r->first + r->count);
 }
 
-/* Sends, without allocating, that tasks [first, end of batch) failed. */
-static int reply_error(cf__replier *r, uint32_t first, int code,
-                       const char *fmt, ...)
+/* Ends the answer without allocating: the batch's tasks from r->first
+ * fail with code and fmt's message (r holds no answers). */
+__attribute__((format(printf, 3, 4))) static int
+reply_error(cf__replier *r, int code, const char *fmt, ...)
 {
     struct {
         unsigned char head[ANS_HEAD];
@@ -99,36 +104,13 @@ static int reply_error(cf__replier *r, uint32_t first, int code,
     n = n < 0 ? 0 : (size_t)n >= sizeof m.msg ? (int)sizeof m.msg - 1 : n;
     cf__frame_set(&m.fail, CF__FR_FAIL, 0, (uint64_t)n, code);
     size_t len = offsetof(__typeof__(m), msg) + (size_t)n;
-    answers_head(m.head, r->seq, first, len,
-                 (cf__answers){ 0, ANS_FINAL | ANS_REST_FAILED, 0 });
+    answers_head(m.head, r, len, true);
     return r->send(r->ctx, &m, len);
 }
 
-/* Test hooks (transport.h): corrupts the frame at mark and sends it at
- * once, so that only its task is hit. 1: no hook was armed. */
-static int reply_hook(cf__replier *r, size_t mark)
-{
-    int hook = atomic_exchange_explicit(&corrupt_result, CF__MPI_CORRUPT_NONE,
-                                        memory_order_relaxed);
-    if (hook == CF__MPI_CORRUPT_RESULT_MAGIC) {
-        r->buf.b->data[mark] ^= 0xff;
-        return reply_flush(r, false, SIZE_MAX);
-    }
-    if (hook == CF__MPI_CORRUPT_RESULT_TRUNCATE)
-        return reply_flush(r, false, mark + CF__FRAME_HDR / 2);
-    if (hook != CF__MPI_CORRUPT_RESULT_GARBAGE)
-        return 1;
-    for (size_t i = 0; i < r->buf.b->len; i++)
-        r->buf.b->data[i] = (unsigned char)(i * 131 + 7);
-    int rc = r->send(r->ctx, r->buf.b->data, r->buf.b->len);
-    return rc ? rc : reply_begin(r, r->first + r->count);
-}
-
-/* The answer to task `id` was appended at mark (rc: 0 or CF_ENOMEM) and
- * took since t0: one too large for a message, or for memory, becomes a
- * failure; then the test hooks, and a flush past REPLY_FLUSH_BYTES. */
-static int reply_added(cf__replier *r, uint64_t id, size_t mark, int rc,
-                       double t0)
+/* Counts the answer appended at mark (rc: 0 or CF_ENOMEM) since t0, or a
+ * failure if too large; a test hook or a full buf sends it at once. */
+static int reply_added(cf__replier *r, size_t mark, int rc, double t0)
 {
     r->busy_ns += (uint64_t)((cf__now() - t0) * 1e9);
     const char *why =
@@ -138,15 +120,21 @@ static int reply_added(cf__replier *r, uint64_t id, size_t mark, int rc,
             : NULL;
     if (why) {
         r->buf.b->len = mark;
-        if (cf__serve_answer(&r->buf, id, CF_ENOMEM, why, NULL, 0))
+        if (cf__serve_answer(&r->buf, r->first + r->count, CF_ENOMEM, why, NULL,
+                             0))
             return CF_ENOMEM;
     }
     r->count++;
-    rc = reply_hook(r, mark);
-    if (rc != 1)
-        return rc;
-    if (r->buf.b->len >= REPLY_FLUSH_BYTES)
-        return reply_flush(r, false, SIZE_MAX);
+    int hook = atomic_exchange_explicit(&corrupt_result, CF__MPI_CORRUPT_NONE,
+                                        memory_order_relaxed);
+    if (hook == CF__MPI_CORRUPT_RESULT_MAGIC)
+        r->buf.b->data[mark] ^= 0xff;
+    if (hook || r->buf.b->len >= REPLY_FLUSH_BYTES)
+        return reply_flush(r, false,
+                           hook == CF__MPI_CORRUPT_RESULT_TRUNCATE
+                               ? mark + CF__FRAME_HDR / 2
+                               : SIZE_MAX,
+                           hook == CF__MPI_CORRUPT_RESULT_GARBAGE);
     return 0;
 }
 
@@ -173,10 +161,10 @@ static void iso_answer(cf__mpi_iso *s, int code, const char *msg,
     cf__replier *r = s->r;
     if (s->rc || !r)
         return;
-    uint64_t id = r->first + r->count;
     size_t at = r->buf.b->len;
-    int rc = cf__serve_answer(&r->buf, id, code, msg, data, len);
-    s->rc = reply_added(r, id, at, rc, s->mark);
+    int rc =
+        cf__serve_answer(&r->buf, r->first + r->count, code, msg, data, len);
+    s->rc = reply_added(r, at, rc, s->mark);
     s->mark = cf__now();
 }
 
@@ -254,21 +242,6 @@ static void iso_reap(cf__mpi_iso *s)
     s->w = NULL;
 }
 
-/* Starts the worker process once a failed start may be retried: whether
- * it is up. */
-static bool iso_start(cf__mpi_iso *s, double now)
-{
-    if (now < s->team.starts.retry_at) {
-        sleep_s(s->team.starts.retry_at - now);
-        return false;
-    }
-    int rc;
-    s->w = cf__pp_link_start(&s->team, now, &rc);
-    if (!s->w)
-        cf__starts_failed(&s->team.starts, cf_strerror(rc), now);
-    return s->w != NULL;
-}
-
 /* Feeds the worker, waits for its news or its deadline, and serves it. */
 static void iso_step(cf__mpi_iso *s, double now)
 {
@@ -305,13 +278,18 @@ static int iso_run(cf__mpi_iso *s, cf__replier *r)
     s->mark = cf__now();
     while (!s->rc && (s->head || (s->w && s->w->head))) {
         double now = cf__now();
+        int rc;
         if (!s->w &&
             (s->broken[0] || cf__starts_give_up(&s->team.starts, 0, now))) {
             cf__rtask *list = s->head;
             s->head = s->tail = NULL;
             iso_fail(s, list, CF_EBROKEN,
                      s->broken[0] ? s->broken : s->team.starts.error);
-        } else if (s->w || iso_start(s, now)) {
+        } else if (!s->w && now < s->team.starts.retry_at) {
+            sleep_s(s->team.starts.retry_at - now); /* a failed start */
+        } else if (!s->w && !(s->w = cf__pp_link_start(&s->team, now, &rc))) {
+            cf__starts_failed(&s->team.starts, cf_strerror(rc), now);
+        } else {
             iso_step(s, now);
             if (s->w && s->w->proc.fd < 0)
                 iso_reap(s);
@@ -353,26 +331,23 @@ void cf__mpi_iso_free(cf__mpi_iso *s)
 static int answer(cf__replier *r, cf__fn_cache *c, const cf__frame *h,
                   const unsigned char *p)
 {
-    uint64_t id = r->first + r->count;
     size_t at = r->buf.b->len;
     double t0 = cf__now();
-    int rc = cf__serve_task(c, h, p, &r->buf, id, NULL, NULL);
-    return reply_added(r, id, at, rc, t0);
+    int rc = cf__serve_task(c, h, p, &r->buf, r->first + r->count, NULL, NULL);
+    return reply_added(r, at, rc, t0);
 }
 
-/* Answers the n task frames in `in`, in order (isolated: TASK frames in
- * the worker process): 0, or a send's error. */
+/* Answers the n task frames in `in` in order (isolated: in the worker
+ * process); a bad frame or no memory fails the rest. 0 or a send's error. */
 static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf__mpi_iso *s)
 {
     cf__fn_cache cache = { .fn = NULL };
+    cf__frame h;
+    const unsigned char *p;
     const char *why = NULL;
     uint32_t i = 0;
     int rc = 0;
-    for (; i < n && rc == 0; i++) {
-        cf__frame h;
-        const unsigned char *p;
-        if ((why = cf__rd_frame(&in, &h, &p)) != NULL)
-            break;
+    for (; rc == 0 && i < n && !(why = cf__rd_frame(&in, &h, &p)); i++) {
         if (s && h.type == CF__FR_TASK)
             rc = iso_add(s, &h, p);
         else if ((rc = iso_run(s, r)) == 0)
@@ -381,14 +356,16 @@ static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf__mpi_iso *s)
     if (rc == 0)
         rc = iso_run(s, r);
     iso_drop(s, CF__PP_KILL); /* after a failure */
-    if (rc == CF_ENOMEM)
-        return reply_error(r, r->first + r->count, CF_ENOMEM,
-                           "out of memory on the worker");
-    if (rc || !why)
-        return rc ? rc : reply_flush(r, true, SIZE_MAX);
-    if (r->count && (rc = reply_flush(r, false, SIZE_MAX)) != 0)
+    if (rc == 0 && !why)
+        return reply_flush(r, true, SIZE_MAX, false);
+    if (rc && rc != CF_ENOMEM)
         return rc;
-    return reply_error(r, i, CF_EBROKEN,
+    /* The answers so far are whole frames: they go first. */
+    int sent = r->count ? reply_flush(r, false, SIZE_MAX, false) : 0;
+    if (sent || rc)
+        return sent ? sent
+                    : reply_error(r, CF_ENOMEM, "out of memory on the worker");
+    return reply_error(r, CF_EBROKEN,
                        "malformed task frame %u of %u received (%s)", i, n,
                        why);
 }
@@ -396,38 +373,35 @@ static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf__mpi_iso *s)
 int cf__mpi_serve_batch(const unsigned char *msg, size_t len, cf__replier *r,
                         cf__mpi_iso *iso)
 {
-    cf__rd in = { msg, len };
+    cf__rd in = { msg, msg ? len : 0 };
     const unsigned char *at = cf__rd_skip(&in, CF__FRAME_HDR);
     cf__frame b;
-    r->seq = 0;
     if (at)
         memcpy(&b, at, sizeof b);
-    if (!at || cf__frame_bad(&b) || b.type != CF__FR_BATCH || b.aux < 0)
-        return reply_error(r, 0, CF_EBROKEN,
+    bool bad = !at || cf__frame_bad(&b) || b.type != CF__FR_BATCH || b.aux < 0;
+    if (reply_begin(r, bad ? 0 : b.id, 0) || !msg)
+        return reply_error(r, CF_ENOMEM,
+                           "out of memory on the worker for a %zu-byte batch",
+                           len);
+    if (bad)
+        return reply_error(r, CF_EBROKEN,
                            "malformed task batch (bad header) received");
-    r->seq = b.id;
     if (in.left > b.len)
         in.left = (size_t)b.len;
-    if (reply_begin(r, 0))
-        return reply_error(r, 0, CF_ENOMEM, "out of memory on the worker");
     return serve_tasks(r, in, (uint32_t)b.aux, iso);
 }
 
 /* Where a worker rank sends its answers. */
 typedef struct dest {
     MPI_Comm comm;
-    int root;
+    int root, tag;
 } dest;
 
-static int send_to(const dest *d, int tag, const void *msg, size_t len)
+static int send_to(void *ctx, const void *msg, size_t len)
 {
-    int rc = MPI_Send(msg, (int)len, MPI_BYTE, d->root, tag, d->comm);
+    const dest *d = ctx;
+    int rc = MPI_Send(msg, (int)len, MPI_BYTE, d->root, d->tag, d->comm);
     return rc == MPI_SUCCESS ? 0 : CF_EBROKEN;
-}
-
-static int mpi_send_results(void *ctx, const void *msg, size_t len)
-{
-    return send_to(ctx, TAG_RESULTS, msg, len);
 }
 
 /* Waits for the next message from the root without spinning for long:
@@ -476,7 +450,7 @@ int cf__mpi_prepare(const cf_options *opts, bool isolated, cf__mpi_iso **iso,
 
 /* Sends the HELLO frame (code: prepare's outcome); its payload is the
  * rank's host name, a NUL, and msg (the failure's message, if any; freed). */
-static int say_hello(const dest *to, int code, char *msg)
+static int say_hello(dest *to, int code, char *msg)
 {
     unsigned char hello[CF__FRAME_HDR + MPI_MAX_PROCESSOR_NAME + 1 + 4096];
     memset(hello, 0, sizeof hello);
@@ -491,27 +465,7 @@ static int say_hello(const dest *to, int code, char *msg)
     if (n)
         memcpy(host + hl, msg, n);
     cf__free(msg);
-    return send_to(to, TAG_HELLO, hello, sizeof h + hl + n);
-}
-
-/* Receives the next message from the root into in: its tag, or -1 on an
- * MPI failure. *data is NULL when there was no memory for it. */
-static int receive(MPI_Comm comm, int root, cf_buffer *in, void **data,
-                   int *count)
-{
-    MPI_Status st;
-    if (cf__mpi_probe(comm, root, &st) != MPI_SUCCESS ||
-        MPI_Get_count(&st, MPI_BYTE, count) != MPI_SUCCESS ||
-        *count == MPI_UNDEFINED)
-        return -1;
-    *data = cf__mpi_room(in, (size_t)*count) == 0 ? in->b->data : NULL;
-    /* Out of memory: receive into nothing (truncated); the caller answers
-     * with an error. */
-    int rc = MPI_Recv(*data, *data ? *count : 0, MPI_BYTE, root, st.MPI_TAG,
-                      comm, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS)
-        *data = NULL;
-    return st.MPI_TAG;
+    return send_to(to, hello, sizeof h + hl + n);
 }
 
 /* A worker rank: says hello (with the outcome of prepare), then serves
@@ -519,36 +473,32 @@ static int receive(MPI_Comm comm, int root, cf_buffer *in, void **data,
 int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
                   bool isolated)
 {
-    dest to = { comm, root };
+    dest to = { comm, root, TAG_HELLO };
     char *msg;
     cf__mpi_iso *iso;
     int code = cf__mpi_prepare(opts, isolated, &iso, &msg);
-    if (say_hello(&to, code, msg)) {
-        cf__mpi_iso_free(iso);
-        return CF_EBROKEN;
-    }
+    int rc = say_hello(&to, code, msg), n;
     cf_buffer in = { NULL, 0 };
-    cf__replier r = { .send = mpi_send_results, .ctx = &to };
-    int rc = 0, tag, count;
-    void *data;
-    while ((tag = receive(comm, root, &in, &data, &count)) != TAG_STOP) {
-        if (tag < 0) {
+    cf__replier r = { .send = send_to, .ctx = &to };
+    to.tag = TAG_RESULTS;
+    for (MPI_Status st; !rc;) {
+        if (cf__mpi_probe(comm, root, &st) != MPI_SUCCESS ||
+            MPI_Get_count(&st, MPI_BYTE, &n) != MPI_SUCCESS ||
+            n == MPI_UNDEFINED) {
             rc = CF_EBROKEN;
             break;
         }
-        if (tag != TAG_TASKS)
-            continue;
-        if (!data) {
-            r.seq = 0;
-            rc = reply_error(&r, 0, CF_ENOMEM,
-                             "out of memory on the worker for a %d-byte batch",
-                             count);
-        } else {
-            rc = cf__mpi_serve_batch(data, (size_t)count, &r, iso);
-        }
-        if (rc && rc != CF_ENOMEM)
+        /* Out of memory: receive into nothing (truncated); the batch's
+         * answer says so. */
+        void *data = cf_buffer_reserve(&in, (size_t)n) ? NULL : in.b->data;
+        if (MPI_Recv(data, data ? n : 0, MPI_BYTE, root, st.MPI_TAG, comm,
+                     MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            data = NULL;
+        if (st.MPI_TAG == TAG_STOP)
             break;
-        rc = 0;
+        if (st.MPI_TAG == TAG_TASKS &&
+            cf__mpi_serve_batch(data, (size_t)n, &r, iso))
+            rc = CF_EBROKEN;
     }
     cf__free(in.b);
     cf__free(r.buf.b);

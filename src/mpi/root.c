@@ -4,19 +4,13 @@
  * (remote/engine.h, transport.h; docs/mpi.md): bytes tasks run on the
  * other ranks of a communicator, and the root's futures get the results.
  *
- * cf_mpi_pool_new duplicates the communicator; the other ranks serve in
- * the calling thread until STOP (rank.c). On the root, the manager's round
- * (mp_round) makes every MPI call (MPI_THREAD_SERIALIZED is enough): it
- * hands batches to whichever rank has room, the emptiest first, keeps a
- * window in flight per rank (two batches, or the bandwidth-delay product),
- * sizes batches to about BATCH_TARGET_S of that rank's measured task time,
- * and reads answers with MPI_Iprobe and MPI_Recv. A watchdog fails the
- * tasks of a rank that holds work and stops answering (or ends the job).
- * With one rank the manager serves the batches itself (rank.c's code).
- * Open MPI's blocking calls spin, so the manager polls and backs off
- * (SPIN_ROUNDS quick tries, then sleeps doubling to BACKOFF_MAX_S) and a
- * submission cuts its sleep short. A bad or truncated answer fails its
- * task (and the rest of its message when that cannot be trusted).
+ * The manager's round (mp_round) makes every MPI call on the root, so
+ * MPI_THREAD_SERIALIZED is enough: it hands batches to the ranks with
+ * room, the emptiest first, within a window sized from each rank's round
+ * trip and task time, and reads the answers. It polls and backs off, as
+ * Open MPI's blocking calls spin; a submission cuts its sleep short. A
+ * watchdog fails the tasks of a rank that stops answering. With one rank
+ * the manager serves its batches itself (rank.c).
  */
 #include "transport.h"
 
@@ -33,20 +27,19 @@ typedef struct batch {
     uint64_t seq;
     size_t n, done, bytes;
     uint64_t busy_ns;
-    double sent;        /* when it was sent (cf__now) */
-    bool alone;         /* sent to a rank that held nothing: it times the rtt */
+    double sent;        /* sent to an idle rank at (it times the rtt), or 0 */
     unsigned char *msg; /* the TASKS message until its send completed */
     MPI_Request req;
     cf__rtask *ts[];
 } batch;
 
+/* A rank past max_workers is DOWN once it said hello: it is never used. */
 enum { W_STARTING, W_READY, W_DOWN, W_LOST /* stopped answering */ };
 
 typedef struct mworker {
     int rank;
-    int state;          /* W_*; READY once its hello said the init ran */
-    bool enabled;       /* within max_workers */
-    batch *head, *tail; /* in flight, oldest first */
+    int state;   /* W_*; READY once its hello said the init ran */
+    batch *head; /* in flight, oldest first */
     unsigned nbatches;
     size_t tasks, bytes; /* in flight */
     double cost;         /* seconds per task (EWMA), < 0 unknown */
@@ -74,7 +67,6 @@ typedef struct mpool {
     double longest;      /* longest work between two answers, < 0 none yet */
     double rank_timeout; /* CFUTURES_MPI_RANK_TIMEOUT; < 0 the default */
     bool abort_on_lost;  /* CFUTURES_MPI_RANK_LOST=abort */
-    bool lost;           /* a rank stopped answering */
     double next_watch;   /* when the watchdog looks next */
     int spins;           /* rounds without progress */
     double pause;        /* the next sleep while work is in flight */
@@ -123,7 +115,7 @@ static void finish_task(mpool *p, batch *b, int code, const void *data,
 static void retire_batch(mpool *p, mworker *w)
 {
     batch *b = w->head;
-    if (b->n && b->busy_ns) {
+    if (b->busy_ns) {
         double c = (double)b->busy_ns * 1e-9 / (double)b->n;
         cf__remote_ewma(&w->cost, c, 0.5);
         cf__remote_ewma(&p->cost, c, 0.5);
@@ -132,8 +124,7 @@ static void retire_batch(mpool *p, mworker *w)
         /* Answered before its send was seen complete: finish the send. */
         MPI_Wait(&b->req, MPI_STATUS_IGNORE);
     }
-    if (!(w->head = b->next))
-        w->tail = NULL;
+    w->head = b->next;
     w->nbatches--;
     w->tasks -= b->n;
     w->bytes -= b->bytes;
@@ -164,7 +155,7 @@ fail_tasks(mpool *p, mworker *w, size_t upto, int code, const char *fmt, ...)
  * why. */
 static void worker_down(mpool *p, mworker *w, int state, const char *why)
 {
-    if (w->state == W_READY && w->enabled) {
+    if (w->state == W_READY) {
         add(&p->r.st_workers, -1);
         add(&p->r.st_idle, w->nbatches ? 0 : -1);
     }
@@ -192,63 +183,44 @@ static void mpi_failed(mpool *p, int rc, const char *what)
         worker_down(p, &p->workers[i], W_DOWN, why);
 }
 
-/* Completes the `count` answers in `in` for w's oldest batch. */
-static void take_answers(mpool *p, mworker *w, cf__rd *in, uint32_t count)
+/* Completes the `count` answers in `in` to w's oldest batch (from a bad
+ * one on, they fail); final: the rest fail (by a FAIL frame after them). */
+static void take_answers(mpool *p, mworker *w, cf__rd in, uint32_t count,
+                         bool final)
 {
     batch *b = w->head;
     size_t end = b->done + count;
+    cf__frame f;
+    const unsigned char *m = NULL;
     while (b->done < end) {
-        cf__frame f;
-        const unsigned char *m;
-        const char *bad = cf__rd_frame(in, &f, &m);
+        const char *bad = cf__rd_frame(&in, &f, &m);
         if (!bad && f.type != CF__FR_RESULT &&
             (f.type != CF__FR_FAIL || f.aux == 0 || f.len > CF__MAX_MESSAGE))
             bad = "not an answer";
-        if (bad) {
-            fail_tasks(p, w, end, CF_EBROKEN,
-                       "malformed result frame from MPI rank %d (task %zu of "
-                       "its batch: %s)",
-                       w->rank, b->done, bad);
-            return;
+        if (!bad) {
+            finish_task(p, b, f.type == CF__FR_FAIL ? f.aux : 0, m,
+                        (size_t)f.len);
+            continue;
         }
-        finish_task(p, b, f.type == CF__FR_FAIL ? f.aux : 0, m, (size_t)f.len);
+        in.left = 0; /* the rest cannot be trusted */
+        fail_tasks(p, w, end, CF_EBROKEN,
+                   "malformed result frame from MPI rank %d (task %zu of "
+                   "its batch: %s)",
+                   w->rank, b->done, bad);
     }
+    if (!final)
+        return;
+    if (b->done < b->n && in.left && !cf__rd_frame(&in, &f, &m) &&
+        f.type == CF__FR_FAIL && f.aux != 0)
+        fail_tasks(p, w, SIZE_MAX, f.aux, "MPI rank %d: %.*s", w->rank,
+                   (int)(f.len < 400 ? f.len : 400), (const char *)m);
+    else
+        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
+                   "MPI rank %d answered %zu of the %zu tasks of a batch",
+                   w->rank, b->done, b->n);
 }
 
-/* What an answer says about timing: the longest work between two answers
- * of a rank (the watchdog's yardstick) and, from the first answer to a
- * batch sent to an idle rank, that rank's round trip. */
-static void learn_timing(mpool *p, mworker *w, const batch *b, int32_t first,
-                         uint64_t busy_ns)
-{
-    double busy = (double)busy_ns * 1e-9;
-    if (busy > p->longest)
-        p->longest = busy;
-    if (first == 0 && b->alone) {
-        /* The smallest sample wins at once (a first message may pay for
-         * setting up the connection); larger ones raise it slowly. */
-        double rtt = cf__now() - b->sent - busy;
-        if (rtt > 0 && (w->rtt <= 0 || rtt < w->rtt))
-            w->rtt = rtt;
-        else if (rtt > 0)
-            cf__remote_ewma(&w->rtt, rtt, 0.125);
-    }
-}
-
-/* The worker could not read the rest of w's oldest batch: the FAIL frame
- * in `in` says why. */
-static void rest_failed(mpool *p, mworker *w, cf__rd *in)
-{
-    cf__frame f;
-    const unsigned char *m = NULL;
-    const char *bad = cf__rd_frame(in, &f, &m);
-    int n = bad ? 0 : (int)(f.len < 400 ? f.len : 400);
-    const char *text = n ? (const char *)m : "malformed failure";
-    fail_tasks(p, w, SIZE_MAX, bad || f.aux == 0 ? CF_EBROKEN : f.aux,
-               "MPI rank %d: %.*s", w->rank, n ? n : (int)strlen(text), text);
-}
-
-/* Handles a RESULTS message from worker w. */
+/* Handles a RESULTS message from worker w (transport.h). */
 static void on_results(mpool *p, mworker *w, const unsigned char *msg,
                        size_t len)
 {
@@ -262,36 +234,55 @@ static void on_results(mpool *p, mworker *w, const unsigned char *msg,
     const char *bad = cf__rd_frame(&in, &h, &pl);
     if (!bad && (h.type != CF__FR_ANSWERS || h.len < sizeof a || h.aux < 0))
         bad = "not an answer";
+    if (!bad && h.id && h.id < b->seq)
+        return; /* the rest of a batch already failed as malformed */
+    if (!bad)
+        memcpy(&a, pl, sizeof a);
+    if (!bad && ((h.id && h.id != b->seq) || (size_t)h.aux != b->done ||
+                 a.count > b->n - b->done))
+        bad = "not the next answers to its oldest batch";
     if (bad) {
         fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
                    "malformed result message from MPI rank %d (%s)", w->rank,
                    bad);
         return;
     }
-    memcpy(&a, pl, sizeof a);
-    in = (cf__rd){ pl + sizeof a, (size_t)h.len - sizeof a };
-    if (a.flags & ANS_REST_FAILED) {
-        rest_failed(p, w, &in);
-        return;
-    }
-    if (h.id < b->seq)
-        return; /* the rest of a batch already failed as malformed */
-    if (h.id != b->seq || (size_t)h.aux != b->done ||
-        a.count > b->n - b->done) {
-        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
-                   "malformed result message from MPI rank %d (batch %llu, "
-                   "tasks %d+%u, expected batch %llu from task %zu of %zu)",
-                   w->rank, (unsigned long long)h.id, h.aux, a.count,
-                   (unsigned long long)b->seq, b->done, b->n);
-        return;
-    }
     b->busy_ns += a.busy_ns;
-    learn_timing(p, w, b, h.aux, a.busy_ns);
-    take_answers(p, w, &in, a.count);
-    if (a.flags & ANS_FINAL) /* fails none if all were answered */
-        fail_tasks(p, w, SIZE_MAX, CF_EBROKEN,
-                   "MPI rank %d answered %zu of the %zu tasks of a batch",
-                   w->rank, b->done, b->n);
+    /* The longest work between two answers is the watchdog's yardstick.
+     * The first answer to a batch sent to an idle rank times its round
+     * trip: a smaller sample wins at once (a first message may pay for
+     * setting up the connection), a larger one raises it slowly. */
+    double busy = (double)a.busy_ns * 1e-9, rtt = cf__now() - b->sent - busy;
+    bool timed = h.aux == 0 && b->sent > 0 && rtt > 0;
+    p->longest = busy > p->longest ? busy : p->longest;
+    if (timed && (w->rtt <= 0 || rtt < w->rtt))
+        w->rtt = rtt;
+    else if (timed)
+        cf__remote_ewma(&w->rtt, rtt, 0.125);
+    take_answers(p, w, (cf__rd){ pl + sizeof a, (size_t)h.len - sizeof a },
+                 a.count, a.final);
+}
+
+/* w's initializer ran (code 0), or failed with text[0..len): w is ready,
+ * or the pool is broken. */
+static void worker_ready(mpool *p, mworker *w, int code, const char *text,
+                         size_t len)
+{
+    char why[512];
+    if (code) {
+        if (!len)
+            len = strlen(text = cf_strerror(code));
+        snprintf(why, sizeof why,
+                 "pool broken: a worker's initializer failed on MPI rank %d: "
+                 "%.*s",
+                 w->rank, (int)(len < 400 ? len : 400), text);
+        cf__remote_break(&p->r, why);
+        return;
+    }
+    int max = p->opts.max_workers;
+    w->state = max > 0 && w - p->workers >= max ? W_DOWN : W_READY;
+    add(&p->r.st_workers, w->state == W_READY);
+    add(&p->r.st_idle, w->state == W_READY);
 }
 
 /* A rank's HELLO: its host name, a NUL, and (aux: a failure code) its
@@ -301,11 +292,11 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
     cf__rd in = { msg, len };
     cf__frame h;
     const unsigned char *m = NULL;
-    char why[512];
     if (w->state != W_STARTING)
         return;
     w->state = W_DOWN;
     if (cf__rd_frame(&in, &h, &m) || h.type != CF__FR_HELLO) {
+        char why[128];
         snprintf(why, sizeof why,
                  "pool broken: malformed hello message from MPI rank %d",
                  w->rank);
@@ -313,40 +304,23 @@ static void on_hello(mpool *p, mworker *w, const unsigned char *msg, size_t len)
         return;
     }
     size_t hl = strnlen((const char *)m, (size_t)h.len);
-    size_t ml = hl < h.len ? (size_t)h.len - hl - 1 : 0;
     snprintf(w->host, sizeof w->host, "%.*s", (int)hl, (const char *)m);
-    if (h.aux != 0) {
-        const char *text = ml ? (const char *)m + hl + 1 : cf_strerror(h.aux);
-        snprintf(why, sizeof why,
-                 "pool broken: a worker's initializer failed on MPI rank %d: "
-                 "%.*s",
-                 w->rank, ml ? (int)(ml < 400 ? ml : 400) : (int)strlen(text),
-                 text);
-        cf__remote_break(&p->r, why);
-        return;
-    }
-    w->state = W_READY;
-    if (w->enabled) {
-        add(&p->r.st_workers, 1);
-        add(&p->r.st_idle, 1);
-    }
+    size_t ml = hl < h.len ? (size_t)h.len - hl - 1 : 0;
+    worker_ready(p, w, h.aux, ml ? (const char *)m + hl + 1 : NULL, ml);
 }
 
 /* ---- dispatching ------------------------------------------------------- */
 
 /* The tasks of one batch of w at cost seconds each: BATCH_TARGET_S of
- * work, or an eighth of the round trip when that is more (fewer messages
- * per window). */
+ * work, or an eighth of the round trip when that is more. */
 static size_t batch_tasks(const mworker *w, double cost)
 {
     double s = w->rtt / 8 > BATCH_TARGET_S ? w->rtt / 8 : BATCH_TARGET_S;
     return cf__remote_window(cost, s, 1, BATCH_MAX_TASKS);
 }
 
-/* The tasks w may hold at cost seconds each: the bandwidth-delay product.
- * When a task ends, its answer takes a round trip to bring the next one,
- * so 1.25 round trips of work wait behind the running batch, plus one
- * batch (capped). */
+/* The tasks w may hold at cost seconds each: 1.25 round trips of work
+ * plus a batch, the bandwidth-delay product (docs/mpi.md, "The window"). */
 static size_t window(const mworker *w, double cost)
 {
     double rtt = w->rtt > 0 ? w->rtt : 0;
@@ -355,19 +329,15 @@ static size_t window(const mworker *w, double cost)
                                  : (size_t)k + batch_tasks(w, cost);
 }
 
-/* Whether w gets another batch now: a second one always (it hides the
- * round trip behind the first), more while the window allows. Long tasks
- * beyond the first only while enough waits for every worker to get one
- * more, so the tail is not queued behind a running task, or while w holds
- * less than a round trip of work: another rank could not ask for the task
- * and get it sooner. */
+/* Whether w gets another batch now: a second always, more within the
+ * window; long tasks as the tail rule allows (docs/mpi.md, "The window"). */
 static bool can_take(const mpool *p, const mworker *w)
 {
-    if (w->state != W_READY || !w->enabled)
+    if (w->state != W_READY)
         return false;
     if (w->nbatches == 0)
         return true;
-    if (p->local || w->nbatches >= MAX_BATCHES || w->bytes >= WINDOW_MAX_BYTES)
+    if (w->nbatches >= MAX_BATCHES || w->bytes >= WINDOW_MAX_BYTES)
         return false;
     double cost = w->cost >= 0 ? w->cost : p->cost;
     if (w->nbatches >= 2 && (cost < 0 || w->tasks >= window(w, cost)))
@@ -384,9 +354,8 @@ static size_t batch_size(const mpool *p, mworker *w, size_t held)
     size_t n = cost >= 0 ? batch_tasks(w, cost) : w->slow_start;
     if (cost < 0 && w->slow_start < BATCH_MAX_TASKS)
         w->slow_start *= 2;
-    /* A fair share of what waits, so every worker gets some, and no more
-     * than w's share of all the work (what waits and what the ready
-     * workers hold) less what it holds, so that all end together. */
+    /* Its share of what waits, and of all the work less what it holds,
+     * so that every worker gets some and all end together. */
     size_t ready = ready_workers(p);
     if (ready > 1) {
         size_t share = (p->pending + ready - 1) / ready;
@@ -400,8 +369,8 @@ static size_t batch_size(const mpool *p, mworker *w, size_t held)
     return n;
 }
 
-/* Takes up to `want` pending tasks (`most` bytes, but at least one) into
- * a new batch, moving them to RUNNING: NULL when none is left. */
+/* A batch of up to `want` pending tasks (`most` bytes, at least one), in
+ * RUNNING, and its message (NULL: no memory): NULL if no task was left. */
 static batch *take_batch(mpool *p, size_t want, size_t most)
 {
     batch *b = cf__malloc(sizeof *b + want * sizeof(cf__rtask *));
@@ -411,42 +380,31 @@ static batch *take_batch(mpool *p, size_t want, size_t most)
         cf__remote_fail_list(&p->r, list, CF_ENOMEM, NULL);
         return NULL;
     }
-    size_t n = 0, bytes = 0;
+    size_t n = 0, bytes = 0, len = CF__FRAME_HDR;
     cf__rtask *t = list;
     for (cf__rtask *next; t && (!n || bytes + t->len <= most); t = next) {
         next = t->next;
         p->pending--;
         bytes += t->len;
-        if (cf__remote_set_running(&p->r, t))
+        if (cf__remote_set_running(&p->r, t)) {
             b->ts[n++] = t;
+            len += t->len;
+        }
     }
     cf__remote_requeue(&p->r, t); /* what did not fit */
-    *b = (batch){ .n = n };
-    if (n)
-        return b;
-    cf__free(b);
-    return NULL;
-}
-
-/* Encodes b into b->msg (a BATCH frame, then the tasks' frames): its
- * length, or 0 when out of memory. */
-static size_t encode_batch(mpool *p, batch *b)
-{
-    size_t len = CF__FRAME_HDR;
-    for (size_t i = 0; i < b->n; i++)
-        len += b->ts[i]->len;
+    *b = (batch){ .n = n, .seq = p->next_seq++ };
+    if (!n) {
+        cf__free(b);
+        return NULL;
+    }
     unsigned char *m = len <= MSG_MAX ? cf__malloc(len) : NULL;
     if (!m)
-        return 0;
-    b->seq = p->next_seq++;
+        return b; /* send_batch fails its tasks */
     cf__frame h;
-    cf__frame_set(&h, CF__FR_BATCH, b->seq, len - CF__FRAME_HDR, (int32_t)b->n);
+    cf__frame_set(&h, CF__FR_BATCH, b->seq, len - sizeof h, (int32_t)n);
     memcpy(m, &h, sizeof h);
-    size_t at = sizeof h;
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t i = 0, at = sizeof h; i < n; at += b->ts[i++]->len)
         memcpy(m + at, b->ts[i]->frame, b->ts[i]->len);
-        at += b->ts[i]->len;
-    }
     /* Test hooks (transport.h). */
     int hook = cf__mpi_batch_hook();
     if (hook == CF__MPI_CORRUPT_TASK_MAGIC)
@@ -456,7 +414,8 @@ static size_t encode_batch(mpool *p, batch *b)
     else if (hook == CF__MPI_CORRUPT_BATCH_TRUNCATE)
         len = sizeof h + CF__FRAME_HDR / 2;
     b->msg = m;
-    return len;
+    b->bytes = len;
+    return b;
 }
 
 static int send_local(void *ctx, const void *msg, size_t len)
@@ -469,9 +428,9 @@ static int send_local(void *ctx, const void *msg, size_t len)
 /* Hands b to w and sends it (with one rank, serves it here). */
 static void send_batch(mpool *p, mworker *w, batch *b)
 {
-    size_t len = encode_batch(p, b);
+    size_t len = b->bytes;
     add(&p->r.st_running, (long)b->n);
-    if (!len) { /* its own tasks fail, not those of a batch in flight */
+    if (!b->msg) { /* its own tasks fail, not those of a batch in flight */
         const char *why = "no memory for a task batch, or one larger than an "
                           "MPI message (2 GiB)";
         while (b->done < b->n)
@@ -479,20 +438,16 @@ static void send_batch(mpool *p, mworker *w, batch *b)
         cf__free(b);
         return;
     }
-    b->sent = cf__now();
-    b->alone = w->nbatches == 0;
-    b->bytes = len;
     w->tasks += b->n;
     w->bytes += len;
     if (w->nbatches++ == 0) {
         add(&p->r.st_idle, -1);
-        w->heard = b->sent; /* silence counts from here */
+        w->heard = b->sent = cf__now(); /* silence counts from here */
     }
-    if (w->tail)
-        w->tail->next = b;
-    else
-        w->head = b;
-    w->tail = b;
+    batch **end = &w->head;
+    while (*end)
+        end = &(*end)->next;
+    *end = b;
     if (p->local) {
         unsigned char *msg = b->msg;
         b->msg = NULL;
@@ -502,11 +457,8 @@ static void send_batch(mpool *p, mworker *w, batch *b)
     }
     int rc = MPI_Isend(b->msg, (int)len, MPI_BYTE, w->rank, TAG_TASKS, p->comm,
                        &b->req);
-    if (rc != MPI_SUCCESS) {
-        cf__free(b->msg);
-        b->msg = NULL;
-        mpi_failed(p, rc, "MPI_Isend");
-    }
+    if (rc != MPI_SUCCESS)
+        mpi_failed(p, rc, "MPI_Isend"); /* frees b->msg, offline */
 }
 
 /* Fills the workers that have room, the emptiest first, one batch each per
@@ -516,7 +468,7 @@ static bool dispatch(mpool *p)
     bool sent = false;
     size_t held = 0; /* tasks the ready workers hold */
     for (size_t i = 0; i < p->nworkers; i++)
-        if (p->workers[i].state == W_READY && p->workers[i].enabled)
+        if (p->workers[i].state == W_READY)
             held += p->workers[i].tasks;
     for (unsigned depth = 0; depth < MAX_BATCHES && p->pending;) {
         unsigned next = MAX_BATCHES; /* the next fullness to serve */
@@ -545,14 +497,6 @@ static bool dispatch(mpool *p)
 
 /* ---- the manager's MPI side -------------------------------------------- */
 
-static mworker *worker_of(mpool *p, int rank)
-{
-    if (rank < 0 || rank == p->root)
-        return NULL;
-    size_t i = (size_t)(rank < p->root ? rank : rank - 1);
-    return i < p->nworkers ? &p->workers[i] : NULL;
-}
-
 /* Frees the buffers of sends that completed: true if any did. */
 static bool poll_sends(mpool *p)
 {
@@ -577,22 +521,6 @@ static bool poll_sends(mpool *p)
     return any;
 }
 
-/* Handles one received message (buf NULL: no memory for it). */
-static void on_message(mpool *p, const MPI_Status *st, void *buf, int n)
-{
-    mworker *w = worker_of(p, st->MPI_SOURCE);
-    if (!w)
-        return;
-    w->heard = cf__now();
-    if (st->MPI_TAG == TAG_RESULTS && !buf && w->head)
-        fail_tasks(p, w, SIZE_MAX, CF_ENOMEM,
-                   "out of memory for a result message");
-    else if (st->MPI_TAG == TAG_RESULTS && buf)
-        on_results(p, w, buf, (size_t)n);
-    else if (st->MPI_TAG == TAG_HELLO && buf)
-        on_hello(p, w, buf, (size_t)n);
-}
-
 /* Receives and handles the messages that arrived: true if any did. */
 static bool poll_messages(mpool *p)
 {
@@ -609,8 +537,9 @@ static bool poll_messages(mpool *p)
             mpi_failed(p, rc, "MPI_Iprobe");
             return true;
         }
+        /* Out of memory: receive into nothing (truncated). */
         void *buf =
-            cf__mpi_room(&p->rbuf, (size_t)n) == 0 ? p->rbuf.b->data : NULL;
+            cf_buffer_reserve(&p->rbuf, (size_t)n) ? NULL : p->rbuf.b->data;
         rc = MPI_Recv(buf, buf ? n : 0, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG,
                       p->comm, MPI_STATUS_IGNORE);
         any = true;
@@ -618,7 +547,18 @@ static bool poll_messages(mpool *p)
             mpi_failed(p, rc, "MPI_Recv");
             return true;
         }
-        on_message(p, &st, buf, n);
+        int k = st.MPI_SOURCE;
+        size_t i = (size_t)(k < p->root ? k : k - 1);
+        mworker *w = k != p->root && i < p->nworkers ? &p->workers[i] : NULL;
+        if (w)
+            w->heard = cf__now();
+        if (w && st.MPI_TAG == TAG_RESULTS && !buf && w->head)
+            fail_tasks(p, w, SIZE_MAX, CF_ENOMEM,
+                       "out of memory for a result message");
+        else if (w && buf && st.MPI_TAG == TAG_RESULTS)
+            on_results(p, w, buf, (size_t)n);
+        else if (w && buf && st.MPI_TAG == TAG_HELLO)
+            on_hello(p, w, buf, (size_t)n);
     }
     return any;
 }
@@ -627,6 +567,7 @@ static bool poll_messages(mpool *p)
  * that no message is left unreceived), then frees the communicator. */
 static void stop_workers(mpool *p)
 {
+    bool lost = false;
     for (size_t i = 0; i < p->nworkers && !p->offline; i++) {
         mworker *w = &p->workers[i];
         while (w->state == W_STARTING && !p->offline) {
@@ -637,13 +578,14 @@ static void stop_workers(mpool *p)
                 poll_messages(p);
         }
         /* A lost rank is never touched again; a 0-byte send is eager. */
+        lost |= w->state == W_LOST;
         if (!p->offline && w->state != W_LOST)
             MPI_Send(NULL, 0, MPI_BYTE, w->rank, TAG_STOP, p->comm);
     }
     if (p->offline)
         return;
     MPI_Comm_free(&p->comm);
-    if (p->spawn_inter != MPI_COMM_NULL && !p->lost) {
+    if (p->spawn_inter != MPI_COMM_NULL && !lost) {
         /* In step with the spawned workers (cf_mpi_pool_spawn). */
         MPI_Comm_free(&p->spawn_intra);
         MPI_Comm_disconnect(&p->spawn_inter);
@@ -696,34 +638,8 @@ static double rank_timeout_env(void)
     return t;
 }
 
-/* w held tasks and said nothing for `silent` seconds: ends the job
- * (CFUTURES_MPI_RANK_LOST=abort), or fails w's tasks and never touches w
- * again (docs/mpi.md). */
-static void rank_lost(mpool *p, mworker *w, double silent)
-{
-    char why[MPI_MAX_PROCESSOR_NAME + 128];
-    snprintf(why, sizeof why,
-             "MPI rank %d on host %s stopped answering (nothing for %.1f s, "
-             "%zu tasks in flight)",
-             w->rank, w->host[0] ? w->host : "?", silent, w->tasks);
-    add(&p->r.st_stalled, 1);
-    fprintf(stderr, "cfutures: %s; %s\n", why,
-            p->abort_on_lost ? "ending the MPI job"
-                             : "its tasks fail, the others go on");
-    fflush(stderr);
-    /* MPICH 4.0 does not end the job on an abort of a duplicate of
-     * MPI_COMM_WORLD from this thread; a spawned pool's world is the root
-     * alone, so there the merged communicator, which spans the workers. */
-    if (p->abort_on_lost)
-        MPI_Abort(p->spawn_inter != MPI_COMM_NULL ? p->comm : MPI_COMM_WORLD,
-                  1);
-    p->lost = true;
-    worker_down(p, w, W_LOST, why);
-    if (!in_flight(p) && ready_workers(p) == 0)
-        cf__remote_break(&p->r, why); /* nobody left to run the rest */
-}
-
-/* Every WATCH_EVERY_S: a rank holding tasks, silent too long, is lost. */
+/* Every WATCH_EVERY_S: a rank silent too long with tasks is lost: the job
+ * ends (CFUTURES_MPI_RANK_LOST=abort), or its tasks fail (docs/mpi.md). */
 static void watch(mpool *p)
 {
     double now = cf__now(), limit = rank_limit(p);
@@ -732,8 +648,28 @@ static void watch(mpool *p)
     p->next_watch = now + WATCH_EVERY_S;
     for (size_t i = 0; i < p->nworkers; i++) {
         mworker *w = &p->workers[i];
-        if (w->head && now - w->heard > limit)
-            rank_lost(p, w, now - w->heard);
+        if (!w->head || now - w->heard <= limit)
+            continue;
+        char why[MPI_MAX_PROCESSOR_NAME + 128];
+        snprintf(why, sizeof why,
+                 "MPI rank %d on host %s stopped answering (nothing for %.1f "
+                 "s, %zu tasks in flight)",
+                 w->rank, w->host[0] ? w->host : "?", now - w->heard, w->tasks);
+        add(&p->r.st_stalled, 1);
+        fprintf(stderr, "cfutures: %s; %s\n", why,
+                p->abort_on_lost ? "ending the MPI job"
+                                 : "its tasks fail, the others go on");
+        fflush(stderr);
+        /* MPICH 4.0 does not end the job on an abort of a duplicate of
+         * MPI_COMM_WORLD from this thread; a spawned pool's world is the
+         * root alone, so there the merged communicator, which spans the
+         * workers. */
+        if (p->abort_on_lost)
+            MPI_Abort(
+                p->spawn_inter != MPI_COMM_NULL ? p->comm : MPI_COMM_WORLD, 1);
+        worker_down(p, w, W_LOST, why);
+        if (!in_flight(p) && ready_workers(p) == 0)
+            cf__remote_break(&p->r, why); /* nobody left to run the rest */
     }
 }
 
@@ -767,18 +703,9 @@ static void begin(mpool *p)
     p->pause = BACKOFF_MIN_S;
     if (!p->local)
         return;
-    char *msg, why[512];
+    char *msg;
     int code = cf__mpi_prepare(&p->opts, p->isolated, &p->pp, &msg);
-    if (code) {
-        snprintf(why, sizeof why,
-                 "pool broken: a worker's initializer failed: %s",
-                 msg ? msg : cf_strerror(code));
-        cf__remote_break(&p->r, why);
-    } else {
-        p->workers[0].state = W_READY;
-        add(&p->r.st_workers, 1);
-        add(&p->r.st_idle, 1);
-    }
+    worker_ready(p, &p->workers[0], code, msg, msg ? strlen(msg) : 0);
     cf__free(msg);
 }
 
@@ -867,55 +794,41 @@ static int ensure_mpi(const cf_options *opts)
     return 0;
 }
 
-/* A pool for the root of dup (size ranks), its manager not started:
- * NULL when out of memory. */
-static mpool *pool_alloc(MPI_Comm dup, int root, int size,
-                         const cf_options *opts)
-{
-    size_t n = size > 1 ? (size_t)size - 1 : 1;
-    mpool *p = cf__calloc(1, sizeof *p + n * sizeof *p->workers);
-    if (!p)
-        return NULL;
-    cf__remote_init(&p->r, &mp_ops);
-    p->comm = dup;
-    p->spawn_intra = p->spawn_inter = MPI_COMM_NULL;
-    p->root = root;
-    p->local = p->offline = size == 1;
-    p->nworkers = n;
-    p->cost = p->longest = -1;
-    p->rank_timeout = rank_timeout_env();
-    const char *lost = getenv("CFUTURES_MPI_RANK_LOST");
-    p->abort_on_lost = lost && strcmp(lost, "abort") == 0;
-    p->next_seq = 1;
-    p->opts = opts ? *opts : (cf_options){ 0 };
-    size_t max = opts && opts->max_workers > 0 ? (size_t)opts->max_workers : n;
-    for (size_t i = 0; i < n; i++) {
-        mworker *w = &p->workers[i];
-        w->rank = p->local ? root : (int)i < root ? (int)i : (int)i + 1;
-        w->state = W_STARTING;
-        w->enabled = i < max;
-        w->cost = -1;
-        w->slow_start = 1;
-    }
-    p->local_reply = (cf__replier){ .send = send_local, .ctx = p };
-    return p;
-}
-
-/* The root's pool on dup, its manager running: the executor, or NULL with
- * errno (the workers, serving already, are sent home). */
+/* The root's pool on dup (size ranks), its manager running: the executor,
+ * or NULL with errno (the workers, serving already, are sent home). */
 static cf_executor *root_pool(MPI_Comm dup, int root, int size,
                               const cf_options *opts, bool isolated,
                               MPI_Comm comm, MPI_Comm spawn_inter)
 {
-    int level;
-    mpool *p = pool_alloc(dup, root, size, opts);
+    size_t n = size > 1 ? (size_t)size - 1 : 1;
+    const char *lost = getenv("CFUTURES_MPI_RANK_LOST");
+    mpool *p = cf__calloc(1, sizeof *p + n * sizeof *p->workers);
     if (p) {
+        cf__remote_init(&p->r, &mp_ops);
+        p->comm = dup;
+        p->spawn_intra = spawn_inter != MPI_COMM_NULL ? comm : MPI_COMM_NULL;
+        p->spawn_inter = spawn_inter;
+        p->root = root;
+        p->local = p->offline = size == 1;
         p->isolated = isolated;
-        if (spawn_inter != MPI_COMM_NULL) {
-            p->spawn_intra = comm;
-            p->spawn_inter = spawn_inter;
-        }
+        p->nworkers = n;
+        p->cost = p->longest = -1;
+        p->rank_timeout = rank_timeout_env();
+        p->abort_on_lost = lost && strcmp(lost, "abort") == 0;
+        p->next_seq = 1;
+        p->opts = opts ? *opts : (cf_options){ 0 };
+        p->local_reply = (cf__replier){ .send = send_local, .ctx = p };
+        for (size_t i = 0; i < n; i++)
+            p->workers[i] = (mworker){
+                .rank = p->local        ? root
+                        : (int)i < root ? (int)i
+                                        : (int)i + 1,
+                .state = W_STARTING,
+                .cost = -1,
+                .slow_start = 1,
+            };
     }
+    int level;
     MPI_Query_thread(&level);
     int err = !p                                          ? ENOMEM
               : size > 1 && level < MPI_THREAD_SERIALIZED ? EINVAL
@@ -1024,17 +937,15 @@ static int spawn_workers(const cf_options *opts, MPI_Comm *inter)
     int n = opts && opts->max_workers > 0 ? opts->max_workers : cf_cpu_count();
     char exe[4096];
     char **args = own_command(exe, sizeof exe);
-    int *codes = cf__calloc((size_t)n, sizeof *codes);
     MPI_Info info;
     MPI_Info_create(&info);
     /* Open MPI: the workers may share cores with this process (other MPI
      * implementations ignore the key). */
     MPI_Info_set(info, "map_by", ":OVERSUBSCRIBE");
-    int rc = args && codes ? MPI_Comm_spawn(exe, args, n, info, 0,
-                                            MPI_COMM_SELF, inter, codes)
-                           : MPI_ERR_NO_MEM;
+    int rc = args ? MPI_Comm_spawn(exe, args, n, info, 0, MPI_COMM_SELF, inter,
+                                   MPI_ERRCODES_IGNORE)
+                  : MPI_ERR_NO_MEM;
     MPI_Info_free(&info);
-    cf__free(codes);
     cf__free(args);
     return rc == MPI_SUCCESS ? 0 : rc == MPI_ERR_NO_MEM ? ENOMEM : EIO;
 }

@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * transport.h - what the two sides of the MPI transport share: the tuning,
- * the message tags, the head of an answer, the test hooks, and what the
- * serving side (rank.c) lends the root side (root.c): a one-rank pool's
- * manager serves its own batches through the same code.
+ * transport.h - what the two sides of the MPI transport share: tuning,
+ * tags, the head of an answer, the test hooks, and the serving code that
+ * rank.c lends root.c (a one-rank pool's manager serves its own batches).
  *
  * Messages are frames (remote/codec.h). TASKS: a BATCH frame (id: the
- * batch; aux: its task count) followed by the tasks' TASK frames. A rank
- * answers each batch, in order, with one or more RESULTS messages: an
- * ANSWERS frame (id: the batch; aux: the first task it answers) whose
- * payload is an `answers` head and one RESULT or FAIL frame per task; the
- * last has ANS_FINAL. HELLO (once, first): the rank's host and the outcome
- * of its initializer. STOP: the root is done with the rank.
+ * batch; aux: its task count), then the tasks' TASK frames. A rank answers
+ * each batch, in order, with RESULTS messages: an ANSWERS frame (id: the
+ * batch, 0 when unknown; aux: the first task it answers) whose payload is
+ * an `answers` head and one RESULT or FAIL frame per task. The last is
+ * final; a FAIL frame after its answers fails the tasks left. HELLO (once,
+ * first): the rank's host and its initializer's outcome. STOP: go home.
  */
 #ifndef CF_MPI_TRANSPORT_H
 #define CF_MPI_TRANSPORT_H
@@ -43,16 +42,10 @@ enum { TAG_TASKS = 1, TAG_RESULTS = 2, TAG_HELLO = 3, TAG_STOP = 4 };
 
 /* The head of an ANSWERS frame's payload. */
 typedef struct cf__answers {
-    uint32_t count; /* RESULT or FAIL frames that follow */
-    uint32_t flags;
+    uint32_t count;   /* RESULT or FAIL frames that follow */
+    uint32_t final;   /* the batch's last message */
     uint64_t busy_ns; /* time the answered tasks took */
 } cf__answers;
-enum {
-    ANS_FINAL = 1,       /* the batch is answered in full */
-    ANS_REST_FAILED = 2, /* one FAIL frame follows: tasks [first, end of
-                            the batch) failed with it (the worker could
-                            not read them) */
-};
 #define ANS_HEAD (CF__FRAME_HDR + sizeof(cf__answers))
 
 /* ---- test hooks (tests/mpi) --------------------------------------------- */
@@ -83,19 +76,19 @@ int cf__mpi_batch_hook(void);
  * messages through send. */
 typedef struct cf__replier {
     cf_buffer buf;
-    uint64_t seq;
-    uint32_t first;   /* index of the first frame in buf */
-    uint32_t count;   /* frames in buf */
-    uint64_t busy_ns; /* time the frames in buf took */
+    uint64_t seq;     /* the batch (0: unknown) */
+    uint32_t first;   /* the batch's index of the first task in buf */
+    uint32_t count;   /* answers in buf */
+    uint64_t busy_ns; /* time they took */
     int (*send)(void *ctx, const void *msg, size_t len);
     void *ctx;
 } cf__replier;
 
 /* An isolated rank's worker process (rank.c). */
 typedef struct cf__mpi_iso cf__mpi_iso;
-/* Serves one TASKS message: runs its tasks in order (here, or in an
- * isolated rank's worker process) and answers through r. 0, or the error
- * of a send (an MPI failure: stop serving). */
+/* Serves one TASKS message (NULL: no memory for its len bytes): runs its
+ * tasks in order (here, or in iso's worker process) and answers through r.
+ * 0, or the error of a send (an MPI failure: stop serving). */
 int cf__mpi_serve_batch(const unsigned char *msg, size_t len, cf__replier *r,
                         cf__mpi_iso *iso);
 /* Gets a rank ready to run tasks: runs the initializer here, or (isolated)
@@ -112,13 +105,5 @@ int cf__mpi_serve(MPI_Comm comm, int root, const cf_options *opts,
 /* Waits for the next message from source, polling with backoff (Open MPI's
  * blocking calls spin): 0 with *st, or an MPI error code. */
 int cf__mpi_probe(MPI_Comm comm, int source, MPI_Status *st);
-
-/* Makes room for n bytes in b, from its start (contents not kept). */
-static inline int cf__mpi_room(cf_buffer *b, size_t n)
-{
-    if (b->b)
-        b->b->len = 0;
-    return cf_buffer_reserve(b, n);
-}
 
 #endif /* CF_MPI_TRANSPORT_H */
