@@ -14,6 +14,8 @@
  */
 #include "transport.h"
 
+#include "../proc/wire.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -605,8 +607,8 @@ static bool in_flight(const mpool *p)
 
 /* How long a rank holding tasks may stay silent: CFUTURES_MPI_RANK_TIMEOUT
  * when set (0: never), else max(5 s, 2 x the longest work between two
- * answers seen + 3 s, an isolated pool's task_timeout + 3 s), and no limit
- * before a first answer. 0: none. */
+ * answers seen + 3 s, in an isolated pool max(10 s, task_timeout) + 3 s),
+ * and no limit before a first answer. 0: none. */
 static double rank_limit(const mpool *p)
 {
     if (p->rank_timeout >= 0)
@@ -614,9 +616,10 @@ static double rank_limit(const mpool *p)
     if (p->longest < 0)
         return 0;
     double t = 2 * p->longest + 3;
-    /* An isolated rank answers a hung task when task_timeout kills it. */
+    /* An isolated rank answers once its link kills a hung or stuck worker
+     * process: at task_timeout, or at the link's stall limit. */
     double hung =
-        p->isolated && p->opts.task_timeout > 0 ? p->opts.task_timeout + 3 : 0;
+        p->isolated ? fmax(CF__PP_STALL_MIN_S, p->opts.task_timeout) + 3 : 0;
     t = t > hung ? t : hung;
     return t > 5 ? t : 5;
 }

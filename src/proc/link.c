@@ -40,11 +40,10 @@ extern char **environ;
 #define MAX_DEPTH 256        /* tasks in flight per worker, at most */
 #define MAX_IOV 64           /* frames per sendmsg */
 #define RXBUF (64u * 1024u)  /* per-worker receive buffer */
-#define RX_PER_CALL (4u << 20)    /* bytes read from one worker per wake-up */
-#define BODY_FIRST (1u << 20)     /* a payload's first buffer, at most */
-#define RECHECK_S 0.05            /* a task sent but not started: look again */
-#define UNTIMED_RECHECK_S 1.0     /* the same, or running, with no timeout */
-#define TRANSFER_STALL_MIN_S 10.0 /* a result with no progress, at least */
+#define RX_PER_CALL (4u << 20) /* bytes read from one worker per wake-up */
+#define BODY_FIRST (1u << 20)  /* a payload's first buffer, at most */
+#define RECHECK_S 0.05         /* a task sent but not started: look again */
+#define UNTIMED_RECHECK_S 1.0  /* the same, or running, with no timeout */
 #define START_BACKOFF_MIN_S 0.01
 #define START_BACKOFF_MAX_S 0.5
 #define GIVE_UP_S 2.0
@@ -199,7 +198,7 @@ void cf__pp_link_lose(cf__pp_link *w, cf__pp_why why, const char *detail,
 
 static double stall_limit(const cf__pp_link *w)
 {
-    return fmax(TRANSFER_STALL_MIN_S, w->team->spec.timeout);
+    return fmax(CF__PP_STALL_MIN_S, w->team->spec.timeout);
 }
 
 /* Why a worker was killed for a task's fault, in words. */

@@ -27,6 +27,10 @@
  * initarg as (module, offset), or as the pointer value (fork only). */
 enum { CF__PP_ARG_NAMED = 1, CF__PP_ARG_RAW = 2 };
 
+/* A finished task's answer without progress, or a task next in line not
+ * started, for max(this, task_timeout) seconds: the worker is killed. */
+#define CF__PP_STALL_MIN_S 10.0
+
 /*
  * A worker's state page, shared memory it writes and the pool reads
  * (docs/process_pool.md, "Blame"): right before a task's function runs,
