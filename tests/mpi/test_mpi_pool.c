@@ -861,6 +861,38 @@ static void isolated_initializer_crash_retried(void)
     cf_executor_free(ex);
 }
 
+/* Isolated ranks: a worker process stopped between tasks (SIGSTOP from
+ * outside) is killed by its rank's link once the task next in line waited
+ * 10 s unstarted, and replaced; the rank's watchdog waits longer than
+ * that, so no rank is lost and every task runs. */
+static void isolated_stopped_worker_is_replaced(void)
+{
+    cf_executor *ex = make_isolated_pool(NULL);
+    check_squares(ex, square, 20); /* answers seen: the watchdog is armed */
+    cf_future *who = submit_i64(ex, nap, 0);
+    pid_t pid = (pid_t)i64_of(who);
+    CHECK_EQ(kill(pid, SIGSTOP), 0);
+    enum { N = 40 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, nap, 1);
+    for (int i = 0; i < N; i++) {
+        const char *msg = NULL;
+        int rc = cf_future_exception(fs[i], 60.0 * test_scale(), &msg);
+        if (rc)
+            fprintf(stderr, "task %d: %s: %s\n", i, cf_strerror(rc),
+                    msg ? msg : "");
+        CHECK_EQ(rc, 0);
+        CHECK(i64_of(fs[i]) != pid);
+        cf_future_release(fs[i]);
+    }
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.stalled, 0);
+    cf_future_release(who);
+    cf_executor_free(ex);
+}
+
 static void isolated_initializer(void)
 {
     cf_executor *ex = make_isolated_pool(&opts_init_mark);
@@ -1151,6 +1183,7 @@ static const mpi_case cases[] = {
     ISOLATED_CASE(isolated_initializer, &opts_init_mark),
     ISOLATED_CASE(isolated_crashes_blame_only_their_task, NULL),
     ISOLATED_CASE(isolated_initializer_crash_retried, &opts_init_crash_once),
+    ISOLATED_CASE(isolated_stopped_worker_is_replaced, NULL),
     ISOLATED_CASE(isolated_kill_loop, NULL),
 };
 
