@@ -295,6 +295,15 @@ static void *init_crash_first(void *arg)
     return NULL;
 }
 
+static void *init_hang_first(void *arg)
+{
+    _Atomic int *starts = arg;
+    if (atomic_fetch_add(&starts[0], 1) == 0)
+        for (;;)
+            pause();
+    return NULL;
+}
+
 static _Atomic int *shared_counters(void)
 {
     void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
@@ -608,6 +617,26 @@ static void full_stdout_is_not_a_stall(void)
     CHECK_EQ(rc, 0);
     cf_future_release(f);
     cf_executor_free(ex);
+    no_children_left();
+}
+
+/* Tasks go only to workers that said READY: the first worker's
+ * initializer hangs for good, and every task runs on the other one (one
+ * handed to the hung worker would never finish); freeing the pool kills
+ * the hung one. */
+static void hung_initializer_holds_no_task(void)
+{
+    _Atomic int *starts = shared_counters();
+    cf_options o = { .max_workers = 2,
+                     .start_method = CF_START_FORK,
+                     .initializer = init_hang_first,
+                     .initarg = (void *)starts };
+    cf_executor *ex = cf_process_pool_new(&o);
+    CHECK(ex != NULL);
+    check_squares(ex, t_square, 20);
+    CHECK_EQ(atomic_load(&starts[0]), 2);
+    cf_executor_free(ex);
+    munmap((void *)starts, 4096);
     no_children_left();
 }
 
@@ -937,6 +966,7 @@ static const test_case cases[] = {
     TEST_CASE(stalled_transfer_is_killed),
     TEST_CASE(stopped_idle_worker_is_replaced),
     TEST_CASE(full_stdout_is_not_a_stall),
+    TEST_CASE(hung_initializer_holds_no_task),
     TEST_CASE(next_in_line_deaths_fail_the_task),
     TEST_CASE(no_descriptors_fails_pending_then_recovers),
     TEST_CASE(no_descriptors_for_a_moment),

@@ -129,12 +129,14 @@ static void dispatch(pp_pool *p, double now)
     p->can_take = false;
     if (broken)
         return;
+    /* Tasks go only to workers that said READY: one whose initializer is
+     * slow, or hangs, holds none (it counts as idle for starting more). */
     size_t total = 0, idle = 0, n = 0;
     p->limbo = false;
     for (cf__pp_link *w = p->workers; w; w = w->next) {
-        size_t r = live(w) ? cf__pp_link_room(w) : 0;
+        size_t r = live(w) && w->ready ? cf__pp_link_room(w) : 0;
         total += r;
-        idle += r && !w->head;
+        idle += (r && !w->head) || (live(w) && !w->ready);
         n += live(w);
         p->limbo |= !live(w) && w->held;
     }
@@ -148,9 +150,7 @@ static void dispatch(pp_pool *p, double now)
         }
         w->next = p->workers;
         p->workers = w;
-        size_t r = cf__pp_link_room(w);
-        total += r;
-        idle += r > 0;
+        idle++;
     }
     /* The tasks a lost worker holds go back to the front of the queue
      * once it is reaped (those it did not start): until then none queued
@@ -166,7 +166,7 @@ static void dispatch(pp_pool *p, double now)
         next = t->next;
         if (!cf__remote_set_running(&p->r, t))
             continue;
-        while (!cf__pp_link_room(w)) /* total counted room for all */
+        while (!w->ready || !cf__pp_link_room(w)) /* total counted all */
             w = next_live(p, w);
         cf__pp_link_push(w, t, now);
         w = next_live(p, w);
@@ -299,7 +299,9 @@ static bool pp_round(cf__remote *r)
     pp_pool *p = (pp_pool *)r;
     double now = cf__now();
     reap(p, now);
-    if (cf__starts_give_up(&p->team.starts, count(p, NULL), now))
+    /* Not while a lost worker waits to be reaped: its reaping may be one
+     * more failed start, which would give up again on later work. */
+    if (cf__starts_give_up(&p->team.starts, p->workers != NULL, now))
         cf__remote_fail_list(r, cf__remote_take(r, SIZE_MAX), CF_EBROKEN,
                              p->team.starts.error);
     for (cf__pp_link *w = p->workers; w; w = w->next)

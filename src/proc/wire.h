@@ -86,8 +86,9 @@ typedef struct cf__starts {
 } cf__starts;
 /* A start failed (why): back off (a READY resets it). */
 void cf__starts_failed(cf__starts *s, const char *why, double now);
-/* With no worker alive (live == 0) and none started for 2 s over 3
- * tries: true, and the caller fails its pending tasks with s->error. */
+/* With no worker process left (live == 0: none alive, none dying) and
+ * none started for 2 s over 3 tries: true, and the caller fails its
+ * pending tasks with s->error. */
 bool cf__starts_give_up(cf__starts *s, size_t live, double now);
 
 typedef enum cf__pp_why {
