@@ -825,6 +825,71 @@ static void spare_handover_failure_is_retried(void)
     cf_executor_free(ho.ex);
 }
 
+/* A wait whose spare a push was to start, and that start fails: the
+ * waiter W (the only worker) blocks in a timed wait on a promise P that
+ * its child C settles; nothing is queued when W looks, so W parks with no
+ * retry. C is submitted from outside after that; its push finds W blocked
+ * and tries to start a spare, which fails (allocation k). Memory comes
+ * back at once; C must still run well within W's wait (W, woken by the
+ * failed start, retries it itself), or, if the submit itself failed, P is
+ * settled from here. */
+static struct {
+    cf_future *p;
+    atomic_long tid;
+} pf;
+
+static void *pf_waiter(void *arg)
+{
+    atomic_store(&pf.tid, (long)syscall(SYS_gettid));
+    void *r = NULL;
+    int rc = cf_future_result(pf.p, 30.0 * test_scale(), &r);
+    return rc == 0 && r == arg ? arg : NULL;
+}
+
+static void *pf_child(void *arg)
+{
+    CHECK_EQ(cf_future_set_result(pf.p, arg), 0);
+    return arg;
+}
+
+static void push_start_failure_is_retried(void)
+{
+    oom_install();
+    int retried = 0;
+    for (long k = 0; k < 4; k++) {
+        cf_executor *ex = new_pool(1, "pf");
+        pf.p = cf_future_new();
+        CHECK(pf.p != NULL);
+        atomic_store(&pf.tid, 0);
+        cf_future *w = NULL, *c = NULL;
+        CHECK_EQ(cf_submit(ex, pf_waiter, ex, &w), 0);
+        WAIT_UNTIL(stats_of(ex).blocked >= 1 && atomic_load(&pf.tid) &&
+                       thread_sleeps(atomic_load(&pf.tid)),
+                   20.0);
+        CHECK(thread_sleeps(atomic_load(&pf.tid)));
+        oom_fail_at(k);
+        int rc = cf_submit(ex, pf_child, ex, &c);
+        long failed = atomic_load(&oom_failures);
+        oom_fail_at(-1);
+        CHECK(rc == 0 || rc == CF_ENOMEM);
+        if (rc == 0 && failed > 0)
+            retried++; /* queued, and its spare did not start */
+        if (rc != 0)
+            CHECK_EQ(cf_future_set_result(pf.p, ex), 0);
+        CHECK(result_of(w, 50.0) == ex);
+        if (rc == 0) {
+            CHECK(result_of(c, 50.0) == ex);
+            cf_future_release(c);
+        }
+        cf_future_release(w);
+        cf_future_release(pf.p);
+        cf_executor_free(ex);
+    }
+    printf("  %d of 4 submits queued their task beside a failed start\n",
+           retried);
+    CHECK(retried >= 1); /* some k failed the spare's start, not the submit */
+}
+
 /* Starts that keep failing while workers are blocked: each blocked waiter
  * retries its own spare every 10 ms (SPARE_RETRY_S in sched.c), and a
  * failed start elsewhere must not wake it at every task. STORM_WAITERS
@@ -1293,6 +1358,7 @@ static const test_case cases[] = {
     TEST_CASE(wait_on_many_children),
     TEST_CASE(spare_start_failure_is_retried),
     TEST_CASE(spare_handover_failure_is_retried),
+    TEST_CASE(push_start_failure_is_retried),
     TEST_CASE(failed_starts_do_not_storm_waiters),
     TEST_CASE(outside_chain_1_worker),
     TEST_CASE(outside_chain_2_workers),
