@@ -825,6 +825,163 @@ static void spare_handover_failure_is_retried(void)
     cf_executor_free(ho.ex);
 }
 
+/* A wait whose spare a push was to start, and that start fails: the
+ * waiter W (the only worker) blocks in a timed wait on a promise P that
+ * its child C settles; nothing is queued when W looks, so W parks with no
+ * retry. C is submitted from outside after that; its push finds W blocked
+ * and tries to start a spare, which fails (allocation k). Memory comes
+ * back at once; C must still run well within W's wait (W, woken by the
+ * failed start, retries it itself), or, if the submit itself failed, P is
+ * settled from here. */
+static struct {
+    cf_future *p;
+    atomic_long tid;
+} pf;
+
+static void *pf_waiter(void *arg)
+{
+    atomic_store(&pf.tid, (long)syscall(SYS_gettid));
+    void *r = NULL;
+    int rc = cf_future_result(pf.p, 30.0 * test_scale(), &r);
+    return rc == 0 && r == arg ? arg : NULL;
+}
+
+static void *pf_child(void *arg)
+{
+    CHECK_EQ(cf_future_set_result(pf.p, arg), 0);
+    return arg;
+}
+
+static void push_start_failure_is_retried(void)
+{
+    oom_install();
+    int retried = 0;
+    for (long k = 0; k < 4; k++) {
+        cf_executor *ex = new_pool(1, "pf");
+        pf.p = cf_future_new();
+        CHECK(pf.p != NULL);
+        atomic_store(&pf.tid, 0);
+        cf_future *w = NULL, *c = NULL;
+        CHECK_EQ(cf_submit(ex, pf_waiter, ex, &w), 0);
+        WAIT_UNTIL(stats_of(ex).blocked >= 1 && atomic_load(&pf.tid) &&
+                       thread_sleeps(atomic_load(&pf.tid)),
+                   20.0);
+        CHECK(thread_sleeps(atomic_load(&pf.tid)));
+        oom_fail_at(k);
+        int rc = cf_submit(ex, pf_child, ex, &c);
+        long failed = atomic_load(&oom_failures);
+        oom_fail_at(-1);
+        CHECK(rc == 0 || rc == CF_ENOMEM);
+        if (rc == 0 && failed > 0)
+            retried++; /* queued, and its spare did not start */
+        if (rc != 0)
+            CHECK_EQ(cf_future_set_result(pf.p, ex), 0);
+        CHECK(result_of(w, 50.0) == ex);
+        if (rc == 0) {
+            CHECK(result_of(c, 50.0) == ex);
+            cf_future_release(c);
+        }
+        cf_future_release(w);
+        cf_future_release(pf.p);
+        cf_executor_free(ex);
+    }
+    printf("  %d of 4 submits queued their task beside a failed start\n",
+           retried);
+    CHECK(retried >= 1); /* some k failed the spare's start, not the submit */
+}
+
+/* Starts that keep failing while workers are blocked: each blocked waiter
+ * retries its own spare every 10 ms (SPARE_RETRY_S in sched.c), and a
+ * failed start elsewhere must not wake it at every task. STORM_WAITERS
+ * workers block in timed waits (nothing they wait on can run) while every
+ * allocation fails; the one worker left then runs STORM_TASKS queued tasks,
+ * and each task it takes tries to start a worker for the rest, which
+ * fails. Every failed start is one refused allocation (the worker record):
+ * the runner's, one per task, and each waiter's, one per retry - about
+ * one per 10 ms of the run and one when it blocks; twice that is allowed
+ * (a failed start may still wake a waiter in the instant between its
+ * block and its own retry, for one more round). It used to be that
+ * every failed start of the runner unparked every waiter, and each went
+ * round its wait and tried a start of its own: several failed starts per
+ * task, and up to one per waiter. (A count, not a time, is checked: the
+ * allowance for the retries grows with the run's length.) */
+#define STORM_WAITERS 8
+#define STORM_TASKS 2000
+
+static struct {
+    cf_executor *ex;
+    cf_future *p; /* never settled while the waiters count */
+    gate go;      /* every worker held until the tasks are queued */
+    atomic_int arrived, tickets;
+    atomic_long starved0; /* refused allocations when the runner began */
+    _Atomic double t0;
+} fs = { .go = GATE_INIT };
+
+static void *fs_hold(void *arg)
+{
+    atomic_fetch_add(&fs.arrived, 1);
+    gate_wait(&fs.go);
+    if (atomic_fetch_add(&fs.tickets, 1) < STORM_WAITERS) {
+        void *r = NULL; /* timed: blocks, never runs anything inline */
+        int rc = cf_future_result(fs.p, 60.0 * test_scale(), &r);
+        return rc == 0 && r == arg ? arg : NULL;
+    }
+    /* the runner: starts once every waiter has blocked */
+    double end = now_s() + 20.0 * test_scale();
+    while (stats_of(fs.ex).blocked < STORM_WAITERS && now_s() < end)
+        sched_yield();
+    atomic_store(&fs.starved0, atomic_load(&starved));
+    atomic_store(&fs.t0, now_s());
+    return arg;
+}
+
+/* Lets the waiters run between the runner's tasks. */
+static void *fs_yield(void *arg)
+{
+    sched_yield();
+    return arg;
+}
+
+static void failed_starts_do_not_storm_waiters(void)
+{
+    CHECK_EQ(cf_replace_allocator(starve_malloc, starve_realloc, starve_calloc,
+                                  free),
+             0);
+    fs.ex = new_pool(STORM_WAITERS + 1, "fs");
+    fs.p = cf_future_new();
+    CHECK(fs.p != NULL);
+    cf_future *h[STORM_WAITERS + 1];
+    for (int i = 0; i <= STORM_WAITERS; i++)
+        CHECK_EQ(cf_submit(fs.ex, fs_hold, fs.ex, &h[i]), 0);
+    WAIT_UNTIL(atomic_load(&fs.arrived) == STORM_WAITERS + 1, 20.0);
+    CHECK_EQ(atomic_load(&fs.arrived), STORM_WAITERS + 1);
+    /* every worker busy, none blocked: these start nobody */
+    static cf_future *t[STORM_TASKS];
+    for (int i = 0; i < STORM_TASKS; i++)
+        CHECK_EQ(cf_submit(fs.ex, fs_yield, NULL, &t[i]), 0);
+    atomic_store(&starve, true);
+    gate_open(&fs.go);
+    WAIT_UNTIL(stats_of(fs.ex).completed >= STORM_TASKS + 1, 50.0);
+    long refused = atomic_load(&starved) - atomic_load(&fs.starved0);
+    double run = now_s() - atomic_load(&fs.t0);
+    atomic_store(&starve, false);
+    CHECK_EQ(stats_of(fs.ex).completed, STORM_TASKS + 1);
+    long allowed =
+        STORM_TASKS + 1 + (long)(STORM_WAITERS * 2 * (run / 0.01 + 2.0));
+    printf("  %ld failed starts for %d tasks in %.3f s (allowed %ld)\n",
+           refused, STORM_TASKS, run, allowed);
+    CHECK(refused <= allowed);
+    CHECK_EQ(cf_future_set_result(fs.p, fs.ex), 0);
+    for (int i = 0; i <= STORM_WAITERS; i++) {
+        CHECK(result_of(h[i], 50.0) == fs.ex);
+        cf_future_release(h[i]);
+    }
+    for (int i = 0; i < STORM_TASKS; i++)
+        cf_future_release(t[i]);
+    cf_future_release(fs.p);
+    cf_executor_free(fs.ex);
+}
+
 #define OUTSIDE_CHAIN 10000
 
 typedef struct out_chain {
@@ -1201,6 +1358,8 @@ static const test_case cases[] = {
     TEST_CASE(wait_on_many_children),
     TEST_CASE(spare_start_failure_is_retried),
     TEST_CASE(spare_handover_failure_is_retried),
+    TEST_CASE(push_start_failure_is_retried),
+    TEST_CASE(failed_starts_do_not_storm_waiters),
     TEST_CASE(outside_chain_1_worker),
     TEST_CASE(outside_chain_2_workers),
     TEST_CASE(storm_1_worker),

@@ -352,22 +352,26 @@ static bool maybe_spawn(cf__sched *s, size_t cap, bool only_if_all_busy)
 /* A start failed on a path that does not retry it (a push, a searcher's
  * hand-over): a worker blocked in a wait may have left its spare to this
  * start (it saw a searcher, or woke a sleeper, and parked without a retry).
- * Unpark every blocked worker but self: each goes round its wait once and,
- * if its child is still queued with nobody to run it, starts a spare itself
- * and retries that every SPARE_RETRY_S while it fails (helper_block). A
- * waiter that blocks after this sees no searcher and starts one itself. */
+ * Unpark every blocked worker but self that parked relying on others
+ * (relying): each goes round its wait once and, if its child is still
+ * queued with nobody to run it, starts a spare itself and retries that
+ * every SPARE_RETRY_S while it fails (helper_block). A waiter that retries
+ * its own start already is left alone, so that starts that keep failing
+ * do not wake every waiter at every task. A waiter that blocks after this
+ * sees no searcher and starts one itself. */
 static void start_failed(cf__sched *s, cf__worker *self)
 {
     /* seq_cst: a waiter that relied on us raised blocked_now before it read
      * idle, and that read came before our update of idle; acquire: its
-     * in_wait store is visible */
+     * in_wait and relying stores are visible */
     if (atomic_load_explicit(&s->blocked_now, memory_order_seq_cst) == 0)
         return;
     size_t n = atomic_load_explicit(&s->nworkers, memory_order_acquire);
     for (size_t i = 0; i < n; i++) {
         cf__worker *w = s->workers[i];
         if (w != self &&
-            atomic_load_explicit(&w->in_wait, memory_order_relaxed))
+            atomic_load_explicit(&w->in_wait, memory_order_relaxed) &&
+            atomic_exchange_explicit(&w->relying, 0, memory_order_relaxed))
             cf__unpark(&w->parker); /* records outlive threads: safe */
     }
 }
@@ -590,13 +594,18 @@ static void helper_block(cf__helper *h, const cf__deadline *deadline,
      * a pusher that read the old cap pushed before our scan, which sees
      * its task (the pairing of notify) */
     atomic_store_explicit(&w->in_wait, 1, memory_order_relaxed);
+    /* relying on others until we retry a failed start ourselves below:
+     * then start_failed leaves us alone */
+    atomic_store_explicit(&w->relying, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->blocked_now, 1, memory_order_seq_cst);
     uint64_t idle = atomic_load_explicit(&s->idle, memory_order_seq_cst);
     /* A spare that could not start (no memory, no thread) is tried again
      * after a short sleep: the wait comes back here. */
     cf__deadline retry;
-    if (n_searching(idle) == 0 && spread(s, idle, worker_cap(s)) &&
-        cf__deadline_from(SPARE_RETRY_S, &retry) == 0 &&
+    bool own = n_searching(idle) == 0 && spread(s, idle, worker_cap(s));
+    if (own)
+        atomic_store_explicit(&w->relying, 0, memory_order_relaxed);
+    if (own && cf__deadline_from(SPARE_RETRY_S, &retry) == 0 &&
         (cf__deadline_forever(deadline) ||
          cf__deadline_left(&retry) < cf__deadline_left(deadline)))
         deadline = &retry;

@@ -61,6 +61,7 @@ struct cf__worker {
     char pad[64];             /* in_task and the counters away from the deque */
     _Atomic uint32_t in_task; /* 1 while inside a task (see sched.c) */
     _Atomic uint32_t in_wait; /* 1 while blocked in a wait */
+    _Atomic uint32_t relying; /* blocked, leaving a failed start to others */
     _Atomic uint64_t epoch;   /* stolen join frames finished (owner only) */
     /* counters, written by this worker only (relaxed), read by stats */
     _Atomic size_t completed, failed, steals, inlined, blocked;
