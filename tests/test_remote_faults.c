@@ -640,6 +640,40 @@ static void hung_initializer_holds_no_task(void)
     no_children_left();
 }
 
+/* While the one worker its one task needs starts (its initializer hangs),
+ * the manager sleeps until the worker says READY: with room for another
+ * worker and a task it could not hand out yet, it used to poll in a loop,
+ * a core's worth of CPU for as long as the start took. */
+static void starting_worker_costs_no_cpu(void)
+{
+    _Atomic int *starts = shared_counters();
+    cf_options o = { .max_workers = 2,
+                     .start_method = CF_START_FORK,
+                     .initializer = init_hang_first,
+                     .initarg = (void *)starts };
+    cf_executor *ex = cf_process_pool_new(&o);
+    CHECK(ex != NULL);
+    cf_future *f = submit_i64(ex, t_square, 3);
+    for (int i = 0; atomic_load(&starts[0]) == 0; i++) {
+        CHECK(i < 10000);
+        sleep_s(0.001);
+    }
+    struct timespec a, b;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
+    sleep_s(1.0);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
+    double used =
+        (double)(b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) * 1e-9;
+    printf("  CPU used in 1 s while the worker starts: %.3f s\n", used);
+    CHECK(used < 0.5);
+    CHECK_EQ(cf_shutdown(ex, false, true), 0); /* its task never starts */
+    CHECK(cf_future_cancelled(f));
+    cf_future_release(f);
+    cf_executor_free(ex);
+    munmap((void *)starts, 4096);
+    no_children_left();
+}
+
 /* Ready workers that die, again and again, before they start the task
  * next in line (here: a doomed initializer that says READY and aborts)
  * used to requeue it forever. After 5 such deaths that task fails alone,
@@ -967,6 +1001,7 @@ static const test_case cases[] = {
     TEST_CASE(stopped_idle_worker_is_replaced),
     TEST_CASE(full_stdout_is_not_a_stall),
     TEST_CASE(hung_initializer_holds_no_task),
+    TEST_CASE(starting_worker_costs_no_cpu),
     TEST_CASE(next_in_line_deaths_fail_the_task),
     TEST_CASE(no_descriptors_fails_pending_then_recovers),
     TEST_CASE(no_descriptors_for_a_moment),

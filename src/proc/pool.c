@@ -33,7 +33,8 @@ typedef struct pp_pool {
     /* The manager's own (team.spec: set at creation). */
     cf__pp_team team;
     cf__pp_link *workers; /* live, and lost ones not yet reaped */
-    bool can_take;        /* room in some worker, or a worker may start */
+    bool can_take;        /* room in some ready worker */
+    bool want_start;      /* more workers wanted: a failed start waits */
     bool limbo;           /* a lost worker not yet reaped holds tasks */
     struct pollfd *pfds;
     cf__pp_link **pws;
@@ -159,7 +160,10 @@ static void dispatch(pp_pool *p, double now)
      * us. */
     if (p->limbo)
         total = 0;
-    p->can_take = total > 0 || (!p->limbo && may_start && n < p->max_workers);
+    /* Starting workers count as idle: while they start, nothing more is
+     * wanted (the manager sleeps until one says READY). */
+    p->want_start = !p->limbo && pending > idle && n < p->max_workers;
+    p->can_take = total > 0;
     cf__rtask *list = total ? cf__remote_take(&p->r, total) : NULL;
     cf__pp_link *w = list ? next_live(p, NULL) : NULL;
     for (cf__rtask *t = list, *next; t; t = next) {
@@ -234,7 +238,7 @@ static double next_look(pp_pool *p, double now, double next)
     pthread_mutex_lock(&p->r.mu);
     if (p->r.n_pending && p->can_take)
         next = now;
-    else if (p->r.n_pending && may_grow && !p->limbo)
+    else if (p->r.n_pending && p->want_start)
         next = fmin(next, p->team.starts.retry_at); /* retry a failed start */
     /* Submits wake us only when we could take their task (now, or once a
      * failed start may be retried); a shutdown always does. */
