@@ -624,15 +624,21 @@ static void full_stdout_is_not_a_stall(void)
  * initializer hangs for good, and every task runs on the other one (one
  * handed to the hung worker would never finish); freeing the pool kills
  * the hung one. */
-static void hung_initializer_holds_no_task(void)
+static cf_executor *pool_first_init_hangs(_Atomic int *starts)
 {
-    _Atomic int *starts = shared_counters();
     cf_options o = { .max_workers = 2,
                      .start_method = CF_START_FORK,
                      .initializer = init_hang_first,
                      .initarg = (void *)starts };
     cf_executor *ex = cf_process_pool_new(&o);
     CHECK(ex != NULL);
+    return ex;
+}
+
+static void hung_initializer_holds_no_task(void)
+{
+    _Atomic int *starts = shared_counters();
+    cf_executor *ex = pool_first_init_hangs(starts);
     check_squares(ex, t_square, 20);
     CHECK_EQ(atomic_load(&starts[0]), 2);
     cf_executor_free(ex);
@@ -647,12 +653,7 @@ static void hung_initializer_holds_no_task(void)
 static void starting_worker_costs_no_cpu(void)
 {
     _Atomic int *starts = shared_counters();
-    cf_options o = { .max_workers = 2,
-                     .start_method = CF_START_FORK,
-                     .initializer = init_hang_first,
-                     .initarg = (void *)starts };
-    cf_executor *ex = cf_process_pool_new(&o);
-    CHECK(ex != NULL);
+    cf_executor *ex = pool_first_init_hangs(starts);
     cf_future *f = submit_i64(ex, t_square, 3);
     for (int i = 0; atomic_load(&starts[0]) == 0; i++) {
         CHECK(i < 10000);

@@ -127,7 +127,7 @@ static void dispatch(pp_pool *p, double now)
     size_t pending = p->r.n_pending;
     bool broken = p->r.broken;
     pthread_mutex_unlock(&p->r.mu);
-    p->can_take = false;
+    p->can_take = p->want_start = false;
     if (broken)
         return;
     /* Tasks go only to workers that said READY: one whose initializer is
