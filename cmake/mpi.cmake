@@ -21,17 +21,19 @@
 #                         for the delay)
 #
 # Built when MPI is found (find_package(MPI COMPONENTS C)) and CF_WITH_MPI
-# is on. CF_WITH_MPI is off by default in ThreadSanitizer builds: Open MPI
-# and its libevent are not instrumented, and TSan reports lock-order
+# is on. CF_WITH_MPI is off by default in ThreadSanitizer builds on Open
+# MPI: it and its libevent are not instrumented, and TSan reports lock-order
 # inversions and double locks inside them (mca_btl_tcp, libevent) that say
-# nothing about cfutures. AddressSanitizer builds keep it, with
+# nothing about cfutures. On MPICH (CF_MPI_IMPL=mpich) TSan builds keep it:
+# scripts/test.sh's tsan stage runs the MPI tests there. AddressSanitizer
+# builds keep it, with
 # tests/mpi/lsan.supp for what Open MPI keeps until exit (full unwinding,
 # so that the suppressions see the library frames).
 # mpiexec gets the flags this machine needs: with Open MPI --oversubscribe
 # (more ranks than cores) and --allow-run-as-root; MPICH's needs none.
 # -DCF_MPI_IMPL=openmpi|mpich picks one of several installed MPIs (below).
 
-if(CF_SANITIZE STREQUAL "thread")
+if(CF_SANITIZE STREQUAL "thread" AND NOT CF_MPI_IMPL STREQUAL "mpich")
   set(CF_WITH_MPI_DEFAULT OFF)
 else()
   set(CF_WITH_MPI_DEFAULT ON)

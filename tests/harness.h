@@ -55,11 +55,19 @@
 typedef struct test_case {
     const char *name;
     void (*fn)(void);
+    bool slow; /* runs in its own ctest entry (NAME_slow), beside the rest */
 } test_case;
 
 #define TEST_CASE(fn)                                                          \
     {                                                                          \
-#fn, fn                                                                \
+#fn, fn, false                                                         \
+    }
+/* A case that mostly waits (a 10 s limit, say): CMakeLists.txt registers a
+ * file with such cases twice, as NAME (--fast: the others) and NAME_slow
+ * (--slow: these), so that ctest -j runs them beside the rest. */
+#define TEST_CASE_SLOW(fn)                                                     \
+    {                                                                          \
+#fn, fn, true                                                          \
     }
 
 static inline double test_scale(void)
@@ -421,8 +429,16 @@ static inline int test_main(const test_case *cases, size_t n, int argc,
     double timeout = 60.0 * test_scale();
     int failed = 0, ran = 0;
     double t0 = now_s();
+    /* --slow / --fast: only the cases marked slow / the others; else
+     * the cases named, or all. */
+    int only = argc > 1 && strcmp(argv[1], "--slow") == 0   ? 1
+               : argc > 1 && strcmp(argv[1], "--fast") == 0 ? 0
+                                                            : -1;
     for (size_t i = 0; i < n; i++) {
-        if (argc > 1) {
+        if (only >= 0) {
+            if (cases[i].slow != (only == 1))
+                continue;
+        } else if (argc > 1) {
             bool wanted = false;
             for (int a = 1; a < argc; a++)
                 wanted |= strcmp(argv[a], cases[i].name) == 0;

@@ -46,7 +46,7 @@ typedef struct mworker {
     size_t tasks, bytes; /* in flight */
     double cost;         /* seconds per task (EWMA), < 0 unknown */
     double rtt;          /* round trip in seconds, <= 0 unknown */
-    double heard;        /* last message, or when it was given work */
+    double heard;        /* news: a message, a send done, or new work */
     size_t slow_start;   /* next batch size while cost is unknown */
     char host[MPI_MAX_PROCESSOR_NAME + 1]; /* from its hello */
 } mworker;
@@ -499,12 +499,14 @@ static bool dispatch(mpool *p)
 
 /* ---- the manager's MPI side -------------------------------------------- */
 
-/* Frees the buffers of sends that completed: true if any did. */
+/* Frees the buffers of sends that completed: true if any did. A completed
+ * send counts as news from its rank (it took the batch in). */
 static bool poll_sends(mpool *p)
 {
     bool any = false;
     for (size_t i = 0; i < p->nworkers && !p->offline; i++) {
-        for (batch *b = p->workers[i].head; b; b = b->next) {
+        mworker *w = &p->workers[i];
+        for (batch *b = w->head; b; b = b->next) {
             if (!b->msg)
                 continue;
             int done = 0;
@@ -516,6 +518,7 @@ static bool poll_sends(mpool *p)
             if (done) {
                 cf__free(b->msg);
                 b->msg = NULL;
+                w->heard = cf__now();
                 any = true;
             }
         }
@@ -651,7 +654,12 @@ static void watch(mpool *p)
     p->next_watch = now + WATCH_EVERY_S;
     for (size_t i = 0; i < p->nworkers; i++) {
         mworker *w = &p->workers[i];
-        if (!w->head || now - w->heard <= limit)
+        /* A batch still on its way is no silence: it may take that long
+         * on a slow link. */
+        double sending = 0;
+        for (batch *b = w->head; b; b = b->next)
+            sending += b->msg ? (double)b->bytes / LINK_RATE_MIN : 0;
+        if (!w->head || now - w->heard <= limit + sending)
             continue;
         char why[MPI_MAX_PROCESSOR_NAME + 128];
         snprintf(why, sizeof why,

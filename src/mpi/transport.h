@@ -32,6 +32,7 @@
 #define WINDOW_MAX_BYTES (64u << 20) /* task bytes in flight per worker */
 #define EAGER_BYTES (48u << 10)      /* a batch's bytes past 1 ms of rtt */
 #define WATCH_EVERY_S 0.1            /* the watchdog's period */
+#define LINK_RATE_MIN 10e6           /* bytes/s a link carries, at least */
 #define REPLY_FLUSH_BYTES (8u << 20) /* a worker sends results past this */
 #define MSG_MAX ((size_t)INT_MAX - 65536) /* one MPI message (int count) */
 #define SPIN_ROUNDS 32                    /* quick polls before sleeping */
