@@ -19,8 +19,9 @@
  *     root, so SERIALIZED is enough, and the root's other threads must not
  *     call MPI meanwhile unless the level is MPI_THREAD_MULTIPLE. Free the
  *     executor before MPI_Finalize.
- *   - NULL with errno: EINVAL (a bad argument, MPI finalised, or the root's
- *     thread level below SERIALIZED), ENOMEM, EIO (an MPI call failed).
+ *   - NULL with errno: EINVAL (a bad argument, an intercommunicator, MPI
+ *     finalised, or the root's thread level below SERIALIZED), ENOMEM, EIO
+ *     (an MPI call failed).
  */
 #ifndef CFUTURES_MPI_H
 #define CFUTURES_MPI_H

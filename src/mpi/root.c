@@ -867,9 +867,12 @@ static cf_executor *root_pool(MPI_Comm dup, int root, int size,
 static cf_executor *pool_new(MPI_Comm comm, int root, const cf_options *opts,
                              bool isolated, MPI_Comm spawn_inter)
 {
-    int size, rank, err = comm == MPI_COMM_NULL ? EINVAL : ensure_mpi(opts);
+    int size, rank, inter = 0;
+    int err = comm == MPI_COMM_NULL ? EINVAL : ensure_mpi(opts);
+    /* An intercommunicator has two groups: each would find a root. */
     if (!err &&
-        (MPI_Comm_size(comm, &size) != MPI_SUCCESS ||
+        (MPI_Comm_test_inter(comm, &inter) != MPI_SUCCESS || inter ||
+         MPI_Comm_size(comm, &size) != MPI_SUCCESS ||
          MPI_Comm_rank(comm, &rank) != MPI_SUCCESS || root < 0 || root >= size))
         err = EINVAL;
     /* With one rank nothing is sent: no communicator, and so no MPI call

@@ -654,6 +654,29 @@ static void big_batch_sent_slowly(void)
     cf_executor_free(ex);
 }
 
+/* Every rank passes an intercommunicator: each gets EINVAL at once (the
+ * root would address the other group, which waits for a root of its own). */
+static void intercommunicator_refused(void)
+{
+    if (world_size < 2)
+        return;
+    MPI_Comm half, inter;
+    int color = world_rank % 2;
+    CHECK_EQ(MPI_Comm_split(MPI_COMM_WORLD, color, world_rank, &half),
+             MPI_SUCCESS);
+    /* the other group's leader: world rank 1 for group 0, 0 for group 1 */
+    CHECK_EQ(MPI_Intercomm_create(half, 0, MPI_COMM_WORLD, !color, 77, &inter),
+             MPI_SUCCESS);
+    errno = 0;
+    CHECK(cf_mpi_pool_new(inter, 0, NULL) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    errno = 0;
+    CHECK(cf_mpi_pool_new_isolated(inter, 0, NULL) == NULL);
+    CHECK_EQ(errno, EINVAL);
+    MPI_Comm_free(&inter);
+    MPI_Comm_free(&half);
+}
+
 /* A slow rank does not hold back the others: the fast one runs most. */
 static void slow_rank_balanced(void)
 {
@@ -1173,6 +1196,7 @@ typedef struct mpi_case {
     int pools;              /* pools the root makes */
     const cf_options *opts; /* what the workers pass */
     bool isolated;          /* cf_mpi_pool_new_isolated */
+    bool everyone;          /* fn runs on every rank (pools: 0) */
 } mpi_case;
 
 static const cf_options opts_init_fail = { .initializer = init_fail };
@@ -1181,11 +1205,15 @@ static const cf_options opts_timeout = { .task_timeout = 1.0 };
 
 #define CASE(fn, pools, opts)                                                  \
     {                                                                          \
-#fn, fn, pools, opts, false                                            \
+#fn, fn, pools, opts, false, false                                     \
     }
 #define ISOLATED_CASE(fn, opts)                                                \
     {                                                                          \
-#fn, fn, 1, opts, true                                                 \
+#fn, fn, 1, opts, true, false                                          \
+    }
+#define EVERY_RANK_CASE(fn)                                                    \
+    {                                                                          \
+#fn, fn, 0, NULL, false, true                                          \
     }
 static const mpi_case cases[] = {
     CASE(results, 1, NULL),
@@ -1194,6 +1222,7 @@ static const mpi_case cases[] = {
     CASE(failures_carry_messages, 1, NULL),
     CASE(big_payload, 1, NULL),
     CASE(big_batch_sent_slowly, 1, NULL),
+    EVERY_RANK_CASE(intercommunicator_refused),
     CASE(cancel_pending, 1, NULL),
     CASE(shutdown_wait, 1, NULL),
     CASE(shutdown_nowait, 1, NULL),
@@ -1253,6 +1282,8 @@ int main(int argc, char **argv)
             continue;
         alarm((unsigned)(120 * test_scale()));
         double c0 = now_s();
+        if (c->everyone && world_rank != 0)
+            c->fn();
         if (world_rank == 0) {
             c->fn();
             printf("ok   %s (%.2fs)\n", c->name, now_s() - c0);
