@@ -17,30 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-/* ---- test hooks (transport.h) ------------------------------------------- */
-
-/* Process-wide on purpose: a hook armed inside a task must reach the code
- * that frames that task's result, whatever thread that is. */
-static _Atomic int corrupt_result; /* armed by a task on a worker */
-static _Atomic int corrupt_batch;  /* armed on the root */
-
-void cf__mpi_test_corrupt(int what)
-{
-    bool result_side = what >= CF__MPI_CORRUPT_RESULT_MAGIC &&
-                       what <= CF__MPI_CORRUPT_RESULT_GARBAGE;
-    /* relaxed: read back by the same thread (worker), or by the manager
-     * after the submit that follows (ordered by the pending mutex) */
-    atomic_store_explicit(result_side ? &corrupt_result : &corrupt_batch, what,
-                          memory_order_relaxed);
-}
-
-int cf__mpi_batch_hook(void)
-{
-    /* relaxed: armed before the submit that the manager saw */
-    return atomic_exchange_explicit(&corrupt_batch, CF__MPI_CORRUPT_NONE,
-                                    memory_order_relaxed);
-}
-
 static void sleep_s(double s)
 {
     struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
@@ -73,15 +49,12 @@ static int reply_begin(cf__replier *r, uint64_t seq, uint32_t first)
     return 0;
 }
 
-/* Sends buf's first len bytes (garbled for a test hook), and unless final
- * starts the next message. */
-static int reply_flush(cf__replier *r, bool final, size_t len, bool garble)
+/* Sends buf, and unless final starts the next message. */
+static int reply_flush(cf__replier *r, bool final)
 {
     unsigned char *d = r->buf.b->data;
-    len = len < r->buf.b->len ? len : r->buf.b->len;
+    size_t len = r->buf.b->len;
     answers_head(d, r, len, final);
-    for (size_t i = 0; garble && i < len; i++)
-        d[i] = (unsigned char)(i * 131 + 7);
     int rc = r->send(r->ctx, d, len);
     return rc || final ? rc : reply_begin(r, r->seq, r->first + r->count);
 }
@@ -109,7 +82,7 @@ reply_error(cf__replier *r, int code, const char *fmt, ...)
 }
 
 /* Counts the answer appended at mark (rc: 0 or CF_ENOMEM) since t0, or a
- * failure if too large; a test hook or a full buf sends it at once. */
+ * failure if too large; a full buf is sent at once. */
 static int reply_added(cf__replier *r, size_t mark, int rc, double t0)
 {
     r->busy_ns += (uint64_t)((cf__now() - t0) * 1e9);
@@ -125,17 +98,7 @@ static int reply_added(cf__replier *r, size_t mark, int rc, double t0)
             return CF_ENOMEM;
     }
     r->count++;
-    int hook = atomic_exchange_explicit(&corrupt_result, CF__MPI_CORRUPT_NONE,
-                                        memory_order_relaxed);
-    if (hook == CF__MPI_CORRUPT_RESULT_MAGIC)
-        r->buf.b->data[mark] ^= 0xff;
-    if (hook || r->buf.b->len >= REPLY_FLUSH_BYTES)
-        return reply_flush(r, false,
-                           hook == CF__MPI_CORRUPT_RESULT_TRUNCATE
-                               ? mark + CF__FRAME_HDR / 2
-                               : SIZE_MAX,
-                           hook == CF__MPI_CORRUPT_RESULT_GARBAGE);
-    return 0;
+    return r->buf.b->len >= REPLY_FLUSH_BYTES ? reply_flush(r, false) : 0;
 }
 
 /* ---- an isolated rank's worker process ---------------------------------- */
@@ -357,11 +320,11 @@ static int serve_tasks(cf__replier *r, cf__rd in, uint32_t n, cf__mpi_iso *s)
         rc = iso_run(s, r);
     iso_drop(s, CF__PP_KILL); /* after a failure */
     if (rc == 0 && !why)
-        return reply_flush(r, true, SIZE_MAX, false);
+        return reply_flush(r, true);
     if (rc && rc != CF_ENOMEM)
         return rc;
     /* The answers so far are whole frames: they go first. */
-    int sent = r->count ? reply_flush(r, false, SIZE_MAX, false) : 0;
+    int sent = r->count ? reply_flush(r, false) : 0;
     if (sent || rc)
         return sent ? sent
                     : reply_error(r, CF_ENOMEM, "out of memory on the worker");

@@ -407,14 +407,6 @@ static batch *take_batch(mpool *p, size_t want, size_t most)
     memcpy(m, &h, sizeof h);
     for (size_t i = 0, at = sizeof h; i < n; at += b->ts[i++]->len)
         memcpy(m + at, b->ts[i]->frame, b->ts[i]->len);
-    /* Test hooks (transport.h). */
-    int hook = cf__mpi_batch_hook();
-    if (hook == CF__MPI_CORRUPT_TASK_MAGIC)
-        m[sizeof h] ^= 0xff;
-    else if (hook == CF__MPI_CORRUPT_BATCH_HEADER)
-        m[0] ^= 0xff;
-    else if (hook == CF__MPI_CORRUPT_BATCH_TRUNCATE)
-        len = sizeof h + CF__FRAME_HDR / 2;
     b->msg = m;
     b->bytes = len;
     return b;

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * transport.h - what the two sides of the MPI transport share: tuning,
- * tags, the head of an answer, the test hooks, and the serving code that
- * rank.c lends root.c (a one-rank pool's manager serves its own batches).
+ * tags, the head of an answer, and the serving code that rank.c lends
+ * root.c (a one-rank pool's manager serves its own batches).
  *
  * Messages are frames (remote/codec.h). TASKS: a BATCH frame (id: the
  * batch; aux: its task count), then the tasks' TASK frames. A rank answers
@@ -48,28 +48,6 @@ typedef struct cf__answers {
     uint64_t busy_ns; /* time the answered tasks took */
 } cf__answers;
 #define ANS_HEAD (CF__FRAME_HDR + sizeof(cf__answers))
-
-/* ---- test hooks (tests/mpi) --------------------------------------------- */
-
-/* Each makes the next message in one direction malformed, so the tests can
- * check that a bad frame fails its task and nothing else. */
-enum {
-    CF__MPI_CORRUPT_NONE = 0,
-    /* Armed by a task on a worker: its result frame gets a bad magic / is
-     * cut short / is garbage (its whole message with it). */
-    CF__MPI_CORRUPT_RESULT_MAGIC,
-    CF__MPI_CORRUPT_RESULT_TRUNCATE,
-    CF__MPI_CORRUPT_RESULT_GARBAGE,
-    /* Armed on the root: its next batch has a first task frame with a bad
-     * magic / a bad batch header / is cut short. */
-    CF__MPI_CORRUPT_TASK_MAGIC,
-    CF__MPI_CORRUPT_BATCH_HEADER,
-    CF__MPI_CORRUPT_BATCH_TRUNCATE,
-};
-/* Arms one corruption (CF__MPI_CORRUPT_*) in this process. */
-void cf__mpi_test_corrupt(int what);
-/* Disarms and returns the armed root-side (batch) hook. */
-int cf__mpi_batch_hook(void);
 
 /* ---- the serving side (rank.c) ------------------------------------------ */
 

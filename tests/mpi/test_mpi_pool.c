@@ -85,13 +85,6 @@ static int slow_on_rank1(const void *in, size_t len, cf_buffer *out)
     return put_i64(out, getpid());
 }
 
-/* Arms a result-side corruption (the input) for its own frame. */
-static int corrupting(const void *in, size_t len, cf_buffer *out)
-{
-    cf__mpi_test_corrupt((int)get_i64(in, len));
-    return put_i64(out, 7);
-}
-
 /* Crashes its process (isolated pools only). */
 static int crash(const void *in, size_t len, cf_buffer *out)
 {
@@ -505,17 +498,6 @@ static void wait_and_as_completed(void)
     cf_executor_free(ex);
 }
 
-static void check_broken_frame(cf_future *f, const char *want)
-{
-    const char *msg = NULL;
-    CHECK_EQ(cf_future_exception(f, 30.0 * test_scale(), &msg), CF_EBROKEN);
-    if (!msg || !strstr(msg, want)) {
-        fprintf(stderr, "message '%s' does not say '%s'\n", msg, want);
-        exit(1);
-    }
-    cf_future_release(f);
-}
-
 /* The pool still works, with every task answered. */
 static void check_still_works(cf_executor *ex)
 {
@@ -528,72 +510,347 @@ static void check_still_works(cf_executor *ex)
     }
 }
 
-/* A worker answers with a bad frame: that task fails, nothing else. */
-static void malformed_results(void)
+/* ---- hostile peers: a fake worker rank, a fake root -------------------------
+ *
+ * They speak the transport's protocol (transport.h) over their own
+ * duplicate of MPI_COMM_WORLD, which pairs with the one the real pool
+ * makes, and send what no honest peer would. */
+
+/* Receives the next message from src: its tag; *buf (grown) and *len. */
+static int recv_from(MPI_Comm comm, int src, unsigned char **buf, int *len)
 {
-    cf_executor *ex = make_pool(NULL);
-    static const struct {
-        int mode;
-        const char *says;
-    } modes[] = {
-        { CF__MPI_CORRUPT_RESULT_MAGIC, "malformed result frame" },
-        { CF__MPI_CORRUPT_RESULT_TRUNCATE, "cut short" },
-        { CF__MPI_CORRUPT_RESULT_GARBAGE, "malformed result message" },
-    };
-    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
-        /* Alone, then in the middle of a stream. */
-        check_broken_frame(submit_i64(ex, corrupting, modes[k].mode),
-                           modes[k].says);
-        check_still_works(ex);
-        cf_future *fs[41];
-        for (int i = 0; i < 41; i++)
-            fs[i] = i == 20 ? submit_i64(ex, corrupting, modes[k].mode)
-                            : submit_i64(ex, square, i);
-        for (int i = 0; i < 41; i++) {
-            if (i == 20) {
-                check_broken_frame(fs[i], modes[k].says);
-            } else if (modes[k].mode == CF__MPI_CORRUPT_RESULT_GARBAGE) {
-                /* The garbage took its whole message: neighbours may fail
-                 * too, but never hang, and never with a wrong value. */
-                int rc = cf_future_result(fs[i], 30.0, NULL);
-                if (rc == 0)
-                    CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
-                else
-                    CHECK_EQ(rc, CF_EBROKEN);
-                cf_future_release(fs[i]);
-            } else {
-                CHECK_EQ(i64_of(fs[i]), (int64_t)i * i);
-                cf_future_release(fs[i]);
-            }
-        }
-        check_still_works(ex);
+    MPI_Status st;
+    CHECK_EQ(cf__mpi_probe(comm, src, &st), MPI_SUCCESS);
+    CHECK_EQ(MPI_Get_count(&st, MPI_BYTE, len), MPI_SUCCESS);
+    CHECK((*buf = realloc(*buf, (size_t)*len + 1)) != NULL);
+    CHECK_EQ(MPI_Recv(*buf, *len, MPI_BYTE, src, st.MPI_TAG, comm,
+                      MPI_STATUS_IGNORE),
+             MPI_SUCCESS);
+    return st.MPI_TAG;
+}
+
+/* Appends a frame (a valid header, then payload p[0..len)). */
+static void put_frame(cf_buffer *b, uint16_t type, uint64_t id, int32_t aux,
+                      const void *p, size_t len)
+{
+    cf__frame h;
+    cf__frame_set(&h, type, id, len, aux);
+    CHECK_EQ(cf_buffer_append(b, &h, sizeof h), 0);
+    CHECK_EQ(cf_buffer_append(b, p, len), 0);
+}
+
+static void send_to_rank(MPI_Comm comm, int dst, int tag, const void *m,
+                         size_t len)
+{
+    CHECK_EQ(MPI_Send(m, (int)len, MPI_BYTE, dst, tag, comm), MPI_SUCCESS);
+}
+
+/* What a fake rank sends for a batch (by its number, in turn); the
+ * last ones are harmless and every task succeeds. */
+enum {
+    ANS_VALID,
+    ANS_BAD_MAGIC,   /* a result frame's magic: "malformed result frame" */
+    ANS_CUT_SHORT,   /* the message ends mid-frame: "cut short" */
+    ANS_GARBAGE,     /* the whole message: "malformed result message" */
+    ANS_WRONG_BATCH, /* answers to a batch not sent: the same */
+    ANS_TOO_MANY,    /* more answers than tasks: the same */
+    ANS_TOO_FEW,     /* final, one short, nothing for it: "answered" */
+    ANS_NO_CODE,     /* a FAIL frame with code 0: "not an answer" */
+    ANS_SPLIT,       /* two messages, the first not final */
+    ANS_STRAY,       /* first a second hello, an unknown tag, a stale id */
+    ANS_MODES
+};
+
+/* Sends the answers to tasks [first, first + count) of batch seq (their
+ * values v), final or not. */
+static void send_answers(MPI_Comm comm, uint64_t seq, uint32_t first,
+                         const int64_t *v, uint32_t count, bool final, int mode)
+{
+    cf_buffer pl = { NULL, 0 }, msg = { NULL, 0 };
+    cf__answers a = { count + (mode == ANS_TOO_MANY) - (mode == ANS_TOO_FEW),
+                      final, 1000 };
+    CHECK_EQ(cf_buffer_append(&pl, &a, sizeof a), 0);
+    for (uint32_t i = 0; i < count - (mode == ANS_TOO_FEW); i++) {
+        size_t at = pl.b->len;
+        if (mode == ANS_NO_CODE && i == 0)
+            put_frame(&pl, CF__FR_FAIL, first + i, 0, "x", 2);
+        else
+            put_frame(&pl, CF__FR_RESULT, first + i, 0, &v[first + i], 8);
+        if (mode == ANS_BAD_MAGIC && i == count / 2)
+            pl.b->data[at] ^= 0xff;
     }
+    put_frame(&msg, CF__FR_ANSWERS, seq + (mode == ANS_WRONG_BATCH ? 1000 : 0),
+              (int32_t)first, pl.b->data, pl.b->len);
+    size_t len = msg.b->len - (mode == ANS_CUT_SHORT ? 4 : 0);
+    for (size_t i = 0; mode == ANS_GARBAGE && i < len; i++)
+        msg.b->data[i] = (unsigned char)(i * 131 + 7);
+    send_to_rank(comm, 0, TAG_RESULTS, msg.b->data, len);
+    free(pl.b);
+    free(msg.b);
+}
+
+/* A fake worker rank: says hello, then answers each batch of `square`
+ * tasks in one of the ways above, in turn, until a task's input is
+ * SENTINEL (then honestly, with its rank for SENTINEL), until STOP. */
+enum { SENTINEL = 1000003 };
+static void fake_rank(void)
+{
+    MPI_Comm comm;
+    CHECK_EQ(MPI_Comm_dup(MPI_COMM_WORLD, &comm), MPI_SUCCESS);
+    cf_buffer hello = { NULL, 0 };
+    put_frame(&hello, CF__FR_HELLO, 0, 0, "fake", 5);
+    send_to_rank(comm, 0, TAG_HELLO, hello.b->data, hello.b->len);
+    unsigned char *in = NULL;
+    int len;
+    unsigned batches = 0;
+    bool honest = false;
+    static int64_t v[BATCH_MAX_TASKS];
+    while (recv_from(comm, 0, &in, &len) == TAG_TASKS) {
+        cf__rd rd = { in, (size_t)len };
+        cf__frame b, t;
+        const unsigned char *p;
+        CHECK(cf__rd_frame(&rd, &b, &p) == NULL && b.type == CF__FR_BATCH);
+        rd = (cf__rd){ p, (size_t)b.len };
+        uint32_t n = (uint32_t)b.aux;
+        CHECK(n >= 1 && n <= BATCH_MAX_TASKS);
+        for (uint32_t i = 0; i < n; i++) {
+            CHECK(cf__rd_frame(&rd, &t, &p) == NULL && t.type == CF__FR_TASK);
+            int64_t x = get_i64(p + 8 + t.aux, 8);
+            honest |= x == SENTINEL;
+            v[i] = x == SENTINEL ? world_rank : x * x;
+        }
+        int mode = honest ? ANS_VALID : (int)(batches++ % ANS_MODES);
+        if (mode == ANS_STRAY) {
+            send_to_rank(comm, 0, TAG_HELLO, hello.b->data, hello.b->len);
+            send_to_rank(comm, 0, 99, "?", 1);
+            send_answers(comm, b.id - 1, 0, v, n, true, ANS_VALID);
+        }
+        if (mode == ANS_SPLIT && n > 1) {
+            send_answers(comm, b.id, 0, v, n / 2, false, ANS_VALID);
+            send_answers(comm, b.id, n / 2, v, n - n / 2, true, ANS_VALID);
+        } else {
+            send_answers(comm, b.id, 0, v, n, true, mode);
+        }
+    }
+    free(in);
+    free(hello.b);
+    MPI_Comm_free(&comm);
+}
+
+/* Fake ranks answer with bad frames, bad messages, answers to the wrong
+ * batch, too many or too few, strays: the root never crashes, each task
+ * gets its value or CF_EBROKEN naming the rank and what was wrong, and
+ * the pool goes on with the same ranks once they answer honestly. */
+static void hostile_answers(void)
+{
+    if (world_size < 2)
+        return;
+    if (world_rank != 0) {
+        fake_rank();
+        return;
+    }
+    cf_executor *ex = make_pool(NULL);
+    static const char *const says[] = { "malformed result frame", "cut short",
+                                        "malformed result message", "answered",
+                                        "not an answer" };
+    int seen[5] = { 0 }, ok = 0;
+    for (int wave = 0; wave < 150; wave++) {
+        cf_future *fs[4];
+        for (int i = 0; i < 4; i++)
+            fs[i] = submit_i64(ex, square, wave * 4 + i);
+        for (int i = 0; i < 4; i++) {
+            const char *msg = NULL;
+            int64_t x = wave * 4 + i;
+            int rc = cf_future_exception(fs[i], 30.0 * test_scale(), &msg);
+            if (rc == 0 && ++ok)
+                CHECK_EQ(i64_of(fs[i]), x * x);
+            else if (rc != CF_EBROKEN || !msg || !strstr(msg, "MPI rank"))
+                CHECK(!"a task failed other than as broken by its rank");
+            for (int k = 0; rc && k < 5; k++)
+                seen[k] += strstr(msg, says[k]) != NULL;
+            cf_future_release(fs[i]);
+        }
+    }
+    printf("     hostile_answers: %d of 600 tasks answered well; failed as "
+           "'%s' %d, '%s' %d, '%s' %d, '%s' %d, '%s' %d\n",
+           ok, says[0], seen[0], says[1], seen[1], says[2], seen[2], says[3],
+           seen[3], says[4], seen[4]);
+    for (int k = 0; k < 5; k++)
+        CHECK(seen[k] > 0);
+    CHECK(ok > 0);
+    /* Every fake rank turns honest once it gets a SENTINEL task. */
+    bool honest[64] = { false };
+    for (int left = world_size - 1; left > 0;) {
+        cf_future *f = submit_i64(ex, square, SENTINEL);
+        const void *data;
+        size_t len;
+        int64_t r;
+        if (cf_future_bytes(f, 30.0 * test_scale(), &data, &len) == 0) {
+            memcpy(&r, data, sizeof r);
+            CHECK(r >= 1 && r < world_size);
+            left -= !honest[r];
+            honest[r] = true;
+        }
+        cf_future_release(f);
+    }
+    check_still_works(ex);
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.workers, (size_t)(world_size - 1));
     cf_executor_free(ex);
 }
 
-/* The root sends a bad batch: its tasks fail, the worker lives on. */
-static void malformed_tasks(void)
+/* What a fake root sends a real rank, and what the rank must answer. */
+typedef struct bad_batch {
+    const char *what;
+    int ok;           /* leading tasks answered with their squares */
+    const char *says; /* in the first failure that follows (NULL: none) */
+} bad_batch;
+
+static const bad_batch bad_batches[] = {
+    { "valid", 3, NULL },
+    { "a task frame's magic", 0,
+      "malformed task frame 0 of 3 received "
+      "(bad magic)" },
+    { "the batch header's magic", 0, "malformed task batch (bad header)" },
+    { "cut in its first task", 0,
+      "malformed task frame 0 of 3 received "
+      "(cut short)" },
+    { "a count past its tasks", 3, "malformed task frame 3 of 5 received" },
+    { "a task frame's type", 0, "malformed task frame" },
+    { "an unknown module", 0, "cannot find the task function" },
+    { "a negative module length", 0, "malformed task frame" },
+    { "no bytes", 0, "malformed task batch (bad header)" },
+    { "garbage", 0, "malformed task batch (bad header)" },
+    { "a negative count", 0, "malformed task batch (bad header)" },
+};
+
+/* The batch k of bad_batches (3 square tasks of 10, 11, 12). */
+static void build_batch(cf_buffer *m, int k, uint64_t seq)
 {
-    cf_executor *ex = make_pool(NULL);
-    wait_workers(ex, (size_t)n_workers());
-    static const struct {
-        int mode;
-        const char *says;
-    } modes[] = {
-        { CF__MPI_CORRUPT_TASK_MAGIC,
-          "malformed task frame 0 of 1 received (bad magic)" },
-        { CF__MPI_CORRUPT_BATCH_HEADER, "malformed task batch" },
-        { CF__MPI_CORRUPT_BATCH_TRUNCATE,
-          "malformed task frame 0 of 1 received (cut short)" },
-    };
-    for (size_t k = 0; k < sizeof modes / sizeof modes[0]; k++) {
-        for (int round = 0; round < 2 * n_workers(); round++) {
-            cf__mpi_test_corrupt(modes[k].mode);
-            check_broken_frame(submit_i64(ex, square, 3), modes[k].says);
+    cf_buffer tasks = { NULL, 0 };
+    for (int i = 0; i < 3; i++) {
+        int64_t x = 10 + i;
+        size_t flen;
+        int rc;
+        unsigned char *f = cf__frame_task_new(0, CF__FR_TASK, (void *)square,
+                                              &x, 8, (uint64_t)i, &flen, &rc);
+        CHECK(f != NULL);
+        cf__frame h;
+        memcpy(&h, f, sizeof h);
+        if (i == 0 && (k == 5 || k == 6 || k == 7)) {
+            /* a wrong type; an unknown module; a module length of -1 */
+            unsigned char pl[8 + 16 + 8] = { 0 };
+            memcpy(pl + 8, "/no/such/lib.so", 15);
+            memcpy(pl + 8 + 15, &x, 8);
+            cf__frame_set(&h, k == 5 ? CF__FR_RESULT : CF__FR_TASK, 0,
+                          k == 6 ? 8 + 15 + 8 : h.len,
+                          k == 6   ? 15
+                          : k == 7 ? -1
+                                   : h.aux);
+            if (k == 6) {
+                CHECK_EQ(cf_buffer_append(&tasks, &h, sizeof h), 0);
+                CHECK_EQ(cf_buffer_append(&tasks, pl, 8 + 15 + 8), 0);
+                free(f);
+                continue;
+            }
+            memcpy(f, &h, sizeof h);
         }
-        check_still_works(ex);
+        if (i == 0 && k == 1)
+            f[0] ^= 0xff;
+        CHECK_EQ(cf_buffer_append(&tasks, f, flen), 0);
+        free(f);
     }
-    cf_executor_free(ex);
+    int32_t n = k == 4 ? 5 : k == 10 ? -3 : 3;
+    cf__frame h; /* cut in its first task, it still claims every byte */
+    cf__frame_set(&h, CF__FR_BATCH, seq, tasks.b->len, n);
+    CHECK_EQ(cf_buffer_append(m, &h, sizeof h), 0);
+    CHECK_EQ(cf_buffer_append(m, tasks.b->data, k == 3 ? 20 : tasks.b->len), 0);
+    if (k == 2)
+        m->b->data[0] ^= 0xff;
+    for (size_t i = 0; k == 9 && i < m->b->len; i++)
+        m->b->data[i] = (unsigned char)(i * 131 + 7);
+    if (k == 8)
+        m->b->len = 0;
+    free(tasks.b);
+}
+
+/* Reads rank r's answer to batch seq (to its final message) and checks
+ * it against bb. */
+static void check_answer(MPI_Comm comm, int r, uint64_t seq,
+                         const bad_batch *bb)
+{
+    unsigned char *in = NULL;
+    int len, answered = 0;
+    bool final = false, failed = false;
+    while (!final) {
+        CHECK_EQ(recv_from(comm, r, &in, &len), TAG_RESULTS);
+        cf__rd rd = { in, (size_t)len };
+        cf__frame h, f;
+        const unsigned char *p, *m;
+        cf__answers a;
+        CHECK(cf__rd_frame(&rd, &h, &p) == NULL && h.type == CF__FR_ANSWERS);
+        memcpy(&a, p, sizeof a);
+        CHECK(h.id == seq || h.id == 0);
+        final = a.final;
+        rd = (cf__rd){ p + sizeof a, (size_t)h.len - sizeof a };
+        /* its answers, then (final) maybe one FAIL for the tasks left */
+        for (uint32_t i = 0; i < a.count + final && rd.left; i++, answered++) {
+            CHECK(cf__rd_frame(&rd, &f, &m) == NULL);
+            if (f.type == CF__FR_RESULT) {
+                int64_t want = (10 + answered) * (10 + answered), got;
+                CHECK(f.len == 8 && (failed || answered < bb->ok));
+                memcpy(&got, m, 8);
+                CHECK_EQ(got, want);
+                continue;
+            }
+            CHECK(f.type == CF__FR_FAIL && f.aux != 0 && answered >= bb->ok);
+            if (!failed && (!bb->says || !strstr((const char *)m, bb->says))) {
+                fprintf(stderr, "batch with %s: the rank says '%.*s'\n",
+                        bb->what, (int)f.len, (const char *)m);
+                exit(1);
+            }
+            failed = true;
+        }
+    }
+    CHECK(answered >= bb->ok);
+    CHECK(failed == (bb->says != NULL));
+    free(in);
+}
+
+/* A fake root sends each worker rank batches with bad frames, a bad
+ * header, cut short, too few tasks, unknown functions, garbage: the rank
+ * answers each with what it could run and one failure for the rest, and
+ * serves the next batch as if nothing happened. */
+static void hostile_batches(void)
+{
+    if (world_size < 2)
+        return;
+    MPI_Comm comm;
+    CHECK_EQ(MPI_Comm_dup(MPI_COMM_WORLD, &comm), MPI_SUCCESS);
+    unsigned char *in = NULL;
+    int len;
+    for (int r = 1; r < world_size; r++)
+        CHECK_EQ(recv_from(comm, r, &in, &len), TAG_HELLO);
+    uint64_t seq = 1;
+    int n = (int)(sizeof bad_batches / sizeof bad_batches[0]);
+    for (int r = 1; r < world_size; r++) {
+        for (int k = 0; k < n; k++) {
+            cf_buffer m = { NULL, 0 };
+            build_batch(&m, k, seq);
+            send_to_rank(comm, r, TAG_TASKS, m.b->data, m.b->len);
+            check_answer(comm, r, seq++, &bad_batches[k]);
+            /* and the rank goes on */
+            m.b->len = 0;
+            build_batch(&m, 0, seq);
+            send_to_rank(comm, r, TAG_TASKS, m.b->data, m.b->len);
+            check_answer(comm, r, seq++, &bad_batches[0]);
+            free(m.b);
+        }
+        send_to_rank(comm, r, TAG_STOP, NULL, 0);
+    }
+    free(in);
+    MPI_Comm_free(&comm);
 }
 
 /* 20,000 tiny tasks: all answered, right, and (batched) quickly. */
@@ -1230,8 +1487,8 @@ static const mpi_case cases[] = {
     CASE(free_runs_pending, 1, NULL),
     CASE(stats_count, 1, NULL),
     CASE(wait_and_as_completed, 1, NULL),
-    CASE(malformed_results, 1, NULL),
-    CASE(malformed_tasks, 1, NULL),
+    EVERY_RANK_CASE(hostile_answers),
+    CASE(hostile_batches, 1, NULL),
     CASE(many_small, 1, NULL),
     CASE(slow_rank_balanced, 1, NULL),
     CASE(initializer_runs, 1, &opts_init_mark),
