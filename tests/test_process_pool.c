@@ -16,9 +16,14 @@
 #include "remote/codec.h" /* cf__frame_set: forged answers */
 
 #include <dirent.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -145,6 +150,26 @@ static int t_crash_leaving_child(const void *in, size_t len, cf_buffer *out)
     pid_t pid = fork();
     if (pid == 0) {
         sleep_s(3.0);
+        _exit(0);
+    }
+    raise(SIGSEGV);
+    return 0;
+}
+
+/* Leaves a child that holds the pool's socket open for as long as the
+ * pool's process lives (20 s at most), then crashes. */
+static int t_crash_leaving_lasting_child(const void *in, size_t len,
+                                         cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    (void)out;
+    pid_t owner = getppid();
+    if (fork() == 0) {
+        close(1); /* the test's output is not held up */
+        close(2);
+        for (int i = 0; i < 2000 && kill(owner, 0) == 0; i++)
+            sleep_s(0.01);
         _exit(0);
     }
     raise(SIGSEGV);
@@ -505,6 +530,46 @@ static void crash_with_socket_held_open(void)
     cf_future_release(bad);
     cf_future_release(after);
     cf_executor_free(ex);
+}
+
+/* Makes pidfd_open fail with ENOSYS in every thread of this process and
+ * in the processes it starts, as on a kernel before 5.3 or under a
+ * container's seccomp profile that does not know the call. */
+static void deny_pidfd_open(void)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_pidfd_open, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = { sizeof filter / sizeof filter[0], filter };
+    CHECK_EQ(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    CHECK_EQ(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                     SECCOMP_FILTER_FLAG_TSYNC, &prog),
+             0);
+    CHECK(syscall(SYS_pidfd_open, getpid(), 0) < 0 && errno == ENOSYS);
+}
+
+/* Without pidfds a dead worker is still seen at once while a process its
+ * task started holds the socket open (here for as long as this process
+ * lives): its task fails, naming the signal, and the task queued behind
+ * it runs. It used to wait for the socket's EOF. */
+static void crash_with_socket_held_open_without_pidfd(void)
+{
+    let_workers_die_by_signal();
+    deny_pidfd_open();
+    cf_executor *ex = pool(1);
+    cf_future *bad = submit_i64(ex, t_crash_leaving_lasting_child, 0);
+    cf_future *after = submit_i64(ex, t_square, 4);
+    CHECK_EQ(cf_future_exception(bad, 10.0 * test_scale(), NULL), CF_EBROKEN);
+    check_fails(bad, CF_EBROKEN, "SIGSEGV");
+    CHECK_EQ(i64_of(after), 16);
+    check_squares(ex, t_square, 20);
+    cf_future_release(bad);
+    cf_future_release(after);
+    cf_executor_free(ex);
+    no_children_left();
 }
 
 static void corrupt_frame(void)
@@ -1288,6 +1353,7 @@ static const test_case cases[] = {
     TEST_CASE(crash_outside_kill),
     TEST_CASE(crash_requeues_unstarted),
     TEST_CASE(crash_with_socket_held_open),
+    TEST_CASE(crash_with_socket_held_open_without_pidfd),
     TEST_CASE(corrupt_frame),
     TEST_CASE(corrupt_answer_blames_its_own_task),
     TEST_CASE(huge_length_reserves_nothing),

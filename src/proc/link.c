@@ -44,6 +44,7 @@ extern char **environ;
 #define BODY_FIRST (1u << 20)  /* a payload's first buffer, at most */
 #define RECHECK_S 0.05         /* a task sent but not started: look again */
 #define UNTIMED_RECHECK_S 1.0  /* the same, or running, with no timeout */
+#define EXIT_RECHECK_S 0.05    /* a live worker without a pidfd: exited? */
 #define START_BACKOFF_MIN_S 0.01
 #define START_BACKOFF_MAX_S 0.5
 #define GIVE_UP_S 2.0
@@ -733,15 +734,34 @@ static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
                                      : now + UNTIMED_RECHECK_S);
 }
 
+/* Whether w, which has no pidfd, has exited: it stays unreaped (WNOWAIT)
+ * until cf__pp_link_reap. Without a pidfd nothing else tells its death
+ * while a process its task started keeps the socket open. */
+static bool exited_unwatched(const cf__pp_link *w)
+{
+    if (w->proc.pidfd >= 0)
+        return false;
+    siginfo_t si;
+    si.si_pid = 0;
+    int rc = waitid(P_PID, (id_t)w->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT);
+    /* ECHILD: the program reaped it (see cf__pp_link_reap) */
+    return rc == 0 ? si.si_pid == w->proc.pid : errno == ECHILD;
+}
+
 double cf__pp_link_deadline(const cf__pp_link *w, double now)
 {
     cf__pp_why why;
-    return limit(w, now, &why);
+    double next = limit(w, now, &why);
+    return w->proc.pidfd >= 0 ? next : fmin(next, now + EXIT_RECHECK_S);
 }
 
 bool cf__pp_link_check(cf__pp_link *w, double now)
 {
     cf__pp_why why;
+    if (exited_unwatched(w)) {
+        cf__pp_link_gone(w, now); /* as when its pidfd turns readable */
+        return false;
+    }
     if (now < limit(w, now, &why) || why == CF__PP_STOP)
         return true;
     /* What it wrote already is read first: the task may have just ended
