@@ -1056,6 +1056,73 @@ static void fork_method(void)
     no_children_left();
 }
 
+/* Where this worker's descriptors 1 and 2 lead: "1=... 2=..." (NUL
+ * ended). */
+static int t_std_fds(const void *in, size_t len, cf_buffer *out)
+{
+    (void)in;
+    (void)len;
+    char text[600] = "";
+    for (int fd = 1; fd <= 2; fd++) {
+        char path[32], target[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t k = readlink(path, target, sizeof target - 1);
+        target[k > 0 ? k : 0] = '\0';
+        size_t n = strlen(text);
+        snprintf(text + n, sizeof text - n, "%d=%s ", fd, k > 0 ? target : "-");
+    }
+    return cf_buffer_append(out, text, strlen(text) + 1);
+}
+
+/* A program that closed stdout and stderr, then makes a fork pool: the
+ * pool's descriptors take those numbers (its wake-up eventfd, its end of a
+ * worker's socket), and a forked worker must not hold them there: a
+ * task's output went into the pool's eventfd, or into the worker's own
+ * socket, where the worker read it as a corrupt task frame and died. */
+static void fork_method_with_stdio_closed(void)
+{
+    int fds = open_fds();
+    fflush(NULL);
+    int out = fcntl(1, F_DUPFD_CLOEXEC, 10),
+        err = fcntl(2, F_DUPFD_CLOEXEC, 10);
+    CHECK(out >= 0 && err >= 0);
+    close(1);
+    close(2);
+    cf_options o = { .max_workers = 2, .start_method = CF_START_FORK };
+    cf_executor *ex = cf_process_pool_new(&o);
+    enum { N = 4 };
+    char seen[N][600];
+    int rcs[N];
+    for (int i = 0; i < N; i++) {
+        cf_future *f = NULL;
+        const void *data = NULL;
+        size_t n = 0;
+        rcs[i] = ex ? cf_submit_bytes(ex, t_std_fds, NULL, 0, &f) : CF_EINVAL;
+        if (!rcs[i])
+            rcs[i] = cf_future_bytes(f, 30.0 * test_scale(), &data, &n);
+        snprintf(seen[i], sizeof seen[i], "%s",
+                 rcs[i] ? "" : (const char *)data);
+        if (f)
+            cf_future_release(f);
+    }
+    if (ex)
+        cf_executor_free(ex);
+    CHECK(dup2(out, 1) == 1 && dup2(err, 2) == 2);
+    close(out);
+    close(err);
+    CHECK(ex != NULL);
+    for (int i = 0; i < N; i++) {
+        CHECK_EQ(rcs[i], 0);
+        if (strstr(seen[i], "socket:") || strstr(seen[i], "anon_inode:"))
+            fprintf(stderr, "a worker holds the pool's descriptors: %s\n",
+                    seen[i]);
+        CHECK(strstr(seen[i], "socket:") == NULL);
+        CHECK(strstr(seen[i], "anon_inode:") == NULL);
+    }
+    CHECK_EQ(open_fds(), fds);
+    no_children_left();
+}
+
 static void big_payloads(void)
 {
     size_t n = 32u << 20;
@@ -1372,6 +1439,7 @@ static const test_case cases[] = {
     TEST_CASE(no_leaks),
     TEST_CASE(threaded_parent),
     TEST_CASE(fork_method),
+    TEST_CASE(fork_method_with_stdio_closed),
     TEST_CASE(big_payloads),
     TEST_CASE(same_code_on_threads_and_processes),
     TEST_CASE(wait_and_as_completed),
