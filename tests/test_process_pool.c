@@ -242,6 +242,16 @@ static int t_forged_answer(const void *in, size_t len, cf_buffer *out)
     return t_square(in, len, out);
 }
 
+/* Answers for itself with -1, then returns at once: the worker's own
+ * answer follows, a second answer to the same task. */
+static int t_forged_then_returns(const void *in, size_t len, cf_buffer *out)
+{
+    int64_t v = -1;
+    if (!forge_result(sizeof v, &v, sizeof v))
+        return CF_EINVAL;
+    return t_square(in, len, out);
+}
+
 /* Announces a result of CF__MAX_PAYLOAD (1 TiB) for itself, sends 3 MiB of
  * it, then dies. */
 static int t_huge_length(const void *in, size_t len, cf_buffer *out)
@@ -641,6 +651,37 @@ static void forged_answer_kills_worker(void)
     cf_future_release(behind);
     cf_executor_free(ex);
     no_children_left();
+}
+
+/* A task that answers for itself and returns: the worker's answer comes
+ * second, by when the worker has most often started the next task. The
+ * worker is killed for the forger's fault: the next task, if it started,
+ * fails (it ran) and is told the kill was for another task, not that it
+ * sent the frame; had it not started, it runs again and succeeds. */
+static void second_answer_blames_the_forger(void)
+{
+    int told = 0;
+    for (int round = 0; round < 8; round++) {
+        cf_executor *ex = pool(1);
+        check_squares(ex, t_square, 20); /* measured: both go out together */
+        cf_future *forger = submit_i64(ex, t_forged_then_returns, 3);
+        cf_future *next = submit_i64(ex, t_sleep_ms, 200);
+        CHECK_EQ(i64_of(forger), -1); /* the forgery, taken first */
+        if (cf_future_exception(next, 30.0 * test_scale(), NULL)) {
+            check_fails(next, CF_EBROKEN,
+                        "killed for another task (it sent a corrupt frame) "
+                        "while running this task");
+            told++;
+        } else {
+            CHECK(i64_of(next) > 0); /* its pid */
+        }
+        check_squares(ex, t_square, 4);
+        cf_future_release(forger);
+        cf_future_release(next);
+        cf_executor_free(ex);
+        no_children_left();
+    }
+    printf("  the next task had started in %d of 8 rounds\n", told);
 }
 
 /* A task that announces a result longer than what follows, with tasks
@@ -1426,6 +1467,7 @@ static const test_case cases[] = {
     TEST_CASE(huge_length_reserves_nothing),
     TEST_CASE(truncated_frame),
     TEST_CASE(forged_answer_kills_worker),
+    TEST_CASE(second_answer_blames_the_forger),
     TEST_CASE(lying_length_stalls),
     TEST_CASE(scribbled_start_still_times_out),
     TEST_CASE(task_timeout),

@@ -476,6 +476,10 @@ void cf__pp_link_gone(cf__pp_link *w, double now)
 
 /* ---- receiving --------------------------------------------------------- */
 
+/* A task that answered for itself and returned: the worker's answer
+ * comes second. */
+static const char SECOND_ANSWER[] = "a second answer to a task";
+
 /* NULL when h may come next from w, else what is wrong. */
 static const char *frame_bad(const cf__pp_link *w, const cf__frame *h)
 {
@@ -494,6 +498,8 @@ static const char *frame_bad(const cf__pp_link *w, const cf__frame *h)
     case CF__FR_FAIL:
         if (!w->ready)
             return "an answer before READY";
+        if (w->answered && h->id == w->answered)
+            return SECOND_ANSWER;
         if (!w->head || w->head == w->unsent || h->id != cf__rtask_id(w->head))
             return "an answer to a task it was not running";
         if (h->type == CF__FR_FAIL && h->aux == 0)
@@ -540,6 +546,7 @@ static bool on_frame(cf__pp_link *w, double now)
     /* The task's time counts from when it could start: written in full
      * and first in line. */
     cf__rtask *t = w->head;
+    w->answered = cf__rtask_id(t);
     cf__remote_ewma(&w->team->ewma, now - fmax(t->sent_at, w->head_since),
                     0.125);
     if (!(w->head = t->next))
@@ -562,6 +569,10 @@ static bool begin_body(cf__pp_link *w, double now)
     const char *bad = frame_bad(w, &w->hdr);
     if (bad) {
         cf__pp_link_lose(w, CF__PP_CORRUPT, bad, now);
+        /* The task answered twice is at fault, not the one behind it,
+         * which may have started meanwhile. */
+        if (bad == SECOND_ANSWER)
+            w->culprit = w->hdr.id;
         return false;
     }
     size_t len = (size_t)w->hdr.len; /* <= CF__MAX_PAYLOAD */

@@ -135,6 +135,7 @@ struct cf__pp_link {
     cf__rtask *head, *tail, *unsent;
     size_t unsent_off; /* bytes of unsent's frame written */
     size_t n_inflight;
+    uint64_t answered; /* id of the task answered last (0: none) */
     double head_since; /* when head became the oldest (or READY came) */
     /* Receiving: rx[rx_beg, rx_end) unparsed; a frame whose header was
      * read (hdr) is gathered into body, body_have bytes so far, in a
