@@ -44,6 +44,7 @@ extern char **environ;
 #define BODY_FIRST (1u << 20)  /* a payload's first buffer, at most */
 #define RECHECK_S 0.05         /* a task sent but not started: look again */
 #define UNTIMED_RECHECK_S 1.0  /* the same, or running, with no timeout */
+#define EXIT_RECHECK_S 0.05    /* a live worker without a pidfd: exited? */
 #define START_BACKOFF_MIN_S 0.01
 #define START_BACKOFF_MAX_S 0.5
 #define GIVE_UP_S 2.0
@@ -475,6 +476,10 @@ void cf__pp_link_gone(cf__pp_link *w, double now)
 
 /* ---- receiving --------------------------------------------------------- */
 
+/* A task that answered for itself and returned: the worker's answer
+ * comes second. */
+static const char SECOND_ANSWER[] = "a second answer to a task";
+
 /* NULL when h may come next from w, else what is wrong. */
 static const char *frame_bad(const cf__pp_link *w, const cf__frame *h)
 {
@@ -493,6 +498,8 @@ static const char *frame_bad(const cf__pp_link *w, const cf__frame *h)
     case CF__FR_FAIL:
         if (!w->ready)
             return "an answer before READY";
+        if (w->answered && h->id == w->answered)
+            return SECOND_ANSWER;
         if (!w->head || w->head == w->unsent || h->id != cf__rtask_id(w->head))
             return "an answer to a task it was not running";
         if (h->type == CF__FR_FAIL && h->aux == 0)
@@ -539,6 +546,7 @@ static bool on_frame(cf__pp_link *w, double now)
     /* The task's time counts from when it could start: written in full
      * and first in line. */
     cf__rtask *t = w->head;
+    w->answered = cf__rtask_id(t);
     cf__remote_ewma(&w->team->ewma, now - fmax(t->sent_at, w->head_since),
                     0.125);
     if (!(w->head = t->next))
@@ -561,6 +569,10 @@ static bool begin_body(cf__pp_link *w, double now)
     const char *bad = frame_bad(w, &w->hdr);
     if (bad) {
         cf__pp_link_lose(w, CF__PP_CORRUPT, bad, now);
+        /* The task answered twice is at fault, not the one behind it,
+         * which may have started meanwhile. */
+        if (bad == SECOND_ANSWER)
+            w->culprit = w->hdr.id;
         return false;
     }
     size_t len = (size_t)w->hdr.len; /* <= CF__MAX_PAYLOAD */
@@ -733,15 +745,34 @@ static double limit(const cf__pp_link *w, double now, cf__pp_why *why)
                                      : now + UNTIMED_RECHECK_S);
 }
 
+/* Whether w, which has no pidfd, has exited: it stays unreaped (WNOWAIT)
+ * until cf__pp_link_reap. Without a pidfd nothing else tells its death
+ * while a process its task started keeps the socket open. */
+static bool exited_unwatched(const cf__pp_link *w)
+{
+    if (w->proc.pidfd >= 0)
+        return false;
+    siginfo_t si;
+    si.si_pid = 0;
+    int rc = waitid(P_PID, (id_t)w->proc.pid, &si, WEXITED | WNOHANG | WNOWAIT);
+    /* ECHILD: the program reaped it (see cf__pp_link_reap) */
+    return rc == 0 ? si.si_pid == w->proc.pid : errno == ECHILD;
+}
+
 double cf__pp_link_deadline(const cf__pp_link *w, double now)
 {
     cf__pp_why why;
-    return limit(w, now, &why);
+    double next = limit(w, now, &why);
+    return w->proc.pidfd >= 0 ? next : fmin(next, now + EXIT_RECHECK_S);
 }
 
 bool cf__pp_link_check(cf__pp_link *w, double now)
 {
     cf__pp_why why;
+    if (exited_unwatched(w)) {
+        cf__pp_link_gone(w, now); /* as when its pidfd turns readable */
+        return false;
+    }
     if (now < limit(w, now, &why) || why == CF__PP_STOP)
         return true;
     /* What it wrote already is read first: the task may have just ended

@@ -34,7 +34,8 @@ typedef struct pp_pool {
     cf__pp_team team;
     cf__pp_link *workers; /* live, and lost ones not yet reaped */
     bool can_take;        /* room in some ready worker */
-    bool want_start;      /* more workers wanted: a failed start waits */
+    size_t start_above;   /* more pending than this wants a start (SIZE_MAX:
+                         * none may start now) */
     bool limbo;           /* a lost worker not yet reaped holds tasks */
     struct pollfd *pfds;
     cf__pp_link **pws;
@@ -127,7 +128,8 @@ static void dispatch(pp_pool *p, double now)
     size_t pending = p->r.n_pending;
     bool broken = p->r.broken;
     pthread_mutex_unlock(&p->r.mu);
-    p->can_take = p->want_start = false;
+    p->can_take = false;
+    p->start_above = SIZE_MAX;
     if (broken)
         return;
     /* Tasks go only to workers that said READY: one whose initializer is
@@ -161,8 +163,12 @@ static void dispatch(pp_pool *p, double now)
     if (p->limbo)
         total = 0;
     /* Starting workers count as idle: while they start, nothing more is
-     * wanted (the manager sleeps until one says READY). */
-    p->want_start = !p->limbo && pending > idle && n < p->max_workers;
+     * wanted (the manager sleeps until one says READY). Kept as a bound,
+     * not a flag: next_look compares it with the queue as it is then, so
+     * a task submitted after `pending` was read above (no wake-up while
+     * the manager is not listening) still starts a worker. */
+    if (!p->limbo && n < p->max_workers)
+        p->start_above = idle;
     p->can_take = total > 0;
     cf__rtask *list = total ? cf__remote_take(&p->r, total) : NULL;
     cf__pp_link *w = list ? next_live(p, NULL) : NULL;
@@ -238,8 +244,8 @@ static double next_look(pp_pool *p, double now, double next)
     pthread_mutex_lock(&p->r.mu);
     if (p->r.n_pending && p->can_take)
         next = now;
-    else if (p->r.n_pending && p->want_start)
-        next = fmin(next, p->team.starts.retry_at); /* retry a failed start */
+    else if (p->r.n_pending > p->start_above) /* now, or retry a failed one */
+        next = fmin(next, p->team.starts.retry_at);
     /* Submits wake us only when we could take their task (now, or once a
      * failed start may be retried); a shutdown always does. */
     p->r.listening = p->can_take || may_grow;

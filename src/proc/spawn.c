@@ -83,11 +83,19 @@ static int fork_worker(pid_t *pid, int sv[2], cf__pp_state *st)
         return 0;
     if (dup2(sv[1], CF__PP_FD) < 0)
         _exit(1);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null > 0) {
-        dup2(null, 0);
-        close(null);
+    /* stdin reads /dev/null. Where the program had closed stdout or
+     * stderr, the pool's own descriptors (its wake-up eventfd, its end of
+     * a worker's socket) took their numbers: close-on-exec, they would
+     * not reach a spawned worker, and here a task's output must not reach
+     * them either; they write to /dev/null instead. */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; null >= 0 && fd <= 2; fd++) {
+        int flags = fd == null ? -1 : fcntl(fd, F_GETFD);
+        if (fd == 0 || (flags >= 0 && (flags & FD_CLOEXEC)))
+            dup2(null, fd);
     }
+    if (null > 0)
+        close(null);
     close_range(CF__PP_FD + 1, ~0U, 0);
     /* Output the parent had buffered is the parent's to write. */
     __fpurge(stdout);

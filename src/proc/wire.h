@@ -135,6 +135,7 @@ struct cf__pp_link {
     cf__rtask *head, *tail, *unsent;
     size_t unsent_off; /* bytes of unsent's frame written */
     size_t n_inflight;
+    uint64_t answered; /* id of the task answered last (0: none) */
     double head_since; /* when head became the oldest (or READY came) */
     /* Receiving: rx[rx_beg, rx_end) unparsed; a frame whose header was
      * read (hdr) is gathered into body, body_have bytes so far, in a
@@ -167,8 +168,9 @@ void cf__pp_link_push(cf__pp_link *w, cf__rtask *t, double now);
 cf__rtask *cf__pp_link_take(cf__pp_link *w);
 /* Each is false once w is lost: flush writes what is queued until the
  * socket is full; read handles what w sent (drain: all of it); check
- * kills w when its task passed its time limit; gone (its pidfd turned
- * readable) reads what it left and loses it. */
+ * kills w when its task passed its time limit, and loses w when it has no
+ * pidfd and exited; gone (its pidfd turned readable) reads what it left
+ * and loses it. */
 bool cf__pp_link_flush(cf__pp_link *w, double now);
 bool cf__pp_link_read(cf__pp_link *w, double now, bool drain);
 bool cf__pp_link_check(cf__pp_link *w, double now);
