@@ -274,6 +274,9 @@ typedef struct outer_join {
     char *message;
     cf__parker *waiter;
     _Atomic uint32_t done;
+    /* Held by the runner from done to its unpark: the waiter takes it
+     * once before its frame dies (join_via_pool). */
+    cf__mutex mu;
 } outer_join;
 
 static void exec_outer_join(cf__task *t, cf__worker *w, const cf__drop *drop)
@@ -288,9 +291,16 @@ static void exec_outer_join(cf__task *t, cf__worker *w, const cf__drop *drop)
         cf__worker_leave(w);
     }
     cf__parker *waiter = oj->waiter;
+    /* The caller may see done before the unpark below (it had not parked
+     * yet), return, and end its thread or free the pool whose worker it
+     * is: the parker would be gone. mu keeps the caller until the unpark
+     * is over; then only the unlock touches the frame, and its futex wake
+     * of a dead word is harmless. */
+    cf__mutex_lock(&oj->mu);
     /* release: the caller that acquires done sees the results */
     atomic_store_explicit(&oj->done, 1, memory_order_release);
     cf__unpark(waiter);
+    cf__mutex_unlock(&oj->mu);
 }
 
 static bool outer_done(void *p)
@@ -318,6 +328,9 @@ static __attribute__((noinline)) int join_via_pool(cf__sched *s, cf_fn a,
     if (rc)
         return rc;
     cf__block_until(outer_done, &oj, NULL, NULL);
+    /* The runner is done with our parker once it lets go of mu. */
+    cf__mutex_lock(&oj.mu);
+    cf__mutex_unlock(&oj.mu);
     if (res_a)
         *res_a = oj.res_a;
     if (res_b)

@@ -193,6 +193,15 @@ static int complete(cf_future *f, uint32_t to, void *result, int code,
         cf__free(message);
         return CF_EINVAL;
     }
+    if (to == CF__CANCELLED && f->home) {
+        /* A queued task: its pool counts it cancelled from now on. Under
+         * mu, before the callbacks: once a worker has seen the cancel it
+         * may drop the queue entry and the pool may be freed (by a
+         * callback, or by another thread), so the pool is touched only
+         * here, and the drop waits for mu (cf__pool_drop). */
+        atomic_fetch_add_explicit(&f->home->cancelled, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&f->home->husks, 1, memory_order_relaxed);
+    }
     cf__mutex_unlock(&f->mu);
     after_complete(f, wake);
     return 0;
@@ -238,16 +247,10 @@ bool cf_future_cancel(cf_future *f)
     if (!f)
         return false;
     uint32_t s = cf__future_state(f);
+    /* A queued task's pool counts the cancel in complete, under mu. */
     if (s == CF__PENDING &&
-        complete(f, CF__CANCELLED, NULL, CF_ECANCELED, NULL) == 0) {
-        /* A queued task: its pool counts it cancelled from now on. */
-        if (f->home) {
-            atomic_fetch_add_explicit(&f->home->cancelled, 1,
-                                      memory_order_relaxed);
-            atomic_fetch_add_explicit(&f->home->husks, 1, memory_order_relaxed);
-        }
+        complete(f, CF__CANCELLED, NULL, CF_ECANCELED, NULL) == 0)
         return true;
-    }
     return cf__future_state(f) == CF__CANCELLED;
 }
 

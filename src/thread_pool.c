@@ -83,9 +83,15 @@ void cf__pool_drop(cf_future *f, const cf__drop *drop)
         cf__future_fail(f, drop->code, drop->message);
         husk = false;
     }
-    if (husk)
+    if (husk) {
+        /* A cancel from another thread may still be counting itself in
+         * p, under f's mu (complete in future.c): once this entry is gone
+         * the pool may be freed, so wait that out. */
+        cf__mutex_lock(&f->mu);
+        cf__mutex_unlock(&f->mu);
         atomic_fetch_add_explicit(&p->sched.home.husks_gone, 1,
                                   memory_order_relaxed);
+    }
     cf_future_release(f);
 }
 

@@ -752,6 +752,106 @@ static void cancel_queued_future(void)
     cf_executor_free(ex);
 }
 
+/* An allocator that never gives memory back: a freed block is filled with
+ * a pattern and kept, so a write after free shows in the pattern (in
+ * every build, not only under AddressSanitizer). */
+typedef struct kept_block {
+    struct kept_block *next;
+    size_t size;
+    bool freed;
+    max_align_t align_[]; /* the user's bytes follow */
+} kept_block;
+static pthread_mutex_t kept_mu = PTHREAD_MUTEX_INITIALIZER;
+static kept_block *kept;
+enum { KEPT_PATTERN = 0xd5 };
+
+static void *kept_malloc(size_t n)
+{
+    kept_block *b = malloc(sizeof *b + n);
+    if (!b)
+        return NULL;
+    b->size = n;
+    b->freed = false;
+    pthread_mutex_lock(&kept_mu);
+    b->next = kept;
+    kept = b;
+    pthread_mutex_unlock(&kept_mu);
+    return b + 1;
+}
+static void kept_free(void *p)
+{
+    if (!p)
+        return;
+    kept_block *b = (kept_block *)p - 1;
+    memset(p, KEPT_PATTERN, b->size);
+    b->freed = true;
+}
+static void *kept_calloc(size_t c, size_t n)
+{
+    if (n && c > (size_t)-1 / n)
+        return NULL;
+    void *p = kept_malloc(c * n);
+    if (p)
+        memset(p, 0, c * n);
+    return p;
+}
+static void *kept_realloc(void *old, size_t n)
+{
+    void *p = kept_malloc(n);
+    if (p && old) {
+        size_t was = ((kept_block *)old - 1)->size;
+        memcpy(p, old, was < n ? was : n);
+        kept_free(old);
+    }
+    return p;
+}
+/* How many freed blocks were written to since their free. */
+static int kept_written_after_free(void)
+{
+    int bad = 0;
+    pthread_mutex_lock(&kept_mu);
+    for (kept_block *b = kept; b; b = b->next) {
+        const unsigned char *u = (const unsigned char *)(b + 1);
+        for (size_t i = 0; b->freed && i < b->size; i++)
+            if (u[i] != KEPT_PATTERN) {
+                bad++;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&kept_mu);
+    return bad;
+}
+
+/* A done callback run by cf_future_cancel frees the pool of the queued
+ * task it cancelled: the pool drops the cancelled entry and is gone when
+ * the callback returns, and the cancel touches it no more (it used to
+ * count itself in the freed pool's counters). */
+static void open_and_free_pool(cf_future *f, void *ex)
+{
+    CHECK(cf_future_cancelled(f));
+    gate_open(&g_block);
+    cf_executor_free(ex);
+}
+
+static void cancel_callback_frees_executor(void)
+{
+    CHECK_EQ(
+        cf_replace_allocator(kept_malloc, kept_realloc, kept_calloc, kept_free),
+        0);
+    cf_executor *ex = new_pool(1);
+    cf_future *b = submit(ex, block, NULL);
+    WAIT_UNTIL(atomic_load(&started) == 1, 10.0);
+    cf_future *q = submit(ex, count, NULL);
+    CHECK_EQ(cf_future_add_done_callback(q, open_and_free_pool, ex), 0);
+    CHECK(cf_future_cancel(q));
+    CHECK_EQ(kept_written_after_free(), 0);
+    CHECK_EQ(atomic_load(&counter), 0);
+    CHECK(cf_future_cancelled(q));
+    CHECK_EQ(result_of(b), 0);
+    cf_future_release(b);
+    cf_future_release(q);
+}
+
 /* cf_shutdown(wait) from a task of the same pool: CF_EDEADLK, and nothing
  * done (the pool still takes work). Without wait it works. */
 static cf_executor *g_ex;
@@ -1545,6 +1645,7 @@ static const test_case cases[] = {
     TEST_CASE(cancel_futures_wait_false),
     TEST_CASE(cancelled_then_shutdown_no_hang),
     TEST_CASE(cancel_queued_future),
+    TEST_CASE(cancel_callback_frees_executor),
     TEST_CASE(shutdown_from_task),
     TEST_CASE(executor_free_from_task),
     TEST_CASE(futures_outlive_executor),
