@@ -445,8 +445,9 @@ typedef struct cf_map cf_map;
 int cf_map_new(cf_map **m, cf_executor *ex, cf_fn fn, void *const *args,
                size_t n, size_t buffersize, double timeout);
 /* The next result in input order: 0 with *result, the task's failure code
- * (iteration goes on with the next item), CF_EOF at the end, CF_ETIMEDOUT
- * (the item stays next) once the timeout has passed. */
+ * (iteration goes on with the next item; a task's CF_EOF or CF_ETIMEDOUT
+ * reads CF_EINVAL or CF_ETIME), CF_EOF at the end, CF_ETIMEDOUT (the item
+ * stays next) once the timeout has passed. */
 int cf_map_next(cf_map *m, void **result);
 /* Cancels the items not started and frees the map. */
 void cf_map_free(cf_map *m);
@@ -499,9 +500,9 @@ int cf_map_bytes_new(cf_map **m, cf_executor *ex, cf_bytes_fn fn,
                      const void *const *ins, const size_t *lens, size_t n,
                      size_t chunksize, size_t buffersize, double timeout);
 /* The next result in input order: 0 with *data and *len (valid until the
- * next call or cf_map_free); an item's failure code with its message (a
- * NUL-terminated text) in *data and *len; CF_EOF at the end; CF_ETIMEDOUT
- * (the item stays next); CF_EINVAL on a pointer map. */
+ * next call or cf_map_free); an item's failure code (as cf_map_next's) with
+ * its message (a NUL-terminated text) in *data and *len; CF_EOF at the end;
+ * CF_ETIMEDOUT (the item stays next); CF_EINVAL on a pointer map. */
 int cf_map_bytes_next(cf_map *m, const void **data, size_t *len);
 
 /* ------------------------------------------------------------------------

@@ -219,6 +219,14 @@ static int take_task(cf_map *m, cf_future **f, int *err)
     return 0;
 }
 
+/* An item's failure code as the iterator returns it: CF_EOF and
+ * CF_ETIMEDOUT are the iterator's own (the end; the item stays next), so
+ * an item that failed with one of them is CF_EINVAL / CF_ETIME instead. */
+static int item_code(int rc)
+{
+    return rc == CF_EOF ? CF_EINVAL : rc == CF_ETIMEDOUT ? CF_ETIME : rc;
+}
+
 /* ---- pointer maps ------------------------------------------------------ */
 
 int cf_map_new(cf_map **out, cf_executor *ex, cf_fn fn, void *const *args,
@@ -276,7 +284,7 @@ int cf_map_next(cf_map *m, void **result)
         return err;
     int rc = cf_future_result(f, 0, result);
     cf_future_release(f);
-    return rc;
+    return item_code(rc);
 }
 
 /* ---- bytes maps -------------------------------------------------------- */
@@ -369,7 +377,7 @@ static int chunk_item(cf_map *m, const void **data, size_t *len)
     m->cur = rd.p;
     *data = p;
     *len = h.type == CF__FR_FAIL ? (size_t)h.len - 1 : (size_t)h.len;
-    return h.type == CF__FR_FAIL ? h.aux : 0;
+    return h.type == CF__FR_FAIL ? item_code(h.aux) : 0;
 }
 
 int cf_map_bytes_next(cf_map *m, const void **data, size_t *len)
@@ -396,7 +404,7 @@ int cf_map_bytes_next(cf_map *m, const void **data, size_t *len)
     if (m->task_rc) {
         *data = m->task_msg;
         *len = strlen(m->task_msg);
-        return m->task_rc;
+        return item_code(m->task_rc);
     }
     if (m->chunk > 1)
         return chunk_item(m, data, len);

@@ -174,7 +174,7 @@ static void *fail_odd(void *arg)
 {
     intptr_t i = (intptr_t)arg;
     if (i % 2)
-        cf_fail(CF_EBROKEN - (int)i, "item %d", (int)i);
+        cf_fail(-5000 - (int)i, "item %d", (int)i);
     return (void *)(i * 3);
 }
 
@@ -188,7 +188,7 @@ static void map_many_failures(void)
         void *r = NULL;
         int rc = cf_map_next(m, &r);
         if (i % 2) {
-            CHECK_EQ(rc, CF_EBROKEN - i);
+            CHECK_EQ(rc, -5000 - i);
         } else {
             CHECK_EQ(rc, 0);
             CHECK_EQ((intptr_t)r, i * 3);
@@ -196,6 +196,73 @@ static void map_many_failures(void)
     }
     CHECK_EQ(cf_map_next(m, NULL), CF_EOF);
     cf_map_free(m);
+    free(args);
+    cf_executor_free(ex);
+}
+
+/* Items that fail with the codes the iterator uses for itself (CF_EOF:
+ * the end; CF_ETIMEDOUT: the item stays next) read as CF_EINVAL and
+ * CF_ETIME, and iteration goes on: no item is dropped or read twice. */
+static void *fail_with_iterator_codes(void *arg)
+{
+    intptr_t i = (intptr_t)arg;
+    if (i % 3)
+        cf_fail(i % 3 == 1 ? CF_EOF : CF_ETIMEDOUT, "item %d", (int)i);
+    return (void *)(i * 3);
+}
+
+static int bytes_with_iterator_codes(const void *in, size_t len, cf_buffer *out)
+{
+    int64_t i = 0;
+    memcpy(&i, in, len < sizeof i ? len : sizeof i);
+    if (i % 3)
+        return i % 3 == 1 ? CF_EOF : CF_ETIMEDOUT;
+    int64_t r = i * 3;
+    return cf_buffer_append(out, &r, sizeof r);
+}
+
+static void map_item_codes_are_not_the_iterators(void)
+{
+    cf_executor *ex = new_pool(3);
+    enum { N = 12 };
+    void **args = range_args(N);
+    static const int want[3] = { 0, CF_EINVAL, CF_ETIME };
+    cf_map *m;
+    CHECK_EQ(cf_map_new(&m, ex, fail_with_iterator_codes, args, N, 2, 5.0), 0);
+    for (intptr_t i = 0; i < N; i++) {
+        void *r = NULL;
+        CHECK_EQ(cf_map_next(m, &r), want[i % 3]);
+        if (i % 3 == 0)
+            CHECK_EQ((intptr_t)r, i * 3);
+    }
+    CHECK_EQ(cf_map_next(m, NULL), CF_EOF);
+    cf_map_free(m);
+    int64_t in[N];
+    const void *ins[N];
+    size_t lens[N];
+    for (int i = 0; i < N; i++) {
+        in[i] = i;
+        ins[i] = &in[i];
+        lens[i] = sizeof in[i];
+    }
+    for (size_t chunk = 1; chunk <= 5; chunk += 4) {
+        CHECK_EQ(cf_map_bytes_new(&m, ex, bytes_with_iterator_codes, ins, lens,
+                                  N, chunk, 2, 5.0),
+                 0);
+        for (int i = 0; i < N; i++) {
+            const void *data;
+            size_t len;
+            CHECK_EQ(cf_map_bytes_next(m, &data, &len), want[i % 3]);
+            if (i % 3 == 0) {
+                int64_t r;
+                CHECK_EQ(len, sizeof r);
+                memcpy(&r, data, sizeof r);
+                CHECK_EQ(r, (int64_t)i * 3);
+            }
+        }
+        CHECK_EQ(cf_map_bytes_next(m, NULL, NULL), CF_EOF);
+        cf_map_free(m);
+    }
     free(args);
     cf_executor_free(ex);
 }
@@ -626,6 +693,7 @@ static const test_case cases[] = {
     TEST_CASE(map_order_when_later_finish_first),
     TEST_CASE(map_failure_continues),
     TEST_CASE(map_many_failures),
+    TEST_CASE(map_item_codes_are_not_the_iterators),
     TEST_CASE(map_timeout),
     TEST_CASE(map_timeout_from_new),
     TEST_CASE(map_timeout_item_stays_next),
