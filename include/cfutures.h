@@ -429,8 +429,8 @@ cf_executor *cf_thread_pool_new(const cf_options *opts);
 
 /* Schedules fn(arg). With out, *out is a new future (the caller releases
  * it); out NULL is fire and forget. 0, CF_ESHUTDOWN, CF_EBROKEN, CF_EINVAL,
- * CF_ENOMEM, or -errno (-EAGAIN) when the pool has no live thread and
- * cannot start one. */
+ * CF_ENOMEM; when the pool has no live thread and cannot start one, the
+ * failure as cf_thread_start gives it (the system's EAGAIN is CF_ENOMEM). */
 int cf_submit(cf_executor *ex, cf_fn fn, void *arg, cf_future **out);
 
 /* Stops taking work (idempotent). cancel_futures cancels what has not
