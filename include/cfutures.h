@@ -94,7 +94,8 @@ typedef struct cf_thread_options {
 
 /* Starts fn(arg) on a new thread; opts may be NULL. On success *t is the
  * handle to join (NULL for a detached thread, and t may then be NULL).
- * Returns 0, CF_EINVAL, CF_ENOMEM, or -errno from the system. */
+ * Returns 0, CF_EINVAL, CF_ENOMEM (the system's EAGAIN included), or another
+ * -errno from the system. */
 int cf_thread_start(cf_thread **t, cf_fn fn, void *arg,
                     const cf_thread_options *opts);
 
