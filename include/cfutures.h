@@ -204,7 +204,8 @@ unsigned cf_barrier_parties(cf_barrier *b);
 
 /* Calls fn(arg) once after interval seconds on its own thread, unless it is
  * cancelled first. NULL with errno EINVAL (NULL fn, NaN or negative
- * interval) or ENOMEM. */
+ * interval), ENOMEM (no memory, or no thread to be had: EAGAIN) or another
+ * error of the system's. */
 typedef struct cf_timer cf_timer;
 cf_timer *cf_timer_start(double interval, cf_fn fn, void *arg);
 /* Stops the call if it has not begun: true if this stopped it (or it was
