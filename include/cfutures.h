@@ -374,7 +374,8 @@ typedef enum cf_start_method {
 } cf_start_method;
 
 typedef struct cf_options {
-    int max_workers;         /* 0: threads min(32, ncpu + 4); processes ncpu */
+    int max_workers;         /* 0: threads min(32, ncpu + 4); processes ncpu;
+                                MPI: every rank but the root (spawn: ncpu) */
     const char *name_prefix; /* worker thread names: "<prefix>_<i>" (copied) */
     cf_fn initializer;       /* run once in each worker before any task; a
                                cf_fail in it breaks the pool */
