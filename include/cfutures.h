@@ -94,7 +94,8 @@ typedef struct cf_thread_options {
 
 /* Starts fn(arg) on a new thread; opts may be NULL. On success *t is the
  * handle to join (NULL for a detached thread, and t may then be NULL).
- * Returns 0, CF_EINVAL, CF_ENOMEM, or -errno from the system. */
+ * Returns 0, CF_EINVAL, CF_ENOMEM (the system's EAGAIN included), or another
+ * -errno from the system. */
 int cf_thread_start(cf_thread **t, cf_fn fn, void *arg,
                     const cf_thread_options *opts);
 
@@ -173,9 +174,9 @@ int cf_semaphore_release(cf_semaphore *s, unsigned n);
 typedef struct cf_event cf_event;
 cf_event *cf_event_new(void);
 void cf_event_free(cf_event *e);
-void cf_event_set(cf_event *e);   /* sets the flag, wakes every waiter */
-void cf_event_clear(cf_event *e); /* resets the flag */
-bool cf_event_is_set(cf_event *e);
+void cf_event_set(cf_event *e);    /* sets the flag, wakes every waiter */
+void cf_event_clear(cf_event *e);  /* resets the flag */
+bool cf_event_is_set(cf_event *e); /* the flag's value now */
 /* Waits until the flag is set: 0, or CF_ETIMEDOUT. */
 int cf_event_wait(cf_event *e, double timeout);
 
@@ -194,13 +195,17 @@ int cf_barrier_wait(cf_barrier *b, double timeout);
 void cf_barrier_reset(cf_barrier *b);
 /* Breaks the barrier: current and later waits get CF_EBROKEN until reset. */
 void cf_barrier_abort(cf_barrier *b);
+/* Whether it is broken; the threads in the round being filled (0 while a
+ * round is released or reset, or when broken); the parties it was made
+ * for. NULL reads false or 0. */
 bool cf_barrier_broken(cf_barrier *b);
 unsigned cf_barrier_n_waiting(cf_barrier *b);
 unsigned cf_barrier_parties(cf_barrier *b);
 
 /* Calls fn(arg) once after interval seconds on its own thread, unless it is
  * cancelled first. NULL with errno EINVAL (NULL fn, NaN or negative
- * interval) or ENOMEM. */
+ * interval), ENOMEM (no memory, or no thread to be had: EAGAIN) or another
+ * error of the system's. */
 typedef struct cf_timer cf_timer;
 cf_timer *cf_timer_start(double interval, cf_fn fn, void *arg);
 /* Stops the call if it has not begun: true if this stopped it (or it was
@@ -240,6 +245,8 @@ int cf_queue_get(cf_queue *q, void **item, double timeout);
 int cf_queue_task_done(cf_queue *q);
 /* Waits until every item put has been marked done: 0 or CF_ETIMEDOUT. */
 int cf_queue_join(cf_queue *q, double timeout);
+/* The items in it now, whether there are none, whether a bounded queue is
+ * at maxsize (never for maxsize 0): a snapshot that may be stale at once. */
 size_t cf_queue_size(cf_queue *q);
 bool cf_queue_empty(cf_queue *q);
 bool cf_queue_full(cf_queue *q);
@@ -292,6 +299,7 @@ int cf_future_exception(cf_future *f, double timeout, const char **message);
 /* Cancels a pending future: true if it is cancelled now (or was already),
  * false once running or finished. Cancelling runs callbacks, wakes waiters. */
 bool cf_future_cancel(cf_future *f);
+/* Its state now: cancelled, running (started and not done), done. */
 bool cf_future_cancelled(cf_future *f);
 bool cf_future_running(cf_future *f);
 bool cf_future_done(cf_future *f); /* finished or cancelled */
@@ -350,6 +358,8 @@ int cf_as_completed_new(cf_as_completed **it, cf_future *const *fs, size_t n,
  * CF_EOF when all were yielded, CF_ETIMEDOUT once the timeout has passed. In
  * a task, with no timeout, it may run the awaited tasks as cf_wait does. */
 int cf_as_completed_next(cf_as_completed *it, cf_future **f);
+/* Frees the iterator and drops its references to the futures (NULL is
+ * ignored); a future it yielded is then valid only by the caller's own. */
 void cf_as_completed_free(cf_as_completed *it);
 
 /* ------------------------------------------------------------------------
@@ -364,7 +374,8 @@ typedef enum cf_start_method {
 } cf_start_method;
 
 typedef struct cf_options {
-    int max_workers;         /* 0: threads min(32, ncpu + 4); processes ncpu */
+    int max_workers;         /* 0: threads min(32, ncpu + 4); processes ncpu;
+                                MPI: every rank but the root (spawn: ncpu) */
     const char *name_prefix; /* worker thread names: "<prefix>_<i>" (copied) */
     cf_fn initializer;       /* run once in each worker before any task; a
                                cf_fail in it breaks the pool */
@@ -415,23 +426,26 @@ typedef struct cf_stats {
  * spare thread in its place, up to 1024 beyond max_workers, so that
  * max_workers keep running tasks; spares leave once idle. Past that cap a
  * wait just waits. Worker names are "<prefix>_<i>", whole. NULL with errno
- * EINVAL (negative max_workers) or ENOMEM. */
+ * EINVAL (negative max_workers, a NaN or negative idle_timeout or
+ * task_timeout, a reserved_ byte not zero) or ENOMEM. */
 cf_executor *cf_thread_pool_new(const cf_options *opts);
 
 /* Schedules fn(arg). With out, *out is a new future (the caller releases
  * it); out NULL is fire and forget. 0, CF_ESHUTDOWN, CF_EBROKEN, CF_EINVAL,
- * CF_ENOMEM, or -errno (-EAGAIN) when the pool has no live thread and
- * cannot start one. */
+ * CF_ENOMEM; when the pool has no live thread and cannot start one, the
+ * failure as cf_thread_start gives it (the system's EAGAIN is CF_ENOMEM). */
 int cf_submit(cf_executor *ex, cf_fn fn, void *arg, cf_future **out);
 
 /* Stops taking work (idempotent). cancel_futures cancels what has not
  * started (tasks that tasks submitted are cancelled as a worker reaches
  * them); wait waits for the rest to finish and the workers to exit.
- * 0, or CF_EDEADLK (nothing done) when a worker of ex asks to wait. */
+ * 0, or CF_EDEADLK (nothing done) when a worker of ex, or a done callback
+ * on a process or MPI pool's manager thread, asks to wait. */
 int cf_shutdown(cf_executor *ex, bool wait, bool cancel_futures);
 
 /* Shuts down with wait and frees the executor; futures outlive it. From a
- * task of ex it does not wait: the last worker to exit frees it. */
+ * task of ex (or a process or MPI pool's done callback) it does not wait:
+ * the last worker (the manager thread) to exit frees it. */
 void cf_executor_free(cf_executor *ex);
 
 /* Fills *out with a snapshot of the counters: 0 or CF_EINVAL. */
@@ -467,7 +481,8 @@ typedef int (*cf_bytes_fn)(const void *in, size_t len, cf_buffer *out);
 
 /* Appends len bytes to b: 0, CF_EINVAL, CF_ENOMEM (b unchanged). */
 int cf_buffer_append(cf_buffer *b, const void *data, size_t len);
-/* Makes room for extra more bytes without changing the contents. */
+/* Makes room for extra more bytes without changing the contents: 0,
+ * CF_EINVAL, CF_ENOMEM (b unchanged). */
 int cf_buffer_reserve(cf_buffer *b, size_t extra);
 
 /* Schedules fn over a copy of in[0..len) on any executor. With out, *out is
@@ -560,8 +575,9 @@ void *cf_future_arg(const cf_future *f);
 
 /* Waits until a shut-down executor's accepted work has finished and its
  * workers have exited: 0, CF_ETIMEDOUT, CF_EINVAL (not shut down, NULL, NaN)
- * or CF_EDEADLK from a worker of ex. With cf_shutdown(ex, false, ...) it is
- * a shutdown with a timeout. */
+ * or CF_EDEADLK from a worker of ex or a process or MPI pool's done
+ * callback. With cf_shutdown(ex, false, ...) it is a shutdown with a
+ * timeout. */
 int cf_executor_wait(cf_executor *ex, double timeout);
 
 /* cf_as_completed_next with a timeout of its own for this call, on top of

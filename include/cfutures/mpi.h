@@ -20,8 +20,9 @@
  *     call MPI meanwhile unless the level is MPI_THREAD_MULTIPLE. Free the
  *     executor before MPI_Finalize.
  *   - NULL with errno: EINVAL (a bad argument, an intercommunicator, MPI
- *     finalised, or the root's thread level below SERIALIZED), ENOMEM, EIO
- *     (an MPI call failed).
+ *     finalised, or the root's thread level below SERIALIZED), ENOMEM,
+ *     EAGAIN (the root's manager thread could not start), EIO (an MPI call
+ *     failed).
  */
 #ifndef CFUTURES_MPI_H
 #define CFUTURES_MPI_H
