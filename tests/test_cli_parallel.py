@@ -214,6 +214,11 @@ def cases():
     add("-k", "-n2", "echo", ":::", "a", "b", "c", "d", "e")
     add("-k", "-n", "2", "echo", "{}", "{1}", "{2}", "x", ":::", "a", "b", "c")
     add("-k", "-N2", "echo", "{2}", "{1}", ":::", "a", "b", "c")
+    # -N replaces in context, as -X does: the word around {} once per input
+    # (-n does not).
+    add("-k", "-N2", "echo", "x{}y", "={.}", "{1}z", ":::", "a.1", "b c", "d")
+    add("-k", "-n2", "echo", "x{}y", ":::", "a", "b", "c")
+    add("-k", "-N0", "echo", "x{}y", "{}", ":::", "a", "b")
     add("-k", "-N3", "echo", ":::", *HOSTILE[:8])
     add("-k", "-N0", "echo", "foo", "{#}", ":::", "a", "b", "c")
     add("-k", "-N0", "echo", "foo", ":::", "a", "b")
@@ -284,6 +289,24 @@ def cases():
     add("--dry-run", "echo", "{.}", "{/}", ":::", *PATHS)
     add("--dry-run", "-X", "-j1", "echo", "x{}y", ":::", "a", "b c")
     add("--dry-run", "-q", "echo", "a b", "{}", ":::", "x y")
+    # -q quotes each word whole once its values are in (GNU parallel's
+    # way): a word whose value is empty or absent ({n} past the last
+    # input, a short record's column) is still an argument, '', except
+    # the {} of a job without inputs (-N0), which leaves no word.
+    add("-k", "-q", "printf", "%s|\\n", "{2}", "x{3}", "{1}", ":::", "a",
+        "b c")
+    add("-k", "-q", "-N2", "printf", "%s|\\n", "{2}", "z", ":::", "a", "b",
+        "c")
+    add("-k", "-q", "--colsep", ",", "printf", "%s|\\n", "{2}", "{-1}",
+        ":::", "a,b", "c")
+    add("-k", "--dry-run", "-q", "echo", "x{}", "p q{}", "{}{}", "{2}", "{}",
+        ":::", "a b", "", "it's", "$x")
+    add("-k", "--dry-run", "-q", "-N0", "echo", "x", "{}", "{1}", "y{}",
+        ":::", "a")
+    add("--dry-run", "-q", "-X", "-j1", "echo", "p q{}r s", "{} {}", ":::",
+        "a", "b c")
+    add("--dry-run", "-q", "-m", "-j1", "echo", "x{}y", "{1}", ":::", "a",
+        "b c")
     add("--dry-run", "--pipe", "-N1", "wc", "-l", stdin=b"1\n2\n")
     add("-k", "--dry-run", "--tag", "echo", ":::", "a", "b c")
     add("-k", "--dry-run", "--tagstring", "T{#}", "echo", ":::", "a")

@@ -819,6 +819,10 @@ static int check(parse_state *ps, size_t n_words)
         return cli_usage_error("run", "--pipe takes -N (records per job), "
                                       "not -n");
     }
+    /* -N makes GNU parallel replace in context, as -X does: a word
+     * around {} is repeated for each input (x{}y: xay xby). */
+    if (ps->max_args_N && !c->pipe)
+        c->context = true;
     if (c->pipe && ps->n_src > 0)
         return cli_usage_error("run", "--pipe reads standard input; it "
                                       "takes no ':::' or '::::' inputs");

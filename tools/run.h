@@ -57,7 +57,7 @@ typedef struct run_config {
     bool verbose, trace; /* -v: command on stdout; -t: on stderr */
     bool resume, resume_failed;
     bool skip_empty; /* -r */
-    bool context;    /* -X */
+    bool context;    /* -X, -N: words around {} repeated per input */
     bool multi;      /* -m or -X: as many arguments as fit */
     bool quote;      /* -q */
     bool pipe;       /* --pipe */
