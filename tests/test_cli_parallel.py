@@ -245,6 +245,12 @@ def cases():
     add("-k", "--tag", "echo", ":::", "a", "b c", ":::", "1")
     add("-k", "--tag", "printf", "l1\\nl2\\n", ":::", "x", "y")
     add("-k", "--tag", "printf", "no-newline", ":::", "x")
+    # A carriage return ends a line for the tag too (CRLF text, progress
+    # lines redrawn with \r).
+    add("-k", "--tag", "printf '%s\\r\\n%s\\rc\\r' {} {}", ":::", "x",
+        "y")
+    add("-k", "--tagstring", "T{#}", "printf '%s\\rb\\r'", ":::", "x")
+    add("--lb", "--tag", "printf 'a\\rb\\r\\nc\\n%s' {}", ":::", "x")
     add("-k", "--tagstring", "{}-x", "echo", "hi", ":::", "a", "b")
     add("-k", "--tagstring", "[{#}:{/}]", "echo", "hi", ":::", "d/a", "e/b")
     # --tagstring expands \t \n \r and octal escapes (GNU parallel's
