@@ -200,6 +200,12 @@ def cases():
                  ["-X", "echo", "[{}]"], ["--tag", "echo", "x"],
                  ["--results", "r", "echo", "x"], ["-N2", "echo", "{-1}"]):
         add("-k", "--colsep", ",", *tmpl, stdin=ragged)
+    # Positions count the inputs a job has: after a short record, the next
+    # source's columns (or the next record's, with -N) move up.
+    add("-k", "--colsep", ",", "echo", "{1}", "{2}", "{3}", "{4}", "{-1}",
+        "{-2}", ":::", "a", "a,b", ":::", "X,Y", "X")
+    add("-k", "--colsep", ",", "-N2", "echo", "{2}", "{3}", "{4}", "{-2}",
+        stdin=b"d\na,b,c\ne,f\n")
     for srcs in ([":::", ":::", "a"], [":::", "a", ":::"],
                  [":::", "a", ":::", ":::", "b"], ["::::", "empty", ":::", "a"],
                  [":::", ":::+", "a"], [":::", "a", "b", ":::+"],

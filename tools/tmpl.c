@@ -800,6 +800,24 @@ static void add_value(const tmpl *t, strbuf *b, const char *v,
     sb_free(&q);
 }
 
+/* The pos-th input of all[0..n) (from 1; from the end when negative), as
+ * GNU parallel counts them: the columns that a short record lacks
+ * (tmpl_missing) are not there, so the inputs after them, of the next
+ * source or record, move up. NULL when there is none. */
+static const char *nth_input(char *const *all, size_t n, long pos)
+{
+    if (pos > 0) {
+        for (size_t i = 0; i < n; i++)
+            if (all[i] != tmpl_missing && --pos == 0)
+                return all[i];
+    } else {
+        for (size_t i = n; i-- > 0;)
+            if (all[i] != tmpl_missing && ++pos == 0)
+                return all[i];
+    }
+    return NULL;
+}
+
 static void expand_seg(const tmpl *t, const tmpl_seg *g, strbuf *b,
                        char *const *args, size_t n_args, char *const *all,
                        size_t n_all, size_t seq, size_t slot)
@@ -826,11 +844,9 @@ static void expand_seg(const tmpl *t, const tmpl_seg *g, strbuf *b,
         }
         return;
     }
-    while (g->pos < 0 && n_all > 0 && all[n_all - 1] == tmpl_missing)
-        n_all--; /* {-n} counts from the record's last column */
-    long idx = g->pos > 0 ? g->pos - 1 : (long)n_all + g->pos;
-    if (idx >= 0 && (size_t)idx < n_all && all[idx] != tmpl_missing)
-        add_value(t, b, all[idx], g);
+    const char *v = nth_input(all, n_all, g->pos);
+    if (v != NULL)
+        add_value(t, b, v, g);
 }
 
 /* -q's expansion (see TMPL_QUOTE_WORDS): the word being made, as it is,
@@ -896,11 +912,9 @@ static void expand_qseg(const tmpl_seg *g, strbuf *b, qword_buf *q,
     }
     if (n_all == 0)
         return; /* a job without inputs (-N0) */
-    while (g->pos < 0 && n_all > 0 && all[n_all - 1] == tmpl_missing)
-        n_all--; /* {-n} counts from the record's last column */
-    long idx = g->pos > 0 ? g->pos - 1 : (long)n_all + g->pos;
-    if (idx >= 0 && (size_t)idx < n_all && all[idx] != tmpl_missing) {
-        apply_mod(all[idx], g->mod, &s, &n);
+    const char *v = nth_input(all, n_all, g->pos);
+    if (v != NULL) {
+        apply_mod(v, g->mod, &s, &n);
         qword_add(q, s, n);
     } else {
         qword_add(q, "", 0); /* past the inputs: empty, a word still */

@@ -46,8 +46,9 @@ typedef struct tmpl_seg {
 } tmpl_seg;
 
 /* The argument of a column past the end of a short record (--colsep):
- * empty for {n}, and not there for {}, {-n}, -X and --tag (GNU parallel
- * gives such a record fewer arguments). Compared by address. */
+ * not there for {}, {n}, {-n}, -X and --tag (GNU parallel gives such a
+ * record fewer arguments: {n} counts the others, and past them is
+ * empty). Compared by address. */
 extern char tmpl_missing[];
 
 typedef struct tmpl {
