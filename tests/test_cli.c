@@ -319,6 +319,14 @@ static void bad_options_exit_2(void)
                 "true");
     USAGE_ERROR("--timeout wants a duration", "run", "--timeout=nan", "--",
                 "true");
+    /* Digits and units only, as GNU parallel reads them (strtod alone
+     * took these). */
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "0x10", "--",
+                "true");
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "1e1", "--",
+                "true");
+    USAGE_ERROR("--delay wants a duration", "run", "--delay", " +5", "--",
+                "true");
     USAGE_ERROR("--retries wants a number", "run", "--retries", "x", "true");
     USAGE_ERROR("'--keep-order' takes no value", "run", "--keep-order=yes",
                 "true");

@@ -371,6 +371,7 @@ def cases():
     # --timeout.
     add("-k", "--timeout", "0.5", "sleep {}; echo {}", ":::", "0.1", "3")
     add("-k", "--timeout", "0", "sleep {}; echo {}", ":::", "0.1", "0.3")
+    add("-k", "--timeout", "1M", "--delay", "0.1S", "echo", ":::", "a", "b")
     add("-k", "--timeout", "0.5", "--joblog", "jl", "sleep {}; echo {}",
         ":::", "0.1", "3", joblogs=("jl",))
 
