@@ -259,6 +259,10 @@ def cases():
     add("--lb", "--tag", "printf 'a\\rb\\r\\nc\\n%s' {}", ":::", "x")
     add("-k", "--tagstring", "{}-x", "echo", "hi", ":::", "a", "b")
     add("-k", "--tagstring", "[{#}:{/}]", "echo", "hi", ":::", "d/a", "e/b")
+    # With -X and -N the tag string is replaced in context too.
+    add("-k", "-X", "-j1", "--tagstring", "x{}y", "echo", ":::", "a", "b")
+    add("-k", "-N2", "--tagstring", "x{.}y {1}", "echo", ":::", "a.1", "b",
+        "c")
     # --tagstring expands \t \n \r and octal escapes (GNU parallel's
     # unquote_printf), in the string only, not in the values.
     for t in ("{}\\t", "\\t{}\\n", "\\r|", "\\\\", "\\\\t", "a\\x41\\e\\a",

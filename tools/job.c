@@ -38,8 +38,10 @@ int job_build_command(job *j)
     if (j->command == NULL)
         return -1;
     if (cfg->tag) {
+        /* In context too, as GNU parallel: --tagstring x{}y with -X or
+         * -N is xay xby. */
         tmpl_expand(&cfg->tagstr, &b, j->args, j->n_args, j->seq, j->slot,
-                    false);
+                    cfg->context);
         sb_addc(&b, '\t');
         j->tag = sb_take(&b);
         if (j->tag == NULL)
