@@ -580,6 +580,29 @@ static void results_with_a_long_input(void)
     scratch_free(&s);
 }
 
+/* --results takes each job's output whatever else is asked: -u does not
+ * send it past the files (they were left empty), and -v writes the
+ * command at the top of the stdout file, as GNU parallel does. */
+static void results_with_ungroup_and_verbose(void)
+{
+    scratch s = scratch_new();
+    char dir[128], path[256];
+    in_dir(&s, "res", dir, sizeof dir);
+    result r = RUN(NULL, "run", "-u", "-v", "-j1", "--results", dir,
+                   "echo {}; echo e{} >&2", ":::", "a", "b");
+    CHECK_OUT(r, r.status == 0 && r.out_len == 0);
+    snprintf(path, sizeof path, "%s/1/b/stdout", dir);
+    char *text = slurp(path);
+    CHECK(strcmp(text, "echo b; echo eb >&2\nb\n") == 0);
+    free(text);
+    snprintf(path, sizeof path, "%s/1/b/stderr", dir);
+    text = slurp(path);
+    CHECK(strcmp(text, "eb\n") == 0);
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
 /* --shuf shuffles the inputs before they make jobs, as GNU parallel
  * does: {#} and -k follow the shuffled order. */
 static void shuf_numbers_in_shuffled_order(void)
@@ -1956,6 +1979,7 @@ static const test_case cases[] = {
     TEST_CASE(job_environment),
     TEST_CASE(a_shell_that_does_not_exist),
     TEST_CASE(results_with_a_long_input),
+    TEST_CASE(results_with_ungroup_and_verbose),
     TEST_CASE(shuf_numbers_in_shuffled_order),
     TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),

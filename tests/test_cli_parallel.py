@@ -284,6 +284,11 @@ def cases():
     add("-k", "--line-buffer", "echo", ":::", "a", "b", "c")
     add("-k", "--lb", "--tag", "printf", "'x\\ny\\n'", ":::", "a", "b")
     add("-u", "-j1", "echo", ":::", "a", "b")
+    # -v with -u or --line-buffer: each try's command before its output.
+    add("-u", "-v", "-j1", "--retries", "2",
+        "echo s{}; sleep 0.2; echo e{}; exit 1", ":::", "a", "b")
+    add("--lb", "-v", "--tag", "-j1", "echo s{}; sleep 0.2; echo e{}",
+        ":::", "a", "b")
     add("--group", "-k", "echo", ":::", "a", "b")
     add("--shuf", "echo", ":::", *"abcdefgh")
     # The inputs are shuffled before they make jobs: -k prints in {#}
@@ -433,6 +438,11 @@ def cases():
     add("-k", "--results", "res", "echo", ":::", "a", "b", ":::", "1", "2")
     add("-k", "--results", "res/", "sh", "-c", "'echo out; echo err >&2'",
         ":::", "x")
+    # -u does not keep the output from the files; -v writes the command at
+    # the top of the stdout file, not on the output.
+    add("-u", "-j1", "--results", "res", "echo", ":::", "a", "b")
+    add("-k", "-v", "--results", "res", "echo {}; echo e >&2", ":::", "a")
+    add("-u", "-v", "-j1", "--results", "res", "echo", ":::", "a")
 
     # --pipe.
     seq = "".join("%d\n" % i for i in range(1, 11)).encode()
