@@ -1644,6 +1644,50 @@ static void sigint_stops_the_run(void)
     scratch_free(&s);
 }
 
+/* The jobs Ctrl-C stopped are not in the job log, as in GNU parallel, so
+ * that --resume runs them again (logged as stopped, they never ran to
+ * their end). */
+static void sigint_leaves_stopped_jobs_to_resume(void)
+{
+    scratch s = scratch_new();
+    char pids[128], log[128];
+    in_dir(&s, "pids", pids, sizeof pids);
+    in_dir(&s, "log", log, sizeof log);
+    double t0 = now_s();
+    child c =
+        start(NULL, (const char *const[]){
+                        "run", "-j", "2", "--joblog", log, "--", "sh", "-c",
+                        "'echo $$ >> \"$0\"; [ $1 = 1 ] || exec sleep 60'",
+                        pids, ":::", "1", "2", "3", "4", NULL });
+    /* Job 1 ends at once; jobs 2 and 3 then run until stopped. */
+    double end = now_s() + 10 * test_scale();
+    for (;;) {
+        CHECK(now_s() < end);
+        FILE *f = fopen(pids, "r");
+        int lines = 0, ch;
+        while (f && (ch = fgetc(f)) != EOF)
+            lines += ch == '\n';
+        if (f)
+            fclose(f);
+        if (lines >= 3)
+            break;
+        sleep_s(0.02);
+    }
+    CHECK(kill(c.pid, SIGINT) == 0);
+    result r = finish(c, t0);
+    CHECK_OUT(r, r.status == 130);
+    result_free(&r);
+    char *text = slurp(log);
+    CHECK(strstr(text, "\n1\t") != NULL);
+    CHECK(strstr(text, "\n2\t") == NULL && strstr(text, "\n3\t") == NULL);
+    free(text);
+    r = RUN(NULL, "run", "-k", "-j", "2", "--joblog", log, "--resume", "echo",
+            ":::", "1", "2", "3", "4");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "2\n3\n4\n") == 0);
+    result_free(&r);
+    scratch_free(&s);
+}
+
 /* A reader that goes away (| head) stops the run as Ctrl-C does. */
 static void closed_output_stops_the_run(void)
 {
@@ -2004,6 +2048,7 @@ static const test_case cases[] = {
     TEST_CASE(jobs_die_with_cfutures),
     TEST_CASE(sigint_at_any_moment),
     TEST_CASE(sigint_stops_the_run),
+    TEST_CASE(sigint_leaves_stopped_jobs_to_resume),
     TEST_CASE(closed_output_stops_the_run),
     TEST_CASE(bar_draws_and_clears_on_a_terminal),
     TEST_CASE(bar_on_request_when_not_a_terminal),

@@ -290,8 +290,12 @@ static void emit(runner *r, job *j)
         if (cfg->results)
             write_results(r, j);
         /* A job --halt now killed is not logged (as in GNU parallel), so
-         * that --resume runs it again; under -k, nor are those after it. */
-        if (!killed_by_halt)
+         * that --resume runs it again; under -k, nor are those after it.
+         * Nor is one that Ctrl-C (SIGTERM, SIGHUP, a closed output)
+         * stopped: GNU parallel logs none of those either. */
+        bool interrupted =
+            j->res.stopped && !j->res.timed_out && stop_signal() != 0;
+        if (!killed_by_halt && !interrupted)
             write_joblog(r, j);
     }
     if (j->park_errno && !r->park_warned) {
