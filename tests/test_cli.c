@@ -59,6 +59,8 @@ typedef struct result {
 static const char *child_shell = "/bin/sh";
 /* PARALLEL_SHELL for cfutures, or NULL: unset. */
 static const char *child_parallel_shell = NULL;
+/* Start cfutures with SIGCHLD ignored (exec keeps that). */
+static bool child_ignores_sigchld = false;
 
 /* Starts cfutures with args (NULL-terminated, without argv[0]) and input
  * on its standard input (NULL: /dev/null). */
@@ -83,6 +85,8 @@ static child start(const char *input, const char *const *args)
             dup2(null, 0);
         }
         alarm(0);
+        if (child_ignores_sigchld)
+            signal(SIGCHLD, SIG_IGN);
         /* Jobs run in the same shell wherever the test runs. */
         setenv("SHELL", child_shell, 1);
         if (child_parallel_shell)
@@ -1560,6 +1564,18 @@ static void sigint_at_any_moment(void)
     }
 }
 
+/* Started with SIGCHLD ignored, as a parent may leave it, cfutures still
+ * sees its jobs end (the kernel reaped them itself: it waited for good). */
+static void started_with_sigchld_ignored(void)
+{
+    child_ignores_sigchld = true;
+    result r = RUN(NULL, "run", "-k", "-j", "2", "echo {}; exit {}", ":::", "0",
+                   "3", "0");
+    child_ignores_sigchld = false;
+    CHECK_OUT(r, r.status == 1 && strcmp(r.out, "0\n3\n0\n") == 0);
+    result_free(&r);
+}
+
 /* Kills cfutures with SIGKILL while two jobs run cmd, which writes the
  * pids to watch into {}; they must end. */
 static void jobs_die_with_cfutures_as(const char *cmd)
@@ -2046,6 +2062,7 @@ static const test_case cases[] = {
     TEST_CASE(closed_standard_descriptors),
     TEST_CASE(lost_output_is_reported),
     TEST_CASE(jobs_die_with_cfutures),
+    TEST_CASE(started_with_sigchld_ignored),
     TEST_CASE(sigint_at_any_moment),
     TEST_CASE(sigint_stops_the_run),
     TEST_CASE(sigint_leaves_stopped_jobs_to_resume),
