@@ -59,6 +59,8 @@ typedef struct result {
 static const char *child_shell = "/bin/sh";
 /* PARALLEL_SHELL for cfutures, or NULL: unset. */
 static const char *child_parallel_shell = NULL;
+/* Start cfutures with SIGCHLD ignored (exec keeps that). */
+static bool child_ignores_sigchld = false;
 
 /* Starts cfutures with args (NULL-terminated, without argv[0]) and input
  * on its standard input (NULL: /dev/null). */
@@ -83,6 +85,8 @@ static child start(const char *input, const char *const *args)
             dup2(null, 0);
         }
         alarm(0);
+        if (child_ignores_sigchld)
+            signal(SIGCHLD, SIG_IGN);
         /* Jobs run in the same shell wherever the test runs. */
         setenv("SHELL", child_shell, 1);
         if (child_parallel_shell)
@@ -318,6 +322,14 @@ static void bad_options_exit_2(void)
     USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "0.0", "--",
                 "true");
     USAGE_ERROR("--timeout wants a duration", "run", "--timeout=nan", "--",
+                "true");
+    /* Digits and units only, as GNU parallel reads them (strtod alone
+     * took these). */
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "0x10", "--",
+                "true");
+    USAGE_ERROR("--timeout wants a duration", "run", "--timeout", "1e1", "--",
+                "true");
+    USAGE_ERROR("--delay wants a duration", "run", "--delay", " +5", "--",
                 "true");
     USAGE_ERROR("--retries wants a number", "run", "--retries", "x", "true");
     USAGE_ERROR("'--keep-order' takes no value", "run", "--keep-order=yes",
@@ -567,6 +579,29 @@ static void results_with_a_long_input(void)
     snprintf(path, sizeof path, "%s/1/x/seq", dir);
     text = slurp(path);
     CHECK(strcmp(text, "2") == 0);
+    free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+/* --results takes each job's output whatever else is asked: -u does not
+ * send it past the files (they were left empty), and -v writes the
+ * command at the top of the stdout file, as GNU parallel does. */
+static void results_with_ungroup_and_verbose(void)
+{
+    scratch s = scratch_new();
+    char dir[128], path[256];
+    in_dir(&s, "res", dir, sizeof dir);
+    result r = RUN(NULL, "run", "-u", "-v", "-j1", "--results", dir,
+                   "echo {}; echo e{} >&2", ":::", "a", "b");
+    CHECK_OUT(r, r.status == 0 && r.out_len == 0);
+    snprintf(path, sizeof path, "%s/1/b/stdout", dir);
+    char *text = slurp(path);
+    CHECK(strcmp(text, "echo b; echo eb >&2\nb\n") == 0);
+    free(text);
+    snprintf(path, sizeof path, "%s/1/b/stderr", dir);
+    text = slurp(path);
+    CHECK(strcmp(text, "eb\n") == 0);
     free(text);
     result_free(&r);
     scratch_free(&s);
@@ -1529,6 +1564,18 @@ static void sigint_at_any_moment(void)
     }
 }
 
+/* Started with SIGCHLD ignored, as a parent may leave it, cfutures still
+ * sees its jobs end (the kernel reaped them itself: it waited for good). */
+static void started_with_sigchld_ignored(void)
+{
+    child_ignores_sigchld = true;
+    result r = RUN(NULL, "run", "-k", "-j", "2", "echo {}; exit {}", ":::", "0",
+                   "3", "0");
+    child_ignores_sigchld = false;
+    CHECK_OUT(r, r.status == 1 && strcmp(r.out, "0\n3\n0\n") == 0);
+    result_free(&r);
+}
+
 /* Kills cfutures with SIGKILL while two jobs run cmd, which writes the
  * pids to watch into {}; they must end. */
 static void jobs_die_with_cfutures_as(const char *cmd)
@@ -1609,6 +1656,50 @@ static void sigint_stops_the_run(void)
          l = strtok_r(NULL, "\n", &save))
         CHECK(process_ends((pid_t)atol(l), 5));
     free(text);
+    result_free(&r);
+    scratch_free(&s);
+}
+
+/* The jobs Ctrl-C stopped are not in the job log, as in GNU parallel, so
+ * that --resume runs them again (logged as stopped, they never ran to
+ * their end). */
+static void sigint_leaves_stopped_jobs_to_resume(void)
+{
+    scratch s = scratch_new();
+    char pids[128], log[128];
+    in_dir(&s, "pids", pids, sizeof pids);
+    in_dir(&s, "log", log, sizeof log);
+    double t0 = now_s();
+    child c =
+        start(NULL, (const char *const[]){
+                        "run", "-j", "2", "--joblog", log, "--", "sh", "-c",
+                        "'echo $$ >> \"$0\"; [ $1 = 1 ] || exec sleep 60'",
+                        pids, ":::", "1", "2", "3", "4", NULL });
+    /* Job 1 ends at once; jobs 2 and 3 then run until stopped. */
+    double end = now_s() + 10 * test_scale();
+    for (;;) {
+        CHECK(now_s() < end);
+        FILE *f = fopen(pids, "r");
+        int lines = 0, ch;
+        while (f && (ch = fgetc(f)) != EOF)
+            lines += ch == '\n';
+        if (f)
+            fclose(f);
+        if (lines >= 3)
+            break;
+        sleep_s(0.02);
+    }
+    CHECK(kill(c.pid, SIGINT) == 0);
+    result r = finish(c, t0);
+    CHECK_OUT(r, r.status == 130);
+    result_free(&r);
+    char *text = slurp(log);
+    CHECK(strstr(text, "\n1\t") != NULL);
+    CHECK(strstr(text, "\n2\t") == NULL && strstr(text, "\n3\t") == NULL);
+    free(text);
+    r = RUN(NULL, "run", "-k", "-j", "2", "--joblog", log, "--resume", "echo",
+            ":::", "1", "2", "3", "4");
+    CHECK_OUT(r, r.status == 0 && strcmp(r.out, "2\n3\n4\n") == 0);
     result_free(&r);
     scratch_free(&s);
 }
@@ -1948,6 +2039,7 @@ static const test_case cases[] = {
     TEST_CASE(job_environment),
     TEST_CASE(a_shell_that_does_not_exist),
     TEST_CASE(results_with_a_long_input),
+    TEST_CASE(results_with_ungroup_and_verbose),
     TEST_CASE(shuf_numbers_in_shuffled_order),
     TEST_CASE(tag_on_verbose_and_dry_run),
     TEST_CASE(inputs_with_spaces_and_quotes_pass_intact),
@@ -1970,8 +2062,10 @@ static const test_case cases[] = {
     TEST_CASE(closed_standard_descriptors),
     TEST_CASE(lost_output_is_reported),
     TEST_CASE(jobs_die_with_cfutures),
+    TEST_CASE(started_with_sigchld_ignored),
     TEST_CASE(sigint_at_any_moment),
     TEST_CASE(sigint_stops_the_run),
+    TEST_CASE(sigint_leaves_stopped_jobs_to_resume),
     TEST_CASE(closed_output_stops_the_run),
     TEST_CASE(bar_draws_and_clears_on_a_terminal),
     TEST_CASE(bar_on_request_when_not_a_terminal),

@@ -200,6 +200,12 @@ def cases():
                  ["-X", "echo", "[{}]"], ["--tag", "echo", "x"],
                  ["--results", "r", "echo", "x"], ["-N2", "echo", "{-1}"]):
         add("-k", "--colsep", ",", *tmpl, stdin=ragged)
+    # Positions count the inputs a job has: after a short record, the next
+    # source's columns (or the next record's, with -N) move up.
+    add("-k", "--colsep", ",", "echo", "{1}", "{2}", "{3}", "{4}", "{-1}",
+        "{-2}", ":::", "a", "a,b", ":::", "X,Y", "X")
+    add("-k", "--colsep", ",", "-N2", "echo", "{2}", "{3}", "{4}", "{-2}",
+        stdin=b"d\na,b,c\ne,f\n")
     for srcs in ([":::", ":::", "a"], [":::", "a", ":::"],
                  [":::", "a", ":::", ":::", "b"], ["::::", "empty", ":::", "a"],
                  [":::", ":::+", "a"], [":::", "a", "b", ":::+"],
@@ -214,6 +220,11 @@ def cases():
     add("-k", "-n2", "echo", ":::", "a", "b", "c", "d", "e")
     add("-k", "-n", "2", "echo", "{}", "{1}", "{2}", "x", ":::", "a", "b", "c")
     add("-k", "-N2", "echo", "{2}", "{1}", ":::", "a", "b", "c")
+    # -N replaces in context, as -X does: the word around {} once per input
+    # (-n does not).
+    add("-k", "-N2", "echo", "x{}y", "={.}", "{1}z", ":::", "a.1", "b c", "d")
+    add("-k", "-n2", "echo", "x{}y", ":::", "a", "b", "c")
+    add("-k", "-N0", "echo", "x{}y", "{}", ":::", "a", "b")
     add("-k", "-N3", "echo", ":::", *HOSTILE[:8])
     add("-k", "-N0", "echo", "foo", "{#}", ":::", "a", "b", "c")
     add("-k", "-N0", "echo", "foo", ":::", "a", "b")
@@ -240,8 +251,18 @@ def cases():
     add("-k", "--tag", "echo", ":::", "a", "b c", ":::", "1")
     add("-k", "--tag", "printf", "l1\\nl2\\n", ":::", "x", "y")
     add("-k", "--tag", "printf", "no-newline", ":::", "x")
+    # A carriage return ends a line for the tag too (CRLF text, progress
+    # lines redrawn with \r).
+    add("-k", "--tag", "printf '%s\\r\\n%s\\rc\\r' {} {}", ":::", "x",
+        "y")
+    add("-k", "--tagstring", "T{#}", "printf '%s\\rb\\r'", ":::", "x")
+    add("--lb", "--tag", "printf 'a\\rb\\r\\nc\\n%s' {}", ":::", "x")
     add("-k", "--tagstring", "{}-x", "echo", "hi", ":::", "a", "b")
     add("-k", "--tagstring", "[{#}:{/}]", "echo", "hi", ":::", "d/a", "e/b")
+    # With -X and -N the tag string is replaced in context too.
+    add("-k", "-X", "-j1", "--tagstring", "x{}y", "echo", ":::", "a", "b")
+    add("-k", "-N2", "--tagstring", "x{.}y {1}", "echo", ":::", "a.1", "b",
+        "c")
     # --tagstring expands \t \n \r and octal escapes (GNU parallel's
     # unquote_printf), in the string only, not in the values.
     for t in ("{}\\t", "\\t{}\\n", "\\r|", "\\\\", "\\\\t", "a\\x41\\e\\a",
@@ -263,6 +284,11 @@ def cases():
     add("-k", "--line-buffer", "echo", ":::", "a", "b", "c")
     add("-k", "--lb", "--tag", "printf", "'x\\ny\\n'", ":::", "a", "b")
     add("-u", "-j1", "echo", ":::", "a", "b")
+    # -v with -u or --line-buffer: each try's command before its output.
+    add("-u", "-v", "-j1", "--retries", "2",
+        "echo s{}; sleep 0.2; echo e{}; exit 1", ":::", "a", "b")
+    add("--lb", "-v", "--tag", "-j1", "echo s{}; sleep 0.2; echo e{}",
+        ":::", "a", "b")
     add("--group", "-k", "echo", ":::", "a", "b")
     add("--shuf", "echo", ":::", *"abcdefgh")
     # The inputs are shuffled before they make jobs: -k prints in {#}
@@ -284,6 +310,24 @@ def cases():
     add("--dry-run", "echo", "{.}", "{/}", ":::", *PATHS)
     add("--dry-run", "-X", "-j1", "echo", "x{}y", ":::", "a", "b c")
     add("--dry-run", "-q", "echo", "a b", "{}", ":::", "x y")
+    # -q quotes each word whole once its values are in (GNU parallel's
+    # way): a word whose value is empty or absent ({n} past the last
+    # input, a short record's column) is still an argument, '', except
+    # the {} of a job without inputs (-N0), which leaves no word.
+    add("-k", "-q", "printf", "%s|\\n", "{2}", "x{3}", "{1}", ":::", "a",
+        "b c")
+    add("-k", "-q", "-N2", "printf", "%s|\\n", "{2}", "z", ":::", "a", "b",
+        "c")
+    add("-k", "-q", "--colsep", ",", "printf", "%s|\\n", "{2}", "{-1}",
+        ":::", "a,b", "c")
+    add("-k", "--dry-run", "-q", "echo", "x{}", "p q{}", "{}{}", "{2}", "{}",
+        ":::", "a b", "", "it's", "$x")
+    add("-k", "--dry-run", "-q", "-N0", "echo", "x", "{}", "{1}", "y{}",
+        ":::", "a")
+    add("--dry-run", "-q", "-X", "-j1", "echo", "p q{}r s", "{} {}", ":::",
+        "a", "b c")
+    add("--dry-run", "-q", "-m", "-j1", "echo", "x{}y", "{1}", ":::", "a",
+        "b c")
     add("--dry-run", "--pipe", "-N1", "wc", "-l", stdin=b"1\n2\n")
     add("-k", "--dry-run", "--tag", "echo", ":::", "a", "b c")
     add("-k", "--dry-run", "--tagstring", "T{#}", "echo", ":::", "a")
@@ -336,6 +380,7 @@ def cases():
     # --timeout.
     add("-k", "--timeout", "0.5", "sleep {}; echo {}", ":::", "0.1", "3")
     add("-k", "--timeout", "0", "sleep {}; echo {}", ":::", "0.1", "0.3")
+    add("-k", "--timeout", "1M", "--delay", "0.1S", "echo", ":::", "a", "b")
     add("-k", "--timeout", "0.5", "--joblog", "jl", "sleep {}; echo {}",
         ":::", "0.1", "3", joblogs=("jl",))
 
@@ -393,6 +438,11 @@ def cases():
     add("-k", "--results", "res", "echo", ":::", "a", "b", ":::", "1", "2")
     add("-k", "--results", "res/", "sh", "-c", "'echo out; echo err >&2'",
         ":::", "x")
+    # -u does not keep the output from the files; -v writes the command at
+    # the top of the stdout file, not on the output.
+    add("-u", "-j1", "--results", "res", "echo", ":::", "a", "b")
+    add("-k", "-v", "--results", "res", "echo {}; echo e >&2", ":::", "a")
+    add("-u", "-v", "-j1", "--results", "res", "echo", ":::", "a")
 
     # --pipe.
     seq = "".join("%d\n" % i for i in range(1, 11)).encode()

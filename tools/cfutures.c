@@ -14,6 +14,7 @@
 
 #include <cfutures.h>
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +62,11 @@ static const command *find(const char *name)
 int main(int argc, char **argv)
 {
     cli_hold_std_fds();
+    /* Started with SIGCHLD ignored (a disposition exec keeps), the kernel
+     * reaps our children itself and no wait ever sees them end: the jobs
+     * of `run`, the benchmark runner and the demo's process pool would
+     * be waited for for good. */
+    signal(SIGCHLD, SIG_DFL);
     if (argc < 2)
         return cli_usage_error(NULL,
                                "which command? (demo, bench, run or trace)");

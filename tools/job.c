@@ -38,8 +38,10 @@ int job_build_command(job *j)
     if (j->command == NULL)
         return -1;
     if (cfg->tag) {
+        /* In context too, as GNU parallel: --tagstring x{}y with -X or
+         * -N is xay xby. */
         tmpl_expand(&cfg->tagstr, &b, j->args, j->n_args, j->seq, j->slot,
-                    false);
+                    cfg->context);
         sb_addc(&b, '\t');
         j->tag = sb_take(&b);
         if (j->tag == NULL)
@@ -145,11 +147,18 @@ void job_flush_lines(job *j, bool final)
     }
 }
 
+/* Whether the job's output goes out as it comes (--line-buffer) rather
+ * than whole when it ends; with --results it goes to the files only. */
+static bool live_lines(const run_config *cfg)
+{
+    return cfg->line_buffer && !cfg->results;
+}
+
 static void capture(void *ctx, int stream, const char *data, size_t n)
 {
     job *j = ctx;
     outbuf_append(stream == 1 ? &j->out : &j->err, data, n);
-    if (j->shared->cfg->line_buffer)
+    if (live_lines(j->shared->cfg))
         job_flush_lines(j, false);
 }
 
@@ -317,7 +326,8 @@ static void attempt(job *j, char *const *argv, char *const *env)
                        .feed_stdin = cfg->pipe,
                        .in_data = j->data,
                        .in_len = j->data_len,
-                       .inherit_output = cfg->ungroup,
+                       /* --results captures, -u or not (GNU). */
+                       .inherit_output = cfg->ungroup && !cfg->results,
                        .die_with_parent = true,
                        .group_fd = j->shared->group_fd };
     outbuf_reset(&j->out);
@@ -364,6 +374,24 @@ static void trace(job *j)
     pthread_mutex_unlock(&j->shared->lock);
 }
 
+/* -v with -u or --line-buffer: the command goes out as each try starts,
+ * before what it prints, as GNU parallel does (tagged with --tag), not
+ * when the job ends. */
+static void show(job *j)
+{
+    run_shared *sh = j->shared;
+    char *line = cli_format("%s\n", j->command);
+    if (line == NULL)
+        return; /* the runner prints it when the job ends */
+    bool bol = true;
+    pthread_mutex_lock(&sh->lock);
+    if (atomic_load(&sh->out_errno) == 0)
+        lb_write(j, STDOUT_FILENO, line, strlen(line), &bol);
+    pthread_mutex_unlock(&sh->lock);
+    free(line);
+    j->shown = true;
+}
+
 /* Runs the attempts: the first, and more while it fails, the run is not
  * stopping, and --retries allows. */
 static void run_job(job *j)
@@ -377,6 +405,8 @@ static void run_job(job *j)
     }
     if (cfg->trace)
         trace(j);
+    bool show_tries =
+        cfg->verbose && (cfg->ungroup || cfg->line_buffer) && !cfg->results;
     char **simple = tmpl_split_simple(j->command);
     char *shell[] = { (char *)cfg->shell, "-c", j->command, NULL };
     job_vars *vars = malloc(sizeof *vars);
@@ -384,6 +414,8 @@ static void run_job(job *j)
     for (;;) {
         if (env && j->attempts > 0) /* each try its own, as in GNU */
             tmp_name(j, vars->tmp, sizeof vars->tmp);
+        if (show_tries)
+            show(j);
         attempt(j, simple ? simple : shell, env);
         if (simple && j->res.spawn_error != 0 &&
             !lacks_resources(j->res.spawn_error)) {
@@ -403,7 +435,7 @@ static void run_job(job *j)
     tmpl_free_argv(simple);
     free(env);
     free(vars);
-    if (cfg->line_buffer)
+    if (live_lines(cfg))
         job_flush_lines(j, true);
 }
 

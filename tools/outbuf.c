@@ -89,14 +89,27 @@ void outbuf_append(outbuf *b, const char *data, size_t n)
     b->total += n;
 }
 
+/* The offset of the first newline or carriage return in data[0..n), or
+ * n. */
+static size_t line_end(const char *data, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (data[i] == '\n' || data[i] == '\r')
+            return i;
+    return n;
+}
+
 int outbuf_write_lines(int fd, const char *data, size_t n, const char *prefix,
                        size_t prefix_len, bool *bol)
 {
     if (prefix == NULL || prefix_len == 0)
         return cli_write_all(fd, data, n);
     while (n > 0) {
-        const char *nl = memchr(data, '\n', n);
-        size_t k = nl ? (size_t)(nl - data) + 1 : n;
+        /* A carriage return ends a line too, as in GNU parallel (so that
+         * a progress line redrawn with \r stays tagged). */
+        size_t k = line_end(data, n);
+        const char *nl = k < n ? data + k : NULL;
+        k = nl ? k + 1 : n;
         if (*bol && cli_write_all(fd, prefix, prefix_len) != 0)
             return -1;
         if (cli_write_all(fd, data, k) != 0)

@@ -63,6 +63,7 @@ void outbuf_append(outbuf *b, const char *data, size_t n);
 /* Writes everything captured to fd, in order (from the park p when b is
  * parked; p may be NULL otherwise): 0, or -1 with errno set (an error
  * reading the temporary file sets b->error too). With a prefix, each line
+ * (ended by a newline or, as GNU parallel counts them, a carriage return)
  * starts with it; *bol says whether the next byte starts a line (and is
  * updated). */
 int outbuf_write_to(outbuf *b, int fd, const outpark *p, const char *prefix,

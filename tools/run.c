@@ -289,14 +289,24 @@ static bool parse_duration(const char *s, double *out)
     if (*s == '\0')
         return false;
     while (*s) {
+        /* Digits with a decimal point at most, as GNU parallel reads a
+         * duration (strtod alone would take 0x10, 1e1, +5, " 5"). */
+        size_t digits = strspn(s, "0123456789");
+        size_t len = digits;
+        if (s[len] == '.')
+            len += 1 + strspn(s + len + 1, "0123456789");
+        if (len - (s[digits] == '.') == 0)
+            return false; /* no digit */
         char *end;
         errno = 0;
         double v = strtod(s, &end);
-        if (end == s || errno != 0 || !isfinite(v) || v < 0)
+        if (end != s + len || errno != 0 || !isfinite(v) || v < 0)
             return false;
         s = end;
         double unit = 1;
-        switch (*s) {
+        /* The units in either case, as GNU parallel takes them. */
+        char u = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
+        switch (u) {
         case 's':
             unit = 1;
             s++;
@@ -819,6 +829,10 @@ static int check(parse_state *ps, size_t n_words)
         return cli_usage_error("run", "--pipe takes -N (records per job), "
                                       "not -n");
     }
+    /* -N makes GNU parallel replace in context, as -X does: a word
+     * around {} is repeated for each input (x{}y: xay xby). */
+    if (ps->max_args_N && !c->pipe)
+        c->context = true;
     if (c->pipe && ps->n_src > 0)
         return cli_usage_error("run", "--pipe reads standard input; it "
                                       "takes no ':::' or '::::' inputs");

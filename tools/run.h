@@ -57,7 +57,7 @@ typedef struct run_config {
     bool verbose, trace; /* -v: command on stdout; -t: on stderr */
     bool resume, resume_failed;
     bool skip_empty; /* -r */
-    bool context;    /* -X */
+    bool context;    /* -X, -N: words around {} repeated per input */
     bool multi;      /* -m or -X: as many arguments as fit */
     bool quote;      /* -q */
     bool pipe;       /* --pipe */
@@ -138,6 +138,7 @@ typedef struct job {
     bool failed;
     outbuf out, err;             /* the last attempt's output */
     bool lb_out_bol, lb_err_bol; /* --line-buffer: at a line start */
+    bool shown;     /* -v with -u or --line-buffer: printed as it started */
     int park_errno; /* its output could not be set aside in the file */
     /* The runner's own. */
     bool back;        /* came back, or will never start */

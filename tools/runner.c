@@ -130,8 +130,11 @@ static int write_file(const char *dir, const char *name, outbuf *b,
     free(path);
     if (fd < 0)
         return -1;
-    int rc = text ? cli_write_all(fd, text, strlen(text))
-                  : outbuf_write_to(b, fd, p, NULL, 0, NULL);
+    int rc = text ? cli_write_all(fd, text, strlen(text)) : 0;
+    if (rc == 0 && b && text) /* -v: the command, then the output */
+        rc = cli_write_all(fd, "\n", 1);
+    if (rc == 0 && b)
+        rc = outbuf_write_to(b, fd, p, NULL, 0, NULL);
     int e = errno;
     if (close(fd) != 0 && rc == 0) {
         rc = -1;
@@ -188,8 +191,9 @@ static void write_results(runner *r, job *j)
     }
     char seq[32];
     snprintf(seq, sizeof seq, "%zu", j->seq);
+    const char *shown = r->cfg->verbose ? j->command : NULL;
     if (rc != 0 || write_file(dir, "seq", NULL, NULL, seq) != 0 ||
-        write_file(dir, "stdout", &j->out, &r->shared.park, NULL) != 0 ||
+        write_file(dir, "stdout", &j->out, &r->shared.park, shown) != 0 ||
         write_file(dir, "stderr", &j->err, &r->shared.park, NULL) != 0) {
         cli_error("run", "job %zu: cannot write its --results in '%s': %s",
                   j->seq, dir ? dir : r->cfg->results, strerror(errno));
@@ -263,7 +267,9 @@ static void emit(runner *r, job *j)
         size_t tag_len = tag ? strlen(tag) : 0;
         if (!killed_by_halt && !output_dead(r)) {
             int rc = 0;
-            if (cfg->verbose && j->command)
+            /* -v: with --results the command goes to the job's stdout
+             * file (below), as in GNU parallel. */
+            if (cfg->verbose && j->command && !j->shown && !cfg->results)
                 rc = write_command(j);
             /* GNU parallel prints nothing of a job with --results. */
             bool print = !cfg->line_buffer && !cfg->ungroup && !cfg->results;
@@ -284,8 +290,12 @@ static void emit(runner *r, job *j)
         if (cfg->results)
             write_results(r, j);
         /* A job --halt now killed is not logged (as in GNU parallel), so
-         * that --resume runs it again; under -k, nor are those after it. */
-        if (!killed_by_halt)
+         * that --resume runs it again; under -k, nor are those after it.
+         * Nor is one that Ctrl-C (SIGTERM, SIGHUP, a closed output)
+         * stopped: GNU parallel logs none of those either. */
+        bool interrupted =
+            j->res.stopped && !j->res.timed_out && stop_signal() != 0;
+        if (!killed_by_halt && !interrupted)
             write_joblog(r, j);
     }
     if (j->park_errno && !r->park_warned) {

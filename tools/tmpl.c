@@ -52,14 +52,15 @@ static int add_seg(tmpl *t, size_t *cap, tmpl_seg s)
 /* The literal [lit, end) as a segment, if not empty: blanks between words
  * (word -1) or part of word `word`. */
 static int add_lit(tmpl *t, size_t *cap, const char *lit, const char *end,
-                   bool blank, int word)
+                   bool blank, int word, int qword)
 {
     if (end == lit)
         return 0;
     return add_seg(t, cap,
                    (tmpl_seg){ .lit = lit,
                                .len = (size_t)(end - lit),
-                               .word = blank ? -1 : word });
+                               .word = blank ? -1 : word,
+                               .qword = qword });
 }
 
 /* The positional form of the replacement strings, as GNU parallel makes
@@ -465,14 +466,17 @@ static size_t lex_step(lexer *x, const char *p, const char *const *names)
     return 1;
 }
 
-/* Cuts t->text into segments. 0, 2 (usage error printed) or -1. */
-static int cut(tmpl *t, const char *const *names)
+/* Cuts text into segments, counting its words from *word on (left at
+ * the last one); each segment is marked as lying in command word qword
+ * (-q). With -q (and for --tagstring) the text is taken as it is, not
+ * as the shell reads it. 0, 2 (usage error printed) or -1. */
+static int cut_text(tmpl *t, size_t *cap, const char *text, int *word,
+                    int qword, const char *const *names)
 {
-    size_t cap = 0;
-    const char *p = t->text, *lit = p;
-    int word = 0;
+    const char *p = text, *lit = p;
     bool in_blank = false;
-    lexer x = { .start = t->text, .strict = t->quote };
+    bool as_is = t->raw || t->qwords;
+    lexer x = { .start = text, .strict = t->quote };
     while (*p) {
         if (p[0] == '{' && p[1] == '=' && strstr(p + 2, "=}") != NULL) {
             cli_usage_error("run",
@@ -496,27 +500,27 @@ static int cut(tmpl *t, const char *const *names)
         if (len == 0) {
             if (p > lit && blank != in_blank) {
                 /* A change between blanks and the rest: a new segment. */
-                if (add_lit(t, &cap, lit, p, in_blank, word) != 0)
+                if (add_lit(t, cap, lit, p, in_blank, *word, qword) != 0)
                     return -1;
                 if (in_blank)
-                    word++;
+                    (*word)++;
                 lit = p;
             }
             in_blank = blank;
             /* --tagstring is no shell text: a backslash or a quote there
              * is a character (GNU parallel replaces {} in '\{}'). */
-            size_t n = t->raw ? 1 : lex_step(&x, p, names);
+            size_t n = as_is ? 1 : lex_step(&x, p, names);
             if (n == 0)
                 return 2;
             p += n;
             continue;
         }
-        if (add_lit(t, &cap, lit, p, in_blank, word) != 0)
+        if (add_lit(t, cap, lit, p, in_blank, *word, qword) != 0)
             return -1;
         if (in_blank)
-            word++;
+            (*word)++;
         in_blank = false;
-        tmpl_seg g = { .mod = mod, .pos = pos, .word = word };
+        tmpl_seg g = { .mod = mod, .pos = pos, .word = *word, .qword = qword };
         if (lex_context(&x, &g.ctx, &g.bq) != 0) {
             cli_usage_error("run",
                             "replacement strings inside ${...} are not "
@@ -525,17 +529,73 @@ static int cut(tmpl *t, const char *const *names)
                             (int)len, p);
             return 2;
         }
-        if (add_seg(t, &cap, g) != 0)
+        if (add_seg(t, cap, g) != 0)
             return -1;
         t->has_rpl = true;
         t->uses_slot |= mod == TM_SLOT;
         p += len;
         lit = p;
     }
-    if (add_lit(t, &cap, lit, p, in_blank, word) != 0)
-        return -1;
+    return add_lit(t, cap, lit, p, in_blank, *word, qword);
+}
+
+/* Cuts t->text into segments. 0, 2 (usage error printed) or -1. */
+static int cut(tmpl *t, const char *const *names)
+{
+    size_t cap = 0;
+    int word = 0;
+    int rc = cut_text(t, &cap, t->text, &word, -1, names);
+    t->n_words = word + 1;
+    return rc;
+}
+
+/* -q: cuts the first n words of t->qtext, each on its own (an empty one
+ * is an empty literal, so that it still makes a word). */
+static int cut_qwords(tmpl *t, size_t n, const char *const *names)
+{
+    size_t cap = 0;
+    int word = 0;
+    const char *w = t->qtext;
+    for (size_t i = 0; i < n; i++, w += strlen(w) + 1) {
+        if (i > 0)
+            word++;
+        int rc =
+            *w ? cut_text(t, &cap, w, &word, (int)i, names)
+               : add_seg(t, &cap,
+                         (tmpl_seg){ .lit = w, .word = word, .qword = (int)i });
+        if (rc != 0)
+            return rc;
+    }
     t->n_words = word + 1;
     return 0;
+}
+
+/* -q (see TMPL_QUOTE_WORDS): the words are kept as they are in t->qtext,
+ * with "{}" after them in case none holds a replacement string; t->text,
+ * the words quoted, stays as what the command's length is guessed from. */
+static int compile_qwords(tmpl *t, char *const *words, size_t n_words,
+                          int flags, const char *const *names)
+{
+    t->qwords = true;
+    strbuf q = STRBUF_INIT;
+    for (size_t i = 0; i < n_words; i++)
+        sb_add(&q, words[i], strlen(words[i]) + 1);
+    sb_add(&q, names[TM_ALL], strlen(names[TM_ALL]) + 1);
+    t->qtext = sb_take(&q);
+    if (t->qtext == NULL)
+        return -1;
+    int rc = cut_qwords(t, n_words, names);
+    if (rc == 0 && !t->has_rpl && !(flags & TMPL_NO_APPEND)) {
+        /* GNU parallel appends the arguments: the command, " {}". */
+        char *more = cli_format("%s %s", t->text, names[TM_ALL]);
+        free(t->text);
+        free(t->segs);
+        t->segs = NULL;
+        t->n_segs = 0;
+        t->text = more;
+        rc = more ? cut_qwords(t, n_words + 1, names) : -1;
+    }
+    return rc;
 }
 
 int tmpl_compile(tmpl *t, char *const *words, size_t n_words, int flags,
@@ -555,6 +615,12 @@ int tmpl_compile(tmpl *t, char *const *words, size_t n_words, int flags,
     }
     if (t->text == NULL)
         return -1;
+    if (t->quote && (flags & TMPL_QUOTE_WORDS)) {
+        int rc = compile_qwords(t, words, n_words, flags, nm);
+        if (rc != 0)
+            tmpl_free(t);
+        return rc;
+    }
     int rc = cut(t, nm);
     if (rc == 0 && !t->has_rpl && !(flags & TMPL_NO_APPEND)) {
         /* GNU parallel appends the arguments: the command, " {}". */
@@ -573,6 +639,7 @@ int tmpl_compile(tmpl *t, char *const *words, size_t n_words, int flags,
 
 void tmpl_free(tmpl *t)
 {
+    free(t->qtext);
     free(t->text);
     free(t->segs);
     memset(t, 0, sizeof *t);
@@ -733,6 +800,24 @@ static void add_value(const tmpl *t, strbuf *b, const char *v,
     sb_free(&q);
 }
 
+/* The pos-th input of all[0..n) (from 1; from the end when negative), as
+ * GNU parallel counts them: the columns that a short record lacks
+ * (tmpl_missing) are not there, so the inputs after them, of the next
+ * source or record, move up. NULL when there is none. */
+static const char *nth_input(char *const *all, size_t n, long pos)
+{
+    if (pos > 0) {
+        for (size_t i = 0; i < n; i++)
+            if (all[i] != tmpl_missing && --pos == 0)
+                return all[i];
+    } else {
+        for (size_t i = n; i-- > 0;)
+            if (all[i] != tmpl_missing && ++pos == 0)
+                return all[i];
+    }
+    return NULL;
+}
+
 static void expand_seg(const tmpl *t, const tmpl_seg *g, strbuf *b,
                        char *const *args, size_t n_args, char *const *all,
                        size_t n_all, size_t seq, size_t slot)
@@ -759,16 +844,87 @@ static void expand_seg(const tmpl *t, const tmpl_seg *g, strbuf *b,
         }
         return;
     }
-    while (g->pos < 0 && n_all > 0 && all[n_all - 1] == tmpl_missing)
-        n_all--; /* {-n} counts from the record's last column */
-    long idx = g->pos > 0 ? g->pos - 1 : (long)n_all + g->pos;
-    if (idx >= 0 && (size_t)idx < n_all && all[idx] != tmpl_missing)
-        add_value(t, b, all[idx], g);
+    const char *v = nth_input(all, n_all, g->pos);
+    if (v != NULL)
+        add_value(t, b, v, g);
 }
 
-void tmpl_expand(const tmpl *t, strbuf *b, char *const *args, size_t n_args,
-                 size_t seq, size_t slot, bool context)
+/* -q's expansion (see TMPL_QUOTE_WORDS): the word being made, as it is,
+ * until it is quoted onto the command. */
+typedef struct qword_buf {
+    strbuf text;
+    bool open;    /* a word is being made (it may be empty) */
+    size_t words; /* words put on the command so far */
+} qword_buf;
+
+static void qword_add(qword_buf *q, const char *s, size_t n)
 {
+    sb_add(&q->text, s, n);
+    q->open = true;
+}
+
+/* Puts the word being made, if any, on the command, quoted. */
+static void qword_end(strbuf *b, qword_buf *q)
+{
+    if (!q->open)
+        return;
+    if (q->words++ > 0)
+        sb_addc(b, ' ');
+    sb_add(&q->text, "", 0);
+    if (q->text.oom)
+        b->oom = true;
+    else
+        tmpl_quote(b, q->text.s);
+    q->text.len = 0;
+    q->open = false;
+}
+
+static void expand_qseg(const tmpl_seg *g, strbuf *b, qword_buf *q,
+                        char *const *args, size_t n_args, char *const *all,
+                        size_t n_all, size_t seq, size_t slot)
+{
+    const char *s;
+    size_t n;
+    if (g->lit) {
+        qword_add(q, g->lit, g->len);
+        return;
+    }
+    if (g->mod == TM_SEQ || g->mod == TM_SLOT) {
+        char num[32];
+        snprintf(num, sizeof num, "%zu", g->mod == TM_SEQ ? seq : slot);
+        qword_add(q, num, strlen(num));
+        return;
+    }
+    if (g->pos == 0) {
+        /* Each value after the first starts a word; none (-N0): nothing,
+         * not even an empty word. */
+        bool first = true;
+        for (size_t i = 0; i < n_args; i++) {
+            if (args[i] == tmpl_missing)
+                continue;
+            if (!first)
+                qword_end(b, q);
+            first = false;
+            apply_mod(args[i], g->mod, &s, &n);
+            qword_add(q, s, n);
+        }
+        return;
+    }
+    if (n_all == 0)
+        return; /* a job without inputs (-N0) */
+    const char *v = nth_input(all, n_all, g->pos);
+    if (v != NULL) {
+        apply_mod(v, g->mod, &s, &n);
+        qword_add(q, s, n);
+    } else {
+        qword_add(q, "", 0); /* past the inputs: empty, a word still */
+    }
+}
+
+static void expand_qwords(const tmpl *t, strbuf *b, char *const *args,
+                          size_t n_args, size_t seq, size_t slot, bool context)
+{
+    qword_buf q = { .text = STRBUF_INIT };
     for (size_t i = 0; i < t->n_segs;) {
         const tmpl_seg *g = &t->segs[i];
         size_t end = i + 1;
@@ -779,6 +935,48 @@ void tmpl_expand(const tmpl *t, strbuf *b, char *const *args, size_t n_args,
                 repeat |= t->segs[end].lit == NULL && t->segs[end].pos == 0 &&
                           t->segs[end].mod != TM_SEQ &&
                           t->segs[end].mod != TM_SLOT;
+            repeat &= n_args > 0; /* -N0: the word once, without input */
+        }
+        /* -X: a copy of the blank-separated part per input, each copy
+         * after the first starting a word. */
+        size_t copies = repeat ? n_args : 1;
+        bool first = true;
+        for (size_t c = 0; c < copies; c++) {
+            if (repeat && args[c] == tmpl_missing)
+                continue;
+            if (!first)
+                qword_end(b, &q);
+            first = false;
+            for (size_t k = i; k < end; k++)
+                expand_qseg(&t->segs[k], b, &q, repeat ? args + c : args,
+                            repeat ? 1 : n_args, args, n_args, seq, slot);
+        }
+        i = end;
+        if (i == t->n_segs || t->segs[i].qword != g->qword)
+            qword_end(b, &q);
+    }
+    b->oom |= q.text.oom;
+    sb_free(&q.text);
+}
+
+void tmpl_expand(const tmpl *t, strbuf *b, char *const *args, size_t n_args,
+                 size_t seq, size_t slot, bool context)
+{
+    if (t->qwords) {
+        expand_qwords(t, b, args, n_args, seq, slot, context);
+        return;
+    }
+    for (size_t i = 0; i < t->n_segs;) {
+        const tmpl_seg *g = &t->segs[i];
+        size_t end = i + 1;
+        bool repeat = false;
+        if (context && g->word >= 0) {
+            for (end = i; end < t->n_segs && t->segs[end].word == g->word;
+                 end++)
+                repeat |= t->segs[end].lit == NULL && t->segs[end].pos == 0 &&
+                          t->segs[end].mod != TM_SEQ &&
+                          t->segs[end].mod != TM_SLOT;
+            repeat &= n_args > 0; /* -N0: the word once, without input */
         }
         size_t copies = repeat ? n_args : 1;
         bool first = true;

@@ -35,8 +35,9 @@ typedef struct tmpl_seg {
     const char *lit; /* literal text (pointing into the template), or NULL */
     size_t len;
     tmpl_mod mod;
-    long pos; /* 0: every argument; n > 0: the n-th; n < 0: from the end */
-    int word; /* index of the whitespace-separated word it lies in */
+    long pos;  /* 0: every argument; n > 0: the n-th; n < 0: from the end */
+    int word;  /* index of the whitespace-separated word it lies in */
+    int qword; /* -q: the index of the command word it lies in */
     /* The shell context it stands in: 0 (unquoted), '\'' or '"' (in
      * those quotes) or '#' (a comment); bq: inside backquotes (2: that
      * are inside "..."), whose text the shell unescapes first. */
@@ -45,8 +46,9 @@ typedef struct tmpl_seg {
 } tmpl_seg;
 
 /* The argument of a column past the end of a short record (--colsep):
- * empty for {n}, and not there for {}, {-n}, -X and --tag (GNU parallel
- * gives such a record fewer arguments). Compared by address. */
+ * not there for {}, {n}, {-n}, -X and --tag (GNU parallel gives such a
+ * record fewer arguments: {n} counts the others, and past them is
+ * empty). Compared by address. */
 extern char tmpl_missing[];
 
 typedef struct tmpl {
@@ -58,6 +60,8 @@ typedef struct tmpl {
     bool uses_slot; /* {%} */
     bool quote;     /* quote values (false: the input is the command) */
     bool raw;       /* TMPL_RAW: text, not shell (no quotes, escapes) */
+    bool qwords;    /* -q: each word expanded as it is, then quoted whole */
+    char *qtext;    /* -q: the words as given, each NUL-ended (owned) */
 } tmpl;
 
 /* The names the replacement strings are written with; -I and friends
@@ -67,9 +71,14 @@ typedef struct tmpl_names {
 } tmpl_names;
 
 enum {
-    TMPL_QUOTE_WORDS = 1, /* -q: quote each word of the command first */
-    TMPL_RAW = 2,         /* values go in unquoted (--tagstring) */
-    TMPL_NO_APPEND = 4    /* no " {}" when no replacement string is found */
+    /* -q, as GNU parallel: each word of the command is expanded with
+     * the values as they are, then quoted whole (a word that comes out
+     * empty is '', but a word of only {} in a job without inputs, -N0,
+     * is left out; the values of several inputs, {} with -m or -X, end
+     * one word and start the next). */
+    TMPL_QUOTE_WORDS = 1,
+    TMPL_RAW = 2,      /* values go in unquoted (--tagstring) */
+    TMPL_NO_APPEND = 4 /* no " {}" when no replacement string is found */
 };
 
 /* Compiles the command words into t. n_words == 0 makes the input the
@@ -83,7 +92,7 @@ int tmpl_compile(tmpl *t, char *const *words, size_t n_words, int flags,
 void tmpl_free(tmpl *t);
 
 /* Appends the command for one job: args[0..n_args) are its arguments,
- * seq its sequence number, slot its slot. context (-X) repeats each word
+ * seq its sequence number, slot its slot. context (-X, -N) repeats each word
  * that holds a replacement string of every argument once per argument. */
 void tmpl_expand(const tmpl *t, strbuf *b, char *const *args, size_t n_args,
                  size_t seq, size_t slot, bool context);
