@@ -818,6 +818,26 @@ static const char *nth_input(char *const *all, size_t n, long pos)
     return NULL;
 }
 
+/* The segments [i, *end) that make one part of a word, up to a blank:
+ * true when the part repeats once per input (in context, -X and -N: a {}
+ * in it). */
+static bool word_part(const tmpl *t, size_t i, bool context, size_t n_args,
+                      size_t *end)
+{
+    const tmpl_seg *g = &t->segs[i];
+    bool repeat = false;
+    *end = i + 1;
+    if (context && g->word >= 0) {
+        for (*end = i; *end < t->n_segs && t->segs[*end].word == g->word;
+             ++*end)
+            repeat |= t->segs[*end].lit == NULL && t->segs[*end].pos == 0 &&
+                      t->segs[*end].mod != TM_SEQ &&
+                      t->segs[*end].mod != TM_SLOT;
+        repeat &= n_args > 0; /* -N0: the word once, without input */
+    }
+    return repeat;
+}
+
 static void expand_seg(const tmpl *t, const tmpl_seg *g, strbuf *b,
                        char *const *args, size_t n_args, char *const *all,
                        size_t n_all, size_t seq, size_t slot)
@@ -925,18 +945,9 @@ static void expand_qwords(const tmpl *t, strbuf *b, char *const *args,
                           size_t n_args, size_t seq, size_t slot, bool context)
 {
     qword_buf q = { .text = STRBUF_INIT };
-    for (size_t i = 0; i < t->n_segs;) {
+    for (size_t i = 0, end; i < t->n_segs; i = end) {
         const tmpl_seg *g = &t->segs[i];
-        size_t end = i + 1;
-        bool repeat = false;
-        if (context && g->word >= 0) {
-            for (end = i; end < t->n_segs && t->segs[end].word == g->word;
-                 end++)
-                repeat |= t->segs[end].lit == NULL && t->segs[end].pos == 0 &&
-                          t->segs[end].mod != TM_SEQ &&
-                          t->segs[end].mod != TM_SLOT;
-            repeat &= n_args > 0; /* -N0: the word once, without input */
-        }
+        bool repeat = word_part(t, i, context, n_args, &end);
         /* -X: a copy of the blank-separated part per input, each copy
          * after the first starting a word. */
         size_t copies = repeat ? n_args : 1;
@@ -951,8 +962,7 @@ static void expand_qwords(const tmpl *t, strbuf *b, char *const *args,
                 expand_qseg(&t->segs[k], b, &q, repeat ? args + c : args,
                             repeat ? 1 : n_args, args, n_args, seq, slot);
         }
-        i = end;
-        if (i == t->n_segs || t->segs[i].qword != g->qword)
+        if (end == t->n_segs || t->segs[end].qword != g->qword)
             qword_end(b, &q);
     }
     b->oom |= q.text.oom;
@@ -966,18 +976,8 @@ void tmpl_expand(const tmpl *t, strbuf *b, char *const *args, size_t n_args,
         expand_qwords(t, b, args, n_args, seq, slot, context);
         return;
     }
-    for (size_t i = 0; i < t->n_segs;) {
-        const tmpl_seg *g = &t->segs[i];
-        size_t end = i + 1;
-        bool repeat = false;
-        if (context && g->word >= 0) {
-            for (end = i; end < t->n_segs && t->segs[end].word == g->word;
-                 end++)
-                repeat |= t->segs[end].lit == NULL && t->segs[end].pos == 0 &&
-                          t->segs[end].mod != TM_SEQ &&
-                          t->segs[end].mod != TM_SLOT;
-            repeat &= n_args > 0; /* -N0: the word once, without input */
-        }
+    for (size_t i = 0, end; i < t->n_segs; i = end) {
+        bool repeat = word_part(t, i, context, n_args, &end);
         size_t copies = repeat ? n_args : 1;
         bool first = true;
         for (size_t c = 0; c < copies; c++) {
@@ -990,7 +990,6 @@ void tmpl_expand(const tmpl *t, strbuf *b, char *const *args, size_t n_args,
                 expand_seg(t, &t->segs[k], b, repeat ? args + c : args,
                            repeat ? 1 : n_args, args, n_args, seq, slot);
         }
-        i = end;
     }
 }
 
