@@ -1398,6 +1398,58 @@ static void isolated_kill_loop(void)
     cf_executor_free(ex);
 }
 
+/* The rank of the MPI job this process belongs to (an isolated rank's
+ * worker process too, from the environment mpiexec gave its rank). */
+static int job_rank(void)
+{
+    const char *v = getenv("OMPI_COMM_WORLD_RANK");
+    if (!v)
+        v = getenv("PMI_RANK");
+    return v ? atoi(v) : 0;
+}
+
+/* Takes 14 s on world rank 1's worker process, nothing elsewhere. */
+static void *init_slow_on_rank1(void *arg)
+{
+    (void)arg;
+    if (job_rank() == 1)
+        sleep_s(14.0);
+    return NULL;
+}
+
+static const cf_options opts_init_slow_rank1 = { .initializer =
+                                                     init_slow_on_rank1 };
+
+/* Isolated ranks run the initializer in their worker process, with their
+ * first batch: a rank whose initializer takes longer than the default
+ * watchdog's limit (13 s in an isolated pool) while another rank already
+ * answered is not a rank that stopped answering; its tasks run. */
+static void isolated_slow_initializer_on_one_rank(void)
+{
+    cf_executor *ex = make_isolated_pool(&opts_init_slow_rank1);
+    wait_workers(ex, (size_t)n_workers());
+    enum { N = 40 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, nap, 20);
+    for (int i = 0; i < N; i++) {
+        const void *data;
+        size_t len;
+        int rc = cf_future_bytes(fs[i], 60.0 * test_scale(), &data, &len);
+        if (rc) {
+            const char *msg = NULL;
+            cf_future_exception(fs[i], 0, &msg);
+            fprintf(stderr, "task %d failed: %s\n", i, msg ? msg : "-");
+        }
+        CHECK_EQ(rc, 0);
+        cf_future_release(fs[i]);
+    }
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.stalled, 0);
+    cf_executor_free(ex);
+}
+
 /* Done callbacks run on the manager thread: one that shuts the pool down
  * with wait would wait for itself, and is refused. */
 static _Atomic int callback_rc = 1;
@@ -1505,6 +1557,7 @@ static const mpi_case cases[] = {
     ISOLATED_CASE(isolated_initializer_crash_retried, &opts_init_crash_once),
     ISOLATED_CASE(isolated_stopped_worker_is_replaced, NULL),
     ISOLATED_CASE(isolated_kill_loop, NULL),
+    ISOLATED_CASE(isolated_slow_initializer_on_one_rank, &opts_init_slow_rank1),
 };
 
 static bool wanted(const char *name, int argc, char **argv)
