@@ -1450,6 +1450,38 @@ static void isolated_slow_initializer_on_one_rank(void)
     cf_executor_free(ex);
 }
 
+/* Isolated ranks with task_timeout: a batch of hung tasks, each killed at
+ * its time limit, keeps its rank busy for longer than the watchdog's limit
+ * in all (set to 3 s here, above the longest a task may take); the rank
+ * answers as it goes, so each of them fails with CF_ETIME, not as the
+ * tasks of a rank that stopped answering. */
+static void isolated_hung_batch(void)
+{
+    cf_options o = { .task_timeout = 1.0 };
+    setenv("CFUTURES_MPI_RANK_TIMEOUT", "3", 1); /* read by the root */
+    cf_executor *ex = make_isolated_pool(&o);
+    unsetenv("CFUTURES_MPI_RANK_TIMEOUT");
+    wait_workers(ex, (size_t)n_workers());
+    check_squares(ex, square, 200); /* the pool learns that tasks are short */
+    int n = 6 * n_workers();
+    cf_future *fs[64];
+    for (int i = 0; i < n; i++)
+        fs[i] = submit_i64(ex, nap, 60000);
+    for (int i = 0; i < n; i++) {
+        const char *msg = NULL;
+        int rc = cf_future_exception(fs[i], 60.0 * test_scale(), &msg);
+        if (rc != CF_ETIME)
+            fprintf(stderr, "task %d: %s\n", i, msg ? msg : "-");
+        CHECK_EQ(rc, CF_ETIME);
+        cf_future_release(fs[i]);
+    }
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.stalled, 0);
+    check_still_works(ex);
+    cf_executor_free(ex);
+}
+
 /* Done callbacks run on the manager thread: one that shuts the pool down
  * with wait would wait for itself, and is refused. */
 static _Atomic int callback_rc = 1;
@@ -1558,6 +1590,7 @@ static const mpi_case cases[] = {
     ISOLATED_CASE(isolated_stopped_worker_is_replaced, NULL),
     ISOLATED_CASE(isolated_kill_loop, NULL),
     ISOLATED_CASE(isolated_slow_initializer_on_one_rank, &opts_init_slow_rank1),
+    ISOLATED_CASE(isolated_hung_batch, &opts_timeout),
 };
 
 static bool wanted(const char *name, int argc, char **argv)
