@@ -82,7 +82,10 @@ reply_error(cf__replier *r, int code, const char *fmt, ...)
 }
 
 /* Counts the answer appended at mark (rc: 0 or CF_ENOMEM) since t0, or a
- * failure if too large; a full buf is sent at once. */
+ * failure if too large; a full buf is sent at once, and so are answers
+ * that took REPLY_FLUSH_S: the root's watchdog times the silence between
+ * answers, and a batch may take long in all (isolated: each of its tasks
+ * may run to task_timeout). */
 static int reply_added(cf__replier *r, size_t mark, int rc, double t0)
 {
     r->busy_ns += (uint64_t)((cf__now() - t0) * 1e9);
@@ -98,7 +101,9 @@ static int reply_added(cf__replier *r, size_t mark, int rc, double t0)
             return CF_ENOMEM;
     }
     r->count++;
-    return r->buf.b->len >= REPLY_FLUSH_BYTES ? reply_flush(r, false) : 0;
+    bool full = r->buf.b->len >= REPLY_FLUSH_BYTES ||
+                (double)r->busy_ns * 1e-9 >= REPLY_FLUSH_S;
+    return full ? reply_flush(r, false) : 0;
 }
 
 /* ---- an isolated rank's worker process ---------------------------------- */

@@ -47,6 +47,7 @@ typedef struct mworker {
     double cost;         /* seconds per task (EWMA), < 0 unknown */
     double rtt;          /* round trip in seconds, <= 0 unknown */
     double heard;        /* news: a message, a send done, or new work */
+    bool answered;       /* it sent an answer (isolated: its worker ran) */
     size_t slow_start;   /* next batch size while cost is unknown */
     char host[MPI_MAX_PROCESSOR_NAME + 1]; /* from its hello */
 } mworker;
@@ -549,6 +550,8 @@ static bool poll_messages(mpool *p)
         mworker *w = k != p->root && i < p->nworkers ? &p->workers[i] : NULL;
         if (w)
             w->heard = cf__now();
+        if (w && st.MPI_TAG == TAG_RESULTS)
+            w->answered = true;
         if (w && st.MPI_TAG == TAG_RESULTS && !buf && w->head)
             fail_tasks(p, w, SIZE_MAX, CF_ENOMEM,
                        "out of memory for a result message");
@@ -603,7 +606,8 @@ static bool in_flight(const mpool *p)
 /* How long a rank holding tasks may stay silent: CFUTURES_MPI_RANK_TIMEOUT
  * when set (0: never), else max(5 s, 2 x the longest work between two
  * answers seen + 3 s, in an isolated pool max(10 s, task_timeout) + 3 s),
- * and no limit before a first answer. 0: none. */
+ * and no limit before a first answer (isolated: the rank's own, watch). 0:
+ * none. */
 static double rank_limit(const mpool *p)
 {
     if (p->rank_timeout >= 0)
@@ -651,7 +655,11 @@ static void watch(mpool *p)
         double sending = 0;
         for (batch *b = w->head; b; b = b->next)
             sending += b->msg ? (double)b->bytes / LINK_RATE_MIN : 0;
-        if (!w->head || now - w->heard <= limit + sending)
+        /* An isolated rank's first answer waits for its worker process to
+         * start and run the initializer, which may take any time: by
+         * default it is not timed (the answer's work then includes it). */
+        bool unknown = p->isolated && !w->answered && p->rank_timeout < 0;
+        if (!w->head || unknown || now - w->heard <= limit + sending)
             continue;
         char why[MPI_MAX_PROCESSOR_NAME + 128];
         snprintf(why, sizeof why,

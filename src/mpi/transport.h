@@ -34,6 +34,7 @@
 #define WATCH_EVERY_S 0.1            /* the watchdog's period */
 #define LINK_RATE_MIN 10e6           /* bytes/s a link carries, at least */
 #define REPLY_FLUSH_BYTES (8u << 20) /* a worker sends results past this */
+#define REPLY_FLUSH_S 1.0            /* or once its answers took this long */
 #define MSG_MAX ((size_t)INT_MAX - 65536) /* one MPI message (int count) */
 #define SPIN_ROUNDS 32                    /* quick polls before sleeping */
 #define BACKOFF_MIN_S 2e-6

@@ -1407,6 +1407,90 @@ static void isolated_kill_loop(void)
     cf_executor_free(ex);
 }
 
+/* The rank of the MPI job this process belongs to (an isolated rank's
+ * worker process too, from the environment mpiexec gave its rank). */
+static int job_rank(void)
+{
+    const char *v = getenv("OMPI_COMM_WORLD_RANK");
+    if (!v)
+        v = getenv("PMI_RANK");
+    return v ? atoi(v) : 0;
+}
+
+/* Takes 14 s on world rank 1's worker process, nothing elsewhere. */
+static void *init_slow_on_rank1(void *arg)
+{
+    (void)arg;
+    if (job_rank() == 1)
+        sleep_s(14.0);
+    return NULL;
+}
+
+static const cf_options opts_init_slow_rank1 = { .initializer =
+                                                     init_slow_on_rank1 };
+
+/* Isolated ranks run the initializer in their worker process, with their
+ * first batch: a rank whose initializer takes longer than the default
+ * watchdog's limit (13 s in an isolated pool) while another rank already
+ * answered is not a rank that stopped answering; its tasks run. */
+static void isolated_slow_initializer_on_one_rank(void)
+{
+    cf_executor *ex = make_isolated_pool(&opts_init_slow_rank1);
+    wait_workers(ex, (size_t)n_workers());
+    enum { N = 40 };
+    cf_future *fs[N];
+    for (int i = 0; i < N; i++)
+        fs[i] = submit_i64(ex, nap, 20);
+    for (int i = 0; i < N; i++) {
+        const void *data;
+        size_t len;
+        int rc = cf_future_bytes(fs[i], 60.0 * test_scale(), &data, &len);
+        if (rc) {
+            const char *msg = NULL;
+            cf_future_exception(fs[i], 0, &msg);
+            fprintf(stderr, "task %d failed: %s\n", i, msg ? msg : "-");
+        }
+        CHECK_EQ(rc, 0);
+        cf_future_release(fs[i]);
+    }
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.stalled, 0);
+    cf_executor_free(ex);
+}
+
+/* Isolated ranks with task_timeout: a batch of hung tasks, each killed at
+ * its time limit, keeps its rank busy for longer than the watchdog's limit
+ * in all (set to 3 s here, above the longest a task may take); the rank
+ * answers as it goes, so each of them fails with CF_ETIME, not as the
+ * tasks of a rank that stopped answering. */
+static void isolated_hung_batch(void)
+{
+    cf_options o = { .task_timeout = 1.0 };
+    setenv("CFUTURES_MPI_RANK_TIMEOUT", "3", 1); /* read by the root */
+    cf_executor *ex = make_isolated_pool(&o);
+    unsetenv("CFUTURES_MPI_RANK_TIMEOUT");
+    wait_workers(ex, (size_t)n_workers());
+    check_squares(ex, square, 200); /* the pool learns that tasks are short */
+    int n = 6 * n_workers();
+    cf_future *fs[64];
+    for (int i = 0; i < n; i++)
+        fs[i] = submit_i64(ex, nap, 60000);
+    for (int i = 0; i < n; i++) {
+        const char *msg = NULL;
+        int rc = cf_future_exception(fs[i], 60.0 * test_scale(), &msg);
+        if (rc != CF_ETIME)
+            fprintf(stderr, "task %d: %s\n", i, msg ? msg : "-");
+        CHECK_EQ(rc, CF_ETIME);
+        cf_future_release(fs[i]);
+    }
+    cf_stats st;
+    CHECK_EQ(cf_executor_stats(ex, &st), 0);
+    CHECK_EQ(st.stalled, 0);
+    check_still_works(ex);
+    cf_executor_free(ex);
+}
+
 /* Done callbacks run on the manager thread: one that shuts the pool down
  * with wait would wait for itself, and is refused. */
 static _Atomic int callback_rc = 1;
@@ -1514,6 +1598,8 @@ static const mpi_case cases[] = {
     ISOLATED_CASE(isolated_initializer_crash_retried, &opts_init_crash_once),
     ISOLATED_CASE(isolated_stopped_worker_is_replaced, NULL),
     ISOLATED_CASE(isolated_kill_loop, NULL),
+    ISOLATED_CASE(isolated_slow_initializer_on_one_rank, &opts_init_slow_rank1),
+    ISOLATED_CASE(isolated_hung_batch, &opts_timeout),
 };
 
 static bool wanted(const char *name, int argc, char **argv)
