@@ -10,7 +10,8 @@
  * case body, the other ranks serve that many pools (cf_mpi_pool_new returns
  * NULL with errno 0 on them each time the root shuts one down). A failed
  * CHECK exits the root, and mpiexec then ends the job with an error; an
- * alarm bounds every case on every rank. `test_mpi_pool NAME...` runs some.
+ * alarm bounds every case on every rank. `test_mpi_pool NAME...` runs some;
+ * `--quick` runs all but those that mostly wait.
  */
 #include "harness.h"
 #include "mpi/transport.h"
@@ -1472,7 +1473,7 @@ static void isolated_hung_batch(void)
     unsetenv("CFUTURES_MPI_RANK_TIMEOUT");
     wait_workers(ex, (size_t)n_workers());
     check_squares(ex, square, 200); /* the pool learns that tasks are short */
-    int n = 6 * n_workers();
+    int n = 4 * n_workers();        /* 4 s of hung tasks a rank */
     cf_future *fs[64];
     for (int i = 0; i < n; i++)
         fs[i] = submit_i64(ex, nap, 60000);
@@ -1548,6 +1549,7 @@ typedef struct mpi_case {
     const cf_options *opts; /* what the workers pass */
     bool isolated;          /* cf_mpi_pool_new_isolated */
     bool everyone;          /* fn runs on every rank (pools: 0) */
+    bool slow;              /* mostly waits: `--quick` leaves it out */
 } mpi_case;
 
 static const cf_options opts_init_fail = { .initializer = init_fail };
@@ -1556,15 +1558,19 @@ static const cf_options opts_timeout = { .task_timeout = 1.0 };
 
 #define CASE(fn, pools, opts)                                                  \
     {                                                                          \
-#fn, fn, pools, opts, false, false                                     \
+#fn, fn, pools, opts, false, false, false                              \
     }
 #define ISOLATED_CASE(fn, opts)                                                \
     {                                                                          \
-#fn, fn, 1, opts, true, false                                          \
+#fn, fn, 1, opts, true, false, false                                   \
+    }
+#define SLOW_ISOLATED_CASE(fn, opts)                                           \
+    {                                                                          \
+#fn, fn, 1, opts, true, false, true                                    \
     }
 #define EVERY_RANK_CASE(fn)                                                    \
     {                                                                          \
-#fn, fn, 0, NULL, false, true                                          \
+#fn, fn, 0, NULL, false, true, false                                   \
     }
 static const mpi_case cases[] = {
     CASE(results, 1, NULL),
@@ -1596,18 +1602,23 @@ static const mpi_case cases[] = {
     ISOLATED_CASE(isolated_initializer, &opts_init_mark),
     ISOLATED_CASE(isolated_crashes_blame_only_their_task, NULL),
     ISOLATED_CASE(isolated_initializer_crash_retried, &opts_init_crash_once),
-    ISOLATED_CASE(isolated_stopped_worker_is_replaced, NULL),
+    SLOW_ISOLATED_CASE(isolated_stopped_worker_is_replaced, NULL),
     ISOLATED_CASE(isolated_kill_loop, NULL),
-    ISOLATED_CASE(isolated_slow_initializer_on_one_rank, &opts_init_slow_rank1),
-    ISOLATED_CASE(isolated_hung_batch, &opts_timeout),
+    SLOW_ISOLATED_CASE(isolated_slow_initializer_on_one_rank,
+                       &opts_init_slow_rank1),
+    SLOW_ISOLATED_CASE(isolated_hung_batch, &opts_timeout),
 };
 
-static bool wanted(const char *name, int argc, char **argv)
+/* Whether c runs: every case, the cases named, or (--quick) all but the
+ * slow ones. */
+static bool wanted(const mpi_case *c, int argc, char **argv)
 {
     if (argc < 2)
         return true;
+    if (strcmp(argv[1], "--quick") == 0)
+        return !c->slow;
     for (int a = 1; a < argc; a++)
-        if (strcmp(argv[a], name) == 0)
+        if (strcmp(argv[a], c->name) == 0)
             return true;
     return false;
 }
@@ -1631,7 +1642,7 @@ int main(int argc, char **argv)
     double t0 = now_s();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const mpi_case *c = &cases[i];
-        if (!wanted(c->name, argc, argv))
+        if (!wanted(c, argc, argv))
             continue;
         alarm((unsigned)(120 * test_scale()));
         double c0 = now_s();
