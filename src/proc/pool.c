@@ -120,6 +120,26 @@ static cf__pp_link *next_live(pp_pool *p, cf__pp_link *w)
     return w;
 }
 
+/* Starts workers while more tasks wait than the idle ones (*idle, of n
+ * live) cover, until a start fails (it is retried later): the new n. */
+static size_t start_workers(pp_pool *p, double now, size_t pending,
+                            size_t *idle, size_t n)
+{
+    for (int rc; now >= p->team.starts.retry_at && pending > *idle &&
+                 n < p->max_workers;
+         n++) {
+        cf__pp_link *w = cf__pp_link_start(&p->team, now, &rc);
+        if (!w) { /* go on with the workers we have */
+            cf__starts_failed(&p->team.starts, cf_strerror(rc), now);
+            break;
+        }
+        w->next = p->workers;
+        p->workers = w;
+        ++*idle;
+    }
+    return n;
+}
+
 /* Starts workers as needed and hands pending tasks to those with room,
  * round robin, so a short queue spreads over the pool; then writes. */
 static void dispatch(pp_pool *p, double now)
@@ -143,18 +163,7 @@ static void dispatch(pp_pool *p, double now)
         n += live(w);
         p->limbo |= !live(w) && w->held;
     }
-    bool may_start = now >= p->team.starts.retry_at;
-    for (int rc; may_start && pending > idle && n < p->max_workers; n++) {
-        cf__pp_link *w = cf__pp_link_start(&p->team, now, &rc);
-        if (!w) { /* go on with the workers we have; try again later */
-            cf__starts_failed(&p->team.starts, cf_strerror(rc), now);
-            may_start = false;
-            break;
-        }
-        w->next = p->workers;
-        p->workers = w;
-        idle++;
-    }
+    n = start_workers(p, now, pending, &idle, n);
     /* The tasks a lost worker holds go back to the front of the queue
      * once it is reaped (those it did not start): until then none queued
      * goes out, or one queued behind them would overtake them (and be
