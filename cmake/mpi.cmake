@@ -7,7 +7,9 @@
 #                         links cfutures_static and MPI::MPI_C and defines
 #                         CFUTURES_HAVE_MPI for its users
 #   test_mpi_pool         tests/mpi, run by ctest under mpiexec with 3 ranks
-#                         (mpi_pool_n3) and 1 rank (mpi_pool_n1), and on
+#                         (mpi_pool_n3, and mpi_pool_n3_slow for the cases
+#                         that mostly wait) and 1 rank (mpi_pool_n1,
+#                         mpi_pool_n1_slow), and on
 #                         three namespace "hosts" (mpi_multihost, with
 #                         examples/engines; mpi_partition with
 #                         tests/mpi/mpi_partition.c)
@@ -145,8 +147,13 @@ if(cf_mpi_found AND CF_BUILD_TESTS)
   target_include_directories(test_mpi_pool PRIVATE ${PROJECT_SOURCE_DIR}/src
                              ${PROJECT_SOURCE_DIR}/tests)
   target_link_libraries(test_mpi_pool PRIVATE cfutures_mpi m)
-  cf_mpi_test(mpi_pool_n3 3 $<TARGET_FILE:test_mpi_pool>)
-  cf_mpi_test(mpi_pool_n1 1 $<TARGET_FILE:test_mpi_pool>)
+  # The cases that mostly wait out a time limit (--slow) run as tests of
+  # their own that take one CPU, beside the others.
+  foreach(np 3 1)
+    cf_mpi_test(mpi_pool_n${np} ${np} $<TARGET_FILE:test_mpi_pool> --quick)
+    cf_mpi_test(mpi_pool_n${np}_slow ${np} $<TARGET_FILE:test_mpi_pool> --slow)
+    set_tests_properties(mpi_pool_n${np}_slow PROPERTIES PROCESSORS 1)
+  endforeach()
 
   # The partition test's workload (tests/mpi/multihost.sh partition).
   add_executable(mpi_partition ${PROJECT_SOURCE_DIR}/tests/mpi/mpi_partition.c)

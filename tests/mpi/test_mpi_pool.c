@@ -11,7 +11,7 @@
  * NULL with errno 0 on them each time the root shuts one down). A failed
  * CHECK exits the root, and mpiexec then ends the job with an error; an
  * alarm bounds every case on every rank. `test_mpi_pool NAME...` runs some;
- * `--quick` runs all but those that mostly wait.
+ * `--quick` runs all but those that mostly wait, `--slow` only those.
  */
 #include "harness.h"
 #include "mpi/transport.h"
@@ -1462,18 +1462,19 @@ static void isolated_slow_initializer_on_one_rank(void)
 
 /* Isolated ranks with task_timeout: a batch of hung tasks, each killed at
  * its time limit, keeps its rank busy for longer than the watchdog's limit
- * in all (set to 3 s here, above the longest a task may take); the rank
+ * in all (set to 5 s here, above the longest a task may take, with room
+ * for a worker process's restart on a loaded machine); the rank
  * answers as it goes, so each of them fails with CF_ETIME, not as the
  * tasks of a rank that stopped answering. */
 static void isolated_hung_batch(void)
 {
     cf_options o = { .task_timeout = 1.0 };
-    setenv("CFUTURES_MPI_RANK_TIMEOUT", "3", 1); /* read by the root */
+    setenv("CFUTURES_MPI_RANK_TIMEOUT", "5", 1); /* read by the root */
     cf_executor *ex = make_isolated_pool(&o);
     unsetenv("CFUTURES_MPI_RANK_TIMEOUT");
     wait_workers(ex, (size_t)n_workers());
     check_squares(ex, square, 200); /* the pool learns that tasks are short */
-    int n = 4 * n_workers();        /* 4 s of hung tasks a rank */
+    int n = 7 * n_workers();        /* 7 s of hung tasks a rank */
     cf_future *fs[64];
     for (int i = 0; i < n; i++)
         fs[i] = submit_i64(ex, nap, 60000);
@@ -1609,14 +1610,14 @@ static const mpi_case cases[] = {
     SLOW_ISOLATED_CASE(isolated_hung_batch, &opts_timeout),
 };
 
-/* Whether c runs: every case, the cases named, or (--quick) all but the
- * slow ones. */
+/* Whether c runs: every case, the cases named, all but the slow ones
+ * (--quick), or only those (--slow). */
 static bool wanted(const mpi_case *c, int argc, char **argv)
 {
     if (argc < 2)
         return true;
-    if (strcmp(argv[1], "--quick") == 0)
-        return !c->slow;
+    if (strcmp(argv[1], "--quick") == 0 || strcmp(argv[1], "--slow") == 0)
+        return c->slow == (argv[1][2] == 's');
     for (int a = 1; a < argc; a++)
         if (strcmp(argv[a], c->name) == 0)
             return true;
