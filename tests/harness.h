@@ -454,7 +454,9 @@ static inline int test_main(const test_case *cases, size_t n, int argc,
         ran++;
     }
     printf("%d of %d cases passed in %.2fs\n", ran - failed, ran, now_s() - t0);
-    return failed ? 1 : 0;
+    if (ran == 0)
+        fprintf(stderr, "no case matched the arguments\n");
+    return failed || ran == 0 ? 1 : 0;
 }
 
 #define TEST_MAIN(cases)                                                       \

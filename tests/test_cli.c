@@ -256,6 +256,24 @@ static bool process_alive(pid_t pid)
 }
 
 /* Waits up to `secs` (scaled) for pid to end. */
+/* Waits (10 s, scaled) until the file at path holds n lines. */
+static void wait_lines(const char *path, int n)
+{
+    double end = now_s() + 10 * test_scale();
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        int lines = 0, ch;
+        while (f && (ch = fgetc(f)) != EOF)
+            lines += ch == '\n';
+        if (f)
+            fclose(f);
+        if (lines >= n)
+            return;
+        CHECK(now_s() < end);
+        sleep_s(0.02);
+    }
+}
+
 static bool process_ends(pid_t pid, double secs)
 {
     double end = now_s() + secs * test_scale();
@@ -1585,19 +1603,7 @@ static void jobs_die_with_cfutures_as(const char *cmd)
     in_dir(&s, "pids", pids, sizeof pids);
     child c = start(NULL, (const char *const[]){ "run", "-j", "2", "--", cmd,
                                                  ":::", pids, pids, NULL });
-    double end = now_s() + 10 * test_scale();
-    int lines = 0;
-    while (lines < 2) {
-        CHECK(now_s() < end);
-        sleep_s(0.02);
-        FILE *f = fopen(pids, "r");
-        int ch;
-        lines = 0;
-        while (f && (ch = fgetc(f)) != EOF)
-            lines += ch == '\n';
-        if (f)
-            fclose(f);
-    }
+    wait_lines(pids, 2);
     CHECK(kill(c.pid, SIGKILL) == 0);
     result r = finish(c, now_s());
     CHECK_EQ(r.status, 128 + SIGKILL);
@@ -1631,20 +1637,7 @@ static void sigint_stops_the_run(void)
                         "run", "-j", "2", "--", "sh", "-c",
                         "'echo $$ >> \"$0\"; echo started; exec sleep 60'",
                         pids, ":::", "1", "2", "3", "4", NULL });
-    /* Wait until both running jobs have written their pid. */
-    double end = now_s() + 10 * test_scale();
-    for (;;) {
-        CHECK(now_s() < end);
-        FILE *f = fopen(pids, "r");
-        int lines = 0, ch;
-        while (f && (ch = fgetc(f)) != EOF)
-            lines += ch == '\n';
-        if (f)
-            fclose(f);
-        if (lines >= 2)
-            break;
-        sleep_s(0.02);
-    }
+    wait_lines(pids, 2); /* both running jobs wrote their pid */
     CHECK(kill(c.pid, SIGINT) == 0);
     result r = finish(c, t0);
     CHECK_OUT(r, r.status == 130);
@@ -1675,20 +1668,7 @@ static void sigint_leaves_stopped_jobs_to_resume(void)
                         "run", "-j", "2", "--joblog", log, "--", "sh", "-c",
                         "'echo $$ >> \"$0\"; [ $1 = 1 ] || exec sleep 60'",
                         pids, ":::", "1", "2", "3", "4", NULL });
-    /* Job 1 ends at once; jobs 2 and 3 then run until stopped. */
-    double end = now_s() + 10 * test_scale();
-    for (;;) {
-        CHECK(now_s() < end);
-        FILE *f = fopen(pids, "r");
-        int lines = 0, ch;
-        while (f && (ch = fgetc(f)) != EOF)
-            lines += ch == '\n';
-        if (f)
-            fclose(f);
-        if (lines >= 3)
-            break;
-        sleep_s(0.02);
-    }
+    wait_lines(pids, 3); /* job 1 ended; jobs 2 and 3 run until stopped */
     CHECK(kill(c.pid, SIGINT) == 0);
     result r = finish(c, t0);
     CHECK_OUT(r, r.status == 130);

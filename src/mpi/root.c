@@ -30,6 +30,7 @@ typedef struct batch {
     size_t n, done, bytes;
     uint64_t busy_ns;
     double sent;        /* sent to an idle rank at (it times the rtt), or 0 */
+    double posted;      /* when its send began */
     unsigned char *msg; /* the TASKS message until its send completed */
     MPI_Request req;
     cf__rtask *ts[];
@@ -450,6 +451,7 @@ static void send_batch(mpool *p, mworker *w, batch *b)
         cf__free(msg);
         return;
     }
+    b->posted = cf__now();
     int rc = MPI_Isend(b->msg, (int)len, MPI_BYTE, w->rank, TAG_TASKS, p->comm,
                        &b->req);
     if (rc != MPI_SUCCESS)
@@ -492,8 +494,9 @@ static bool dispatch(mpool *p)
 
 /* ---- the manager's MPI side -------------------------------------------- */
 
-/* Frees the buffers of sends that completed: true if any did. A completed
- * send counts as news from its rank (it took the batch in). */
+/* Frees the buffers of sends that completed: true if any did. A send that
+ * waited on its rank counts as news from it (it took the batch in); one
+ * done at once was buffered, and says nothing of the rank. */
 static bool poll_sends(mpool *p)
 {
     bool any = false;
@@ -511,7 +514,9 @@ static bool poll_sends(mpool *p)
             if (done) {
                 cf__free(b->msg);
                 b->msg = NULL;
-                w->heard = cf__now();
+                double now = cf__now();
+                if (now - b->posted > WATCH_EVERY_S)
+                    w->heard = fmax(w->heard, now);
                 any = true;
             }
         }

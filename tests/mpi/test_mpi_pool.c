@@ -1677,5 +1677,7 @@ int main(int argc, char **argv)
     if (world_rank == 0)
         unlink(getenv(LOG_ENV));
     MPI_Finalize();
-    return 0;
+    if (ran == 0)
+        fprintf(stderr, "no case matched the arguments\n");
+    return ran == 0;
 }
